@@ -1,0 +1,48 @@
+# lightly_matrix: the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: install test lint format typecheck demo bench lock clean-venv help
+
+help:
+	@echo "make demo      pretrain Matrix-SSL on digits, export, Mask R-CNN transfer on generated shapes"
+	@echo "make test      install if needed, then ruff and the whole test suite (all but gpu tests)"
+	@echo "make install   create/refresh .venv (idempotent; seconds when nothing changed)"
+	@echo "make bench     loss benchmark table (benchmarks/bench_losses.py)"
+	@echo "make typecheck mypy on the package"
+	@echo "make lock      re-pin requirements.lock from the current .venv"
+
+install:
+	@bash tools/install.sh
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+typecheck: install
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest -m "not gpu" -p no:cacheprovider
+
+demo: install
+	@bash tools/demo.sh "$(DEMO_DIR)"
+
+bench: install
+	$(PY) benchmarks/bench_losses.py
+
+lock: install
+	@{ echo "# Pinned versions of the whole stack, resolved together on Python 3.11 / x86_64 (tools/install.sh"; \
+	   echo "# installs with -c requirements.lock). Regenerate with: make lock"; \
+	   $(PY) -m pip freeze --all --exclude-editable 2>/dev/null | grep -v -i -e '^-e' -e 'lightly.matrix' -e '^pip=='; \
+	 } > requirements.lock
+	@echo "wrote requirements.lock"
+
+clean-venv:
+	rm -rf $(VENV)

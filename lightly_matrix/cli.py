@@ -1,0 +1,74 @@
+"""The ``lightly-matrix`` command line.
+
+Sub-commands live beside the code they drive and are imported lazily, so ``--help`` and
+``--version`` stay fast and do not import torch or mmdet:
+
+- ``pretrain``: :mod:`lightly_matrix.pretrain` (self-supervised pretraining with Lightning)
+- ``export``: :mod:`lightly_matrix.export.cli` (Lightning/Lightly/torchvision/timm -> mmdet backbone)
+- ``transfer``: :mod:`lightly_matrix.transfer` (Mask R-CNN fine-tuning and COCO evaluation)
+
+Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from lightly_matrix import __version__
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "pretrain": ("lightly_matrix.pretrain", "self-supervised pretraining on digits or an image folder"),
+    "export": ("lightly_matrix.export.cli", "export a pretrained backbone as an mmdet checkpoint"),
+    "transfer": ("lightly_matrix.transfer", "Mask R-CNN fine-tuning and COCO evaluation (mmdet)"),
+}
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one line, without a traceback."""
+
+
+def _load(name: str):  # noqa: ANN202 - returns a module
+    module_name = SUBCOMMANDS[name][0]
+    return importlib.import_module(module_name)
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightly-matrix",
+        description="Matrix-information self-supervised learning (Matrix-SSL, M-MAE, CorInfoMax) "
+        "for Lightly, with MMDetection transfer to MS-COCO.",
+    )
+    parser.add_argument("--version", action="version", version=f"lightly-matrix {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Only the sub-command being run is imported (its arguments need its module).
+    chosen = next((a for a in argv if a in SUBCOMMANDS), None)
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            _load(name).add_arguments(sp)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except UserError as err:
+        print(f"lightly-matrix {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lightly-matrix {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

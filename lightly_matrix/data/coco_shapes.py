@@ -1,0 +1,167 @@
+"""A generated COCO-format instance-segmentation data set of coloured shapes.
+
+Images hold a few non-overlapping rectangles, ellipses and triangles on a noisy background; the
+category is the shape (colour carries no information). Every instance has a polygon mask (the
+exact polygon the shape was drawn with), a box and an area, written in the standard COCO layout::
+
+    root/annotations/instances_train2017.json
+    root/annotations/instances_val2017.json
+    root/train2017/000000000001.jpg ...
+    root/val2017/...
+
+so the demo and the tests go through exactly the same mmdet code path (``CocoDataset``,
+``CocoMetric``) as real MS-COCO.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CATEGORIES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
+SPLITS: tuple[str, ...] = ("train", "val")
+# Written last: its presence marks a complete data set (an interrupted run is regenerated).
+_DONE_MARKER = ".complete"
+
+
+def _polygon(kind: str, cx: float, cy: float, r: float, rng: np.random.Generator) -> np.ndarray:
+    """Vertices (N, 2) of one shape centred at (cx, cy) with circumradius about r."""
+    if kind == "rectangle":
+        aspect = rng.uniform(0.5, 1.0)
+        w, h = (r, r * aspect) if rng.random() < 0.5 else (r * aspect, r)
+        return np.array([[cx - w, cy - h], [cx + w, cy - h], [cx + w, cy + h], [cx - w, cy + h]])
+    if kind == "ellipse":
+        ry = r * rng.uniform(0.5, 1.0)
+        t = np.linspace(0.0, 2.0 * math.pi, 32, endpoint=False)
+        return np.stack([cx + r * np.cos(t), cy + ry * np.sin(t)], axis=1)
+    # Triangle: well-spread angles so it never degenerates into a sliver.
+    start = rng.uniform(0.0, 2.0 * math.pi)
+    t = start + np.array([0.0, 2.0 * math.pi / 3.0, 4.0 * math.pi / 3.0]) + rng.uniform(-0.3, 0.3, 3)
+    return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+
+
+def _area(poly: np.ndarray) -> float:
+    """Shoelace area of a simple polygon."""
+    x, y = poly[:, 0], poly[:, 1]
+    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def _make_image(
+    size: int, rng: np.random.Generator, max_shapes: int
+) -> tuple[Image.Image, list[tuple[int, np.ndarray]]]:
+    """One image and its instances as (category index, polygon)."""
+    base = rng.integers(0, 256, 3)
+    noise = rng.normal(0.0, 12.0, (size, size, 3))
+    pixels = np.clip(base[None, None, :] * 0.5 + 64 + noise, 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    placed: list[tuple[float, float, float]] = []
+    instances: list[tuple[int, np.ndarray]] = []
+    for _ in range(int(rng.integers(1, max_shapes + 1))):
+        for _attempt in range(20):
+            r = rng.uniform(0.08, 0.22) * size
+            cx, cy = rng.uniform(r, size - r, 2)
+            # Disjoint circumcircles: masks stay exact because nothing is occluded.
+            if all(math.hypot(cx - px, cy - py) > r + pr + 2 for px, py, pr in placed):
+                break
+        else:
+            continue
+        placed.append((cx, cy, r))
+        label = int(rng.integers(len(CATEGORIES)))
+        poly = _polygon(CATEGORIES[label], cx, cy, r, rng)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.polygon([tuple(p) for p in poly.tolist()], fill=colour)
+        instances.append((label, poly))
+    return image, instances
+
+
+def make_coco_shapes(
+    root: str | Path,
+    num_train: int = 400,
+    num_val: int = 100,
+    image_size: int = 160,
+    seed: int = 0,
+    max_shapes: int = 4,
+) -> Path:
+    """Write the coloured-shapes data set in the standard COCO layout under ``root``.
+
+    Generation is deterministic for a given set of arguments. A complete data set already at
+    ``root`` made with the same arguments is reused as it is.
+
+    Args:
+        root: Output directory (created).
+        num_train: Number of training images.
+        num_val: Number of validation images.
+        image_size: Side of the square images in pixels.
+        seed: Seed of the generator; train and val use independent streams.
+        max_shapes: Most shapes per image (at least one each).
+
+    Returns:
+        ``root`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: ``root`` holds a data set generated with other arguments.
+    """
+    root = Path(root)
+    params = {
+        "num_train": num_train,
+        "num_val": num_val,
+        "image_size": image_size,
+        "seed": seed,
+        "max_shapes": max_shapes,
+    }
+    marker = root / _DONE_MARKER
+    if marker.is_file():
+        found = json.loads(marker.read_text())
+        if found != params:
+            raise ValueError(f"{root} holds coloured shapes made with {found}, not {params}")
+        return root
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    categories = [
+        {"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)
+    ]
+    ann_id = 1
+    for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val), strict=True)):
+        rng = np.random.default_rng([seed, split_index])
+        img_dir = root / f"{split}2017"
+        img_dir.mkdir(exist_ok=True)
+        images, annotations = [], []
+        for i in range(count):
+            # COCO ids are global: val ids follow the train ids.
+            image_id = split_index * num_train + i + 1
+            image, instances = _make_image(image_size, rng, max_shapes)
+            file_name = f"{image_id:012d}.jpg"
+            image.save(img_dir / file_name, quality=95)
+            images.append(
+                {"id": image_id, "file_name": file_name, "width": image_size, "height": image_size}
+            )
+            for label, poly in instances:
+                x0, y0 = poly.min(axis=0)
+                x1, y1 = poly.max(axis=0)
+                annotations.append(
+                    {
+                        "id": ann_id,
+                        "image_id": image_id,
+                        "category_id": label + 1,
+                        "segmentation": [[round(v, 2) for v in poly.reshape(-1).tolist()]],
+                        "area": round(_area(poly), 2),
+                        "bbox": [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                        "iscrowd": 0,
+                    }
+                )
+                ann_id += 1
+        coco = {
+            "info": {"description": "lightly_matrix coloured shapes", "version": "1.0"},
+            "licenses": [],
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        }
+        with open(root / "annotations" / f"instances_{split}2017.json", "w") as f:
+            json.dump(coco, f)
+    marker.write_text(json.dumps(params))
+    return root

@@ -1,0 +1,201 @@
+"""Matrix functions with gradients that stay finite where eigenvalues repeat.
+
+``torch.linalg.eigh`` differentiates through eigenvectors with ``1 / (lambda_i - lambda_j)``
+terms, which are infinite for the repeated eigenvalues that every "low rank + mu * I" matrix in
+these losses has. :func:`symmetric_matrix_function` instead differentiates with the
+Daleckii-Krein formula, whose divided differences have a finite limit ``f'(lambda)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import comb
+
+import torch
+from torch import Tensor
+
+ScalarFn = Callable[[Tensor], Tensor]
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype matrix functions run in: float64 stays float64, everything else is float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _divided_differences(eigvals: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:
+    """First divided differences ``(f(l_i) - f(l_j)) / (l_i - l_j)``, ``f'`` on (near) ties."""
+    fl = f(eigvals)
+    diff = eigvals[:, None] - eigvals[None, :]
+    # Below this gap the quotient loses more to cancellation than f' at the midpoint is off.
+    tol = 1e-6 * eigvals.abs().max().clamp(min=1.0)
+    close = diff.abs() <= tol
+    safe = torch.where(close, torch.ones_like(diff), diff)
+    quotient = (fl[:, None] - fl[None, :]) / safe
+    midpoint = 0.5 * (eigvals[:, None] + eigvals[None, :])
+    return torch.where(close, df(midpoint), quotient)
+
+
+class _SymmetricMatrixFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, S: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:  # type: ignore[override]
+        S = 0.5 * (S + S.mT)
+        eigvals, U = torch.linalg.eigh(S)
+        ctx.save_for_backward(eigvals, U)
+        ctx.f, ctx.df = f, df
+        return (U * f(eigvals)) @ U.mT
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        eigvals, U = ctx.saved_tensors
+        D = _divided_differences(eigvals, ctx.f, ctx.df)
+        inner = D * (U.mT @ grad @ U)
+        grad_S = U @ inner @ U.mT
+        return 0.5 * (grad_S + grad_S.mT), None, None
+
+
+def symmetric_matrix_function(S: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:
+    """``f(S)`` for a symmetric matrix ``S`` via its eigendecomposition.
+
+    Args:
+        S: Symmetric matrix of shape (n, n). Only ``(S + S^T) / 2`` is used.
+        f: Elementwise scalar function applied to the eigenvalues.
+        df: Its derivative, used for the gradient where eigenvalues (nearly) coincide.
+
+    Returns:
+        ``U f(Lambda) U^T``, differentiable with finite gradients for repeated eigenvalues.
+    """
+    out: Tensor = _SymmetricMatrixFunction.apply(S, f, df)
+    return out
+
+
+def matrix_log(Q: Tensor) -> Tensor:
+    """Exact logarithm of a symmetric positive-definite matrix (eigendecomposition).
+
+    Args:
+        Q: Symmetric positive-definite matrix of shape (n, n).
+
+    Returns:
+        ``log(Q)`` of shape (n, n), with finite gradients even for repeated eigenvalues.
+
+    Examples:
+        >>> Q = torch.eye(3, dtype=torch.float64) * 2.0
+        >>> torch.allclose(matrix_log(Q), torch.eye(3, dtype=torch.float64) * 0.6931471805599453)
+        True
+    """
+    return symmetric_matrix_function(Q, torch.log, torch.reciprocal)
+
+
+def matrix_log_taylor(Q: Tensor, order: int = 4) -> Tensor:
+    """Taylor series of the matrix logarithm around the identity, as the Matrix-SSL code uses.
+
+    ``log(Q) ~ sum_{k=1..order} (-1)^(k+1) (Q - I)^k / k``; valid only where the spectrum of
+    ``Q - I`` lies inside the unit disc. Works for non-symmetric ``Q``.
+
+    Args:
+        Q: Square matrix of shape (n, n).
+        order: Number of series terms (the authors use 4).
+
+    Returns:
+        The truncated series, shape (n, n).
+
+    Examples:
+        >>> Q = torch.eye(2) * 1.1
+        >>> matrix_log_taylor(Q, order=4)[0, 0]  # log(1.1) = 0.09531
+        tensor(0.0953)
+    """
+    _check_order(order)
+    A = Q - torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
+    out = torch.zeros_like(Q)
+    power = A
+    for k in range(1, order + 1):
+        if k > 1:
+            power = power @ A
+        out = out + ((-1) ** (k + 1) / k) * power
+    return out
+
+
+def trace_powers(K: Tensor, order: int) -> list[Tensor]:
+    """``[tr(K), tr(K^2), ..., tr(K^order)]`` with ``ceil(order / 2) - 1`` matrix products.
+
+    Uses ``tr(K^(a+b)) = sum(K^a * (K^b)^T)``: the fourth power needs only ``K @ K``.
+
+    Args:
+        K: Square matrix (n, n), not necessarily symmetric.
+        order: Highest power.
+
+    Returns:
+        List of ``order`` scalar tensors.
+    """
+    _check_order(order)
+    half = (order + 1) // 2
+    powers = [K]
+    for _ in range(1, half):
+        powers.append(powers[-1] @ K)
+    traces = [torch.diagonal(K).sum()]
+    for j in range(2, order + 1):
+        a, b = (j + 1) // 2, j // 2
+        traces.append((powers[a - 1] * powers[b - 1].mT).sum())
+    return traces
+
+
+def shifted_trace_powers(
+    traces: list[Tensor], dim: int, shift: float
+) -> list[Tensor]:
+    """``tr((C + shift * I)^k)`` for ``k = 1..len(traces)`` from ``traces[j-1] = tr(C^j)``.
+
+    Binomial expansion with ``tr(C^0) = dim``: this is how the ``mu * I`` part of every Matrix-SSL
+    matrix is handled exactly without ever forming a ``dim x dim`` matrix.
+    """
+    all_traces = [torch.as_tensor(float(dim), dtype=traces[0].dtype, device=traces[0].device)]
+    all_traces += traces
+    out = []
+    for k in range(1, len(traces) + 1):
+        out.append(
+            sum(comb(k, j) * shift ** (k - j) * all_traces[j] for j in range(k + 1))
+        )
+    return out  # type: ignore[return-value]
+
+
+def logdet_spd(S: Tensor) -> Tensor:
+    """Log-determinant of a symmetric positive-definite matrix through its Cholesky factor.
+
+    Raises:
+        ValueError: If ``S`` is not positive definite, instead of returning NaN.
+    """
+    L, info = torch.linalg.cholesky_ex(S)
+    if bool(info.any()):
+        raise ValueError(
+            f"matrix of shape {tuple(S.shape)} is not positive definite (Cholesky failed at "
+            f"column {int(info.max())}); inputs contain inf/NaN or the ridge eps is too small."
+        )
+    return 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+
+
+def logdet_identity_plus_gram(F: Tensor, scale: float) -> Tensor:
+    """``logdet(I_d + scale * F^T F)`` for ``F`` of shape (m, d), on the smaller side.
+
+    By Sylvester's identity it equals ``logdet(I_m + scale * F F^T)``: the ``min(m, d)``-sized
+    Gram matrix is factorised, never the larger one.
+
+    Args:
+        F: Matrix of shape (m, d).
+        scale: Non-negative factor in front of the Gram matrix.
+
+    Returns:
+        Scalar tensor.
+
+    Examples:
+        >>> F = torch.randn(8, 64, dtype=torch.float64)
+        >>> dense = torch.logdet(torch.eye(64, dtype=torch.float64) + 0.5 * F.T @ F)
+        >>> torch.allclose(logdet_identity_plus_gram(F, 0.5), dense)
+        True
+    """
+    m, d = F.shape
+    gram = F @ F.mT if m <= d else F.mT @ F
+    eye = torch.eye(gram.shape[0], dtype=F.dtype, device=F.device)
+    return logdet_spd(eye + scale * gram)
+
+
+def _check_order(order: int) -> None:
+    if not isinstance(order, int) or isinstance(order, bool) or order < 1:
+        raise ValueError(f"taylor order must be a positive integer, got {order!r}.")

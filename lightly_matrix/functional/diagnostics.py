@@ -1,0 +1,83 @@
+"""Collapse diagnostics to log during training: matrix entropy and effective rank.
+
+Both fall when the embeddings collapse onto a few directions (dimensional collapse), and both
+are computed from the smaller of the m x m and d x d Gram matrices.
+
+- Matrix entropy (von Neumann entropy of the trace-normalised covariance of L2-normalised
+  embeddings), the quantity Matrix-SSL and M-MAE [0, 1] maximise; between 0 and log(min(m, d)).
+- Effective rank (Roy and Vetterli, 2007) [2]: exp of the Shannon entropy of the normalised
+  singular values of the centred embeddings; between 1 and min(m, d).
+
+- [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024
+- [1] Yang et al., Information Flow in Self-Supervised Learning, https://arxiv.org/abs/2309.17281
+- [2] Roy and Vetterli, The effective rank: a measure of effective dimensionality, EUSIPCO 2007
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _gram_eigenvalues(x: Tensor) -> Tensor:
+    m, d = x.shape
+    gram = x @ x.mT if m <= d else x.mT @ x
+    return torch.linalg.eigvalsh(gram).clamp(min=0.0)
+
+
+def _entropy(weights: Tensor) -> Tensor:
+    probs = weights / weights.sum().clamp(min=torch.finfo(weights.dtype).tiny)
+    return -torch.special.xlogy(probs, probs).sum()
+
+
+def _check_embeddings(x: Tensor) -> None:
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(
+            f"expected embeddings of shape (batch >= 2, dim), got {tuple(x.shape)}; "
+            "flatten the features to 2-D and use at least two samples."
+        )
+
+
+@torch.no_grad()
+def matrix_entropy(embeddings: Tensor) -> Tensor:
+    """Von Neumann entropy ``-tr(rho log rho)`` of ``rho = F^T F / m``, ``F`` row-normalised.
+
+    Args:
+        embeddings: Tensor of shape (m, d).
+
+    Returns:
+        Scalar float64 tensor in nats, between 0 (all rows parallel) and ``log(min(m, d))``.
+
+    Examples:
+        >>> x = torch.eye(4)
+        >>> round(float(matrix_entropy(x)), 4)  # log(4)
+        1.3863
+    """
+    _check_embeddings(embeddings)
+    f = F.normalize(embeddings.detach().to(torch.float64), dim=1)
+    return _entropy(_gram_eigenvalues(f))
+
+
+@torch.no_grad()
+def effective_rank(embeddings: Tensor) -> Tensor:
+    """Effective rank ``exp(H(sigma / sum sigma))`` of the centred embeddings.
+
+    Args:
+        embeddings: Tensor of shape (m, d).
+
+    Returns:
+        Scalar float64 tensor between 1 and ``min(m, d)``.
+
+    Examples:
+        >>> x = torch.cat([torch.eye(3), -torch.eye(3)])
+        >>> round(float(effective_rank(x)), 4)
+        3.0
+    """
+    _check_embeddings(embeddings)
+    x = embeddings.detach().to(torch.float64)
+    x = x - x.mean(dim=0, keepdim=True)
+    singular_values = _gram_eigenvalues(x).sqrt()
+    if float(singular_values.sum()) == 0.0:
+        return torch.ones((), dtype=torch.float64)
+    return torch.exp(_entropy(singular_values))

@@ -1,0 +1,79 @@
+"""Input checks and the distributed gather shared by every loss in this package."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.distributed as dist
+from lightly.utils import dist as lightly_dist
+from torch import Tensor
+
+from lightly_matrix.functional._linalg import compute_dtype
+
+
+def check_gather_available(gather_distributed: bool) -> None:
+    """Raise at construction when gathering is asked for but torch has no distributed support."""
+    if gather_distributed and not dist.is_available():
+        raise ValueError(
+            "gather_distributed=True but torch.distributed is not available in this PyTorch "
+            "build; set gather_distributed=False or install a PyTorch with distributed support."
+        )
+
+
+def check_batch(name: str, *tensors: Tensor) -> None:
+    """Every input is 2-D (batch, dim) with at least 2 rows, and all share one shape."""
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise ValueError(f"{name} expects torch.Tensor inputs, got {type(t).__name__}.")
+        if t.ndim != 2:
+            raise ValueError(
+                f"{name} expects 2-D inputs of shape (batch, dim), got shape {tuple(t.shape)}; "
+                "flatten the features first, e.g. x.flatten(start_dim=1)."
+            )
+        if t.shape[0] < 2:
+            raise ValueError(
+                f"{name} needs a batch of at least 2 rows to estimate covariances, got "
+                f"shape {tuple(t.shape)}; increase the batch size."
+            )
+        if not (t.is_floating_point()):
+            raise ValueError(f"{name} expects floating-point inputs, got dtype {t.dtype}.")
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{name} expects inputs of equal shape, got {' and '.join(str(s) for s in shapes)}; "
+            "both views must come from the same batch and the same head output size."
+        )
+
+
+def gather_rows(x: Tensor, gather_distributed: bool) -> Tensor:
+    """Concatenate ``x`` from all processes along the batch, with gradients flowing back.
+
+    Uses Lightly's autograd-aware all-gather, whose backward sums the gradient contributions of
+    every rank (the M-MAE reference code keeps only the local one and is off by the world size).
+    """
+    if not gather_distributed:
+        return x
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError(
+            "gather_distributed=True but torch.distributed is not initialized; call "
+            "torch.distributed.init_process_group() first (Lightning's DDP does), or set "
+            "gather_distributed=False for single-process training."
+        )
+    if dist.get_world_size() == 1:
+        return x
+    return torch.cat(lightly_dist.gather(x.contiguous()), dim=0)
+
+
+def to_compute_dtype(*tensors: Tensor) -> list[Tensor]:
+    """Cast to float64 if any input is float64, else float32.
+
+    float16/bfloat16 (and autocast outputs) are upcast: logdet, eigh and logs need fp32 or fp64.
+    """
+    dtype = max((compute_dtype(t) for t in tensors), key=lambda d: torch.finfo(d).bits)
+    return [t.to(dtype) for t in tensors]
+
+
+def no_autocast(x: Tensor) -> contextlib.AbstractContextManager:
+    """Disable autocast on the device of ``x`` so the matrix math stays in fp32/fp64."""
+    return torch.autocast(device_type=x.device.type, enabled=False)

@@ -1,0 +1,179 @@
+"""CorInfoMax loss: log-determinant of running covariances plus Euclidean alignment [0]."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightly_matrix.functional._linalg import logdet_spd
+from lightly_matrix.loss._common import (
+    check_batch,
+    check_gather_available,
+    gather_rows,
+    no_autocast,
+    to_compute_dtype,
+)
+
+
+class CorInfoMaxLoss(nn.Module):
+    """CorInfoMax loss from [0], with the running statistics as float64 buffers.
+
+    For each branch ``b`` with embeddings ``z_b`` (N x D; gathered over processes if
+    ``gather_distributed``, then L2-normalised if ``normalize``):
+
+    - ``mu_b <- la_mu * mu_b + (1 - la_mu) * mean(z_b)``
+    - ``R_b <- la_R * R_b + (1 - la_R) * (z_b - mu_b)^T (z_b - mu_b) / N`` (old ``R_b`` detached)
+    - ``cov_loss = -(logdet(R_1 + eps I) + logdet(R_2 + eps I)) / D``
+    - ``loss = alpha * mean((z_1 - z_2)^2) + cov_weight * cov_loss``
+
+    ``la_R`` and ``la_mu`` weigh the OLD estimate (0.01 = mostly the current batch). The running
+    means and covariances are registered buffers: saved in ``state_dict``, moved by ``.to()``
+    (they stay float64 whatever dtype the module is cast to), updated in training mode and only
+    read in eval mode. Because the covariances are full-rank running estimates, the log-determinant
+    is taken on the D x D side (D is 64 to 512 in the published settings).
+
+    - [0] Ozsoy et al., Self-Supervised Learning with an Information Maximization Criterion,
+      NeurIPS 2022, https://arxiv.org/abs/2209.07999
+
+    Attributes:
+        dim: Embedding dimension D.
+        alpha: Weight of the invariance (mean squared error) term.
+        cov_weight: Weight of the log-determinant term.
+        la_R: Forgetting factor of the running covariances.
+        la_mu: Forgetting factor of the running means.
+        R_ini: Initial covariance ``R_ini * I``.
+        eps: Ridge added before the log-determinant.
+        normalize: L2-normalise the embeddings first (every published run does).
+        gather_distributed: Gather embeddings from all processes first, so every process
+            holds the same covariance estimates.
+
+    Raises:
+        ValueError: If a hyper-parameter is out of range or gathering is unavailable.
+
+    Examples:
+        >>> import torch
+        >>> from lightly_matrix.loss import CorInfoMaxLoss
+        >>> loss_fn = CorInfoMaxLoss(dim=64)
+        >>> z0 = torch.randn(32, 64, requires_grad=True)
+        >>> z1 = torch.randn(32, 64, requires_grad=True)
+        >>> loss = loss_fn(z0, z1)
+        >>> loss.backward()
+        >>> loss_fn.running_cov_a.dtype
+        torch.float64
+    """
+
+    running_mean_a: Tensor
+    running_mean_b: Tensor
+    running_cov_a: Tensor
+    running_cov_b: Tensor
+
+    def __init__(
+        self,
+        dim: int,
+        alpha: float = 250.0,
+        cov_weight: float = 1.0,
+        la_R: float = 0.01,
+        la_mu: float = 0.01,
+        R_ini: float = 1.0,
+        eps: float = 1e-8,
+        normalize: bool = True,
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ValueError(f"dim must be a positive int (the projector output size), got {dim!r}.")
+        if alpha < 0 or cov_weight < 0:
+            raise ValueError(
+                f"alpha and cov_weight must be >= 0, got alpha={alpha}, cov_weight={cov_weight}."
+            )
+        for name, value in (("la_R", la_R), ("la_mu", la_mu)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(
+                    f"{name} must be in [0, 1), got {value}; it weighs the OLD running estimate "
+                    "(the authors use 0.01 or 0.1)."
+                )
+        if R_ini <= 0:
+            raise ValueError(f"R_ini must be > 0, got {R_ini}; the initial covariance is R_ini * I.")
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}.")
+        check_gather_available(gather_distributed)
+        self.dim = dim
+        self.alpha = alpha
+        self.cov_weight = cov_weight
+        self.la_R = la_R
+        self.la_mu = la_mu
+        self.R_ini = R_ini
+        self.eps = eps
+        self.normalize = normalize
+        self.gather_distributed = gather_distributed
+        eye = torch.eye(dim, dtype=torch.float64)
+        self.register_buffer("running_mean_a", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("running_mean_b", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("running_cov_a", R_ini * eye)
+        self.register_buffer("running_cov_b", R_ini * eye.clone())
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], *args, **kwargs) -> CorInfoMaxLoss:  # type: ignore[override]
+        # Follow device moves, but keep the statistics in float64 through .half()/.to(bf16):
+        # the original float64 values are moved to wherever fn sent the buffer.
+        names = ("running_mean_a", "running_mean_b", "running_cov_a", "running_cov_b")
+        saved = {name: getattr(self, name) for name in names}
+        super()._apply(fn, *args, **kwargs)
+        for name in names:
+            moved = getattr(self, name)
+            setattr(self, name, saved[name].to(device=moved.device, dtype=torch.float64))
+        return self
+
+    def reset_running_stats(self) -> None:
+        """Reset the running means to 0 and the covariances to ``R_ini * I``."""
+        self.running_mean_a.zero_()
+        self.running_mean_b.zero_()
+        eye = torch.eye(self.dim, dtype=torch.float64, device=self.running_cov_a.device)
+        self.running_cov_a.copy_(self.R_ini * eye)
+        self.running_cov_b.copy_(self.R_ini * eye)
+
+    def _updated_stats(self, z: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
+        """New running mean and covariance; the gradient flows through the batch terms only."""
+        z = z.to(torch.float64)
+        new_mean = self.la_mu * mean.detach() + (1.0 - self.la_mu) * z.mean(dim=0)
+        zc = z - new_mean
+        new_cov = self.la_R * cov.detach() + (1.0 - self.la_R) * (zc.mT @ zc) / z.shape[0]
+        return new_mean, new_cov
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        """Loss of the two branches' embeddings.
+
+        Args:
+            z_a: Embeddings of the first view, shape (batch, dim).
+            z_b: Embeddings of the second view, shape (batch, dim).
+
+        Returns:
+            Scalar loss (float32, or float64 for float64 inputs).
+        """
+        check_batch(type(self).__name__, z_a, z_b)
+        if z_a.shape[1] != self.dim:
+            raise ValueError(
+                f"CorInfoMaxLoss was built with dim={self.dim} but got embeddings of dim "
+                f"{z_a.shape[1]}; pass dim equal to the projector's output size."
+            )
+        with no_autocast(z_a):
+            za, zb = to_compute_dtype(z_a, z_b)
+            za = gather_rows(za, self.gather_distributed)
+            zb = gather_rows(zb, self.gather_distributed)
+            if self.normalize:
+                za, zb = F.normalize(za, dim=1), F.normalize(zb, dim=1)
+            mean_a, cov_a = self._updated_stats(za, self.running_mean_a, self.running_cov_a)
+            mean_b, cov_b = self._updated_stats(zb, self.running_mean_b, self.running_cov_b)
+            ridge = self.eps * torch.eye(self.dim, dtype=torch.float64, device=za.device)
+            cov_loss = -(logdet_spd(cov_a + ridge) + logdet_spd(cov_b + ridge)) / self.dim
+            invariance = F.mse_loss(za, zb)
+            loss = self.alpha * invariance + self.cov_weight * cov_loss.to(za.dtype)
+        if self.training:
+            with torch.no_grad():
+                self.running_mean_a.copy_(mean_a)
+                self.running_mean_b.copy_(mean_b)
+                self.running_cov_a.copy_(cov_a)
+                self.running_cov_b.copy_(cov_b)
+        return loss

@@ -1,0 +1,1 @@
+"""Model building blocks (heads) for the matrix-information methods."""
