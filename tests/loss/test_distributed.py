@@ -1,0 +1,45 @@
+"""2 gloo processes on CPU: with gather_distributed=True, loss and gradients equal one process."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from ddp_workers import LOSSES, make_loss, make_model, run_steps, worker
+
+WORLD = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def distributed_results(tmp_path_factory) -> list[dict]:
+    out_dir = tmp_path_factory.mktemp("ddp")
+    mp.spawn(worker, args=(WORLD, _free_port(), str(out_dir)), nprocs=WORLD, join=True)
+    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("name", LOSSES)
+def test_gathered_loss_and_gradients_equal_single_process(name, distributed_results) -> None:
+    single = run_steps(name, make_model(), make_loss(name, gather=False), WORLD, rank=None)
+    for rank, results in enumerate(distributed_results):
+        got = results[name]
+        torch.testing.assert_close(got["loss"], single["loss"], rtol=1e-10, atol=1e-12)
+        # DDP averages parameter gradients over ranks: they must equal the full-batch gradients
+        # (the M-MAE reference gather would give 1/world of them).
+        torch.testing.assert_close(got["weight_grad"], single["weight_grad"], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(got["bias_grad"], single["bias_grad"], rtol=1e-9, atol=1e-12)
+        # The gather's backward sums every rank's contribution; DDP's averaging divides by world.
+        rows = slice(rank * 6, (rank + 1) * 6)
+        torch.testing.assert_close(
+            got["input_grad"] / WORLD, single["input_grad"][rows], rtol=1e-9, atol=1e-12
+        )
+        for key, value in single["state"].items():  # CorInfoMax: identical state everywhere
+            torch.testing.assert_close(got["state"][key], value, rtol=1e-12, atol=1e-14)
