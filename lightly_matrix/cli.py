@@ -4,7 +4,7 @@ Sub-commands live beside the code they drive and are imported lazily, so ``--hel
 ``--version`` stay fast and do not import torch or mmdet:
 
 - ``pretrain``: :mod:`lightly_matrix.pretrain` (self-supervised pretraining with Lightning)
-- ``export``: :mod:`lightly_matrix.export.cli` (Lightning/Lightly/torchvision/timm -> mmdet backbone)
+- ``export``: :mod:`lightly_matrix.export.cli` (Lightning, Lightly, torchvision, timm -> mmdet)
 - ``transfer``: :mod:`lightly_matrix.transfer` (Mask R-CNN fine-tuning and COCO evaluation)
 
 Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -21,7 +21,10 @@ from lightly_matrix import __version__
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "pretrain": ("lightly_matrix.pretrain", "self-supervised pretraining on digits or an image folder"),
+    "pretrain": (
+        "lightly_matrix.pretrain",
+        "self-supervised pretraining on digits or an image folder",
+    ),
     "export": ("lightly_matrix.export.cli", "export a pretrained backbone as an mmdet checkpoint"),
     "transfer": ("lightly_matrix.transfer", "Mask R-CNN fine-tuning and COCO evaluation (mmdet)"),
 }
@@ -31,7 +34,7 @@ class UserError(Exception):
     """A mistake in the user's input: printed as one line, without a traceback."""
 
 
-def _load(name: str):  # noqa: ANN202 - returns a module
+def _load(name: str):
     module_name = SUBCOMMANDS[name][0]
     return importlib.import_module(module_name)
 

@@ -84,7 +84,9 @@ class CorInfoMaxLoss(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(f"dim must be a positive int (the projector output size), got {dim!r}.")
+            raise ValueError(
+                f"dim must be a positive int (the projector output size), got {dim!r}."
+            )
         if alpha < 0 or cov_weight < 0:
             raise ValueError(
                 f"alpha and cov_weight must be >= 0, got alpha={alpha}, cov_weight={cov_weight}."
@@ -96,7 +98,9 @@ class CorInfoMaxLoss(nn.Module):
                     "(the authors use 0.01 or 0.1)."
                 )
         if R_ini <= 0:
-            raise ValueError(f"R_ini must be > 0, got {R_ini}; the initial covariance is R_ini * I.")
+            raise ValueError(
+                f"R_ini must be > 0, got {R_ini}; the initial covariance is R_ini * I."
+            )
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}.")
         check_gather_available(gather_distributed)

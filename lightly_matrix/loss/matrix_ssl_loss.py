@@ -82,7 +82,8 @@ class MatrixSSLLoss(nn.Module):
             not isinstance(taylor_order, int) or isinstance(taylor_order, bool) or taylor_order < 1
         ):
             raise ValueError(
-                f"taylor_order must be a positive int or None (exact logarithm), got {taylor_order!r}."
+                "taylor_order must be a positive int or None (exact logarithm), "
+                f"got {taylor_order!r}."
             )
         check_gather_available(gather_distributed)
         self.gamma = gamma
