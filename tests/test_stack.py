@@ -66,9 +66,15 @@ def test_mask_rcnn_r50_fpn_from_wheel_configs_trains_one_step() -> None:
             labels=torch.tensor([0, 5]),
             masks=BitmapMasks(masks, 256, 256),
         )
-        sample = DetDataSample(metainfo={"img_shape": (256, 256), "pad_shape": (256, 256),
-                                          "ori_shape": (256, 256), "scale_factor": (1.0, 1.0),
-                                          "batch_input_shape": (256, 256)})
+        sample = DetDataSample(
+            metainfo={
+                "img_shape": (256, 256),
+                "pad_shape": (256, 256),
+                "ori_shape": (256, 256),
+                "scale_factor": (1.0, 1.0),
+                "batch_input_shape": (256, 256),
+            }
+        )
         sample.gt_instances = inst
         samples.append(sample)
         images.append(img)
@@ -97,16 +103,33 @@ def test_cocoeval_scores_ground_truth_against_itself_at_ap_one() -> None:
             x, y = (int(v) for v in rng.integers(0, 80, 2))
             w, h = (int(v) for v in rng.integers(10, 40, 2))
             poly = [x, y, x + w, y, x + w, y + h, x, y + h]
-            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": k % 2 + 1,
-                   "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "segmentation": [poly]}
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": k % 2 + 1,
+                "bbox": [x, y, w, h],
+                "area": w * h,
+                "iscrowd": 0,
+                "segmentation": [poly],
+            }
             annotations.append(ann)
             rle = mask_utils.merge(mask_utils.frPyObjects([poly], 128, 128))
             rle["counts"] = rle["counts"].decode()
-            detections.append({"image_id": image_id, "category_id": ann["category_id"],
-                               "bbox": ann["bbox"], "score": 1.0, "segmentation": rle})
+            detections.append(
+                {
+                    "image_id": image_id,
+                    "category_id": ann["category_id"],
+                    "bbox": ann["bbox"],
+                    "score": 1.0,
+                    "segmentation": rle,
+                }
+            )
     gt = COCO()
-    gt.dataset = {"images": images, "annotations": annotations,
-                  "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    gt.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+    }
     gt.createIndex()
     dt = gt.loadRes(detections)
     for iou_type in ("bbox", "segm"):

@@ -138,9 +138,7 @@ def trace_powers(K: Tensor, order: int) -> list[Tensor]:
     return traces
 
 
-def shifted_trace_powers(
-    traces: list[Tensor], dim: int, shift: float
-) -> list[Tensor]:
+def shifted_trace_powers(traces: list[Tensor], dim: int, shift: float) -> list[Tensor]:
     """``tr((C + shift * I)^k)`` for ``k = 1..len(traces)`` from ``traces[j-1] = tr(C^j)``.
 
     Binomial expansion with ``tr(C^0) = dim``: this is how the ``mu * I`` part of every Matrix-SSL
@@ -150,9 +148,7 @@ def shifted_trace_powers(
     all_traces += traces
     out = []
     for k in range(1, len(traces) + 1):
-        out.append(
-            sum(comb(k, j) * shift ** (k - j) * all_traces[j] for j in range(k + 1))
-        )
+        out.append(sum(comb(k, j) * shift ** (k - j) * all_traces[j] for j in range(k + 1)))
     return out  # type: ignore[return-value]
 
 

@@ -33,7 +33,9 @@ def test_matrix_log_gradcheck_distinct_and_repeated_eigenvalues() -> None:
     # mu * I plus a rank-one term: three eigenvalues repeat exactly; eigh's own gradient is NaN here
     v = torch.randn(4, 1, dtype=torch.float64)
     q = (torch.eye(4, dtype=torch.float64) + v @ v.T).requires_grad_()
-    (grad,) = torch.autograd.grad(torch.trace(torch.randn(4, 4, dtype=torch.float64) @ matrix_log(q)), q)
+    (grad,) = torch.autograd.grad(
+        torch.trace(torch.randn(4, 4, dtype=torch.float64) @ matrix_log(q)), q
+    )
     assert torch.isfinite(grad).all()
     assert gradcheck(lambda x: matrix_log(x + x.T), (0.5 * q.detach().clone().requires_grad_(),))
 

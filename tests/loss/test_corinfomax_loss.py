@@ -25,10 +25,18 @@ def _batches(n: int, d: int, steps: int, seed: int = 0) -> list[tuple[torch.Tens
 @pytest.mark.parametrize("n,d", [(8, 24), (16, 16), (40, 12)])
 @pytest.mark.parametrize(
     "alpha,la_R,la_mu,R_ini,eps,cov_weight",
-    [(250.0, 0.01, 0.01, 1.0, 1e-8, 1.0), (500.0, 0.1, 0.1, 1.0, 1e-8, 1.0), (10.0, 0.5, 0.2, 2.0, 1e-4, 0.5)],
+    [
+        (250.0, 0.01, 0.01, 1.0, 1e-8, 1.0),
+        (500.0, 0.1, 0.1, 1.0, 1e-8, 1.0),
+        (10.0, 0.5, 0.2, 2.0, 1e-4, 0.5),
+    ],
 )
-def test_three_consecutive_steps_match_reference(n, d, alpha, la_R, la_mu, R_ini, eps, cov_weight) -> None:
-    loss_fn = CorInfoMaxLoss(d, alpha=alpha, cov_weight=cov_weight, la_R=la_R, la_mu=la_mu, R_ini=R_ini, eps=eps)
+def test_three_consecutive_steps_match_reference(
+    n, d, alpha, la_R, la_mu, R_ini, eps, cov_weight
+) -> None:
+    loss_fn = CorInfoMaxLoss(
+        d, alpha=alpha, cov_weight=cov_weight, la_R=la_R, la_mu=la_mu, R_ini=R_ini, eps=eps
+    )
     ref = CorInfoMaxReference(d, alpha, la_R, la_mu, R_ini, eps)
     for z1, z2 in _batches(n, d, steps=3):
         a1, a2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()

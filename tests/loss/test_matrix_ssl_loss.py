@@ -61,7 +61,8 @@ def test_two_view_symmetrised_loss_is_the_papers_objective() -> None:
     loss_fn = MatrixSSLLoss(gamma=0.3)
     loss = 0.5 * (loss_fn(z1, p2) + loss_fn(z2, p1))
     ref = 0.5 * (
-        matrix_ssl_reference(z1, p2, 0.3, 1.0, 1.0, 4) + matrix_ssl_reference(z2, p1, 0.3, 1.0, 1.0, 4)
+        matrix_ssl_reference(z1, p2, 0.3, 1.0, 1.0, 4)
+        + matrix_ssl_reference(z2, p1, 0.3, 1.0, 1.0, 4)
     )
     assert _rel(loss, ref) <= 1e-6
 

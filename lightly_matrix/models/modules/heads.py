@@ -54,7 +54,9 @@ class MatrixSSLPredictionHead(ProjectionHead):
         torch.Size([4, 128])
     """
 
-    def __init__(self, input_dim: int = 2048, hidden_dim: int = 512, output_dim: int = 2048) -> None:
+    def __init__(
+        self, input_dim: int = 2048, hidden_dim: int = 512, output_dim: int = 2048
+    ) -> None:
         _check_dims(input_dim=input_dim, hidden_dim=hidden_dim, output_dim=output_dim)
         super().__init__(
             [
