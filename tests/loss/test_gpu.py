@@ -1,0 +1,40 @@
+"""The losses on a CUDA device: same values as on the CPU, state on the device, bf16 autocast."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightly_matrix.loss import CorInfoMaxLoss, MatrixEntropyLoss, MatrixSSLLoss, UMAELoss
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("order", [4, None])
+def test_matrix_ssl_cuda_matches_cpu(order) -> None:
+    a, b = torch.randn(64, 256, dtype=torch.float64), torch.randn(64, 256, dtype=torch.float64)
+    cpu = MatrixSSLLoss(taylor_order=order)(a, a + 0.5 * b)
+    gpu = MatrixSSLLoss(taylor_order=order)(a.cuda(), (a + 0.5 * b).cuda())
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-12)
+
+
+def test_corinfomax_state_follows_the_module_to_cuda() -> None:
+    loss_fn = CorInfoMaxLoss(32).cuda()
+    assert loss_fn.running_cov_a.device.type == "cuda"
+    assert loss_fn.running_cov_a.dtype == torch.float64
+    z = torch.randn(16, 32, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = loss_fn(z, z + 0.1)
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("loss_cls", [MatrixEntropyLoss, UMAELoss])
+def test_regularisers_under_cuda_autocast(loss_cls) -> None:
+    layer = torch.nn.Linear(32, 64).cuda()
+    x = torch.randn(16, 32, device="cuda")
+    ref = loss_cls()(layer(x))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        value = loss_cls()(layer(x))
+    value.backward()
+    assert abs(float(value - ref)) <= 0.02 * abs(float(ref))
