@@ -32,8 +32,9 @@ class CorInfoMaxLoss(nn.Module):
     ``la_R`` and ``la_mu`` weigh the OLD estimate (0.01 = mostly the current batch). The running
     means and covariances are registered buffers: saved in ``state_dict``, moved by ``.to()``
     (they stay float64 whatever dtype the module is cast to), updated in training mode and only
-    read in eval mode. Because the covariances are full-rank running estimates, the log-determinant
-    is taken on the D x D side (D is 64 to 512 in the published settings).
+    read in eval mode. The covariances are full-rank running estimates, so a D x D Cholesky
+    factorisation is unavoidable; when the batch is smaller than D the gradient is nevertheless
+    taken on the N x N side (matrix determinant lemma). D is 64 to 512 in the published settings.
 
     - [0] Ozsoy et al., Self-Supervised Learning with an Information Maximization Criterion,
       NeurIPS 2022, https://arxiv.org/abs/2209.07999
@@ -138,13 +139,33 @@ class CorInfoMaxLoss(nn.Module):
         self.running_cov_a.copy_(self.R_ini * eye)
         self.running_cov_b.copy_(self.R_ini * eye)
 
-    def _updated_stats(self, z: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
-        """New running mean and covariance; the gradient flows through the batch terms only."""
+    def _updated_stats(self, z: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """New running mean and covariance, and ``logdet(new covariance + eps I)``.
+
+        The gradient flows through the batch terms only (the old estimates are detached). The
+        covariance is "old (constant) + rank-N update", so when the batch is smaller than the
+        dimension the log-determinant is taken by the matrix determinant lemma:
+        ``logdet(A + c Zc^T Zc) = logdet(A) + logdet(I_N + c W^T W)`` with ``A = L L^T`` and
+        ``W = L^-1 Zc^T``; the D x D Cholesky factor then needs no backward pass.
+        """
         z = z.to(torch.float64)
+        n, d = z.shape
         new_mean = self.la_mu * mean.detach() + (1.0 - self.la_mu) * z.mean(dim=0)
         zc = z - new_mean
-        new_cov = self.la_R * cov.detach() + (1.0 - self.la_R) * (zc.mT @ zc) / z.shape[0]
-        return new_mean, new_cov
+        scale = (1.0 - self.la_R) / n
+        eye = torch.eye(d, dtype=torch.float64, device=z.device)
+        base = self.la_R * cov.detach() + self.eps * eye
+        if n < d:
+            chol, info = torch.linalg.cholesky_ex(base)
+            if not bool(info.any()):
+                w = torch.linalg.solve_triangular(chol, zc.mT, upper=False)
+                small = torch.eye(n, dtype=torch.float64, device=z.device) + scale * (w.mT @ w)
+                logdet = 2.0 * torch.log(torch.diagonal(chol)).sum() + logdet_spd(small)
+                with torch.no_grad():
+                    new_cov = self.la_R * cov + scale * (zc.mT @ zc)
+                return new_mean, new_cov, logdet
+        new_cov = self.la_R * cov.detach() + scale * (zc.mT @ zc)
+        return new_mean, new_cov, logdet_spd(new_cov + self.eps * eye)
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         """Loss of the two branches' embeddings.
@@ -168,10 +189,13 @@ class CorInfoMaxLoss(nn.Module):
             zb = gather_rows(zb, self.gather_distributed)
             if self.normalize:
                 za, zb = F.normalize(za, dim=1), F.normalize(zb, dim=1)
-            mean_a, cov_a = self._updated_stats(za, self.running_mean_a, self.running_cov_a)
-            mean_b, cov_b = self._updated_stats(zb, self.running_mean_b, self.running_cov_b)
-            ridge = self.eps * torch.eye(self.dim, dtype=torch.float64, device=za.device)
-            cov_loss = -(logdet_spd(cov_a + ridge) + logdet_spd(cov_b + ridge)) / self.dim
+            mean_a, cov_a, logdet_a = self._updated_stats(
+                za, self.running_mean_a, self.running_cov_a
+            )
+            mean_b, cov_b, logdet_b = self._updated_stats(
+                zb, self.running_mean_b, self.running_cov_b
+            )
+            cov_loss = -(logdet_a + logdet_b) / self.dim
             invariance = F.mse_loss(za, zb)
             loss = self.alpha * invariance + self.cov_weight * cov_loss.to(za.dtype)
         if self.training:
