@@ -1,1 +1,1 @@
-"""Datasets: the offline digits set and image folders for pretraining (:mod:`.digits`, :mod:`.folder`)."""
+"""Pretraining data: the offline digits (:mod:`.digits`) and image folders (:mod:`.folder`)."""

@@ -40,7 +40,11 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rng: np.random.Generator
         return np.stack([cx + r * np.cos(t), cy + ry * np.sin(t)], axis=1)
     # Triangle: well-spread angles so it never degenerates into a sliver.
     start = rng.uniform(0.0, 2.0 * math.pi)
-    t = start + np.array([0.0, 2.0 * math.pi / 3.0, 4.0 * math.pi / 3.0]) + rng.uniform(-0.3, 0.3, 3)
+    t = (
+        start
+        + np.array([0.0, 2.0 * math.pi / 3.0, 4.0 * math.pi / 3.0])
+        + rng.uniform(-0.3, 0.3, 3)
+    )
     return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
 

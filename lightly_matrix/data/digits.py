@@ -1,9 +1,10 @@
 """scikit-learn's bundled handwritten digits as a small, offline image data set.
 
 1,797 real 8x8 grey-level images of the digits 0-9 ship inside scikit-learn, so this data needs no
-download. They are upsampled to ``image_size`` pixels and converted to RGB so that the ImageNet-style
-backbones and Lightly's transforms apply unchanged. The train/test split is stratified and fixed
-(``random_state=0``), so every run and every method sees the same 1,257 training and 540 test images.
+download. They are upsampled to ``image_size`` pixels and converted to RGB so that the
+ImageNet-style backbones and Lightly's transforms apply unchanged. The train/test split is
+stratified and fixed (``random_state=0``), so every run and every method sees the same 1,257
+training and 540 test images.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class DigitsDataset(Dataset):
 
     Args:
         split: ``"train"``, ``"test"`` or ``"all"``.
-        transform: Applied to each PIL image; a Lightly multi-view transform returns a list of views.
+        transform: Applied to each PIL image (a Lightly multi-view transform returns a list).
         image_size: Side length of the upsampled images.
     """
 

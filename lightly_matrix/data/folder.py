@@ -2,7 +2,8 @@
 
 Two layouts are accepted:
 
-- ``PATH/<class>/**/<image>``: one sub-folder per class; labels are available (used only to evaluate).
+- ``PATH/<class>/**/<image>``: one sub-folder per class; labels are available (used only to
+evaluate).
 - ``PATH/**/<image>`` with images directly in ``PATH``: unlabelled (label ``-1``).
 
 Every file's header is read once when the folder is indexed, so an unreadable file is reported
@@ -21,7 +22,18 @@ from torch.utils.data import Dataset
 
 from lightly_matrix.cli import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
 
 
 class UnreadableImageError(UserError):
@@ -29,7 +41,9 @@ class UnreadableImageError(UserError):
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    )
 
 
 def _images_under(folder: Path) -> list[Path]:
@@ -43,17 +57,21 @@ def scan_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
         root: The folder.
 
     Returns:
-        The image paths, their labels (``-1`` everywhere when there are no class sub-folders) and the
-        class names (empty when unlabelled).
+        The image paths, their labels (``-1`` everywhere when there are no class sub-folders) and
+        the class names (empty when unlabelled).
 
     Raises:
         UserError: If the folder does not exist, is not a folder, or holds no image.
     """
     root = Path(root)
     if not root.exists():
-        raise UserError(f"data folder {str(root)!r} does not exist; pass --data digits or a folder of images")
+        raise UserError(
+            f"data folder {str(root)!r} does not exist; pass --data digits or a folder of images"
+        )
     if not root.is_dir():
-        raise UserError(f"--data {str(root)!r} is not a folder; pass --data digits or a folder of images")
+        raise UserError(
+            f"--data {str(root)!r} is not a folder; pass --data digits or a folder of images"
+        )
     top_images = [p for p in sorted(root.iterdir()) if _is_image(p)]
     class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     class_images = {d.name: _images_under(d) for d in class_dirs}
@@ -87,7 +105,8 @@ def check_images(paths: Sequence[Path]) -> None:
                 image.size  # noqa: B018 - parsing the header is the check
         except (OSError, UnidentifiedImageError, ValueError) as err:
             raise UnreadableImageError(
-                f"cannot read image {str(path)!r} ({type(err).__name__}); remove or replace the file"
+                f"cannot read image {str(path)!r} ({type(err).__name__}); remove or replace the "
+                f"file"
             ) from None
 
 
@@ -102,7 +121,8 @@ def load_image(path: Path) -> Image.Image:
             return image.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise UnreadableImageError(
-            f"cannot read image {str(path)!r} ({type(err).__name__}: {err}); remove or replace the file"
+            f"cannot read image {str(path)!r} ({type(err).__name__}: {err}); remove or replace "
+            f"the file"
         ) from None
 
 
@@ -133,7 +153,9 @@ class ImageFolderDataset(Dataset):
             if check:
                 check_images(paths)
         self.paths = list(paths)
-        self.labels = np.asarray(labels if labels is not None else [-1] * len(self.paths), dtype=np.int64)
+        self.labels = np.asarray(
+            labels if labels is not None else [-1] * len(self.paths), dtype=np.int64
+        )
         self.classes = list(classes or [])
         self.transform = transform
 
@@ -142,7 +164,9 @@ class ImageFolderDataset(Dataset):
         """Number of classes, 0 when the folder is unlabelled."""
         return len(self.classes)
 
-    def subset(self, indices: Sequence[int], transform: Callable[[Image.Image], Any] | None) -> ImageFolderDataset:
+    def subset(
+        self, indices: Sequence[int], transform: Callable[[Image.Image], Any] | None
+    ) -> ImageFolderDataset:
         """The images at ``indices`` with another transform (for evaluation splits)."""
         return ImageFolderDataset(
             self.root,

@@ -1,0 +1,288 @@
+"""Evaluation of frozen backbone features: kNN, linear probe and few-label probe.
+
+Labels are used only here (and by the online probe). The kNN classifier is Lightly's
+``knn_predict`` (cosine similarity, temperature-weighted votes); the linear probes are scikit-learn
+logistic regressions on standardised features, which are fast and deterministic on CPU. On the
+digits, kNN saturates (raw pixels already reach ~96%); the linear and few-label (10 labels per
+class)
+probes are the figures that separate methods.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightly.utils.benchmarking import knn_predict
+from pytorch_lightning import Callback, LightningModule, Trainer
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class ProbeData:
+    """Labelled images for the frozen-feature probes (both with the evaluation transform).
+
+    Attributes:
+        train: Images the probes are fitted on.
+        test: Images the probes are scored on.
+        num_classes: Number of classes.
+    """
+
+    train: Dataset
+    test: Dataset
+    num_classes: int
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: Callable[[Tensor], Tensor],
+    dataset: Dataset,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """Runs ``encoder`` over ``dataset`` of ``(image, label)`` pairs.
+
+    Returns:
+        Float32 features ``(n, d)`` and int64 labels ``(n,)``, on the CPU.
+    """
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    features, labels = [], []
+    for images, targets in loader:
+        features.append(encoder(images.to(device)).flatten(start_dim=1).float().cpu())
+        labels.append(torch.as_tensor(targets))
+    return torch.cat(features), torch.cat(labels).long()
+
+
+def knn_top1(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    k: int = 20,
+    t: float = 0.1,
+) -> float:
+    """Top-1 accuracy (%) of Lightly's weighted cosine kNN classifier."""
+    bank = F.normalize(train_x, dim=1).t().contiguous()
+    query = F.normalize(test_x, dim=1)
+    predictions = knn_predict(
+        query, bank, train_y, num_classes, knn_k=min(k, train_x.shape[0]), knn_t=t
+    )
+    return 100.0 * float((predictions[:, 0] == test_y).float().mean())
+
+
+def linear_probe_top1(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    seed: int = 0,
+    max_iter: int = 1000,
+) -> float:
+    """Top-1 accuracy (%) of an L2-regularised logistic regression on standardised features."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed)
+    )
+    with warnings.catch_warnings():
+        # A probe stopped at max_iter is still a fair, fixed-budget probe for every method.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        probe.fit(train_x.double().numpy(), train_y.numpy())
+    return 100.0 * float(probe.score(test_x.double().numpy(), test_y.numpy()))
+
+
+def few_label_top1(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    per_class: int = 10,
+    repeats: int = 5,
+    seed: int = 0,
+) -> float:
+    """Mean top-1 accuracy (%) of linear probes fitted on ``per_class`` labels per class.
+
+    The labelled subsets are drawn with fixed seeds, so every method sees the same ones.
+    """
+    rng = np.random.default_rng(seed)
+    labels = train_y.numpy()
+    scores = []
+    for _ in range(repeats):
+        chosen = np.concatenate(
+            [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+        )
+        index = torch.as_tensor(chosen)
+        scores.append(linear_probe_top1(train_x[index], train_y[index], test_x, test_y, seed=seed))
+    return float(np.mean(scores))
+
+
+def evaluate_features(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    max_linear_train: int = 20000,
+) -> dict[str, float]:
+    """kNN, linear and few-label top-1 (%) of frozen features.
+
+    Args:
+        train_x: Features the probes are fitted on, ``(n, d)``.
+        train_y: Their labels.
+        test_x: Features the probes are scored on.
+        test_y: Their labels.
+        num_classes: Number of classes.
+        max_linear_train: Fit the linear probe on at most this many (evenly spaced) samples.
+
+    Returns:
+        ``{"knn_top1", "linear_top1", "few_label_top1"}``.
+    """
+    linear_index = torch.linspace(0, len(train_x) - 1, min(len(train_x), max_linear_train)).long()
+    return {
+        "knn_top1": knn_top1(train_x, train_y, test_x, test_y, num_classes),
+        "linear_top1": linear_probe_top1(
+            train_x[linear_index], train_y[linear_index], test_x, test_y
+        ),
+        "few_label_top1": few_label_top1(train_x, train_y, test_x, test_y),
+    }
+
+
+def evaluate_encoder(
+    encoder: Callable[[Tensor], Tensor],
+    data: ProbeData,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+) -> dict[str, float]:
+    """Extracts features of ``data`` with ``encoder``; scores them (:func:`evaluate_features`)."""
+    train_x, train_y = extract_features(encoder, data.train, device=device, num_workers=num_workers)
+    test_x, test_y = extract_features(encoder, data.test, device=device, num_workers=num_workers)
+    return evaluate_features(train_x, train_y, test_x, test_y, data.num_classes)
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """A markdown table of ``rows`` with ``(key, header)`` columns; floats with 2 decimals."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(header for _, header in columns) + " |"]
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    lines += ["| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+EVAL_COLUMNS = (
+    ("epoch", "epoch"),
+    ("knn_top1", "kNN top-1 (%)"),
+    ("linear_top1", "linear top-1 (%)"),
+    ("few_label_top1", "10 labels/class top-1 (%)"),
+    ("eval_s", "eval time (s)"),
+)
+
+
+class FrozenEvaluation(Callback):
+    """Scores the frozen online backbone before training, every N epochs and at the end.
+
+    Results go to ``out_dir/metrics.json`` (``run`` info, ``history`` of evaluations, ``final``)
+    and to the Lightning loggers as ``eval/*``. The epoch-0 row is the randomly initialised
+    backbone. Only the global-zero process evaluates.
+
+    Args:
+        data: Labelled probe data.
+        out_dir: Run directory.
+        every_n_epochs: Evaluate every N epochs (0: only before and after training).
+        at_start: Evaluate the untrained backbone when a run starts from scratch.
+        run_info: Written under ``run`` in the metrics file.
+        num_workers: Data-loading workers for feature extraction.
+    """
+
+    def __init__(
+        self,
+        data: ProbeData,
+        out_dir: str | Path,
+        every_n_epochs: int = 0,
+        at_start: bool = True,
+        run_info: dict[str, Any] | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.data = data
+        self.path = Path(out_dir) / METRICS_FILE
+        self.every_n_epochs = every_n_epochs
+        self.at_start = at_start
+        self.run_info = dict(run_info or {})
+        self.num_workers = num_workers
+        self.history: list[dict[str, Any]] = []
+        if self.path.exists():  # a resumed run appends to its history
+            self.history = json.loads(self.path.read_text()).get("history", [])
+
+    def evaluate(self, trainer: Trainer, module: LightningModule, epoch: int) -> None:
+        """Evaluates the backbone after ``epoch`` completed epochs and records the result."""
+        if not trainer.is_global_zero or any(row["epoch"] == epoch for row in self.history):
+            return
+        start = time.perf_counter()
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.autocast(device_type=module.device.type, enabled=False):
+                metrics = evaluate_encoder(module, self.data, module.device, self.num_workers)
+        finally:
+            module.train(was_training)
+        row = {
+            "epoch": epoch,
+            "step": trainer.global_step,
+            **metrics,
+            "eval_s": time.perf_counter() - start,
+        }
+        self.history.append(row)
+        for logger in trainer.loggers:
+            logger.log_metrics(
+                {f"eval/{k}": v for k, v in metrics.items()}, step=trainer.global_step
+            )
+        self.write()
+
+    def write(self) -> None:
+        """Writes ``metrics.json``."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        history = sorted(self.history, key=lambda row: row["epoch"])
+        payload = {
+            "run": self.run_info,
+            "history": history,
+            "final": history[-1] if history else None,
+        }
+        self.path.write_text(json.dumps(payload, indent=2) + "\n")
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.at_start and trainer.global_step == 0:
+            self.evaluate(trainer, pl_module, epoch=0)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if (
+            self.every_n_epochs > 0
+            and epoch % self.every_n_epochs == 0
+            and epoch < (trainer.max_epochs or 0)
+        ):
+            self.evaluate(trainer, pl_module, epoch)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.evaluate(trainer, pl_module, trainer.current_epoch)

@@ -1,0 +1,160 @@
+"""Export pretrained backbones as checkpoints that mmdet's ``init_cfg`` loads.
+
+>>> from lightly_matrix.export import export_backbone
+>>> export_backbone("runs/matrix_ssl/last.ckpt", "backbone_r18.pth")  # doctest: +SKIP
+
+The written file is ``{'state_dict': {'backbone.<mmdet key>': tensor}, 'meta': {...}}`` with
+only tensors and plain Python values (it loads with ``torch.load(..., weights_only=True)``, as
+mmengine 0.10.7 does under torch >= 2.6). Point a config at it with::
+
+    model.backbone.init_cfg = dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightly_matrix import __version__
+from lightly_matrix.cli import UserError
+from lightly_matrix.export.convert import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    Backbone,
+    convert_state_dict,
+    load_backbone,
+    sha256_of,
+)
+from lightly_matrix.export.verify import (
+    ExportError,
+    build_mmdet_module,
+    check_coverage,
+    expected_keys,
+    model_expected_keys,
+)
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "Backbone",
+    "ExportError",
+    "build_mmdet_module",
+    "check_coverage",
+    "convert_state_dict",
+    "expected_keys",
+    "export_backbone",
+    "load_backbone",
+    "model_expected_keys",
+    "save_backbone",
+    "sha256_of",
+    "verify_backbone",
+]
+
+
+def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = None) -> None:
+    """Check that the converted weights cover the mmdet module(s) they are meant for.
+
+    Args:
+        backbone: Converted weights.
+        model_cfg: A detector ``model`` config to check against (its backbone and, for C4, its
+            shared head); by default the full backbone described by ``backbone.backbone_cfg``.
+
+    Raises:
+        ExportError: Missing or unexpected keys, or shape mismatches (all listed).
+    """
+    if model_cfg is None:
+        targets = expected_keys(build_mmdet_module(backbone.backbone_cfg))
+        what = f"mmdet's {backbone.backbone_cfg['type']} ({backbone.architecture})"
+    else:
+        targets = model_expected_keys(model_cfg)
+        what = f"the config's backbone ({model_cfg['backbone'].get('type')})"
+    check_coverage(backbone.state_dict, targets, what)
+
+
+def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> Path:
+    """Write converted weights in the export format (atomically; never over an existing file).
+
+    Args:
+        backbone: Converted (and verified) weights.
+        out: Output file.
+        force: Replace ``out`` if it exists.
+
+    Returns:
+        The written path.
+
+    Raises:
+        UserError: ``out`` exists and ``force`` is false.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise UserError(
+            f"{out} already exists; not overwriting it (choose another --out or pass --force)"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        **backbone.meta,
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_FORMAT_VERSION,
+        "architecture": backbone.architecture,
+        "backbone_cfg": dict(backbone.backbone_cfg),
+        "num_tensors": len(backbone.state_dict),
+        "lightly_matrix_version": __version__,
+    }
+    payload = {
+        # Own, contiguous storage per tensor: a view would drag its whole source storage along.
+        "state_dict": {
+            f"backbone.{k}": v.detach().clone().contiguous() for k, v in backbone.state_dict.items()
+        },
+        "meta": meta,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def export_backbone(
+    src: str | Path | nn.Module | Mapping[str, Any],
+    out: str | Path,
+    *,
+    force: bool = False,
+    model_cfg: Mapping[str, Any] | None = None,
+) -> Backbone:
+    """Convert a pretrained backbone, check it against mmdet, and write it for ``init_cfg``.
+
+    Args:
+        src: Our Lightning checkpoint (any method; its online ``backbone.`` only), a Lightly
+            ``nn.Sequential`` ResNet, a torchvision ResNet, a timm ViT or lightly's
+            ``MaskedVisionTransformerTIMM`` (file, module or state dict), or a file exported before.
+        out: Output file; an existing one is an error unless ``force``.
+        force: Overwrite ``out``.
+        model_cfg: Also check against this detector ``model`` config (see :func:`verify_backbone`).
+
+    Returns:
+        The converted :class:`Backbone` (``meta`` as written).
+
+    Raises:
+        UserError: Unreadable input, unknown layout, weights that do not cover the mmdet
+            backbone (:class:`ExportError`), or an existing ``out``.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise UserError(
+            f"{out} already exists; not overwriting it (choose another --out or pass --force)"
+        )
+    backbone = load_backbone(src)
+    verify_backbone(backbone)
+    if model_cfg is not None:
+        verify_backbone(backbone, model_cfg)
+    save_backbone(backbone, out, force=force)
+    return backbone

@@ -1,0 +1,321 @@
+"""Read pretrained backbones in the formats we meet and rename them to mmdet's key layout.
+
+Only torch is needed here; checking the result against an mmdet model lives in
+:mod:`lightly_matrix.export.verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightly_matrix.cli import UserError
+
+#: ``meta['format']`` of the files written by :func:`lightly_matrix.export.export_backbone`.
+EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
+EXPORT_FORMAT_VERSION = 1
+
+# Children of a torchvision ResNet as Lightly wraps it (nn.Sequential of children()[:-1]):
+# 2 (relu), 3 (maxpool) and 8 (avgpool) hold no weights; fc is not part of the wrapper.
+_LIGHTLY_RESNET_CHILDREN = {
+    "0": "conv1",
+    "1": "bn1",
+    "4": "layer1",
+    "5": "layer2",
+    "6": "layer3",
+    "7": "layer4",
+}
+# (bottleneck?, blocks per stage) -> depth, as in torchvision and mmdet's ResNet.arch_settings.
+_RESNET_DEPTHS: dict[tuple[bool, tuple[int, ...]], int] = {
+    (False, (2, 2, 2, 2)): 18,
+    (False, (3, 4, 6, 3)): 34,
+    (True, (3, 4, 6, 3)): 50,
+    (True, (3, 4, 23, 3)): 101,
+    (True, (3, 8, 36, 3)): 152,
+}
+# Standard ViT widths -> timm size name (with the depth that name implies), for state dicts
+# that do not say which timm model they came from.
+_VIT_SIZES = {192: ("tiny", 12), 384: ("small", 12), 768: ("base", 12), 1024: ("large", 24)}
+# Wrapper prefixes that can sit in front of a whole state dict: DDP, torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Parts of a ViT checkpoint that a detector never uses: classifier, MAE-style mask token.
+_VIT_DROPPED = re.compile(r"^(head\.|head_drop\.|fc_norm\.|mask_token$)")
+
+
+@dataclass
+class Backbone:
+    """A backbone state dict in mmdet's key layout, with what is known about it.
+
+    Attributes:
+        state_dict: Tensors keyed as the mmdet backbone names them (without ``backbone.``).
+        architecture: ``resnet18``, ``resnet50``, ... or a timm ViT name.
+        backbone_cfg: Keyword arguments for the mmdet backbone (``type`` included) that the
+            weights fit, e.g. ``{'type': 'ResNet', 'depth': 50}``.
+        meta: Plain-typed provenance (method, epochs, source, checksum, ...).
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    architecture: str
+    backbone_cfg: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        """``'resnet'`` or ``'vit'``."""
+        return "vit" if self.backbone_cfg["type"] != "ResNet" else "resnet"
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def _strip_wrappers(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove a DDP/compile prefix that every key carries."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if sd and all(k.startswith(prefix) for k in sd):
+                sd = {k[len(prefix) :]: v for k, v in sd.items()}
+                changed = True
+    return sd
+
+
+def _select_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Keys under exactly ``prefix`` (e.g. ``backbone.`` but not ``teacher_backbone.``)."""
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def _top_level(keys: Any, limit: int = 12) -> str:
+    names = sorted({k.split(".", 1)[0] for k in keys})
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _resnet(sd: dict[str, torch.Tensor], name_hint: str | None) -> Backbone:
+    """A torchvision/mmdet-named ResNet state dict (fc dropped) and its depth."""
+    sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+    bottleneck = "layer1.0.conv3.weight" in sd
+    blocks = []
+    for stage in range(1, 5):
+        indices = {int(m.group(1)) for k in sd if (m := re.match(rf"layer{stage}\.(\d+)\.", k))}
+        blocks.append(max(indices) + 1 if indices else 0)
+    depth = _RESNET_DEPTHS.get((bottleneck, tuple(blocks)))
+    if depth is None:
+        # Incomplete weights: take the named (or smallest fitting) depth, so that verification
+        # lists exactly what is missing.
+        hinted = re.fullmatch(r"resnet(\d+)", name_hint or "")
+        fitting = [
+            d
+            for (b, layout), d in _RESNET_DEPTHS.items()
+            if b == bottleneck and all(n <= m for n, m in zip(blocks, layout, strict=True))
+        ]
+        depth = int(hinted.group(1)) if hinted else min(fitting, default=None)
+    if depth not in _RESNET_DEPTHS.values():
+        raise UserError(
+            f"the ResNet weights have an unknown layout "
+            f"({'Bottleneck' if bottleneck else 'BasicBlock'} blocks per stage {blocks});"
+            " mmdet's ResNet supports depths 18, 34, 50, 101, 152"
+        )
+    architecture = f"resnet{depth}"
+    if name_hint and name_hint.startswith("resnet") and name_hint != architecture:
+        raise UserError(
+            f"the checkpoint says its backbone is {name_hint!r} but its weights are a"
+            f" {architecture}; the checkpoint is inconsistent, export another one"
+        )
+    return Backbone(sd, architecture, {"type": "ResNet", "depth": depth})
+
+
+def _vit(sd: dict[str, torch.Tensor], name_hint: str | None) -> Backbone:
+    """A timm VisionTransformer state dict, and the timm model name and sizes it fits."""
+    sd = {k: v for k, v in sd.items() if not _VIT_DROPPED.match(k)}
+    proj = sd["patch_embed.proj.weight"]
+    embed_dim, in_chans, patch_size = int(proj.shape[0]), int(proj.shape[1]), int(proj.shape[2])
+    depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
+    num_prefix = int("cls_token" in sd) + (
+        int(sd["reg_token"].shape[1]) if "reg_token" in sd else 0
+    )
+    cfg: dict[str, Any] = {"type": "TimmViTSimplePyramid", "patch_size": patch_size}
+    if "pos_embed" in sd:
+        tokens = int(sd["pos_embed"].shape[1])
+        # timm keeps prefix tokens in pos_embed unless no_embed_class; try both.
+        for grid_tokens in (tokens - num_prefix, tokens):
+            side = round(grid_tokens**0.5)
+            if side * side == grid_tokens:
+                cfg["img_size"] = side * patch_size
+                break
+    if in_chans != 3:
+        cfg["in_chans"] = in_chans
+    cfg["final_norm"] = "norm.weight" in sd
+    if name_hint and name_hint.startswith("vit"):
+        model_name = name_hint
+    elif embed_dim in _VIT_SIZES and _VIT_SIZES[embed_dim][1] == depth:
+        model_name = f"vit_{_VIT_SIZES[embed_dim][0]}_patch16_224"
+    else:
+        raise UserError(
+            f"cannot tell which timm ViT has width {embed_dim} and depth {depth}; export it from a"
+            " Lightning checkpoint whose hyper_parameters name the backbone"
+        )
+    cfg["model_name"] = model_name
+    # Our mmdet wrapper holds the timm model as `vit`.
+    return Backbone({f"vit.{k}": v for k, v in sd.items()}, model_name, cfg)
+
+
+def _from_lightly_sequential(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in sd.items():
+        child, _, rest = key.partition(".")
+        if child not in _LIGHTLY_RESNET_CHILDREN:
+            raise UserError(
+                f"unexpected key {key!r} in a Lightly-style nn.Sequential ResNet (children 0, 1,"
+                " 4-7 hold weights); is this a ResNet with torchvision's ImageNet stem?"
+            )
+        out[f"{_LIGHTLY_RESNET_CHILDREN[child]}.{rest}"] = value
+    return out
+
+
+def convert_state_dict(sd: Mapping[str, torch.Tensor], name_hint: str | None = None) -> Backbone:
+    """Rename one backbone's state dict to mmdet's layout.
+
+    Recognised layouts: Lightly ``nn.Sequential`` ResNets (``0.``, ``1.``, ``4.``-``7.``),
+    torchvision/mmdet ResNets (``conv1.``, ``layer1.`` ...; ``fc.`` dropped), lightly's
+    ``MaskedVisionTransformerTIMM`` (``vit.`` + timm keys) and plain timm ViTs; a DDP
+    ``module.`` or ``torch.compile`` prefix is removed first.
+
+    Args:
+        sd: The backbone's tensors (no ``backbone.`` prefix).
+        name_hint: Architecture name from the checkpoint, when it has one (a timm ViT name is
+            needed to know its number of heads; ResNets are recognised from their weights).
+
+    Returns:
+        The converted :class:`Backbone` (``meta`` empty).
+
+    Raises:
+        UserError: The layout is not one of the above.
+    """
+    sd = _strip_wrappers(dict(sd))
+    if sd and all(k[0].isdigit() for k in sd):
+        return _resnet(_from_lightly_sequential(sd), name_hint)
+    if "conv1.weight" in sd and any(k.startswith("layer1.") for k in sd):
+        return _resnet(sd, name_hint)
+    vit_sd = _select_prefix(sd, "vit.") or sd
+    if "patch_embed.proj.weight" in vit_sd and any(k.startswith("blocks.") for k in vit_sd):
+        return _vit(vit_sd, name_hint)
+    raise UserError(
+        "no ResNet or ViT backbone found (top-level keys: "
+        f"{_top_level(sd)}); expected a Lightly nn.Sequential ResNet, a torchvision ResNet or a"
+        " timm ViT"
+    )
+
+
+def _lightning_backbone(ckpt: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The online backbone of one of our Lightning checkpoints and its provenance."""
+    hparams = ckpt.get("hyper_parameters") or {}
+    hparams = dict(hparams) if isinstance(hparams, Mapping) else vars(hparams)
+    # Exactly `backbone.`: teacher/momentum copies, heads, decoders and loss buffers are dropped.
+    sd = _select_prefix(ckpt["state_dict"], "backbone.")
+    if not sd:
+        raise UserError(
+            "the Lightning checkpoint has no 'backbone.' weights (top-level keys: "
+            f"{_top_level(ckpt['state_dict'])}); only the online backbone is exported"
+        )
+    epoch = ckpt.get("epoch")
+    meta = {
+        "method": str(hparams["method"]) if "method" in hparams else None,
+        # Lightning stores the 0-based epoch in progress; checkpoints are written at its end.
+        "epochs": int(epoch) + 1 if isinstance(epoch, int) else None,
+        "global_step": int(ckpt["global_step"])
+        if isinstance(ckpt.get("global_step"), int)
+        else None,
+        "source_format": "lightning",
+    }
+    name = hparams.get("backbone")
+    meta["backbone_name"] = str(name) if name is not None else None
+    return sd, meta
+
+
+def load_backbone(src: str | Path | nn.Module | Mapping[str, Any]) -> Backbone:
+    """Load a pretrained backbone from any supported source and convert it to mmdet's layout.
+
+    Args:
+        src: A file (our Lightning checkpoint, a file written by :func:`export_backbone`, a saved
+            state dict or ``nn.Module``, a ``{'state_dict'|'model': ...}`` checkpoint), an
+            ``nn.Module`` or a state dict.
+
+    Returns:
+        The converted :class:`Backbone` with ``meta`` filled in.
+
+    Raises:
+        UserError: The file is missing or unreadable, or holds no recognisable backbone.
+    """
+    meta: dict[str, Any] = {"method": None, "epochs": None}
+    if isinstance(src, str | Path):
+        path = Path(src)
+        if not path.is_file():
+            raise UserError(f"checkpoint {path} does not exist")
+        try:
+            # Training checkpoints hold hyper-parameters (plain objects), hence not weights_only.
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:
+            raise UserError(f"cannot read {path} as a torch checkpoint: {err}") from err
+        meta.update(source=str(path.resolve()), source_sha256=sha256_of(path))
+    else:
+        obj = src
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+        meta["source_format"] = "module"
+    if not isinstance(obj, Mapping):
+        raise UserError(f"expected a checkpoint dict or a state dict, found {type(obj).__name__}")
+
+    name_hint = None
+    own_meta = obj.get("meta") if isinstance(obj.get("meta"), Mapping) else None
+    if own_meta is not None and own_meta.get("format") == EXPORT_FORMAT:
+        # A file we exported before: keep its provenance, re-check its weights.
+        sd = _select_prefix(obj["state_dict"], "backbone.")
+        meta.update({k: v for k, v in own_meta.items() if k not in ("source", "source_sha256")})
+        meta["exported_from"] = own_meta.get("source")
+        name_hint = own_meta.get("architecture")
+    elif isinstance(obj.get("state_dict"), Mapping) and (
+        "hyper_parameters" in obj or "pytorch-lightning_version" in obj
+    ):
+        sd, lightning_meta = _lightning_backbone(obj)
+        meta.update(lightning_meta)
+        name_hint = lightning_meta["backbone_name"]
+    else:
+        for key in ("state_dict", "model"):
+            if _is_state_dict(obj.get(key)):
+                obj = obj[key]
+                break
+        if not _is_state_dict(obj):
+            raise UserError(
+                f"no state dict found (top-level keys: {_top_level(obj)}); expected a Lightning"
+                " checkpoint, a state dict, or a dict with 'state_dict' or 'model'"
+            )
+        sd = _strip_wrappers(dict(obj))
+        # mmdet/mmselfsup-style checkpoints of a whole model: keep its backbone only.
+        sd = _select_prefix(sd, "backbone.") or sd
+        meta.setdefault("source_format", "state_dict")
+    backbone = convert_state_dict(sd, name_hint)
+    meta["architecture"] = backbone.architecture
+    backbone.meta = meta
+    return backbone

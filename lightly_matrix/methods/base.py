@@ -1,0 +1,236 @@
+"""What every pretraining module shares: backbones, the optimiser and schedule, the online probe,
+and the per-epoch collapse diagnostics.
+
+Each method file (``matrix_ssl.py``, ``corinfomax.py``, ...) defines only its architecture and its
+``training_step``, in the style of Lightly's benchmark modules. Hyper-parameters are the constructor
+arguments, stored with ``save_hyperparameters()`` in every checkpoint next to ``method`` and
+``backbone`` (the contract the mmdet exporter reads).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torchvision
+from lightly.models.modules.masked_vision_transformer_timm import MaskedVisionTransformerTIMM
+from lightly.models.utils import get_weight_decay_parameters
+from lightly.utils.benchmarking import OnlineLinearClassifier
+from lightly.utils.lars import LARS
+from lightly.utils.scheduler import CosineWarmupScheduler
+from pytorch_lightning import LightningModule
+from torch import Tensor, nn
+
+from lightly_matrix.functional import effective_rank, matrix_entropy
+
+RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
+OPTIMIZERS = ("sgd", "lars", "adamw")
+
+
+def is_vit(name: str) -> bool:
+    """Whether ``name`` is a timm Vision Transformer (``vit_*``), not a torchvision ResNet."""
+    return name.startswith("vit")
+
+
+def check_backbone(name: str) -> None:
+    """Raises ``ValueError`` unless ``name`` is resnet18, resnet50 or a timm ``vit_*`` model."""
+    if name in RESNETS:
+        return
+    if is_vit(name):
+        import timm
+
+        if timm.is_model(name):
+            return
+    raise ValueError(
+        f"unknown backbone {name!r}; use resnet18, resnet50 or a timm ViT such as "
+        f"vit_tiny_patch16_224"
+    )
+
+
+def default_patch_size(name: str, image_size: int) -> int:
+    """The ViT patch size: the model's own at >= 128 px, else ``image_size // 8`` (64 tokens)."""
+    if image_size >= 128:
+        return int(name.split("patch")[1].split("_")[0]) if "patch" in name else 16
+    return max(1, image_size // 8)
+
+
+def build_backbone(
+    name: str, image_size: int = 224, patch_size: int | None = None
+) -> tuple[nn.Module, int]:
+    """Builds a randomly initialised backbone in Lightly's layout.
+
+    ResNets are ``nn.Sequential(*children()[:-1])`` of torchvision's model, with its standard
+    ImageNet stem (7x7 conv + max-pool; the mmdet exporter maps exactly this), so ``backbone.0``
+    is conv1, ``backbone.1`` bn1 and ``backbone.4``..``backbone.7`` layer1..4. ViTs are timm
+    models wrapped in Lightly's ``MaskedVisionTransformerTIMM`` (keys ``backbone.vit.*``), which
+    accepts token masks.
+
+    Args:
+        name: ``resnet18``, ``resnet50`` or a timm ViT name, e.g. ``vit_tiny_patch16_224``.
+        image_size: Input size; sets the ViT's position embeddings.
+        patch_size: ViT patch size; ``None`` picks :func:`default_patch_size`.
+
+    Returns:
+        The backbone (output ``(batch, dim)`` after ``flatten(1)``) and its feature dimension.
+    """
+    check_backbone(name)
+    if name in RESNETS:
+        resnet = RESNETS[name]()
+        return nn.Sequential(*list(resnet.children())[:-1]), int(resnet.fc.in_features)
+    import timm
+
+    vit: Any = timm.create_model(
+        name,
+        pretrained=False,
+        num_classes=0,
+        img_size=image_size,
+        patch_size=patch_size or default_patch_size(name, image_size),
+    )
+    backbone = MaskedVisionTransformerTIMM(vit=vit)
+    # Tokens are dropped (idx_keep), never replaced, so the encoder's mask token gets no gradient;
+    # freezing it keeps DDP from waiting for it.
+    backbone.mask_token.requires_grad_(False)
+    return backbone, int(vit.embed_dim)
+
+
+class PretrainModule(LightningModule):
+    """Base of the pretraining modules; subclasses call ``save_hyperparameters()`` first.
+
+    Subclasses set ``self.backbone`` (online backbone), ``self.online_classifier`` (or ``None``),
+    and implement ``training_step``, calling :meth:`online_probe` and :meth:`track_embeddings`. The
+    hyper-parameters read here are ``batch_size_per_device``, ``optimizer``, ``lr`` (per 256 images,
+    scaled linearly with the global batch), ``weight_decay`` and ``warmup_epochs``.
+    """
+
+    #: Name of the method in the CLI and in checkpoints (``hparams["method"]``).
+    method: ClassVar[str] = ""
+    backbone: nn.Module
+    online_classifier: OnlineLinearClassifier | None
+
+    def _init_common(
+        self, backbone: str, image_size: int, patch_size: int | None, num_classes: int
+    ) -> int:
+        """Records ``method``, builds the backbone and online probe; returns the feature dim."""
+        self.hparams["method"] = self.method
+        self.backbone, feature_dim = build_backbone(backbone, image_size, patch_size)
+        # The online probe trains on detached features (Lightly's benchmarks); it needs labels.
+        self.online_classifier = (
+            OnlineLinearClassifier(
+                feature_dim=feature_dim, num_classes=num_classes, topk=(1, min(5, num_classes))
+            )
+            if num_classes > 1
+            else None
+        )
+        self._last_embeddings: dict[str, Tensor] = {}
+        return feature_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Frozen-feature view of the online backbone: ``(batch, feature_dim)``."""
+        return self.backbone(x).flatten(start_dim=1)
+
+    # ----------------------------------------------------------------------------- training helpers
+    def online_probe(self, features: Tensor, targets: Tensor, batch_idx: int) -> Tensor:
+        """Trains the online probe on detached features; returns its loss (0 without labels)."""
+        if self.online_classifier is None or bool((targets < 0).any()):
+            return features.new_zeros(())
+        cls_loss, cls_log = self.online_classifier.training_step(
+            (features.detach(), targets), batch_idx
+        )
+        self.log_dict(cls_log, sync_dist=True, batch_size=len(targets))
+        return cls_loss
+
+    def log_loss(self, name: str, value: Tensor, batch_size: int, prog_bar: bool = False) -> None:
+        """Logs a scalar per step and per epoch."""
+        self.log(
+            name,
+            value,
+            prog_bar=prog_bar,
+            sync_dist=True,
+            batch_size=batch_size,
+            on_step=True,
+            on_epoch=True,
+        )
+
+    def track_embeddings(self, **embeddings: Tensor) -> None:
+        """Keeps the last batch's embeddings for the end-of-epoch collapse diagnostics."""
+        self._last_embeddings = {name: value.detach() for name, value in embeddings.items()}
+
+    def on_train_epoch_end(self) -> None:
+        """Logs matrix entropy and effective rank of the last batch's embeddings (collapse)."""
+        for name, value in self._last_embeddings.items():
+            value = value.float()
+            if value.ndim != 2 or value.shape[0] < 2:
+                continue
+            self.log(f"diag/{name}_matrix_entropy", matrix_entropy(value).float(), sync_dist=True)
+            self.log(f"diag/{name}_effective_rank", effective_rank(value).float(), sync_dist=True)
+        self._last_embeddings = {}
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """Evaluates the online probe on held-out images (when the data has labels)."""
+        images, targets = batch[0], batch[1]
+        if self.online_classifier is None or bool((targets < 0).any()):
+            return
+        _, cls_log = self.online_classifier.validation_step(
+            (self.forward(images).detach(), targets), batch_idx
+        )
+        self.log_dict(cls_log, prog_bar=True, sync_dist=True, batch_size=len(targets))
+
+    def on_train_start(self) -> None:
+        """Stretches a restored lr schedule to this run's length (``--resume`` with more epochs)."""
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, CosineWarmupScheduler):
+                config.scheduler.max_epochs = total_steps
+
+    # -------------------------------------------------------------------------------- optimisation
+    def trainable_modules(self) -> list[nn.Module]:
+        """Modules optimised by the main loss: all but the online probe and frozen copies."""
+        return [
+            module
+            for name, module in self.named_children()
+            if name != "online_classifier" and any(p.requires_grad for p in module.parameters())
+        ]
+
+    def configure_optimizers(self) -> Any:
+        """SGD, LARS or AdamW; linear warm-up, cosine decay per step (Lightly's benchmarks)."""
+        hp = self.hparams
+        if hp["optimizer"] not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {hp['optimizer']!r}")
+        global_batch = hp["batch_size_per_device"] * self.trainer.world_size
+        lr = hp["lr"] * global_batch / 256
+        # Biases and norm parameters are not decayed (and LARS does not adapt them).
+        params, params_no_weight_decay = get_weight_decay_parameters(self.trainable_modules())
+        groups: list[dict[str, Any]] = [
+            {"name": "weights", "params": [p for p in params if p.requires_grad]},
+            {
+                "name": "no_weight_decay",
+                "params": [p for p in params_no_weight_decay if p.requires_grad],
+                "weight_decay": 0.0,
+            },
+        ]
+        if self.online_classifier is not None:
+            groups.append(
+                {
+                    "name": "online_classifier",
+                    "params": self.online_classifier.parameters(),
+                    "weight_decay": 0.0,
+                }
+            )
+        if hp["optimizer"] == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                groups, lr=lr, momentum=0.9, weight_decay=hp["weight_decay"]
+            )
+        elif hp["optimizer"] == "lars":
+            optimizer = LARS(groups, lr=lr, momentum=0.9, weight_decay=hp["weight_decay"])
+        else:
+            optimizer = torch.optim.AdamW(
+                groups, lr=lr, betas=(0.9, 0.95), weight_decay=hp["weight_decay"]
+            )
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = total_steps / max(1, self.trainer.max_epochs or 1)
+        scheduler = CosineWarmupScheduler(
+            optimizer=optimizer,
+            warmup_epochs=min(int(steps_per_epoch * hp["warmup_epochs"]), total_steps),
+            max_epochs=total_steps,
+        )
+        return [optimizer], [{"scheduler": scheduler, "interval": "step"}]

@@ -1,0 +1,97 @@
+"""CorInfoMax (Ozsoy et al., NeurIPS 2022): a symmetric two-branch network trained to maximise the
+log-determinant of running embedding covariances while keeping the two views' embeddings close."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from lightly_matrix.loss import CorInfoMaxLoss
+from lightly_matrix.methods.base import PretrainModule
+from lightly_matrix.models.modules import CorInfoMaxProjectionHead
+
+
+class CorInfoMax(PretrainModule):
+    """CorInfoMax pretraining module.
+
+    Defaults are the authors' CIFAR-10 ResNet-18 setting (projector 2048-2048-64 without BN, alpha
+    250,
+    la_R = la_mu = 0.01, eps 1e-8, normalised embeddings); the other datasets' settings are the
+    presets of :mod:`lightly_matrix.presets`. The running means and covariances live in
+    ``criterion``'s float64 buffers, so checkpoints hold them and a resumed run continues exactly.
+    The optimiser (SGD, lr 0.5 per 256 images, weight decay 1e-4) is this project's choice.
+
+    Args:
+        backbone: ``resnet18``, ``resnet50`` or a timm ViT name.
+        num_classes: Classes for the online linear probe (0 or 1: no probe).
+        batch_size_per_device: Batch size on each device; the lr scales with the global batch.
+        image_size: Input size (ViT position embeddings).
+        patch_size: ViT patch size (``None``: automatic).
+        optimizer: ``sgd``, ``lars`` or ``adamw``.
+        lr: Learning rate per 256 images.
+        weight_decay: Weight decay (not applied to biases and norms).
+        warmup_epochs: Linear warm-up length in epochs.
+        gather_distributed: Gather embeddings over all processes so every rank holds the same R.
+        hidden_dim: Projector hidden width.
+        output_dim: Embedding size D.
+        proj_batch_norm: BatchNorm in the projector's hidden layers (the ImageNet-1k setting).
+        alpha: Weight of the invariance (mean squared error) term.
+        cov_weight: Weight of the log-determinant term.
+        la_R: Forgetting factor of the running covariances (weight of the OLD estimate).
+        la_mu: Forgetting factor of the running means.
+        R_ini: Initial covariance ``R_ini * I``.
+        eps: Ridge added before the log-determinant.
+    """
+
+    method = "corinfomax"
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        num_classes: int = 10,
+        batch_size_per_device: int = 512,
+        image_size: int = 32,
+        patch_size: int | None = None,
+        optimizer: str = "sgd",
+        lr: float = 0.5,
+        weight_decay: float = 1e-4,
+        warmup_epochs: float = 10.0,
+        gather_distributed: bool = False,
+        hidden_dim: int = 2048,
+        output_dim: int = 64,
+        proj_batch_norm: bool = False,
+        alpha: float = 250.0,
+        cov_weight: float = 1.0,
+        la_R: float = 0.01,
+        la_mu: float = 0.01,
+        R_ini: float = 1.0,
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes)
+        self.projection_head = CorInfoMaxProjectionHead(
+            feature_dim, hidden_dim, output_dim, batch_norm=proj_batch_norm
+        )
+        self.criterion = CorInfoMaxLoss(
+            output_dim,
+            alpha=alpha,
+            cov_weight=cov_weight,
+            la_R=la_R,
+            la_mu=la_mu,
+            R_ini=R_ini,
+            eps=eps,
+            normalize=True,
+            gather_distributed=gather_distributed,
+        )
+
+    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
+        """One step on two views; the loss updates the running statistics in training mode."""
+        views, targets = batch[0], batch[1]
+        features_1 = self.forward(views[0])
+        projection_1 = self.projection_head(features_1)
+        projection_2 = self.projection_head(self.forward(views[1]))
+        loss = self.criterion(projection_1, projection_2)
+
+        self.log_loss("train_loss", loss, len(targets), prog_bar=True)
+        self.track_embeddings(backbone=features_1, projection=projection_1)
+        return loss + self.online_probe(features_1, targets, batch_idx)

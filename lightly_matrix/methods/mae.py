@@ -1,0 +1,165 @@
+"""Masked autoencoder (He et al., 2022) on Lightly's timm ViT wrapper, with a hook for a matrix
+regulariser on the encoder's CLS feature: none here (plain MAE), TCR in M-MAE, square in U-MAE."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from lightly.models import utils
+from lightly.models.modules import MaskedVisionTransformerDecoderTIMM
+from lightly.models.modules.masked_vision_transformer_timm import (
+    MaskedVisionTransformerTIMM,
+    init_weights,
+)
+from torch import Tensor, nn
+
+from lightly_matrix.methods.base import PretrainModule, is_vit
+
+
+class MAE(PretrainModule):
+    """Masked-autoencoder pretraining module (also the base of M-MAE and U-MAE).
+
+    Defaults are the MAE/M-MAE ImageNet recipe: mask ratio 0.75, decoder 512 wide and 8 deep, pixel
+    targets normalised per patch (``norm_pix_loss``), AdamW with lr 1.5e-4 per 256 images, betas
+    (0.9, 0.95), weight decay 0.05 and 40 warm-up epochs. The total loss is
+    ``pixel_loss + lamb * regularizer(cls)`` where ``cls`` is the encoder's CLS token after its
+    final LayerNorm; plain MAE has no regulariser.
+
+    Args:
+        backbone: A timm ViT name, e.g. ``vit_base_patch16_224``.
+        num_classes: Classes for the online linear probe (0 or 1: no probe).
+        batch_size_per_device: Batch size on each device; the lr scales with the global batch.
+        image_size: Input size.
+        patch_size: ViT patch size (``None``: the model's own at >= 128 px, else image_size / 8).
+        optimizer: ``sgd``, ``lars`` or ``adamw``.
+        lr: Learning rate per 256 images.
+        weight_decay: Weight decay (not applied to biases, norms).
+        warmup_epochs: Linear warm-up length in epochs.
+        gather_distributed: Gather CLS features over all processes in the regulariser (DDP).
+        mask_ratio: Fraction of patches hidden from the encoder.
+        decoder_dim: Decoder width.
+        decoder_depth: Decoder blocks.
+        decoder_num_heads: Decoder attention heads.
+        norm_pix_loss: Normalise each target patch to zero mean and unit variance.
+        lamb: Weight of the regulariser (``None``: the method's default, 0.01 for M-MAE and U-MAE).
+        mu: TCR scale ``mu`` in ``-logdet(I + mu/d F^T F)`` (M-MAE only).
+        centering: Centre the features before the TCR term (M-MAE only).
+    """
+
+    method = "mae"
+    default_lamb: ClassVar[float] = 0.0
+    backbone: MaskedVisionTransformerTIMM
+
+    def __init__(
+        self,
+        backbone: str = "vit_base_patch16_224",
+        num_classes: int = 1000,
+        batch_size_per_device: int = 256,
+        image_size: int = 224,
+        patch_size: int | None = None,
+        optimizer: str = "adamw",
+        lr: float = 1.5e-4,
+        weight_decay: float = 0.05,
+        warmup_epochs: float = 40.0,
+        gather_distributed: bool = False,
+        mask_ratio: float = 0.75,
+        decoder_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_num_heads: int = 16,
+        norm_pix_loss: bool = True,
+        lamb: float | None = None,
+        mu: float = 1.0,
+        centering: bool = False,
+    ) -> None:
+        super().__init__()
+        if not is_vit(backbone):
+            raise ValueError(
+                f"{self.method} needs a ViT backbone (e.g. vit_tiny_patch16_224), got {backbone!r}"
+            )
+        self.save_hyperparameters()
+        self.hparams["lamb"] = self.default_lamb if lamb is None else lamb
+        self._init_common(backbone, image_size, patch_size, num_classes)
+        vit: Any = self.backbone.vit  # timm's VisionTransformer
+        self.patch_size = vit.patch_embed.patch_size[0]
+        self.sequence_length = self.backbone.sequence_length
+        # Lightly 1.6's decoder (MAEDecoderTIMM is deprecated) leaves the input embedding and the
+        # pixel prediction layers to the method.
+        self.decoder_embed = nn.Linear(vit.embed_dim, decoder_dim)
+        self.decoder = MaskedVisionTransformerDecoderTIMM(
+            num_patches=vit.patch_embed.num_patches,
+            embed_dim=decoder_dim,
+            depth=decoder_depth,
+            num_heads=decoder_num_heads,
+            mlp_ratio=4.0,
+        )
+        self.decoder_pred = nn.Linear(decoder_dim, self.patch_size**2 * 3)
+        self.decoder_embed.apply(init_weights)
+        self.decoder_pred.apply(init_weights)
+        self.criterion: nn.Module | None = self.build_regularizer()
+
+    def build_regularizer(self) -> nn.Module | None:
+        """The regulariser on CLS features; plain MAE has none."""
+        return None
+
+    def forward_decoder(self, x_encoded: Tensor, idx_keep: Tensor, idx_mask: Tensor) -> Tensor:
+        """Predicts the pixels of the masked patches from the visible tokens."""
+        batch_size = x_encoded.shape[0]
+        x_decode = self.decoder_embed(x_encoded)
+        x_masked = utils.repeat_token(self.decoder.mask_token, (batch_size, self.sequence_length))
+        x_masked = utils.set_at_index(x_masked, idx_keep, x_decode.type_as(x_masked))
+        x_decoded = self.decoder.decode(self.decoder.add_pos_embed(x_masked))
+        return self.decoder_pred(utils.get_at_index(x_decoded, idx_mask))
+
+    def pixel_loss(self, images: Tensor, predictions: Tensor, idx_mask: Tensor) -> Tensor:
+        """Mean squared error on the masked patches (targets normalised per patch if asked)."""
+        patches = utils.patchify(images, self.patch_size)
+        # idx_mask counts the class token at index 0; patches do not have it.
+        target = utils.get_at_index(patches, idx_mask - 1)
+        if self.hparams["norm_pix_loss"]:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6) ** 0.5
+        return F.mse_loss(predictions, target)
+
+    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
+        """One step on a single view: reconstruct masked patches, plus ``lamb`` * regulariser."""
+        views, targets = batch[0], batch[1]
+        images = views[0]
+        idx_keep, idx_mask = utils.random_token_mask(
+            size=(images.shape[0], self.sequence_length),
+            mask_ratio=self.hparams["mask_ratio"],
+            device=images.device,
+        )
+        # Tokens after the encoder's final norm; the CLS token is tokens[:, 0].
+        tokens = self.backbone.encode(images, idx_keep=idx_keep)
+        predictions = self.forward_decoder(tokens, idx_keep, idx_mask)
+        loss = self.pixel_loss(images, predictions, idx_mask)
+
+        cls_features = tokens[:, 0]
+        batch_size = len(targets)
+        if self.criterion is not None:
+            regularizer = self.criterion(cls_features)
+            self.log_loss("train_pixel_loss", loss, batch_size)
+            self.log_loss("train_regularizer", regularizer, batch_size)
+            loss = loss + self.hparams["lamb"] * regularizer
+        self.log_loss("train_loss", loss, batch_size, prog_bar=True)
+        self.track_embeddings(backbone=cls_features)
+        return loss + self.online_probe(cls_features, targets, batch_idx)
+
+    @torch.no_grad()
+    def reconstruct(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Masks ``images`` and predicts the hidden patches (for inspection).
+
+        Returns:
+            The predicted patches ``(batch, num_masked, patch_pixels)`` and the masked token
+            indices.
+        """
+        idx_keep, idx_mask = utils.random_token_mask(
+            size=(images.shape[0], self.sequence_length),
+            mask_ratio=self.hparams["mask_ratio"],
+            device=images.device,
+        )
+        tokens = self.backbone.encode(images, idx_keep=idx_keep)
+        return self.forward_decoder(tokens, idx_keep, idx_mask), idx_mask

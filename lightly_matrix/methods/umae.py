@@ -1,0 +1,26 @@
+"""U-MAE (Zhang et al., NeurIPS 2022): MAE plus the uniformity ("square") regulariser, the mean of
+``(F F^T)^2`` over normalised CLS features; the second-order term of M-MAE's TCR expansion."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+
+from lightly_matrix.loss import UMAELoss
+from lightly_matrix.methods.mae import MAE
+
+
+class UMAE(MAE):
+    """U-MAE pretraining module: :class:`~lightly_matrix.methods.mae.MAE` with the square term.
+
+    Same arguments as MAE; ``lamb`` defaults to 0.01 (U-MAE's value); ``mu``/``centering`` are
+    unused.
+    """
+
+    method = "umae"
+    default_lamb: ClassVar[float] = 0.01
+
+    def build_regularizer(self) -> nn.Module:
+        """The square uniformity term, gathered across processes under DDP."""
+        return UMAELoss(gather_distributed=self.hparams["gather_distributed"])

@@ -1,0 +1,79 @@
+"""VICReg (Bardes et al., 2022) from Lightly's building blocks.
+
+A baseline under the same harness as the matrix-information methods.
+"""
+
+from __future__ import annotations
+
+from lightly.loss import VICRegLoss
+from lightly.models.modules.heads import VICRegProjectionHead
+from torch import Tensor
+
+from lightly_matrix.methods.base import PretrainModule
+
+
+class VICReg(PretrainModule):
+    """VICReg pretraining module, as in Lightly's ImageNet benchmark (LARS, lr 0.3 per 256).
+
+    Args:
+        backbone: ``resnet18``, ``resnet50`` or a timm ViT name.
+        num_classes: Classes for the online linear probe (0 or 1: no probe).
+        batch_size_per_device: Batch size on each device; the lr scales with the global batch.
+        image_size: Input size (ViT position embeddings).
+        patch_size: ViT patch size (``None``: automatic).
+        optimizer: ``sgd``, ``lars`` or ``adamw``.
+        lr: Learning rate per 256 images.
+        weight_decay: Weight decay (not applied to biases and norms).
+        warmup_epochs: Linear warm-up length in epochs.
+        gather_distributed: Gather embeddings over all processes in the loss (DDP).
+        hidden_dim: Projector hidden width.
+        output_dim: Projector output width.
+        lambda_param: Weight of the invariance term.
+        mu_param: Weight of the variance term.
+        nu_param: Weight of the covariance term.
+    """
+
+    method = "vicreg"
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        num_classes: int = 1000,
+        batch_size_per_device: int = 256,
+        image_size: int = 224,
+        patch_size: int | None = None,
+        optimizer: str = "lars",
+        lr: float = 0.3,
+        weight_decay: float = 1e-4,
+        warmup_epochs: float = 10.0,
+        gather_distributed: bool = False,
+        hidden_dim: int = 8192,
+        output_dim: int = 8192,
+        lambda_param: float = 25.0,
+        mu_param: float = 25.0,
+        nu_param: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes)
+        self.projection_head = VICRegProjectionHead(
+            feature_dim, hidden_dim, output_dim, num_layers=3
+        )
+        self.criterion = VICRegLoss(
+            lambda_param=lambda_param,
+            mu_param=mu_param,
+            nu_param=nu_param,
+            gather_distributed=gather_distributed,
+        )
+
+    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
+        """One step on two views."""
+        views, targets = batch[0], batch[1]
+        features_1 = self.forward(views[0])
+        projection_1 = self.projection_head(features_1)
+        projection_2 = self.projection_head(self.forward(views[1]))
+        loss = self.criterion(projection_1, projection_2)
+
+        self.log_loss("train_loss", loss, len(targets), prog_bar=True)
+        self.track_embeddings(backbone=features_1, projection=projection_1)
+        return loss + self.online_probe(features_1, targets, batch_idx)

@@ -1,0 +1,133 @@
+"""A timm Vision Transformer with a simple feature pyramid, as an mmdet backbone (ViTDet style).
+
+mmdet 3.3.0's wheel has no ViT detection backbone, so M-MAE / MAE encoders are fine-tuned
+through this wrapper: the plain (single-scale, stride = patch size) ViT runs on the padded
+detection image with its position embedding interpolated to the input size, and a simple
+feature pyramid (Li et al., 2022) turns its last feature map into strides 4, 8, 16, 32 and 64
+(the strides of mmdet's FPN Mask R-CNN heads) with ``out_channels`` each, so no neck is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import timm
+from mmcv.cnn import build_norm_layer
+from mmdet.registry import MODELS
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map (ViTDet's pyramid norm)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise every spatial position over its channels."""
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _norm(norm_cfg: dict[str, Any], channels: int) -> nn.Module:
+    if norm_cfg["type"] == "LN2d":
+        return LayerNorm2d(channels)
+    return build_norm_layer(norm_cfg, channels)[1]
+
+
+@MODELS.register_module()
+class TimmViTSimplePyramid(BaseModule):
+    """timm ViT + simple feature pyramid, returning five maps (strides 4 to 64).
+
+    Pretrained weights load under ``vit.`` (timm's own key names), so a file written by
+    :func:`lightly_matrix.export.export_backbone` fits with
+    ``init_cfg=dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``; the pyramid
+    (``pyramid.``) is new and trained from scratch.
+
+    Args:
+        model_name: timm model name, e.g. ``'vit_base_patch16_224'``.
+        img_size: Pretraining image size (sets the stored position-embedding grid).
+        patch_size: Patch size; must make the strides 4-32 reachable by factors of 2.
+        in_chans: Input channels.
+        final_norm: Apply the ViT's final LayerNorm (present in MAE-style encoders).
+        out_channels: Channels of every pyramid level.
+        norm_cfg: Norm of the pyramid convolutions: ``dict(type='LN2d')`` (ViTDet) or any mmcv
+            norm such as ``dict(type='SyncBN')``.
+        drop_path_rate: Stochastic depth of the ViT blocks.
+        init_cfg: mmengine initialisation config (``Pretrained`` for our exported files).
+    """
+
+    strides: tuple[int, ...] = (4, 8, 16, 32)
+
+    def __init__(
+        self,
+        model_name: str = "vit_base_patch16_224",
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        final_norm: bool = True,
+        out_channels: int = 256,
+        norm_cfg: dict[str, Any] | None = None,
+        drop_path_rate: float = 0.0,
+        init_cfg: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(init_cfg)
+        norm_cfg = norm_cfg or dict(type="LN2d")
+        # dynamic_img_size: position embeddings are resized to each (padded) detection input.
+        self.vit = timm.create_model(
+            model_name,
+            pretrained=False,
+            num_classes=0,
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            drop_path_rate=drop_path_rate,
+            dynamic_img_size=True,
+            dynamic_img_pad=True,
+        )
+        self.final_norm = final_norm
+        if not final_norm:
+            self.vit.norm = nn.Identity()
+        dim = int(self.vit.embed_dim)  # type: ignore[arg-type]
+        self.pyramid = nn.ModuleList()
+        for stride in self.strides:
+            ops: list[nn.Module] = []
+            channels: int = dim
+            ratio = patch_size / stride
+            if ratio >= 1:
+                ups = math.log2(ratio)
+                if ups != int(ups):
+                    raise ValueError(f"patch size {patch_size} cannot reach stride {stride}")
+                for i in range(int(ups)):
+                    if i:
+                        ops += [_norm(norm_cfg, channels), nn.GELU()]
+                    ops.append(nn.ConvTranspose2d(channels, channels // 2, 2, stride=2))
+                    channels //= 2
+            else:
+                downs = math.log2(1 / ratio)
+                if downs != int(downs):
+                    raise ValueError(f"patch size {patch_size} cannot reach stride {stride}")
+                ops += [nn.MaxPool2d(2) for _ in range(int(downs))]
+            ops += [
+                nn.Conv2d(channels, out_channels, 1, bias=False),
+                _norm(norm_cfg, out_channels),
+                nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+                _norm(norm_cfg, out_channels),
+            ]
+            self.pyramid.append(nn.Sequential(*ops))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """Feature maps at strides 4, 8, 16, 32 and 64 of the padded input."""
+        (feat,) = self.vit.forward_intermediates(  # type: ignore[operator]
+            x, indices=1, norm=self.final_norm, output_fmt="NCHW", intermediates_only=True
+        )
+        outs = [level(feat) for level in self.pyramid]
+        # Stride 64 for the RPN's largest anchors, as ViTDet's LastLevelMaxPool.
+        outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
+        return tuple(outs)
+
+    def pretrained_keys(self) -> list[str]:
+        """State-dict keys a pretrained checkpoint must provide (the ViT's, not the pyramid's)."""
+        return [k for k in self.state_dict() if k.startswith("vit.")]
+
+
+__all__ = ["LayerNorm2d", "TimmViTSimplePyramid"]

@@ -1,0 +1,9 @@
+# Mask R-CNN R50-C4, multi-scale 2x: as the 1x protocol, 24 epochs with steps at 16 and 22.
+_base_ = "./mask-rcnn_r50-c4_ms-1x_coco.py"
+
+train_cfg = dict(max_epochs=24)
+# The whole list is replaced (lists do not merge), so both schedulers are restated here.
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(type="MultiStepLR", begin=0, end=24, by_epoch=True, milestones=[16, 22], gamma=0.1),
+]

@@ -1,0 +1,57 @@
+"""The generated coloured-shapes data set is valid COCO instance segmentation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from lightly_matrix.data.coco_shapes import CATEGORIES, make_coco_shapes
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory):
+    return make_coco_shapes(
+        tmp_path_factory.mktemp("shapes"), num_train=6, num_val=3, image_size=96
+    )
+
+
+def test_standard_layout(shapes_root):
+    for rel in ("annotations/instances_train2017.json", "annotations/instances_val2017.json"):
+        assert (shapes_root / rel).is_file()
+    assert len(list((shapes_root / "train2017").glob("*.jpg"))) == 6
+    assert len(list((shapes_root / "val2017").glob("*.jpg"))) == 3
+
+
+def test_annotations_load_with_pycocotools_and_masks_match(shapes_root):
+    coco = COCO(str(shapes_root / "annotations/instances_train2017.json"))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CATEGORIES)
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert anns and len({a["id"] for a in anns}) == len(anns)
+    for ann in anns:
+        x, y, w, h = ann["bbox"]
+        assert x >= 0 and y >= 0 and x + w <= 96 and y + h <= 96 and w > 4 and h > 4
+        mask = coco.annToMask(ann)
+        # Rasterised polygon area agrees with the stored area (a few boundary pixels apart).
+        assert abs(int(mask.sum()) - ann["area"]) < 0.25 * ann["area"] + 20
+        _ys, xs = np.nonzero(mask)
+        assert xs.min() >= int(x) - 1 and xs.max() <= x + w + 1
+
+
+def test_val_ids_follow_train_ids(shapes_root):
+    train = json.loads((shapes_root / "annotations/instances_train2017.json").read_text())
+    val = json.loads((shapes_root / "annotations/instances_val2017.json").read_text())
+    assert {i["id"] for i in train["images"]}.isdisjoint({i["id"] for i in val["images"]})
+
+
+def test_deterministic_and_reused(tmp_path, shapes_root):
+    again = make_coco_shapes(tmp_path / "again", num_train=6, num_val=3, image_size=96)
+    for split in ("train", "val"):
+        rel = f"annotations/instances_{split}2017.json"
+        assert (again / rel).read_text() == (shapes_root / rel).read_text()
+    # A complete data set is reused; other arguments on the same root are refused.
+    assert make_coco_shapes(again, num_train=6, num_val=3, image_size=96) == again
+    with pytest.raises(ValueError, match="made with"):
+        make_coco_shapes(again, num_train=7, num_val=3, image_size=96)

@@ -1,0 +1,44 @@
+"""Our registered mmdet modules: the C4 shared head with extra norm and the ViT pyramid."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightly_matrix.mmdet import LayerNorm2d, ResLayerExtraNorm, TimmViTSimplePyramid
+
+
+def test_res_layer_extra_norm_starts_as_res5():
+    head = ResLayerExtraNorm(depth=50, stage=3, norm_cfg=dict(type="BN"), norm_eval=False)
+    assert not any(k.startswith("bn_extra") for k in head.pretrained_keys())
+    assert head.bn_extra.num_features == 2048
+    x = torch.randn(2, 1024, 8, 8)
+    head.eval()
+    res5 = head.layer4(x)
+    # A fresh BN in eval mode (mean 0, var 1, weight 1, bias 0) is the identity, up to eps.
+    torch.testing.assert_close(head(x), res5 / (1 + head.bn_extra.eps) ** 0.5)
+
+
+def test_layer_norm_2d_normalises_channels():
+    x = torch.randn(2, 8, 3, 5) * 4 + 2
+    y = LayerNorm2d(8)(x)
+    torch.testing.assert_close(y.mean(1), torch.zeros(2, 3, 5), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("patch_size", [16, 8])
+def test_vit_pyramid_strides(patch_size):
+    model = TimmViTSimplePyramid(
+        "vit_tiny_patch16_224", img_size=64, patch_size=patch_size, out_channels=32
+    )
+    # Any padded detection size works: the position embedding is interpolated.
+    outs = model(torch.randn(1, 3, 96, 128))
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 32, -(-96 // s), -(-128 // s)) for s in (4, 8, 16, 32, 64)
+    ]
+    assert all(k.startswith("vit.") for k in model.pretrained_keys())
+    assert any(k.startswith("pyramid.") for k in model.state_dict())
+
+
+def test_vit_without_final_norm():
+    model = TimmViTSimplePyramid("vit_tiny_patch16_224", img_size=32, final_norm=False)
+    assert "vit.norm.weight" not in model.state_dict()

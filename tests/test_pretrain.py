@@ -1,0 +1,306 @@
+"""``lightly-matrix pretrain``: user errors, end-to-end runs, exact resume, and DDP on CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lightly_matrix.cli import main
+from lightly_matrix.data.folder import ImageFolderDataset, scan_folder
+
+TINY = ["--image-size", "16", "--batch-size", "16", "--epochs", "1", "--limit-train-batches", "2"]
+TINY_HEADS = ["--hp", "hidden_dim=64", "--hp", "output_dim=64"]
+
+
+def pretrain(*args: str) -> int:
+    return main(["pretrain", *args])
+
+
+def write_images(folder: Path, count: int, size: int = 20, seed: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i:03d}.png")
+
+
+def assert_one_line_error(capsys: pytest.CaptureFixture[str], status: int, *fragments: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("lightly-matrix pretrain: error:"), err
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+# ------------------------------------------------------------------------------------ user errors
+def test_unknown_method(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = pretrain("--method", "simclr", "--out", str(tmp_path / "run"))
+    assert_one_line_error(capsys, status, "unknown method 'simclr'", "matrix_ssl")
+
+
+def test_missing_method(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert_one_line_error(capsys, pretrain("--out", str(tmp_path / "run")), "--method is required")
+
+
+def test_missing_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = pretrain(
+        "--method", "matrix_ssl", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")
+    )
+    assert_one_line_error(capsys, status, "does not exist")
+
+
+def test_empty_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty" / "cats").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    status = pretrain(
+        "--method", "matrix_ssl", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")
+    )
+    assert_one_line_error(capsys, status, "no images found")
+
+
+def test_unreadable_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_images(tmp_path / "data" / "a", 3)
+    (tmp_path / "data" / "a" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    status = pretrain(
+        "--method", "matrix_ssl", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")
+    )
+    assert_one_line_error(capsys, status, "cannot read image", "broken.jpg")
+
+
+def test_refuses_non_empty_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.ckpt").write_bytes(b"a previous run")
+    status = pretrain("--method", "matrix_ssl", "--out", str(out))
+    assert_one_line_error(capsys, status, "not empty", "--resume")
+    assert (out / "last.ckpt").read_bytes() == b"a previous run"
+
+
+def test_resume_without_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = pretrain(
+        "--method", "matrix_ssl", "--out", str(tmp_path), "--resume", str(tmp_path / "x.ckpt")
+    )
+    assert_one_line_error(capsys, status, "no checkpoint")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--method", "matrix_ssl", "--preset", "nope"], "unknown preset"),
+        (["--method", "mmae", "--preset", "cifar10_r18"], "has no settings for 'mmae'"),
+        (["--method", "mae", "--backbone", "resnet18"], "needs a ViT backbone"),
+        (["--method", "matrix_ssl", "--backbone", "resnet7"], "unknown backbone"),
+        (["--method", "corinfomax", "--hp", "alfa=3"], "alpha"),
+        (["--method", "corinfomax", "--hp", "alpha=lots"], "expected a float"),
+    ],
+)
+def test_bad_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
+) -> None:
+    assert_one_line_error(capsys, pretrain(*args, "--out", str(tmp_path / "run")), fragment)
+
+
+def test_list_presets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pretrain("--list-presets") == 0
+    out = capsys.readouterr().out
+    for name in (
+        "digits",
+        "cifar10_r18",
+        "cifar100_r18",
+        "tinyimagenet_r50",
+        "imagenet100_r18",
+        "imagenet_r50",
+        "imagenet_vitl16",
+    ):
+        assert name in out
+
+
+# -------------------------------------------------------------------------------------- folders
+def test_folder_layouts(tmp_path: Path) -> None:
+    write_images(tmp_path / "labelled" / "cat", 2)
+    write_images(tmp_path / "labelled" / "dog" / "nested", 3)
+    paths, labels, classes = scan_folder(tmp_path / "labelled")
+    assert classes == ["cat", "dog"] and labels == [0, 0, 1, 1, 1] and len(paths) == 5
+
+    write_images(tmp_path / "flat", 4)
+    dataset = ImageFolderDataset(tmp_path / "flat")
+    assert dataset.num_classes == 0 and len(dataset) == 4
+    image, label = dataset[0]
+    assert image.mode == "RGB" and label == -1
+
+
+# ------------------------------------------------------------------------------- end to end runs
+def test_digits_run_writes_checkpoint_logs_and_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert (
+        pretrain(
+            "--method",
+            "matrix_ssl",
+            *TINY,
+            *TINY_HEADS,
+            "--hp",
+            "pred_hidden_dim=16",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "linear top-1" in printed and "random init" in printed
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["history"]] == [0, 1]
+    for key in ("knn_top1", "linear_top1", "few_label_top1"):
+        assert 0.0 <= metrics["final"][key] <= 100.0
+    assert metrics["run"]["train_wall_s"] > 0
+
+    ckpt = torch.load(out / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["method"] == "matrix_ssl"
+    assert ckpt["hyper_parameters"]["backbone"] == "resnet18"
+    assert (
+        "backbone.0.weight" in ckpt["state_dict"]
+        and "teacher_backbone.0.weight" in ckpt["state_dict"]
+    )
+    assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]
+
+    header = (out / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    for column in (
+        "train_loss_step",
+        "diag/backbone_effective_rank",
+        "diag/projection_matrix_entropy",
+        "val_online_cls_top1",
+    ):
+        assert column in header
+    assert any((out / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+
+
+def test_image_folder_run(tmp_path: Path) -> None:
+    for name, seed in (("a", 0), ("b", 1)):
+        write_images(tmp_path / "data" / name, 12, seed=seed)
+    out = tmp_path / "run"
+    args = [
+        "--image-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--limit-train-batches",
+        "1",
+    ]
+    assert (
+        pretrain(
+            "--method",
+            "barlowtwins",
+            "--data",
+            str(tmp_path / "data"),
+            *args,
+            *TINY_HEADS,
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["epoch"] == 1 and metrics["run"]["data"] == str(tmp_path / "data")
+    assert (out / "last.ckpt").is_file()
+
+
+def _losses(csv_file: Path) -> list[float]:
+    with csv_file.open() as f:
+        return [
+            float(row["train_loss_step"]) for row in csv.DictReader(f) if row.get("train_loss_step")
+        ]
+
+
+RESUME_CASES = [
+    pytest.param("matrix_ssl", [*TINY_HEADS, "--hp", "pred_hidden_dim=16"], id="matrix_ssl"),
+    pytest.param("corinfomax", ["--hp", "hidden_dim=64", "--hp", "output_dim=8"], id="corinfomax"),
+    pytest.param(
+        "mmae",
+        ["--hp", "decoder_dim=32", "--hp", "decoder_depth=1", "--hp", "decoder_num_heads=2"],
+        id="mmae",
+        marks=pytest.mark.slow,
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "extra"), RESUME_CASES)
+def test_resume_reproduces_next_steps(tmp_path: Path, method: str, extra: list[str]) -> None:
+    common = [
+        "--method",
+        method,
+        "--image-size",
+        "16",
+        "--batch-size",
+        "16",
+        "--limit-train-batches",
+        "3",
+        "--no-eval",
+        "--log-every-n-steps",
+        "1",
+        *extra,
+    ]
+    if method == "mmae":
+        common += ["--backbone", "vit_tiny_patch16_224"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert pretrain(*common, "--epochs", "2", "--keep-every", "1", "--out", str(straight)) == 0
+    # As if the run had stopped after its first epoch: continue from that epoch's checkpoint.
+    snapshot = straight / "checkpoints" / "epoch0000.ckpt"
+    assert pretrain(*common, "--epochs", "2", "--out", str(resumed), "--resume", str(snapshot)) == 0
+
+    reference = _losses(straight / "csv" / "version_0" / "metrics.csv")
+    continued = _losses(resumed / "csv" / "version_0" / "metrics.csv")
+    assert len(reference) == 6 and len(continued) == 3
+    np.testing.assert_allclose(continued, reference[3:], rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "lightly_matrix",
+        "pretrain",
+        "--method",
+        "matrix_ssl",
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--limit-train-batches",
+        "2",
+        "--no-eval",
+        *TINY_HEADS,
+        "--hp",
+        "pred_hidden_dim=16",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = torch.load(out / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["gather_distributed"] is True
+    assert ckpt["global_step"] == 2
