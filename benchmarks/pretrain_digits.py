@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", default="runs/bench_digits")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reuse", action="store_true", help="reuse finished runs found in OUT")
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse finished runs in OUT, continue unfinished ones"
+    )
     return parser.parse_args()
 
 
@@ -103,7 +106,12 @@ def baselines(image_size: int, seed: int) -> list[dict[str, Any]]:
 def pretrain(method: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Runs one method through the CLI and returns its final metrics row."""
     metrics_file = out / "metrics.json"
-    if not (args.reuse and metrics_file.exists()):
+    # train_wall_s is written when a run finishes; an unfinished run continues from last.ckpt.
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {"run": {}}
+    if not (args.reuse and "train_wall_s" in metrics["run"]):
+        resume = ["--resume", str(out)] if args.reuse and (out / "last.ckpt").exists() else []
+        if args.reuse and not resume and out.exists():
+            shutil.rmtree(out)  # stopped within its first epoch: nothing to continue
         argv = [
             "pretrain",
             "--method",
@@ -121,6 +129,7 @@ def pretrain(method: str, args: argparse.Namespace, out: Path) -> dict[str, Any]
             "--no-progress",
             "--out",
             str(out),
+            *resume,
         ]
         status = cli_main(argv)
         if status != 0:

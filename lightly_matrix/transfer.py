@@ -496,6 +496,14 @@ def run(args: argparse.Namespace) -> int:
     return _train_and_test(cfg, args, config_name, backbone, backbone_file, data_root)
 
 
+def _config_architecture(cfg: Any) -> str:
+    """The backbone a config builds, named like exported architectures (``resnet18``)."""
+    backbone = cfg.model.backbone
+    if backbone.get("type") == "ResNet":
+        return f"resnet{backbone.depth}"
+    return str(backbone.get("model_name", backbone.get("type")))
+
+
 def _train_and_test(
     cfg: Any,
     args: argparse.Namespace,
@@ -504,6 +512,7 @@ def _train_and_test(
     backbone_file: Path | None,
     data_root: Path,
 ) -> int:
+    """Run mmengine's Runner (train, then test) and, on rank 0, write and print the results."""
     from mmengine.dist import get_world_size, is_main_process
     from mmengine.runner import Runner
 
@@ -526,11 +535,7 @@ def _train_and_test(
         "checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
         "backbone_file": str(backbone_file) if backbone_file else None,
         "method": meta.get("method"),
-        "architecture": backbone.architecture
-        if backbone
-        else f"resnet{cfg.model.backbone.depth}"
-        if cfg.model.backbone.get("type") == "ResNet"
-        else cfg.model.backbone.get("type"),
+        "architecture": backbone.architecture if backbone else _config_architecture(cfg),
         "pretrain_epochs": meta.get("epochs"),
         "source_sha256": meta.get("source_sha256"),
         "schedule": {k: loop[k] for k in ("type", "max_epochs", "max_iters") if k in loop},
