@@ -14,11 +14,11 @@ if [[ -e "$OUT" ]]; then
 fi
 PY="$ROOT/.venv/bin/python"
 [[ -x "$PY" ]] || PY=python
-EPOCHS="${DEMO_EPOCHS:-8}"
+EPOCHS="${DEMO_EPOCHS:-10}"
 
 echo "== 1/3 pretrain Matrix-SSL (ResNet-18) on digits, $EPOCHS epochs -> $OUT/pretrain"
 "$PY" -m lightly_matrix pretrain --method matrix_ssl --data digits --backbone resnet18 \
-    --epochs "$EPOCHS" --batch-size 128 --out "$OUT/pretrain"
+    --epochs "$EPOCHS" --batch-size 64 --out "$OUT/pretrain"
 
 echo "== 2/3 export the online backbone for mmdet -> $OUT/backbone.pth"
 "$PY" -m lightly_matrix export "$OUT/pretrain/last.ckpt" --out "$OUT/backbone.pth"
@@ -32,11 +32,11 @@ echo "== results ($OUT)"
 import json, sys
 from pathlib import Path
 
+from lightly_matrix.transfer import markdown_table
+
 out = Path(sys.argv[1])
-metrics = json.loads((out / "pretrain" / "metrics.json").read_text())
-print("pretraining (digits, frozen features):")
-print(json.dumps(metrics, indent=2)[:2000])
+print(f"pretraining metrics: {out / 'pretrain' / 'metrics.json'} (table printed above)")
 results = json.loads((out / "transfer" / "results.json").read_text())
-print("Mask R-CNN on generated shapes:")
-print(json.dumps(results, indent=2)[:2000])
+print("Mask R-CNN R18-FPN on generated COCO shapes (val split):")
+print(markdown_table([results["markdown_row"]]))
 PY
