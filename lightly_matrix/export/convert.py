@@ -101,6 +101,21 @@ def _strip_wrappers(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _completed_epochs(ckpt: Mapping[str, Any]) -> int | None:
+    """Epochs finished when the checkpoint was written.
+
+    Lightning's loop progress counts them exactly; ``ckpt['epoch']`` is the epoch index in progress
+    for end-of-epoch saves but already the next one for the end-of-training save, so it is only
+    the fallback for checkpoints without loop state.
+    """
+    try:
+        completed = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"]
+        return int(completed)
+    except (KeyError, TypeError):
+        epoch = ckpt.get("epoch")
+        return int(epoch) + 1 if isinstance(epoch, int) else None
+
+
 def _select_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Keys under exactly ``prefix`` (e.g. ``backbone.`` but not ``teacher_backbone.``)."""
     return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
@@ -239,11 +254,9 @@ def _lightning_backbone(ckpt: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor
             "the Lightning checkpoint has no 'backbone.' weights (top-level keys: "
             f"{_top_level(ckpt['state_dict'])}); only the online backbone is exported"
         )
-    epoch = ckpt.get("epoch")
     meta = {
         "method": str(hparams["method"]) if "method" in hparams else None,
-        # Lightning stores the 0-based epoch in progress; checkpoints are written at its end.
-        "epochs": int(epoch) + 1 if isinstance(epoch, int) else None,
+        "epochs": _completed_epochs(ckpt),
         "global_step": int(ckpt["global_step"])
         if isinstance(ckpt.get("global_step"), int)
         else None,
