@@ -6,6 +6,7 @@ and mask AP and wall times. Each run takes minutes on 2 CPU cores; this is not a
 
     python benchmarks/transfer_demo.py runs/matrix_ssl/last.ckpt
     python benchmarks/transfer_demo.py            # newest runs/**/last.ckpt, if any
+    python benchmarks/transfer_demo.py a.ckpt --out runs/td --max-iters 120  # options pass on
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where to look by default")
     parser.add_argument("--out", type=Path, default=None, help="work dir root (default: fresh)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the random-init run")
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- then options for transfer")
-    args = parser.parse_args()
+    # Options this script does not know (e.g. --max-iters 120) go to `lightly-matrix transfer`.
+    args, extra = parser.parse_known_args()
     checkpoints = list(args.checkpoints)
     if not checkpoints and (newest := _newest_checkpoint(args.runs)) is not None:
         checkpoints = [newest]
     stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
     root = args.out or Path("work_dirs") / "transfer_demo" / stamp
-    extra = [a for a in args.extra if a != "--"]
+    extra = [a for a in extra if a != "--"]
     runs: list[Path | None] = ([] if args.no_baseline else [None]) + checkpoints
     rows, timings = [], []
     for i, checkpoint in enumerate(runs):
