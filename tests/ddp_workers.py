@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,10 +33,10 @@ def make_loss(name: str, gather: bool) -> nn.Module:
 LOSSES = ["matrix_ssl_taylor", "matrix_ssl_exact", "corinfomax", "matrix_entropy", "umae"]
 
 
-def make_data(world: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+def make_data(world: int, step: int, m_local: int = M_LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(100 + step)
-    x1 = torch.randn(world * M_LOCAL, D_IN, generator=g, dtype=torch.float64)
-    return x1, x1 + 0.3 * torch.randn(world * M_LOCAL, D_IN, generator=g, dtype=torch.float64)
+    x1 = torch.randn(world * m_local, D_IN, generator=g, dtype=torch.float64)
+    return x1, x1 + 0.3 * torch.randn(world * m_local, D_IN, generator=g, dtype=torch.float64)
 
 
 def make_model() -> nn.Module:
@@ -53,14 +54,24 @@ def loss_step(name: str, model: nn.Module, loss_fn: nn.Module, x1: torch.Tensor,
     return loss_fn(model(x1))
 
 
-def run_steps(name: str, model: nn.Module, loss_fn: nn.Module, world: int, rank: int | None):
-    """Two steps (CorInfoMax carries state); returns what the second step produced."""
+def run_steps(
+    name: str,
+    model: nn.Module,
+    loss_fn: nn.Module,
+    world: int,
+    rank: int | None,
+    m_local: int = M_LOCAL,
+):
+    """Two steps (CorInfoMax carries state); returns what the second step produced.
+
+    ``rank=None``: one process on the whole ``world * m_local`` batch; else this rank's rows.
+    """
     results = {}
     for step in range(2):
         model.zero_grad()
-        x1, x2 = make_data(world, step)
+        x1, x2 = make_data(world, step, m_local)
         if rank is not None:
-            rows = slice(rank * M_LOCAL, (rank + 1) * M_LOCAL)
+            rows = slice(rank * m_local, (rank + 1) * m_local)
             x1, x2 = x1[rows], x2[rows]
         x1 = x1.clone().requires_grad_(True)
         loss = loss_step(name, model, loss_fn, x1, x2)
@@ -79,15 +90,37 @@ def _module(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+def corinfomax_small_batch_warnings() -> dict[int, list[str]]:
+    """CorInfoMax(dim=8) warnings per local batch: 3 rows (6 global < 8), 6 rows (12 >= 8)."""
+    found = {}
+    for m_local in (3, 6):
+        loss_fn = CorInfoMaxLoss(8, gather_distributed=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                z = torch.randn(m_local, 8, dtype=torch.float64)
+                loss_fn(z, z + 0.1)
+        found[m_local] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    return found
+
+
 def worker(rank: int, world: int, port: int, out_dir: str) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        out = {}
+        out: dict = {"one_row": {}}
         for name in LOSSES:
             model = DistributedDataParallel(make_model())
             out[name] = run_steps(name, model, make_loss(name, gather=True), world, rank)
+            # One row per rank: the batch check must count the gathered (global) rows.
+            model = DistributedDataParallel(make_model())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # CorInfoMax: global batch 2 < dim
+                out["one_row"][name] = run_steps(
+                    name, model, make_loss(name, gather=True), world, rank, m_local=1
+                )
+        out["corinfomax_warnings"] = corinfomax_small_batch_warnings()
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()

@@ -9,6 +9,8 @@ from lightly_matrix.functional.matrix_cross_entropy import mce_alignment, mce_un
 from lightly_matrix.loss._common import (
     check_batch,
     check_gather_available,
+    check_global_batch,
+    check_number,
     gather_rows,
     no_autocast,
     to_compute_dtype,
@@ -18,12 +20,18 @@ from lightly_matrix.loss._common import (
 class MatrixSSLLoss(nn.Module):
     """Matrix-SSL loss of one (online, target) pair, as proposed in [0].
 
-    With ``p`` the target and ``z`` the online embeddings (gathered over processes if
-    ``gather_distributed``, then L2-normalised per row) and ``J_m`` the centering matrix:
+    The letters are the paper's and the authors' code's: ``z`` is the ONLINE output (predictor
+    of the student network, receives the gradient) and ``p`` the TARGET (projection of the EMA
+    teacher, no gradient); the call is ``loss_fn(z, p)``, i.e. ``loss_fn(online, target)``.
+    The loss is not symmetric in its two arguments. After gathering over processes (if
+    ``gather_distributed``) and L2-normalising every row, with ``J_m`` the centering matrix:
 
     - uniformity ``U = MCE(lamda I, p^T J_m z / m + mu I)``,
-    - alignment ``A = MCE(p^T J_m p / m + mu I, z^T J_m z / m + mu I)``,
+    - alignment ``A = MCE(p^T J_m p / m + mu I, z^T J_m z / m + mu I)`` (target plays P,
+      online plays Q),
     - loss ``U + gamma * A`` with ``MCE(P, Q) = tr(-P log Q)``.
+
+    For two views the paper's objective is ``0.5 * (loss_fn(z1, p2) + loss_fn(z2, p1))``.
 
     ``log`` is the authors' 4th-order Taylor series around the identity by default, or the exact
     matrix logarithm with ``taylor_order=None``. The paper's ``+ tr(Q)`` term of the matrix
@@ -39,25 +47,28 @@ class MatrixSSLLoss(nn.Module):
       https://arxiv.org/abs/2305.17326
 
     Attributes:
-        gamma: Weight of the alignment term.
-        lamda: Scale of the identity target of the uniformity term.
-        mu: Ridge ``mu * I`` added to every covariance.
+        gamma: Weight of the alignment term (finite, >= 0).
+        lamda: Scale of the identity target of the uniformity term (finite, > 0).
+        mu: Ridge ``mu * I`` added to every covariance (finite, > 0).
         taylor_order: Terms of the Taylor logarithm, or None for the exact logarithm.
         gather_distributed: If True, gather embeddings from all processes before the loss, so
-            it is computed over the global batch (gradients stay correct).
+            it is computed over the global batch (gradients stay correct); the global batch
+            must have at least 2 rows, one row per process is enough.
 
     Raises:
-        ValueError: If a hyper-parameter is out of range or gathering is unavailable.
+        ValueError: If a hyper-parameter is NaN, infinite or out of range, or gathering is
+            unavailable.
 
     Examples:
         >>> import torch
         >>> from lightly_matrix.loss import MatrixSSLLoss
         >>> loss_fn = MatrixSSLLoss()
-        >>> # p0, p1: predictor outputs of the online network for the two views;
-        >>> # z0, z1: projections of the EMA teacher (no gradient), as in BYOL.
-        >>> p0, p1 = torch.randn(32, 128, requires_grad=True), torch.randn(32, 128)
-        >>> z0, z1 = torch.randn(32, 128), torch.randn(32, 128)
-        >>> loss = 0.5 * (loss_fn(p0, z1) + loss_fn(p1, z0))
+        >>> # z0, z1: online predictor outputs for the two views (they get the gradient);
+        >>> # p0, p1: projections of the EMA teacher (no gradient), as in BYOL.
+        >>> z0 = torch.randn(32, 128, requires_grad=True)
+        >>> z1 = torch.randn(32, 128, requires_grad=True)
+        >>> p0, p1 = torch.randn(32, 128), torch.randn(32, 128)
+        >>> loss = 0.5 * (loss_fn(z0, p1) + loss_fn(z1, p0))
         >>> loss.backward()
     """
 
@@ -70,14 +81,17 @@ class MatrixSSLLoss(nn.Module):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__()
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}; it weighs the alignment term.")
-        if lamda <= 0:
-            raise ValueError(f"lamda must be > 0, got {lamda}; the paper's runs use 1.0.")
-        if mu <= 0:
-            raise ValueError(
-                f"mu must be > 0, got {mu}; the ridge mu * I keeps the logarithm defined (use 1.0)."
-            )
+        gamma = check_number("gamma", gamma, low=0.0, hint="it weighs the alignment term.")
+        lamda = check_number(
+            "lamda", lamda, low=0.0, low_open=True, hint="the paper's runs use 1.0."
+        )
+        mu = check_number(
+            "mu",
+            mu,
+            low=0.0,
+            low_open=True,
+            hint="the ridge mu * I keeps the logarithm defined (use 1.0).",
+        )
         if taylor_order is not None and (
             not isinstance(taylor_order, int) or isinstance(taylor_order, bool) or taylor_order < 1
         ):
@@ -96,17 +110,21 @@ class MatrixSSLLoss(nn.Module):
         """Loss of one pair.
 
         Args:
-            online: Online predictor output of shape (batch, dim); receives the gradient.
-            target: Teacher projection of shape (batch, dim); plays P in the alignment term.
+            online: ``z``, the online predictor output of shape (batch, dim); it receives the
+                gradient and plays Q in the alignment term.
+            target: ``p``, the teacher projection of shape (batch, dim), usually without
+                gradient; it plays P in the alignment term.
 
         Returns:
             Scalar loss (float32, or float64 for float64 inputs).
         """
-        check_batch(type(self).__name__, online, target)
+        name = type(self).__name__
+        check_batch(name, online, target, min_rows=1 if self.gather_distributed else 2)
         with no_autocast(online):
             z, p = to_compute_dtype(online, target)
             z = gather_rows(z, self.gather_distributed)
             p = gather_rows(p, self.gather_distributed)
+            check_global_batch(name, z, online.shape[0])
             z, p = F.normalize(z, dim=1), F.normalize(p, dim=1)
             uniformity = mce_uniformity(p, z, self.lamda, self.mu, self.taylor_order)
             alignment = mce_alignment(p, z, self.mu, self.taylor_order)

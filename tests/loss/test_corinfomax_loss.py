@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import pytest
 import torch
@@ -164,3 +165,26 @@ def test_bad_inputs() -> None:
         loss_fn(torch.randn(4, 8, 1), torch.randn(4, 8, 1))
     with pytest.raises(ValueError, match="init_process_group"):
         CorInfoMaxLoss(8, gather_distributed=True)(torch.randn(4, 8), torch.randn(4, 8))
+
+
+def test_warns_once_when_the_batch_is_smaller_than_dim() -> None:
+    loss_fn = CorInfoMaxLoss(16)
+    (z1, z2), (y1, y2) = _batches(8, 16, steps=2)
+    with pytest.warns(UserWarning, match=r"batch has 8 rows .* dim=16"):
+        loss_fn(z1, z2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second small batch is not warned again
+        loss_fn(y1, y2)
+        CorInfoMaxLoss(16)(*_batches(16, 16, steps=1)[0])  # batch == dim: no warning
+
+
+def test_statistics_on_another_device_raise_with_the_fix() -> None:
+    # The buffers live on the CPU; inputs on the "meta" device stand in for a GPU here.
+    loss_fn = CorInfoMaxLoss(8)
+    z = torch.randn(16, 8, device="meta")
+    with pytest.raises(ValueError, match=r"on cpu but got embeddings on meta.*criterion\.to"):
+        loss_fn(z, z)
+    # .to() moves the statistics and keeps them float64
+    loss_fn.to("meta")
+    assert loss_fn.running_cov_a.device.type == "meta"
+    assert loss_fn.running_cov_a.dtype == torch.float64

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import warnings
 
 import pytest
 import torch
@@ -43,3 +44,33 @@ def test_gathered_loss_and_gradients_equal_single_process(name, distributed_resu
         )
         for key, value in single["state"].items():  # CorInfoMax: identical state everywhere
             torch.testing.assert_close(got["state"][key], value, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("name", LOSSES)
+def test_one_row_per_rank_counts_the_global_batch(name, distributed_results) -> None:
+    # 1 row on each of 2 ranks is a global batch of 2: the loss runs (it used to refuse the
+    # local batch of 1) and equals the single-process loss on the 2-row batch.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CorInfoMax: batch 2 < dim
+        single = run_steps(
+            name, make_model(), make_loss(name, gather=False), WORLD, rank=None, m_local=1
+        )
+    for rank, results in enumerate(distributed_results):
+        got = results["one_row"][name]
+        torch.testing.assert_close(got["loss"], single["loss"], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got["weight_grad"], single["weight_grad"], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(got["bias_grad"], single["bias_grad"], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(
+            got["input_grad"] / WORLD, single["input_grad"][rank : rank + 1], rtol=1e-9, atol=1e-12
+        )
+
+
+@pytest.mark.ddp
+def test_corinfomax_warns_once_on_the_global_batch(distributed_results) -> None:
+    for results in distributed_results:
+        found = results["corinfomax_warnings"]
+        # 3 rows per rank: 6 gathered rows < dim 8, warned once over two steps.
+        assert len(found[3]) == 1 and "6 rows" in found[3][0] and "dim=8" in found[3][0]
+        # 6 rows per rank (< dim locally) but 12 gathered rows >= dim: no warning.
+        assert found[6] == []

@@ -38,3 +38,13 @@ def test_regularisers_under_cuda_autocast(loss_cls) -> None:
         value = loss_cls()(layer(x))
     value.backward()
     assert abs(float(value - ref)) <= 0.02 * abs(float(ref))
+
+
+def test_corinfomax_on_cpu_refuses_cuda_inputs_until_moved() -> None:
+    loss_fn = CorInfoMaxLoss(32)
+    z = torch.randn(64, 32, device="cuda")
+    with pytest.raises(ValueError, match=r"criterion\.to\(device\)"):
+        loss_fn(z, z + 0.1)
+    loss_fn.to(z.device)
+    loss = loss_fn(z, z + 0.1)
+    assert torch.isfinite(loss) and loss_fn.running_cov_a.device == z.device

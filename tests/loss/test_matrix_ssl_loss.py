@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import inspect
+import re
+
 import pytest
 import torch
 from reference_losses import matrix_ssl_reference
@@ -166,3 +169,30 @@ def test_gather_without_process_group_raises() -> None:
     loss_fn = MatrixSSLLoss(gather_distributed=True)
     with pytest.raises(ValueError, match="init_process_group"):
         loss_fn(torch.randn(8, 16), torch.randn(8, 16))
+
+
+def test_letters_agree_with_the_paper_docstring_and_signature() -> None:
+    # The paper and the authors' code: z = online output (gets the gradient), p = EMA-teacher
+    # target; the call is loss_fn(z, p) == loss_fn(online=z, target=p).
+    doc = MatrixSSLLoss.__doc__ or ""
+    assert "``z`` is the ONLINE" in doc and "``p`` the TARGET" in doc
+    examples = doc.split("Examples:")[1]
+    with_grad = re.findall(r"(\w+) = torch\.randn\([^)]*requires_grad=True\)", examples)
+    assert with_grad and all(name.startswith("z") for name in with_grad)
+    calls = re.findall(r"loss_fn\((\w+), (\w+)\)", examples)
+    assert calls and all(a.startswith("z") and b.startswith("p") for a, b in calls)
+    assert list(inspect.signature(MatrixSSLLoss.forward).parameters)[1:] == ["online", "target"]
+
+
+def test_positional_and_keyword_calls_agree_and_the_loss_is_not_symmetric() -> None:
+    g = torch.Generator().manual_seed(7)
+    p = torch.randn(16, 32, generator=g, dtype=torch.float64)
+    # a low-rank online batch: its covariance differs a lot from the target's
+    z = p[:, :3] @ torch.randn(3, 32, generator=g, dtype=torch.float64)
+    loss_fn = MatrixSSLLoss()
+    positional = loss_fn(z, p)
+    assert torch.equal(positional, loss_fn(online=z, target=p))
+    assert torch.equal(positional, loss_fn(target=p, online=z))
+    ref = matrix_ssl_reference(online=z, target=p, gamma=1.0, lamda=1.0, mu=1.0, order=4)
+    assert _rel(positional, ref) <= 1e-6
+    assert _rel(loss_fn(p, z), positional) > 0.05  # swapping the roles changes the loss
