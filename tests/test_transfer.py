@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pytest
 import torch
 import torchvision
+from mmdet_blocker import run_without_mmdet
 from mmengine.config import Config
 from torch import nn
 
@@ -15,6 +17,7 @@ from lightly_matrix import transfer
 from lightly_matrix.cli import UserError
 from lightly_matrix.cli import main as cli_main
 from lightly_matrix.data.coco_shapes import make_coco_shapes
+from lightly_matrix.transfer import build, cfg_options, checks, launch
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -47,9 +50,9 @@ def test_results_are_never_overwritten(tmp_path):
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "results.json").write_text("{}")
     with pytest.raises(UserError, match="already holds results"):
-        transfer.resolve_work_dir(parse("--work-dir", str(tmp_path / "w")), "cfg")
+        checks.resolve_work_dir(parse("--work-dir", str(tmp_path / "w")), "cfg")
     # Without --work-dir every run gets a fresh timestamped directory.
-    fresh = transfer.resolve_work_dir(parse(), "cfg")
+    fresh = checks.resolve_work_dir(parse(), "cfg")
     assert fresh.parent.name == "cfg" and not fresh.exists()
 
 
@@ -75,7 +78,7 @@ def test_wrong_architecture_for_config_fails_before_training(tmp_path, capsys):
 
 def test_iteration_schedule_scales_milestones():
     cfg = Config.fromfile(str(transfer.resolve_config("mask-rcnn_r50-c4_ms-2x_coco")))
-    transfer._iteration_schedule(cfg, 240)
+    build.iteration_schedule(cfg, 240)
     assert cfg.train_cfg == dict(type="IterBasedTrainLoop", max_iters=240, val_interval=240)
     warmup, steps = cfg.param_scheduler
     assert warmup["end"] == 60 and steps["milestones"] == [160, 220] and not steps["by_epoch"]
@@ -111,13 +114,13 @@ def test_short_train_and_test_writes_results(tmp_path):
 def test_gpus_launch_torchrun_once_prepared(tmp_path, monkeypatch):
     """--gpus N exports once, then hands the prepared run to torchrun (--launcher pytorch)."""
     calls = []
-    monkeypatch.setattr(transfer.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(launch.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     root = make_coco_shapes(tmp_path / "shapes", num_train=2, num_val=1, image_size=64)
     ckpt = resnet18_checkpoint(tmp_path / "r18.ckpt")
     work_dir = tmp_path / "w"
     args = parse(
         str(ckpt), "--config", transfer.DEMO_CONFIG, "--coco-root", str(root),
-        "--work-dir", str(work_dir), "--gpus", "4", "--batch-size", "2",
+        "--work-dir", str(work_dir), "--gpus", "4", "--batch-size", "2", "--allow-cpu-ddp",
     )  # fmt: skip
     assert transfer.run(args) == 0
     (command,) = calls
@@ -126,3 +129,216 @@ def test_gpus_launch_torchrun_once_prepared(tmp_path, monkeypatch):
     assert command[command.index("--launcher") + 1] == "pytorch"
     # The children get the exported file, not the training checkpoint.
     assert str(work_dir / "backbone.pth") in command and str(ckpt) not in command
+
+
+# --- nothing a user made is written to, and every option is checked first ---------------------
+
+
+def snapshot(root):
+    """Every file under ``root`` with its bytes and mode (directories listed too)."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None, p.stat().st_mode)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def fake_real_coco(root):
+    """A user's COCO with the file names the generator uses (real COCO has such ids)."""
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / f"{split}2017").mkdir()
+        (root / f"{split}2017" / "000000000001.jpg").write_bytes(b"user image " + split.encode())
+        data = {"images": [{"id": 1}], "annotations": [], "categories": [], "user": split}
+        (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(data))
+    return root
+
+
+def test_demo_never_writes_into_a_real_coco(tmp_path, capsys):
+    coco = fake_real_coco(tmp_path / "coco")
+    before = snapshot(coco)
+    argv = ["transfer", "--demo", "--coco-root", str(coco), "--work-dir", str(tmp_path / "w")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "not created by make_coco_shapes" in err and "--coco-root" in err
+    assert snapshot(coco) == before
+    assert not (tmp_path / "w").exists()
+
+
+def test_work_dir_with_a_users_files_is_refused(tmp_path, capsys):
+    root = make_coco_shapes(tmp_path / "shapes", num_train=2, num_val=1, image_size=64)
+    ckpt = resnet18_checkpoint(tmp_path / "r18.ckpt")
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "backbone.pth").write_bytes(b"the user's own backbone")
+    argv = ["transfer", str(ckpt), "--config", transfer.DEMO_CONFIG, "--coco-root", str(root),
+            "--work-dir", str(work)]  # fmt: skip
+    assert cli_main(argv) == 2
+    assert "not created by lightly-matrix transfer" in capsys.readouterr().err
+    assert (work / "backbone.pth").read_bytes() == b"the user's own backbone"
+    assert sorted(p.name for p in work.iterdir()) == ["backbone.pth"]
+
+
+def test_a_bad_option_is_reported_before_anything_is_written(tmp_path, capsys):
+    """Demo data and work dir are created only once every option has been checked."""
+    demo_root, work = tmp_path / "demo_data", tmp_path / "w"
+    argv = ["transfer", "--demo", "--coco-root", str(demo_root), "--work-dir", str(work),
+            "--cfg-options", "train_dataloader.batchsize=2"]  # fmt: skip
+    assert cli_main(argv) == 2
+    assert "did you mean train_dataloader.batch_size" in capsys.readouterr().err
+    assert not demo_root.exists() and not work.exists()
+
+
+def test_demo_data_go_into_a_directory_the_tool_owns(tmp_path):
+    root = tmp_path / "shapes"
+    assert checks.check_demo_root(root) is False  # absent: to be generated
+    root.mkdir()
+    assert checks.check_demo_root(root) is False  # empty: may be claimed
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not created by make_coco_shapes"):
+        checks.check_demo_root(root)
+    ours = make_coco_shapes(tmp_path / "ours", num_train=2, num_val=1, image_size=32)
+    assert (ours / ".lightly_matrix_coco_shapes").is_file()
+    with pytest.raises(UserError, match="made with"):
+        checks.check_demo_root(ours)  # ours, but not the demo's size
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_gpus_without_cuda_is_one_line_before_torchrun(tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(launch.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    root = make_coco_shapes(tmp_path / "shapes", num_train=2, num_val=1, image_size=64)
+    argv = ["transfer", "--coco-root", str(root), "--gpus", "2", "--work-dir", str(tmp_path / "w")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "no CUDA GPU" in err and "--allow-cpu-ddp" in err
+    assert not calls and not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("empty_train", r"train2017 is empty"),
+        ("empty_val", r"val2017 is empty"),
+        ("invalid_json", r"instances_train2017\.json as COCO annotations \(JSON\)"),
+        ("not_an_object", r"instances_val2017\.json is not a JSON object"),
+        ("no_categories", r"instances_train2017\.json lacks categories"),
+    ],
+)
+def test_broken_coco_is_one_line_naming_the_file(tmp_path, capsys, breakage, message):
+    root = make_coco_shapes(tmp_path / "coco", num_train=2, num_val=1, image_size=32)
+    train_json = root / "annotations" / "instances_train2017.json"
+    if breakage.startswith("empty"):
+        split = breakage.split("_")[1]
+        for image in (root / f"{split}2017").iterdir():
+            image.unlink()
+    elif breakage == "invalid_json":
+        train_json.write_text(train_json.read_text()[:-20])  # a truncated download
+    elif breakage == "not_an_object":
+        (root / "annotations" / "instances_val2017.json").write_text("[]")
+    else:
+        data = json.loads(train_json.read_text())
+        del data["categories"]
+        train_json.write_text(json.dumps(data))
+    argv = ["transfer", "--coco-root", str(root), "--work-dir", str(tmp_path / "w")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "w").exists()
+
+
+def test_large_annotation_files_are_scanned_not_parsed(tmp_path, monkeypatch):
+    monkeypatch.setattr(checks, "FULL_PARSE_BYTES", 10)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"images": [], "annotations": [1] * 100, "categories": []}))
+    checks.check_annotation_file(good)
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(good.read_text()[:-5])
+    with pytest.raises(UserError, match=r"truncated\.json is not a JSON object"):
+        checks.check_annotation_file(truncated)
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(UserError, match=r"partial\.json lacks categories"):
+        checks.check_annotation_file(partial)
+
+
+def test_pickle_payload_checkpoint_is_never_run(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    ckpt = resnet18_checkpoint(tmp_path / "r18.ckpt")
+    data = torch.load(ckpt, weights_only=True)
+    data["hyper_parameters"]["trap"] = Payload()
+    torch.save(data, ckpt)
+    root = make_coco_shapes(tmp_path / "shapes", num_train=2, num_val=1, image_size=64)
+    argv = ["transfer", str(ckpt), "--coco-root", str(root), "--work-dir", str(tmp_path / "w")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "--trust-pickle" in err and "only for files you made or trust" in err
+    assert not marker.exists() and not (tmp_path / "w").exists()
+
+
+# --- --cfg-options ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_cfg():
+    return Config.fromfile(str(transfer.resolve_config(transfer.DEMO_CONFIG)))
+
+
+@pytest.mark.parametrize(
+    ("option", "suggestion"),
+    [
+        ("train_dataloader.batchsize=4", "train_dataloader.batch_size"),
+        ("model.backbone.frozen_stage=1", "model.backbone.frozen_stages"),
+        ("optim_wrapper.optimizer.weight_decy=0.1", "optim_wrapper.optimizer.weight_decay"),
+        ("train_cfg.max_epoch=2", "train_cfg.max_epochs"),
+        ("max_epoch=2", "max_epochs"),
+    ],
+)
+def test_unknown_cfg_options_are_errors_with_close_matches(demo_cfg, option, suggestion):
+    options = cfg_options.parse_cfg_options([option])
+    with pytest.raises(UserError, match=rf"did you mean {re.escape(suggestion)}\b"):
+        cfg_options.check_cfg_options(demo_cfg, options)
+
+
+def test_new_keys_that_mmdet_accepts_pass(demo_cfg):
+    options = cfg_options.parse_cfg_options(
+        [
+            "model.backbone.with_cp=True",  # a ResNet argument the config does not set
+            "model.backbone.init_cfg.checkpoint=x.pth",  # inside the init_cfg dict
+            "train_dataloader.pin_memory=True",  # torch DataLoader
+            "default_hooks.visualization.draw=False",
+            "randomness.deterministic=True",
+            "model.test_cfg.rcnn.mask_thr_binary=0.4",
+            "model.backbone.type=ResNeXt",  # a new type brings its own arguments
+            "model.backbone.groups=32",
+            "resume=True",
+            "train_dataloader.dataset.pipeline.3.prob=0.3",  # list index
+        ]
+    )
+    cfg_options.check_cfg_options(demo_cfg, options)
+    with pytest.raises(UserError, match=r"'groups' is not a key of 'model\.backbone'"):
+        cfg_options.check_cfg_options(demo_cfg, {"model.backbone.groups": 32})
+
+
+def test_cfg_options_cannot_replace_the_checked_checkpoint(tmp_path, capsys):
+    root = make_coco_shapes(tmp_path / "shapes", num_train=2, num_val=1, image_size=64)
+    argv = ["transfer", "--config", transfer.DEMO_CONFIG, "--coco-root", str(root),
+            "--work-dir", str(tmp_path / "w"),
+            "--cfg-options", "model.backbone.init_cfg.checkpoint=x.pth"]  # fmt: skip
+    assert cli_main(argv) == 2
+    assert "loads pretrained weights from its CHECKPOINT argument" in capsys.readouterr().err
+
+
+def test_transfer_without_mmdet_is_one_line_with_the_install_command(tmp_path):
+    done = run_without_mmdet("transfer", "--demo", "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert 'pip install "lightly-matrix[mmdet]"' in line and "compiled" in line
+    assert list(tmp_path.iterdir()) == []

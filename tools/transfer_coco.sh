@@ -8,9 +8,10 @@
 #   tools/transfer_coco.sh runs/x/last.ckpt --coco-root data/coco --gpus 8
 #   NNODES/NODE_RANK/MASTER_ADDR/MASTER_PORT: multi-node, passed on to torchrun.
 #
-# A thin wrapper: the logic is lightly_matrix/transfer.py (also `lightly-matrix transfer`), which
-# exports the checkpoint, checks data and weights, then launches torchrun itself for --gpus N > 1
-# (torchrun --nproc_per_node N -m lightly_matrix.transfer ... --launcher pytorch).
+# A thin wrapper: the logic is the lightly_matrix.transfer package (also `lightly-matrix transfer`),
+# which checks every option, data and weights before writing anything, exports the checkpoint, then
+# launches torchrun itself for --gpus N > 1 (torchrun --nproc_per_node N -m lightly_matrix.transfer
+# ... --launcher pytorch). Configs: `lightly-matrix configs`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

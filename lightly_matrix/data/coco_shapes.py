@@ -24,6 +24,9 @@ from PIL import Image, ImageDraw
 
 CATEGORIES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
 SPLITS: tuple[str, ...] = ("train", "val")
+# Written first: this module created the directory and may write into it. Nothing is ever
+# written into a non-empty directory without it (it could be a real COCO with the same names).
+_OWNER_MARKER = ".lightly_matrix_coco_shapes"
 # Written last: its presence marks a complete data set (an interrupted run is regenerated).
 _DONE_MARKER = ".complete"
 
@@ -83,6 +86,46 @@ def _make_image(
     return image, instances
 
 
+def check_shapes_root(root: str | Path, **params: int) -> bool:
+    """Whether ``root`` may hold the data set made with ``params``, without writing anything.
+
+    Args:
+        root: Output directory of :func:`make_coco_shapes`.
+        **params: Its generation arguments (``num_train``, ``num_val``, ``image_size``, ...).
+
+    Returns:
+        ``True`` if a complete data set made with ``params`` is there (to reuse), ``False`` if
+        it is to be generated (``root`` absent, empty, or an incomplete one of ours).
+
+    Raises:
+        ValueError: ``root`` is a file, a non-empty directory this module did not create (such
+            as a real COCO), or holds coloured shapes made with other arguments.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} is a file, not a directory for the coloured shapes")
+    done = _read_json(root / _DONE_MARKER)
+    owner = _read_json(root / _OWNER_MARKER)
+    # Data sets from before the ownership marker carry only the completion marker.
+    ours = isinstance(owner, dict) or (isinstance(done, dict) and set(done) == set(params))
+    if root.is_dir() and not ours and any(root.iterdir()):
+        raise ValueError(
+            f"{root} is not empty and was not created by make_coco_shapes; not writing into it"
+            " (the coloured shapes need a new or empty directory)"
+        )
+    found = done if isinstance(done, dict) else owner
+    if isinstance(found, dict) and found != params:
+        raise ValueError(f"{root} holds coloured shapes made with {found}, not {params}")
+    return isinstance(done, dict)
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def make_coco_shapes(
     root: str | Path,
     num_train: int = 400,
@@ -94,10 +137,11 @@ def make_coco_shapes(
     """Write the coloured-shapes data set in the standard COCO layout under ``root``.
 
     Generation is deterministic for a given set of arguments. A complete data set already at
-    ``root`` made with the same arguments is reused as it is.
+    ``root`` made with the same arguments is reused as it is. Only a new or empty directory, or
+    one this function created before, is written into (see :func:`check_shapes_root`).
 
     Args:
-        root: Output directory (created).
+        root: Output directory (created, with an ownership marker written first).
         num_train: Number of training images.
         num_val: Number of validation images.
         image_size: Side of the square images in pixels.
@@ -108,7 +152,8 @@ def make_coco_shapes(
         ``root`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: ``root`` holds a data set generated with other arguments.
+        ValueError: ``root`` is not ours to write into, or holds a data set generated with other
+            arguments.
     """
     root = Path(root)
     params = {
@@ -118,12 +163,11 @@ def make_coco_shapes(
         "seed": seed,
         "max_shapes": max_shapes,
     }
-    marker = root / _DONE_MARKER
-    if marker.is_file():
-        found = json.loads(marker.read_text())
-        if found != params:
-            raise ValueError(f"{root} holds coloured shapes made with {found}, not {params}")
+    if check_shapes_root(root, **params):
         return root
+    # Claim the directory before writing anything else into it.
+    root.mkdir(parents=True, exist_ok=True)
+    (root / _OWNER_MARKER).write_text(json.dumps(params))
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     categories = [
         {"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)
@@ -167,5 +211,5 @@ def make_coco_shapes(
         }
         with open(root / "annotations" / f"instances_{split}2017.json", "w") as f:
             json.dump(coco, f)
-    marker.write_text(json.dumps(params))
+    (root / _DONE_MARKER).write_text(json.dumps(params))
     return root

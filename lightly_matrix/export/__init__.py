@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,30 +27,41 @@ from lightly_matrix.cli import UserError
 from lightly_matrix.export.convert import (
     EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION,
+    TRUST_PICKLE_RISK,
     Backbone,
+    check_finite,
     convert_state_dict,
     load_backbone,
+    read_checkpoint,
     sha256_of,
 )
 from lightly_matrix.export.verify import (
+    MMDET_INSTALL_HINT,
     ExportError,
     build_mmdet_module,
     check_coverage,
     expected_keys,
+    mmdet_import_error,
     model_expected_keys,
+    require_mmdet,
 )
 
 __all__ = [
     "EXPORT_FORMAT",
+    "TRUST_PICKLE_RISK",
     "Backbone",
     "ExportError",
     "build_mmdet_module",
     "check_coverage",
+    "check_finite",
     "convert_state_dict",
     "expected_keys",
     "export_backbone",
     "load_backbone",
+    "mmdet_import_error",
     "model_expected_keys",
+    "read_checkpoint",
+    "require_mmdet",
     "save_backbone",
     "sha256_of",
     "verify_backbone",
@@ -76,6 +88,12 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
     check_coverage(backbone.state_dict, targets, what)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> Path:
     """Write converted weights in the export format (atomically; never over an existing file).
 
@@ -88,7 +106,7 @@ def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> P
         The written path.
 
     Raises:
-        UserError: ``out`` exists and ``force`` is false.
+        UserError: ``out`` exists and ``force`` is false, or a weight is NaN or infinite.
     """
     out = Path(out)
     if out.exists() and not force:
@@ -112,10 +130,13 @@ def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> P
         },
         "meta": meta,
     }
+    check_finite(backbone.state_dict)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        # mkstemp creates 0600; give the file the permissions any new file would get.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -129,6 +150,8 @@ def export_backbone(
     *,
     force: bool = False,
     model_cfg: Mapping[str, Any] | None = None,
+    verify: bool | None = None,
+    trust_pickle: bool = False,
 ) -> Backbone:
     """Convert a pretrained backbone, check it against mmdet, and write it for ``init_cfg``.
 
@@ -139,21 +162,35 @@ def export_backbone(
         out: Output file; an existing one is an error unless ``force``.
         force: Overwrite ``out``.
         model_cfg: Also check against this detector ``model`` config (see :func:`verify_backbone`).
+        verify: Check the weights against mmdet's backbone; ``None`` (default): when MMDetection
+            is installed, else skipped with a warning (the file is written either way).
+        trust_pickle: Accept a file holding a whole pickled ``nn.Module``; loading it runs code
+            from the file, so only for files you made or trust.
 
     Returns:
         The converted :class:`Backbone` (``meta`` as written).
 
     Raises:
-        UserError: Unreadable input, unknown layout, weights that do not cover the mmdet
-            backbone (:class:`ExportError`), or an existing ``out``.
+        UserError: Unreadable input, unknown layout, non-finite weights, weights that do not
+            cover the mmdet backbone (:class:`ExportError`), or an existing ``out``.
     """
     out = Path(out)
     if out.exists() and not force:
         raise UserError(
             f"{out} already exists; not overwriting it (choose another --out or pass --force)"
         )
-    backbone = load_backbone(src)
-    verify_backbone(backbone)
+    backbone = load_backbone(src, trust_pickle=trust_pickle)
+    if verify is None:
+        reason = mmdet_import_error()
+        verify = reason is None
+        if not verify:
+            warnings.warn(
+                f"MMDetection cannot be imported ({reason}): {out} is written without checking"
+                f" it against mmdet's backbone; {MMDET_INSTALL_HINT}",
+                stacklevel=2,
+            )
+    if verify:
+        verify_backbone(backbone)
     if model_cfg is not None:
         verify_backbone(backbone, model_cfg)
     save_backbone(backbone, out, force=force)

@@ -7,6 +7,7 @@ Only torch is needed here; checking the result against an mmdet model lives in
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -267,30 +268,94 @@ def _lightning_backbone(ckpt: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor
     return sd, meta
 
 
-def load_backbone(src: str | Path | nn.Module | Mapping[str, Any]) -> Backbone:
+#: Shown wherever a file needs ``--trust-pickle``: what the flag risks.
+TRUST_PICKLE_RISK = "runs code from the file; only for files you made or trust"
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> Any:
+    """``torch.load`` a user's file safely: tensors and plain Python values only.
+
+    Our Lightning checkpoints, exported files and state dicts hold nothing else and load with
+    ``weights_only=True``. A whole pickled ``nn.Module`` (``torch.save(model)``) can only be
+    rebuilt by running code named in the file, so it needs ``trust_pickle``.
+
+    Args:
+        path: The file.
+        trust_pickle: Unpickle arbitrary objects (``weights_only=False``); this runs code from
+            the file, so only for files you made or trust.
+
+    Returns:
+        What the file holds.
+
+    Raises:
+        UserError: Missing or unreadable file, or pickled objects without ``trust_pickle``
+            (one line naming the flag).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        if trust_pickle:
+            raise UserError(
+                f"cannot read {path} as a torch checkpoint: {_first_line(err)}"
+            ) from err
+        needed = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f" (it needs {needed.group(1)})" if needed else ""
+        raise UserError(
+            f"{path} holds pickled Python objects{what}, e.g. a whole nn.Module saved with"
+            " torch.save(model), and is not loaded: save model.state_dict() instead, or pass"
+            f" --trust-pickle, which {TRUST_PICKLE_RISK}"
+        ) from err
+    except Exception as err:
+        raise UserError(f"cannot read {path} as a torch checkpoint: {_first_line(err)}") from err
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Fail on NaN or infinite values, naming the first tensor holding any.
+
+    Raises:
+        UserError: A floating-point tensor is not finite everywhere.
+    """
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            finite = torch.isfinite(value)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                raise UserError(
+                    f"weight {key!r} has {bad} NaN or infinite value(s) of {value.numel()}; the"
+                    " checkpoint is broken (diverged training?), export an earlier one"
+                )
+
+
+def load_backbone(
+    src: str | Path | nn.Module | Mapping[str, Any], *, trust_pickle: bool = False
+) -> Backbone:
     """Load a pretrained backbone from any supported source and convert it to mmdet's layout.
 
     Args:
         src: A file (our Lightning checkpoint, a file written by :func:`export_backbone`, a saved
             state dict or ``nn.Module``, a ``{'state_dict'|'model': ...}`` checkpoint), an
             ``nn.Module`` or a state dict.
+        trust_pickle: Allow a file holding a whole pickled ``nn.Module``; loading it runs code
+            from the file (see :func:`read_checkpoint`).
 
     Returns:
         The converted :class:`Backbone` with ``meta`` filled in.
 
     Raises:
-        UserError: The file is missing or unreadable, or holds no recognisable backbone.
+        UserError: The file is missing, unreadable or needs ``trust_pickle``, holds no
+            recognisable backbone, or holds NaN or infinite weights.
     """
     meta: dict[str, Any] = {"method": None, "epochs": None}
     if isinstance(src, str | Path):
         path = Path(src)
-        if not path.is_file():
-            raise UserError(f"checkpoint {path} does not exist")
-        try:
-            # Training checkpoints hold hyper-parameters (plain objects), hence not weights_only.
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:
-            raise UserError(f"cannot read {path} as a torch checkpoint: {err}") from err
+        obj = read_checkpoint(path, trust_pickle=trust_pickle)
         meta.update(source=str(path.resolve()), source_sha256=sha256_of(path))
     else:
         obj = src
@@ -329,6 +394,7 @@ def load_backbone(src: str | Path | nn.Module | Mapping[str, Any]) -> Backbone:
         sd = _select_prefix(sd, "backbone.") or sd
         meta.setdefault("source_format", "state_dict")
     backbone = convert_state_dict(sd, name_hint)
+    check_finite(backbone.state_dict)
     meta["architecture"] = backbone.architecture
     backbone.meta = meta
     return backbone

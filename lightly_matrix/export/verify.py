@@ -8,6 +8,7 @@ checks build the very modules that will load the file and compare key sets and s
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -16,9 +17,51 @@ from torch import nn
 
 from lightly_matrix.cli import UserError
 
+#: How to get MMDetection, for messages where it is missing.
+MMDET_INSTALL_HINT = (
+    'pip install "lightly-matrix[mmdet]" (mmcv 2.1.0 has no wheel for this torch and is compiled'
+    ' from source; see the README, "Use it in your own project")'
+)
+
+
+def quiet_pkg_resources_warning() -> None:
+    """Hide the deprecation warning mmengine and mmcv cause by importing ``pkg_resources``.
+
+    The project pins setuptools < 81 for them; for the command line only, so that its output
+    (and one-line errors) are not buried under it.
+    """
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
 
 class ExportError(UserError):
     """Converted weights do not fit the mmdet model they are meant for."""
+
+
+def mmdet_import_error() -> str | None:
+    """Why MMDetection (mmengine, mmcv, mmdet) cannot be imported, or ``None`` if it can."""
+    try:
+        import mmcv  # noqa: F401
+        import mmdet  # noqa: F401
+        import mmengine  # noqa: F401
+    except Exception as err:  # ImportError, or mmdet's assertion on the mmcv version
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return None
+
+
+def require_mmdet(what: str) -> None:
+    """Fail with one line saying how to install MMDetection if it is missing.
+
+    Args:
+        what: What needs it, e.g. ``"transfer"``.
+
+    Raises:
+        UserError: mmengine, mmcv or mmdet cannot be imported.
+    """
+    reason = mmdet_import_error()
+    if reason is not None:
+        raise UserError(
+            f"{what} needs MMDetection, which cannot be imported ({reason}); {MMDET_INSTALL_HINT}"
+        )
 
 
 def build_mmdet_module(cfg: Mapping[str, Any]) -> nn.Module:
@@ -30,6 +73,7 @@ def build_mmdet_module(cfg: Mapping[str, Any]) -> nn.Module:
     Returns:
         The module with freshly initialised weights.
     """
+    require_mmdet("checking weights against mmdet's modules")
     from mmdet.registry import MODELS
 
     import lightly_matrix.mmdet  # noqa: F401 - registers our backbone and shared head

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from lightly_matrix.data.coco_shapes import CATEGORIES, make_coco_shapes
+from lightly_matrix.data.coco_shapes import CATEGORIES, check_shapes_root, make_coco_shapes
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +55,37 @@ def test_deterministic_and_reused(tmp_path, shapes_root):
     assert make_coco_shapes(again, num_train=6, num_val=3, image_size=96) == again
     with pytest.raises(ValueError, match="made with"):
         make_coco_shapes(again, num_train=7, num_val=3, image_size=96)
+
+
+def test_never_writes_into_a_directory_it_did_not_create(tmp_path):
+    real = tmp_path / "coco"
+    (real / "annotations").mkdir(parents=True)
+    user_file = real / "annotations" / "instances_train2017.json"
+    user_file.write_text('{"user": "data"}')
+    with pytest.raises(ValueError, match="not created by make_coco_shapes"):
+        make_coco_shapes(real, num_train=2, num_val=1, image_size=32)
+    assert user_file.read_text() == '{"user": "data"}'
+    assert sorted(p.name for p in real.rglob("*")) == ["annotations", "instances_train2017.json"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        make_coco_shapes(tmp_path / "file", num_train=2, num_val=1, image_size=32)
+
+
+def test_claims_new_or_empty_directories_and_regenerates_only_its_own(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    made = make_coco_shapes(empty, num_train=2, num_val=1, image_size=32)
+    assert json.loads((made / ".lightly_matrix_coco_shapes").read_text())["num_train"] == 2
+    assert check_shapes_root(made, **PARAMS_2_1_32) is True
+    # Interrupted (no completion marker): ours, so generated again.
+    (made / ".complete").unlink()
+    (made / "train2017" / "000000000001.jpg").unlink()
+    assert check_shapes_root(made, **PARAMS_2_1_32) is False
+    make_coco_shapes(made, num_train=2, num_val=1, image_size=32)
+    assert (made / "train2017" / "000000000001.jpg").is_file()
+    # A data set from before the ownership marker (completion marker only) is still reused.
+    (made / ".lightly_matrix_coco_shapes").unlink()
+    assert check_shapes_root(made, **PARAMS_2_1_32) is True
+
+
+PARAMS_2_1_32 = dict(num_train=2, num_val=1, image_size=32, seed=0, max_shapes=4)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import stat
+
 import pytest
 import torch
 import torchvision
+from mmdet_blocker import run_without_mmdet
 from torch import nn
 
 from lightly_matrix.cli import UserError
@@ -152,3 +157,111 @@ def test_cli(tmp_path, capsys):
     assert "resnet18" in capsys.readouterr().out
     assert cli_main(["export", str(ckpt), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def payload_checkpoint(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    state = {f"backbone.{k}": v for k, v in lightly_resnet().state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"x": _Payload(marker)}}, path)
+    return path, marker
+
+
+def test_pickle_payload_is_never_run(tmp_path, capsys):
+    path, marker = payload_checkpoint(tmp_path)
+    assert cli_main(["export", str(path), "--out", str(tmp_path / "out.pth")]) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "out.pth").exists()
+    assert len(err.strip().splitlines()) == 1
+    assert "--trust-pickle" in err and "runs code from the file" in err
+    assert "(it needs io.open)" in err  # names what the file would run (open is io.open)
+    with pytest.raises(UserError, match="--trust-pickle"):
+        load_backbone(path)
+    assert not marker.exists()
+
+
+def test_whole_module_file_needs_trust_pickle(tmp_path, capsys):
+    resnet = torchvision.models.resnet18()
+    torch.save(resnet, tmp_path / "model.pt")
+    out = tmp_path / "r18.pth"
+    assert cli_main(["export", str(tmp_path / "model.pt"), "--out", str(out)]) == 2
+    assert "--trust-pickle" in capsys.readouterr().err and not out.exists()
+    argv = ["export", str(tmp_path / "model.pt"), "--out", str(out), "--trust-pickle"]
+    assert cli_main(argv) == 0
+    sd = torch.load(out, weights_only=True)["state_dict"]
+    torch.testing.assert_close(sd["backbone.layer2.0.conv1.weight"], resnet.layer2[0].conv1.weight)
+
+
+def test_lightning_checkpoint_with_plain_hyper_parameters_loads_weights_only(tmp_path):
+    """Everything our checkpoints hold (hparams, loops, optimizer state) is plain data."""
+    seq = lightly_resnet()
+    ckpt = lightning_checkpoint(tmp_path / "l.ckpt", seq, "vicreg", "resnet18")
+    data = torch.load(ckpt, weights_only=True)
+    data["loops"] = {"fit_loop": {"epoch_progress": {"current": {"completed": 3}}}}
+    data["optimizer_states"] = [torch.optim.SGD(seq.parameters(), lr=0.1).state_dict()]
+    data["callbacks"] = {"ModelCheckpoint{}": {"best_model_score": torch.tensor(0.5)}}
+    torch.save(data, ckpt)
+    assert load_backbone(ckpt).meta["epochs"] == 3
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    seq = lightly_resnet()
+    with torch.no_grad():
+        seq[5][1].bn1.running_var[3] = bad
+    ckpt = lightning_checkpoint(tmp_path / "n.ckpt", seq, "matrix_ssl", "resnet18")
+    with pytest.raises(UserError, match=r"weight 'layer2\.1\.bn1\.running_var' has 1 NaN"):
+        export_backbone(ckpt, tmp_path / "n.pth")
+    assert not (tmp_path / "n.pth").exists()
+
+
+def test_exported_file_respects_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        export_backbone(lightly_resnet(), tmp_path / "a.pth")
+        os.umask(0o077)
+        export_backbone(lightly_resnet(), tmp_path / "b.pth")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.pth").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.pth").stat().st_mode) == 0o600
+
+
+def test_cli_prints_mmdets_train_command(tmp_path, capsys):
+    from lightly_matrix.transfer.configs import resolve_config
+
+    ckpt = lightning_checkpoint(tmp_path / "c.ckpt", lightly_resnet(), "corinfomax", "resnet18")
+    out = tmp_path / "c.pth"
+    assert cli_main(["export", str(ckpt), "--out", str(out)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  python "))
+    command = shlex.split(line)
+    assert command[0] == "python" and command[1].endswith("mmdet/.mim/tools/train.py")
+    assert os.path.isfile(command[1])
+    assert command[2] == str(resolve_config("mask-rcnn_r18-c4_ms-1x_coco"))
+    assert command[3:] == [
+        "--cfg-options",
+        f"model.backbone.init_cfg.checkpoint={out}",
+        f"model.roi_head.shared_head.init_cfg.checkpoint={out}",
+    ]
+
+
+def test_export_without_mmdet_writes_and_says_it_skipped_the_check(tmp_path):
+    seq = lightly_resnet()
+    ckpt = lightning_checkpoint(tmp_path / "c.ckpt", seq, "matrix_ssl", "resnet18")
+    out = tmp_path / "c.pth"
+    done = run_without_mmdet("export", str(ckpt), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "check against mmdet's backbone was skipped" in done.stdout
+    assert 'pip install "lightly-matrix[mmdet]"' in done.stdout
+    sd = torch.load(out, weights_only=True)["state_dict"]
+    torch.testing.assert_close(sd["backbone.conv1.weight"], seq[0].weight)

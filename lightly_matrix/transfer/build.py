@@ -1,0 +1,187 @@
+"""One transfer run's mmengine config: ours, with data, weights, schedule and batch applied."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+from lightly_matrix.cli import UserError
+from lightly_matrix.transfer.cfg_options import check_cfg_options, parse_cfg_options
+
+
+def walk_dicts(node: Any):
+    """Every dict in a nested structure of dicts, lists and tuples (``node`` included)."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk_dicts(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from walk_dicts(value)
+
+
+def set_data_root(cfg: Any, root: str | Path) -> None:
+    """Point every dataloader and COCO evaluator of ``cfg`` at ``root``.
+
+    mmengine resolves ``data_root`` variables when the file is parsed, so changing the top-level
+    variable afterwards would not reach the datasets; each one is set here instead.
+    """
+    root = str(Path(root).resolve()) + os.sep
+    for split in ("train", "val", "test"):
+        loader = cfg.get(f"{split}_dataloader")
+        if not loader:
+            continue
+        dataset = loader["dataset"]
+        while "dataset" in dataset:  # dataset wrappers (RepeatDataset, ...)
+            dataset = dataset["dataset"]
+        dataset["data_root"] = root
+        evaluator = cfg.get(f"{split}_evaluator")
+        for metric in walk_dicts(evaluator):
+            if "ann_file" in metric:
+                metric["ann_file"] = os.path.join(root, dataset["ann_file"])
+
+
+def _resize_for_resnet(cfg: Any, depth: int) -> None:
+    """Adapt an FPN ResNet config (the demo) to the checkpoint's ResNet depth."""
+    backbone = cfg.model.backbone
+    if backbone.get("type") != "ResNet" or backbone.depth == depth:
+        return
+    if cfg.model.get("neck") is None or (
+        "roi_head" in cfg.model and cfg.model.roi_head.get("shared_head")
+    ):
+        raise UserError(f"the config is for a ResNet-{backbone.depth}; pass a matching --config")
+    expansion = 4 if depth >= 50 else 1
+    backbone.depth = depth
+    cfg.model.neck.in_channels = [64 * expansion * 2**i for i in range(4)]
+
+
+def iteration_schedule(cfg: Any, max_iters: int) -> None:
+    """Replace the epoch schedule by ``max_iters`` iterations, milestones scaled to fit."""
+    epochs = cfg.train_cfg.get("max_epochs")
+    cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters)
+    schedulers = []
+    for scheduler in cfg.get("param_scheduler") or []:
+        scheduler = copy.deepcopy(dict(scheduler))
+        if scheduler.get("by_epoch", True) and epochs:
+            scale = max_iters / epochs
+            scheduler["by_epoch"] = False
+            scheduler["begin"] = round(scheduler.get("begin", 0) * scale)
+            scheduler["end"] = min(max_iters, round(scheduler.get("end", epochs) * scale))
+            if "milestones" in scheduler:
+                scheduler["milestones"] = [
+                    max(1, round(m * scale)) for m in scheduler["milestones"]
+                ]
+        else:
+            # An iteration warm-up longer than a quarter of a short run would be the whole run.
+            scheduler["end"] = min(scheduler.get("end", max_iters), max(1, max_iters // 4))
+        schedulers.append(scheduler)
+    cfg.param_scheduler = schedulers
+    cfg.default_hooks.checkpoint = dict(
+        type="CheckpointHook", by_epoch=False, interval=max_iters, max_keep_ckpts=1
+    )
+    logger = cfg.default_hooks.get("logger")
+    if logger is not None:
+        logger["interval"] = max(1, min(logger.get("interval", 50), max_iters // 5))
+    cfg.log_processor = dict(cfg.get("log_processor") or {}, by_epoch=False)
+
+
+def _replace_norm(node: Any, old: str, new: str) -> None:
+    for d in walk_dicts(node):
+        if d.get("type") == old:
+            d["type"] = new
+
+
+def _set_pretrained(model: Any, backbone_file: Path) -> None:
+    """Load ``backbone_file`` into the backbone and, for C4 models, the RoI shared head (res5)."""
+    pretrained = dict(type="Pretrained", checkpoint=str(backbone_file), prefix="backbone.")
+    model.backbone.init_cfg = pretrained
+    shared = model.get("roi_head", {}).get("shared_head")
+    if shared is not None:
+        shared.init_cfg = dict(pretrained)
+
+
+def build_config(
+    args: argparse.Namespace,
+    config_path: Path,
+    work_dir: Path,
+    data_root: Path,
+    backbone: Any | None,
+    backbone_file: Path | None,
+) -> Any:
+    """Load a config and apply the run's settings (data, weights, schedule, batch, launcher).
+
+    Args:
+        args: Parsed ``transfer`` arguments.
+        config_path: The config file.
+        work_dir: Output directory.
+        data_root: COCO-layout data.
+        backbone: The converted :class:`lightly_matrix.export.Backbone`, or ``None`` (random init).
+        backbone_file: The exported file that ``init_cfg`` loads.
+
+    Returns:
+        The mmengine ``Config``.
+    """
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(config_path))
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = args.launcher
+    set_data_root(cfg, data_root)
+    model = cfg.model
+    if backbone is not None:
+        if backbone.family == "vit":
+            if model.backbone.get("type") != backbone.backbone_cfg["type"]:
+                raise UserError(
+                    f"{config_path.name} has a {model.backbone.get('type')} backbone, the"
+                    f" checkpoint a {backbone.architecture}; pass a ViT config"
+                )
+            model.backbone.update({k: v for k, v in backbone.backbone_cfg.items() if k != "type"})
+        elif args.demo:
+            _resize_for_resnet(cfg, backbone.backbone_cfg["depth"])
+        assert backbone_file is not None
+        _set_pretrained(model, backbone_file)
+    else:
+        # Ours give random weights as they are; stock configs name torchvision:// weights, and
+        # random-init runs download nothing either.
+        for part in (model.backbone, (model.get("roi_head") or {}).get("shared_head")):
+            init = (part or {}).get("init_cfg")
+            if part is not None and not (
+                isinstance(init, dict) and init.get("type") == "PretrainedOrDefault"
+            ):
+                part["init_cfg"] = None
+    if args.batch_size:
+        cfg.train_dataloader.batch_size = args.batch_size
+    cfg.auto_scale_lr = dict(cfg.get("auto_scale_lr") or {"base_batch_size": 16})
+    cfg.auto_scale_lr["enable"] = not args.no_auto_scale_lr
+    if args.max_iters:
+        iteration_schedule(cfg, args.max_iters)
+    if args.val_interval > 0:
+        cfg.train_cfg.val_interval = args.val_interval
+    else:
+        # The final test on val2017 gives the reported numbers; no second pass over it.
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.randomness = dict(seed=args.seed)
+    import torch
+
+    if not torch.cuda.is_available():
+        cfg.env_cfg.dist_cfg = dict(backend="gloo")
+        if args.launcher != "none":
+            # torch's SyncBatchNorm needs CUDA; CPU processes (tests, debugging) use plain BN.
+            _replace_norm(cfg.model, "SyncBN", "BN")
+    if args.cfg_options:
+        options = parse_cfg_options(args.cfg_options)
+        weights = [
+            k for k in options if k.endswith("init_cfg.checkpoint") or k.endswith("init_cfg")
+        ]
+        if weights:
+            raise UserError(
+                f"--cfg-options {weights[0]}: transfer loads pretrained weights from its CHECKPOINT"
+                " argument (exported and checked against the config); such options are for"
+                " mmdet's own tools/train.py"
+            )
+        check_cfg_options(cfg, options)
+        cfg.merge_from_dict(options)
+    return cfg

@@ -1,0 +1,177 @@
+"""``--cfg-options`` checked against the config: a mistyped key is an error, not a silent no-op.
+
+mmengine's ``Config.merge_from_dict`` adds any key it is given, so ``train_dataloader.batchsize=4``
+would train with the config's batch size without a word. A key must exist in the config, or be
+accepted where it is added: by the constructor a ``type`` names (its ``__init__`` arguments, e.g.
+``model.backbone.with_cp`` for mmdet's ``ResNet``), by mmengine's ``Runner`` (top level, and the
+``randomness``, ``env_cfg`` and ``auto_scale_lr`` sections it reads), by torch's ``DataLoader``
+(``*_dataloader``), or anywhere in a dict without ``type`` elsewhere (plain settings such as
+``model.test_cfg``, ``default_hooks`` or ``paramwise_cfg.custom_keys``, which have no signature
+to check against).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import inspect
+from typing import Any
+
+from lightly_matrix.cli import UserError
+
+# Keys that builders consume before the constructor sees the rest (mmcv's build_norm_layer,
+# mmengine's optimizer-wrapper constructor).
+_BUILDER_KEYS = frozenset(
+    {"type", "_delete_", "_scope_", "requires_grad", "paramwise_cfg", "constructor"}
+)
+# What mmengine's build_dataloader takes besides torch DataLoader's own arguments.
+_DATALOADER_KEYS = frozenset(
+    {"dataset", "sampler", "batch_sampler", "collate_fn", "worker_init_fn", "num_batch_per_epoch"}
+)
+# Top-level sections without ``type`` that mmengine's Runner reads key by key.
+_SECTION_KEYS = {
+    "randomness": frozenset({"seed", "deterministic", "diff_rank_seed"}),
+    "env_cfg": frozenset({"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit"}),
+    "auto_scale_lr": frozenset({"enable", "base_batch_size"}),
+}
+_MISSING = object()
+
+
+def parse_cfg_options(options: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as mmengine's ``DictAction`` parses them for mmdet's tools."""
+    from mmengine.config import DictAction
+
+    action = DictAction(option_strings=["--cfg-options"], dest="cfg_options")
+    namespace = argparse.Namespace()
+    action(argparse.ArgumentParser(), namespace, options)
+    return dict(namespace.cfg_options)
+
+
+def _child(node: Any, part: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(part, _MISSING)
+    if isinstance(node, list | tuple) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    return _MISSING
+
+
+def _constructors(type_name: Any) -> list[Any]:
+    """Everything the name is registered as in mmdet's registries (and their mmengine parents)."""
+    if not isinstance(type_name, str):
+        return [type_name]
+    import mmdet.registry
+    from mmengine.registry import Registry
+
+    import lightly_matrix.mmdet  # noqa: F401 - our registered modules
+
+    found = []
+    for registry in vars(mmdet.registry).values():
+        if isinstance(registry, Registry):
+            try:
+                obj = registry.get(type_name)
+            except Exception:  # a registry whose lazy imports fail says nothing about this key
+                obj = None
+            if obj is not None and obj not in found:
+                found.append(obj)
+    return found
+
+
+def _arguments(obj: Any) -> set[str] | None:
+    """Keyword arguments of a class (all ``__init__`` in its MRO) or function; None: unknown."""
+    import torch
+
+    functions = []
+    if inspect.isclass(obj):
+        functions = [
+            klass.__init__
+            for klass in obj.__mro__
+            if "__init__" in vars(klass) and klass not in (object, torch.nn.Module)
+        ]
+    elif callable(obj):
+        functions = [obj]
+    names: set[str] = set()
+    for function in functions:
+        try:
+            parameters = list(inspect.signature(function).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        if inspect.isclass(obj):
+            parameters = parameters[1:]  # self
+        names.update(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    return names
+
+
+def _accepted_names(path: list[str], parent: Any) -> set[str] | None:
+    """New keys the dict at ``path`` accepts; ``None``: any (nothing to check against)."""
+    if not path:
+        from mmengine.runner import Runner
+
+        return _arguments(Runner) or set()
+    if not isinstance(parent, dict):
+        return set()
+    if "type" in parent:
+        names: set[str] = set()
+        for constructor in _constructors(parent["type"]):
+            arguments = _arguments(constructor)
+            if arguments is None:
+                return None
+            names |= arguments
+        return (names | _BUILDER_KEYS) if names else None
+    if len(path) == 1 and path[0].endswith("_dataloader"):
+        from torch.utils.data import DataLoader
+
+        return (_arguments(DataLoader) or set()) | _DATALOADER_KEYS
+    if len(path) == 1 and path[0] in _SECTION_KEYS:
+        return set(_SECTION_KEYS[path[0]])
+    return None
+
+
+def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
+    """Fail on ``--cfg-options`` keys that neither exist in ``cfg`` nor are accepted there.
+
+    Args:
+        cfg: The mmengine ``Config`` before the options are merged.
+        options: Parsed options (:func:`parse_cfg_options`), dotted keys to values.
+
+    Raises:
+        UserError: One line naming the unknown key and the closest existing ones.
+    """
+    original = cfg.to_dict()
+    merged = copy.deepcopy(cfg)
+    try:
+        merged.merge_from_dict(options)
+    except (TypeError, KeyError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"--cfg-options do not fit the config: {first}") from err
+    merged_dict = merged.to_dict()
+    for key in options:
+        parts = key.split(".")
+        node = original
+        depth = 0
+        while depth < len(parts) and (child := _child(node, parts[depth])) is not _MISSING:
+            node, depth = child, depth + 1
+        if depth == len(parts):
+            continue  # the key exists
+        parent_path, new = parts[:depth], parts[depth]
+        parent: Any = merged_dict
+        for part in parent_path:
+            parent = _child(parent, part)
+        accepted = _accepted_names(parent_path, parent)
+        if accepted is None or new in accepted:
+            continue
+        # Names at the same level: the parent's keys and what its constructor takes.
+        siblings = set(parent) if isinstance(parent, dict) else set()
+        candidates = sorted((siblings | accepted) - {new})
+        close = difflib.get_close_matches(new, candidates, n=3, cutoff=0.6)
+        prefix = ".".join([*parent_path, ""])
+        hint = (
+            f"did you mean {' or '.join(prefix + name for name in close)}?"
+            if close
+            else "no similar key exists there"
+        )
+        where = f"'{'.'.join(parent_path)}'" if parent_path else "the top level"
+        raise UserError(
+            f"--cfg-options {key}: '{new}' is not a key of {where} in the config and would be"
+            f" silently ignored; {hint}"
+        )

@@ -1,0 +1,195 @@
+"""Checks of a transfer run's inputs and outputs, all before anything is built or written."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+from pathlib import Path
+
+from lightly_matrix.cli import UserError
+
+#: Arguments of :func:`lightly_matrix.data.coco_shapes.make_coco_shapes` for ``--demo``.
+DEMO_DATA = {"num_train": 400, "num_val": 100, "image_size": 160, "seed": 0, "max_shapes": 4}
+DEMO_DATA_ROOT = Path("work_dirs") / "coco_shapes"
+#: What a COCO root must hold (the standard layout).
+COCO_LAYOUT = (
+    "annotations/instances_train2017.json",
+    "annotations/instances_val2017.json",
+    "train2017",
+    "val2017",
+)
+#: Top-level lists of a COCO annotation file.
+COCO_KEYS = ("images", "annotations", "categories")
+#: Annotation files up to this size are parsed in full before training (COCO val: 25 MB).
+FULL_PARSE_BYTES = 64 << 20
+#: Written first into every work dir we create; other non-empty directories are never used.
+WORK_DIR_MARKER = ".lightly_matrix_transfer"
+
+
+def check_demo_root(root: Path) -> bool:
+    """Whether the demo data at ``root`` is complete (``False``: to be generated there).
+
+    Raises:
+        UserError: ``root`` is not ours to write into (e.g. a real COCO), see
+            :func:`lightly_matrix.data.coco_shapes.check_shapes_root`.
+    """
+    from lightly_matrix.data.coco_shapes import check_shapes_root
+
+    try:
+        return check_shapes_root(root, **DEMO_DATA)
+    except ValueError as err:
+        raise UserError(
+            f"{err}; --demo generates its data under --coco-root: pass a new or empty directory"
+            f" (or omit it for {DEMO_DATA_ROOT})"
+        ) from err
+
+
+def check_coco_root(root: Path) -> None:
+    """Fail before training on an incomplete or broken COCO layout, in one line.
+
+    Everything missing is listed at once; image folders must not be empty; each annotation file
+    must be a JSON object with ``images``, ``annotations`` and ``categories``.
+    """
+    missing = [rel for rel in COCO_LAYOUT if not (root / rel).exists()]
+    if missing:
+        raise UserError(
+            f"COCO at {root} is incomplete, missing: {', '.join(missing)}; expected the standard"
+            f" layout ({', '.join(COCO_LAYOUT)}) under --coco-root"
+        )
+    for rel in COCO_LAYOUT:
+        path = root / rel
+        if rel.endswith(".json"):
+            check_annotation_file(path)
+        elif not path.is_dir():
+            raise UserError(f"{path} is not a directory; it should hold the {rel} images")
+        else:
+            with os.scandir(path) as entries:
+                if next(entries, None) is None:
+                    raise UserError(f"{path} is empty; it should hold the {rel} images")
+
+
+def check_annotation_file(path: Path) -> None:
+    """Fail unless ``path`` is a COCO annotation file (JSON object with the three lists).
+
+    Files up to :data:`FULL_PARSE_BYTES` are parsed; larger ones (COCO's train annotations are
+    448 MB, which mmdet parses anyway) are checked for the shape of a JSON object holding the
+    three keys, without holding gigabytes of parsed JSON in this process.
+    """
+    try:
+        size = path.stat().st_size
+        if size <= FULL_PARSE_BYTES:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            keys = set(data) if isinstance(data, dict) else None
+        else:
+            keys = _scan_top_level_keys(path)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot read {path} as COCO annotations (JSON): {first}") from err
+    if keys is None:
+        raise UserError(f"{path} is not a JSON object; expected COCO annotations")
+    lacking = [k for k in COCO_KEYS if k not in keys]
+    if lacking:
+        raise UserError(
+            f"{path} lacks {', '.join(lacking)}; expected COCO annotations with"
+            f" {', '.join(COCO_KEYS)}"
+        )
+
+
+def _scan_top_level_keys(path: Path) -> set[str] | None:
+    """COCO keys found in a large file that starts with '{' and ends with '}' (else ``None``)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16).lstrip()
+        f.seek(max(0, path.stat().st_size - 64))
+        tail = f.read().rstrip()
+        if not head.startswith(b"{") or not tail.endswith(b"}"):
+            return None
+        f.seek(0)
+        found: set[str] = set()
+        carry = b""
+        while chunk := f.read(1 << 24):
+            window = carry + chunk
+            found |= {k for k in COCO_KEYS if f'"{k}"'.encode() in window}
+            carry = chunk[-32:]
+    return found
+
+
+def check_devices(args: argparse.Namespace) -> None:
+    """Fail in one line, before torchrun starts, where ``--gpus``/``--nnodes`` cannot run.
+
+    Several processes need one CUDA GPU each; ``--allow-cpu-ddp`` lets them run on the CPU
+    (gloo) for debugging.
+    """
+    if args.gpus < 1 or args.nnodes < 1:
+        raise UserError("--gpus and --nnodes must be at least 1")
+    if args.nnodes > 1 and not args.work_dir:
+        raise UserError(
+            "multi-node runs need an explicit --work-dir on storage shared by the nodes"
+        )
+    if args.launcher != "none" or (args.gpus == 1 and args.nnodes == 1) or args.allow_cpu_ddp:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(
+            f"--gpus {args.gpus} --nnodes {args.nnodes} starts one process per CUDA GPU, but torch"
+            " sees no CUDA GPU here; run with --gpus 1 (the default), or pass --allow-cpu-ddp to"
+            " debug with CPU processes"
+        )
+    if torch.cuda.device_count() < args.gpus:
+        raise UserError(
+            f"--gpus {args.gpus} but only {torch.cuda.device_count()} CUDA GPU(s) are visible"
+            " (CUDA_VISIBLE_DEVICES?); pass at most that many"
+        )
+
+
+def require_mmdet() -> None:
+    """Fail in one line, saying how to install it, where MMDetection cannot be imported."""
+    from lightly_matrix.export.verify import require_mmdet as require
+
+    require("lightly-matrix transfer")
+
+
+def check_work_dir(work_dir: Path) -> None:
+    """Refuse a work dir that holds results, or that is not empty and not made by ``transfer``.
+
+    A directory with our marker and no ``results.json`` is an earlier, unfinished run of ours (or
+    the one the torchrun parent prepared) and is used again.
+    """
+    if work_dir.exists() and not work_dir.is_dir():
+        raise UserError(f"--work-dir {work_dir} is a file; choose a directory")
+    if (work_dir / "results.json").exists():
+        raise UserError(
+            f"{work_dir} already holds results.json of an earlier run; not overwriting it"
+            " (choose another --work-dir, or omit it for a fresh timestamped one)"
+        )
+    if work_dir.is_dir() and not (work_dir / WORK_DIR_MARKER).is_file() and any(work_dir.iterdir()):
+        raise UserError(
+            f"{work_dir} is not empty and was not created by lightly-matrix transfer; not writing"
+            " into it (choose a new or empty --work-dir, or omit it for a fresh timestamped one)"
+        )
+
+
+def claim_work_dir(work_dir: Path) -> None:
+    """Create the (checked) work dir and mark it as ours before anything else is written."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker = work_dir / WORK_DIR_MARKER
+    if not marker.exists():
+        marker.write_text("created by lightly-matrix transfer\n")
+
+
+def resolve_work_dir(args: argparse.Namespace, config_name: str) -> Path:
+    """The output directory, checked (:func:`check_work_dir`) but not created yet."""
+    if args.work_dir:
+        work_dir = Path(args.work_dir)
+        check_work_dir(work_dir)
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+        work_dir = Path("work_dirs") / "transfer" / config_name / stamp
+        suffix = 1
+        while work_dir.exists():
+            work_dir = work_dir.with_name(f"{stamp}_{suffix}")
+            suffix += 1
+    return work_dir.resolve()

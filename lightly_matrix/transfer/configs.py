@@ -1,0 +1,96 @@
+"""Where our mmdet configs live and which one a backbone gets.
+
+The configs are the repository's top-level ``mmdet_configs/`` folder; the wheel ships it as the
+package ``lightly_matrix.mmdet_configs`` (``package-dir`` in ``pyproject.toml``), so an
+installed copy finds them wherever it runs. A source checkout used without installing falls back
+to the folder beside the package. Nothing here imports mmdet.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+from lightly_matrix.cli import UserError
+
+#: The package the wheel installs ``mmdet_configs/`` as.
+CONFIG_PACKAGE = "lightly_matrix.mmdet_configs"
+#: Config chosen for each backbone architecture when ``--config`` is not given: the C4 protocol
+#: of MoCo / Matrix-SSL for ResNets, the simple-pyramid config for ViTs.
+DEFAULT_CONFIGS = {
+    "resnet18": "mask-rcnn_r18-c4_ms-1x_coco",
+    "resnet50": "mask-rcnn_r50-c4_ms-1x_coco",
+    "vit": "mask-rcnn_vit-b16_sfp_ms-1x_coco",
+}
+DEMO_CONFIG = "mask-rcnn_r18_fpn_demo_coco-shapes"
+
+
+def config_dir() -> Path:
+    """The folder holding our configs (installed package, or the checkout's ``mmdet_configs/``)."""
+    try:
+        installed = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
+    except ModuleNotFoundError:
+        installed = None
+    if installed is not None and installed.is_dir():
+        return installed
+    # A checkout on PYTHONPATH without `pip install`: the folder beside the package.
+    beside = Path(__file__).resolve().parents[2] / "mmdet_configs"
+    if beside.is_dir():
+        return beside
+    raise UserError(
+        "lightly_matrix's mmdet configs are missing from this installation; reinstall it"
+        ' (pip install "lightly-matrix[mmdet]")'
+    )
+
+
+def _config_files() -> list[Path]:
+    return sorted(p for p in config_dir().glob("*.py") if not p.name.startswith("_"))
+
+
+def available_configs() -> list[str]:
+    """Names of our configs (file names without ``.py``)."""
+    return [p.stem for p in _config_files()]
+
+
+def describe_config(path: Path) -> str:
+    """The first sentence of the comment a config starts with (which protocol it is)."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#") or line.startswith("# ruff:"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines)
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+def resolve_config(name: str) -> Path:
+    """A config path from one of our names (``.py`` optional) or a file path."""
+    path = Path(name)
+    if path.is_file():
+        return path.resolve()
+    candidate = config_dir() / (name if name.endswith(".py") else f"{name}.py")
+    if candidate.is_file() and not candidate.name.startswith("_"):
+        return candidate
+    raise UserError(
+        f"config {name!r} not found; use a file or one of: {', '.join(available_configs())}"
+    )
+
+
+def default_config(architecture: str | None, demo: bool) -> str:
+    """The config name for an architecture (``None``: random-init ResNet-50 / demo ResNet-18)."""
+    if demo:
+        if architecture is not None and not architecture.startswith("resnet"):
+            raise UserError(
+                f"the demo config is a ResNet Mask R-CNN; a {architecture} needs --config"
+            )
+        return DEMO_CONFIG
+    if architecture is None:
+        return DEFAULT_CONFIGS["resnet50"]
+    key = "vit" if architecture.startswith("vit") else architecture
+    if key not in DEFAULT_CONFIGS:
+        raise UserError(
+            f"no default config for a {architecture}; pass --config (one of: "
+            f"{', '.join(available_configs())})"
+        )
+    return DEFAULT_CONFIGS[key]

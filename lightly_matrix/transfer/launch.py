@@ -1,0 +1,180 @@
+"""Running a transfer: prepare (export, checks), then train and test, here or under torchrun."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lightly_matrix.transfer.build import build_config
+from lightly_matrix.transfer.checks import (
+    DEMO_DATA,
+    DEMO_DATA_ROOT,
+    check_coco_root,
+    check_demo_root,
+    check_devices,
+    claim_work_dir,
+    require_mmdet,
+    resolve_work_dir,
+)
+from lightly_matrix.transfer.configs import default_config, resolve_config
+from lightly_matrix.transfer.results import (
+    config_architecture,
+    markdown_row,
+    markdown_table,
+    summarise,
+)
+
+
+def _torchrun(
+    args: argparse.Namespace, checkpoint: Path | None, config: Path, work_dir: Path, data_root: Path
+) -> int:
+    """Launch this module in ``--gpus`` processes per node with torchrun (prepared inputs)."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run",
+        f"--nproc_per_node={args.gpus}", f"--nnodes={args.nnodes}",
+        f"--node_rank={args.node_rank}", f"--master_addr={args.master_addr}",
+        f"--master_port={args.master_port}",
+        "-m", "lightly_matrix.transfer",
+        *([str(checkpoint)] if checkpoint else []),
+        "--config", str(config), "--work-dir", str(work_dir), "--coco-root", str(data_root),
+        "--val-interval", str(args.val_interval), "--seed", str(args.seed),
+        "--launcher", "pytorch",
+    ]  # fmt: skip
+    if args.demo:
+        command.append("--demo")
+    if args.max_iters:
+        command += ["--max-iters", str(args.max_iters)]
+    if args.batch_size:
+        command += ["--batch-size", str(args.batch_size)]
+    if args.no_auto_scale_lr:
+        command.append("--no-auto-scale-lr")
+    if args.cfg_options:
+        command += ["--cfg-options", *args.cfg_options]
+    print("launching: " + " ".join(command), flush=True)
+    return subprocess.call(command)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every input, then export (if needed), train, test and report.
+
+    Nothing is written anywhere until every option has been checked: the checkpoint, the
+    config and the exported weights against it, ``--cfg-options``, the data and the work dir.
+    """
+    from lightly_matrix.export import (
+        EXPORT_FORMAT,
+        ExportError,
+        load_backbone,
+        save_backbone,
+        verify_backbone,
+    )
+    from lightly_matrix.export.verify import quiet_pkg_resources_warning
+
+    quiet_pkg_resources_warning()
+    require_mmdet()
+    check_devices(args)
+    distributed_child = args.launcher != "none"
+    # Inputs first, so that a wrong path fails in seconds, before anything heavy is built.
+    backbone = (
+        load_backbone(args.checkpoint, trust_pickle=args.trust_pickle) if args.checkpoint else None
+    )
+    architecture = backbone.architecture if backbone else None
+    config_path = resolve_config(args.config or default_config(architecture, args.demo))
+    config_name = config_path.stem
+    work_dir = resolve_work_dir(args, config_name)
+    if args.demo:
+        data_root = Path(args.coco_root or DEMO_DATA_ROOT)
+        demo_ready = check_demo_root(data_root)
+        if demo_ready:
+            check_coco_root(data_root)
+    else:
+        data_root = Path(args.coco_root or "data/coco")
+        check_coco_root(data_root)
+
+    backbone_file: Path | None = None
+    is_exported = backbone is not None and backbone.meta.get("format") == EXPORT_FORMAT
+    if backbone is not None:
+        backbone_file = (
+            Path(args.checkpoint).resolve() if is_exported else work_dir / "backbone.pth"
+        )
+    cfg = build_config(args, config_path, work_dir, data_root, backbone, backbone_file)
+    if backbone is not None:
+        if not distributed_child:
+            verify_backbone(backbone)
+        try:
+            verify_backbone(backbone, cfg.model)
+        except ExportError as err:
+            raise ExportError(
+                f"{backbone.architecture} checkpoint vs {config_name}: {err}"
+            ) from err
+
+    # Everything checked: now the writes (demo data, work dir, exported backbone).
+    if args.demo and not demo_ready:
+        from lightly_matrix.data.coco_shapes import make_coco_shapes
+
+        make_coco_shapes(data_root, **DEMO_DATA)
+        check_coco_root(data_root)
+    claim_work_dir(work_dir)
+    if backbone is not None and not is_exported and not distributed_child:
+        assert backbone_file is not None
+        save_backbone(backbone, backbone_file, force=True)
+
+    if (args.gpus > 1 or args.nnodes > 1) and not distributed_child:
+        return _torchrun(args, backbone_file, config_path, work_dir, data_root)
+    return _train_and_test(cfg, args, config_name, backbone, backbone_file, data_root)
+
+
+def _train_and_test(
+    cfg: Any,
+    args: argparse.Namespace,
+    config_name: str,
+    backbone: Any | None,
+    backbone_file: Path | None,
+    data_root: Path,
+) -> int:
+    """Run mmengine's Runner (train, then test) and, on rank 0, write and print the results."""
+    from mmengine.dist import get_world_size, is_main_process
+    from mmengine.runner import Runner
+
+    runner = Runner.from_cfg(cfg)
+    start = time.perf_counter()
+    runner.train()
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics = runner.test()
+    test_s = time.perf_counter() - start
+    if not is_main_process():
+        return 0
+
+    meta = backbone.meta if backbone else {}
+    optimizer = runner.optim_wrapper.optimizer
+    loop = cfg.train_cfg
+    results: dict[str, Any] = {
+        **summarise(metrics),
+        "config": config_name,
+        "checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
+        "backbone_file": str(backbone_file) if backbone_file else None,
+        "method": meta.get("method"),
+        "architecture": backbone.architecture if backbone else config_architecture(cfg),
+        "pretrain_epochs": meta.get("epochs"),
+        "source_sha256": meta.get("source_sha256"),
+        "schedule": {k: loop[k] for k in ("type", "max_epochs", "max_iters") if k in loop},
+        "world_size": get_world_size(),
+        "total_batch_size": get_world_size() * cfg.train_dataloader.batch_size,
+        "base_lr": optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"]),
+        "data_root": str(data_root.resolve()),
+        "train_time_s": round(train_s, 1),
+        "test_time_s": round(test_s, 1),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+    results["markdown_row"] = markdown_row(results)
+    work_dir = Path(cfg.work_dir)
+    with open(work_dir / "results.json", "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"\nresults written to {work_dir / 'results.json'}\n")
+    print(markdown_table([results["markdown_row"]]))
+    return 0
