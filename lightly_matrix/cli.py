@@ -6,6 +6,7 @@ Sub-commands live beside the code they drive and are imported lazily, so ``--hel
 - ``pretrain``: :mod:`lightly_matrix.pretrain` (self-supervised pretraining with Lightning)
 - ``export``: :mod:`lightly_matrix.export.cli` (Lightning, Lightly, torchvision, timm -> mmdet)
 - ``transfer``: :mod:`lightly_matrix.transfer` (Mask R-CNN fine-tuning and COCO evaluation)
+- ``configs``: :mod:`lightly_matrix.transfer.configs_cli` (our mmdet configs, listed or written out)
 
 Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 """
@@ -27,6 +28,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("lightly_matrix.export.cli", "export a pretrained backbone as an mmdet checkpoint"),
     "transfer": ("lightly_matrix.transfer", "Mask R-CNN fine-tuning and COCO evaluation (mmdet)"),
+    "configs": (
+        "lightly_matrix.transfer.configs_cli",
+        "list the shipped mmdet configs, or write one out for mmdet's tools",
+    ),
 }
 
 

@@ -12,3 +12,5 @@ model = dict(
         mask_head=dict(in_channels=512),
     ),
 )
+
+# ruff: noqa: N999 - mmdet config file names are not module names

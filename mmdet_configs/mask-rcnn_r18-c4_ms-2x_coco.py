@@ -6,3 +6,5 @@ param_scheduler = [
     dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=500),
     dict(type="MultiStepLR", begin=0, end=24, by_epoch=True, milestones=[16, 22], gamma=0.1),
 ]
+
+# ruff: noqa: N999 - mmdet config file names are not module names

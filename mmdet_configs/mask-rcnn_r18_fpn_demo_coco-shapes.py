@@ -90,3 +90,5 @@ auto_scale_lr = dict(base_batch_size=batch_size)
 default_hooks = dict(
     logger=dict(interval=10), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1)
 )
+
+# ruff: noqa: N999 - mmdet config file names are not module names

@@ -2,20 +2,27 @@
 # Differences from mmdet's caffe-style C4 config: a torchvision-style ("pytorch") ResNet with
 # RGB ImageNet normalisation, SyncBN everywhere, nothing frozen, BN statistics trained, an extra
 # BN after res5 (ResLayerExtraNorm), multi-scale training (short side 640-800) and no download:
-# the pretrained backbone comes in through init_cfg (lightly-matrix transfer sets it), e.g.
-#   init_cfg=dict(type='Pretrained', checkpoint='backbone.pth', prefix='backbone.')
-# on model.backbone and model.roi_head.shared_head (res5 lives in the shared head).
+# random weights unless a checkpoint is set on model.backbone and model.roi_head.shared_head (res5
+# lives in the shared head), as lightly-matrix transfer does, or with mmdet's tools/train.py:
+#   --cfg-options model.backbone.init_cfg.checkpoint=backbone.pth
+#                 model.roi_head.shared_head.init_cfg.checkpoint=backbone.pth
 _base_ = "mmdet::mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.py"
 
 custom_imports = dict(imports=["lightly_matrix.mmdet"], allow_failed_imports=False)
 
 norm_cfg = dict(type="SyncBN", requires_grad=True)
+# PretrainedOrDefault (lightly_matrix.mmdet): mmdet's default random init while checkpoint=None.
+backbone_init = dict(type="PretrainedOrDefault", checkpoint=None, prefix="backbone.")
 model = dict(
     data_preprocessor=dict(
         mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True
     ),
     backbone=dict(
-        frozen_stages=-1, norm_cfg=norm_cfg, norm_eval=False, style="pytorch", init_cfg=None
+        frozen_stages=-1,
+        norm_cfg=norm_cfg,
+        norm_eval=False,
+        style="pytorch",
+        init_cfg=backbone_init,
     ),
     roi_head=dict(
         shared_head=dict(
@@ -23,7 +30,7 @@ model = dict(
             norm_cfg=norm_cfg,
             norm_eval=False,
             style="pytorch",
-            init_cfg=None,
+            init_cfg=backbone_init,
         )
     ),
 )
@@ -46,3 +53,5 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 # lightly-matrix transfer enables auto_scale_lr for other total batch sizes.
 auto_scale_lr = dict(base_batch_size=16)
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=2))
+
+# ruff: noqa: N999 - mmdet config file names are not module names

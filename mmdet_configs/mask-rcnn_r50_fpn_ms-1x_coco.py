@@ -1,16 +1,22 @@
 # Mask R-CNN R50-FPN, multi-scale 1x on COCO: the mmselfsup model-zoo fine-tuning protocol.
 # Differences from mmdet's R50-FPN 1x: SyncBN in backbone, neck and heads (4conv1fc box head and
 # mask head with norm), nothing frozen, BN statistics trained, multi-scale training (short side
-# 640-800), and no torchvision:// download: the pretrained backbone comes in through init_cfg
-# (lightly-matrix transfer sets it), e.g.
-#   model.backbone.init_cfg=dict(type='Pretrained', checkpoint='backbone.pth', prefix='backbone.')
+# 640-800), and no torchvision:// download: random weights unless a checkpoint is set, as
+# lightly-matrix transfer does, or with mmdet's tools/train.py:
+#   --cfg-options model.backbone.init_cfg.checkpoint=backbone.pth
 _base_ = "mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py"
 
 custom_imports = dict(imports=["lightly_matrix.mmdet"], allow_failed_imports=False)
 
 norm_cfg = dict(type="SyncBN", requires_grad=True)
 model = dict(
-    backbone=dict(frozen_stages=-1, norm_cfg=norm_cfg, norm_eval=False, init_cfg=None),
+    backbone=dict(
+        frozen_stages=-1,
+        norm_cfg=norm_cfg,
+        norm_eval=False,
+        # PretrainedOrDefault (lightly_matrix.mmdet): mmdet's default random init while None.
+        init_cfg=dict(type="PretrainedOrDefault", checkpoint=None, prefix="backbone."),
+    ),
     neck=dict(norm_cfg=norm_cfg),
     roi_head=dict(
         bbox_head=dict(type="Shared4Conv1FCBBoxHead", conv_out_channels=256, norm_cfg=norm_cfg),
@@ -34,3 +40,5 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 # 1x = 12 epochs at total batch 16 (lr 0.02, steps at 8 and 11), inherited from schedule_1x.
 auto_scale_lr = dict(base_batch_size=16)
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=2))
+
+# ruff: noqa: N999 - mmdet config file names are not module names

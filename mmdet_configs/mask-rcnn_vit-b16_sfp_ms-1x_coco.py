@@ -18,7 +18,7 @@ model = dict(
         out_channels=256,
         norm_cfg=dict(type="LN2d"),
         drop_path_rate=0.1,
-        init_cfg=None,
+        init_cfg=dict(type="PretrainedOrDefault", checkpoint=None, prefix="backbone."),
     ),
     neck=None,
 )
@@ -35,3 +35,5 @@ optim_wrapper = dict(
     ),
     clip_grad=dict(max_norm=1.0, norm_type=2),
 )
+
+# ruff: noqa: N999 - mmdet config file names are not module names

@@ -5,9 +5,18 @@ allow_failed_imports=False)``:
 
 - ``ResLayerExtraNorm``: the R50-C4 RoI shared head (res5) with an extra BN after it.
 - ``TimmViTSimplePyramid``: a timm ViT with a ViTDet-style simple feature pyramid.
+- ``PretrainedOrDefault`` (weight initializer): an exported backbone when ``checkpoint`` is set,
+  random weights otherwise; lets ``--cfg-options model.backbone.init_cfg.checkpoint=FILE`` work.
 """
 
+from lightly_matrix.mmdet.init import PretrainedOrDefault, pretrained_init_cfg
 from lightly_matrix.mmdet.res_layer import ResLayerExtraNorm
 from lightly_matrix.mmdet.vit import LayerNorm2d, TimmViTSimplePyramid
 
-__all__ = ["LayerNorm2d", "ResLayerExtraNorm", "TimmViTSimplePyramid"]
+__all__ = [
+    "LayerNorm2d",
+    "PretrainedOrDefault",
+    "ResLayerExtraNorm",
+    "TimmViTSimplePyramid",
+    "pretrained_init_cfg",
+]

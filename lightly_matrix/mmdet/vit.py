@@ -84,6 +84,9 @@ class TimmViTSimplePyramid(BaseModule):
             dynamic_img_size=True,
             dynamic_img_pad=True,
         )
+        # timm initialised it; mmengine must not call its init_weights again, which would run
+        # after a PretrainedOrDefault init_cfg has loaded the checkpoint.
+        self.vit.is_init = True
         self.final_norm = final_norm
         if not final_norm:
             self.vit.norm = nn.Identity()

@@ -12,9 +12,12 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 from lightly_matrix.export import export_backbone
+from lightly_matrix.transfer.cfg_options import parse_cfg_options
+from lightly_matrix.transfer.configs import available_configs, config_dir
+from lightly_matrix.transfer.configs_cli import config_text
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "mmdet_configs"
-CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("*.py"))
+CONFIG_DIR = config_dir()
+CONFIGS = [f"{name}.py" for name in available_configs()]
 IMAGENET_RGB = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True)
 
 
@@ -123,17 +126,61 @@ def test_exported_weights_load_through_init_cfg(tmp_path, name):
     torch.testing.assert_close(res5.layer4[0].downsample[0].weight, seq[7][0].downsample[0].weight)
 
 
-def test_vit_export_loads_into_the_vit_config(tmp_path):
+@pytest.mark.parametrize("how", ["Pretrained", "cfg-options"])
+def test_vit_export_loads_into_the_vit_config(tmp_path, how):
     timm = pytest.importorskip("timm")
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=64)
     out = tmp_path / "vit.pth"
     backbone = export_backbone({f"vit.{k}": v for k, v in vit.state_dict().items()}, out)
     cfg = load("mask-rcnn_vit-b16_sfp_ms-1x_coco.py")
     cfg.model.backbone.update({k: v for k, v in backbone.backbone_cfg.items() if k != "type"})
-    cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(out), prefix="backbone.")
+    if how == "Pretrained":
+        pretrained = dict(type="Pretrained", checkpoint=str(out), prefix="backbone.")
+        cfg.model.backbone.init_cfg = pretrained
+    else:  # PretrainedOrDefault loads before timm's own init_weights could run again
+        cfg.merge_from_dict(parse_cfg_options([f"model.backbone.init_cfg.checkpoint={out}"]))
     model = build_detector(cfg)
     model.init_weights()
     torch.testing.assert_close(
         model.backbone.vit.blocks[3].attn.qkv.weight, vit.blocks[3].attn.qkv.weight
     )
     torch.testing.assert_close(model.backbone.vit.pos_embed, vit.pos_embed)
+
+
+@pytest.mark.parametrize("resolved", [False, True], ids=["copy", "resolved"])
+@pytest.mark.parametrize(
+    "name", ["mask-rcnn_r18-c4_ms-1x_coco.py", "mask-rcnn_r18_fpn_ms-1x_coco.py"]
+)
+def test_written_out_config_takes_the_export_through_cfg_options(tmp_path, name, resolved):
+    """What mmdet's tools/train.py does with `--cfg-options model.backbone.init_cfg.checkpoint`."""
+    seq = lightly_resnet18()
+    out = tmp_path / "r18.pth"
+    export_backbone(seq, out)
+    written = tmp_path / "elsewhere" / name
+    written.parent.mkdir()
+    written.write_text(config_text(CONFIG_DIR / name, resolved=resolved))
+    cfg = Config.fromfile(str(written))
+    assert ("_base_" in written.read_text()) is not resolved
+    options = [f"model.backbone.init_cfg.checkpoint={out}"]
+    if "c4" in name:
+        options.append(f"model.roi_head.shared_head.init_cfg.checkpoint={out}")
+    cfg.merge_from_dict(parse_cfg_options(options))
+    model = build_detector(cfg)
+    model.init_weights()
+    torch.testing.assert_close(model.backbone.conv1.weight, seq[0].weight)
+    torch.testing.assert_close(model.backbone.layer2[0].bn1.running_var, seq[5][0].bn1.running_var)
+    res5 = model.roi_head.shared_head if "c4" in name else model.backbone
+    torch.testing.assert_close(res5.layer4[1].conv2.weight, seq[7][1].conv2.weight)
+
+
+def test_configs_without_a_checkpoint_train_from_mmdets_default_init():
+    cfg = load("mask-rcnn_r18-c4_ms-1x_coco.py")
+    assert cfg.model.backbone.init_cfg == dict(
+        type="PretrainedOrDefault", checkpoint=None, prefix="backbone."
+    )
+    model = build_detector(cfg)
+    model.init_weights()
+    # mmdet's ResNet default: unit BN weights, but zero-initialised last BN of each block.
+    assert torch.all(model.backbone.bn1.weight == 1)
+    assert torch.all(model.backbone.layer1[0].bn2.weight == 0)
+    assert torch.all(model.roi_head.shared_head.layer4[0].bn1.weight == 1)

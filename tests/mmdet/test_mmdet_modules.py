@@ -42,3 +42,43 @@ def test_vit_pyramid_strides(patch_size):
 def test_vit_without_final_norm():
     model = TimmViTSimplePyramid("vit_tiny_patch16_224", img_size=32, final_norm=False)
     assert "vit.norm.weight" not in model.state_dict()
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_pretrained_or_default_without_checkpoint_is_mmdets_default_init(depth):
+    """Bit for bit what mmdet's ResNet does with init_cfg=None (same random draws)."""
+    from mmdet.models.backbones import ResNet
+
+    weights = []
+    for init_cfg in (None, dict(type="PretrainedOrDefault", checkpoint=None)):
+        torch.manual_seed(0)
+        resnet = ResNet(depth, init_cfg=init_cfg)
+        resnet.init_weights()
+        weights.append(resnet.state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        torch.testing.assert_close(weights[1][key], weights[0][key], rtol=0, atol=0, msg=key)
+
+
+def test_pretrained_or_default_loads_a_checkpoint(tmp_path):
+    from mmdet.models.backbones import ResNet
+
+    source = ResNet(18)
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in source.state_dict().items()}},
+               tmp_path / "w.pth")  # fmt: skip
+    init_cfg = dict(
+        type="PretrainedOrDefault", checkpoint=str(tmp_path / "w.pth"), prefix="backbone."
+    )
+    resnet = ResNet(18, init_cfg=init_cfg)
+    resnet.init_weights()
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(resnet.state_dict()[key], value, msg=key)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import lightly_matrix.mmdet.init
+
+    result = doctest.testmod(lightly_matrix.mmdet.init)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,86 @@
+"""``init_cfg=dict(type='PretrainedOrDefault', checkpoint=None, prefix='backbone.')``.
+
+Our configs need a backbone ``init_cfg`` that trains from random weights as it stands (no
+``torchvision://`` download) and that mmdet's own tools can point at an exported file with
+``--cfg-options model.backbone.init_cfg.checkpoint=FILE``, the way mmselfsup users do. mmengine's
+``Pretrained`` cannot hold ``checkpoint=None``, and ``init_cfg=None`` cannot take a nested
+override (mmengine refuses to merge a dict into ``None``); this initializer does both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmdet.models.backbones import ResNet
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
+from mmdet.models.roi_heads.shared_heads import ResLayer
+from mmengine.model import PretrainedInit, constant_init, initialize
+from mmengine.registry import WEIGHT_INITIALIZERS
+from torch import nn
+
+#: What mmdet's ResNet and ResLayer apply when built without ``init_cfg``.
+_RESNET_DEFAULT_INIT = [
+    dict(type="Kaiming", layer="Conv2d"),
+    dict(type="Constant", val=1, layer=["_BatchNorm", "GroupNorm"]),
+]
+
+
+@WEIGHT_INITIALIZERS.register_module()
+class PretrainedOrDefault(PretrainedInit):
+    """mmengine's ``Pretrained`` when ``checkpoint`` is set; else the module's default init.
+
+    Without a checkpoint, mmdet's ``ResNet`` and RoI ``ResLayer`` (and our
+    ``ResLayerExtraNorm``) get exactly the initialisation they get with ``init_cfg=None``
+    (Kaiming convolutions, unit norms, zero-initialised last norm of each residual block where
+    ``zero_init_residual``); other modules keep the weights they were constructed with.
+
+    mmengine applies initializers other than ``Pretrained`` before the module's children run
+    their own ``init_weights``. Neither mmdet's ResNet blocks (given an ``init_cfg``) nor our
+    modules re-initialise anything there, so loaded weights stay as loaded.
+
+    Args:
+        checkpoint: Exported file (see :func:`lightly_matrix.export.export_backbone`) or any
+            checkpoint mmengine reads; ``None``: no weights are loaded.
+        prefix: Part of the checkpoint to load, e.g. ``'backbone.'``.
+        map_location: Where tensors are loaded.
+
+    Examples:
+        >>> from mmdet.models.backbones import ResNet
+        >>> from mmengine.model import initialize
+        >>> import lightly_matrix.mmdet
+        >>> resnet = ResNet(18)
+        >>> initialize(resnet, dict(type="PretrainedOrDefault", checkpoint=None))
+        >>> float(resnet.layer1[0].norm2.weight.abs().sum())  # zero_init_residual, as by default
+        0.0
+        >>> # In a config: init_cfg=dict(type="PretrainedOrDefault", checkpoint=None,
+        >>> # prefix="backbone."), loading a file once --cfg-options sets checkpoint.
+    """
+
+    def __init__(
+        self, checkpoint: str | None = None, prefix: str | None = None, map_location: str = "cpu"
+    ) -> None:
+        super().__init__(checkpoint, prefix=prefix, map_location=map_location)
+
+    def __call__(self, module: nn.Module) -> None:
+        """Load ``checkpoint`` into ``module``, or give it its default random initialisation."""
+        if self.checkpoint is not None:
+            super().__call__(module)
+            return
+        if isinstance(module, ResNet | ResLayer):
+            initialize(module, _RESNET_DEFAULT_INIT)
+            if getattr(module, "zero_init_residual", False):
+                for block in module.modules():
+                    if isinstance(block, Bottleneck):
+                        constant_init(block.norm3, 0)
+                    elif isinstance(block, BasicBlock):
+                        constant_init(block.norm2, 0)
+
+    def _get_init_info(self) -> str:
+        if self.checkpoint is None:
+            return f"{self.__class__.__name__}: default initialisation (no checkpoint)"
+        return super()._get_init_info()
+
+
+def pretrained_init_cfg(checkpoint: Any = None) -> dict[str, Any]:
+    """The ``init_cfg`` our configs use, loading ``checkpoint`` (``None``: random weights)."""
+    return dict(type="PretrainedOrDefault", checkpoint=checkpoint, prefix="backbone.")

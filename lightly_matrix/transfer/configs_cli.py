@@ -1,0 +1,116 @@
+"""``lightly-matrix configs``: list our mmdet configs, or write one out for mmdet's own tools.
+
+    lightly-matrix configs                                  # names and protocols
+    lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco      # the installed file's path
+    lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco --out my_c4.py
+    lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco --out c4_resolved.py --resolved
+
+A copy keeps inheriting: its relative ``_base_`` points at the installed config instead. With
+``--resolved`` the whole config is written out (``mmengine.Config.dump``), bases included, so it
+loads in mmdet's ``tools/train.py`` from anywhere. An existing ``--out`` is never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import warnings
+from pathlib import Path
+
+from lightly_matrix.cli import UserError
+from lightly_matrix.transfer.configs import (
+    available_configs,
+    config_dir,
+    describe_config,
+    resolve_config,
+)
+
+_RELATIVE_BASE = re.compile(r"""^_base_ = (["'])(\.{1,2}/[^"']+)\1""", re.MULTILINE)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``configs`` options."""
+    parser.add_argument(
+        "name", nargs="?", default=None, help="a config name; without one, all are listed"
+    )
+    parser.add_argument(
+        "--out", default=None, help="write the config to this file (never overwritten)"
+    )
+    parser.add_argument(
+        "--resolved",
+        action="store_true",
+        help="with --out: write the fully resolved config (no _base_; needs mmengine)",
+    )
+
+
+def config_text(path: Path, resolved: bool = False) -> str:
+    """A config's text that loads from any directory.
+
+    Args:
+        path: One of our configs.
+        resolved: Resolve all bases (``mmengine.Config.dump``) instead of pointing relative
+            ``_base_`` paths at the installed files.
+
+    Returns:
+        Python config text.
+    """
+    if resolved:
+        from lightly_matrix.export.verify import require_mmdet
+
+        require_mmdet("--resolved")
+        from mmengine.config import Config
+
+        with warnings.catch_warnings():  # mmengine's pkg_resources import, for `mmdet::` bases
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            return str(Config.fromfile(str(path)).dump())
+    # Lint directives are for this repository, not for the user's copy.
+    text = (
+        "".join(
+            line
+            for line in path.read_text().splitlines(keepends=True)
+            if not line.startswith("# ruff:")
+        ).rstrip()
+        + "\n"
+    )
+
+    def absolute(match: re.Match[str]) -> str:
+        return f'_base_ = "{(path.parent / match.group(2)).resolve()}"'
+
+    return _RELATIVE_BASE.sub(absolute, text)
+
+
+def write_new(out: Path, text: str) -> None:
+    """Write ``text`` to ``out``, which must not exist yet."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(out, "x") as f:
+            f.write(text)
+    except FileExistsError as err:
+        raise UserError(f"{out} already exists; not overwriting it (choose another --out)") from err
+
+
+def run(args: argparse.Namespace) -> int:
+    """List the configs, print one's path, or write it out."""
+    if args.name is None:
+        if args.out or args.resolved:
+            raise UserError(
+                "--out and --resolved need a config name (see `lightly-matrix configs`)"
+            )
+        names = available_configs()
+        width = max(len(n) for n in names)
+        for name in names:
+            print(f"{name:<{width}}  {describe_config(resolve_config(name))}")
+        print(f"\n(in {config_dir()}; `lightly-matrix configs NAME --out FILE` writes one out)")
+        return 0
+    path = resolve_config(args.name)
+    if args.out is None:
+        if args.resolved:
+            raise UserError("--resolved needs --out FILE")
+        print(path)
+        return 0
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"{out} already exists; not overwriting it (choose another --out)")
+    write_new(out, config_text(path, resolved=args.resolved))
+    print(f"wrote {out} ({'resolved ' if args.resolved else ''}{path.stem})")
+    return 0

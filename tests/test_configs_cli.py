@@ -1,0 +1,54 @@
+"""``lightly-matrix configs``: list the shipped configs, write one out for mmdet's own tools."""
+
+from __future__ import annotations
+
+import pytest
+from mmengine.config import Config
+
+from lightly_matrix.cli import main as cli_main
+from lightly_matrix.transfer.configs import available_configs, config_dir, resolve_config
+
+C4 = "mask-rcnn_r18-c4_ms-1x_coco"
+
+
+def test_lists_every_config_with_its_protocol(capsys):
+    assert cli_main(["configs"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("mask-rcnn")}
+    assert sorted(rows) == available_configs() and len(rows) >= 10
+    assert "MoCo / Matrix-SSL fine-tuning protocol" in rows["mask-rcnn_r50-c4_ms-1x_coco"]
+    assert "mmselfsup model-zoo fine-tuning protocol" in rows["mask-rcnn_r50_fpn_ms-1x_coco"]
+    assert str(config_dir()) in out
+
+
+def test_name_alone_prints_the_installed_path(capsys):
+    assert cli_main(["configs", C4]) == 0
+    assert capsys.readouterr().out.strip() == str(resolve_config(C4))
+
+
+@pytest.mark.parametrize("resolved", [False, True], ids=["copy", "resolved"])
+def test_written_config_loads_from_anywhere_and_equals_ours(tmp_path, monkeypatch, resolved):
+    out = tmp_path / "deep" / "mine.py"
+    monkeypatch.chdir(tmp_path)
+    argv = ["configs", C4, "--out", str(out)] + (["--resolved"] if resolved else [])
+    assert cli_main(argv) == 0
+    text = out.read_text()
+    # The copy inherits from the installed file; the resolved one has no base left.
+    assert ("_base_" in text) is not resolved and "ruff" not in text
+    if resolved:
+        assert "custom_imports = dict(" in text  # our modules still get registered
+    else:
+        assert f'_base_ = "{config_dir() / "mask-rcnn_r50-c4_ms-1x_coco.py"}"' in text
+    assert Config.fromfile(str(out)).to_dict() == Config.fromfile(str(resolve_config(C4))).to_dict()
+
+
+def test_never_overwrites_and_refuses_bad_combinations(tmp_path, capsys):
+    out = tmp_path / "taken.py"
+    out.write_text("precious = True\n")
+    assert cli_main(["configs", C4, "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_text() == "precious = True\n"
+    assert cli_main(["configs", "--out", str(tmp_path / "x.py")]) == 2
+    assert cli_main(["configs", C4, "--resolved"]) == 2
+    assert cli_main(["configs", "mask-rcnn_r51"]) == 2
+    assert "not found" in capsys.readouterr().err
