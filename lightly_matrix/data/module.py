@@ -1,19 +1,31 @@
-"""The Lightning data module of a pretraining run, with exactly reproducible epochs.
+"""The Lightning data module of a pretraining run, with exactly reproducible epochs and resumes.
 
-Every epoch's randomness (shuffling, augmentations, worker seeds, and the training step's own
-random numbers such as MAE masks) is derived from ``(seed, epoch, rank)`` when the epoch's loader is
-built (Lightning rebuilds it every epoch here). So a run resumed from an end-of-epoch checkpoint
-continues exactly as the uninterrupted run would have, whatever the number of workers.
+Randomness is split in two streams so that a run resumed from any checkpoint, end of epoch or
+mid-epoch, continues exactly as the uninterrupted run would have:
+
+- **Augmentations** are seeded per sample from ``(seed, epoch, index)`` inside the data set
+  (:class:`SeededSamples`), so they depend neither on the number of workers, nor on the number of
+  processes, nor on how many batches were loaded ahead.
+- **The training step's own random numbers** (e.g. MAE masks) come from the global generators,
+  re-seeded from ``(seed, epoch, rank)`` when each epoch's loader is built; their state is stored in
+  every checkpoint and restored when a run resumes mid-epoch.
+
+A mid-epoch resume skips the batches the checkpoint already trained on (the shuffled order of an
+epoch is fixed by ``(seed, epoch)``), so every image is still seen once per epoch. On one process
+a resume is bit-exact; with several, only rank 0's generators are saved, so the step randomness of
+the other ranks (MAE masks) differs after a mid-epoch resume; data and augmentations do not.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -21,11 +33,104 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + rank * 101) % (2**31 - 1)
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 31-bit seed unique to ``(seed, epoch, index)`` for one sample's augmentations."""
+    return (epoch_seed(seed, epoch, 0) * 1_000_033 + index * 7_919 + 1) % (2**31 - 1)
+
+
+class SeededSamples(Dataset):
+    """Wraps a data set so that each sample's random transforms are seeded by its index.
+
+    The global generators (torch, ``random``, NumPy) are forked around each ``__getitem__``, so
+    loading data never consumes the training step's random numbers either.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        seed = sample_seed(self.seed, self.epoch, index)
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+
+class _SkipFirst(Sampler[int]):
+    """The indices of ``sampler`` without the first ``skip``; its length stays the epoch's."""
+
+    def __init__(self, sampler: Sampler[int], skip: int) -> None:
+        self.sampler = sampler
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        for position, index in enumerate(self.sampler):
+            if position >= self.skip:
+                yield index
+
+    def __len__(self) -> int:
+        # Lightning counts the skipped batches as done (its progress is restored), so the length
+        # must stay the full epoch's for the epoch to end where the uninterrupted one did.
+        return len(self.sampler)  # type: ignore[arg-type]
+
+
+class _ResumableLoader(DataLoader):
+    """A loader that declares itself resumable mid-epoch to Lightning.
+
+    The resume state lives in :class:`PretrainDataModule` (saved with the checkpoint); this only
+    tells Lightning that continuing in the middle of an epoch is exact.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        return None
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        # As plain values and tensors, so that checkpoints load with ``weights_only=True``.
+        "numpy": _numpy_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _numpy_state() -> tuple[Any, ...]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    return (str(name), torch.from_numpy(keys.copy()), int(pos), int(has_gauss), float(cached))
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy(), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class PretrainDataModule(LightningDataModule):
     """Training images (multi-view, with labels or ``-1``) and optional validation images.
 
     Use with ``Trainer(reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False)``: this
-    module shards the data itself (``DistributedSampler`` with the epoch already set).
+    module shards the data itself (``DistributedSampler`` with the epoch already set) and builds
+    every epoch's loader anew.
 
     Args:
         train: Training data set of ``(views, label)``.
@@ -44,11 +149,12 @@ class PretrainDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.train = train
+        self.train = SeededSamples(train, seed)
         self.val = val
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self._resume: dict[str, Any] | None = None
 
     def train_dataloader(self) -> DataLoader:
         """This epoch's loader; also re-seeds the global RNGs for the epoch (see module doc)."""
@@ -59,11 +165,23 @@ class PretrainDataModule(LightningDataModule):
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed)
-        sampler: DistributedSampler = DistributedSampler(
+        self.train.epoch = epoch
+        sampler: Sampler[int] = DistributedSampler(
             self.train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
         )
-        sampler.set_epoch(epoch)
-        return DataLoader(
+        sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        resume = self._resume
+        # Lightning may build a loader before the restored epoch is current (to count steps).
+        if resume is not None and resume["epoch"] == epoch:
+            self._resume = None
+            # Mid-epoch checkpoint: continue after the batches it trained on, with the generators
+            # exactly as they were when it was saved.
+            sampler = _SkipFirst(sampler, resume["batches_done"] * self.batch_size)
+            if rank == 0:
+                _set_rng_state(resume["rng"])
+            else:  # only rank 0's generators are in the checkpoint
+                torch.manual_seed(seed + resume["batches_done"])
+        return _ResumableLoader(
             self.train,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -80,3 +198,25 @@ class PretrainDataModule(LightningDataModule):
         return DataLoader(
             self.val, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers
         )
+
+    # Saved in every checkpoint by Lightning, restored before the first loader is built.
+    def state_dict(self) -> dict[str, Any]:
+        """Where in the epoch the checkpoint is, and the generators' state there."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {
+            "epoch": trainer.current_epoch,
+            # Batches finished in this epoch (`processed` counts the one whose end hook saves).
+            "batches_done": int(progress.processed),
+            "num_batches": int(trainer.num_training_batches),
+            "rng": _rng_state(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Remembers a mid-epoch position for the next :meth:`train_dataloader`."""
+        if not state_dict:
+            return
+        if 0 < state_dict["batches_done"] < state_dict["num_batches"]:
+            self._resume = state_dict

@@ -1,0 +1,250 @@
+"""Checkpoints of a pretraining run: atomic writes, a regular cadence, and safe resuming.
+
+Guarantees (what the README promises):
+
+- ``OUT/last.ckpt`` is the newest state of the run. It is rewritten at every epoch end, every
+  ``--checkpoint-every-steps`` steps and ``--checkpoint-every-minutes`` minutes, and when the run is
+  interrupted (Ctrl-C, SIGTERM). Every write goes to a temporary file in the same folder that is
+  renamed over the old one, so a kill at any moment leaves the previous checkpoint intact.
+- A checkpoint is never written from non-finite weights (see :mod:`.guards`).
+- ``--resume`` loads with ``torch.load(weights_only=True)``: a file holding pickled Python objects
+  (which could run code) is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.callbacks import Checkpoint
+
+from lightly_matrix.cli import UserError
+from lightly_matrix.pretrain.guards import Interrupted, check_weights_finite
+
+LAST = "last.ckpt"
+SNAPSHOT_DIR = "checkpoints"
+#: Key of our own record in every checkpoint: the run's settings, for ``--resume``.
+RUN_KEY = "lightly_matrix"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` with atomic local writes (Lightning writes in place)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        atomic_torch_save(checkpoint, Path(path))
+
+
+class RunCheckpoint(Checkpoint):
+    """Writes ``OUT/last.ckpt`` at every epoch end, on a step / time cadence and on interrupts.
+
+    Args:
+        out: The run folder.
+        run_info: Settings of the run stored in every checkpoint under ``"lightly_matrix"``.
+        every_steps: Also save every this many training steps (0: off).
+        every_minutes: Also save after this many minutes since the last save (0: off).
+        keep_every: Also keep ``OUT/checkpoints/epochNNNN.ckpt`` every this many epochs (0: off).
+        interrupted: Set by the signal handlers; checked after every step.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        run_info: dict[str, Any],
+        every_steps: int = 0,
+        every_minutes: float = 0.0,
+        keep_every: int = 0,
+        interrupted: Interrupted | None = None,
+    ) -> None:
+        self.out = Path(out)
+        self.run_info = run_info
+        self.every_steps = every_steps
+        self.every_seconds = every_minutes * 60.0
+        self.keep_every = keep_every
+        self.interrupted = interrupted or Interrupted()
+        self._last_save = time.monotonic()
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / LAST
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._last_save = time.monotonic()
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[RUN_KEY] = dict(self.run_info, world_size=trainer.world_size)
+
+    def _save(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        check_weights_finite(pl_module, trainer.global_step, self.last_path)
+        trainer.save_checkpoint(self.last_path)
+        self._last_save = time.monotonic()
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # One collective decision per step, so that every process saves (a collective) together.
+        local = [
+            float(self.interrupted.signum is not None),
+            float(
+                self.every_seconds > 0 and time.monotonic() - self._last_save >= self.every_seconds
+            ),
+        ]
+        if trainer.world_size > 1:
+            decided = trainer.strategy.reduce(torch.tensor(local), reduce_op="max")
+            local = [float(v) for v in decided.tolist()]
+        stop, time_due = bool(local[0]), bool(local[1])
+        if stop:
+            self._save(trainer, pl_module)
+            raise self.interrupted.exception(trainer, self.last_path)
+        # The epoch-end save follows the last batch; a save there too would be redundant.
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        step_due = self.every_steps > 0 and trainer.global_step % self.every_steps == 0
+        if (step_due or time_due) and not last_batch:
+            self._save(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._save(trainer, pl_module)
+        epoch = trainer.current_epoch  # 0-based index of the epoch just finished
+        if self.keep_every and (epoch + 1) % self.keep_every == 0 and trainer.is_global_zero:
+            snapshot = self.out / SNAPSHOT_DIR / f"epoch{epoch:04d}.ckpt"
+            snapshot.parent.mkdir(parents=True, exist_ok=True)
+            tmp = snapshot.with_name(f".{snapshot.name}.tmp")
+            shutil.copyfile(self.last_path, tmp)
+            os.replace(tmp, snapshot)
+        trainer.strategy.barrier("RunCheckpoint.on_train_epoch_end")
+
+
+# ----------------------------------------------------------------------------------------- resume
+def _describe_foreign(obj: Any) -> str:
+    if isinstance(obj, torch.Tensor):
+        return "a single tensor"
+    if isinstance(obj, dict):
+        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+        if meta.get("format") == "lightly_matrix.mmdet_backbone":
+            return (
+                "a backbone exported for mmdet (lightly-matrix export), not a training checkpoint"
+            )
+        keys = ", ".join(list(map(str, obj))[:6])
+        return f"a dict with keys {keys} (no Lightning training state)"
+    return f"a {type(obj).__name__}"
+
+
+def load_training_checkpoint(path: Path) -> dict[str, Any]:
+    """Loads a Lightning training checkpoint safely; one-line ``UserError`` for anything else."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        if "weights_only" in str(err) or "Weights only load failed" in str(err):
+            raise UserError(
+                f"--resume {str(path)!r}: refusing to load, the file holds pickled Python objects "
+                "that could run code (a Lightning checkpoint of this tool holds only tensors and "
+                "plain values)"
+            ) from None
+        raise UserError(f"--resume {str(path)!r}: not a readable checkpoint ({err})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"--resume {str(path)!r}: the file is corrupted or truncated ({reason}); resume from "
+            "another checkpoint of the run (e.g. its folder, or checkpoints/epochNNNN.ckpt)"
+        ) from None
+    if not (isinstance(ckpt, dict) and "state_dict" in ckpt and "loops" in ckpt):
+        raise UserError(
+            f"--resume {str(path)!r} is {_describe_foreign(ckpt)}; pass a run folder or a "
+            ".ckpt written by lightly-matrix pretrain"
+        )
+    return ckpt
+
+
+def _candidates(folder: Path) -> list[Path]:
+    found = [folder / LAST, *sorted((folder / SNAPSHOT_DIR).glob("*.ckpt"))]
+    found += sorted(folder.glob("hpc_ckpt_*.ckpt"))  # Lightning's SLURM requeue saves
+    return [p for p in found if p.is_file()]
+
+
+def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]]:
+    """The checkpoint to continue from: ``resume`` itself, or the newest valid one in a folder.
+
+    "Newest" is the most trained (highest ``global_step``; the newest file on a tie). Files that
+    fail to load are skipped and reported.
+
+    Returns:
+        The path, the loaded checkpoint and notes on skipped files.
+    """
+    path = Path(resume)
+    if path.is_file():
+        return path, load_training_checkpoint(path), []
+    if not path.is_dir():
+        raise UserError(f"--resume {resume!r}: no checkpoint there (no such file or run folder)")
+    best: tuple[tuple[int, float], Path, dict[str, Any]] | None = None
+    notes = []
+    for candidate in _candidates(path):
+        try:
+            ckpt = load_training_checkpoint(candidate)
+        except UserError as err:
+            notes.append(f"skipped {candidate}: {str(err).split(': ', 1)[-1]}")
+            continue
+        key = (int(ckpt.get("global_step", 0)), candidate.stat().st_mtime)
+        if best is None or key > best[0]:
+            best = (key, candidate, ckpt)
+    if best is None:
+        detail = f" ({'; '.join(notes)})" if notes else ""
+        raise UserError(
+            f"--resume {resume!r}: no valid checkpoint in that folder (looked for {LAST}, "
+            f"{SNAPSHOT_DIR}/*.ckpt, hpc_ckpt_*.ckpt){detail}"
+        )
+    return best[1], best[2], notes
+
+
+def describe(ckpt: dict[str, Any]) -> str:
+    """``epoch E, step S`` of a checkpoint (E = finished epochs, mid-epoch shown as a fraction)."""
+    epoch_loop = ckpt.get("loops", {}).get("fit_loop", {})
+    done = epoch_loop.get("epoch_progress", {}).get("current", {}).get("completed")
+    return (
+        f"epoch {done if done is not None else ckpt.get('epoch')}, step {ckpt.get('global_step')}"
+    )
+
+
+__all__ = [
+    "LAST",
+    "RUN_KEY",
+    "AtomicCheckpointIO",
+    "RunCheckpoint",
+    "atomic_torch_save",
+    "describe",
+    "find_resume_checkpoint",
+    "load_training_checkpoint",
+]
