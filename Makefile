@@ -11,6 +11,7 @@ help:
 	@echo "make test      install if needed, then ruff and the whole test suite (all but gpu tests)"
 	@echo "make install   create/refresh .venv (idempotent; seconds when nothing changed)"
 	@echo "make bench     loss benchmark table (benchmarks/bench_losses.py)"
+	@echo "make bench-gpu GPU suite on a CUDA machine (install, gpu tests, tables); STAGE=loss: one stage"
 	@echo "make typecheck mypy on the package"
 	@echo "make lock      re-pin requirements.lock from the current .venv"
 
@@ -36,6 +37,12 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/bench_losses.py
+
+# Stages: install gpu-tests loss loss-compile pretrain stability mmdet report (each < 10 min on an
+# H100); e.g. make bench-gpu STAGE=pretrain, or STAGE="all --dry-run --out /tmp/suite" on a CPU.
+.PHONY: bench-gpu
+bench-gpu:
+	@bash benchmarks/gpu_suite.sh $(or $(STAGE),all)
 
 lock: install
 	@{ echo "# Pinned versions of the whole stack, resolved together on Python 3.11 / x86_64 (tools/install.sh"; \
