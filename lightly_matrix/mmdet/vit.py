@@ -86,7 +86,7 @@ class TimmViTSimplePyramid(BaseModule):
         )
         # timm initialised it; mmengine must not call its init_weights again, which would run
         # after a PretrainedOrDefault init_cfg has loaded the checkpoint.
-        self.vit.is_init = True
+        object.__setattr__(self.vit, "is_init", True)
         self.final_norm = final_norm
         if not final_norm:
             self.vit.norm = nn.Identity()

@@ -84,7 +84,7 @@ def _arguments(obj: Any) -> set[str] | None:
     functions = []
     if inspect.isclass(obj):
         functions = [
-            klass.__init__
+            vars(klass)["__init__"]
             for klass in obj.__mro__
             if "__init__" in vars(klass) and klass not in (object, torch.nn.Module)
         ]
