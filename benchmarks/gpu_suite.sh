@@ -3,9 +3,9 @@
 # Mask R-CNN speed. Results (JSON + Markdown, with device/driver/torch/CUDA versions) go to
 # benchmarks/results/gpu_suite/; summary.md there holds the goals with pass/fail.
 #
-#   benchmarks/gpu_suite.sh                 # every stage in turn (about 25-35 min on one H100)
+#   benchmarks/gpu_suite.sh                 # every stage to completion (30-40 min on one H100)
 #   benchmarks/gpu_suite.sh loss            # one stage; each fits a 10-minute call
-#   benchmarks/gpu_suite.sh pretrain stability report
+#   benchmarks/gpu_suite.sh report          # summary.md: the goals with pass/fail, all tables
 #   benchmarks/gpu_suite.sh all --dry-run --out /tmp/suite   # CPU-sized check (CI, ~1 min)
 #
 # Stages: install gpu-tests loss loss-compile pretrain stability mmdet report (all: every one,
@@ -26,6 +26,8 @@ die() { printf 'gpu_suite: error: %s\n' "$*" >&2; exit 2; }
 STAGES=()
 OPTS=()
 DRY=0
+BUDGET=540
+UNTIL=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -33,14 +35,15 @@ while [[ $# -gt 0 ]]; do
         --fresh) OPTS+=(--fresh) ;;
         --out|--budget-s)
             [[ $# -ge 2 ]] || die "$1 needs a value"
+            [[ $1 == --budget-s ]] && BUDGET="${2%.*}"
             OPTS+=("$1" "$2"); shift ;;
-        all) STAGES+=("${ALL[@]}"); OPTS+=(--until-complete) ;;
+        all) STAGES+=("${ALL[@]}"); OPTS+=(--until-complete); UNTIL=1 ;;
         install|gpu-tests|loss|loss-compile|pretrain|stability|mmdet|report|env) STAGES+=("$1") ;;
         *) die "unknown stage or option '$1' (stages: ${ALL[*]} all; see --help)" ;;
     esac
     shift
 done
-[[ ${#STAGES[@]} -gt 0 ]] || { STAGES=("${ALL[@]}"); OPTS+=(--until-complete); }
+[[ ${#STAGES[@]} -gt 0 ]] || { STAGES=("${ALL[@]}"); OPTS+=(--until-complete); UNTIL=1; }
 
 install_stage() {
     if [[ $DRY == 1 ]]; then
@@ -48,9 +51,32 @@ install_stage() {
         echo "[install] dry run: not installing; using $PY"
         return
     fi
-    # tools/install.sh builds mmcv's CUDA ops when torch sees a GPU and nvcc matches torch's CUDA;
-    # the wheel is cached outside the checkout, so later calls take seconds.
-    bash tools/install.sh
+    # tools/install.sh builds mmcv's CUDA ops when torch sees a GPU and nvcc matches torch's CUDA
+    # (the first time: minutes; the wheel is then cached outside the checkout). It runs detached,
+    # so a call stopped by a time limit does not stop it: the next call waits for the same run.
+    local state="$ROOT/work_dirs/gpu_suite_install"
+    local pid_file="$state/pid" rc_file="$state/rc" log="$state/install.log"
+    mkdir -p "$state"
+    if [[ -f $pid_file ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null && [[ ! -f $rc_file ]]; then
+        echo "[install] waiting for the install started earlier (log: $log)"
+    else
+        rm -f "$rc_file"
+        setsid nohup bash -c 'bash tools/install.sh; echo $? > "$0"' "$rc_file" \
+            > "$log" 2>&1 < /dev/null &
+        echo $! > "$pid_file"
+        echo "[install] tools/install.sh started (log: $log)"
+    fi
+    local waited=0
+    while [[ ! -f $rc_file ]]; do
+        if (( waited >= BUDGET )) && [[ $UNTIL == 0 ]]; then
+            echo "[install] still running after ${BUDGET} s; run the install stage again to wait on"
+            exit 3
+        fi
+        sleep 5
+        waited=$((waited + 5))
+    done
+    tail -n 3 "$log"
+    [[ "$(cat "$rc_file")" == 0 ]] || die "tools/install.sh failed; see $log"
     "$PY" - <<'PY'
 import torch
 from mmcv.ops import get_compiling_cuda_version

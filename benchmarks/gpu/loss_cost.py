@@ -39,7 +39,7 @@ FULL = {
     "warmup": 5,
     "repeats": 20,
     "min_repeats": 5,
-    "cell_budget_s": 40.0,
+    "cell_budget_s": 25.0,
     "profile_size": (4096, 8192),
     "profile_precision": "bf16",
     "compile_backend": "inductor",
