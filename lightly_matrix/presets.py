@@ -5,9 +5,10 @@ transform, input size, batch, epochs, precision, backbone); all other keys are c
 of the method's LightningModule. Command-line flags override a preset; a preset overrides the
 module's defaults. ``lightly-matrix pretrain --list-presets`` prints them.
 
-Sources: methods.md of this project (read off the authors' code). Where the papers do not state a
-value (CorInfoMax's optimiser; ImageNet-100 batch and epochs; M-MAE ViT-B's ``mu``) the choice here
-is marked ``ours``.
+Sources: methods.md of this project (read off the authors' code); the CIFAR presets' stem (3x3
+stride-1 conv, no max-pool) is that of CorInfoMax's CIFAR model code. Where the papers do not
+state a value (CorInfoMax's optimiser; ImageNet-100 batch and epochs; M-MAE ViT-B's ``mu``) the
+choice here is marked ``ours``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "digits",
             "offline digits, 32 px, batch 64, 10 epochs, a few minutes on 2 CPU cores (the default "
-            "for --data digits; ViT-Tiny with 4 px patches for the MAE family)",
+            "for --data digits; ViT-Tiny with 4 px patches for the MAE family; ResNets keep the "
+            "ImageNet stem so the demo can transfer them to mmdet)",
             common={
                 "backbone": "resnet18",
                 "image_size": 32,
@@ -98,9 +100,15 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "cifar10_r18",
-            "CorInfoMax CIFAR-10 ResNet-18: projector 2048-2048-64, alpha 250, la 0.01, batch "
-            "512, 1000 epochs",
-            common={"backbone": "resnet18", "image_size": 32, "transform": "byol"},
+            "CorInfoMax CIFAR-10 ResNet-18, CIFAR stem: projector 2048-2048-64, alpha 250, la "
+            "0.01, batch 512, 1000 epochs",
+            common={
+                "backbone": "resnet18",
+                "image_size": 32,
+                "transform": "byol",
+                # The authors' CIFAR code: 3x3 stride-1 conv, no max-pool (not mmdet-loadable).
+                "stem": "cifar",
+            },
             methods={
                 "corinfomax": {
                     "hidden_dim": 2048,
@@ -115,9 +123,15 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "cifar100_r18",
-            "CorInfoMax CIFAR-100 ResNet-18: projector 4096-4096-128, alpha 1000, la 0.01, batch "
-            "512, 1000 epochs",
-            common={"backbone": "resnet18", "image_size": 32, "transform": "byol"},
+            "CorInfoMax CIFAR-100 ResNet-18, CIFAR stem: projector 4096-4096-128, alpha 1000, la "
+            "0.01, batch 512, 1000 epochs",
+            common={
+                "backbone": "resnet18",
+                "image_size": 32,
+                "transform": "byol",
+                # The authors' CIFAR code: 3x3 stride-1 conv, no max-pool (not mmdet-loadable).
+                "stem": "cifar",
+            },
             methods={
                 "corinfomax": {
                     "hidden_dim": 4096,

@@ -128,9 +128,31 @@ def _top_level(keys: Any, limit: int = 12) -> str:
     return ", ".join(names[:limit]) + more
 
 
+#: Why a ResNet with another stem cannot go to mmdet, and what to do instead (for messages).
+_STEM_HINT = (
+    "mmdet's ResNet has a 7x7 stride-2 stem with max-pool, so a CIFAR-stem backbone cannot be"
+    " loaded without changing the detector's stem; pretrain with the ImageNet stem (--hp"
+    " stem=imagenet, the default) for detection transfer"
+)
+
+
+def _check_stem_kernel(sd: Mapping[str, torch.Tensor]) -> None:
+    """Refuse a ResNet whose conv1 is not 7x7 (e.g. a CIFAR 3x3 stem), which mmdet cannot load.
+
+    A max-pool replaced by ``nn.Identity`` holds no weights and cannot be detected here.
+    """
+    conv1 = sd.get("conv1.weight")
+    if conv1 is not None and conv1.ndim == 4 and tuple(conv1.shape[-2:]) != (7, 7):
+        kh, kw = (int(n) for n in conv1.shape[-2:])
+        raise UserError(
+            f"the ResNet's conv1 is a {kh}x{kw} convolution (a CIFAR-style stem); " + _STEM_HINT
+        )
+
+
 def _resnet(sd: dict[str, torch.Tensor], name_hint: str | None) -> Backbone:
     """A torchvision/mmdet-named ResNet state dict (fc dropped) and its depth."""
     sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+    _check_stem_kernel(sd)
     bottleneck = "layer1.0.conv3.weight" in sd
     blocks = []
     for stage in range(1, 5):
@@ -203,8 +225,9 @@ def _from_lightly_sequential(sd: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         child, _, rest = key.partition(".")
         if child not in _LIGHTLY_RESNET_CHILDREN:
             raise UserError(
-                f"unexpected key {key!r} in a Lightly-style nn.Sequential ResNet (children 0, 1,"
-                " 4-7 hold weights); is this a ResNet with torchvision's ImageNet stem?"
+                f"unexpected key {key!r} in a Lightly-style nn.Sequential ResNet (torchvision's"
+                " children hold weights at 0, 1 and 4-7; one was removed, e.g. the max-pool of a"
+                " CIFAR-style stem); " + _STEM_HINT
             )
         out[f"{_LIGHTLY_RESNET_CHILDREN[child]}.{rest}"] = value
     return out
@@ -255,6 +278,10 @@ def _lightning_backbone(ckpt: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor
             "the Lightning checkpoint has no 'backbone.' weights (top-level keys: "
             f"{_top_level(ckpt['state_dict'])}); only the online backbone is exported"
         )
+    # Our modules record the ResNet stem (checkpoints from before it existed used ImageNet's).
+    stem = hparams.get("stem", "imagenet")
+    if stem != "imagenet":
+        raise UserError(f"the checkpoint was pretrained with stem={stem!r}; " + _STEM_HINT)
     meta = {
         "method": str(hparams["method"]) if "method" in hparams else None,
         "epochs": _completed_epochs(ckpt),

@@ -21,6 +21,8 @@ class BarlowTwins(PretrainModule):
         batch_size_per_device: Batch size on each device; the lr scales with the global batch.
         image_size: Input size (ViT position embeddings).
         patch_size: ViT patch size (``None``: automatic).
+        stem: ResNet stem: ``imagenet`` (7x7 stride-2 conv + max-pool; what mmdet's ResNet loads)
+            or ``cifar`` (3x3 stride-1 conv, no max-pool; for 32 px images, not transferable).
         optimizer: ``sgd``, ``lars`` or ``adamw``.
         lr: Learning rate per 256 images.
         weight_decay: Weight decay (not applied to biases and norms).
@@ -40,6 +42,7 @@ class BarlowTwins(PretrainModule):
         batch_size_per_device: int = 256,
         image_size: int = 224,
         patch_size: int | None = None,
+        stem: str = "imagenet",
         optimizer: str = "lars",
         lr: float = 0.2,
         weight_decay: float = 1.5e-6,
@@ -51,7 +54,7 @@ class BarlowTwins(PretrainModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes)
+        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes, stem)
         self.projection_head = BarlowTwinsProjectionHead(feature_dim, hidden_dim, output_dim)
         self.criterion = BarlowTwinsLoss(
             lambda_param=lambda_param, gather_distributed=gather_distributed

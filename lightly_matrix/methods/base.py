@@ -25,6 +25,9 @@ from lightly_matrix.functional import effective_rank, matrix_entropy
 
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
 OPTIMIZERS = ("sgd", "lars", "adamw")
+#: ResNet input stems: torchvision's ImageNet stem (7x7 stride-2 conv + max-pool, what mmdet's
+#: ResNet loads) or the CIFAR stem of CorInfoMax's CIFAR code (3x3 stride-1 conv, no max-pool).
+STEMS = ("imagenet", "cifar")
 
 
 def is_vit(name: str) -> bool:
@@ -54,28 +57,56 @@ def default_patch_size(name: str, image_size: int) -> int:
     return max(1, image_size // 8)
 
 
+def check_stem(stem: str, name: str) -> None:
+    """Raises ``ValueError`` unless ``stem`` is one of :data:`STEMS` and fits backbone ``name``."""
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; use one of {', '.join(STEMS)}")
+    if stem != "imagenet" and is_vit(name):
+        raise ValueError(
+            f"stem={stem!r} applies to ResNets only; a ViT's input layer is its patch embedding"
+            " (set patch_size instead)"
+        )
+
+
 def build_backbone(
-    name: str, image_size: int = 224, patch_size: int | None = None
+    name: str, image_size: int = 224, patch_size: int | None = None, stem: str = "imagenet"
 ) -> tuple[nn.Module, int]:
     """Builds a randomly initialised backbone in Lightly's layout.
 
-    ResNets are ``nn.Sequential(*children()[:-1])`` of torchvision's model, with its standard
-    ImageNet stem (7x7 conv + max-pool; the mmdet exporter maps exactly this), so ``backbone.0``
-    is conv1, ``backbone.1`` bn1 and ``backbone.4``..``backbone.7`` layer1..4. ViTs are timm
-    models wrapped in Lightly's ``MaskedVisionTransformerTIMM`` (keys ``backbone.vit.*``), which
-    accepts token masks.
+    ResNets are ``nn.Sequential(*children()[:-1])`` of torchvision's model, so ``backbone.0`` is
+    conv1, ``backbone.1`` bn1 and ``backbone.4``..``backbone.7`` layer1..4. With the default
+    ImageNet stem (7x7 stride-2 conv + max-pool) this is what the mmdet exporter maps. The CIFAR
+    stem replaces conv1 by a 3x3 stride-1 conv and the max-pool (``backbone.3``) by an identity,
+    as CorInfoMax's CIFAR code does; it keeps 32 px images at 32x32 in layer1 instead of 8x8,
+    but mmdet's ResNet cannot load it. ViTs are timm models wrapped in Lightly's
+    ``MaskedVisionTransformerTIMM`` (keys ``backbone.vit.*``), which accepts token masks.
 
     Args:
         name: ``resnet18``, ``resnet50`` or a timm ViT name, e.g. ``vit_tiny_patch16_224``.
         image_size: Input size; sets the ViT's position embeddings.
         patch_size: ViT patch size; ``None`` picks :func:`default_patch_size`.
+        stem: ResNet stem, ``"imagenet"`` or ``"cifar"`` (ViTs: ``"imagenet"`` only).
 
     Returns:
         The backbone (output ``(batch, dim)`` after ``flatten(1)``) and its feature dimension.
+
+    Raises:
+        ValueError: Unknown backbone or stem, or the CIFAR stem with a ViT.
+
+    Examples:
+        >>> backbone, dim = build_backbone("resnet18", stem="cifar")
+        >>> backbone[0].kernel_size, type(backbone[3]).__name__, dim
+        ((3, 3), 'Identity', 512)
     """
     check_backbone(name)
+    check_stem(stem, name)
     if name in RESNETS:
         resnet = RESNETS[name]()
+        if stem == "cifar":
+            resnet.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            # torchvision's initialisation of its convolutions.
+            nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
+            resnet.maxpool = nn.Identity()  # type: ignore[assignment]
         return nn.Sequential(*list(resnet.children())[:-1]), int(resnet.fc.in_features)
     import timm
 
@@ -108,11 +139,16 @@ class PretrainModule(LightningModule):
     online_classifier: OnlineLinearClassifier | None
 
     def _init_common(
-        self, backbone: str, image_size: int, patch_size: int | None, num_classes: int
+        self,
+        backbone: str,
+        image_size: int,
+        patch_size: int | None,
+        num_classes: int,
+        stem: str = "imagenet",
     ) -> int:
         """Records ``method``, builds the backbone and online probe; returns the feature dim."""
         self.hparams["method"] = self.method
-        self.backbone, feature_dim = build_backbone(backbone, image_size, patch_size)
+        self.backbone, feature_dim = build_backbone(backbone, image_size, patch_size, stem)
         # The online probe trains on detached features (Lightly's benchmarks); it needs labels.
         self.online_classifier = (
             OnlineLinearClassifier(

@@ -13,11 +13,12 @@ from lightly_matrix.models.modules import CorInfoMaxProjectionHead
 class CorInfoMax(PretrainModule):
     """CorInfoMax pretraining module.
 
-    Defaults are the authors' CIFAR-10 ResNet-18 setting (projector 2048-2048-64 without BN, alpha
-    250,
-    la_R = la_mu = 0.01, eps 1e-8, normalised embeddings); the other datasets' settings are the
-    presets of :mod:`lightly_matrix.presets`. The running means and covariances live in
-    ``criterion``'s float64 buffers, so checkpoints hold them and a resumed run continues exactly.
+    Defaults are the authors' CIFAR-10 ResNet-18 setting (projector 2048-2048-64 without BN,
+    alpha 250, la_R = la_mu = 0.01, eps 1e-8, normalised embeddings); the other datasets'
+    settings are the presets of :mod:`lightly_matrix.presets`. The stem defaults to ImageNet's
+    (transferable to mmdet); the CIFAR presets set the authors' CIFAR stem (``stem="cifar"``).
+    The running means and covariances live in ``criterion``'s float64 buffers, so checkpoints
+    hold them and a resumed run continues exactly.
     The optimiser (SGD, lr 0.5 per 256 images, weight decay 1e-4) is this project's choice.
 
     Args:
@@ -26,6 +27,8 @@ class CorInfoMax(PretrainModule):
         batch_size_per_device: Batch size on each device; the lr scales with the global batch.
         image_size: Input size (ViT position embeddings).
         patch_size: ViT patch size (``None``: automatic).
+        stem: ResNet stem: ``imagenet`` (7x7 stride-2 conv + max-pool; what mmdet's ResNet loads)
+            or ``cifar`` (3x3 stride-1 conv, no max-pool; for 32 px images, not transferable).
         optimizer: ``sgd``, ``lars`` or ``adamw``.
         lr: Learning rate per 256 images.
         weight_decay: Weight decay (not applied to biases and norms).
@@ -51,6 +54,7 @@ class CorInfoMax(PretrainModule):
         batch_size_per_device: int = 512,
         image_size: int = 32,
         patch_size: int | None = None,
+        stem: str = "imagenet",
         optimizer: str = "sgd",
         lr: float = 0.5,
         weight_decay: float = 1e-4,
@@ -68,7 +72,7 @@ class CorInfoMax(PretrainModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes)
+        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes, stem)
         self.projection_head = CorInfoMaxProjectionHead(
             feature_dim, hidden_dim, output_dim, batch_norm=proj_batch_norm
         )

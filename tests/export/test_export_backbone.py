@@ -89,9 +89,9 @@ def test_partial_checkpoint_is_an_error_listing_keys(tmp_path):
 
 
 def test_wrong_shapes_and_unknown_layouts(tmp_path):
-    # A CIFAR-style 3x3 stem does not fit mmdet's 7x7 ImageNet stem.
+    # A 4-channel input conv does not fit mmdet's RGB ResNet (stems: test_export_stem.py).
     seq = lightly_resnet()
-    seq[0] = nn.Conv2d(3, 64, 3, padding=1, bias=False)
+    seq[0] = nn.Conv2d(4, 64, 7, stride=2, padding=3, bias=False)
     with pytest.raises(ExportError, match=r"shape mismatches: conv1\.weight"):
         export_backbone(seq, tmp_path / "x.pth")
     with pytest.raises(UserError, match=r"no 'backbone\.' weights"):

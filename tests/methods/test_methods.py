@@ -146,3 +146,67 @@ def test_regularizers() -> None:
     assert isinstance(make_module("umae").criterion, UMAELoss)
     assert make_module("mmae").hparams["lamb"] == 0.01
     assert make_module("mae").hparams["lamb"] == 0.0
+
+
+def test_cifar_stem_keeps_32px_maps_and_the_key_layout() -> None:
+    imagenet, _ = build_backbone("resnet18")
+    cifar, dim = build_backbone("resnet18", stem="cifar")
+    assert dim == 512
+    assert cifar[0].kernel_size == (3, 3) and cifar[0].stride == (1, 1)
+    assert cifar[0].padding == (1, 1) and cifar[0].bias is None
+    assert isinstance(cifar[3], torch.nn.Identity)
+    # Same keys, so our checkpoints keep one layout; only conv1's kernel differs.
+    assert imagenet.state_dict().keys() == cifar.state_dict().keys()
+    assert tuple(cifar.state_dict()["0.weight"].shape) == (64, 3, 3, 3)
+    # 32 px: ImageNet stem /4 then /8 in layers 2-4 gives 1x1; the CIFAR stem keeps 4x4 in layer4.
+    x = torch.randn(2, 3, 32, 32)
+    assert cifar[:-1](x).shape == (2, 512, 4, 4)
+    assert imagenet[:-1](x).shape == (2, 512, 1, 1)
+    assert cifar(x).flatten(1).shape == (2, 512)
+
+
+def test_bad_stems_are_value_errors() -> None:
+    with pytest.raises(ValueError, match="unknown stem 'tiny'"):
+        build_backbone("resnet18", stem="tiny")
+    with pytest.raises(ValueError, match="ResNets only"):
+        build_backbone("vit_tiny_patch16_224", image_size=32, stem="cifar")
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m not in MASKED_METHODS])
+def test_stem_is_a_hyper_parameter_of_every_resnet_method(method: str) -> None:
+    """`--hp stem=cifar` reaches the backbone and the checkpoint's hyper-parameters."""
+    from lightly_matrix.pretrain.settings import module_defaults
+
+    assert module_defaults(METHODS[method])["stem"] == "imagenet"
+    assert make_module(method).hparams["stem"] == "imagenet"
+    module = make_module(method, stem="cifar")
+    assert module.hparams["stem"] == "cifar" and module.backbone[0].kernel_size == (3, 3)
+    if method == "matrix_ssl":  # the teacher is a copy of the same backbone
+        assert module.teacher_backbone[0].kernel_size == (3, 3)
+
+
+def test_presets_pick_the_papers_stems() -> None:
+    from lightly_matrix.presets import PRESETS, RUN_KEYS
+    from lightly_matrix.pretrain.settings import module_defaults
+
+    for name in ("cifar10_r18", "cifar100_r18"):
+        assert PRESETS[name].settings("corinfomax")["stem"] == "cifar"
+        assert "CIFAR stem" in PRESETS[name].description
+    # The digits backbones go on to the mmdet demo, which needs the ImageNet stem.
+    for method in PRESETS["digits"].methods:
+        assert PRESETS["digits"].settings(method).get("stem", "imagenet") == "imagenet"
+    assert "ImageNet stem" in PRESETS["digits"].description
+    # Every preset key is a run setting or a constructor argument of the method it is for.
+    for preset in PRESETS.values():
+        for method in preset.methods:
+            accepted = set(module_defaults(METHODS[method])) | RUN_KEYS
+            assert set(preset.settings(method)) <= accepted, (preset.name, method)
+
+
+def test_build_backbone_example_runs() -> None:
+    import doctest
+
+    import lightly_matrix.methods.base
+
+    result = doctest.testmod(lightly_matrix.methods.base)
+    assert result.attempted > 0 and result.failed == 0
