@@ -269,7 +269,10 @@ class FrozenEvaluation(Callback):
             "history": history,
             "final": history[-1] if history else None,
         }
-        self.path.write_text(json.dumps(payload, indent=2) + "\n")
+        # Atomic, like the checkpoints: a kill mid-write leaves the previous file.
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        tmp.replace(self.path)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.at_start and trainer.global_step == 0:

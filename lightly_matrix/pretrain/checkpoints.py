@@ -110,7 +110,7 @@ class RunCheckpoint(Checkpoint):
 
     def _save(self, trainer: Trainer, pl_module: LightningModule) -> None:
         check_weights_finite(pl_module, trainer.global_step, self.last_path)
-        trainer.save_checkpoint(self.last_path)
+        trainer.save_checkpoint(self.last_path, weights_only=False)
         self._last_save = time.monotonic()
 
     def on_train_batch_end(
@@ -137,6 +137,12 @@ class RunCheckpoint(Checkpoint):
             self._save(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.world_size > 1:
+            # Lightning syncs epoch metrics lazily, at their first read: on rank 0 the progress bar
+            # has just read them (collectives), the other ranks would only do so after this hook.
+            # Reading them here on every rank keeps the collectives in the same order everywhere,
+            # so the save's barrier below does not meet a metric's all-reduce.
+            _ = trainer.progress_bar_metrics
         self._save(trainer, pl_module)
         epoch = trainer.current_epoch  # 0-based index of the epoch just finished
         if self.keep_every and (epoch + 1) % self.keep_every == 0 and trainer.is_global_zero:
@@ -145,7 +151,6 @@ class RunCheckpoint(Checkpoint):
             tmp = snapshot.with_name(f".{snapshot.name}.tmp")
             shutil.copyfile(self.last_path, tmp)
             os.replace(tmp, snapshot)
-        trainer.strategy.barrier("RunCheckpoint.on_train_epoch_end")
 
 
 # ----------------------------------------------------------------------------------------- resume

@@ -292,6 +292,9 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
         "--limit-train-batches",
         "2",
         "--no-eval",
+        # a mid-epoch save in DDP: a collective decision and save on every rank
+        "--checkpoint-every-steps",
+        "1",
         *TINY_HEADS,
         "--hp",
         "pred_hidden_dim=16",
