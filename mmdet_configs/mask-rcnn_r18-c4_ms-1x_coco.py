@@ -1,4 +1,5 @@
-# Mask R-CNN R18-C4, multi-scale 1x: the R50-C4 protocol with a ResNet-18 (small experiments).
+# Mask R-CNN R18-C4 1x: protocol matrix_ssl (the R50-C4 1x recipe) with a ResNet-18.
+# For small experiments; published tables are ResNet-50 only.
 _base_ = "./mask-rcnn_r50-c4_ms-1x_coco.py"
 
 # BasicBlock: res4 has 256 channels, res5 (the shared head) 512.

@@ -1,4 +1,4 @@
-# Mask R-CNN R18-FPN, multi-scale 1x: the R50-FPN protocol with a ResNet-18 (small experiments).
+# Mask R-CNN R18-FPN multi-scale 1x: protocol mmselfsup_fpn with a ResNet-18 (small experiments).
 _base_ = "./mask-rcnn_r50_fpn_ms-1x_coco.py"
 
 model = dict(backbone=dict(depth=18), neck=dict(in_channels=[64, 128, 256, 512]))

@@ -1,4 +1,4 @@
-# Mask R-CNN R18-FPN, multi-scale 2x: the R50-FPN 2x protocol with a ResNet-18.
+# Mask R-CNN R18-FPN multi-scale 2x: the R50-FPN 2x config with a ResNet-18.
 _base_ = "./mask-rcnn_r18_fpn_ms-1x_coco.py"
 
 train_cfg = dict(max_epochs=24)

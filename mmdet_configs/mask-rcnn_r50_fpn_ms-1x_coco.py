@@ -1,4 +1,6 @@
-# Mask R-CNN R50-FPN, multi-scale 1x on COCO: the mmselfsup model-zoo fine-tuning protocol.
+# Mask R-CNN R50-FPN multi-scale 1x on COCO, the mmselfsup model-zoo fine-tuning protocol (mmselfsup_fpn).
+# Comparable to the COCO2017 rows of mmselfsup 0.x's model zoo (its mask_rcnn_r50_fpn_mstrain_1x
+# config; those runs warmed up over 1000 iterations, mmselfsup 1.x's config and this one over 500).
 # Differences from mmdet's R50-FPN 1x: SyncBN in backbone, neck and heads (4conv1fc box head and
 # mask head with norm), nothing frozen, BN statistics trained, multi-scale training (short side
 # 640-800), and no torchvision:// download: random weights unless a checkpoint is set, as

@@ -1,4 +1,4 @@
-# Mask R-CNN R50-FPN, multi-scale 2x: as the 1x protocol, 24 epochs with steps at 16 and 22.
+# Mask R-CNN R50-FPN multi-scale 2x: the mmselfsup_fpn protocol for 24 epochs (steps at 16, 22).
 _base_ = "./mask-rcnn_r50_fpn_ms-1x_coco.py"
 
 train_cfg = dict(max_epochs=24)

@@ -77,11 +77,22 @@ def test_wrong_architecture_for_config_fails_before_training(tmp_path, capsys):
 
 
 def test_iteration_schedule_scales_milestones():
-    cfg = Config.fromfile(str(transfer.resolve_config("mask-rcnn_r50-c4_ms-2x_coco")))
+    # An epoch-based config: 24 epochs, steps at 16 and 22.
+    cfg = Config.fromfile(str(transfer.resolve_config("mask-rcnn_r50_fpn_ms-2x_coco")))
     build.iteration_schedule(cfg, 240)
     assert cfg.train_cfg == dict(type="IterBasedTrainLoop", max_iters=240, val_interval=240)
     warmup, steps = cfg.param_scheduler
     assert warmup["end"] == 60 and steps["milestones"] == [160, 220] and not steps["by_epoch"]
+    # An iteration-based config: 180k iterations, steps at 120k and 160k, warm-up 1000.
+    cfg = Config.fromfile(str(transfer.resolve_config("mask-rcnn_r50-c4_ms-2x_coco")))
+    build.iteration_schedule(cfg, 240)
+    assert cfg.train_cfg == dict(type="IterBasedTrainLoop", max_iters=240, val_interval=240)
+    warmup, steps = cfg.param_scheduler
+    assert (warmup["begin"], warmup["end"]) == (0, 60)  # capped at a quarter of the run
+    assert steps["milestones"] == [160, 213] and (steps["begin"], steps["end"]) == (0, 240)
+    assert cfg.custom_hooks == [dict(type="PreciseBNHook", num_iters=200)]
+    build.iteration_schedule(cfg, 2)
+    assert cfg.custom_hooks == [dict(type="PreciseBNHook", num_iters=2)]  # no more than trained
 
 
 @pytest.mark.slow

@@ -7,16 +7,21 @@ allow_failed_imports=False)``:
 - ``TimmViTSimplePyramid``: a timm ViT with a ViTDet-style simple feature pyramid.
 - ``PretrainedOrDefault`` (weight initializer): an exported backbone when ``checkpoint`` is set,
   random weights otherwise; lets ``--cfg-options model.backbone.init_cfg.checkpoint=FILE`` work.
+- ``PreciseBNHook`` (in mmdet's ``HOOKS``): BN statistics recomputed over N training batches
+  before evaluation, as Detectron2's ``TEST.PRECISE_BN`` in MoCo's C4 recipe.
 """
 
 from lightly_matrix.mmdet.init import PretrainedOrDefault, pretrained_init_cfg
+from lightly_matrix.mmdet.precise_bn import PreciseBNHook, recompute_bn_stats
 from lightly_matrix.mmdet.res_layer import ResLayerExtraNorm
 from lightly_matrix.mmdet.vit import LayerNorm2d, TimmViTSimplePyramid
 
 __all__ = [
     "LayerNorm2d",
+    "PreciseBNHook",
     "PretrainedOrDefault",
     "ResLayerExtraNorm",
     "TimmViTSimplePyramid",
     "pretrained_init_cfg",
+    "recompute_bn_stats",
 ]

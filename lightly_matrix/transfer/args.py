@@ -7,6 +7,7 @@ import sys
 
 from lightly_matrix.cli import UserError
 from lightly_matrix.transfer.checks import DEMO_DATA_ROOT
+from lightly_matrix.transfer.configs import DEFAULT_PROTOCOL, PROTOCOLS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         default=None,
         help="config name in mmdet_configs/ (e.g. mask-rcnn_r50_fpn_ms-1x_coco) or a path;"
-        " default: chosen from the checkpoint's architecture",
+        " default: the --protocol's config for the checkpoint's architecture",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        default=None,
+        help="the published COCO tables to compare with (ResNets): matrix_ssl = Mask R-CNN R50-C4"
+        " 1x in MoCo's Detectron2 recipe (MoCo, SimSiam, MEC, Matrix-SSL tables); corinfomax ="
+        " R50-C4 2x (coco_R_50_C4_2x_moco.yaml, which the CorInfoMax code runs); mmselfsup_fpn ="
+        f" R50-FPN 1x of mmselfsup's model zoo. Default: {DEFAULT_PROTOCOL}",
     )
     parser.add_argument(
         "--demo",
@@ -65,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-iters",
         type=int,
         default=None,
-        help="train this many iterations instead of the config's epochs (schedule scaled to fit)",
+        help="train this many iterations instead of the config's schedule (lr steps scaled to"
+        " fit; warm-up and precise-BN batches capped)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=None, help="images per GPU (default: the config's)"
@@ -73,14 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-auto-scale-lr",
         action="store_true",
-        help="keep the config's lr instead of scaling it with the total batch (base batch 16)",
+        help="keep the config's lr (and the iterations of iteration-based configs) instead of"
+        " scaling them with the total batch (base batch 16)",
     )
     parser.add_argument(
         "--val-interval",
         type=int,
         default=0,
-        help="also validate every N epochs (iterations with --max-iters) while training;"
-        " 0 (default): only the final test",
+        help="also validate every N epochs (iterations for the iteration-based C4 configs and"
+        " with --max-iters) while training; 0 (default): only the final test",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the fine-tuning")
     parser.add_argument(

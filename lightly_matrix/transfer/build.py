@@ -58,18 +58,42 @@ def _resize_for_resnet(cfg: Any, depth: int) -> None:
     cfg.model.neck.in_channels = [64 * expansion * 2**i for i in range(4)]
 
 
+def _cap_precise_bn(cfg: Any, max_iters: int) -> None:
+    """A shortened run spends no more batches on precise BN statistics than on training."""
+    for hook in cfg.get("custom_hooks") or []:
+        if hook.get("type") == "PreciseBNHook":
+            hook["num_iters"] = max(1, min(hook.get("num_iters", 200), max_iters))
+
+
 def iteration_schedule(cfg: Any, max_iters: int) -> None:
-    """Replace the epoch schedule by ``max_iters`` iterations, milestones scaled to fit."""
-    epochs = cfg.train_cfg.get("max_epochs")
+    """Replace the schedule by ``max_iters`` iterations, lr steps scaled to fit.
+
+    Epoch-based configs: positions in epochs become iterations (``max_iters / max_epochs`` each).
+    Iteration-based configs: the schedulers that run to the end are scaled by ``max_iters`` over
+    the config's ``max_iters``. In both, an iteration warm-up keeps its length, capped at a
+    quarter of the run, and precise BN at most ``max_iters`` batches.
+    """
+    loop = cfg.train_cfg
+    epochs = loop.get("max_epochs") if loop.get("type") != "IterBasedTrainLoop" else None
+    total = loop.get("max_iters") if loop.get("type") == "IterBasedTrainLoop" else None
     cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters)
     schedulers = []
     for scheduler in cfg.get("param_scheduler") or []:
         scheduler = copy.deepcopy(dict(scheduler))
-        if scheduler.get("by_epoch", True) and epochs:
+        by_epoch = scheduler.get("by_epoch", True)
+        if by_epoch and epochs:
             scale = max_iters / epochs
             scheduler["by_epoch"] = False
             scheduler["begin"] = round(scheduler.get("begin", 0) * scale)
             scheduler["end"] = min(max_iters, round(scheduler.get("end", epochs) * scale))
+            if "milestones" in scheduler:
+                scheduler["milestones"] = [
+                    max(1, round(m * scale)) for m in scheduler["milestones"]
+                ]
+        elif not by_epoch and total and scheduler.get("end", total) >= total:
+            scale = max_iters / total
+            scheduler["begin"] = round(scheduler.get("begin", 0) * scale)
+            scheduler["end"] = max_iters
             if "milestones" in scheduler:
                 scheduler["milestones"] = [
                     max(1, round(m * scale)) for m in scheduler["milestones"]
@@ -79,6 +103,7 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
             scheduler["end"] = min(scheduler.get("end", max_iters), max(1, max_iters // 4))
         schedulers.append(scheduler)
     cfg.param_scheduler = schedulers
+    _cap_precise_bn(cfg, max_iters)
     cfg.default_hooks.checkpoint = dict(
         type="CheckpointHook", by_epoch=False, interval=max_iters, max_keep_ckpts=1
     )
@@ -86,6 +111,50 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
     if logger is not None:
         logger["interval"] = max(1, min(logger.get("interval", 50), max_iters // 5))
     cfg.log_processor = dict(cfg.get("log_processor") or {}, by_epoch=False)
+
+
+def scale_iterations(cfg: Any, total_batch: int) -> float:
+    """Stretch an iteration-based schedule stated at ``auto_scale_lr.base_batch_size`` images.
+
+    Detectron2's ``REFERENCE_WORLD_SIZE`` rule, the counterpart of mmengine's ``auto_scale_lr``
+    (which scales the lr by ``total_batch / base``): iterations, lr steps, warm-up, validation
+    and checkpoint intervals are multiplied by ``base / total_batch``, so that the run sees as
+    many images, with the same lr per image, as the published schedule. Epoch-based configs are
+    left alone (their epochs already fix the images seen).
+
+    Returns:
+        The factor applied (1.0 when nothing changed).
+    """
+    loop = cfg.train_cfg
+    base = (cfg.get("auto_scale_lr") or {}).get("base_batch_size")
+    if loop.get("type") != "IterBasedTrainLoop" or not base or total_batch == base:
+        return 1.0
+    factor = base / total_batch
+
+    def scaled(value: int) -> int:
+        return max(1, round(value * factor))
+
+    total = loop.max_iters
+    loop.max_iters = scaled(total)
+    if loop.get("val_interval"):
+        loop.val_interval = scaled(loop.val_interval)
+    for scheduler in cfg.get("param_scheduler") or []:
+        if scheduler.get("by_epoch", True):
+            continue
+        for key in ("begin", "end"):
+            if key in scheduler:
+                scheduler[key] = round(scheduler[key] * factor)
+        if "milestones" in scheduler:
+            scheduler["milestones"] = [scaled(m) for m in scheduler["milestones"]]
+    checkpoint = cfg.default_hooks.get("checkpoint")
+    if checkpoint is not None and not checkpoint.get("by_epoch", True):
+        checkpoint["interval"] = scaled(checkpoint.get("interval", total))
+    return factor
+
+
+def world_size(args: argparse.Namespace) -> int:
+    """Processes of the run: torchrun's ``WORLD_SIZE`` in its children, else gpus x nnodes."""
+    return int(os.environ.get("WORLD_SIZE") or args.gpus * args.nnodes)
 
 
 def _replace_norm(node: Any, old: str, new: str) -> None:
@@ -156,8 +225,12 @@ def build_config(
         cfg.train_dataloader.batch_size = args.batch_size
     cfg.auto_scale_lr = dict(cfg.get("auto_scale_lr") or {"base_batch_size": 16})
     cfg.auto_scale_lr["enable"] = not args.no_auto_scale_lr
+    options = parse_cfg_options(args.cfg_options) if args.cfg_options else {}
     if args.max_iters:
         iteration_schedule(cfg, args.max_iters)
+    elif not args.no_auto_scale_lr:
+        batch = options.get("train_dataloader.batch_size", cfg.train_dataloader.batch_size)
+        scale_iterations(cfg, world_size(args) * int(batch))
     if args.val_interval > 0:
         cfg.train_cfg.val_interval = args.val_interval
     else:
@@ -171,8 +244,7 @@ def build_config(
         if args.launcher != "none":
             # torch's SyncBatchNorm needs CUDA; CPU processes (tests, debugging) use plain BN.
             _replace_norm(cfg.model, "SyncBN", "BN")
-    if args.cfg_options:
-        options = parse_cfg_options(args.cfg_options)
+    if options:
         weights = [
             k for k in options if k.endswith("init_cfg.checkpoint") or k.endswith("init_cfg")
         ]

@@ -15,11 +15,31 @@ from lightly_matrix.cli import UserError
 
 #: The package the wheel installs ``mmdet_configs/`` as.
 CONFIG_PACKAGE = "lightly_matrix.mmdet_configs"
-#: Config chosen for each backbone architecture when ``--config`` is not given: the C4 protocol
-#: of MoCo / Matrix-SSL for ResNets, the simple-pyramid config for ViTs.
+#: ``--protocol``: the published COCO tables a run is comparable to, and our config for each
+#: ResNet depth (the tables are ResNet-50; the ResNet-18 variants are for small experiments).
+#: matrix_ssl: Mask R-CNN R50-C4 1x in MoCo's Detectron2 code (MoCo, SimSiam, MEC, Matrix-SSL);
+#: corinfomax: R50-C4 2x, Detectron2's coco_R_50_C4_2x_moco.yaml that MoCo's code ships and the
+#: CorInfoMax repository runs; mmselfsup_fpn: R50-FPN 1x of mmselfsup's model zoo.
+PROTOCOLS = {
+    "matrix_ssl": {
+        "resnet50": "mask-rcnn_r50-c4_ms-1x_coco",
+        "resnet18": "mask-rcnn_r18-c4_ms-1x_coco",
+    },
+    "corinfomax": {
+        "resnet50": "mask-rcnn_r50-c4_ms-2x_coco",
+        "resnet18": "mask-rcnn_r18-c4_ms-2x_coco",
+    },
+    "mmselfsup_fpn": {
+        "resnet50": "mask-rcnn_r50_fpn_ms-1x_coco",
+        "resnet18": "mask-rcnn_r18_fpn_ms-1x_coco",
+    },
+}
+#: The protocol of ResNet runs without ``--protocol`` or ``--config``.
+DEFAULT_PROTOCOL = "matrix_ssl"
+#: Config chosen for each backbone architecture when neither ``--config`` nor ``--protocol`` is
+#: given: the default protocol for ResNets, the simple-pyramid config for ViTs.
 DEFAULT_CONFIGS = {
-    "resnet18": "mask-rcnn_r18-c4_ms-1x_coco",
-    "resnet50": "mask-rcnn_r50-c4_ms-1x_coco",
+    **PROTOCOLS[DEFAULT_PROTOCOL],
     "vit": "mask-rcnn_vit-b16_sfp_ms-1x_coco",
 }
 DEMO_CONFIG = "mask-rcnn_r18_fpn_demo_coco-shapes"
@@ -77,8 +97,35 @@ def resolve_config(name: str) -> Path:
     )
 
 
-def default_config(architecture: str | None, demo: bool) -> str:
-    """The config name for an architecture (``None``: random-init ResNet-50 / demo ResNet-18)."""
+def config_protocol(name: str) -> str | None:
+    """The ``--protocol`` a config (name or path) belongs to, ``None`` for the others."""
+    stem = Path(name).name.removesuffix(".py")
+    for protocol, configs in PROTOCOLS.items():
+        if stem in configs.values():
+            return protocol
+    return None
+
+
+def default_config(architecture: str | None, demo: bool, protocol: str | None = None) -> str:
+    """The config name for an architecture (``None``: random-init ResNet-50 / demo ResNet-18).
+
+    Args:
+        architecture: The checkpoint's backbone (``resnet50``, ``vit_base_patch16_224``, ...).
+        demo: The CPU demo on generated shapes.
+        protocol: A key of :data:`PROTOCOLS`; ``None``: :data:`DEFAULT_PROTOCOL` for ResNets.
+    """
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise UserError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")
+        if demo:
+            raise UserError("--demo has its own small config; leave out --protocol")
+        key = architecture or "resnet50"
+        if key not in PROTOCOLS[protocol]:
+            raise UserError(
+                f"--protocol {protocol} is a ResNet Mask R-CNN protocol; a {architecture}"
+                " needs --config (one of: " + ", ".join(available_configs()) + ")"
+            )
+        return PROTOCOLS[protocol][key]
     if demo:
         if architecture is not None and not architecture.startswith("resnet"):
             raise UserError(

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lightly_matrix.cli import UserError
 from lightly_matrix.transfer.build import build_config
 from lightly_matrix.transfer.checks import (
     DEMO_DATA,
@@ -21,7 +22,8 @@ from lightly_matrix.transfer.checks import (
     require_mmdet,
     resolve_work_dir,
 )
-from lightly_matrix.transfer.configs import default_config, resolve_config
+from lightly_matrix.transfer.configs import config_protocol, default_config, resolve_config
+from lightly_matrix.transfer.references import comparison_table
 from lightly_matrix.transfer.results import (
     config_architecture,
     markdown_row,
@@ -83,7 +85,14 @@ def run(args: argparse.Namespace) -> int:
         load_backbone(args.checkpoint, trust_pickle=args.trust_pickle) if args.checkpoint else None
     )
     architecture = backbone.architecture if backbone else None
-    config_path = resolve_config(args.config or default_config(architecture, args.demo))
+    protocol = getattr(args, "protocol", None)
+    if protocol and args.config:
+        raise UserError(
+            f"--protocol {protocol} picks the config itself; give --protocol or --config, not both"
+        )
+    config_path = resolve_config(
+        args.config or default_config(architecture, args.demo, protocol=protocol)
+    )
     config_name = config_path.stem
     work_dir = resolve_work_dir(args, config_name)
     if args.demo:
@@ -171,10 +180,14 @@ def _train_and_test(
         "test_time_s": round(test_s, 1),
         "metrics": {k: float(v) for k, v in metrics.items()},
     }
+    results["protocol"] = config_protocol(config_name)
     results["markdown_row"] = markdown_row(results)
     work_dir = Path(cfg.work_dir)
     with open(work_dir / "results.json", "w") as f:
         json.dump(results, f, indent=2)
     print(f"\nresults written to {work_dir / 'results.json'}\n")
     print(markdown_table([results["markdown_row"]]))
+    comparison = comparison_table(results, full_schedule=not args.max_iters)
+    if comparison:
+        print("\n" + comparison)
     return 0

@@ -37,7 +37,7 @@ def test_config_names_follow_mmdet_style():
     for name in CONFIGS:
         algorithm, *_, schedule, dataset = Path(name).stem.split("_")
         assert algorithm == "mask-rcnn" and dataset.startswith("coco"), name
-        assert schedule in ("ms-1x", "ms-2x", "demo") or "demo" in name, name
+        assert schedule in ("ms-1x", "ms-2x", "lsj-100e", "demo") or "demo" in name, name
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -50,27 +50,108 @@ def test_config_parses_and_builds(name):
     assert sum(p.numel() for p in model.parameters()) > 1e6
 
 
+# MoCo's detection code (facebookresearch/moco detection/configs: Base-RCNN-C4-BN.yaml,
+# coco_R_50_C4_2x.yaml, coco_R_50_C4_2x_moco.yaml) on Detectron2's defaults (config/defaults.py),
+# written out here independently of our configs. 1x: Detectron2's 90k schedule.
+DETECTRON2_MOCO = dict(
+    base_lr=0.02,  # SOLVER.BASE_LR at SOLVER.IMS_PER_BATCH 16
+    batch=16,
+    momentum=0.9,  # SOLVER.MOMENTUM
+    weight_decay=1e-4,  # SOLVER.WEIGHT_DECAY (and WEIGHT_DECAY_BIAS)
+    weight_decay_norm=0.0,  # SOLVER.WEIGHT_DECAY_NORM
+    warmup_iters=1000,  # SOLVER.WARMUP_ITERS
+    warmup_factor=1.0 / 1000,  # SOLVER.WARMUP_FACTOR, WARMUP_METHOD "linear"
+    gamma=0.1,  # SOLVER.GAMMA
+    min_size_train=(640, 672, 704, 736, 768, 800),  # INPUT.MIN_SIZE_TRAIN, sampling "choice"
+    min_size_test=800,
+    max_size=1333,  # INPUT.MAX_SIZE_TRAIN / MAX_SIZE_TEST
+    precise_bn_iters=200,  # TEST.PRECISE_BN.NUM_ITER (ENABLED in Base-RCNN-C4-BN)
+    rpn_test=(6000, 1000),  # RPN.PRE_NMS_TOPK_TEST / POST_NMS_TOPK_TEST
+    rpn_train=(12000, 2000),  # RPN.PRE_NMS_TOPK_TRAIN / POST_NMS_TOPK_TRAIN
+    rois_per_image=512,  # ROI_HEADS.BATCH_SIZE_PER_IMAGE
+    positive_fraction=0.25,
+    schedules={"1x": (90000, [60000, 80000]), "2x": (180000, [120000, 160000])},
+)
+
+
+@pytest.mark.parametrize("schedule", ["1x", "2x"])
 @pytest.mark.parametrize("size", ["r50", "r18"])
-def test_c4_protocol(size):
-    for schedule, epochs, milestones in (("1x", 12, [8, 11]), ("2x", 24, [16, 22])):
-        cfg = load(f"mask-rcnn_{size}-c4_ms-{schedule}_coco.py")
-        backbone, shared = cfg.model.backbone, cfg.model.roi_head.shared_head
-        assert backbone.norm_cfg.type == "SyncBN" and shared.norm_cfg.type == "SyncBN"
-        assert backbone.frozen_stages == -1
-        assert backbone.norm_eval is False and shared.norm_eval is False
-        assert backbone.style == "pytorch" and shared.style == "pytorch"
-        assert shared.type == "ResLayerExtraNorm"
-        preprocessor = cfg.model.data_preprocessor
-        assert {k: preprocessor[k] for k in IMAGENET_RGB} == IMAGENET_RGB
-        assert cfg.train_cfg.max_epochs == epochs
-        (multistep,) = [s for s in cfg.param_scheduler if s.type == "MultiStepLR"]
-        assert multistep.milestones == milestones and multistep.end == epochs
-        assert cfg.optim_wrapper.optimizer.lr == 0.02 and cfg.auto_scale_lr.base_batch_size == 16
-        resize = next(t for t in cfg.train_dataloader.dataset.pipeline if "Resize" in t.type)
-        assert {s[1] for s in resize.scales} == {640, 672, 704, 736, 768, 800}
-        assert all(s[0] == 1333 for s in resize.scales)
-        test_resize = next(t for t in cfg.test_dataloader.dataset.pipeline if t.type == "Resize")
-        assert test_resize.scale == (1333, 800)
+def test_c4_protocol_is_detectron2s_moco_recipe(size, schedule):
+    ref = DETECTRON2_MOCO
+    cfg = load(f"mask-rcnn_{size}-c4_ms-{schedule}_coco.py")
+    backbone, shared = cfg.model.backbone, cfg.model.roi_head.shared_head
+    assert backbone.norm_cfg.type == "SyncBN" and shared.norm_cfg.type == "SyncBN"
+    assert backbone.frozen_stages == -1  # BACKBONE.FREEZE_AT 0
+    assert backbone.norm_eval is False and shared.norm_eval is False
+    assert backbone.style == "pytorch" and shared.style == "pytorch"  # STRIDE_IN_1X1 False
+    assert shared.type == "ResLayerExtraNorm"  # Res5ROIHeadsExtraNorm
+    preprocessor = cfg.model.data_preprocessor
+    assert {k: preprocessor[k] for k in IMAGENET_RGB} == IMAGENET_RGB  # PIXEL_MEAN/STD, RGB
+
+    # Schedule: iterations, exactly Detectron2's.
+    max_iters, steps = ref["schedules"][schedule]
+    assert cfg.train_cfg == dict(
+        type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters
+    )
+    assert cfg.train_dataloader.sampler.type == "InfiniteSampler"
+    warmup, multistep = cfg.param_scheduler
+    assert (warmup.type, warmup.by_epoch, warmup.begin, warmup.end) == (
+        "LinearLR",
+        False,
+        0,
+        ref["warmup_iters"],
+    )
+    assert warmup.start_factor == pytest.approx(ref["warmup_factor"])
+    assert warmup.get("end_factor", 1.0) == 1.0
+    assert (multistep.type, multistep.by_epoch, multistep.end) == ("MultiStepLR", False, max_iters)
+    assert multistep.milestones == steps and multistep.gamma == ref["gamma"]
+    assert cfg.log_processor.by_epoch is False and cfg.default_hooks.checkpoint.by_epoch is False
+
+    # Optimiser: SGD, lr 0.02 at batch 16, no weight decay on norm layers.
+    optimizer = cfg.optim_wrapper.optimizer
+    assert optimizer.type == "SGD" and optimizer.lr == ref["base_lr"]
+    assert optimizer.momentum == ref["momentum"] and optimizer.weight_decay == ref["weight_decay"]
+    assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == ref["weight_decay_norm"]
+    assert cfg.auto_scale_lr.base_batch_size == ref["batch"]
+    assert cfg.train_dataloader.batch_size * 8 == ref["batch"]  # 8 GPUs x 2, mmdet's convention
+
+    # Precise BN before evaluation.
+    assert cfg.custom_hooks == [dict(type="PreciseBNHook", num_iters=ref["precise_bn_iters"])]
+
+    # Input sizes: short side chosen from 640..800 (step 32), long side at most 1333; test 800.
+    resize = next(t for t in cfg.train_dataloader.dataset.pipeline if "Resize" in t.type)
+    assert resize.type == "RandomChoiceResize" and resize.keep_ratio
+    assert tuple(sorted(s[1] for s in resize.scales)) == ref["min_size_train"]
+    assert all(s[0] == ref["max_size"] for s in resize.scales)
+    test_resize = next(t for t in cfg.test_dataloader.dataset.pipeline if t.type == "Resize")
+    assert test_resize.scale == (ref["max_size"], ref["min_size_test"]) and test_resize.keep_ratio
+
+    # RPN and RoI sampling as Detectron2's C4 defaults.
+    rpn_test, rpn_train = cfg.model.test_cfg.rpn, cfg.model.train_cfg.rpn_proposal
+    assert (rpn_test.nms_pre, rpn_test.max_per_img) == ref["rpn_test"]
+    assert (rpn_train.nms_pre, rpn_train.max_per_img) == ref["rpn_train"]
+    sampler = cfg.model.train_cfg.rcnn.sampler
+    assert (sampler.num, sampler.pos_fraction) == (ref["rois_per_image"], ref["positive_fraction"])
+
+
+def test_c4_optimizer_decays_no_norm_parameter():
+    """Built as mmengine builds it: norm weights and biases get weight decay 0, the rest 1e-4."""
+    from mmengine.optim import build_optim_wrapper
+
+    cfg = load("mask-rcnn_r18-c4_ms-1x_coco.py")
+    model = build_detector(cfg)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    decay = {id(p): g["weight_decay"] for g in wrapper.optimizer.param_groups for p in g["params"]}
+    norms = (nn.BatchNorm2d, nn.SyncBatchNorm)
+    seen = {"norm": 0, "other": 0}
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            is_norm = isinstance(module, norms)
+            expected = DETECTRON2_MOCO["weight_decay_norm" if is_norm else "weight_decay"]
+            assert decay[id(param)] == expected, (module, name)
+            seen["norm" if is_norm else "other"] += 1
+    assert seen["norm"] > 40 and seen["other"] > 20
+    assert model.roi_head.shared_head.bn_extra.weight.requires_grad
 
 
 def test_fpn_protocol():
@@ -87,6 +168,14 @@ def test_fpn_protocol():
         assert model.roi_head.bbox_head.type == "Shared4Conv1FCBBoxHead"
         assert model.backbone.frozen_stages == -1 and model.backbone.norm_eval is False
         assert cfg.train_cfg.max_epochs == epochs
+        # mmselfsup 1.x's benchmark config as it stands: mmdet's schedule, norm layers decayed,
+        # no precise BN (kept so, to stay comparable with mmselfsup's model-zoo rows).
+        warmup, steps = cfg.param_scheduler
+        assert (warmup.type, warmup.end, warmup.by_epoch) == ("LinearLR", 500, False)
+        assert steps.milestones == ([8, 11] if schedule == "1x" else [16, 22])
+        optimizer = cfg.optim_wrapper.optimizer
+        assert (optimizer.lr, optimizer.momentum, optimizer.weight_decay) == (0.02, 0.9, 1e-4)
+        assert "paramwise_cfg" not in cfg.optim_wrapper and not cfg.get("custom_hooks")
 
 
 def test_c4_shared_head_gets_the_extra_norm():

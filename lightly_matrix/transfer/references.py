@@ -1,0 +1,118 @@
+"""Published COCO numbers beside ours: ``coco_references.json`` and the comparison table.
+
+The file ships in the wheel (``package-data`` in ``pyproject.toml``); every number in it names
+its source (repository file at a commit, and table). After a run, ``lightly-matrix transfer``
+prints our row above the references whose protocol (:data:`~lightly_matrix.transfer.configs.
+PROTOCOLS`) is the config's own, so a run of the full schedule shows where it stands.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+from typing import Any
+
+from lightly_matrix.transfer.configs import PROTOCOLS
+
+#: The references file inside this package.
+REFERENCES_FILE = "coco_references.json"
+#: Metric names in the file, and where our results.json keeps each one.
+METRICS = {
+    "AP_bb": ("bbox", "mAP"),
+    "AP50_bb": ("bbox", "AP50"),
+    "AP75_bb": ("bbox", "AP75"),
+    "AP_mk": ("segm", "mAP"),
+    "AP50_mk": ("segm", "AP50"),
+    "AP75_mk": ("segm", "AP75"),
+}
+
+
+@functools.cache
+def load_references() -> dict[str, Any]:
+    """The parsed references file (checked: known protocols, all metrics, a source each)."""
+    text = importlib.resources.files(__package__).joinpath(REFERENCES_FILE).read_text()
+    data = json.loads(text)
+    for entry in data["references"]:
+        if entry["protocol"] not in PROTOCOLS:
+            raise ValueError(f"{REFERENCES_FILE}: unknown protocol {entry['protocol']!r}")
+        missing = [m for m in METRICS if m not in entry] + [
+            k for k in ("url", "table", "short", "kind") if k not in entry.get("source", {})
+        ]
+        if missing:
+            raise ValueError(f"{REFERENCES_FILE}: {entry['method']} lacks {', '.join(missing)}")
+    return data
+
+
+def references_for(protocol: str | None) -> list[dict[str, Any]]:
+    """The published rows of a protocol (none for ``None`` or a protocol without numbers)."""
+    if protocol is None:
+        return []
+    return [e for e in load_references()["references"] if e["protocol"] == protocol]
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def comparison_table(results: dict[str, Any], full_schedule: bool = True) -> str:
+    """Our row and the published ones of the same protocol, as Markdown (``""``: none apply).
+
+    Args:
+        results: A run's ``results.json`` content (``protocol``, ``architecture``, metrics as
+            fractions in ``bbox`` / ``segm``).
+        full_schedule: Whether the run trained the config's whole schedule; a shortened run
+            (``--max-iters``) is shown with a warning that it is not comparable.
+
+    Examples:
+        >>> ours = {"protocol": "mmselfsup_fpn", "architecture": "resnet50", "method": "matrix_ssl",
+        ...         "pretrain_epochs": 100, "bbox": {"mAP": 0.401, "AP50": 0.6, "AP75": 0.44},
+        ...         "segm": {"mAP": 0.36, "AP50": 0.57, "AP75": 0.38}}
+        >>> print(comparison_table(ours).splitlines()[4])
+        | ours: matrix_ssl | 100 | 40.1 | 60.0 | 44.0 | 36.0 | 57.0 | 38.0 | this run |
+    """
+    protocol = results.get("protocol")
+    rows = references_for(protocol)
+    if not rows:
+        return ""
+    lines = [
+        f"Published numbers for protocol {protocol}"
+        f" ({load_references()['protocols'][protocol]['detector']}):",
+        "",
+        "| method | pretrain epochs | AP_bb | AP50_bb | AP75_bb | AP_mk | AP50_mk | AP75_mk"
+        " | source |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ours(iou_type: str, name: str) -> float | None:
+        value = results.get(iou_type, {}).get(name)
+        return None if value is None or value < 0 else 100 * value
+
+    method = results.get("method") or ("random init" if not results.get("checkpoint") else "-")
+    cells = [f"ours: {method}", str(results.get("pretrain_epochs") or "-")]
+    cells += [_cell(ours(*METRICS[m])) for m in METRICS] + ["this run"]
+    lines.append("| " + " | ".join(cells) + " |")
+    urls: list[str] = []
+    for entry in rows:
+        source = entry["source"]
+        cells = [entry["method"], str(entry["pretrain_epochs"])]
+        cells += [_cell(entry[m]) for m in METRICS]
+        short, kind = source["short"], source["kind"]
+        cells.append(short if kind in short else f"{short} ({kind})")
+        lines.append("| " + " | ".join(cells) + " |")
+        if source["url"] not in urls:
+            urls.append(source["url"])
+    notes = ["Sources:", *(f"- {url}" for url in urls)]
+    missing = load_references()["protocols"][protocol].get("missing")
+    if missing:
+        notes.append(missing)
+    if results.get("architecture") != "resnet50":
+        notes.append(
+            f"The published rows are ResNet-50; this run's backbone is a"
+            f" {results.get('architecture')}, so the numbers are not comparable."
+        )
+    if not full_schedule:
+        notes.append(
+            "This run used --max-iters (a shortened schedule); compare only full-schedule runs."
+        )
+    return "\n".join([*lines, "", *notes])
