@@ -39,6 +39,9 @@ model = dict(
             init_cfg=backbone_init,
         )
     ),
+    # Detectron2's RPN: anchors crossing the image border are kept (BOUNDARY_THRESH -1), and
+    # each box's best anchors are positives whatever their IoU (allow_low_quality_matches).
+    train_cfg=dict(rpn=dict(allowed_border=-1, assigner=dict(min_pos_iou=0.0))),
 )
 
 # Detectron2's ResizeShortestEdge((640, ..., 800), max_size=1333); test at 800 (inherited).

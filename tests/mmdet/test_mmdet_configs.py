@@ -68,6 +68,8 @@ DETECTRON2_MOCO = dict(
     precise_bn_iters=200,  # TEST.PRECISE_BN.NUM_ITER (ENABLED in Base-RCNN-C4-BN)
     rpn_test=(6000, 1000),  # RPN.PRE_NMS_TOPK_TEST / POST_NMS_TOPK_TEST
     rpn_train=(12000, 2000),  # RPN.PRE_NMS_TOPK_TRAIN / POST_NMS_TOPK_TRAIN
+    rpn_boundary_thresh=-1,  # RPN.BOUNDARY_THRESH: no anchor pruning at the border
+    rpn_iou_thresholds=(0.3, 0.7),  # RPN.IOU_THRESHOLDS, allow_low_quality_matches
     rois_per_image=512,  # ROI_HEADS.BATCH_SIZE_PER_IMAGE
     positive_fraction=0.25,
     schedules={"1x": (90000, [60000, 80000]), "2x": (180000, [120000, 160000])},
@@ -132,6 +134,10 @@ def test_c4_protocol_is_detectron2s_moco_recipe(size, schedule):
     assert (rpn_train.nms_pre, rpn_train.max_per_img) == ref["rpn_train"]
     sampler = cfg.model.train_cfg.rcnn.sampler
     assert (sampler.num, sampler.pos_fraction) == (ref["rois_per_image"], ref["positive_fraction"])
+    rpn = cfg.model.train_cfg.rpn
+    assert rpn.allowed_border == ref["rpn_boundary_thresh"]
+    assert (rpn.assigner.neg_iou_thr, rpn.assigner.pos_iou_thr) == ref["rpn_iou_thresholds"]
+    assert rpn.assigner.match_low_quality and rpn.assigner.min_pos_iou == 0.0
 
 
 def test_c4_optimizer_decays_no_norm_parameter():
