@@ -2,11 +2,11 @@
 
 During fine-tuning every BN layer keeps an exponential moving average (momentum 0.1) of batch
 statistics taken under weights that kept changing; the last few hundred updates dominate it.
-MoCo's detection recipe [1] (and so the Matrix-SSL and CorInfoMax COCO tables) recomputes the
-running mean and variance of every BN layer with the final weights, over 200 training batches,
-before the model is evaluated. mmdet and mmengine have no such hook (mmpretrain has one, but it
-is not a dependency), so this module provides :func:`recompute_bn_stats` and the hook
-``PreciseBNHook``, registered in mmdet's ``HOOKS``::
+MoCo's detection code [1] (which Matrix-SSL and CorInfoMax ran for their COCO tables)
+recomputes the running mean and variance of every BN layer with the final weights, over 200
+training batches, before the model is evaluated. mmdet and mmengine have no such hook
+(mmpretrain has one, but it is not a dependency), so this module provides
+:func:`recompute_bn_stats` and the hook ``PreciseBNHook``, registered in mmdet's ``HOOKS``::
 
     custom_hooks = [dict(type='PreciseBNHook', num_iters=200)]
 
@@ -67,6 +67,12 @@ class _SharedDataset(Dataset):
         return self
 
 
+def _running(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's running mean and variance (present: :func:`bn_layers` keeps only such)."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    return bn.running_mean, bn.running_var
+
+
 def bn_layers(model: nn.Module) -> dict[str, _BatchNorm]:
     """Every BatchNorm layer (BN, SyncBN, ...) of ``model`` that keeps running statistics."""
     return {
@@ -122,16 +128,16 @@ def recompute_bn_stats(
     saved = {name: (bn.momentum, bn.training) for name, bn in layers.items()}
     # Per layer: summed batch means, summed batch variances, number of calls (float64 sums).
     sums = {
-        name: bn.running_mean.new_zeros(2 * bn.num_features + 1, dtype=torch.float64)
+        name: _running(bn)[0].new_zeros(2 * bn.num_features + 1, dtype=torch.float64)
         for name, bn in layers.items()
     }
 
     def accumulate(name: str) -> Callable[..., None]:
         def hook(bn: _BatchNorm, inputs: Any, output: Any) -> None:
             # momentum 1: the running buffers now hold exactly this call's batch statistics.
-            n = bn.num_features
-            sums[name][:n] += bn.running_mean
-            sums[name][n : 2 * n] += bn.running_var
+            n, (mean, var) = bn.num_features, _running(bn)
+            sums[name][:n] += mean
+            sums[name][n : 2 * n] += var
             sums[name][-1] += 1
 
         return hook
@@ -168,8 +174,9 @@ def recompute_bn_stats(
         if count == 0:
             unreached.append(name)
             continue
-        bn.running_mean.copy_(total[:n] / count)
-        bn.running_var.copy_(total[n : 2 * n] / count)
+        mean, var = _running(bn)
+        mean.copy_(total[:n] / count)
+        var.copy_(total[n : 2 * n] / count)
     return unreached
 
 
@@ -181,9 +188,9 @@ class PreciseBNHook(Hook):
     loops), and before every validation the loop runs on the way, ahead of the checkpoint hook,
     so the saved checkpoint and the final test both use the recomputed statistics. The batches
     come from a second data loader over the training set, built from ``train_dataloader``
-    with non-persistent workers, so the training loop's own data order is untouched. In
-    distributed runs every process runs the same number of batches and the results are
-    averaged over processes (identical already for SyncBN).
+    with non-persistent workers and another seed, so the training loop's own data order is
+    untouched. In distributed runs every process runs the same number of batches and the sums
+    are all-reduced, so every process ends with the average over all processes' batches.
 
     Args:
         num_iters: Training batches to average over (Detectron2's ``PRECISE_BN.NUM_ITER``: 200).
