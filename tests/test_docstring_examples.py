@@ -16,6 +16,8 @@ MODULES = [
     "lightly_matrix.loss.matrix_entropy_loss",
     "lightly_matrix.loss.umae_loss",
     "lightly_matrix.models.modules.heads",
+    "lightly_matrix.mmdet.precise_bn",
+    "lightly_matrix.transfer.references",
 ]
 
 
