@@ -200,6 +200,11 @@ def _candidates(folder: Path) -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
+def has_checkpoint(folder: Path) -> bool:
+    """Whether ``folder`` holds a checkpoint file ``--resume`` would consider."""
+    return folder.is_dir() and bool(_candidates(folder))
+
+
 def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]]:
     """The checkpoint to continue from: ``resume`` itself, or the newest valid one in a folder.
 

@@ -35,6 +35,17 @@ def _is_launcher_child() -> bool:
     return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
 
 
+def _resume_after_requeue(args: argparse.Namespace) -> None:
+    """A SLURM job requeued after preemption re-runs its command: continue, don't refuse."""
+    requeued = os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+    if args.resume is None and args.out is not None and requeued:
+        from lightly_matrix.pretrain.checkpoints import has_checkpoint
+
+        if has_checkpoint(Path(args.out)):
+            print(f"SLURM requeue (SLURM_RESTART_COUNT > 0): resuming {args.out}", flush=True)
+            args.resume = args.out
+
+
 def _check_out_dir(out: Path, plan: ResumePlan | None) -> None:
     """A new run needs an empty folder; a resumed one may also continue in its own folder."""
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
@@ -58,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(describe_presets())
         return 0
+    _resume_after_requeue(args)
     plan = plan_resume(args) if args.resume else None  # fills settings from the checkpoint
     if args.data is None:
         args.data = "digits"

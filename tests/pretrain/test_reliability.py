@@ -355,3 +355,21 @@ def test_no_lightning_tips_in_the_output(
     messages = " ".join(record.getMessage() for record in caplog.records)
     assert "GPU available" in messages  # Lightning's own records do arrive here
     assert "litlogger" not in messages and "Tip:" not in messages
+
+
+def test_slurm_requeue_resumes_the_same_command(
+    tmp_path: Path,
+    finished_run: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    command = ["pretrain", *TINY, "--epochs", "2", "--limit-train-batches", "2", "--out", str(run)]
+    one_line_error(capsys, main(command), "not empty")  # a plain re-run is refused...
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert main(command) == 0  # ...a requeued job continues
+    assert "SLURM requeue" in capsys.readouterr().out
+    assert step_of(run / "last.ckpt") == 4
