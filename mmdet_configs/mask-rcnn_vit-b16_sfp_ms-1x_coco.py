@@ -4,7 +4,8 @@
 # multi-scale pipeline and schedule are those of the R50-FPN protocol config this inherits.
 # Another ViT: set backbone.model_name/img_size/patch_size (lightly-matrix transfer copies them
 # from the exported file's meta). Simplifications against ViTDet: the multi-scale 1x schedule
-# instead of 100-epoch large-scale jitter, no window attention, no layer-wise lr decay.
+# instead of 100-epoch large-scale jitter, no window attention, no layer-wise lr decay; the full
+# ViTDet recipe is mask-rcnn_vit-b16_vitdet_lsj-100e_coco.
 _base_ = "./mask-rcnn_r50_fpn_ms-1x_coco.py"
 
 model = dict(

@@ -88,7 +88,8 @@ def expected_keys(module: nn.Module, prefix: str = "") -> dict[str, torch.Size]:
     """Parameters and buffers a pretrained checkpoint must provide, with their shapes.
 
     Modules with a ``pretrained_keys()`` method (our ViT wrapper, the extra-norm shared head)
-    name their own subset; new layers such as a feature pyramid are not expected.
+    name their own subset; new layers such as a feature pyramid, the extra norm or ViTDet's
+    relative position tables (zero-initialised; no pretrained ViT has them) are not expected.
     """
     sd = module.state_dict()
     own = getattr(module, "pretrained_keys", None)

@@ -5,11 +5,15 @@ through this wrapper: the plain (single-scale, stride = patch size) ViT runs on 
 detection image with its position embedding interpolated to the input size, and a simple
 feature pyramid (Li et al., 2022) turns its last feature map into strides 4, 8, 16, 32 and 64
 (the strides of mmdet's FPN Mask R-CNN heads) with ``out_channels`` each, so no neck is needed.
+With ``window_size``/``use_rel_pos`` the ViT becomes ViTDet's backbone (window attention, a few
+global blocks, relative position biases; :mod:`lightly_matrix.mmdet.vitdet`).
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import timm
@@ -19,9 +23,12 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lightly_matrix.mmdet.vitdet import token_map, windowed_blocks
 
+
+@MODELS.register_module("LN2d")
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map (ViTDet's pyramid norm)."""
+    """LayerNorm over the channels of an NCHW map (ViTDet's pyramid and head norm, ``LN2d``)."""
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalise every spatial position over its channels."""
@@ -43,16 +50,31 @@ class TimmViTSimplePyramid(BaseModule):
     ``init_cfg=dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``; the pyramid
     (``pyramid.``) is new and trained from scratch.
 
+    ViTDet mode (``window_size > 0`` or ``use_rel_pos``): the blocks are ViTDet's (window
+    attention except in ``global_attn_indexes``; relative position biases), with the same
+    parameter names, so the same file loads; the relative position tables
+    (``vit.blocks.<i>.attn.rel_pos_h/w``) are the only new ViT parameters and start at zero. The
+    tokens are the patch tokens plus the interpolated absolute position embedding, without the
+    class token, and the last block's output feeds the pyramid as in ViTDet: the class token and
+    a final norm are loaded but unused (frozen).
+
     Args:
         model_name: timm model name, e.g. ``'vit_base_patch16_224'``.
         img_size: Pretraining image size (sets the stored position-embedding grid).
         patch_size: Patch size; must make the strides 4-32 reachable by factors of 2.
         in_chans: Input channels.
-        final_norm: Apply the ViT's final LayerNorm (present in MAE-style encoders).
+        final_norm: The ViT has a final LayerNorm (MAE-style encoders do); applied to its output
+            except in ViTDet mode (loaded, unused).
         out_channels: Channels of every pyramid level.
         norm_cfg: Norm of the pyramid convolutions: ``dict(type='LN2d')`` (ViTDet) or any mmcv
             norm such as ``dict(type='SyncBN')``.
         drop_path_rate: Stochastic depth of the ViT blocks.
+        window_size: ViTDet window attention, tokens per window side (ViT-B: 14); 0: global.
+        global_attn_indexes: Blocks keeping global attention; ``None``: the last block of each
+            quarter (ViT-B: 2, 5, 8, 11).
+        use_rel_pos: ViTDet's relative position biases (new, zero-initialised parameters).
+        det_img_size: Detector input side the global blocks' relative position tables are made
+            for (ViTDet: 1024, the padded LSJ crop); other inputs interpolate them.
         init_cfg: mmengine initialisation config (``Pretrained`` for our exported files).
     """
 
@@ -68,6 +90,10 @@ class TimmViTSimplePyramid(BaseModule):
         out_channels: int = 256,
         norm_cfg: dict[str, Any] | None = None,
         drop_path_rate: float = 0.0,
+        window_size: int = 0,
+        global_attn_indexes: Sequence[int] | None = None,
+        use_rel_pos: bool = False,
+        det_img_size: int = 1024,
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(init_cfg)
@@ -90,6 +116,23 @@ class TimmViTSimplePyramid(BaseModule):
         self.final_norm = final_norm
         if not final_norm:
             self.vit.norm = nn.Identity()
+        if window_size < 0:
+            raise ValueError(f"window_size must be >= 0 (0: global attention), got {window_size}")
+        self.vitdet = window_size > 0 or use_rel_pos
+        if self.vitdet:
+            self.vit.blocks = windowed_blocks(
+                self.vit,
+                window_size,
+                global_attn_indexes,
+                use_rel_pos,
+                grid_size=math.ceil(det_img_size / patch_size),
+            )
+            # Loaded with the encoder, unused by ViTDet; frozen so that DDP and the optimiser
+            # skip them.
+            for name in ("cls_token", "reg_token"):
+                if isinstance(getattr(self.vit, name, None), nn.Parameter):
+                    getattr(self.vit, name).requires_grad_(False)
+            self.vit.norm.requires_grad_(False)
         dim = int(self.vit.embed_dim)  # type: ignore[arg-type]
         self.pyramid = nn.ModuleList()
         for stride in self.strides:
@@ -120,17 +163,27 @@ class TimmViTSimplePyramid(BaseModule):
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """Feature maps at strides 4, 8, 16, 32 and 64 of the padded input."""
-        (feat,) = self.vit.forward_intermediates(  # type: ignore[operator]
-            x, indices=1, norm=self.final_norm, output_fmt="NCHW", intermediates_only=True
-        )
+        if self.vitdet:
+            vit: Any = self.vit
+            feat = vit.blocks(token_map(vit, x)).permute(0, 3, 1, 2)
+        else:
+            (feat,) = self.vit.forward_intermediates(  # type: ignore[operator]
+                x, indices=1, norm=self.final_norm, output_fmt="NCHW", intermediates_only=True
+            )
         outs = [level(feat) for level in self.pyramid]
         # Stride 64 for the RPN's largest anchors, as ViTDet's LastLevelMaxPool.
         outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         return tuple(outs)
 
     def pretrained_keys(self) -> list[str]:
-        """State-dict keys a pretrained checkpoint must provide (the ViT's, not the pyramid's)."""
-        return [k for k in self.state_dict() if k.startswith("vit.")]
+        """State-dict keys a pretrained checkpoint must provide: the ViT's, except ViTDet's
+        relative position tables (new, like the pyramid)."""
+        new = set(self.new_keys())
+        return [k for k in self.state_dict() if k.startswith("vit.") and k not in new]
+
+    def new_keys(self) -> list[str]:
+        """The ViT's parameters no pretrained ViT has: ViTDet's relative position tables."""
+        return [k for k in self.state_dict() if re.search(r"\.attn\.rel_pos_[hw]$", k)]
 
 
 __all__ = ["LayerNorm2d", "TimmViTSimplePyramid"]

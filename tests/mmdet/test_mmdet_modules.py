@@ -25,6 +25,20 @@ def test_layer_norm_2d_normalises_channels():
     torch.testing.assert_close(y.mean(1), torch.zeros(2, 3, 5), atol=1e-5, rtol=0)
 
 
+def test_layer_norm_2d_is_mmcvs_ln2d_norm():
+    """Registered as ``LN2d``, so mmdet heads take ``norm_cfg=dict(type='LN2d')`` (ViTDet)."""
+    from mmcv.cnn import build_norm_layer
+    from mmengine.registry import init_default_scope
+
+    init_default_scope("mmdet")  # as in mmdet configs
+    name, norm = build_norm_layer(dict(type="LN2d", requires_grad=False), 8)
+    assert isinstance(norm, LayerNorm2d) and name == "ln" and norm.normalized_shape == (8,)
+    assert not any(p.requires_grad for p in norm.parameters())
+    x = torch.randn(2, 8, 3, 5)
+    torch.testing.assert_close(norm(x), torch.nn.functional.layer_norm(
+        x.permute(0, 2, 3, 1), (8,), eps=norm.eps).permute(0, 3, 1, 2))  # fmt: skip
+
+
 @pytest.mark.parametrize("patch_size", [16, 8])
 def test_vit_pyramid_strides(patch_size):
     model = TimmViTSimplePyramid(
