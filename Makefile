@@ -9,6 +9,7 @@ DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 help:
 	@echo "make demo      pretrain Matrix-SSL on digits, export, Mask R-CNN transfer on generated shapes"
 	@echo "make test      install if needed, then ruff and the whole test suite (all but gpu tests)"
+	@echo "make check-install  wheel into fresh venvs, used from outside the checkout (also in make test)"
 	@echo "make install   create/refresh .venv (idempotent; seconds when nothing changed)"
 	@echo "make bench     loss benchmark table (benchmarks/bench_losses.py)"
 	@echo "make bench-gpu GPU suite on a CUDA machine (install, gpu tests, tables); STAGE=loss: one stage"
@@ -31,6 +32,11 @@ typecheck: install
 
 test: lint
 	$(PY) -m pytest -m "not gpu" -p no:cacheprovider
+
+# The install check alone (tests/test_install_outside.py runs it in make test); KEEP=1 keeps its venv.
+.PHONY: check-install
+check-install: install
+	@bash tools/check_install_outside.sh
 
 demo: install
 	@bash tools/demo.sh "$(DEMO_DIR)"

@@ -214,10 +214,10 @@ TRAIN_PY="$("$PY" -c 'import mmdet, pathlib; print(pathlib.Path(mmdet.__file__).
 CKPT="$W/run/backbone.pth"
 SHAPES="$W/run/shapes/"
 # Only the two init_cfg checkpoints load weights; the rest shrinks the run: the tiny data (and its
-# class names) at a small scale, one epoch of 2 batches, no validation, and lr 0 with frozen BN
-# statistics, so that the saved detector must still hold the exported weights bit for bit. (mmdet's
-# RoI ResLayer freezes only nn.BatchNorm2d under norm_eval, not the SyncBN -> _BatchNormXd that
-# mmengine swaps in without distributed training, hence plain BN in the shared head here.)
+# class names) at a small scale, 2 iterations, no validation, and lr 0 with frozen BN statistics
+# (no PreciseBN pass either), so that the saved detector must still hold the exported weights bit
+# for bit. (mmdet's RoI ResLayer freezes only nn.BatchNorm2d under norm_eval, not the SyncBN ->
+# _BatchNormXd that mmengine swaps in without distributed training: plain BN in the shared head.)
 "$PY" "$TRAIN_PY" c4.py --work-dir stock --cfg-options \
     "model.backbone.init_cfg.checkpoint=$CKPT" \
     "model.roi_head.shared_head.init_cfg.checkpoint=$CKPT" \
@@ -226,9 +226,11 @@ SHAPES="$W/run/shapes/"
     "train_dataloader.dataset.pipeline.2.scales=[(128,64)]" \
     train_dataloader.batch_size=2 train_dataloader.num_workers=0 \
     train_dataloader.persistent_workers=False \
-    train_cfg.max_epochs=1 val_cfg=None val_dataloader=None val_evaluator=None \
+    train_cfg._delete_=True train_cfg.type=IterBasedTrainLoop train_cfg.max_iters=2 \
+    default_hooks.checkpoint.by_epoch=False default_hooks.checkpoint.interval=2 \
+    val_cfg=None val_dataloader=None val_evaluator=None \
     test_cfg=None test_dataloader=None test_evaluator=None \
-    optim_wrapper.optimizer.lr=0.0 \
+    optim_wrapper.optimizer.lr=0.0 "custom_hooks=[]" \
     model.backbone.norm_eval=True model.roi_head.shared_head.norm_eval=True \
     model.roi_head.shared_head.norm_cfg.type=BN \
     >stock.log 2>&1 || { tail -n 40 stock.log >&2; die "mmdet's tools/train.py failed"; }
@@ -239,7 +241,7 @@ from pathlib import Path
 import torch
 
 export = torch.load("backbone.pth", map_location="cpu", weights_only=True)["state_dict"]
-(saved,) = Path("stock").glob("epoch_1.pth")
+(saved,) = Path("stock").glob("iter_2.pth")
 detector = torch.load(saved, map_location="cpu", weights_only=False)["state_dict"]
 # The exported ResNet's layer4 is res5, which the C4 config keeps in the RoI shared head.
 where = {k: k if k in detector else k.replace("backbone.", "roi_head.shared_head.", 1) for k in export}
