@@ -64,7 +64,9 @@ train_dataloader = dict(
 # iterations (and auto_scale_lr the lr) for other total batch sizes, as Detectron2's
 # REFERENCE_WORLD_SIZE scaling does.
 max_iters = 90000
-train_cfg = dict(_delete_=True, type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters)
+train_cfg = dict(
+    _delete_=True, type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters
+)
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=1000),
     dict(
