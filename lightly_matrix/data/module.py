@@ -113,14 +113,16 @@ def _rng_state() -> dict[str, Any]:
 
 def _numpy_state() -> tuple[Any, ...]:
     name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
-    return (str(name), torch.from_numpy(keys.copy()), int(pos), int(has_gauss), float(cached))
+    # The uint32 keys as int64 (exact): torch 2.3 and older cannot save uint32 tensors.
+    keys64 = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    return (str(name), keys64, int(pos), int(has_gauss), float(cached))
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy(), pos, has_gauss, cached))
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
