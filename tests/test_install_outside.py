@@ -62,6 +62,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     ):
         assert any(expected in line for line in steps), (expected, steps)
     assert _checkout_state() == before  # the wheel was built from a copy
+    shutil.rmtree(work)  # checkpoints and logs are kept only when something failed
 
 
 def test_script_refuses_a_non_empty_work_dir(tmp_path):
