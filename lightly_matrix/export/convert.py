@@ -110,8 +110,10 @@ def _completed_epochs(ckpt: Mapping[str, Any]) -> int | None:
     the fallback for checkpoints without loop state.
     """
     try:
-        completed = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"]
-        return int(completed)
+        # `processed` counts an epoch as finished when its end hooks run (where our checkpoint
+        # callback saves), `completed` only after them.
+        current = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]
+        return int(current.get("processed", current["completed"]))
     except (KeyError, TypeError):
         epoch = ckpt.get("epoch")
         return int(epoch) + 1 if isinstance(epoch, int) else None

@@ -242,7 +242,7 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
 def describe(ckpt: dict[str, Any]) -> str:
     """``epoch E, step S`` of a checkpoint (E = finished epochs, mid-epoch shown as a fraction)."""
     epoch_loop = ckpt.get("loops", {}).get("fit_loop", {})
-    done = epoch_loop.get("epoch_progress", {}).get("current", {}).get("completed")
+    done = epoch_loop.get("epoch_progress", {}).get("current", {}).get("processed")
     return (
         f"epoch {done if done is not None else ckpt.get('epoch')}, step {ckpt.get('global_step')}"
     )

@@ -373,3 +373,10 @@ def test_slurm_requeue_resumes_the_same_command(
     assert main(command) == 0  # ...a requeued job continues
     assert "SLURM requeue" in capsys.readouterr().out
     assert step_of(run / "last.ckpt") == 4
+
+
+def test_export_counts_the_epochs_of_an_epoch_end_checkpoint(finished_run: Path) -> None:
+    from lightly_matrix.export import load_backbone
+
+    # last.ckpt is written in the epoch's end hooks, before Lightning marks the epoch completed.
+    assert load_backbone(finished_run / "last.ckpt").meta["epochs"] == 1
