@@ -1,170 +1,190 @@
-"""Every pretraining method on the offline digits, at equal budget, against untrained baselines.
+"""Every pretraining method on the offline digits, over several seeds, against untrained baselines.
 
-Each method is pretrained with ``lightly-matrix pretrain`` (the ``digits`` preset: ResNet-18, 32 px,
-the same augmentations, epochs and batch for all; the masked-image methods need a ViT, so they use
-ViT-Tiny with 4 px patches) and its frozen backbone is scored with kNN, a linear probe and a
-10-labels-per-class probe on the fixed 540-image test split. Rows for randomly initialised
-backbones and for raw pixels are added. Writes ``OUT/results.md`` and ``OUT/results.json``.
+Each method is pretrained with ``lightly-matrix pretrain`` and its ``digits`` preset, whose
+hyper-parameters were chosen on the validation split by ``benchmarks/tune_digits.py`` (ResNet-18,
+32 px, the same augmentations, epochs and batch for all; the masked-image methods need a ViT, so
+they use ViT-Tiny with 4 px patches). The frozen backbone is scored with kNN, a linear probe and a
+10-labels-per-class probe on the 540-image test split, once per seed. Randomly initialised
+backbones (same seeds) and raw pixels are the baselines.
+
+Tables give mean +- sample std over the seeds. A difference is called significant only when the
+two means differ by more than the sum of their standard deviations (``*``); with 3 seeds that is a
+plain, conservative rule rather than a test. Writes ``OUT/results.md`` and ``OUT/results.json``
+(every seed's row kept). Finished runs in OUT are reused; unfinished ones continue.
 
 Usage::
 
-    nice python benchmarks/pretrain_digits.py --epochs 10 --out runs/bench_digits
+    nice python benchmarks/pretrain_digits.py --epochs 5 --seeds 0 1 2 --out runs/bench_digits
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lightly_matrix.cli import main as cli_main
-from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset
-from lightly_matrix.data.transforms import build_eval_transform
-from lightly_matrix.evaluation import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from digits_runs import PROBES, Job, fmt, mean_std, run_jobs, separated  # noqa: E402
+
+from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset  # noqa: E402
+from lightly_matrix.data.transforms import build_eval_transform  # noqa: E402
+from lightly_matrix.evaluation import (  # noqa: E402
     ProbeData,
     evaluate_encoder,
     evaluate_features,
     extract_features,
     format_table,
 )
-from lightly_matrix.methods import MASKED_METHODS, build_backbone
-from lightly_matrix.presets import PRESETS
+from lightly_matrix.methods import MASKED_METHODS, build_backbone  # noqa: E402
+from lightly_matrix.presets import PRESETS  # noqa: E402
 
 METHODS = ("matrix_ssl", "corinfomax", "barlowtwins", "vicreg", "mmae", "umae", "mae")
-COLUMNS = (
-    ("name", "method"),
-    ("backbone", "backbone"),
-    ("knn_top1", "kNN top-1 (%)"),
-    ("linear_top1", "linear top-1 (%)"),
-    ("few_label_top1", "10 labels/class top-1 (%)"),
-    ("train_wall_s", "train wall time (s)"),
-)
+PROBE_NAMES = {"knn_top1": "kNN", "linear_top1": "linear", "few_label_top1": "10 labels/class"}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--out", default="runs/bench_digits")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_digits"))
     parser.add_argument(
-        "--reuse", action="store_true", help="reuse finished runs in OUT, continue unfinished ones"
+        "--parallel", type=int, default=2, help="runs at a time (threads split between them)"
     )
     return parser.parse_args()
 
 
-def probe_data(image_size: int) -> ProbeData:
-    transform = build_eval_transform(image_size, resize=False)
-    return ProbeData(
-        DigitsDataset("train", transform, image_size=image_size),
-        DigitsDataset("test", transform, image_size=image_size),
+def backbone_label(method: str) -> str:
+    settings = PRESETS["digits"].settings(method)
+    if method in MASKED_METHODS:
+        return f"{settings['backbone']} (patch {settings['patch_size']})"
+    return str(settings["backbone"])
+
+
+def baselines(seeds: list[int]) -> list[dict[str, Any]]:
+    """Randomly initialised backbones (one per seed) and raw pixels, on the test split."""
+    size = PRESETS["digits"].common["image_size"]
+    transform = build_eval_transform(size, resize=False)
+    data = ProbeData(
+        DigitsDataset("train", transform, image_size=size),
+        DigitsDataset("test", transform, image_size=size),
         NUM_CLASSES,
     )
-
-
-def baselines(image_size: int, seed: int) -> list[dict[str, Any]]:
-    """Randomly initialised backbones (same seed as the runs) and raw pixels."""
-    data = probe_data(image_size)
     rows = []
-    vit_settings = PRESETS["digits"].settings("mmae")
-    for name, patch_size in (
-        ("resnet18", None),
-        (vit_settings["backbone"], vit_settings["patch_size"]),
+    vit = PRESETS["digits"].settings("mmae")
+    for name, patch_size, label in (
+        ("resnet18", None, "resnet18"),
+        (vit["backbone"], vit["patch_size"], backbone_label("mmae")),
     ):
-        torch.manual_seed(seed)
-        backbone, _ = build_backbone(name, image_size, patch_size)
-        backbone.eval()
-        start = time.perf_counter()
-        with torch.no_grad():
-            metrics = evaluate_encoder(lambda x, b=backbone: b(x).flatten(1), data)
-        label = f"{name} (patch {patch_size})" if patch_size else name
-        rows.append(
-            {
-                "name": "random init",
-                "backbone": label,
-                **metrics,
-                "eval_s": time.perf_counter() - start,
-            }
-        )
+        for seed in seeds:
+            # The runs seed the whole process before building the model (pl.seed_everything).
+            torch.manual_seed(seed)
+            backbone, _ = build_backbone(name, size, patch_size)
+            backbone.eval()
+            with torch.no_grad():
+                metrics = evaluate_encoder(lambda x, b=backbone: b(x).flatten(1), data)
+            rows.append({"method": "random init", "backbone": label, "seed": seed, **metrics})
     train_x, train_y = extract_features(lambda x: x.flatten(1), data.train)
     test_x, test_y = extract_features(lambda x: x.flatten(1), data.test)
     pixels = evaluate_features(train_x, train_y, test_x, test_y, NUM_CLASSES)
-    rows.append({"name": "raw pixels", "backbone": f"{3 * image_size**2}-d", **pixels})
+    rows.append({"method": "raw pixels", "backbone": f"{3 * size**2}-d", "seed": None, **pixels})
     return rows
 
 
-def pretrain(method: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """Runs one method through the CLI and returns its final metrics row."""
-    metrics_file = out / "metrics.json"
-    # train_wall_s is written when a run finishes; an unfinished run continues from last.ckpt.
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {"run": {}}
-    if not (args.reuse and "train_wall_s" in metrics["run"]):
-        resume = ["--resume", str(out)] if args.reuse and (out / "last.ckpt").exists() else []
-        if args.reuse and not resume and out.exists():
-            shutil.rmtree(out)  # stopped within its first epoch: nothing to continue
-        argv = [
-            "pretrain",
-            "--method",
-            method,
-            "--data",
-            "digits",
-            "--epochs",
-            str(args.epochs),
-            "--batch-size",
-            str(args.batch_size),
-            "--image-size",
-            str(args.image_size),
-            "--seed",
-            str(args.seed),
-            "--no-progress",
-            "--out",
-            str(out),
-            *resume,
-        ]
-        status = cli_main(argv)
-        if status != 0:
-            raise SystemExit(f"pretraining {method} failed with status {status}")
-    metrics = json.loads(metrics_file.read_text())
-    backbone = metrics["run"]["backbone"]
-    if method in MASKED_METHODS:
-        backbone += f" (patch {PRESETS['digits'].settings(method)['patch_size']})"
-    return {
-        "name": method,
-        "backbone": backbone,
-        **metrics["final"],
-        "train_wall_s": metrics["run"].get("train_wall_s"),
-    }
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (method, backbone): mean +- std per probe, and the gain over random init."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["backbone"]), []).append(row)
+    random = {backbone: runs for (method, backbone), runs in groups.items() if method == "random init"}
+    summary = []
+    for (method, backbone), runs in groups.items():
+        entry: dict[str, Any] = {"method": method, "backbone": backbone, "seeds": len(runs)}
+        for key in PROBES:
+            values = [run[key] for run in runs]
+            entry[key] = fmt(values)
+            entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std(values)
+            base = random.get(backbone)
+            if base is not None and method not in ("random init", "raw pixels"):
+                reference = [run[key] for run in base]
+                gain = entry[f"{key}_mean"] - mean_std(reference)[0]
+                mark = "*" if separated(values, reference) else ""
+                entry[f"{key}_gain"] = f"{gain:+.2f}{mark}"
+        walls = [run["train_wall_s"] for run in runs if run.get("train_wall_s")]
+        entry["train_wall_s"] = f"{mean_std(walls)[0]:.0f}" if walls else ""
+        summary.append(entry)
+    return summary
+
+
+def significant_pairs(rows: list[dict[str, Any]], methods: list[str]) -> list[str]:
+    """Pairs of pretrained methods (same backbone) whose probe results are separated."""
+    lines = []
+    for key in PROBES:
+        for i, a in enumerate(methods):
+            for b in methods[i + 1 :]:
+                va = [r[key] for r in rows if r["method"] == a]
+                vb = [r[key] for r in rows if r["method"] == b]
+                if va and vb and backbone_label(a) == backbone_label(b) and separated(va, vb):
+                    hi, lo = (a, b) if mean_std(va)[0] > mean_std(vb)[0] else (b, a)
+                    lines.append(f"- {PROBE_NAMES[key]}: {hi} > {lo}")
+    return lines
 
 
 def main() -> None:
     args = parse_args()
-    root = Path(args.out)
-    root.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = [pretrain(method, args, root / method) for method in args.methods]
-    rows += baselines(args.image_size, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    jobs = [
+        Job(
+            method,
+            args.out / method / f"seed{seed}",
+            ["--epochs", str(args.epochs), "--seed", str(seed)],
+            {"seed": seed, "backbone": backbone_label(method)},
+        )
+        for seed in args.seeds
+        for method in args.methods
+    ]
+    rows = run_jobs(jobs, args.parallel, args.out / "logs")
+    rows += baselines(args.seeds)
+    summary = summarise(rows)
     header = (
-        f"Digits ({args.image_size} px, 1,257 train / 540 test), {args.epochs} epochs, batch "
-        f"{args.batch_size}, "
-        f"seed {args.seed}; {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, fp32.\n"
-        "mmae/umae/mae need a ViT: ViT-Tiny (4 px patches) instead of ResNet-18.\n"
+        f"Digits (32 px; pretrain and probes on the 1,257 training images, scored on the 540 test "
+        f"images), {args.epochs} epochs, `digits` preset (tuned on the validation split), seeds "
+        f"{', '.join(map(str, args.seeds))}: mean ± std; `*` = the gain over random init exceeds "
+        f"the sum of both spreads. {platform.machine()}, {os.cpu_count()} cores, fp32, "
+        f"{args.parallel} run(s) at a time; {(time.perf_counter() - start) / 60:.0f} min in all.\n"
     )
-    table = format_table(rows, COLUMNS)
-    print("\n" + header + "\n" + table)
-    (root / "results.md").write_text(header + "\n" + table + "\n")
-    (root / "results.json").write_text(
-        json.dumps({"settings": vars(args), "rows": rows}, indent=2) + "\n"
+    columns = [("method", "method"), ("backbone", "backbone")]
+    for key in PROBES:
+        columns += [(key, f"{PROBE_NAMES[key]} (%)"), (f"{key}_gain", "vs random")]
+    columns += [("train_wall_s", "train (s)")]
+    table = format_table(summary, columns)
+    pairs = significant_pairs(rows, [m for m in METHODS if m in args.methods])
+    pairs_text = "Separated pairs (means differ by more than both spreads):\n" + (
+        "\n".join(pairs) if pairs else "- none"
+    )
+    text = header + "\n" + table + "\n\n" + pairs_text + "\n"
+    print("\n" + text)
+    (args.out / "results.md").write_text(text)
+    settings = {**vars(args), "out": str(args.out)}
+    presets = {m: PRESETS["digits"].settings(m) for m in args.methods}
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {"settings": settings, "presets": presets, "rows": rows, "summary": summary},
+            indent=2,
+            default=str,
+        )
+        + "\n"
     )
 
 

@@ -5,6 +5,10 @@ download. They are upsampled to ``image_size`` pixels and converted to RGB so th
 ImageNet-style backbones and Lightly's transforms apply unchanged. The train/test split is
 stratified and fixed (``random_state=0``), so every run and every method sees the same 1,257
 training and 540 test images.
+
+For choosing hyper-parameters, a validation split of 252 images (20%, stratified, ``random_state=1``)
+is carved from the training split: tuning pretrains on the other 1,005 (``"train_minus_val"``) and
+scores the probes on ``"val"``; the test split is then used once, for the final numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from torch.utils.data import Dataset
 NUM_CLASSES = 10
 TEST_FRACTION = 0.3
 SPLIT_SEED = 0
+#: Fraction of the training split held out for validation, and the seed of that split.
+VAL_FRACTION = 0.2
+VAL_SEED = 1
+SPLITS = ("train", "test", "all", "val", "train_minus_val")
 
 
 @lru_cache(maxsize=1)
@@ -36,23 +44,49 @@ def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return digits.images, digits.target, np.sort(train_idx), np.sort(test_idx)
 
 
+@lru_cache(maxsize=1)
+def _val_indices() -> tuple[np.ndarray, np.ndarray]:
+    """The fixed (train minus val, val) indices, both inside the training split."""
+    from sklearn.model_selection import train_test_split
+
+    _, labels, train_idx, _ = _split_indices()
+    rest, val = train_test_split(
+        train_idx, test_size=VAL_FRACTION, stratify=labels[train_idx], random_state=VAL_SEED
+    )
+    return np.sort(rest), np.sort(val)
+
+
+def split_indices(split: str) -> np.ndarray:
+    """Indices into scikit-learn's 1,797 digits of one named split (see :data:`SPLITS`).
+
+    Raises:
+        ValueError: If ``split`` is not one of :data:`SPLITS`.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
+    _, labels, train_idx, test_idx = _split_indices()
+    if split in ("val", "train_minus_val"):
+        rest, val = _val_indices()
+        return val if split == "val" else rest
+    return {"train": train_idx, "test": test_idx, "all": np.arange(len(labels))}[split]
+
+
 def load_digits_images(split: str, image_size: int = 32) -> tuple[list[Image.Image], np.ndarray]:
     """Loads one split of the digits as upsampled RGB PIL images.
 
     Args:
-        split: ``"train"`` (1,257 images), ``"test"`` (540 images) or ``"all"`` (1,797).
+        split: ``"train"`` (1,257 images), ``"test"`` (540), ``"all"`` (1,797), or for tuning
+            ``"val"`` (252 of the training split) and ``"train_minus_val"`` (the other 1,005).
         image_size: Side length in pixels of the returned images (bilinear upsampling of 8x8).
 
     Returns:
         The images and their integer labels (0-9).
 
     Raises:
-        ValueError: If ``split`` is not one of the three names.
+        ValueError: If ``split`` is not one of :data:`SPLITS`.
     """
-    images, labels, train_idx, test_idx = _split_indices()
-    chosen = {"train": train_idx, "test": test_idx, "all": np.arange(len(labels))}.get(split)
-    if chosen is None:
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    images, labels, _, _ = _split_indices()
+    chosen = split_indices(split)
     pil_images = []
     for raw in images[chosen]:
         grey = Image.fromarray((raw * (255.0 / 16.0)).round().astype(np.uint8), mode="L")
@@ -65,7 +99,7 @@ class DigitsDataset(Dataset):
     """The digits as a map-style data set of ``(transform(image), label)`` pairs.
 
     Args:
-        split: ``"train"``, ``"test"`` or ``"all"``.
+        split: One of :data:`SPLITS`.
         transform: Applied to each PIL image (a Lightly multi-view transform returns a list).
         image_size: Side length of the upsampled images.
     """

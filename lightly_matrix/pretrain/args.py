@@ -125,6 +125,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-data", help="labelled image folder to score the probes on (default: a 30%% split)"
     )
     g.add_argument(
+        "--eval-split",
+        choices=("test", "val"),
+        help="digits only: 'val' pretrains on 1,005 training images and scores the probes on the "
+        "252 held-out ones (for choosing hyper-parameters); default 'test'",
+    )
+    g.add_argument(
         "--eval-max-images",
         type=int,
         default=10000,
@@ -179,6 +185,10 @@ def validate_args(args: argparse.Namespace) -> None:
     _check(
         args.log_every_n_steps is None or args.log_every_n_steps >= 1,
         f"--log-every-n-steps must be >= 1, got {args.log_every_n_steps}",
+    )
+    _check(
+        args.eval_split in (None, "test") or args.data in (None, "digits"),
+        "--eval-split val is for --data digits; for an image folder pass --eval-data FOLDER",
     )
     _check(args.eval_max_images >= 2, f"--eval-max-images must be >= 2, got {args.eval_max_images}")
     for flag in ("epochs", "batch_size", "image_size"):

@@ -22,11 +22,11 @@ def build_data(
         from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset
 
         eval_transform = build_eval_transform(size, resize=False)
-        train: Any = DigitsDataset("train", train_transform, image_size=size)
-        test = DigitsDataset("test", eval_transform, image_size=size)
-        probe = ProbeData(
-            DigitsDataset("train", eval_transform, image_size=size), test, NUM_CLASSES
-        )
+        # Tuning (--eval-split val) never sees the test split, nor the validation images' pixels.
+        fit, held_out = ("train_minus_val", "val") if args.eval_split == "val" else ("train", "test")
+        train: Any = DigitsDataset(fit, train_transform, image_size=size)
+        test = DigitsDataset(held_out, eval_transform, image_size=size)
+        probe = ProbeData(DigitsDataset(fit, eval_transform, image_size=size), test, NUM_CLASSES)
         workers = 0 if args.num_workers is None else args.num_workers
         return train, test, probe, NUM_CLASSES, workers
 

@@ -17,7 +17,7 @@ from typing import Any
 from lightly_matrix.cli import UserError
 
 #: Run settings stored by :class:`RunCheckpoint` that must match when given again.
-_FIXED_RUN = ("method", "data", "seed", "transform", "preset", "eval_data")
+_FIXED_RUN = ("method", "data", "seed", "transform", "preset", "eval_data", "eval_split")
 #: Flags that map to module hyper-parameters (flag -> hparam).
 _FIXED_HPARAMS = {
     "backbone": "backbone",
@@ -141,7 +141,7 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
             "--resume continues the saved run with its own settings, and these flags differ from "
             f"it: {'; '.join(conflicts)}. Drop them, or start a new run with a new --out"
         )
-    for key in ("method", "data", "seed", "eval_data"):
+    for key in ("method", "data", "seed", "eval_data", "eval_split"):
         if getattr(args, key) is None and saved_run.get(key) is not None:
             setattr(args, key, saved_run[key])
     if not args.skip_bad_images and saved_run.get("skip_bad_images"):

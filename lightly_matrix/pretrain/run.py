@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         "method": args.method,
         "data": args.data,
         "eval_data": args.eval_data,
+        "eval_split": args.eval_split or "test",
         "seed": args.seed,
         "skip_bad_images": args.skip_bad_images,
         "limit_train_batches": args.limit_train_batches,

@@ -45,3 +45,17 @@ def test_dataset_applies_transform() -> None:
 def test_unknown_split() -> None:
     with pytest.raises(ValueError, match="split"):
         load_digits_images("validation")
+
+
+def test_validation_split_is_carved_from_train() -> None:
+    from lightly_matrix.data.digits import split_indices
+
+    train, test = set(split_indices("train")), set(split_indices("test"))
+    val, rest = split_indices("val"), split_indices("train_minus_val")
+    assert len(val) == 252 and len(rest) == 1005
+    assert set(val) | set(rest) == train and not set(val) & set(rest) and not set(val) & test
+    # Stratified and fixed: each class keeps its share of the training split (within one image).
+    _, train_labels = load_digits_images("train", image_size=8)
+    _, val_labels = load_digits_images("val", image_size=8)
+    assert np.all(np.abs(np.bincount(val_labels) - np.bincount(train_labels) * 0.2) <= 1.0)
+    assert np.array_equal(split_indices("val"), val)

@@ -103,6 +103,10 @@ def test_resume_without_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
         (["--method", "matrix_ssl", "--backbone", "resnet7"], "unknown backbone"),
         (["--method", "corinfomax", "--hp", "alfa=3"], "alpha"),
         (["--method", "corinfomax", "--hp", "alpha=lots"], "expected a float"),
+        (
+            ["--method", "matrix_ssl", "--data", "imgs", "--eval-split", "val"],
+            "--eval-split val is for --data digits",
+        ),
     ],
 )
 def test_bad_settings(
@@ -124,6 +128,26 @@ def test_list_presets(capsys: pytest.CaptureFixture[str]) -> None:
         "imagenet_vitl16",
     ):
         assert name in out
+
+
+def test_eval_split_val_never_reads_the_test_split() -> None:
+    """Tuning data: pretrain and fit the probes on train_minus_val, score them on val."""
+    import argparse
+
+    from lightly_matrix.data.digits import load_digits_images
+    from lightly_matrix.pretrain.data import build_data
+
+    args = argparse.Namespace(data="digits", eval_split="val", num_workers=None)
+    run = {"image_size": 8, "transform": "digits"}
+    train, held_out, probe, num_classes, _ = build_data(args, run, num_views=2)
+    assert (len(train), len(probe.train), len(held_out)) == (1005, 1005, 252)
+    assert held_out is probe.test and num_classes == 10
+    val_images, val_labels = load_digits_images("val", image_size=8)
+    assert probe.test.labels.tolist() == val_labels.tolist()
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(probe.test.images, val_images))
+    args.eval_split = None  # default: the whole training split, scored on test
+    train, held_out, _, _, _ = build_data(args, run, num_views=2)
+    assert (len(train), len(held_out)) == (1257, 540)
 
 
 # -------------------------------------------------------------------------------------- folders

@@ -292,9 +292,9 @@ def test_resume_with_conflicting_flags(
     tmp_path: Path, finished_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["--resume", str(finished_run), "--out", str(tmp_path / "r"), "--lr", "0.5"]
-    args += ["--batch-size", "32", "--hp", "gamma=2.0", "--seed", "3"]
+    args += ["--batch-size", "32", "--hp", "gamma=2.0", "--seed", "3", "--eval-split", "val"]
     last = one_line_error(capsys, main(["pretrain", *args]), "differ from it")
-    for fragment in ("--lr 0.5", "--batch-size 32", "--hp gamma=2.0", "--seed 3"):
+    for fragment in ("--lr 0.5", "--batch-size 32", "--hp gamma=2.0", "--seed 3", "--eval-split"):
         assert fragment in last
     assert not (tmp_path / "r").exists()
 

@@ -1,0 +1,125 @@
+"""Shared by the digits benchmarks: run ``lightly-matrix pretrain`` jobs side by side and read
+their metrics; summarise seeds as mean +- std.
+
+Each job is a subprocess of the CLI (the same code path a user runs) with its own thread count, so
+two single-threaded jobs can share 2 cores (small ResNets use a second thread poorly). A job whose
+folder already holds a finished run (``train_wall_s`` in ``metrics.json``) is not run again; an
+unfinished one continues from its ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROBES = ("knn_top1", "linear_top1", "few_label_top1")
+
+
+@dataclass
+class Job:
+    """One pretraining run.
+
+    Attributes:
+        method: ``--method``.
+        out: Run folder.
+        flags: Further CLI flags (``--epochs``, ``--seed``, ``--lr``, ``--hp k=v``, ...).
+        tag: Free-form labels carried into the result row.
+    """
+
+    method: str
+    out: Path
+    flags: list[str] = field(default_factory=list)
+    tag: dict[str, Any] = field(default_factory=dict)
+
+
+def finished(out: Path) -> dict[str, Any] | None:
+    """The metrics of a finished run in ``out``, else ``None``."""
+    path = out / "metrics.json"
+    if not path.exists():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics if "train_wall_s" in metrics.get("run", {}) else None
+
+
+def run_job(job: Job, threads: int, log_dir: Path) -> dict[str, Any]:
+    """Runs (or continues, or reuses) ``job``; returns its result row."""
+    metrics = finished(job.out)
+    if metrics is None:
+        resume = ["--resume", str(job.out)] if (job.out / "last.ckpt").exists() else []
+        argv = [sys.executable, "-m", "lightly_matrix", "pretrain", "--method", job.method]
+        argv += ["--data", "digits", "--no-progress", "--out", str(job.out), *job.flags]
+        if resume:  # the checkpoint holds every setting; only the folder is needed
+            argv = [sys.executable, "-m", "lightly_matrix", "pretrain", "--no-progress", *resume]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / f"{job.out.parent.name}-{job.out.name}.log"
+        start = time.perf_counter()
+        with log.open("a") as handle:
+            status = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
+        if status != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed with status {status}; see {log}")
+        metrics = finished(job.out)
+        if metrics is None:
+            raise RuntimeError(f"{job.out} has no finished metrics.json; see {log}")
+        print(f"  {job.out}: {time.perf_counter() - start:.0f} s", flush=True)
+    history = metrics["history"]
+    return {
+        "method": job.method,
+        "out": str(job.out),
+        **job.tag,
+        "before": {k: history[0][k] for k in PROBES} if history[0]["epoch"] == 0 else None,
+        **{k: metrics["final"][k] for k in PROBES},
+        "train_wall_s": metrics["run"]["train_wall_s"],
+    }
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    parallel: int,
+    log_dir: Path,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Runs ``jobs`` with ``parallel`` at a time, each on ``cores // parallel`` threads."""
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    results: list[dict[str, Any]] = []
+
+    def one(job: Job) -> dict[str, Any]:
+        row = run_job(job, threads, log_dir)
+        if on_result is not None:
+            on_result(row)
+        return row
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        results = list(pool.map(one, jobs))
+    return results
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt(values: Sequence[float]) -> str:
+    """``mean +- std`` with 2 decimals (just the value for one seed)."""
+    mean, std = mean_std(values)
+    return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {std:.2f}"
+
+
+def separated(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two seed sets differ by more than their spread: |mean a - mean b| > std a + std b.
+
+    A plain, conservative rule for 3 seeds (a t-test has little power at n = 3).
+    """
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    return not math.isclose(ma, mb) and abs(ma - mb) > sa + sb
