@@ -65,7 +65,9 @@ def run_job(job: Job, threads: int, log_dir: Path) -> dict[str, Any]:
         log = log_dir / f"{job.out.parent.name}-{job.out.name}.log"
         start = time.perf_counter()
         with log.open("a") as handle:
-            status = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
+            status = subprocess.run(
+                argv, env=env, stdout=handle, stderr=subprocess.STDOUT
+            ).returncode
         if status != 0:
             raise RuntimeError(f"{' '.join(argv)} failed with status {status}; see {log}")
         metrics = finished(job.out)

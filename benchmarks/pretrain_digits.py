@@ -32,19 +32,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digits_runs import PROBES, Job, fmt, mean_std, run_jobs, separated  # noqa: E402
+from digits_runs import PROBES, Job, fmt, mean_std, run_jobs, separated
 
-from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset  # noqa: E402
-from lightly_matrix.data.transforms import build_eval_transform  # noqa: E402
-from lightly_matrix.evaluation import (  # noqa: E402
+from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset
+from lightly_matrix.data.transforms import build_eval_transform
+from lightly_matrix.evaluation import (
     ProbeData,
     evaluate_encoder,
     evaluate_features,
     extract_features,
     format_table,
 )
-from lightly_matrix.methods import MASKED_METHODS, build_backbone  # noqa: E402
-from lightly_matrix.presets import PRESETS  # noqa: E402
+from lightly_matrix.methods import MASKED_METHODS, build_backbone
+from lightly_matrix.presets import PRESETS
 
 METHODS = ("matrix_ssl", "corinfomax", "barlowtwins", "vicreg", "mmae", "umae", "mae")
 PROBE_NAMES = {"knn_top1": "kNN", "linear_top1": "linear", "few_label_top1": "10 labels/class"}
@@ -106,7 +106,9 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["method"], row["backbone"]), []).append(row)
-    random = {backbone: runs for (method, backbone), runs in groups.items() if method == "random init"}
+    random = {
+        backbone: runs for (method, backbone), runs in groups.items() if method == "random init"
+    }
     summary = []
     for (method, backbone), runs in groups.items():
         entry: dict[str, Any] = {"method": method, "backbone": backbone, "seeds": len(runs)}

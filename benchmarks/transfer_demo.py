@@ -1,76 +1,104 @@
-"""Demo transfer benchmark: random init vs a pretrained backbone, side by side.
+"""Demo transfer benchmark: random init vs pretrained backbones, over several seeds.
 
 Runs ``lightly-matrix transfer --demo`` (Mask R-CNN R18-FPN on the generated coloured shapes)
-once without a checkpoint and once per given checkpoint, then prints a Markdown table with box
-and mask AP and wall times. Each run takes minutes on 2 CPU cores; this is not a test.
+without a checkpoint and with each given checkpoint, once per ``--seeds`` value (the seed of the
+detector's initialisation, data order and augmentations), then prints box and mask AP as mean +-
+std with wall times. A pretrained row is marked ``*`` where its gain over random init exceeds the
+sum of both spreads. Rows run one after another (each uses both cores); a finished run in OUT is
+reused, so an interrupted benchmark continues. Not a test: minutes per run on 2 CPU cores.
+``{seed}`` in a checkpoint path is replaced by the seed, so pretraining seed s pairs with transfer
+seed s and the spread covers both.
 
-    python benchmarks/transfer_demo.py runs/matrix_ssl/last.ckpt
-    python benchmarks/transfer_demo.py            # newest runs/**/last.ckpt, if any
-    python benchmarks/transfer_demo.py a.ckpt --out runs/td --max-iters 120  # options pass on
+    python benchmarks/transfer_demo.py 'runs/bench_digits/matrix_ssl/seed{seed}/last.ckpt' \
+        --names matrix_ssl --seeds 0 1 2
+    python benchmarks/transfer_demo.py a.ckpt b.ckpt --names a b --out runs/td --max-iters 60
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from lightly_matrix.transfer import markdown_table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from digits_runs import fmt, mean_std, separated
+
+from lightly_matrix.evaluation import format_table
+
+METRICS = (("bbox", "mAP", "AP_bb"), ("bbox", "AP50", "AP50_bb"), ("segm", "mAP", "AP_mk"))
 
 
-def _newest_checkpoint(root: Path) -> Path | None:
-    found = sorted(root.glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
-def _run(checkpoint: Path | None, work_dir: Path, extra: list[str]) -> tuple[dict, float]:
-    command = [
-        sys.executable,
-        "-m",
-        "lightly_matrix.transfer",
-        "--demo",
-        "--work-dir",
-        str(work_dir),
-    ]
-    if checkpoint is not None:
-        command.insert(3, str(checkpoint))
-    start = time.perf_counter()
-    subprocess.run([*command, *extra], check=True)
-    wall = time.perf_counter() - start
-    return json.loads((work_dir / "results.json").read_text()), wall
+def _run(checkpoint: Path | None, work_dir: Path, seed: int, extra: list[str]) -> dict[str, Any]:
+    results_file = work_dir / "results.json"
+    if not results_file.exists():
+        command = [sys.executable, "-m", "lightly_matrix.transfer", "--demo"]
+        command += ["--work-dir", str(work_dir), "--seed", str(seed), *extra]
+        if checkpoint is not None:
+            command.insert(3, str(checkpoint))
+        start = time.perf_counter()
+        subprocess.run(command, check=True)
+        results = json.loads(results_file.read_text())
+        results["wall_s"] = time.perf_counter() - start
+        results_file.write_text(json.dumps(results, indent=1) + "\n")
+    return json.loads(results_file.read_text())
 
 
 def main() -> int:
-    """Run the baseline and each checkpoint, then print the table."""
+    """Run the baseline and each checkpoint for every seed, then print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="*", type=Path, help="pretrained checkpoints")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where to look by default")
-    parser.add_argument("--out", type=Path, default=None, help="work dir root (default: fresh)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the random-init run")
-    # Options this script does not know (e.g. --max-iters 120) go to `lightly-matrix transfer`.
+    parser.add_argument(
+        "checkpoints", nargs="*", help="pretrained checkpoints ('{seed}' is replaced by the seed)"
+    )
+    parser.add_argument("--names", nargs="*", help="row names of the checkpoints")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("runs/transfer_demo"))
+    parser.add_argument("--no-baseline", action="store_true", help="skip the random-init rows")
+    # Options this script does not know (e.g. --max-iters 60) go to `lightly-matrix transfer`.
     args, extra = parser.parse_known_args()
-    checkpoints = list(args.checkpoints)
-    if not checkpoints and (newest := _newest_checkpoint(args.runs)) is not None:
-        checkpoints = [newest]
-    stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
-    root = args.out or Path("work_dirs") / "transfer_demo" / stamp
+    names = args.names or [f"{Path(c).parent.name}-{Path(c).stem}" for c in args.checkpoints]
+    if len(names) != len(args.checkpoints):
+        parser.error("--names needs one name per checkpoint")
+    runs: list[tuple[str, str | None]] = [] if args.no_baseline else [("random init", None)]
+    runs += list(zip(names, args.checkpoints, strict=True))
     extra = [a for a in extra if a != "--"]
-    runs: list[Path | None] = ([] if args.no_baseline else [None]) + checkpoints
-    rows, timings = [], []
-    for i, checkpoint in enumerate(runs):
-        name = "random" if checkpoint is None else f"{i}_{checkpoint.parent.name or 'ckpt'}"
-        results, wall = _run(checkpoint, root / name, extra)
-        rows.append(results["markdown_row"])
-        timings.append(
-            f"- {name}: wall {wall / 60:.1f} min (train {results['train_time_s'] / 60:.1f} min,"
-            f" test {results['test_time_s']:.0f} s), source {checkpoint or 'none'}"
-        )
-    print("\n" + markdown_table(rows) + "\n")
-    print("\n".join(timings))
+    raw: dict[str, list[dict[str, Any]]] = {}
+    for seed in args.seeds:  # seeds outermost: a cut-short run still has every row once
+        for name, checkpoint in runs:
+            work_dir = args.out / name.replace(" ", "_") / f"seed{seed}"
+            path = None if checkpoint is None else Path(checkpoint.replace("{seed}", str(seed)))
+            results = _run(path, work_dir, seed, extra)
+            raw.setdefault(name, []).append({"seed": seed, "source": str(path), **results})
+    baseline = raw.get("random init")
+    rows = []
+    for name, results in raw.items():
+        row: dict[str, Any] = {"row": name, "seeds": len(results)}
+        for iou_type, metric, label in METRICS:
+            values = [100 * r[iou_type][metric] for r in results]
+            row[label] = fmt(values)
+            if baseline is not None and name != "random init":
+                ref = [100 * r[iou_type][metric] for r in baseline]
+                gain = mean_std(values)[0] - mean_std(ref)[0]
+                row[f"{label}_gain"] = f"{gain:+.1f}{'*' if separated(values, ref) else ''}"
+        row["train_min"] = f"{mean_std([r['train_time_s'] for r in results])[0] / 60:.1f}"
+        walls = [r["wall_s"] for r in results if "wall_s" in r]
+        row["wall_min"] = f"{mean_std(walls)[0] / 60:.1f}" if walls else ""
+        rows.append(row)
+    columns = [("row", "backbone init"), ("seeds", "seeds")]
+    for _, _, label in METRICS:
+        columns += [(label, label), (f"{label}_gain", "vs random")]
+    columns += [("train_min", "train (min)"), ("wall_min", "wall (min)")]
+    table = format_table(rows, columns)
+    print("\n" + table + "\n")
+    (args.out / "results.md").write_text(table + "\n")
+    (args.out / "results.json").write_text(
+        json.dumps({"extra_args": extra, "seeds": args.seeds, "rows": rows, "raw": raw}, indent=1)
+        + "\n"
+    )
     return 0
 
 

@@ -31,11 +31,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digits_runs import PROBES, Job, run_jobs  # noqa: E402
+from digits_runs import PROBES, Job, run_jobs
 
-from lightly_matrix.evaluation import format_table  # noqa: E402
-from lightly_matrix.methods import METHODS  # noqa: E402
-from lightly_matrix.presets import PRESETS  # noqa: E402
+from lightly_matrix.evaluation import format_table
+from lightly_matrix.methods import METHODS
+from lightly_matrix.presets import PRESETS
 
 #: Learning rates tried: the preset's (or the module default's) times these factors.
 LR_FACTORS = (1.0, 3.0)
@@ -142,7 +142,9 @@ def main() -> None:
         f"{os.cpu_count()} cores, {args.parallel} run(s) at a time.\n"
     )
     for row in rows:
-        row["setting"] = f"lr {row['lr']:g}, " + ", ".join(f"{k} {v:g}" for k, v in row["hp"].items())
+        row["setting"] = f"lr {row['lr']:g}, " + ", ".join(
+            f"{k} {v:g}" for k, v in row["hp"].items()
+        )
         row["score"] = score(row)
     columns = (
         ("method", "method"),

@@ -6,9 +6,10 @@ ImageNet-style backbones and Lightly's transforms apply unchanged. The train/tes
 stratified and fixed (``random_state=0``), so every run and every method sees the same 1,257
 training and 540 test images.
 
-For choosing hyper-parameters, a validation split of 252 images (20%, stratified, ``random_state=1``)
-is carved from the training split: tuning pretrains on the other 1,005 (``"train_minus_val"``) and
-scores the probes on ``"val"``; the test split is then used once, for the final numbers.
+For choosing hyper-parameters, a validation split of 252 images (20%, stratified,
+``random_state=1``) is carved from the training split: tuning pretrains on the other 1,005
+(``"train_minus_val"``) and scores the probes on ``"val"``; the test split is then used once, for
+the final numbers.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ def build_data(
 
         eval_transform = build_eval_transform(size, resize=False)
         # Tuning (--eval-split val) never sees the test split, nor the validation images' pixels.
-        fit, held_out = ("train_minus_val", "val") if args.eval_split == "val" else ("train", "test")
+        fit, held_out = (
+            ("train_minus_val", "val") if args.eval_split == "val" else ("train", "test")
+        )
         train: Any = DigitsDataset(fit, train_transform, image_size=size)
         test = DigitsDataset(held_out, eval_transform, image_size=size)
         probe = ProbeData(DigitsDataset(fit, eval_transform, image_size=size), test, NUM_CLASSES)

@@ -144,7 +144,9 @@ def test_eval_split_val_never_reads_the_test_split() -> None:
     assert held_out is probe.test and num_classes == 10
     val_images, val_labels = load_digits_images("val", image_size=8)
     assert probe.test.labels.tolist() == val_labels.tolist()
-    assert all(a.tobytes() == b.tobytes() for a, b in zip(probe.test.images, val_images))
+    assert all(
+        a.tobytes() == b.tobytes() for a, b in zip(probe.test.images, val_images, strict=True)
+    )
     args.eval_split = None  # default: the whole training split, scored on test
     train, held_out, _, _, _ = build_data(args, run, num_views=2)
     assert (len(train), len(held_out)) == (1257, 540)

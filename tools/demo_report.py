@@ -1,0 +1,79 @@
+"""The end of ``make demo``: what pretraining changed, and the transfer beside measured references.
+
+    python tools/demo_report.py RUN_DIR [REFERENCE_JSON]
+
+Prints (1) the frozen-backbone probes on the digits test split before pretraining (the random
+initialisation, evaluated by the run itself at epoch 0) and after it, with the change; (2) the Mask
+R-CNN result on the generated shapes next to the reference rows measured over several seeds by
+``benchmarks/transfer_demo.py`` (random init and the demo's own pretraining), if the reference
+file exists.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+PROBES = (
+    ("knn_top1", "kNN top-1"),
+    ("linear_top1", "linear top-1"),
+    ("few_label_top1", "10 labels/class top-1"),
+)
+
+
+def probe_table(metrics: dict) -> list[str]:
+    history = metrics["history"]
+    before, after = history[0], metrics["final"]
+    if before["epoch"] != 0 or after["epoch"] == 0:
+        return ["(no before/after evaluation in metrics.json)"]
+    lines = [
+        f"Frozen ResNet-18 on the digits test split (%), before and after {after['epoch']} "
+        "epochs of Matrix-SSL:",
+        "| probe | random init (epoch 0) | pretrained | change |",
+        "|---|---|---|---|",
+    ]
+    for key, name in PROBES:
+        change = after[key] - before[key]
+        lines.append(f"| {name} | {before[key]:.2f} | {after[key]:.2f} | {change:+.2f} |")
+    return lines
+
+
+def transfer_table(results: dict, reference: dict | None) -> list[str]:
+    def ap(res: dict, kind: str) -> str:
+        return f"{100 * res[kind]['mAP']:.1f}"
+
+    lines = [
+        "Mask R-CNN R18-FPN on the generated shapes (val split, AP %):",
+        "| backbone init | AP_bb | AP_mk |",
+        "|---|---|---|",
+        f"| this run's export | {ap(results, 'bbox')} | {ap(results, 'segm')} |",
+    ]
+    for row in (reference or {}).get("transfer", []):
+        lines.append(
+            f"| {row['row']} (reference, {row['seeds']} seeds) | {row['AP_bb']} | {row['AP_mk']} |"
+        )
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    if not 1 <= len(argv) <= 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = Path(argv[0])
+    reference_path = Path(argv[1]) if len(argv) > 1 else None
+    reference = None
+    if reference_path is not None and reference_path.is_file():
+        reference = json.loads(reference_path.read_text())
+    metrics = json.loads((out / "pretrain" / "metrics.json").read_text())
+    results = json.loads((out / "transfer" / "results.json").read_text())
+    print("\n".join(probe_table(metrics)))
+    print()
+    print("\n".join(transfer_table(results, reference)))
+    if reference is not None and reference.get("note"):
+        print("\n" + reference["note"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
