@@ -22,20 +22,26 @@ PROBES = (
 )
 
 
-def probe_table(metrics: dict) -> list[str]:
+def probe_table(metrics: dict, reference: dict | None) -> list[str]:
     history = metrics["history"]
     before, after = history[0], metrics["final"]
     if before["epoch"] != 0 or after["epoch"] == 0:
         return ["(no before/after evaluation in metrics.json)"]
+    probes = (reference or {}).get("probes", {})
+    seeds = len((reference or {}).get("seeds", []))
     lines = [
         f"Frozen ResNet-18 on the digits test split (%), before and after {after['epoch']} "
         "epochs of Matrix-SSL:",
-        "| probe | random init (epoch 0) | pretrained | change |",
-        "|---|---|---|---|",
+        "| probe | random init (epoch 0) | pretrained | change |"
+        + (f" reference change ({seeds} seeds) |" if probes else ""),
+        "|---|---|---|---|" + ("---|" if probes else ""),
     ]
     for key, name in PROBES:
         change = after[key] - before[key]
-        lines.append(f"| {name} | {before[key]:.2f} | {after[key]:.2f} | {change:+.2f} |")
+        line = f"| {name} | {before[key]:.2f} | {after[key]:.2f} | {change:+.2f} |"
+        if key in probes:
+            line += f" {probes[key]['change']} |"
+        lines.append(line)
     return lines
 
 
@@ -67,7 +73,7 @@ def main(argv: list[str]) -> int:
         reference = json.loads(reference_path.read_text())
     metrics = json.loads((out / "pretrain" / "metrics.json").read_text())
     results = json.loads((out / "transfer" / "results.json").read_text())
-    print("\n".join(probe_table(metrics)))
+    print("\n".join(probe_table(metrics, reference)))
     print()
     print("\n".join(transfer_table(results, reference)))
     if reference is not None and reference.get("note"):
