@@ -153,8 +153,9 @@ def main() -> None:
             ["--epochs", str(args.epochs), "--seed", str(seed)],
             {"seed": seed, "backbone": backbone_label(method)},
         )
-        for seed in args.seeds
+        # Method by method: the first method's checkpoints (the demo's) are ready first.
         for method in args.methods
+        for seed in args.seeds
     ]
     rows = run_jobs(jobs, args.parallel, args.out / "logs")
     rows += baselines(args.seeds)

@@ -63,15 +63,16 @@ PRESETS: dict[str, Preset] = {
     for preset in [
         Preset(
             "digits",
-            "offline digits, 32 px, batch 64, 10 epochs, a few minutes on 2 CPU cores (the default "
-            "for --data digits; ViT-Tiny with 4 px patches for the MAE family; ResNets keep the "
-            "ImageNet stem so the demo can transfer them to mmdet)",
+            "offline digits, 32 px, batch 64, 5 epochs (the demo's length: 1-4 minutes on 2 CPU "
+            "cores), lr and main weight of the ResNet methods chosen on the validation split by "
+            "benchmarks/tune_digits.py (the default for --data digits; ViT-Tiny with 4 px patches "
+            "for the MAE family; ResNets keep the ImageNet stem so the demo can transfer them)",
             common={
                 "backbone": "resnet18",
                 "image_size": 32,
                 # Small batches: more updates per CPU-second, which a short run needs most.
                 "batch_size": 64,
-                "epochs": 10,
+                "epochs": 5,
                 "transform": "digits",
                 "warmup_epochs": 2.0,
             },
