@@ -4,8 +4,8 @@ Each method is pretrained with ``lightly-matrix pretrain`` and its ``digits`` pr
 hyper-parameters were chosen on the validation split by ``benchmarks/tune_digits.py`` (ResNet-18,
 32 px, the same augmentations, epochs and batch for all; the masked-image methods need a ViT, so
 they use ViT-Tiny with 4 px patches). The frozen backbone is scored with kNN, a linear probe and a
-10-labels-per-class probe on the 540-image test split, once per seed. Randomly initialised
-backbones (same seeds) and raw pixels are the baselines.
+10-labels-per-class probe on the 540-image test split, once per seed. The baselines are each
+run's own evaluation before training (its random initialisation) and raw pixels.
 
 Tables give mean +- sample std over the seeds. A difference is called significant only when the
 two means differ by more than the sum of their standard deviations (``*``); with 3 seeds that is a
@@ -28,8 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from digits_runs import PROBES, Job, fmt, mean_std, run_jobs, separated
@@ -37,13 +35,11 @@ from digits_runs import PROBES, Job, fmt, mean_std, run_jobs, separated
 from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset
 from lightly_matrix.data.transforms import build_eval_transform
 from lightly_matrix.evaluation import (
-    ProbeData,
-    evaluate_encoder,
     evaluate_features,
     extract_features,
     format_table,
 )
-from lightly_matrix.methods import MASKED_METHODS, build_backbone
+from lightly_matrix.methods import MASKED_METHODS
 from lightly_matrix.presets import PRESETS
 
 METHODS = ("matrix_ssl", "corinfomax", "barlowtwins", "vicreg", "mmae", "umae", "mae")
@@ -71,34 +67,33 @@ def backbone_label(method: str) -> str:
     return str(settings["backbone"])
 
 
-def baselines(seeds: list[int]) -> list[dict[str, Any]]:
-    """Randomly initialised backbones (one per seed) and raw pixels, on the test split."""
+def random_init_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The random initialisations: each run's own epoch-0 evaluation, one row per (backbone, seed).
+
+    Runs of one seed start from the same weights whatever the method (the process is seeded before
+    the backbone is built), so these are exactly the networks the pretrained rows started from.
+    """
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for run in runs:
+        if run.get("before") is not None:
+            key = (run["backbone"], run["seed"])
+            row = {"method": "random init", "backbone": key[0], "seed": key[1], **run["before"]}
+            if key in rows and rows[key] != row:
+                print(f"note: {run['out']} started from other weights than {key}", flush=True)
+            rows.setdefault(key, row)
+    return list(rows.values())
+
+
+def raw_pixels() -> dict[str, Any]:
+    """The probes on the pixels themselves (deterministic: no seed)."""
     size = PRESETS["digits"].common["image_size"]
     transform = build_eval_transform(size, resize=False)
-    data = ProbeData(
-        DigitsDataset("train", transform, image_size=size),
-        DigitsDataset("test", transform, image_size=size),
-        NUM_CLASSES,
-    )
-    rows = []
-    vit = PRESETS["digits"].settings("mmae")
-    for name, patch_size, label in (
-        ("resnet18", None, "resnet18"),
-        (vit["backbone"], vit["patch_size"], backbone_label("mmae")),
-    ):
-        for seed in seeds:
-            # The runs seed the whole process before building the model (pl.seed_everything).
-            torch.manual_seed(seed)
-            backbone, _ = build_backbone(name, size, patch_size)
-            backbone.eval()
-            with torch.no_grad():
-                metrics = evaluate_encoder(lambda x, b=backbone: b(x).flatten(1), data)
-            rows.append({"method": "random init", "backbone": label, "seed": seed, **metrics})
-    train_x, train_y = extract_features(lambda x: x.flatten(1), data.train)
-    test_x, test_y = extract_features(lambda x: x.flatten(1), data.test)
+    train = DigitsDataset("train", transform, image_size=size)
+    test = DigitsDataset("test", transform, image_size=size)
+    train_x, train_y = extract_features(lambda x: x.flatten(1), train)
+    test_x, test_y = extract_features(lambda x: x.flatten(1), test)
     pixels = evaluate_features(train_x, train_y, test_x, test_y, NUM_CLASSES)
-    rows.append({"method": "raw pixels", "backbone": f"{3 * size**2}-d", "seed": None, **pixels})
-    return rows
+    return {"method": "raw pixels", "backbone": f"{3 * size**2}-d", "seed": None, **pixels}
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,7 +153,7 @@ def main() -> None:
         for seed in args.seeds
     ]
     rows = run_jobs(jobs, args.parallel, args.out / "logs")
-    rows += baselines(args.seeds)
+    rows += [*random_init_rows(rows), raw_pixels()]
     summary = summarise(rows)
     header = (
         f"Digits (32 px; pretrain and probes on the 1,257 training images, scored on the 540 test "

@@ -84,3 +84,32 @@ def test_demo_report_prints_before_and_after(
     # Without a reference file the run's own numbers are still printed.
     assert demo_report.main([str(tmp_path), str(tmp_path / "missing.json")]) == 0
     assert "| linear top-1 | 95.50 | 93.00 | -2.50 |" in capsys.readouterr().out
+
+
+def test_seed_summary_pairs_each_method_with_its_random_init() -> None:
+    import pretrain_digits
+
+    runs = []
+    for seed, (before, after) in enumerate([(93.0, 96.0), (92.0, 95.5), (94.0, 96.5)]):
+        scores = {"knn_top1": after, "linear_top1": before - 1, "few_label_top1": before}
+        initial = {"knn_top1": before, "linear_top1": before, "few_label_top1": before}
+        for method in ("matrix_ssl", "corinfomax"):
+            runs.append(
+                {
+                    "method": method,
+                    "backbone": "resnet18",
+                    "seed": seed,
+                    "out": f"{method}/seed{seed}",
+                    "before": initial,
+                    "train_wall_s": 100.0,
+                    **scores,
+                }
+            )
+    random = pretrain_digits.random_init_rows(runs)
+    assert [(r["seed"], r["knn_top1"]) for r in random] == [(0, 93.0), (1, 92.0), (2, 94.0)]
+    summary = {row["method"]: row for row in pretrain_digits.summarise(runs + random)}
+    ours = summary["matrix_ssl"]
+    assert ours["seeds"] == 3 and ours["knn_top1"] == "96.00 ± 0.50"
+    # kNN: +3.00 with spreads 0.5 and 1.0, separated; linear: -1.00 within 1.0 + 1.0, not marked.
+    assert ours["knn_top1_gain"] == "+3.00*" and ours["linear_top1_gain"] == "-1.00"
+    assert "knn_top1_gain" not in summary["random init"]
