@@ -90,9 +90,10 @@ def run_jobs(
     parallel: int,
     log_dir: Path,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs ``jobs`` with ``parallel`` at a time, each on ``cores // parallel`` threads."""
-    threads = max(1, (os.cpu_count() or 1) // parallel)
+    """Runs ``jobs``, ``parallel`` at a time, on ``threads`` each (default: cores // parallel)."""
+    threads = threads or max(1, (os.cpu_count() or 1) // parallel)
     results: list[dict[str, Any]] = []
 
     def one(job: Job) -> dict[str, Any]:

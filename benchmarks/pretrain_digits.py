@@ -57,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--parallel", type=int, default=2, help="runs at a time (threads split between them)"
     )
+    parser.add_argument("--threads", type=int, help="threads per run (default: cores / --parallel)")
     return parser.parse_args()
 
 
@@ -152,7 +153,7 @@ def main() -> None:
         for method in args.methods
         for seed in args.seeds
     ]
-    rows = run_jobs(jobs, args.parallel, args.out / "logs")
+    rows = run_jobs(jobs, args.parallel, args.out / "logs", threads=args.threads)
     rows += [*random_init_rows(rows), raw_pixels()]
     summary = summarise(rows)
     header = (

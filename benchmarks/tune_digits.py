@@ -98,6 +98,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--parallel", type=int, default=1, help="runs at a time (threads split between them)"
     )
+    parser.add_argument("--threads", type=int, help="threads per run (default: cores / --parallel)")
     return parser.parse_args()
 
 
@@ -127,7 +128,7 @@ def main() -> None:
             with log_path.open("a") as handle:
                 handle.write(json.dumps({**row, "score": score(row)}) + "\n")
 
-    rows = run_jobs(jobs, args.parallel, args.out / "logs", on_result=log)
+    rows = run_jobs(jobs, args.parallel, args.out / "logs", on_result=log, threads=args.threads)
     best: dict[str, Any] = {}
     for method in args.methods:
         mine = [row for row in rows if row["method"] == method]
