@@ -90,7 +90,8 @@ PRESETS: dict[str, Preset] = {
                 "corinfomax": {
                     "hidden_dim": 1024,
                     "output_dim": 64,
-                    "alpha": 250.0,
+                    # Validation search: lr {0.5, 1.5} x alpha {250, 1000}; lr stays 0.5.
+                    "alpha": 1000.0,
                     "la_R": 0.01,
                     "la_mu": 0.01,
                 },
