@@ -95,7 +95,8 @@ PRESETS: dict[str, Preset] = {
                     "la_R": 0.01,
                     "la_mu": 0.01,
                 },
-                "barlowtwins": {"hidden_dim": 1024, "output_dim": 1024},
+                # Validation search: lr {0.2, 0.6} x lambda {5e-3, 2e-2}; lambda stays 5e-3.
+                "barlowtwins": {"hidden_dim": 1024, "output_dim": 1024, "lr": 0.6},
                 "vicreg": {"hidden_dim": 1024, "output_dim": 1024},
                 "mmae": dict(_DIGITS_VIT),
                 "umae": dict(_DIGITS_VIT),
