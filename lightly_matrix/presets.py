@@ -97,7 +97,9 @@ PRESETS: dict[str, Preset] = {
                 },
                 # Validation search: lr {0.2, 0.6} x lambda {5e-3, 2e-2}; lambda stays 5e-3.
                 "barlowtwins": {"hidden_dim": 1024, "output_dim": 1024, "lr": 0.6},
-                "vicreg": {"hidden_dim": 1024, "output_dim": 1024},
+                # Validation search: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)};
+                # the weights stay the paper's (25, 25, 1).
+                "vicreg": {"hidden_dim": 1024, "output_dim": 1024, "lr": 0.9},
                 "mmae": dict(_DIGITS_VIT),
                 "umae": dict(_DIGITS_VIT),
                 "mae": dict(_DIGITS_VIT),
