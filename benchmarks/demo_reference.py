@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
     epochs = digits["settings"]["epochs"]
     note = f"Measured over {len(runs)} seeds, {epochs} epochs of Matrix-SSL " + (
         f"do not lift the digits probes 2 points above the random initialisation "
-        f"({', '.join(short)}): this length is too short for the EMA-teacher method; "
+        f"({', '.join(short)}): at this length Matrix-SSL has not yet passed its starting "
+        "point (a 30-epoch run did); "
         "README 'Pretraining on digits' has the numbers. The transfer rows show what the short "
         "pretraining does give."
         if short
