@@ -71,7 +71,8 @@ def grid(method: str) -> list[dict[str, Any]]:
     points = []
     for factor, value in itertools.product(LR_FACTORS, values):
         vals = value if isinstance(value, tuple) else (value,)
-        points.append({"lr": base_lr(method) * factor, "hp": dict(zip(keys, vals, strict=True))})
+        lr = round(base_lr(method) * factor, 10)  # 0.6, not 0.6000000000000001, in the log
+        points.append({"lr": lr, "hp": dict(zip(keys, vals, strict=True))})
     return points
 
 
