@@ -9,6 +9,7 @@ unfinished one continues from its ``last.ckpt``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -40,6 +41,26 @@ class Job:
     out: Path
     flags: list[str] = field(default_factory=list)
     tag: dict[str, Any] = field(default_factory=dict)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_run_options(parser: argparse.ArgumentParser, parallel: int) -> None:
+    """``--parallel`` and ``--threads``: how the runs share the machine's cores."""
+    parser.add_argument(
+        "--parallel",
+        type=_positive,
+        default=parallel,
+        help=f"runs at a time, threads split between them (default {parallel})",
+    )
+    parser.add_argument(
+        "--threads", type=_positive, help="threads per run (default: cores / --parallel)"
+    )
 
 
 def finished(out: Path) -> dict[str, Any] | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digits_runs import PROBES, Job, fmt, mean_std, run_jobs, separated
+from digits_runs import PROBES, Job, add_run_options, fmt, mean_std, run_jobs, separated
 
 from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset
 from lightly_matrix.data.transforms import build_eval_transform
@@ -54,10 +54,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_digits"))
-    parser.add_argument(
-        "--parallel", type=int, default=2, help="runs at a time (threads split between them)"
-    )
-    parser.add_argument("--threads", type=int, help="threads per run (default: cores / --parallel)")
+    add_run_options(parser, parallel=2)
     return parser.parse_args()
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digits_runs import PROBES, Job, run_jobs
+from digits_runs import PROBES, Job, add_run_options, run_jobs
 
 from lightly_matrix.evaluation import format_table
 from lightly_matrix.methods import METHODS
@@ -96,10 +96,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", default=list(ORDER), choices=ORDER)
     parser.add_argument("--out", type=Path, default=Path("runs/tune_digits"))
-    parser.add_argument(
-        "--parallel", type=int, default=1, help="runs at a time (threads split between them)"
-    )
-    parser.add_argument("--threads", type=int, help="threads per run (default: cores / --parallel)")
+    add_run_options(parser, parallel=1)
     return parser.parse_args()
 
 
