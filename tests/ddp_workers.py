@@ -122,5 +122,8 @@ def worker(rank: int, world: int, port: int, out_dir: str) -> None:
                 )
         out["corinfomax_warnings"] = corinfomax_small_batch_warnings()
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
+        # Tear down together: a rank leaving while its peer's gloo threads still talk to it
+        # aborted the peer once ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
