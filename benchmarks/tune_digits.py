@@ -59,7 +59,7 @@ def base_lr(method: str) -> float:
     settings = PRESETS["digits"].settings(method)
     if "lr" in settings:
         return float(settings["lr"])
-    from lightly_matrix.pretrain.settings import module_defaults
+    from lightly_matrix.pretrain.config import module_defaults
 
     return float(module_defaults(METHODS[method])["lr"])
 

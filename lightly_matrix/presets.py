@@ -1,14 +1,23 @@
-"""Named pretraining settings: the papers' runs, and a short run on the offline digits.
+"""Named pretraining settings: the authors' runs, value by value, and a short run on the digits.
 
 A preset maps each method it covers to settings. Keys in :data:`RUN_KEYS` configure the run (data
-transform, input size, batch, epochs, precision, backbone); all other keys are constructor arguments
-of the method's LightningModule. Command-line flags override a preset; a preset overrides the
-module's defaults. ``lightly-matrix pretrain --list-presets`` prints them.
+transform, input size, GLOBAL batch, epochs, precision, backbone); all other keys are constructor
+arguments of the method's LightningModule. Command-line flags override a preset; a preset overrides
+the module's defaults. ``lightly-matrix pretrain --list-presets`` prints them and ``--dry-run``
+prints everything a run resolves to.
 
-Sources: methods.md of this project (read off the authors' code); the CIFAR presets' stem (3x3
-stride-1 conv, no max-pool) is that of CorInfoMax's CIFAR model code. Where the papers do not
-state a value (CorInfoMax's optimiser; ImageNet-100 batch and epochs; M-MAE ViT-B's ``mu``) the
-choice here is marked ``ours``.
+Every value of a paper preset carries its source in the authors' code (repository, file, line of
+the revision read on 2026-12-02); facts, not code:
+
+- ``MSSL``: yifanzhang-pro/Matrix-SSL (``main_pretrain.py``, ``mec/builder.py``, ``README.md``);
+- ``CIM``: serdarozsoy/corinfomax-ssl (``README.md`` commands, ``cifars-tiny/``, ``imagenet1k/``,
+  ``imagenet100_resnet*/pretrain/``);
+- ``MMAE``: yifanzhang-pro/M-MAE (``pretrain.sh``, ``main_pretrain.py``, ``engine_pretrain.py``,
+  ``models_mae.py``, ``loss_func.py``, ``util/lr_sched.py``).
+
+Batch sizes are the TOTAL over all GPUs in every one of those scripts (and here). Where the
+authors' code differs from their paper the code is followed. Method defaults that already equal
+the authors' value are not repeated (see each method's docstring).
 """
 
 from __future__ import annotations
@@ -17,7 +26,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Settings of the run itself rather than of the LightningModule.
-RUN_KEYS = frozenset({"backbone", "image_size", "batch_size", "epochs", "precision", "transform"})
+RUN_KEYS = frozenset(
+    {"backbone", "image_size", "batch_size", "epochs", "precision", "transform", "crop_min_scale"}
+)
+
+#: The optimisation the digits search (benchmarks/tune_digits.py) ran with: Lightly's per-step
+#: warm-up + cosine, lr per 256 images, biases and norms not decayed, torchvision's init.
+_DIGITS_RESNET = {
+    "zero_init_residual": False,
+    "decay_norm_and_bias": False,
+    "lr_scaling": "linear",
+    "lr_interval": "step",
+    "warmup_style": "fraction",
+    "warmup_start_lr": 0.0,
+    "final_lr": 0.0,
+}
 
 _DIGITS_VIT = {
     "backbone": "vit_tiny_patch16_224",
@@ -28,6 +51,30 @@ _DIGITS_VIT = {
     # MAE's 1.5e-4 per 256 is tuned for hundreds of epochs; a 10-epoch run needs a larger step.
     "lr": 1.5e-3,
     "warmup_epochs": 2.0,
+}
+
+# CorInfoMax's per-epoch schedule (CIM cifars-tiny/parsing_file.py:38-40 defaults, used by every
+# README command that does not set them; imagenet1k/parsing_file_dist.py:42-44): SGD momentum 0.9,
+# lr ABSOLUTE (optim_utils.py:make_optimizer takes --learning_rate as is), warm-up from 3e-3 over
+# 10 epochs (LRscheduler.py: reaches the base lr at epoch 9), cosine to --min_lr, weight decay on
+# model.parameters() (all). These are the CorInfoMax module's defaults; presets set the rest.
+
+# M-MAE's published run (MMAE pretrain.sh): 8 GPUs x 128 = 1024 images per step. Its all-gather
+# (loss_func.py GatherLayer.backward) returns only the local gradient slice, so after DDP's
+# average the regulariser's gradient was 1/8 of the loss it prints. Our gather keeps every rank's
+# gradient (the correct one), so the published run's effective strength is lamb 0.01 / 8.
+_MMAE_WORLD = 8
+_MMAE_LAMB = 0.01 / _MMAE_WORLD
+_MMAE_COMMON = {
+    "image_size": 224,  # MMAE main_pretrain.py:52 --input_size
+    "batch_size": 1024,  # MMAE pretrain.sh: --batch_size 128 per GPU x --nproc_per_node=8
+    "epochs": 200,  # MMAE pretrain.sh --epochs 200
+    "warmup_epochs": 40.0,  # MMAE pretrain.sh --warmup_epochs 40
+    "lr": 1.5e-4,  # MMAE pretrain.sh --blr; main_pretrain.py:214 lr = blr * 1024 / 256 = 6e-4
+    "weight_decay": 0.05,  # MMAE pretrain.sh --weight_decay
+    "mask_ratio": 0.75,  # MMAE pretrain.sh --mask_ratio
+    "precision": "16-mixed",  # MMAE engine_pretrain.py:43 torch.cuda.amp.autocast + GradScaler
+    "transform": "mae",  # MMAE main_pretrain.py:135-139: crop (0.2, 1) bicubic, flip
 }
 
 
@@ -63,8 +110,9 @@ PRESETS: dict[str, Preset] = {
     for preset in [
         Preset(
             "digits",
-            "offline digits, 32 px, batch 64, 5 epochs (the demo's length: 1-4 minutes on 2 CPU "
-            "cores), lr and main weight of the ResNet methods chosen on the validation split by "
+            "ours: offline digits, 32 px, batch 64, 5 epochs (the demo's length: 1-4 minutes on 2 "
+            "CPU cores), lr and main weight of the ResNet methods chosen on the validation split "
+            "by "
             "benchmarks/tune_digits.py (the default for --data digits; ViT-Tiny with 4 px patches "
             "for the MAE family; ResNets keep the ImageNet stem so the demo can transfer them)",
             common={
@@ -78,6 +126,7 @@ PRESETS: dict[str, Preset] = {
             },
             methods={
                 "matrix_ssl": {
+                    **_DIGITS_RESNET,
                     "hidden_dim": 1024,
                     "output_dim": 1024,
                     "pred_hidden_dim": 256,
@@ -88,18 +137,25 @@ PRESETS: dict[str, Preset] = {
                     "lr": 3.0,
                 },
                 "corinfomax": {
+                    **_DIGITS_RESNET,
                     "hidden_dim": 1024,
                     "output_dim": 64,
-                    # Validation search: lr {0.5, 1.5} x alpha {250, 1000}; lr stays 0.5.
+                    # Validation search: lr {0.5, 1.5} (per 256) x alpha {250, 1000}; lr stays 0.5.
+                    "lr": 0.5,
                     "alpha": 1000.0,
                     "la_R": 0.01,
                     "la_mu": 0.01,
                 },
                 # Validation search: lr {0.2, 0.6} x lambda {5e-3, 2e-2}; lambda stays 5e-3.
-                "barlowtwins": {"hidden_dim": 1024, "output_dim": 1024, "lr": 0.6},
+                "barlowtwins": {
+                    **_DIGITS_RESNET,
+                    "hidden_dim": 1024,
+                    "output_dim": 1024,
+                    "lr": 0.6,
+                },
                 # Validation search: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)};
                 # the weights stay the paper's (25, 25, 1).
-                "vicreg": {"hidden_dim": 1024, "output_dim": 1024, "lr": 0.9},
+                "vicreg": {**_DIGITS_RESNET, "hidden_dim": 1024, "output_dim": 1024, "lr": 0.9},
                 "mmae": dict(_DIGITS_VIT),
                 "umae": dict(_DIGITS_VIT),
                 "mae": dict(_DIGITS_VIT),
@@ -107,170 +163,208 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "cifar10_r18",
-            "CorInfoMax CIFAR-10 ResNet-18, CIFAR stem: projector 2048-2048-64, alpha 250, la "
-            "0.01, batch 512, 1000 epochs",
+            "CorInfoMax CIFAR-10 ResNet-18 (authors' README command): CIFAR stem, projector "
+            "2048-2048-64, alpha 250, la 0.01, batch 512, 1000 epochs, SGD lr 0.5 (absolute), wd "
+            "1e-4, per-epoch warm-up 10 + cosine to 1e-6, bicubic crops, CIFAR-10 mean/std",
             common={
-                "backbone": "resnet18",
-                "image_size": 32,
-                "transform": "byol",
-                # The authors' CIFAR code: 3x3 stride-1 conv, no max-pool (not mmdet-loadable).
+                "backbone": "resnet18",  # CIM README CIFAR-10: --model_name resnet18
+                "image_size": 32,  # CIM cifars-tiny/transform_utils.py:31 random_crop_size 32
+                "transform": "corinfomax_cifar10",  # CIM transform_utils.py:22-60 (bicubic, 0.08)
+                # CIM cifars-tiny/model_base_resnet.py:16-19: 3x3 stride-1 conv, no max-pool,
+                # resnet18(zero_init_residual=True) (not mmdet-loadable).
                 "stem": "cifar",
             },
             methods={
                 "corinfomax": {
-                    "hidden_dim": 2048,
+                    "batch_size": 512,  # CIM README: --batch_size 512 (one GPU)
+                    "epochs": 1000,  # CIM README: --epochs 1000
+                    "hidden_dim": 2048,  # CIM README: --projector 2048-2048-64
                     "output_dim": 64,
-                    "alpha": 250.0,
-                    "la_R": 0.01,
+                    "alpha": 250.0,  # CIM README: --sim_loss_weight 250.0
+                    "la_R": 0.01,  # CIM README: --la_R 0.01 --la_mu 0.01
                     "la_mu": 0.01,
-                    "batch_size": 512,
-                    "epochs": 1000,
+                    "lr": 0.5,  # CIM README: --learning_rate 0.5 (absolute)
+                    "weight_decay": 1e-4,  # CIM README: --w_decay 1e-4
+                    "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
                 },
             },
         ),
         Preset(
             "cifar100_r18",
-            "CorInfoMax CIFAR-100 ResNet-18, CIFAR stem: projector 4096-4096-128, alpha 1000, la "
-            "0.01, batch 512, 1000 epochs",
+            "CorInfoMax CIFAR-100 ResNet-18 (authors' README command): CIFAR stem, projector "
+            "4096-4096-128, alpha 1000, la 0.01, batch 512, 1000 epochs, SGD lr 0.5 (absolute), "
+            "wd 1e-4, per-epoch warm-up 10 + cosine to 1e-6, CIFAR-100 mean/std",
             common={
-                "backbone": "resnet18",
+                "backbone": "resnet18",  # CIM README CIFAR-100: --model_name resnet18
                 "image_size": 32,
-                "transform": "byol",
-                # The authors' CIFAR code: 3x3 stride-1 conv, no max-pool (not mmdet-loadable).
-                "stem": "cifar",
+                "transform": "corinfomax_cifar100",  # CIM transform_utils.py:26-29 (CIFAR-100)
+                "stem": "cifar",  # CIM model_base_resnet.py:16-19
             },
             methods={
                 "corinfomax": {
-                    "hidden_dim": 4096,
+                    "batch_size": 512,  # CIM README: --batch_size 512
+                    "epochs": 1000,  # CIM README: --epochs 1000
+                    "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
                     "output_dim": 128,
-                    "alpha": 1000.0,
+                    "alpha": 1000.0,  # CIM README: --sim_loss_weight 1000.0
                     "la_R": 0.01,
                     "la_mu": 0.01,
-                    "batch_size": 512,
-                    "epochs": 1000,
+                    "lr": 0.5,  # CIM README: --learning_rate 0.5
+                    "weight_decay": 1e-4,  # CIM README: --w_decay 1e-4
+                    "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
                 },
             },
         ),
         Preset(
             "tinyimagenet_r50",
-            "CorInfoMax Tiny-ImageNet ResNet-50: projector 4096-4096-128, alpha 500, la 0.1, "
-            "batch 1024, 800 epochs",
-            common={"backbone": "resnet50", "image_size": 64, "transform": "byol"},
+            "CorInfoMax Tiny-ImageNet ResNet-50 (authors' README command): 64 px, projector "
+            "4096-4096-128, alpha 500, la 0.1, batch 1024, 800 epochs, SGD lr 0.5 (absolute), wd "
+            "1e-4, warm-up 10 + cosine to 1e-6",
+            common={
+                "backbone": "resnet50",  # CIM README Tiny ImageNet: --model_name resnet50
+                "image_size": 64,  # CIM transform_utils.py:35 random_crop_size 64
+                "transform": "corinfomax",  # CIM transform_utils.py: ImageNet mean/std, bicubic
+            },
             methods={
                 "corinfomax": {
-                    "hidden_dim": 4096,
+                    "batch_size": 1024,  # CIM README: --batch_size 1024
+                    "epochs": 800,  # CIM README: --epochs 800
+                    "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
                     "output_dim": 128,
-                    "alpha": 500.0,
-                    "la_R": 0.1,
+                    "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
+                    "la_R": 0.1,  # CIM README: --la_R 0.1 --la_mu 0.1
                     "la_mu": 0.1,
-                    "batch_size": 1024,
-                    "epochs": 800,
+                    "lr": 0.5,  # CIM README: --learning_rate 0.5
+                    "warmup_epochs": 10.0,  # CIM README: --warmup_epochs 10
+                    "weight_decay": 1e-4,
+                    "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
                 },
             },
         ),
         Preset(
             "imagenet100_r18",
-            "CorInfoMax ImageNet-100 ResNet-18: projector 4096-4096-128, alpha 500, la 0.01 "
-            "(batch 512, 400 epochs: ours)",
-            common={"backbone": "resnet18", "image_size": 224, "transform": "byol"},
+            "CorInfoMax ImageNet-100 ResNet-18 (authors' README command, torchrun 8 GPUs): "
+            "projector 4096-4096-128, alpha 500, la 0.01, total batch 1024, 400 epochs, SGD lr 1.0 "
+            "(absolute), wd 1e-4, warm-up 10 + cosine to 5e-3",
+            common={"backbone": "resnet18", "image_size": 224, "transform": "corinfomax"},
             methods={
                 "corinfomax": {
-                    "hidden_dim": 4096,
+                    # CIM imagenet100_resnet18/pretrain/main_traintest_cov_online_multi3_lin_img100_
+                    # wmse_resnet18.py:46-47: per-GPU batch = --batch_size // world_size.
+                    "batch_size": 1024,  # CIM README: --batch_size 1024
+                    "epochs": 400,  # CIM README: --epochs 400
+                    "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
                     "output_dim": 128,
-                    "alpha": 500.0,
+                    "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
                     "la_R": 0.01,
                     "la_mu": 0.01,
-                    "batch_size": 512,
-                    "epochs": 400,
+                    "lr": 1.0,  # CIM README: --learning_rate 1.0
+                    "warmup_epochs": 10.0,  # CIM .../parsing_file_dist.py:43 default
+                    "weight_decay": 1e-4,
+                    "final_lr": 5e-3,  # CIM README: --min_lr 5e-3
                 },
             },
         ),
         Preset(
             "imagenet100_r50",
-            "CorInfoMax ImageNet-100 ResNet-50: projector 4096-4096-128, alpha 500, la 0.01 "
-            "(batch 512, 400 epochs: ours)",
-            common={"backbone": "resnet50", "image_size": 224, "transform": "byol"},
+            "CorInfoMax ImageNet-100 ResNet-50 (authors' README command, torchrun 8 GPUs): "
+            "projector 4096-4096-128, alpha 500, la 0.01, total batch 1024, 200 epochs, SGD lr 1.0 "
+            "(absolute), wd 1e-4, warm-up 5 + cosine to 5e-3",
+            common={"backbone": "resnet50", "image_size": 224, "transform": "corinfomax"},
             methods={
                 "corinfomax": {
-                    "hidden_dim": 4096,
+                    "batch_size": 1024,  # CIM README: --batch_size 1024 (total, as above)
+                    "epochs": 200,  # CIM README: --epochs 200
+                    "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
                     "output_dim": 128,
-                    "alpha": 500.0,
+                    "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
                     "la_R": 0.01,
                     "la_mu": 0.01,
-                    "batch_size": 512,
-                    "epochs": 400,
+                    "lr": 1.0,  # CIM README: --learning_rate 1.0
+                    "warmup_epochs": 5.0,  # CIM README: --warmup_epochs 5
+                    "weight_decay": 1e-4,
+                    "final_lr": 5e-3,  # CIM README: --min_lr 5e-3
                 },
             },
         ),
         Preset(
             "imagenet_r50",
-            "ImageNet-1k ResNet-50, 100 epochs: Matrix-SSL (SGD 0.5/256, wd 1e-5, batch 1024), "
-            "CorInfoMax (8192-8192-512 BN, alpha 2000, la 0.1, batch 1536, AMP), Lightly's "
-            "BarlowTwins/VICReg",
+            "ImageNet-1k ResNet-50, 100 epochs: Matrix-SSL (authors' script: batch 1024, SGD "
+            "0.5 x batch/256 = 2.0, wd 1e-5 on all, warm-up 10 + cosine to 0 per step, crops "
+            "0.2), CorInfoMax (authors' command: batch 1536, SGD lr 0.2 absolute, wd 1e-4, "
+            "8192-8192-512 BN, alpha 2000, la 0.1, AMP), Lightly's BarlowTwins/VICReg",
             common={
-                "backbone": "resnet50",
+                "backbone": "resnet50",  # MSSL README -a resnet50; CIM README --model_name
                 "image_size": 224,
-                "epochs": 100,
-                "transform": "byol",
-                "warmup_epochs": 10.0,
+                "epochs": 100,  # MSSL main_pretrain.py:57 default; CIM README --epochs 100
+                "warmup_epochs": 10.0,  # MSSL main_pretrain.py:303; CIM parsing_file_dist.py:44
             },
             methods={
                 "matrix_ssl": {
-                    "batch_size": 1024,
-                    "hidden_dim": 2048,
-                    "output_dim": 2048,
-                    "pred_hidden_dim": 512,
-                    "optimizer": "sgd",
-                    "lr": 0.5,
-                    "weight_decay": 1e-5,
+                    "batch_size": 1024,  # MSSL main_pretrain.py:61 (total over all GPUs)
+                    "lr": 0.5,  # MSSL main_pretrain.py:66,191: init_lr = 0.5 * 1024 / 256
+                    "weight_decay": 1e-5,  # MSSL main_pretrain.py:70, on model.parameters()
+                    "hidden_dim": 2048,  # MSSL mec/builder.py: 3-layer 2048 projector
+                    "output_dim": 2048,  # MSSL main_pretrain.py:95 --dim 2048
+                    "pred_hidden_dim": 512,  # MSSL main_pretrain.py:101 --pred-dim 512
+                    "momentum_start": 0.996,  # MSSL main_pretrain.py:118, cosine to 1 (:299)
+                    "lamda": 1.0,  # MSSL README: --mce_lambd 1.0 (argparse default 0.5)
+                    "mu": 1.0,  # MSSL README: --mce_mu 1.0 (argparse default 0.5)
+                    "gamma": 1.0,  # MSSL README: --gamma 1.0
+                    "taylor_order": 4,  # MSSL main_pretrain.py:113 --mce_order 4
+                    "transform": "mocov3",  # MSSL main_pretrain.py:253-277: crops (0.2, 1)
+                    "precision": "32-true",  # MSSL: no autocast in main_pretrain.py
                 },
                 "corinfomax": {
-                    "batch_size": 1536,
-                    "hidden_dim": 8192,
+                    "batch_size": 1536,  # CIM README ImageNet-1K: --batch_size 1536 (total)
+                    "lr": 0.2,  # CIM README: --learning_rate 0.2 (absolute)
+                    "weight_decay": 1e-4,  # CIM README: --w_decay 1e-4
+                    "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
+                    "hidden_dim": 8192,  # CIM README: --projector 8192-8192-512
                     "output_dim": 512,
+                    # CIM imagenet1k/model_base_resnet_bn.py: Linear-BN-ReLU hidden layers
                     "proj_batch_norm": True,
-                    "alpha": 2000.0,
-                    "la_R": 0.1,
+                    "alpha": 2000.0,  # CIM README: --sim_loss_weight 2000.0
+                    "la_R": 0.1,  # CIM README: --la_R 0.1 --la_mu 0.1
                     "la_mu": 0.1,
-                    "precision": "16-mixed",
+                    "precision": "16-mixed",  # CIM README: --amp (GradScaler)
+                    "transform": "corinfomax",  # CIM imagenet1k/transform_utils3.py (bicubic)
                 },
-                "barlowtwins": {"batch_size": 1024},
+                "barlowtwins": {"batch_size": 1024, "transform": "byol"},
                 "vicreg": {"batch_size": 1024, "transform": "vicreg"},
             },
         ),
         Preset(
             "imagenet_vitb16",
-            "ImageNet-1k ViT-B/16, 200 epochs, batch 1024, mask 0.75, AdamW 1.5e-4/256, 40 "
-            "warm-up: M-MAE (lamb 0.01, mu 3: ours), U-MAE (lamb 0.01), MAE",
-            common={
-                "backbone": "vit_base_patch16_224",
-                "image_size": 224,
-                "batch_size": 1024,
-                "epochs": 200,
-                "transform": "mae",
-                "warmup_epochs": 40.0,
-                "lr": 1.5e-4,
-                "mask_ratio": 0.75,
+            "ImageNet-1k ViT-B/16 with the M-MAE authors' ViT-L recipe (ours: they publish "
+            "ViT-L): batch 1024, 200 epochs, 40 warm-up, AdamW 1.5e-4 x batch/256, wd 0.05, "
+            "fp16 AMP, mask 0.75; M-MAE (mu 3, double norm), U-MAE, MAE; lamb 0.01/8 (the "
+            "published 8-GPU run's effective strength)",
+            common={"backbone": "vit_base_patch16_224", **_MMAE_COMMON},
+            methods={
+                "mmae": {"lamb": _MMAE_LAMB, "mu": 3.0, "centering": False, "double_norm": True},
+                "umae": {"lamb": _MMAE_LAMB, "double_norm": True},
+                "mae": {},
             },
-            methods={"mmae": {"lamb": 0.01, "mu": 3.0}, "umae": {"lamb": 0.01}, "mae": {}},
         ),
         Preset(
             "imagenet_vitl16",
-            "ImageNet-1k ViT-L/16 (the M-MAE authors' run): lamb 0.01, mu 3, no centering, batch "
-            "1024, 200 epochs, 40 warm-up, AdamW 1.5e-4/256",
+            "ImageNet-1k ViT-L/16 (the M-MAE authors' pretrain.sh): batch 1024 (128 x 8 GPUs), "
+            "200 epochs, 40 warm-up, AdamW 1.5e-4 x batch/256 = 6e-4, wd 0.05, fp16 AMP, mask "
+            "0.75, TCR mu 3, no centering, double norm, lamb 0.01/8 (their gather's effective "
+            "strength with a correct gradient)",
             common={
-                "backbone": "vit_large_patch16_224",
-                "image_size": 224,
-                "batch_size": 1024,
-                "epochs": 200,
-                "transform": "mae",
-                "warmup_epochs": 40.0,
-                "lr": 1.5e-4,
-                "mask_ratio": 0.75,
+                "backbone": "vit_large_patch16_224",  # MMAE pretrain.sh --model mae_vit_large
+                **_MMAE_COMMON,
             },
             methods={
-                "mmae": {"lamb": 0.01, "mu": 3.0, "centering": False},
-                "umae": {"lamb": 0.01},
+                "mmae": {
+                    "lamb": _MMAE_LAMB,  # MMAE pretrain.sh --lamb 1e-2, divided by 8 (above)
+                    "mu": 3.0,  # MMAE pretrain.sh --uniformity_mu 3
+                    "centering": False,  # MMAE pretrain.sh --centering False
+                    "double_norm": True,  # MMAE models_mae.py:230 self.norm(latent)
+                },
+                "umae": {"lamb": _MMAE_LAMB, "double_norm": True},
                 "mae": {},
             },
         ),

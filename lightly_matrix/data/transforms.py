@@ -1,89 +1,182 @@
-"""Augmentations, all built from Lightly's transforms.
+"""Augmentations: each recipe is data (one :class:`ViewSpec` per view), built with torchvision's
+and Lightly's transforms, so that a run can print exactly what it applies.
 
 - ``digits``: SimCLR-style views for 32 px digits: random resized crops, small rotations and
   brightness/contrast jitter; no flips (they change digits) and no blur (8x8 sources are blurry).
-- ``byol``: the asymmetric BYOL / MoCo v3 views (Matrix-SSL's and Lightly's Barlow Twins recipe).
+- ``byol``: Lightly's asymmetric BYOL views (crops from 8% of the image, bilinear).
+- ``mocov3``: the Matrix-SSL authors' views: BYOL's with crops from 20% (MoCo v3's recipe,
+  ``main_pretrain.py`` of yifanzhang-pro/Matrix-SSL).
+- ``corinfomax``, ``corinfomax_cifar10``, ``corinfomax_cifar100``: the CorInfoMax authors' views
+  (``transform_utils.py``): BYOL's with bicubic crops, and the CIFAR sets' own mean and std.
 - ``vicreg``: Lightly's VICReg views.
-- ``mae``: Lightly's MAE crop-and-flip view.
+- ``mae``: MAE's (and M-MAE's) crop-and-flip view: crops from 20%, bicubic.
 
-Two-view methods get two views, masked-image methods one, from the same recipe when asked.
+Two-view methods get two views, masked-image methods one (the recipe's first view).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torchvision.transforms as T
-from lightly.transforms import (
-    BYOLTransform,
-    BYOLView1Transform,
-    BYOLView2Transform,
-    MAETransform,
-    VICRegTransform,
-)
+from lightly.transforms.gaussian_blur import GaussianBlur
 from lightly.transforms.multi_view_transform import MultiViewTransform
-from lightly.transforms.simclr_transform import SimCLRViewTransform
+from lightly.transforms.solarize import RandomSolarization
 from lightly.transforms.utils import IMAGENET_NORMALIZE
 
-TRANSFORMS = ("digits", "byol", "vicreg", "mae")
+IMAGENET_MEAN = tuple(IMAGENET_NORMALIZE["mean"])
+IMAGENET_STD = tuple(IMAGENET_NORMALIZE["std"])
+# CorInfoMax's cifars-tiny/transform_utils.py.
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+INTERPOLATIONS = {
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "bicubic": T.InterpolationMode.BICUBIC,
+}
 
 
-def digits_view(image_size: int) -> SimCLRViewTransform:
-    """One augmented view for small grey-level digits (see the module docstring)."""
-    return SimCLRViewTransform(
-        input_size=image_size,
-        cj_prob=0.8,
-        cj_strength=0.5,
-        cj_sat=0.0,
-        cj_hue=0.0,
-        min_scale=0.35,
-        random_gray_scale=0.0,
-        gaussian_blur=0.0,
-        hf_prob=0.0,
-        rr_prob=0.5,
-        rr_degrees=15.0,
+@dataclass(frozen=True)
+class ViewSpec:
+    """One augmented view, in the order it is applied: crop, rotation, flip, colour, blur,
+    solarisation, then tensor conversion and normalisation."""
+
+    crop_min_scale: float = 0.08
+    crop_max_scale: float = 1.0
+    interpolation: str = "bilinear"
+    rotation_prob: float = 0.0
+    rotation_degrees: float = 0.0
+    hflip_prob: float = 0.5
+    color_jitter_prob: float = 0.8
+    # brightness, contrast, saturation, hue
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
+    grayscale_prob: float = 0.2
+    blur_prob: float = 0.0
+    blur_sigmas: tuple[float, float] = (0.1, 2.0)
+    solarize_prob: float = 0.0
+    normalize_mean: tuple[float, ...] = IMAGENET_MEAN
+    normalize_std: tuple[float, ...] = IMAGENET_STD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+
+
+_BYOL_1 = ViewSpec(blur_prob=1.0)
+_BYOL_2 = ViewSpec(blur_prob=0.1, solarize_prob=0.2)
+
+
+def _corinfomax(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[ViewSpec, ViewSpec]:
+    return tuple(  # type: ignore[return-value]
+        dataclasses.replace(v, interpolation="bicubic", normalize_mean=mean, normalize_std=std)
+        for v in (_BYOL_1, _BYOL_2)
     )
 
 
-def build_train_transform(kind: str, image_size: int, num_views: int) -> Callable:
-    """The training transform: a callable returning a list of ``num_views`` tensors.
+_DIGITS = ViewSpec(
+    crop_min_scale=0.35,
+    rotation_prob=0.5,
+    rotation_degrees=15.0,
+    hflip_prob=0.0,
+    color_jitter=(0.4, 0.4, 0.0, 0.0),
+    grayscale_prob=0.0,
+)
 
-    Args:
-        kind: One of :data:`TRANSFORMS`.
-        image_size: Output size in pixels.
-        num_views: 2 for two-view methods, 1 for masked-image methods.
+#: Recipe name -> its views (view 1, view 2).
+RECIPES: dict[str, tuple[ViewSpec, ...]] = {
+    "digits": (_DIGITS, _DIGITS),
+    "byol": (_BYOL_1, _BYOL_2),
+    "mocov3": tuple(dataclasses.replace(v, crop_min_scale=0.2) for v in (_BYOL_1, _BYOL_2)),
+    "corinfomax": _corinfomax(IMAGENET_MEAN, IMAGENET_STD),
+    "corinfomax_cifar10": _corinfomax(CIFAR10_MEAN, CIFAR10_STD),
+    "corinfomax_cifar100": _corinfomax(CIFAR100_MEAN, CIFAR100_STD),
+    "vicreg": (ViewSpec(blur_prob=0.5, solarize_prob=0.1),) * 2,
+    "mae": (
+        ViewSpec(
+            crop_min_scale=0.2,
+            interpolation="bicubic",
+            color_jitter_prob=0.0,
+            color_jitter=(0.0, 0.0, 0.0, 0.0),
+            grayscale_prob=0.0,
+        ),
+    )
+    * 2,
+}
+TRANSFORMS = tuple(RECIPES)
+
+
+def recipe_views(
+    kind: str, num_views: int, crop_min_scale: float | None = None
+) -> tuple[ViewSpec, ...]:
+    """The views of recipe ``kind`` for a method of ``num_views`` views (1 or 2).
 
     Raises:
-        ValueError: For an unknown ``kind`` or ``num_views``.
+        ValueError: For an unknown ``kind``, ``num_views`` or crop scale.
     """
+    if kind not in RECIPES:
+        raise ValueError(f"unknown transform {kind!r}; choose one of {', '.join(TRANSFORMS)}")
     if num_views not in (1, 2):
         raise ValueError(f"num_views must be 1 or 2, got {num_views}")
-    if kind == "digits":
-        return MultiViewTransform([digits_view(image_size)] * num_views)
-    if kind == "byol":
-        if num_views == 1:
-            return MultiViewTransform([BYOLView1Transform(input_size=image_size)])
-        return BYOLTransform(
-            view_1_transform=BYOLView1Transform(input_size=image_size),
-            view_2_transform=BYOLView2Transform(input_size=image_size),
+    if crop_min_scale is not None and not 0 < crop_min_scale <= 1:
+        raise ValueError(f"crop_min_scale must be in (0, 1], got {crop_min_scale}")
+    views = RECIPES[kind][:num_views]
+    if crop_min_scale is not None:
+        views = tuple(dataclasses.replace(v, crop_min_scale=crop_min_scale) for v in views)
+    return views
+
+
+def build_view(spec: ViewSpec, image_size: int) -> Callable:
+    """The torchvision/Lightly transform of one view."""
+    steps: list[Callable] = [
+        T.RandomResizedCrop(
+            image_size,
+            scale=(spec.crop_min_scale, spec.crop_max_scale),
+            interpolation=INTERPOLATIONS[spec.interpolation],
         )
-    if kind == "vicreg":
-        transform = VICRegTransform(input_size=image_size)
-        return MultiViewTransform(transform.transforms[:num_views])
-    if kind == "mae":
-        if num_views == 1:
-            return MAETransform(input_size=image_size)
-        return MultiViewTransform([MAETransform(input_size=image_size).transform] * 2)
-    raise ValueError(f"unknown transform {kind!r}; choose one of {', '.join(TRANSFORMS)}")
+    ]
+    if spec.rotation_prob > 0:
+        steps.append(T.RandomApply([T.RandomRotation(spec.rotation_degrees)], p=spec.rotation_prob))
+    if spec.hflip_prob > 0:
+        steps.append(T.RandomHorizontalFlip(p=spec.hflip_prob))
+    if spec.color_jitter_prob > 0:
+        steps.append(T.RandomApply([T.ColorJitter(*spec.color_jitter)], p=spec.color_jitter_prob))
+    if spec.grayscale_prob > 0:
+        steps.append(T.RandomGrayscale(p=spec.grayscale_prob))
+    if spec.blur_prob > 0:
+        steps.append(GaussianBlur(prob=spec.blur_prob, sigmas=spec.blur_sigmas))
+    if spec.solarize_prob > 0:
+        steps.append(RandomSolarization(prob=spec.solarize_prob))
+    steps += [T.ToTensor(), T.Normalize(mean=spec.normalize_mean, std=spec.normalize_std)]
+    return T.Compose(steps)
 
 
-def build_eval_transform(image_size: int, resize: bool = True) -> Callable:
+def build_train_transform(
+    views: str | tuple[ViewSpec, ...], image_size: int, num_views: int = 2
+) -> Callable:
+    """The training transform: a callable returning a list of one tensor per view.
+
+    Args:
+        views: A recipe name (one of :data:`TRANSFORMS`) or the views themselves.
+        image_size: Output size in pixels.
+        num_views: With a recipe name: 2 for two-view methods, 1 for masked-image methods.
+
+    Raises:
+        ValueError: For an unknown recipe or ``num_views``.
+    """
+    specs = recipe_views(views, num_views) if isinstance(views, str) else views
+    return MultiViewTransform([build_view(spec, image_size) for spec in specs])
+
+
+def build_eval_transform(
+    image_size: int,
+    resize: bool = True,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> Callable:
     """Deterministic transform for frozen-feature evaluation: resize, centre crop, normalise."""
     steps: list[Callable] = []
     if resize:
         steps += [T.Resize(round(image_size * 256 / 224)), T.CenterCrop(image_size)]
-    steps += [
-        T.ToTensor(),
-        T.Normalize(mean=IMAGENET_NORMALIZE["mean"], std=IMAGENET_NORMALIZE["std"]),
-    ]
+    steps += [T.ToTensor(), T.Normalize(mean=mean, std=std)]
     return T.Compose(steps)

@@ -14,17 +14,33 @@ from typing import Any, ClassVar
 import torch
 import torchvision
 from lightly.models.modules.masked_vision_transformer_timm import MaskedVisionTransformerTIMM
-from lightly.models.utils import get_weight_decay_parameters
+from lightly.models.utils import get_weight_decay_parameters, update_momentum
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from lightly.utils.lars import LARS
-from lightly.utils.scheduler import CosineWarmupScheduler
 from pytorch_lightning import LightningModule
 from torch import Tensor, nn
 
 from lightly_matrix.functional import effective_rank, matrix_entropy
+from lightly_matrix.methods._schedules import WARMUP_STYLES, cosine, warmup_cosine
 
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
 OPTIMIZERS = ("sgd", "lars", "adamw")
+#: ``lr`` is per 256 images of the global batch (``"linear"``) or used as given (``"none"``).
+LR_SCALINGS = ("linear", "none")
+#: The lr schedule is stepped after every optimizer step or after every epoch.
+LR_INTERVALS = ("step", "epoch")
+#: What a checkpoint written before these settings existed trained with (its hparams lack them).
+LEGACY_HPARAMS: dict[str, Any] = {
+    "zero_init_residual": False,
+    "lr_scaling": "linear",
+    "decay_norm_and_bias": False,
+    "lr_interval": "step",
+    "warmup_style": "fraction",
+    "warmup_start_lr": 0.0,
+    "final_lr": 0.0,
+}
+SGD_MOMENTUM = 0.9
+ADAMW_BETAS = (0.9, 0.95)
 #: ResNet input stems: torchvision's ImageNet stem (7x7 stride-2 conv + max-pool, what mmdet's
 #: ResNet loads) or the CIFAR stem of CorInfoMax's CIFAR code (3x3 stride-1 conv, no max-pool).
 STEMS = ("imagenet", "cifar")
@@ -68,8 +84,29 @@ def check_stem(stem: str, name: str) -> None:
         )
 
 
+def check_recipe(hparams: dict[str, Any]) -> None:
+    """Raises ``ValueError`` for optimiser or schedule settings no module can train with."""
+    checks = (
+        ("optimizer", OPTIMIZERS),
+        ("lr_scaling", LR_SCALINGS),
+        ("lr_interval", LR_INTERVALS),
+        ("warmup_style", WARMUP_STYLES),
+    )
+    for key, allowed in checks:
+        if key in hparams and hparams[key] not in allowed:
+            raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {hparams[key]!r}")
+    for key in ("lr", "weight_decay", "warmup_epochs", "warmup_start_lr", "final_lr"):
+        value = hparams.get(key)
+        if value is not None and not (value >= 0 and value < float("inf")):
+            raise ValueError(f"{key} must be a finite number >= 0, got {value}")
+
+
 def build_backbone(
-    name: str, image_size: int = 224, patch_size: int | None = None, stem: str = "imagenet"
+    name: str,
+    image_size: int = 224,
+    patch_size: int | None = None,
+    stem: str = "imagenet",
+    zero_init_residual: bool = False,
 ) -> tuple[nn.Module, int]:
     """Builds a randomly initialised backbone in Lightly's layout.
 
@@ -86,6 +123,8 @@ def build_backbone(
         image_size: Input size; sets the ViT's position embeddings.
         patch_size: ViT patch size; ``None`` picks :func:`default_patch_size`.
         stem: ResNet stem, ``"imagenet"`` or ``"cifar"`` (ViTs: ``"imagenet"`` only).
+        zero_init_residual: Zero the last BatchNorm of every residual block (torchvision's
+            option; what the Matrix-SSL and CorInfoMax authors' ResNets use). ResNets only.
 
     Returns:
         The backbone (output ``(batch, dim)`` after ``flatten(1)``) and its feature dimension.
@@ -100,8 +139,10 @@ def build_backbone(
     """
     check_backbone(name)
     check_stem(stem, name)
+    if zero_init_residual and is_vit(name):
+        raise ValueError("zero_init_residual applies to ResNets only; set it to False for a ViT")
     if name in RESNETS:
-        resnet = RESNETS[name]()
+        resnet = RESNETS[name](zero_init_residual=zero_init_residual)
         if stem == "cifar":
             resnet.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
             # torchvision's initialisation of its convolutions.
@@ -128,9 +169,18 @@ class PretrainModule(LightningModule):
     """Base of the pretraining modules; subclasses call ``save_hyperparameters()`` first.
 
     Subclasses set ``self.backbone`` (online backbone), ``self.online_classifier`` (or ``None``),
-    and implement ``training_step``, calling :meth:`online_probe` and :meth:`track_embeddings`. The
-    hyper-parameters read here are ``batch_size_per_device``, ``optimizer``, ``lr`` (per 256 images,
-    scaled linearly with the global batch), ``weight_decay`` and ``warmup_epochs``.
+    and implement ``training_step``, calling :meth:`online_probe` and :meth:`track_embeddings`.
+    Methods with an EMA teacher list their (student, teacher) pairs in :meth:`ema_pairs`; the
+    teacher is updated after every optimizer step (as the Matrix-SSL authors' script does) with
+    the cosine momentum of :meth:`teacher_momentum`.
+
+    The optimisation hyper-parameters read here: ``batch_size_per_device``, ``optimizer``,
+    ``lr`` (per 256 images of the global batch with ``lr_scaling="linear"``, absolute with
+    ``"none"``), ``weight_decay`` and ``decay_norm_and_bias`` (decay every parameter, or leave
+    biases and norms out as Lightly does), and the schedule: ``warmup_epochs``,
+    ``warmup_start_lr``, ``final_lr``, ``warmup_style`` and ``lr_interval`` (see
+    :mod:`lightly_matrix.methods._schedules`). Checkpoints written before a setting existed
+    resume with :data:`LEGACY_HPARAMS`.
     """
 
     #: Name of the method in the CLI and in checkpoints (``hparams["method"]``).
@@ -145,10 +195,14 @@ class PretrainModule(LightningModule):
         patch_size: int | None,
         num_classes: int,
         stem: str = "imagenet",
+        zero_init_residual: bool = False,
     ) -> int:
         """Records ``method``, builds the backbone and online probe; returns the feature dim."""
         self.hparams["method"] = self.method
-        self.backbone, feature_dim = build_backbone(backbone, image_size, patch_size, stem)
+        check_recipe(dict(self.hparams))
+        self.backbone, feature_dim = build_backbone(
+            backbone, image_size, patch_size, stem, zero_init_residual
+        )
         # The online probe trains on detached features (Lightly's benchmarks); it needs labels.
         self.online_classifier = (
             OnlineLinearClassifier(
@@ -158,7 +212,12 @@ class PretrainModule(LightningModule):
             else None
         )
         self._last_embeddings: dict[str, Tensor] = {}
+        self._momentum: float | None = None
         return feature_dim
+
+    def recipe(self, key: str) -> Any:
+        """An optimisation hyper-parameter, or its legacy value for an older checkpoint."""
+        return self.hparams[key] if key in self.hparams else LEGACY_HPARAMS[key]
 
     def forward(self, x: Tensor) -> Tensor:
         """Frozen-feature view of the online backbone: ``(batch, feature_dim)``."""
@@ -211,12 +270,28 @@ class PretrainModule(LightningModule):
         )
         self.log_dict(cls_log, prog_bar=True, sync_dist=True, batch_size=len(targets))
 
-    def on_train_start(self) -> None:
-        """Stretches a restored lr schedule to this run's length (``--resume`` with more epochs)."""
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        for config in self.trainer.lr_scheduler_configs:
-            if isinstance(config.scheduler, CosineWarmupScheduler):
-                config.scheduler.max_epochs = total_steps
+    # ------------------------------------------------------------------------------- EMA teacher
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(student, teacher) module pairs updated by EMA after each step; none by default."""
+        return []
+
+    def teacher_momentum(self, step: int) -> float:
+        """Cosine from ``momentum_start`` (step 0) to ``momentum_end`` (the last step)."""
+        total = int(self.trainer.estimated_stepping_batches)
+        return cosine(step, total, self.hparams["momentum_start"], self.hparams["momentum_end"])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Fixes this step's teacher momentum (from the global step, so a resume continues)."""
+        if self.ema_pairs():
+            self._momentum = self.teacher_momentum(self.trainer.global_step)
+            self.log("momentum", self._momentum, batch_size=1)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step, then the teacher's EMA update (before any checkpoint is written)."""
+        super().optimizer_step(*args, **kwargs)
+        if self._momentum is not None:
+            for student, teacher in self.ema_pairs():
+                update_momentum(student, teacher, m=self._momentum)
 
     # -------------------------------------------------------------------------------- optimisation
     def trainable_modules(self) -> list[nn.Module]:
@@ -227,46 +302,81 @@ class PretrainModule(LightningModule):
             if name != "online_classifier" and any(p.requires_grad for p in module.parameters())
         ]
 
-    def configure_optimizers(self) -> Any:
-        """SGD, LARS or AdamW; linear warm-up, cosine decay per step (Lightly's benchmarks)."""
-        hp = self.hparams
-        if hp["optimizer"] not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {hp['optimizer']!r}")
-        global_batch = hp["batch_size_per_device"] * self.trainer.world_size
-        lr = hp["lr"] * global_batch / 256
-        # Biases and norm parameters are not decayed (and LARS does not adapt them).
-        params, params_no_weight_decay = get_weight_decay_parameters(self.trainable_modules())
+    def peak_lr(self, world_size: int) -> float:
+        """The lr reached after warm-up: ``lr`` scaled to the global batch unless absolute."""
+        lr = float(self.hparams["lr"])
+        if self.recipe("lr_scaling") == "none":
+            return lr
+        return lr * int(self.hparams["batch_size_per_device"]) * world_size / 256
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's groups: decayed, not decayed (unless all are), the online probe."""
+        if self.recipe("decay_norm_and_bias"):
+            params = [p for m in self.trainable_modules() for p in m.parameters()]
+            no_decay: list[nn.Parameter] = []
+        else:
+            params, no_decay = get_weight_decay_parameters(self.trainable_modules())
         groups: list[dict[str, Any]] = [
-            {"name": "weights", "params": [p for p in params if p.requires_grad]},
-            {
-                "name": "no_weight_decay",
-                "params": [p for p in params_no_weight_decay if p.requires_grad],
-                "weight_decay": 0.0,
-            },
+            {"name": "weights", "params": [p for p in params if p.requires_grad]}
         ]
+        if no_decay:
+            groups.append(
+                {
+                    "name": "no_weight_decay",
+                    "params": [p for p in no_decay if p.requires_grad],
+                    "weight_decay": 0.0,
+                }
+            )
         if self.online_classifier is not None:
             groups.append(
                 {
                     "name": "online_classifier",
-                    "params": self.online_classifier.parameters(),
+                    "params": list(self.online_classifier.parameters()),
                     "weight_decay": 0.0,
                 }
             )
+        return groups
+
+    def lr_at(self, index: int, total: int, units_per_epoch: float, world_size: int) -> float:
+        """The lr at step (or epoch) ``index`` of ``total``: warm-up, then cosine."""
+        return warmup_cosine(
+            index,
+            total,
+            warmup=round(units_per_epoch * float(self.hparams["warmup_epochs"])),
+            peak=self.peak_lr(world_size),
+            start=float(self.recipe("warmup_start_lr")),
+            final=float(self.recipe("final_lr")),
+            style=self.recipe("warmup_style"),
+        )
+
+    def configure_optimizers(self) -> Any:
+        """SGD, LARS or AdamW with the warm-up + cosine schedule, per step or per epoch."""
+        hp = self.hparams
+        check_recipe(dict(hp))
+        world_size = self.trainer.world_size
+        peak = self.peak_lr(world_size)
+        groups = self.parameter_groups()
         if hp["optimizer"] == "sgd":
             optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                groups, lr=lr, momentum=0.9, weight_decay=hp["weight_decay"]
+                groups, lr=peak, momentum=SGD_MOMENTUM, weight_decay=hp["weight_decay"]
             )
         elif hp["optimizer"] == "lars":
-            optimizer = LARS(groups, lr=lr, momentum=0.9, weight_decay=hp["weight_decay"])
+            optimizer = LARS(
+                groups, lr=peak, momentum=SGD_MOMENTUM, weight_decay=hp["weight_decay"]
+            )
         else:
             optimizer = torch.optim.AdamW(
-                groups, lr=lr, betas=(0.9, 0.95), weight_decay=hp["weight_decay"]
+                groups, lr=peak, betas=ADAMW_BETAS, weight_decay=hp["weight_decay"]
             )
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = total_steps / max(1, self.trainer.max_epochs or 1)
-        scheduler = CosineWarmupScheduler(
-            optimizer=optimizer,
-            warmup_epochs=min(int(steps_per_epoch * hp["warmup_epochs"]), total_steps),
-            max_epochs=total_steps,
-        )
-        return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
+        interval = self.recipe("lr_interval")
+        epochs = max(1, self.trainer.max_epochs or 1)
+        steps = int(self.trainer.estimated_stepping_batches)
+        total, per_epoch = (epochs, 1.0) if interval == "epoch" else (steps, steps / epochs)
+
+        # A closure (not a callable object), so that a resumed run's scheduler state does not
+        # bring back the old run's length: --resume with more epochs stretches the schedule.
+        def factor(index: int) -> float:
+            return self.lr_at(index, total, per_epoch, world_size) / peak if peak > 0 else 0.0
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return [optimizer], [{"scheduler": scheduler, "interval": interval}]

@@ -13,13 +13,16 @@ from lightly_matrix.models.modules import CorInfoMaxProjectionHead
 class CorInfoMax(PretrainModule):
     """CorInfoMax pretraining module.
 
-    Defaults are the authors' CIFAR-10 ResNet-18 setting (projector 2048-2048-64 without BN,
-    alpha 250, la_R = la_mu = 0.01, eps 1e-8, normalised embeddings); the other datasets'
-    settings are the presets of :mod:`lightly_matrix.presets`. The stem defaults to ImageNet's
-    (transferable to mmdet); the CIFAR presets set the authors' CIFAR stem (``stem="cifar"``).
-    The running means and covariances live in ``criterion``'s float64 buffers, so checkpoints
-    hold them and a resumed run continues exactly.
-    The optimiser (SGD, lr 0.5 per 256 images, weight decay 1e-4) is this project's choice.
+    Defaults are the authors' CIFAR-10 ResNet-18 setting (README command of
+    serdarozsoy/corinfomax-ssl, ``cifars-tiny/``): projector 2048-2048-64 without BN, alpha 250,
+    la_R = la_mu = 0.01, eps 1e-8, normalised embeddings, ``zero_init_residual``; SGD (momentum
+    0.9) with an ABSOLUTE lr of 0.5 (no batch scaling) and weight decay 1e-4 on every parameter,
+    stepped per epoch: linear warm-up from 3e-3 reaching 0.5 at epoch 9, then cosine to 1e-6
+    (``LRscheduler.py``, ``optim_utils.py``). The other datasets' settings are the presets of
+    :mod:`lightly_matrix.presets`. The stem defaults to ImageNet's (transferable to mmdet); the
+    CIFAR presets set the authors' CIFAR stem (``stem="cifar"``). The running means and
+    covariances live in ``criterion``'s float64 buffers, so checkpoints hold them and a resumed
+    run continues exactly.
 
     Args:
         backbone: ``resnet18``, ``resnet50`` or a timm ViT name.
@@ -29,10 +32,20 @@ class CorInfoMax(PretrainModule):
         patch_size: ViT patch size (``None``: automatic).
         stem: ResNet stem: ``imagenet`` (7x7 stride-2 conv + max-pool; what mmdet's ResNet loads)
             or ``cifar`` (3x3 stride-1 conv, no max-pool; for 32 px images, not transferable).
+        zero_init_residual: Zero-initialise the last BatchNorm of each residual block.
         optimizer: ``sgd``, ``lars`` or ``adamw``.
-        lr: Learning rate per 256 images.
-        weight_decay: Weight decay (not applied to biases and norms).
+        lr: Learning rate (absolute with the default ``lr_scaling="none"``).
+        weight_decay: Weight decay.
         warmup_epochs: Linear warm-up length in epochs.
+        lr_scaling: ``"linear"``: ``lr`` is per 256 images of the global batch; ``"none"``:
+            ``lr`` is the peak lr as given.
+        lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
+        warmup_style: ``"linspace"`` (the peak at the last warm-up unit) or ``"fraction"``
+            (the peak right after it); see :mod:`lightly_matrix.methods._schedules`.
+        warmup_start_lr: The lr at the first warm-up unit.
+        final_lr: The lr the cosine decays to at the end of the run.
+        decay_norm_and_bias: Weight-decay every parameter (``True``) or leave biases and
+            norm parameters out (``False``, Lightly's rule).
         gather_distributed: Gather embeddings over all processes so every rank holds the same R.
         hidden_dim: Projector hidden width.
         output_dim: Embedding size D.
@@ -55,10 +68,17 @@ class CorInfoMax(PretrainModule):
         image_size: int = 32,
         patch_size: int | None = None,
         stem: str = "imagenet",
+        zero_init_residual: bool = True,
         optimizer: str = "sgd",
         lr: float = 0.5,
         weight_decay: float = 1e-4,
         warmup_epochs: float = 10.0,
+        lr_scaling: str = "none",
+        lr_interval: str = "epoch",
+        warmup_style: str = "linspace",
+        warmup_start_lr: float = 0.003,
+        final_lr: float = 1e-06,
+        decay_norm_and_bias: bool = True,
         gather_distributed: bool = False,
         hidden_dim: int = 2048,
         output_dim: int = 64,
@@ -72,7 +92,9 @@ class CorInfoMax(PretrainModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes, stem)
+        feature_dim = self._init_common(
+            backbone, image_size, patch_size, num_classes, stem, zero_init_residual
+        )
         self.projection_head = CorInfoMaxProjectionHead(
             feature_dim, hidden_dim, output_dim, batch_norm=proj_batch_norm
         )

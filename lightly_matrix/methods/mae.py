@@ -34,9 +34,19 @@ class MAE(PretrainModule):
         image_size: Input size.
         patch_size: ViT patch size (``None``: the model's own at >= 128 px, else image_size / 8).
         optimizer: ``sgd``, ``lars`` or ``adamw``.
-        lr: Learning rate per 256 images.
-        weight_decay: Weight decay (not applied to biases, norms).
+        lr: Learning rate (per 256 images of the global batch with ``lr_scaling="linear"``).
+        weight_decay: Weight decay (not applied to biases and norms unless
+            ``decay_norm_and_bias``).
         warmup_epochs: Linear warm-up length in epochs.
+        lr_scaling: ``"linear"``: ``lr`` is per 256 images of the global batch; ``"none"``:
+            ``lr`` is the peak lr as given.
+        lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
+        warmup_style: ``"linspace"`` (the peak at the last warm-up unit) or ``"fraction"``
+            (the peak right after it); see :mod:`lightly_matrix.methods._schedules`.
+        warmup_start_lr: The lr at the first warm-up unit.
+        final_lr: The lr the cosine decays to at the end of the run.
+        decay_norm_and_bias: Weight-decay every parameter (``True``) or leave biases and
+            norm parameters out (``False``, Lightly's rule).
         gather_distributed: Gather CLS features over all processes in the regulariser (DDP).
         mask_ratio: Fraction of patches hidden from the encoder.
         decoder_dim: Decoder width.
@@ -46,6 +56,9 @@ class MAE(PretrainModule):
         lamb: Weight of the regulariser (``None``: the method's default, 0.01 for M-MAE and U-MAE).
         mu: TCR scale ``mu`` in ``-logdet(I + mu/d F^T F)`` (M-MAE only).
         centering: Centre the features before the TCR term (M-MAE only).
+        double_norm: Apply the encoder's final LayerNorm a second time to the CLS feature that
+            the regulariser and the online probe read, as the M-MAE authors' ``models_mae.py``
+            does (``self.norm(latent)`` on an already normalised ``latent``). Off: one norm.
     """
 
     method = "mae"
@@ -63,6 +76,12 @@ class MAE(PretrainModule):
         lr: float = 1.5e-4,
         weight_decay: float = 0.05,
         warmup_epochs: float = 40.0,
+        lr_scaling: str = "linear",
+        lr_interval: str = "step",
+        warmup_style: str = "fraction",
+        warmup_start_lr: float = 0.0,
+        final_lr: float = 0.0,
+        decay_norm_and_bias: bool = False,
         gather_distributed: bool = False,
         mask_ratio: float = 0.75,
         decoder_dim: int = 512,
@@ -72,6 +91,7 @@ class MAE(PretrainModule):
         lamb: float | None = None,
         mu: float = 1.0,
         centering: bool = False,
+        double_norm: bool = False,
     ) -> None:
         super().__init__()
         if not is_vit(backbone):
@@ -138,6 +158,8 @@ class MAE(PretrainModule):
         loss = self.pixel_loss(images, predictions, idx_mask)
 
         cls_features = tokens[:, 0]
+        if self.hparams.get("double_norm", False):
+            cls_features = self.backbone.vit.norm(cls_features)
         batch_size = len(targets)
         if self.criterion is not None:
             regularizer = self.criterion(cls_features)

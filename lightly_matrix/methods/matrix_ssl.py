@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import copy
 
-from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.utils.scheduler import cosine_schedule
-from torch import Tensor, no_grad
+from lightly.models.utils import deactivate_requires_grad
+from torch import Tensor, nn, no_grad
 
 from lightly_matrix.loss import MatrixSSLLoss
 from lightly_matrix.methods.base import PretrainModule
@@ -17,10 +16,12 @@ from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProj
 class MatrixSSL(PretrainModule):
     """Matrix-SSL pretraining module.
 
-    Defaults are the paper's ImageNet ResNet-50 run: projector 2048-2048-2048 (last BN without
-    affine),
-    predictor 2048-512-2048, SGD with lr 0.5 per 256 images, weight decay 1e-5, 10 warm-up epochs,
-    teacher momentum 0.996 -> 1 on a cosine schedule, lamda = mu = gamma = 1, Taylor order 4.
+    Defaults are the authors' ImageNet ResNet-50 run (``main_pretrain.py`` of
+    yifanzhang-pro/Matrix-SSL with the README's ``--mce_mu 1 --mce_lambd 1 --gamma 1``): ResNet-50
+    with ``zero_init_residual``, projector 2048-2048-2048 (last BN without affine), predictor
+    2048-512-2048, SGD (momentum 0.9) with lr 0.5 per 256 images and weight decay 1e-5 on every
+    parameter, per-step linear warm-up from 0 over 10 epochs then cosine to 0, teacher momentum
+    0.996 -> 1 on a per-step cosine applied after each optimizer step, Taylor order 4.
 
     Args:
         backbone: ``resnet18``, ``resnet50`` or a timm ViT name.
@@ -30,10 +31,20 @@ class MatrixSSL(PretrainModule):
         patch_size: ViT patch size (``None``: automatic).
         stem: ResNet stem: ``imagenet`` (7x7 stride-2 conv + max-pool; what mmdet's ResNet loads)
             or ``cifar`` (3x3 stride-1 conv, no max-pool; for 32 px images, not transferable).
+        zero_init_residual: Zero-initialise the last BatchNorm of each residual block.
         optimizer: ``sgd``, ``lars`` or ``adamw``.
-        lr: Learning rate per 256 images.
-        weight_decay: Weight decay (not applied to biases and norms).
+        lr: Learning rate (per 256 images of the global batch with ``lr_scaling="linear"``).
+        weight_decay: Weight decay.
         warmup_epochs: Linear warm-up length in epochs.
+        lr_scaling: ``"linear"``: ``lr`` is per 256 images of the global batch; ``"none"``:
+            ``lr`` is the peak lr as given.
+        lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
+        warmup_style: ``"linspace"`` (the peak at the last warm-up unit) or ``"fraction"``
+            (the peak right after it); see :mod:`lightly_matrix.methods._schedules`.
+        warmup_start_lr: The lr at the first warm-up unit.
+        final_lr: The lr the cosine decays to at the end of the run.
+        decay_norm_and_bias: Weight-decay every parameter (``True``) or leave biases and
+            norm parameters out (``False``, Lightly's rule).
         gather_distributed: Gather embeddings over all processes in the loss (DDP).
         hidden_dim: Projector hidden width.
         output_dim: Projector (and predictor) output width d.
@@ -56,10 +67,17 @@ class MatrixSSL(PretrainModule):
         image_size: int = 224,
         patch_size: int | None = None,
         stem: str = "imagenet",
+        zero_init_residual: bool = True,
         optimizer: str = "sgd",
         lr: float = 0.5,
         weight_decay: float = 1e-5,
         warmup_epochs: float = 10.0,
+        lr_scaling: str = "linear",
+        lr_interval: str = "step",
+        warmup_style: str = "linspace",
+        warmup_start_lr: float = 0.0,
+        final_lr: float = 0.0,
+        decay_norm_and_bias: bool = True,
         gather_distributed: bool = False,
         hidden_dim: int = 2048,
         output_dim: int = 2048,
@@ -73,7 +91,9 @@ class MatrixSSL(PretrainModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes, stem)
+        feature_dim = self._init_common(
+            backbone, image_size, patch_size, num_classes, stem, zero_init_residual
+        )
         self.projection_head = MatrixSSLProjectionHead(feature_dim, hidden_dim, output_dim)
         self.prediction_head = MatrixSSLPredictionHead(output_dim, pred_hidden_dim, output_dim)
 
@@ -91,6 +111,13 @@ class MatrixSSL(PretrainModule):
             gather_distributed=gather_distributed,
         )
 
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """The teacher follows backbone and projector (updated after each optimizer step)."""
+        return [
+            (self.backbone, self.teacher_backbone),
+            (self.projection_head, self.teacher_projection_head),
+        ]
+
     def forward_student(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Returns backbone features, projection and prediction of the online network."""
         features = self.forward(x)
@@ -104,16 +131,6 @@ class MatrixSSL(PretrainModule):
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         """One step on two views: ``0.5 * (loss(p1, z2) + loss(p2, z1))`` plus the online probe."""
-        # Momentum follows the global step, so a resumed run continues the same schedule.
-        momentum = cosine_schedule(
-            step=self.trainer.global_step,
-            max_steps=int(self.trainer.estimated_stepping_batches),
-            start_value=self.hparams["momentum_start"],
-            end_value=self.hparams["momentum_end"],
-        )
-        update_momentum(self.backbone, self.teacher_backbone, m=momentum)
-        update_momentum(self.projection_head, self.teacher_projection_head, m=momentum)
-
         views, targets = batch[0], batch[1]
         features_1, projection_1, prediction_1 = self.forward_student(views[0])
         _, _, prediction_2 = self.forward_student(views[1])
@@ -125,6 +142,5 @@ class MatrixSSL(PretrainModule):
 
         batch_size = len(targets)
         self.log_loss("train_loss", loss, batch_size, prog_bar=True)
-        self.log("momentum", momentum, batch_size=batch_size)
         self.track_embeddings(backbone=features_1, projection=projection_1)
         return loss + self.online_probe(features_1, targets, batch_idx)

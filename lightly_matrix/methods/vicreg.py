@@ -23,10 +23,21 @@ class VICReg(PretrainModule):
         patch_size: ViT patch size (``None``: automatic).
         stem: ResNet stem: ``imagenet`` (7x7 stride-2 conv + max-pool; what mmdet's ResNet loads)
             or ``cifar`` (3x3 stride-1 conv, no max-pool; for 32 px images, not transferable).
+        zero_init_residual: Zero-initialise the last BatchNorm of each residual block.
         optimizer: ``sgd``, ``lars`` or ``adamw``.
-        lr: Learning rate per 256 images.
-        weight_decay: Weight decay (not applied to biases and norms).
+        lr: Learning rate (per 256 images of the global batch with ``lr_scaling="linear"``).
+        weight_decay: Weight decay (not applied to biases and norms unless
+            ``decay_norm_and_bias``).
         warmup_epochs: Linear warm-up length in epochs.
+        lr_scaling: ``"linear"``: ``lr`` is per 256 images of the global batch; ``"none"``:
+            ``lr`` is the peak lr as given.
+        lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
+        warmup_style: ``"linspace"`` (the peak at the last warm-up unit) or ``"fraction"``
+            (the peak right after it); see :mod:`lightly_matrix.methods._schedules`.
+        warmup_start_lr: The lr at the first warm-up unit.
+        final_lr: The lr the cosine decays to at the end of the run.
+        decay_norm_and_bias: Weight-decay every parameter (``True``) or leave biases and
+            norm parameters out (``False``, Lightly's rule).
         gather_distributed: Gather embeddings over all processes in the loss (DDP).
         hidden_dim: Projector hidden width.
         output_dim: Projector output width.
@@ -45,10 +56,17 @@ class VICReg(PretrainModule):
         image_size: int = 224,
         patch_size: int | None = None,
         stem: str = "imagenet",
+        zero_init_residual: bool = False,
         optimizer: str = "lars",
         lr: float = 0.3,
         weight_decay: float = 1e-4,
         warmup_epochs: float = 10.0,
+        lr_scaling: str = "linear",
+        lr_interval: str = "step",
+        warmup_style: str = "fraction",
+        warmup_start_lr: float = 0.0,
+        final_lr: float = 0.0,
+        decay_norm_and_bias: bool = False,
         gather_distributed: bool = False,
         hidden_dim: int = 8192,
         output_dim: int = 8192,
@@ -58,7 +76,9 @@ class VICReg(PretrainModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes, stem)
+        feature_dim = self._init_common(
+            backbone, image_size, patch_size, num_classes, stem, zero_init_residual
+        )
         self.projection_head = VICRegProjectionHead(
             feature_dim, hidden_dim, output_dim, num_layers=3
         )

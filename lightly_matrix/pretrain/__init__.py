@@ -10,10 +10,13 @@ Examples::
 Settings are resolved as: command-line flags > ``--hp KEY=VALUE`` > ``--preset`` > the module's
 defaults (the papers' ImageNet settings). ``--data digits`` uses the ``digits`` preset by default.
 
-Modules: :mod:`.args` (options and their checks), :mod:`.settings` (merging settings),
-:mod:`.data` (data sets), :mod:`.resume` (``--resume``), :mod:`.checkpoints` (atomic, regular
-checkpoints), :mod:`.guards` (signals, divergence), :mod:`.trainer` (the Lightning Trainer),
-:mod:`.run` (orchestration).
+Settings are resolved once into a frozen :class:`~lightly_matrix.pretrain.config.RunConfig`
+(batch sizes are global); ``--dry-run`` prints it as JSON.
+
+Modules: :mod:`.args` (options and their checks), :mod:`.config` (the resolved run),
+:mod:`.describe` (``--dry-run``), :mod:`.data` (data sets), :mod:`.resume` (``--resume``),
+:mod:`.checkpoints` (atomic, regular checkpoints), :mod:`.guards` (signals, divergence),
+:mod:`.trainer` (the Lightning Trainer), :mod:`.run` (orchestration).
 """
 
 from lightly_matrix.pretrain.args import METHOD_NAMES, PRECISIONS, add_arguments

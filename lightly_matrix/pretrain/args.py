@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", help="named settings of a paper run (see --list-presets)")
     g.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve every setting, check the data, print the run as JSON on stdout and exit "
+        "(nothing is written)",
+    )
+    g.add_argument(
         "--hp",
         action="append",
         default=[],
@@ -49,16 +55,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int, help="batch size per device")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        help="GLOBAL batch size, over all devices and nodes (as in the papers); each process "
+        "gets batch / (devices x nodes)",
+    )
     g.add_argument("--image-size", type=int)
     g.add_argument("--optimizer", choices=("sgd", "lars", "adamw"))
     g.add_argument(
-        "--lr", type=float, help="learning rate per 256 images (scaled with the global batch)"
+        "--lr",
+        type=float,
+        help="base learning rate: per 256 images of the global batch, or absolute for methods "
+        "with lr_scaling=none (CorInfoMax); --dry-run prints the peak lr applied",
     )
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--warmup-epochs", type=float)
     g.add_argument(
-        "--transform", choices=("digits", "byol", "vicreg", "mae"), help="augmentation recipe"
+        "--transform",
+        help="augmentation recipe: digits, byol, mocov3, corinfomax, corinfomax_cifar10, "
+        "corinfomax_cifar100, vicreg or mae (--dry-run prints every view)",
+    )
+    g.add_argument(
+        "--crop-min-scale",
+        type=float,
+        help="smallest random-resized-crop scale of every view (overrides the recipe's)",
     )
     g.add_argument("--seed", type=int, help="random seed of the run (default 0)")
     g.add_argument(

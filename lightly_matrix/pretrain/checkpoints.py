@@ -106,7 +106,7 @@ class RunCheckpoint(Checkpoint):
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[RUN_KEY] = dict(self.run_info, world_size=trainer.world_size)
+        checkpoint[RUN_KEY] = dict(self.run_info)
 
     def _save(self, trainer: Trainer, pl_module: LightningModule) -> None:
         check_weights_finite(pl_module, trainer.global_step, self.last_path)

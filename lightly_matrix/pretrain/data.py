@@ -7,24 +7,30 @@ import os
 from typing import Any
 
 from lightly_matrix.cli import UserError
+from lightly_matrix.pretrain.config import RunConfig
 
 
-def build_data(
-    args: argparse.Namespace, run: dict[str, Any], num_views: int
-) -> tuple[Any, Any, Any, int, int]:
-    """Builds (train set, validation set or None, probe data or None, num_classes, num_workers)."""
+def build_data(args: argparse.Namespace, config: RunConfig) -> tuple[Any, Any, Any, int, int]:
+    """Builds (train set, validation set or None, probe data or None, num_classes, num_workers).
+
+    What is read and how it is augmented come from ``config``; ``args`` sets the loading
+    (workers, the probes' image cap).
+    """
     from lightly_matrix.data.transforms import build_eval_transform, build_train_transform
     from lightly_matrix.evaluation import ProbeData
 
-    size = run["image_size"]
-    train_transform = build_train_transform(run["transform"], size, num_views)
-    if args.data == "digits":
+    size = config.image_size
+    views = config.views
+    train_transform = build_train_transform(views, size)
+    # The probes see the training views' normalisation (CIFAR statistics for CIFAR recipes).
+    norm = {"mean": views[0].normalize_mean, "std": views[0].normalize_std}
+    if config.data == "digits":
         from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset
 
-        eval_transform = build_eval_transform(size, resize=False)
+        eval_transform = build_eval_transform(size, resize=False, **norm)
         # Tuning (--eval-split val) never sees the test split, nor the validation images' pixels.
         fit, held_out = (
-            ("train_minus_val", "val") if args.eval_split == "val" else ("train", "test")
+            ("train_minus_val", "val") if config.eval_split == "val" else ("train", "test")
         )
         train: Any = DigitsDataset(fit, train_transform, image_size=size)
         test = DigitsDataset(held_out, eval_transform, image_size=size)
@@ -35,27 +41,28 @@ def build_data(
     from lightly_matrix.data.folder import ImageFolderDataset
 
     workers = min(8, os.cpu_count() or 1) if args.num_workers is None else args.num_workers
-    train = ImageFolderDataset(args.data, train_transform, skip_bad_images=args.skip_bad_images)
+    train = ImageFolderDataset(config.data, train_transform, skip_bad_images=config.skip_bad_images)
     if train.skipped:
         print(
-            f"--skip-bad-images: left out {len(train.skipped)} unreadable file(s) of {args.data}, "
+            f"--skip-bad-images: left out {len(train.skipped)} unreadable file(s) of "
+            f"{config.data}, "
             f"e.g. {train.skipped[0]}",
             flush=True,
         )
-    eval_transform = build_eval_transform(size)
+    eval_transform = build_eval_transform(size, **norm)
     num_classes = train.num_classes
-    if args.eval_data is not None:
-        held_out = ImageFolderDataset(args.eval_data, skip_bad_images=args.skip_bad_images)
+    if config.eval_data is not None:
+        held_out = ImageFolderDataset(config.eval_data, skip_bad_images=config.skip_bad_images)
         if held_out.classes != train.classes:
             raise UserError(
-                f"--eval-data {args.eval_data!r} must have the same class sub-folders as --data"
+                f"--eval-data {config.eval_data!r} must have the same class sub-folders as --data"
             )
         probe_train = train.subset(_even_subset(len(train), args.eval_max_images), eval_transform)
         probe_test = held_out.subset(
             _even_subset(len(held_out), args.eval_max_images), eval_transform
         )
     elif num_classes > 1:
-        train_idx, test_idx = _probe_split(train.labels, args.eval_max_images, args.seed)
+        train_idx, test_idx = _probe_split(train.labels, args.eval_max_images, config.seed)
         probe_train, probe_test = (
             train.subset(train_idx, eval_transform),
             train.subset(test_idx, eval_transform),

@@ -62,6 +62,32 @@ def _check_out_dir(out: Path, plan: ResumePlan | None) -> None:
     )
 
 
+def resolve(args: argparse.Namespace) -> tuple[Any, ResumePlan | None]:
+    """The run of this command line (new or resumed), checked; nothing is written."""
+    from lightly_matrix.methods import METHODS
+    from lightly_matrix.pretrain.config import resolve_resumed, resolve_run
+
+    _resume_after_requeue(args)
+    plan = plan_resume(args) if args.resume else None
+    if plan is not None:
+        if args.method is not None and args.method != plan.saved.method:
+            raise UserError(
+                f"--resume continues a {plan.saved.method} run, not --method {args.method}; drop "
+                "--method, or start a new run with a new --out"
+            )
+        args.method = plan.saved.method
+    else:
+        args.data = args.data or "digits"
+        args.seed = 0 if args.seed is None else args.seed
+    validate_args(args)
+    cls = METHODS[args.method]
+    if plan is None:
+        return resolve_run(args, cls), None
+    config, notes = resolve_resumed(args, plan.saved, cls)
+    plan.notes += notes
+    return config, plan
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs ``lightly-matrix pretrain``; returns the exit status."""
     if args.list_presets:
@@ -69,14 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(describe_presets())
         return 0
-    _resume_after_requeue(args)
-    plan = plan_resume(args) if args.resume else None  # fills settings from the checkpoint
-    if args.data is None:
-        args.data = "digits"
-    if args.seed is None:
-        args.seed = 0
-    validate_args(args)
-    out = Path(args.out or (plan.run_dir if plan else f"runs/{args.method}"))
+    config, plan = resolve(args)
+    out = Path(args.out or (plan.run_dir if plan else f"runs/{config.method}"))
     if plan is not None:
         plan.check_no_newer_checkpoint(out)
     if not _is_launcher_child():
@@ -85,40 +105,30 @@ def run(args: argparse.Namespace) -> int:
     _quiet_lightning()
     import pytorch_lightning as pl
 
-    from lightly_matrix.methods import MASKED_METHODS, METHODS
-    from lightly_matrix.methods.base import check_backbone
+    from lightly_matrix.methods import METHODS
     from lightly_matrix.pretrain.data import build_data
-    from lightly_matrix.pretrain.settings import resolve_settings
 
-    cls = METHODS[args.method]
-    run_cfg, hparams = resolve_settings(args, cls)
+    cls = METHODS[config.method]
+    pl.seed_everything(config.seed, workers=False, verbose=False)
+    train, val, probe, num_classes, workers = build_data(args, config)
     if plan is not None:
-        run_cfg, hparams = plan.apply(run_cfg, hparams, cls)
-    try:
-        check_backbone(run_cfg["backbone"])
-    except ValueError as err:
-        raise UserError(str(err)) from None
-
-    pl.seed_everything(args.seed, workers=False, verbose=False)
-    num_views = 1 if args.method in MASKED_METHODS else 2
-    train, val, probe, num_classes, workers = build_data(args, run_cfg, num_views)
-    world_size = args.devices * args.num_nodes
-    if plan is not None:
-        plan.check_data(num_classes, world_size)
-    hparams.update(
-        backbone=run_cfg["backbone"],
-        num_classes=num_classes,
-        batch_size_per_device=run_cfg["batch_size"],
-        image_size=run_cfg["image_size"],
-        gather_distributed=world_size > 1,
-    )
-    if len(train) < run_cfg["batch_size"] * world_size:
+        plan.check_data(num_classes)
+    if len(train) < config.global_batch_size:
         raise UserError(
-            f"{len(train)} training images are fewer than one batch ({run_cfg['batch_size']} x "
-            f"{world_size}); lower --batch-size"
+            f"{len(train)} training images are fewer than one global batch "
+            f"({config.global_batch_size}); lower --batch-size"
         )
+    if args.dry_run:
+        from lightly_matrix.pretrain.describe import describe_run
+
+        try:
+            described = describe_run(config, cls, num_classes, len(train))
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        print(json.dumps(described, indent=2))
+        return 0
     try:
-        model = cls(**hparams)
+        model = cls(**config.module_hparams(num_classes))
     except ValueError as err:
         raise UserError(str(err)) from None
 
@@ -129,38 +139,26 @@ def run(args: argparse.Namespace) -> int:
     from lightly_matrix.pretrain.trainer import build_trainer
 
     interrupted = Interrupted()
-    run_info = {
-        "method": args.method,
-        "data": args.data,
-        "eval_data": args.eval_data,
-        "eval_split": args.eval_split or "test",
-        "seed": args.seed,
-        "skip_bad_images": args.skip_bad_images,
-        "limit_train_batches": args.limit_train_batches,
-        **run_cfg,
-    }
     try:
         trainer = build_trainer(
             args,
-            run_cfg,
-            run_info,
+            config,
             out,
             probe,
             val,
             workers,
             len(train),
-            world_size,
             interrupted,
-            lr=hparams.get("lr"),
+            peak_lr=model.peak_lr(config.world_size),
         )
     except MisconfigurationException as err:  # e.g. 16-mixed on CPU, more devices than exist
         raise UserError(" ".join(str(err).split())) from None
-    datamodule = PretrainDataModule(train, val, run_cfg["batch_size"], workers, args.seed)
+    datamodule = PretrainDataModule(train, val, config.per_device_batch_size, workers, config.seed)
     if trainer.is_global_zero:
-        summary = ", ".join(
-            f"{k}={v}" for k, v in {**run_cfg, **hparams}.items() if k != "num_classes"
+        print(
+            f"pretrain {config.method} on {config.data} ({len(train)} images) -> {out}: "
+            f"{_summary(config, model)}"
         )
-        print(f"pretrain {args.method} on {args.data} ({len(train)} images) -> {out}: {summary}")
         if plan is not None:
             print(plan.summary(), flush=True)
 
@@ -172,6 +170,22 @@ def run(args: argparse.Namespace) -> int:
     if trainer.is_global_zero:
         _report(out, wall, trainer)
     return 0
+
+
+def _summary(config: Any, model: Any) -> str:
+    """One line of what is trained (``--dry-run`` prints all of it)."""
+    parts = {
+        "preset": config.preset,
+        "global_batch": config.global_batch_size,
+        "per_device_batch": config.per_device_batch_size,
+        "world_size": config.world_size,
+        "epochs": config.epochs,
+        "precision": config.precision,
+        "transform": config.transform,
+        "peak_lr": f"{model.peak_lr(config.world_size):g}",
+        **{k: v for k, v in config.hparams.items()},
+    }
+    return ", ".join(f"{k}={v}" for k, v in parts.items())
 
 
 def _fit(

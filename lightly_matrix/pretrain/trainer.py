@@ -12,6 +12,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy
 
 from lightly_matrix.pretrain.checkpoints import LAST, AtomicCheckpointIO, RunCheckpoint
+from lightly_matrix.pretrain.config import RunConfig
 from lightly_matrix.pretrain.guards import Interrupted, NonFiniteGuard
 
 
@@ -23,25 +24,29 @@ def _cuda_available() -> bool:
 
 def build_trainer(
     args: argparse.Namespace,
-    run_cfg: dict[str, Any],
-    run_info: dict[str, Any],
+    config: RunConfig,
     out: Path,
     probe: Any,
     val: Any,
     workers: int,
     num_images: int,
-    world_size: int,
     interrupted: Interrupted,
-    lr: float | None = None,
+    peak_lr: float | None = None,
 ) -> Trainer:
-    """A Trainer writing into ``out``; see :mod:`lightly_matrix.pretrain.checkpoints`."""
+    """A Trainer of ``config`` writing into ``out``; see :mod:`lightly_matrix.pretrain.checkpoints`.
+
+    ``args`` only sets how the run is carried out (accelerator, checkpoint cadence, logging).
+    """
     from lightly_matrix.evaluation import FrozenEvaluation
 
+    run_info = config.record()
+    world_size = config.world_size
+    lr = config.hparams.get("lr")
     callbacks: list[Any] = [
         NonFiniteGuard(
             out / LAST,
             hint="lower --lr"
-            + (f" (now {lr})" if lr is not None else "")
+            + (f" (now {lr}, peak {peak_lr:g})" if lr is not None and peak_lr else "")
             + " or check --hp values",
         ),
         LearningRateMonitor(logging_interval="step"),
@@ -54,12 +59,12 @@ def build_trainer(
             interrupted=interrupted,
         ),
     ]
-    if probe is not None and not args.no_eval:
+    if probe is not None and not config.no_eval:
         callbacks.append(
             FrozenEvaluation(probe, out, args.eval_every, run_info=run_info, num_workers=workers)
         )
-    steps = num_images // (run_cfg["batch_size"] * world_size)
-    limit = args.limit_train_batches
+    steps = num_images // config.global_batch_size
+    limit = config.limit_train_batches
     if limit:
         steps = int(limit) if limit >= 1 else max(1, int(steps * limit))
     accelerator = args.accelerator
@@ -68,14 +73,14 @@ def build_trainer(
     if world_size > 1:
         strategy = DDPStrategy(process_group_backend="gloo" if cpu else None)
     return Trainer(
-        max_epochs=run_cfg["epochs"],
+        max_epochs=config.epochs,
         accelerator=accelerator,
-        devices=args.devices,
-        num_nodes=args.num_nodes,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
         strategy=strategy,
         # PyTorch's SyncBatchNorm runs on GPUs only; CPU processes keep per-process statistics.
         sync_batchnorm=world_size > 1 and not cpu,
-        precision=run_cfg["precision"],
+        precision=config.precision,
         default_root_dir=out,
         plugins=[AtomicCheckpointIO()],
         # RunCheckpoint replaces ModelCheckpoint (which never writes last.ckpt mid-run).

@@ -22,7 +22,7 @@ import digits_runs  # noqa: E402
 import tune_digits  # noqa: E402
 
 from lightly_matrix.methods import METHODS  # noqa: E402
-from lightly_matrix.pretrain.settings import module_defaults  # noqa: E402
+from lightly_matrix.pretrain.config import module_defaults  # noqa: E402
 
 
 def test_every_method_gets_the_same_search_budget() -> None:

@@ -175,7 +175,7 @@ def test_bad_stems_are_value_errors() -> None:
 @pytest.mark.parametrize("method", [m for m in METHODS if m not in MASKED_METHODS])
 def test_stem_is_a_hyper_parameter_of_every_resnet_method(method: str) -> None:
     """`--hp stem=cifar` reaches the backbone and the checkpoint's hyper-parameters."""
-    from lightly_matrix.pretrain.settings import module_defaults
+    from lightly_matrix.pretrain.config import module_defaults
 
     assert module_defaults(METHODS[method])["stem"] == "imagenet"
     assert make_module(method).hparams["stem"] == "imagenet"
@@ -187,7 +187,7 @@ def test_stem_is_a_hyper_parameter_of_every_resnet_method(method: str) -> None:
 
 def test_presets_pick_the_papers_stems() -> None:
     from lightly_matrix.presets import PRESETS, RUN_KEYS
-    from lightly_matrix.pretrain.settings import module_defaults
+    from lightly_matrix.pretrain.config import module_defaults
 
     for name in ("cifar10_r18", "cifar100_r18"):
         assert PRESETS[name].settings("corinfomax")["stem"] == "cifar"

@@ -1,0 +1,105 @@
+"""``pretrain --dry-run``: the resolved run as one JSON document.
+
+The optimiser and schedule values are read from the method module itself (built on PyTorch's
+``meta`` device: no memory, no initialisation cost), through the same methods that
+``configure_optimizers`` uses, so the document cannot drift from what training does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightly_matrix.pretrain.config import RunConfig
+
+
+def build_module(config: RunConfig, cls: type, num_classes: int, device: str = "meta") -> Any:
+    """The method module of ``config`` (on ``device``)."""
+    import torch
+
+    with torch.device(device):
+        return cls(**config.module_hparams(num_classes))
+
+
+def describe_run(config: RunConfig, cls: type, num_classes: int, num_images: int) -> dict[str, Any]:
+    """Everything the run trains with, as plain JSON values."""
+    from lightly_matrix.methods.base import ADAMW_BETAS, SGD_MOMENTUM, is_vit
+
+    module = build_module(config, cls, num_classes)
+    hp = config.hparams
+    groups = module.parameter_groups()
+    decayed = sum(len(g["params"]) for g in groups if g["name"] == "weights")
+    undecayed = sum(len(g["params"]) for g in groups if g["name"] == "no_weight_decay")
+    probe = sum(len(g["params"]) for g in groups if g["name"] == "online_classifier")
+    optimizer: dict[str, Any] = {
+        "name": hp["optimizer"],
+        "lr": module.peak_lr(config.world_size),
+        "base_lr": hp["lr"],
+        "lr_scaling": module.recipe("lr_scaling"),
+        "momentum": SGD_MOMENTUM if hp["optimizer"] != "adamw" else ADAMW_BETAS[0],
+        "weight_decay": hp["weight_decay"],
+        "decay_norm_and_bias": module.recipe("decay_norm_and_bias"),
+        "decayed_tensors": decayed,
+        "undecayed_tensors": undecayed,
+        "online_probe_tensors": probe,
+    }
+    if hp["optimizer"] == "adamw":
+        optimizer["betas"] = list(ADAMW_BETAS)
+    steps_per_epoch = num_images // config.global_batch_size
+    limit = config.limit_train_batches
+    if limit:
+        steps_per_epoch = int(limit) if limit >= 1 else max(1, int(steps_per_epoch * limit))
+    backbone = hp["backbone"]
+    return {
+        "method": config.method,
+        "preset": config.preset,
+        "data": config.data,
+        "num_images": num_images,
+        "num_classes": num_classes,
+        "seed": config.seed,
+        "world_size": config.world_size,
+        "global_batch_size": config.global_batch_size,
+        "per_device_batch_size": config.per_device_batch_size,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": config.epochs,
+        "precision": config.precision,
+        # Lightning's sync_batchnorm is set whenever more than one GPU process trains.
+        "sync_batchnorm": "when distributed on GPUs",
+        "drop_last": True,
+        "image_size": config.image_size,
+        "backbone": {
+            "name": backbone,
+            "stem": None if is_vit(backbone) else hp.get("stem", "imagenet"),
+            "zero_init_residual": None if is_vit(backbone) else module.recipe("zero_init_residual"),
+            "patch_size": hp.get("patch_size") if is_vit(backbone) else None,
+        },
+        "optimizer": optimizer,
+        "lr_schedule": {
+            "interval": module.recipe("lr_interval"),
+            "warmup_epochs": hp["warmup_epochs"],
+            "warmup_style": module.recipe("warmup_style"),
+            "warmup_start_lr": module.recipe("warmup_start_lr"),
+            "final_lr": module.recipe("final_lr"),
+        },
+        "teacher_momentum": (
+            {
+                "start": hp["momentum_start"],
+                "end": hp["momentum_end"],
+                "schedule": "cosine per step, applied after each optimizer step",
+            }
+            if module.ema_pairs()
+            else None
+        ),
+        "transform": config.transform,
+        "views": [view.to_dict() for view in config.views],
+        "evaluation": {
+            "enabled": not config.no_eval,
+            "eval_data": config.eval_data,
+            "eval_split": config.eval_split,
+        },
+        # The per-device batch and gather_distributed (world_size > 1) are derived, above.
+        "hparams": {
+            k: v
+            for k, v in sorted(config.module_hparams(num_classes).items())
+            if k not in ("batch_size_per_device", "gather_distributed")
+        },
+    }

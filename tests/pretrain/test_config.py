@@ -1,0 +1,449 @@
+"""The resolved run (``pretrain --dry-run``): the authors' recipes value by value, global batch
+sizes on any number of devices, and a JSON that equals what training builds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lightly_matrix.cli import main
+from lightly_matrix.methods import METHODS
+from lightly_matrix.pretrain.args import add_arguments
+from lightly_matrix.pretrain.config import resolve_run
+from lightly_matrix.pretrain.describe import build_module, describe_run
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(list(argv))
+    args.data = args.data or "digits"
+    args.seed = 0 if args.seed is None else args.seed
+    return args
+
+
+def dry_run(*argv: str, num_images: int = 1_281_167, num_classes: int = 1000) -> dict[str, Any]:
+    """``describe_run`` of a command line (no data read: the number of images is given)."""
+    args = parse(*argv)
+    config = resolve_run(args, METHODS[args.method])
+    return describe_run(config, METHODS[args.method], num_classes, num_images)
+
+
+def cli_dry_run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    assert main(["pretrain", *argv, "--dry-run"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+# The authors' values, read off their code (see lightly_matrix/presets.py for file and line):
+# MSSL = yifanzhang-pro/Matrix-SSL, CIM = serdarozsoy/corinfomax-ssl, MMAE = yifanzhang-pro/M-MAE.
+AUTHORS = {
+    ("matrix_ssl", "imagenet_r50"): {
+        "global_batch_size": 1024,  # MSSL main_pretrain.py -b 1024 (total)
+        "epochs": 100,
+        "precision": "32-true",
+        ("backbone", "name"): "resnet50",
+        ("backbone", "zero_init_residual"): True,  # MSSL mec/builder.py
+        ("optimizer", "name"): "sgd",
+        ("optimizer", "lr"): 2.0,  # 0.5 * 1024 / 256
+        ("optimizer", "momentum"): 0.9,
+        ("optimizer", "weight_decay"): 1e-5,
+        ("optimizer", "undecayed_tensors"): 0,  # model.parameters(): BN and biases decayed too
+        ("lr_schedule", "interval"): "step",
+        ("lr_schedule", "warmup_epochs"): 10,
+        ("lr_schedule", "warmup_start_lr"): 0.0,
+        ("lr_schedule", "final_lr"): 0.0,
+        ("teacher_momentum", "start"): 0.996,
+        ("teacher_momentum", "end"): 1.0,
+        ("hparams", "lamda"): 1.0,
+        ("hparams", "mu"): 1.0,
+        ("hparams", "gamma"): 1.0,
+        ("hparams", "taylor_order"): 4,
+        ("hparams", "output_dim"): 2048,
+        ("hparams", "pred_hidden_dim"): 512,
+    },
+    ("corinfomax", "cifar10_r18"): {
+        "global_batch_size": 512,  # CIM README
+        "epochs": 1000,
+        ("backbone", "stem"): "cifar",
+        ("backbone", "zero_init_residual"): True,
+        ("optimizer", "lr"): 0.5,  # absolute
+        ("optimizer", "weight_decay"): 1e-4,
+        ("optimizer", "undecayed_tensors"): 0,
+        ("lr_schedule", "interval"): "epoch",
+        ("lr_schedule", "warmup_epochs"): 10,
+        ("lr_schedule", "warmup_start_lr"): 3e-3,
+        ("lr_schedule", "final_lr"): 1e-6,
+        ("hparams", "alpha"): 250.0,
+        ("hparams", "output_dim"): 64,
+        "teacher_momentum": None,
+    },
+    ("corinfomax", "imagenet_r50"): {
+        "global_batch_size": 1536,
+        "precision": "16-mixed",
+        ("optimizer", "lr"): 0.2,
+        ("optimizer", "weight_decay"): 1e-4,
+        ("hparams", "alpha"): 2000.0,
+        ("hparams", "la_R"): 0.1,
+        ("hparams", "hidden_dim"): 8192,
+        ("hparams", "output_dim"): 512,
+        ("hparams", "proj_batch_norm"): True,
+    },
+    ("corinfomax", "imagenet100_r50"): {
+        "global_batch_size": 1024,
+        "epochs": 200,
+        ("optimizer", "lr"): 1.0,
+        ("lr_schedule", "warmup_epochs"): 5,
+        ("lr_schedule", "final_lr"): 5e-3,
+    },
+    ("corinfomax", "imagenet100_r18"): {
+        "global_batch_size": 1024,
+        "epochs": 400,
+        ("optimizer", "lr"): 1.0,
+        ("lr_schedule", "final_lr"): 5e-3,
+    },
+    ("corinfomax", "tinyimagenet_r50"): {
+        "global_batch_size": 1024,
+        "epochs": 800,
+        "image_size": 64,
+        ("optimizer", "lr"): 0.5,
+        ("hparams", "alpha"): 500.0,
+        ("hparams", "la_mu"): 0.1,
+    },
+    ("mmae", "imagenet_vitl16"): {
+        "global_batch_size": 1024,  # 128 x 8 GPUs (MMAE pretrain.sh)
+        "epochs": 200,
+        "precision": "16-mixed",
+        ("optimizer", "name"): "adamw",
+        ("optimizer", "lr"): 6e-4,  # 1.5e-4 * 1024 / 256
+        ("optimizer", "weight_decay"): 0.05,
+        ("lr_schedule", "warmup_epochs"): 40,
+        ("lr_schedule", "final_lr"): 0.0,
+        ("lr_schedule", "warmup_style"): "fraction",
+        ("hparams", "mu"): 3.0,
+        ("hparams", "centering"): False,
+        ("hparams", "double_norm"): True,
+        ("hparams", "mask_ratio"): 0.75,
+        ("hparams", "decoder_dim"): 512,
+        ("hparams", "decoder_depth"): 8,
+        ("hparams", "decoder_num_heads"): 16,
+        # lamb 1e-2 with a gather that kept 1/8 of the gradient: 1e-2 / 8 with a correct one.
+        ("hparams", "lamb"): 0.01 / 8,
+    },
+}
+
+
+def lookup(document: dict[str, Any], key: str | tuple[str, str]) -> Any:
+    if isinstance(key, tuple):
+        return document[key[0]][key[1]]
+    return document[key]
+
+
+@pytest.mark.parametrize(("method", "preset"), list(AUTHORS))
+def test_presets_equal_the_authors_values(method: str, preset: str) -> None:
+    document = dry_run("--method", method, "--preset", preset)
+    for key, expected in AUTHORS[(method, preset)].items():
+        got = lookup(document, key)
+        if isinstance(expected, float):
+            assert got == pytest.approx(expected, rel=1e-12), (key, got)
+        else:
+            assert got == expected, (key, got)
+
+
+def test_matrix_ssl_views_crop_from_20_percent() -> None:
+    views = dry_run("--method", "matrix_ssl", "--preset", "imagenet_r50")["views"]
+    assert len(views) == 2
+    assert [v["crop_min_scale"] for v in views] == [0.2, 0.2]
+    assert [v["blur_prob"] for v in views] == [1.0, 0.1]  # MSSL main_pretrain.py:260,272
+    assert [v["solarize_prob"] for v in views] == [0.0, 0.2]
+
+
+def test_corinfomax_cifar_views_bicubic_with_cifar_statistics() -> None:
+    views = dry_run("--method", "corinfomax", "--preset", "cifar10_r18")["views"]
+    for view in views:
+        assert view["interpolation"] == "bicubic"
+        assert view["crop_min_scale"] == 0.08
+        assert view["normalize_mean"] == [0.4914, 0.4822, 0.4465]
+        assert view["normalize_std"] == [0.247, 0.243, 0.261]
+
+
+@pytest.mark.parametrize(
+    ("method", "preset"),
+    [("matrix_ssl", "imagenet_r50"), ("mmae", "imagenet_vitl16"), ("corinfomax", "imagenet_r50")],
+)
+def test_devices_and_nodes_never_change_what_is_trained(method: str, preset: str) -> None:
+    documents = [
+        dry_run("--method", method, "--preset", preset, "--devices", str(d), "--num-nodes", str(n))
+        for d, n in ((1, 1), (2, 1), (8, 1), (4, 2))
+    ]
+    global_batch = documents[0]["global_batch_size"]
+    for document in documents:
+        world = document.pop("world_size")
+        assert document.pop("per_device_batch_size") * world == global_batch
+    assert all(document == documents[0] for document in documents[1:])
+
+
+def test_batch_that_does_not_divide_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--method", "matrix_ssl", "--batch-size", "100", "--devices", "3", "--dry-run"]
+    status = main(["pretrain", *argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert "100" in err and "3 processes" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_prints_only_json_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    document = cli_dry_run(
+        capsys, "--method", "matrix_ssl", "--preset", "imagenet_r50", "--out", str(out)
+    )
+    assert document["optimizer"]["lr"] == pytest.approx(2.0)
+    assert document["num_images"] == 1257  # the digits training split
+    assert not out.exists()
+
+
+def test_dry_run_is_fast_from_the_command_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "lightly_matrix", "pretrain", "--method", "mmae"]
+    command += ["--preset", "imagenet_vitl16", "--devices", "8", "--dry-run"]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)  # stdout holds the JSON and nothing else
+    assert document["optimizer"]["lr"] == pytest.approx(6e-4)
+    assert document["per_device_batch_size"] == 128
+    assert elapsed < 10, elapsed
+    assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------ the JSON equals the optimizer and scheduler
+def authors_lr(document: dict[str, Any], index: int, total: int, units_per_epoch: float) -> float:
+    """The lr as each author's script computes it (independent of lightly_matrix's helpers)."""
+    schedule = document["lr_schedule"]
+    peak = document["optimizer"]["lr"]
+    start, final = schedule["warmup_start_lr"], schedule["final_lr"]
+    warm = round(schedule["warmup_epochs"] * units_per_epoch)
+    if schedule["warmup_style"] == "linspace":
+        # np.linspace(start, peak, warm) (Matrix-SSL cosine_scheduler; CorInfoMax closed form)
+        if index < warm:
+            return float(np.linspace(start, peak, warm)[index])
+    elif index < warm:  # M-MAE util/lr_sched.py: lr * epoch / warmup_epochs
+        return peak * index / warm
+    return final + 0.5 * (peak - final) * (1 + math.cos(math.pi * (index - warm) / (total - warm)))
+
+
+def fake_trainer(world_size: int, epochs: int, steps_per_epoch: int) -> SimpleNamespace:
+    return SimpleNamespace(
+        world_size=world_size,
+        max_epochs=epochs,
+        estimated_stepping_batches=epochs * steps_per_epoch,
+    )
+
+
+CASES = [
+    ("matrix_ssl", "imagenet_r50", 8, 20, 7),
+    ("corinfomax", "cifar10_r18", 1, 30, 4),
+    ("mae", "imagenet_vitb16", 8, 50, 3),
+]
+
+
+@pytest.mark.parametrize(("method", "preset", "world", "epochs", "steps"), CASES)
+def test_real_optimizer_and_scheduler_equal_the_json(
+    method: str, preset: str, world: int, epochs: int, steps: int
+) -> None:
+    # Small heads keep the real (CPU) module cheap; the recipe is the preset's.
+    small = ["--hp", "hidden_dim=32", "--hp", "output_dim=16"] if method != "mae" else []
+    if method == "matrix_ssl":
+        small += ["--hp", "pred_hidden_dim=8", "--backbone", "resnet18"]
+    if method == "mae":
+        small += [
+            "--backbone",
+            "vit_tiny_patch16_224",
+            "--image-size",
+            "32",
+            "--hp",
+            "patch_size=8",
+        ]
+        small += [
+            "--hp",
+            "decoder_dim=16",
+            "--hp",
+            "decoder_depth=1",
+            "--hp",
+            "decoder_num_heads=2",
+        ]
+    argv = [
+        "--method",
+        method,
+        "--preset",
+        preset,
+        "--devices",
+        str(world),
+        "--epochs",
+        str(epochs),
+    ]
+    args = parse(*argv, *small)
+    config = resolve_run(args, METHODS[method])
+    document = describe_run(config, METHODS[method], 10, num_images=10**6)
+    module = build_module(config, METHODS[method], 10, device="cpu")
+    module.trainer = fake_trainer(world, epochs, steps)  # type: ignore[assignment]
+    [optimizer], [scheduler_cfg] = module.configure_optimizers()
+    groups = {group["name"]: group for group in optimizer.param_groups}
+    assert len(groups["weights"]["params"]) == document["optimizer"]["decayed_tensors"]
+    undecayed = groups.get("no_weight_decay", {"params": []})["params"]
+    assert len(undecayed) == document["optimizer"]["undecayed_tensors"]
+    assert groups["weights"]["weight_decay"] == document["optimizer"]["weight_decay"]
+    assert scheduler_cfg["interval"] == document["lr_schedule"]["interval"]
+    per_epoch = steps if scheduler_cfg["interval"] == "step" else 1
+    total = epochs * per_epoch
+    scheduler = scheduler_cfg["scheduler"]
+    checked = {0, 1, per_epoch * 3, total // 2, total - 1}
+    for index in range(total):
+        if index in checked:
+            expected = authors_lr(document, index, total, per_epoch)
+            assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9, abs=1e-15)
+        optimizer.step()
+        scheduler.step()
+    peak_index = round(document["lr_schedule"]["warmup_epochs"] * per_epoch)
+    assert authors_lr(document, peak_index, total, per_epoch) == pytest.approx(
+        document["optimizer"]["lr"]
+    )
+
+
+def test_tiny_run_follows_the_dry_run_schedule(tmp_path: Path) -> None:
+    """A real CPU run: the lr and teacher momentum Lightning logged at each step equal the
+    schedule the dry-run document describes."""
+    import csv
+
+    out = tmp_path / "run"
+    argv = [
+        "--method", "matrix_ssl", "--image-size", "16", "--batch-size", "16", "--epochs", "2",
+        "--limit-train-batches", "3", "--no-eval", "--log-every-n-steps", "1",
+        "--hp", "hidden_dim=32", "--hp", "output_dim=32", "--hp", "pred_hidden_dim=8",
+        "--warmup-epochs", "1", "--hp", "warmup_style=linspace", "--hp", "final_lr=0.01",
+    ]  # fmt: skip
+    args = parse(*argv)
+    config = resolve_run(args, METHODS["matrix_ssl"])
+    document = describe_run(config, METHODS["matrix_ssl"], 10, num_images=1257)
+    assert main(["pretrain", *argv, "--out", str(out)]) == 0
+    with open(out / "csv" / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    lrs = [float(r["lr-SGD/weights"]) for r in rows if r.get("lr-SGD/weights")]
+    momenta = [float(r["momentum"]) for r in rows if r.get("momentum")]
+    total, per_epoch = 6, 3
+    assert len(lrs) == total and len(momenta) == total
+    expected = [authors_lr(document, i, total, per_epoch) for i in range(total)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+    start, end = document["teacher_momentum"]["start"], document["teacher_momentum"]["end"]
+    # Matrix-SSL main_pretrain.py cosine_scheduler(0.996, 1, epochs, iters): per step, over all.
+    reference = [end + 0.5 * (start - end) * (1 + math.cos(math.pi * i / total)) for i in range(6)]
+    np.testing.assert_allclose(momenta, reference, rtol=1e-9)
+
+
+# ------------------------------------------------------------------------------------- resuming
+def saved_run(method: str, **hparams: Any) -> Any:
+    args = parse("--method", method, *[f"--hp={k}={v}" for k, v in hparams.items()])
+    return resolve_run(args, METHODS[method])
+
+
+@pytest.mark.parametrize(
+    ("method", "saved", "given"),
+    [
+        ("corinfomax", {"alpha": "1000.0"}, "alpha=1000"),
+        ("matrix_ssl", {"taylor_order": "none"}, "taylor_order=none"),
+        ("matrix_ssl", {"taylor_order": "none"}, "taylor_order=None"),
+        ("matrix_ssl", {"zero_init_residual": "false"}, "zero_init_residual=0"),
+        ("matrix_ssl", {"lr": "3"}, "lr=3.0e0"),
+    ],
+)
+def test_resume_compares_parsed_values(method: str, saved: dict[str, str], given: str) -> None:
+    from lightly_matrix.pretrain.config import resolve_resumed
+
+    run = saved_run(method, **saved)
+    args = parse("--resume", "x", "--hp", given)
+    args.data = args.seed = None
+    resumed, notes = resolve_resumed(args, run, METHODS[method])
+    assert resumed == run and notes == []
+
+
+def test_resume_refuses_a_changed_setting_and_keeps_the_global_batch() -> None:
+    from lightly_matrix.cli import UserError
+    from lightly_matrix.pretrain.config import resolve_resumed
+
+    run = saved_run("corinfomax", alpha="1000")
+    args = parse("--hp", "alpha=999", "--batch-size", "32")
+    args.data = args.seed = None
+    with pytest.raises(UserError, match="alpha") as err:
+        resolve_resumed(args, run, METHODS["corinfomax"])
+    assert "--batch-size 32" in str(err.value)
+    args = parse("--devices", "4", "--epochs", "9", "--no-eval")
+    args.data = args.seed = None
+    resumed, notes = resolve_resumed(args, run, METHODS["corinfomax"])
+    assert resumed.global_batch_size == run.global_batch_size == 64
+    assert resumed.per_device_batch_size == 16 and resumed.epochs == 9 and resumed.no_eval
+    assert any("devices: 1 -> 4" in note for note in notes)
+
+
+def test_resume_keeps_no_eval() -> None:
+    from lightly_matrix.pretrain.config import resolve_resumed
+
+    run = resolve_run(parse("--method", "matrix_ssl", "--no-eval"), METHODS["matrix_ssl"])
+    args = parse()
+    args.data = args.seed = None
+    resumed, _ = resolve_resumed(args, run, METHODS["matrix_ssl"])
+    assert resumed.no_eval
+
+
+LEGACY = Path(__file__).parent / "data" / "legacy_main_1fcbb68_matrix_ssl.json"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("old_world_size", [1, 2])
+def test_checkpoint_written_before_the_global_batch_resumes(
+    tmp_path: Path, old_world_size: int
+) -> None:
+    """A checkpoint of main 1fcbb68 (its record, hparams and Lightly scheduler state, grafted on
+    tensors of the same shapes) resumes; its global batch is per-device x its world size."""
+    import torch
+
+    from lightly_matrix.pretrain.checkpoints import RUN_KEY
+
+    tiny = ["--method", "matrix_ssl", "--image-size", "16", "--batch-size", "16", "--no-eval"]
+    tiny += ["--limit-train-batches", "2", "--hp", "hidden_dim=64", "--hp", "output_dim=64"]
+    new = tmp_path / "new"
+    assert main(["pretrain", *tiny, "--epochs", "1", "--out", str(new)]) == 0
+    legacy = json.loads(LEGACY.read_text())
+    ckpt = torch.load(new / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt[RUN_KEY] = {**legacy[RUN_KEY], "world_size": old_world_size}
+    ckpt["hyper_parameters"] = legacy["hyper_parameters"]
+    ckpt["lr_schedulers"] = legacy["lr_schedulers"]
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save(ckpt, old / "last.ckpt")
+
+    assert main(["pretrain", "--resume", str(old), "--epochs", "2", "--no-progress"]) == 0
+    resumed = torch.load(old / "last.ckpt", map_location="cpu", weights_only=True)
+    record = resumed[RUN_KEY]
+    assert record["global_batch_size"] == 16 * old_world_size
+    assert record["per_device_batch_size"] == 16 * old_world_size
+    assert resumed["global_step"] > ckpt["global_step"]
+    # It keeps training as it did: Lightly's parameter groups and no zero-init.
+    assert resumed["hyper_parameters"]["decay_norm_and_bias"] is False
+    assert [g["name"] for g in resumed["optimizer_states"][0]["param_groups"]] == [
+        "weights",
+        "no_weight_decay",
+        "online_classifier",
+    ]
