@@ -72,6 +72,23 @@ def build_data(args: argparse.Namespace, config: RunConfig) -> tuple[Any, Any, A
     return train, probe_test, ProbeData(probe_train, probe_test, num_classes), num_classes, workers
 
 
+def count_data(config: RunConfig) -> tuple[int, int]:
+    """(training images, classes) of ``config.data``, checked as a run would, nothing written.
+
+    For ``--dry-run``: digits are counted from their split, an image folder is scanned and its
+    files checked (without keeping an index) but no probe set is built.
+    """
+    if config.data == "digits":
+        from lightly_matrix.data.digits import NUM_CLASSES, split_indices
+
+        fit = "train_minus_val" if config.eval_split == "val" else "train"
+        return len(split_indices(fit)), NUM_CLASSES
+    from lightly_matrix.data.folder import ImageFolderDataset
+
+    train = ImageFolderDataset(config.data, skip_bad_images=config.skip_bad_images)
+    return len(train), train.num_classes
+
+
 def _even_subset(n: int, limit: int) -> list[int]:
     step = max(1, n // max(1, limit))
     return list(range(0, n, step))[:limit]

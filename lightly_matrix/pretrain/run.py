@@ -109,24 +109,13 @@ def run(args: argparse.Namespace) -> int:
     from lightly_matrix.pretrain.data import build_data
 
     cls = METHODS[config.method]
+    if args.dry_run:
+        return _dry_run(config, cls, plan)
     pl.seed_everything(config.seed, workers=False, verbose=False)
     train, val, probe, num_classes, workers = build_data(args, config)
     if plan is not None:
         plan.check_data(num_classes)
-    if len(train) < config.global_batch_size:
-        raise UserError(
-            f"{len(train)} training images are fewer than one global batch "
-            f"({config.global_batch_size}); lower --batch-size"
-        )
-    if args.dry_run:
-        from lightly_matrix.pretrain.describe import describe_run
-
-        try:
-            described = describe_run(config, cls, num_classes, len(train))
-        except ValueError as err:
-            raise UserError(str(err)) from None
-        print(json.dumps(described, indent=2))
-        return 0
+    _check_enough_images(len(train), config)
     try:
         model = cls(**config.module_hparams(num_classes))
     except ValueError as err:
@@ -169,6 +158,31 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     if trainer.is_global_zero:
         _report(out, wall, trainer)
+    return 0
+
+
+def _check_enough_images(num_images: int, config: Any) -> None:
+    if num_images < config.global_batch_size:
+        raise UserError(
+            f"{num_images} training images are fewer than one global batch "
+            f"({config.global_batch_size}); lower --batch-size"
+        )
+
+
+def _dry_run(config: Any, cls: type, plan: ResumePlan | None) -> int:
+    """Prints the resolved run as one JSON document on stdout; writes nothing."""
+    from lightly_matrix.pretrain.data import count_data
+    from lightly_matrix.pretrain.describe import describe_run
+
+    num_images, num_classes = count_data(config)
+    if plan is not None:
+        plan.check_data(num_classes)
+    _check_enough_images(num_images, config)
+    try:
+        described = describe_run(config, cls, num_classes, num_images)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(json.dumps(described, indent=2))
     return 0
 
 

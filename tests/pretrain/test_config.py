@@ -216,16 +216,24 @@ def test_dry_run_prints_only_json_and_writes_nothing(
 
 
 def test_dry_run_is_fast_from_the_command_line(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "lightly_matrix", "pretrain", "--method", "mmae"]
-    command += ["--preset", "imagenet_vitl16", "--devices", "8", "--dry-run"]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    elapsed = time.perf_counter() - start
+    """ViT-L's dry run costs little beyond importing the stack (PyTorch, Lightning, Lightly):
+    the module is built on the meta device. (Absolute: ~7 s on 2 idle cores, see the README.)"""
+
+    def timed(*argv: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, *argv], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )
+        return time.perf_counter() - start, done
+
+    imports, _ = timed("-c", "import lightly_matrix.methods, lightly_matrix.pretrain.run")
+    command = ["-m", "lightly_matrix", "pretrain", "--method", "mmae"]
+    elapsed, done = timed(*command, "--preset", "imagenet_vitl16", "--devices", "8", "--dry-run")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)  # stdout holds the JSON and nothing else
     assert document["optimizer"]["lr"] == pytest.approx(6e-4)
     assert document["per_device_batch_size"] == 128
-    assert elapsed < 10, elapsed
+    assert elapsed - imports < 5, (elapsed, imports)
     assert not any(tmp_path.iterdir())
 
 
@@ -350,7 +358,7 @@ def test_tiny_run_follows_the_dry_run_schedule(tmp_path: Path) -> None:
     start, end = document["teacher_momentum"]["start"], document["teacher_momentum"]["end"]
     # Matrix-SSL main_pretrain.py cosine_scheduler(0.996, 1, epochs, iters): per step, over all.
     reference = [end + 0.5 * (start - end) * (1 + math.cos(math.pi * i / total)) for i in range(6)]
-    np.testing.assert_allclose(momenta, reference, rtol=1e-9)
+    np.testing.assert_allclose(momenta, reference, rtol=1e-7)  # logged as float32
 
 
 # ------------------------------------------------------------------------------------- resuming
