@@ -48,7 +48,9 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
 
 def _check_out_dir(out: Path, plan: ResumePlan | None) -> None:
     """A new run needs an empty folder; a resumed one may also continue in its own folder."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+    from lightly_matrix.data.index import INDEX_DIR  # a start that stopped early leaves only it
+
+    if not out.exists() or (out.is_dir() and all(p.name == INDEX_DIR for p in out.iterdir())):
         return
     if plan is not None and out.resolve() == plan.run_dir.resolve():
         return
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     pl.seed_everything(args.seed, workers=False, verbose=False)
     num_views = 1 if args.method in MASKED_METHODS else 2
-    train, val, probe, num_classes, workers = build_data(args, run_cfg, num_views)
+    train, val, probe, num_classes, workers = build_data(args, run_cfg, num_views, out)
     world_size = args.devices * args.num_nodes
     if plan is not None:
         plan.check_data(num_classes, world_size)
