@@ -156,8 +156,8 @@ def scan_folder_stats(root: str | Path, threads: int = 16) -> FolderScan:
     has_top_images = any(_is_image_name(e.name) and e.is_file() for e in entries)
     class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        per_class = dict(zip(class_dirs, pool.map(lambda e: _walk(e.path), class_dirs)))
-    per_class = {entry.name: files for entry, files in per_class.items() if files}
+        listed = pool.map(lambda e: _walk(e.path), class_dirs)
+        per_class = {e.name: files for e, files in zip(class_dirs, listed, strict=True) if files}
     if per_class and not has_top_images:
         classes = list(per_class)  # already in name order
         files = [f for name in classes for f in per_class[name]]

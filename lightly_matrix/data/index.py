@@ -43,16 +43,24 @@ def index_file(index_dir: str | Path, root: str | Path) -> Path:
     return Path(index_dir) / INDEX_DIR / f"{name or 'root'}-{digest}.json"
 
 
-def global_rank_from_env() -> int:
-    """This process's global rank, from the launchers' variables (0 outside distributed runs).
+def other_rank_from_env() -> str:
+    """``""`` on global rank 0 (and outside distributed runs), else the variables naming the rank.
 
-    Read before the Trainer exists: Lightning's launcher sets ``LOCAL_RANK`` and ``NODE_RANK`` in
-    the processes it starts, ``torchrun`` sets ``RANK`` and SLURM ``SLURM_PROCID``.
+    Read before the Trainer exists, from the launchers' variables: ``RANK`` (``torchrun``), then
+    ``NODE_RANK`` and ``LOCAL_RANK`` (Lightning's launcher sets them in the processes it starts; a
+    user sets ``NODE_RANK`` on later nodes), then ``SLURM_PROCID`` (``srun``; a SLURM job's
+    variables are also inherited by processes Lightning starts itself, hence last).
     """
-    for key in ("RANK", "SLURM_PROCID"):
-        if os.environ.get(key, "") not in ("", "0"):
-            return int(os.environ[key])
-    return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
+    env = os.environ
+    if env.get("RANK"):
+        keys: tuple[str, ...] = ("RANK",)
+    elif env.get("LOCAL_RANK") or env.get("NODE_RANK"):
+        keys = ("NODE_RANK", "LOCAL_RANK")
+    else:
+        keys = ("SLURM_PROCID",)
+    if all(env.get(key, "0") in ("", "0") for key in keys):
+        return ""
+    return " ".join(f"{key}={env[key]}" for key in keys if key in env)
 
 
 def _relative(scan: FolderScan, root: Path) -> list[str]:
@@ -91,9 +99,7 @@ def _matches(index: dict[str, Any] | None, scan: FolderScan, rel: list[str]) -> 
     if index is None or len(index["files"]) != len(rel):
         return False
     files = index["files"]
-    return all(
-        files.get(r) == (s, m) for r, s, m in zip(rel, scan.sizes, scan.mtimes, strict=True)
-    )
+    return all(files.get(r) == (s, m) for r, s, m in zip(rel, scan.sizes, scan.mtimes, strict=True))
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class CheckedFolder:
         scan: The listing.
         unreadable: ``{position in scan.paths: reason}`` of the files PIL cannot open.
         index: The index file.
+        rank: ``""`` if made by global rank 0, else the rank's variables (such a process takes
+            rank 0's index, see :func:`other_rank_from_env`).
         checked: How many headers this process read (0: all results came from the index).
         seconds: How long reading them took.
     """
@@ -111,16 +119,18 @@ class CheckedFolder:
     scan: FolderScan
     unreadable: dict[int, str]
     index: Path
+    rank: str = ""
     checked: int = 0
     seconds: float = 0.0
 
     def summary(self) -> str:
         """One line for the log: what was read, and where the index is."""
-        what = (
-            f"read {self.checked} new or changed image headers in {self.seconds:.1f} s"
-            if self.checked
-            else "all headers known from the index"
-        )
+        if self.checked:
+            what = f"read {self.checked} new or changed image headers in {self.seconds:.1f} s"
+        elif self.rank:
+            what = f"process {self.rank} took the checked files from rank 0's index"
+        else:
+            what = "no new or changed file, all headers known from the index"
         return f"{len(self.scan.paths)} images, {what} ({self.index})"
 
 
@@ -154,9 +164,10 @@ def checked_folder(
     scan = scan_folder_stats(root, threads)
     rel = _relative(scan, root)
     path = index_file(index_dir, root)
-    rank = global_rank_from_env()
-    if rank != 0:
-        return CheckedFolder(scan, _wait_for_rank_zero(path, root, scan, rel, rank, wait_s), path)
+    rank = other_rank_from_env()
+    if rank:
+        bad = _wait_for_rank_zero(path, root, scan, rel, rank, wait_s)
+        return CheckedFolder(scan, bad, path, rank)
 
     index = _read(path, root) if path.exists() else None
     known = index["files"] if index is not None else {}
@@ -171,11 +182,11 @@ def checked_folder(
     bad.update((stale[j], reason) for j, reason in found.items())
     if stale or len(known) != len(rel):
         _write(path, root, scan, rel, bad)
-    return CheckedFolder(scan, dict(sorted(bad.items())), path, len(stale), seconds)
+    return CheckedFolder(scan, dict(sorted(bad.items())), path, "", len(stale), seconds)
 
 
 def _wait_for_rank_zero(
-    path: Path, root: Path, scan: FolderScan, rel: list[str], rank: int, wait_s: float
+    path: Path, root: Path, scan: FolderScan, rel: list[str], rank: str, wait_s: float
 ) -> dict[int, str]:
     """Polls until rank 0 has written an index matching this rank's listing."""
     deadline = time.monotonic() + wait_s
@@ -187,7 +198,7 @@ def _wait_for_rank_zero(
             return {i: recorded[r] for i, r in enumerate(rel) if r in recorded}
         if time.monotonic() > deadline:
             raise UserError(
-                f"rank {rank} waited {wait_s:.0f} s for rank 0's index of {str(root)!r} "
+                f"process {rank} waited {wait_s:.0f} s for rank 0's index of {str(root)!r} "
                 f"({path}); put --out on storage every node sees, and do not change the image "
                 "folder while a run starts"
             )

@@ -15,7 +15,7 @@ def build_data(
 ) -> tuple[Any, Any, Any, int, int]:
     """Builds (train set, validation set or None, probe data or None, num_classes, num_workers).
 
-    An image folder's check is kept in the run folder ``out`` (see :mod:`lightly_matrix.data.index`).
+    An image folder's check is kept in the run folder ``out`` (:mod:`lightly_matrix.data.index`).
     """
     from lightly_matrix.data.transforms import build_eval_transform, build_train_transform
     from lightly_matrix.evaluation import ProbeData
@@ -37,13 +37,12 @@ def build_data(
         return train, test, probe, NUM_CLASSES, workers
 
     from lightly_matrix.data.folder import ImageFolderDataset
-    from lightly_matrix.data.index import global_rank_from_env
 
     workers = min(8, os.cpu_count() or 1) if args.num_workers is None else args.num_workers
     train = ImageFolderDataset(
         args.data, train_transform, skip_bad_images=args.skip_bad_images, index_dir=out
     )
-    if train.checked is not None and global_rank_from_env() == 0:
+    if train.checked is not None:
         print(f"{args.data}: {train.checked.summary()}", flush=True)
     if train.skipped:
         print(
