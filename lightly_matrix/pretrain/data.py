@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,9 @@ def build_data(
         return train, test, probe, NUM_CLASSES, workers
 
     from lightly_matrix.data.folder import ImageFolderDataset
+    from lightly_matrix.data.module import default_num_workers
 
-    workers = min(8, os.cpu_count() or 1) if args.num_workers is None else args.num_workers
+    workers = default_num_workers(args.devices) if args.num_workers is None else args.num_workers
     train = ImageFolderDataset(
         args.data, train_transform, skip_bad_images=args.skip_bad_images, index_dir=out
     )
