@@ -74,8 +74,10 @@ def _read(path: Path, root: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text())
         if data.get("format") != _FORMAT or data.get("root") != str(root.resolve()):
             return None
-        files = {rel: (size, mtime) for rel, _, size, mtime in data["files"]}
-        return {"files": files, "unreadable": dict(data["unreadable"])}
+        lengths = {len(data[key]) for key in ("paths", "labels", "sizes", "mtimes")}
+        if len(lengths) != 1 or not isinstance(data["unreadable"], dict):
+            return None
+        return data
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
@@ -86,7 +88,11 @@ def _write(path: Path, root: Path, scan: FolderScan, rel: list[str], bad: dict[i
         "format": _FORMAT,
         "root": str(root.resolve()),
         "classes": scan.classes,
-        "files": [list(f) for f in zip(rel, scan.labels, scan.sizes, scan.mtimes, strict=True)],
+        # Columns, not one record per file: faster to read back, and compared list to list.
+        "paths": rel,
+        "labels": scan.labels,
+        "sizes": scan.sizes,
+        "mtimes": scan.mtimes,
         "unreadable": {rel[i]: reason for i, reason in sorted(bad.items())},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,11 +101,15 @@ def _write(path: Path, root: Path, scan: FolderScan, rel: list[str], bad: dict[i
     os.replace(tmp, path)
 
 
-def _matches(index: dict[str, Any] | None, scan: FolderScan, rel: list[str]) -> bool:
-    if index is None or len(index["files"]) != len(rel):
-        return False
-    files = index["files"]
-    return all(files.get(r) == (s, m) for r, s, m in zip(rel, scan.sizes, scan.mtimes, strict=True))
+def _unchanged(index: dict[str, Any] | None, scan: FolderScan, rel: list[str]) -> bool:
+    """The index lists exactly these files, labels, sizes and times (the common case: fast)."""
+    return (
+        index is not None
+        and index["paths"] == rel
+        and index["sizes"] == scan.sizes
+        and index["mtimes"] == scan.mtimes
+        and index["labels"] == scan.labels
+    )
 
 
 @dataclass(frozen=True)
@@ -170,17 +180,23 @@ def checked_folder(
         return CheckedFolder(scan, bad, path, rank)
 
     index = _read(path, root) if path.exists() else None
-    known = index["files"] if index is not None else {}
     recorded = index["unreadable"] if index is not None else {}
-    stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
-    stale = [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
+    unchanged = _unchanged(index, scan, rel)
+    stale: list[int] = []
+    if not unchanged:
+        known = {}
+        if index is not None:
+            columns = (index["paths"], index["sizes"], index["mtimes"])
+            known = {r: (s, m) for r, s, m in zip(*columns, strict=True)}
+        stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
+        stale = [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
     start = time.perf_counter()
     found = find_unreadable([scan.paths[i] for i in stale], threads)
     seconds = time.perf_counter() - start
     fresh = set(stale)
     bad = {i: recorded[r] for i, r in enumerate(rel) if r in recorded and i not in fresh}
     bad.update((stale[j], reason) for j, reason in found.items())
-    if stale or len(known) != len(rel):
+    if not unchanged:
         _write(path, root, scan, rel, bad)
     return CheckedFolder(scan, dict(sorted(bad.items())), path, "", len(stale), seconds)
 
@@ -192,8 +208,7 @@ def _wait_for_rank_zero(
     deadline = time.monotonic() + wait_s
     while True:
         index = _read(path, root) if path.exists() else None
-        if _matches(index, scan, rel):
-            assert index is not None
+        if index is not None and _unchanged(index, scan, rel):
             recorded = index["unreadable"]
             return {i: recorded[r] for i, r in enumerate(rel) if r in recorded}
         if time.monotonic() > deadline:
