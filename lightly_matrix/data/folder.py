@@ -6,10 +6,12 @@ Two layouts are accepted:
 evaluate).
 - ``PATH/**/<image>`` with images directly in ``PATH``: unlabelled (label ``-1``).
 
-Every file's header is read once when the folder is indexed, so an unreadable file is reported
-before training starts instead of crashing a run hours later; data that is damaged behind a valid
-header (a truncated file) is found when the image is decoded. Either way the error names the file,
-or, with ``skip_bad_images=True``, the file is skipped and listed in ``dataset.skipped``.
+Every file's header is read (in parallel threads) when the folder is indexed, so an unreadable file
+is reported before training starts instead of crashing a run hours later; with ``index_dir`` the
+result is kept in a run folder and reused by later starts and other ranks
+(:mod:`lightly_matrix.data.index`). Data that is damaged behind a valid header (a truncated file,
+or a file changed after the check) is found when the image is decoded. Either way the error names
+the file, or, with ``skip_bad_images=True``, the file is skipped and listed in ``dataset.skipped``.
 
 16-bit and 32-bit integer images (PIL modes ``I;16*`` and ``I``) and float images (mode ``F``) are
 scaled to 0..255 before the RGB conversion, which would otherwise saturate or zero them.
