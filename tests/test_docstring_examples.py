@@ -18,6 +18,7 @@ MODULES = [
     "lightly_matrix.models.modules.heads",
     "lightly_matrix.mmdet.precise_bn",
     "lightly_matrix.transfer.references",
+    "lightly_matrix.data.index",
 ]
 
 

@@ -6,10 +6,12 @@ Two layouts are accepted:
 evaluate).
 - ``PATH/**/<image>`` with images directly in ``PATH``: unlabelled (label ``-1``).
 
-Every file's header is read once when the folder is indexed, so an unreadable file is reported
-before training starts instead of crashing a run hours later; data that is damaged behind a valid
-header (a truncated file) is found when the image is decoded. Either way the error names the file,
-or, with ``skip_bad_images=True``, the file is skipped and listed in ``dataset.skipped``.
+Every file's header is read (in parallel threads) when the folder is indexed, so an unreadable file
+is reported before training starts instead of crashing a run hours later; with ``index_dir`` the
+result is kept in a run folder and reused by later starts and other ranks
+(:mod:`lightly_matrix.data.index`). Data that is damaged behind a valid header (a truncated file,
+or a file changed after the check) is found when the image is decoded. Either way the error names
+the file, or, with ``skip_bad_images=True``, the file is skipped and listed in ``dataset.skipped``.
 
 16-bit and 32-bit integer images (PIL modes ``I;16*`` and ``I``) and float images (mode ``F``) are
 scaled to 0..255 before the RGB conversion, which would otherwise saturate or zero them.
@@ -17,16 +19,22 @@ scaled to 0..255 before the RGB conversion, which would otherwise saturate or ze
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from lightly_matrix.cli import UserError
+
+if TYPE_CHECKING:
+    from lightly_matrix.data.index import CheckedFolder
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -50,16 +58,16 @@ class UnreadableImageError(UserError):
         reason: What went wrong, without the advice.
     """
 
-    def __init__(self, path: Path, err: BaseException) -> None:
+    def __init__(self, path: str | Path, err: BaseException | str) -> None:
         self.path = Path(path)
-        if isinstance(err, Image.DecompressionBombError):
-            self.reason = f"too large for PIL's decompression-bomb guard ({err})"
+        # A string is a reason recorded earlier (the run folder's index of checked files).
+        self.reason = err if isinstance(err, str) else _reason(err)
+        if self.reason.startswith(_BOMB):
             advice = (
                 "resize the file, or if you trust it raise the limit before loading with "
                 "PIL.Image.MAX_IMAGE_PIXELS = <pixels> (None disables the check)"
             )
         else:
-            self.reason = f"{type(err).__name__}: {err}"
             advice = (
                 "the file is corrupt, truncated or not an image: remove or replace it, or skip "
                 "unreadable files (skip_bad_images=True; --skip-bad-images in lightly-matrix "
@@ -68,25 +76,111 @@ class UnreadableImageError(UserError):
         super().__init__(f"cannot read image {str(path)!r} ({self.reason}); {advice}")
 
     def __reduce__(self) -> tuple:
-        # __init__ takes (path, err): rebuild from the message so that pickling round-trips.
-        return (_rebuild_error, (str(self), self.path, self.reason))
+        # Rebuilt from (path, reason), so that the error crosses process boundaries intact.
+        return (UnreadableImageError, (self.path, self.reason))
 
 
-def _rebuild_error(message: str, path: Path, reason: str) -> UnreadableImageError:
-    err = UnreadableImageError.__new__(UnreadableImageError)
-    UserError.__init__(err, message)
-    err.path, err.reason = path, reason
-    return err
+_BOMB = "too large for PIL's decompression-bomb guard"
 
 
-def _is_image(path: Path) -> bool:
-    return (
-        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+def _reason(err: BaseException) -> str:
+    if isinstance(err, Image.DecompressionBombError):
+        return f"{_BOMB} ({err})"
+    return f"{type(err).__name__}: {err}"
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+@dataclass
+class FolderScan:
+    """The image files of a folder, in a fixed order, with what tells whether one changed.
+
+    Attributes:
+        paths: The files (as strings: fast to build for millions), sorted as
+            ``sorted(Path.rglob(...))`` sorts them within each class.
+        labels: Their labels (``-1`` everywhere when there are no class sub-folders).
+        classes: The class names (empty when unlabelled).
+        sizes: File sizes in bytes.
+        mtimes: Modification times in nanoseconds.
+    """
+
+    paths: list[str]
+    labels: list[int]
+    classes: list[str]
+    sizes: list[int] = field(default_factory=list)
+    mtimes: list[int] = field(default_factory=list)
+
+
+def _walk(folder: str) -> list[tuple[str, int, int]]:
+    """``(path, size, mtime_ns)`` of the images under ``folder``, depth first in name order.
+
+    Depth first with each folder's entries sorted by name is the order of sorting the paths by
+    their parts, so this matches ``sorted(Path(folder).rglob("*"))``. ``os.scandir`` gets the file
+    types from the directory listing; only images are ``stat``-ed (symbolic links are followed).
+    """
+    found: list[tuple[str, int, int]] = []
+    with os.scandir(folder) as listing:
+        entries = sorted(listing, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir():
+            found += _walk(entry.path)
+        elif _is_image_name(entry.name) and entry.is_file():
+            stat = entry.stat()
+            found.append((entry.path, stat.st_size, stat.st_mtime_ns))
+    return found
+
+
+def scan_folder_stats(root: str | Path, threads: int = 16) -> FolderScan:
+    """Indexes an image folder (see the module docstring for the layouts), with file stats.
+
+    Class sub-folders are listed in parallel threads (listing is I/O, slow on network storage).
+
+    Args:
+        root: The folder.
+        threads: Threads listing sub-folders at once.
+
+    Raises:
+        UserError: If the folder does not exist, is not a folder, or holds no image.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise UserError(
+            f"data folder {str(root)!r} does not exist; pass --data digits or a folder of images"
+        )
+    if not root.is_dir():
+        raise UserError(
+            f"--data {str(root)!r} is not a folder; pass --data digits or a folder of images"
+        )
+    with os.scandir(root) as listing:
+        entries = sorted(listing, key=lambda e: e.name)
+    has_top_images = any(_is_image_name(e.name) and e.is_file() for e in entries)
+    class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        listed = pool.map(lambda e: _walk(e.path), class_dirs)
+        per_class = {e.name: files for e, files in zip(class_dirs, listed, strict=True) if files}
+    if per_class and not has_top_images:
+        classes = list(per_class)  # already in name order
+        files = [f for name in classes for f in per_class[name]]
+        labels = [i for i, name in enumerate(classes) for _ in per_class[name]]
+    else:
+        # Images at the top level (or nothing but images): no trustworthy class structure.
+        classes = []
+        files = _walk(str(root))
+        labels = [-1] * len(files)
+    if not files:
+        raise UserError(
+            f"no images found in {str(root)!r} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+            "put images in it, directly or in one sub-folder per class"
+        )
+    return FolderScan(
+        paths=[f[0] for f in files],
+        labels=labels,
+        classes=classes,
+        sizes=[f[1] for f in files],
+        mtimes=[f[2] for f in files],
     )
-
-
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if _is_image(p))
 
 
 def scan_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
@@ -102,37 +196,11 @@ def scan_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
     Raises:
         UserError: If the folder does not exist, is not a folder, or holds no image.
     """
-    root = Path(root)
-    if not root.exists():
-        raise UserError(
-            f"data folder {str(root)!r} does not exist; pass --data digits or a folder of images"
-        )
-    if not root.is_dir():
-        raise UserError(
-            f"--data {str(root)!r} is not a folder; pass --data digits or a folder of images"
-        )
-    top_images = [p for p in sorted(root.iterdir()) if _is_image(p)]
-    class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    class_images = {d.name: _images_under(d) for d in class_dirs}
-    class_images = {name: paths for name, paths in class_images.items() if paths}
-    if class_images and not top_images:
-        classes = sorted(class_images)
-        paths = [p for name in classes for p in class_images[name]]
-        labels = [i for i, name in enumerate(classes) for _ in class_images[name]]
-    else:
-        # Images at the top level (or nothing but images): no trustworthy class structure.
-        classes = []
-        paths = _images_under(root)
-        labels = [-1] * len(paths)
-    if not paths:
-        raise UserError(
-            f"no images found in {str(root)!r} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
-            "put images in it, directly or in one sub-folder per class"
-        )
-    return paths, labels, classes
+    scan = scan_folder_stats(root)
+    return [Path(p) for p in scan.paths], scan.labels, scan.classes
 
 
-def _bomb_warnings_named(path: Path, caught: list[warnings.WarningMessage]) -> None:
+def _bomb_warnings_named(path: str | Path, caught: list[warnings.WarningMessage]) -> None:
     """Re-issues PIL's decompression-bomb warnings with the file's name and a hint."""
     for w in caught:
         if issubclass(w.category, Image.DecompressionBombWarning):
@@ -149,33 +217,84 @@ def _bomb_warnings_named(path: Path, caught: list[warnings.WarningMessage]) -> N
 _READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
 
 
-def check_images(paths: Sequence[Path], skip_bad_images: bool = False) -> list[Path]:
-    """Opens every file's header (cheap: no decoding) to find unreadable files.
+#: Threads reading headers at once: header reads wait on storage (a network filesystem answers
+#: in ~1 ms), so more threads than cores pay off there; the parsing itself holds the GIL.
+CHECK_THREADS = 16
+_CHUNK = 256  # files per task: amortises the pool's overhead
+
+
+def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tuple[int, int]]]:
+    """(position, reason) of the unreadable files and (position, pixels) of very large ones."""
+    bad, large = [], []
+    limit = Image.MAX_IMAGE_PIXELS
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                width, height = image.size  # parsing the header is the check
+        except _READ_ERRORS as err:
+            bad.append((i, _reason(err)))
+            continue
+        if limit is not None and width * height > limit:
+            large.append((i, width * height))
+    return bad, large
+
+
+def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -> dict[int, str]:
+    """Opens every file's header (cheap: no decoding), in parallel threads.
+
+    Files near PIL's decompression-bomb limit are named in a ``DecompressionBombWarning``.
 
     Args:
         paths: The files.
-        skip_bad_images: Return the unreadable files instead of raising on the first one.
+        threads: Threads reading at once.
 
     Returns:
-        The unreadable files (always empty when ``skip_bad_images`` is False).
+        ``{position in paths: reason}`` of the files PIL cannot open.
+    """
+    names = [str(p) for p in paths]
+    starts = range(0, len(names), _CHUNK)
+    with warnings.catch_warnings():
+        # PIL's own warning does not name the file; the one below does.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            results = list(pool.map(lambda s: _check_chunk(names[s : s + _CHUNK]), starts))
+    bad: dict[int, str] = {}
+    for start, (chunk_bad, chunk_large) in zip(starts, results, strict=True):
+        bad.update((start + i, reason) for i, reason in chunk_bad)
+        for i, pixels in chunk_large:
+            warnings.warn(
+                f"image {names[start + i]!r} is close to PIL's decompression-bomb limit "
+                f"({pixels} pixels > {Image.MAX_IMAGE_PIXELS}); consider resizing it; "
+                "PIL.Image.MAX_IMAGE_PIXELS sets the limit",
+                Image.DecompressionBombWarning,
+                stacklevel=2,
+            )
+    return bad
+
+
+def check_images(
+    paths: Sequence[Path], skip_bad_images: bool = False, threads: int = CHECK_THREADS
+) -> list[Path]:
+    """Opens every file's header in parallel to find unreadable files (see :func:`find_unreadable`).
+
+    Args:
+        paths: The files.
+        skip_bad_images: Return the unreadable files instead of raising.
+        threads: Threads reading at once.
+
+    Returns:
+        The unreadable files in the order of ``paths`` (always empty when ``skip_bad_images`` is
+        False).
 
     Raises:
         UnreadableImageError: Naming the first unreadable file and how to fix it, unless
             ``skip_bad_images``.
     """
-    bad = []
-    for path in paths:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", Image.DecompressionBombWarning)
-                with Image.open(path) as image:
-                    image.size  # noqa: B018 - parsing the header is the check
-            _bomb_warnings_named(path, caught)
-        except _READ_ERRORS as err:
-            if not skip_bad_images:
-                raise UnreadableImageError(path, err) from None
-            bad.append(path)
-    return bad
+    bad = find_unreadable(paths, threads)
+    if bad and not skip_bad_images:
+        first = min(bad)
+        raise UnreadableImageError(paths[first], bad[first])
+    return [Path(paths[i]) for i in sorted(bad)]
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -205,7 +324,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 
-def load_image(path: Path) -> Image.Image:
+def load_image(path: str | Path) -> Image.Image:
     """Decodes one image as 8-bit RGB (see :func:`to_rgb`).
 
     Raises:
@@ -237,11 +356,15 @@ class ImageFolderDataset(Dataset):
             when scanning ``root`` (even with ``check=False``) and the bad files left out;
             a file that fails later, when decoded, is replaced by the next readable image with
             a warning naming it.
+        index_dir: Keep the result of the check in this run folder and reuse it for files that
+            have not changed since (see :mod:`lightly_matrix.data.index`; implies ``check``).
 
     Attributes:
         skipped: The files skipped as unreadable, in the order found. Those found when
             decoding are added by the process that decodes them: with DataLoader workers the
             main process's list holds only the ones found when scanning (the warnings name all).
+        files: The image files as strings (``paths`` as :class:`~pathlib.Path` objects).
+        checked: What the check with ``index_dir`` did, or ``None`` (for the log).
     """
 
     def __init__(
@@ -253,30 +376,48 @@ class ImageFolderDataset(Dataset):
         labels: Sequence[int] | None = None,
         classes: Sequence[str] | None = None,
         skip_bad_images: bool = False,
+        index_dir: str | Path | None = None,
     ) -> None:
         self.root = Path(root)
         self.skip_bad_images = skip_bad_images
         self.skipped: list[Path] = []
+        self.checked: CheckedFolder | None = None
         if paths is None:
-            paths, labels, classes = scan_folder(self.root)
-            if check or skip_bad_images:
-                self.skipped = check_images(paths, skip_bad_images=skip_bad_images)
+            if index_dir is not None:
+                from lightly_matrix.data.index import checked_folder
+
+                self.checked = checked_folder(self.root, index_dir)
+                scan, bad = self.checked.scan, self.checked.unreadable
+            else:
+                scan = scan_folder_stats(self.root)
+                check = check or skip_bad_images
+                bad = find_unreadable(scan.paths) if check else {}
+            paths, labels, classes = scan.paths, scan.labels, scan.classes
+            if bad and not skip_bad_images:
+                first = min(bad)
+                raise UnreadableImageError(paths[first], bad[first])
+            self.skipped = [Path(paths[i]) for i in sorted(bad)]
             if self.skipped:
-                bad = set(self.skipped)
-                kept = [(p, y) for p, y in zip(paths, labels, strict=True) if p not in bad]
-                if not kept:
+                if len(self.skipped) == len(paths):
                     raise UserError(
                         f"none of the {len(paths)} images in {str(self.root)!r} can be read "
                         f"(first: {str(self.skipped[0])!r}); check the files"
                     )
-                paths, labels = [p for p, _ in kept], [y for _, y in kept]
-        self.paths = list(paths)
+                paths = [p for i, p in enumerate(paths) if i not in bad]
+                labels = [y for i, y in enumerate(labels) if i not in bad]
+        # Strings, not Paths: a Path costs ~10 us to build, a minute for ImageNet's 1.28 M files.
+        self.files = [str(p) for p in paths]
         self.labels = np.asarray(
-            labels if labels is not None else [-1] * len(self.paths), dtype=np.int64
+            labels if labels is not None else [-1] * len(self.files), dtype=np.int64
         )
         self.classes = list(classes or [])
         self.transform = transform
-        self._skipped_set = set(self.skipped)
+        self._skipped_set = {str(p) for p in self.skipped}
+
+    @property
+    def paths(self) -> list[Path]:
+        """The image files (built on each access; :attr:`files` holds them as strings)."""
+        return [Path(f) for f in self.files]
 
     @property
     def num_classes(self) -> int:
@@ -290,27 +431,27 @@ class ImageFolderDataset(Dataset):
         return ImageFolderDataset(
             self.root,
             transform,
-            paths=[self.paths[i] for i in indices],
+            paths=[self.files[i] for i in indices],
             labels=self.labels[list(indices)].tolist(),
             classes=self.classes,
             skip_bad_images=self.skip_bad_images,
         )
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        for offset in range(len(self.paths)):
-            i = (index + offset) % len(self.paths)
-            if self.skip_bad_images and self.paths[i] in self._skipped_set:
+        for offset in range(len(self.files)):
+            i = (index + offset) % len(self.files)
+            if self.skip_bad_images and self.files[i] in self._skipped_set:
                 continue
             try:
-                image = load_image(self.paths[i])
+                image = load_image(self.files[i])
             except UnreadableImageError as err:
                 if not self.skip_bad_images:
                     raise
-                self.skipped.append(self.paths[i])
-                self._skipped_set.add(self.paths[i])
+                self.skipped.append(Path(self.files[i]))
+                self._skipped_set.add(self.files[i])
                 warnings.warn(
                     f"skipping unreadable image {str(err.path)!r} ({err.reason}); "
                     "skip_bad_images=True",
@@ -320,6 +461,6 @@ class ImageFolderDataset(Dataset):
                 continue
             return (self.transform(image) if self.transform else image), int(self.labels[i])
         raise UserError(
-            f"none of the {len(self.paths)} images of the data set can be decoded "
-            f"(first: {str(self.paths[index])!r}); check the files"
+            f"none of the {len(self.files)} images of the data set can be decoded "
+            f"(first: {self.files[index]!r}); check the files"
         )

@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--num-workers",
         type=int,
-        help="data-loading workers per device (default: 0 for digits, else min(8, cores))",
+        help="data-loading workers per device (default: 0 for digits, else the cores per device "
+        "minus one, at most 16)",
     )
     g.add_argument(
         "--limit-train-batches",

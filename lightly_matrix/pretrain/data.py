@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import os
+from pathlib import Path
 from typing import Any
 
 from lightly_matrix.cli import UserError
 from lightly_matrix.pretrain.config import RunConfig
 
 
-def build_data(args: argparse.Namespace, config: RunConfig) -> tuple[Any, Any, Any, int, int]:
+def build_data(
+    args: argparse.Namespace, config: RunConfig, out: Path | None = None
+) -> tuple[Any, Any, Any, int, int]:
     """Builds (train set, validation set or None, probe data or None, num_classes, num_workers).
 
     What is read and how it is augmented come from ``config``; ``args`` sets the loading
-    (workers, the probes' image cap).
+    (workers, the probes' image cap). An image folder's check is kept in the run folder ``out``
+    (:mod:`lightly_matrix.data.index`).
     """
     from lightly_matrix.data.transforms import build_eval_transform, build_train_transform
     from lightly_matrix.evaluation import ProbeData
@@ -39,9 +42,14 @@ def build_data(args: argparse.Namespace, config: RunConfig) -> tuple[Any, Any, A
         return train, test, probe, NUM_CLASSES, workers
 
     from lightly_matrix.data.folder import ImageFolderDataset
+    from lightly_matrix.data.module import default_num_workers
 
-    workers = min(8, os.cpu_count() or 1) if args.num_workers is None else args.num_workers
-    train = ImageFolderDataset(config.data, train_transform, skip_bad_images=config.skip_bad_images)
+    workers = default_num_workers(config.devices) if args.num_workers is None else args.num_workers
+    train = ImageFolderDataset(
+        config.data, train_transform, skip_bad_images=config.skip_bad_images, index_dir=out
+    )
+    if train.checked is not None:
+        print(f"{config.data}: {train.checked.summary()}", flush=True)
     if train.skipped:
         print(
             f"--skip-bad-images: left out {len(train.skipped)} unreadable file(s) of "
@@ -50,9 +58,13 @@ def build_data(args: argparse.Namespace, config: RunConfig) -> tuple[Any, Any, A
             flush=True,
         )
     eval_transform = build_eval_transform(size, **norm)
-    num_classes = train.num_classes
+    num_classes = train.num_classes if train.num_classes > 1 else 0
+    if config.no_eval or num_classes == 0:  # no held-out images needed
+        return train, None, None, num_classes, workers
     if config.eval_data is not None:
-        held_out = ImageFolderDataset(config.eval_data, skip_bad_images=config.skip_bad_images)
+        held_out = ImageFolderDataset(
+            config.eval_data, skip_bad_images=config.skip_bad_images, index_dir=out
+        )
         if held_out.classes != train.classes:
             raise UserError(
                 f"--eval-data {config.eval_data!r} must have the same class sub-folders as --data"
@@ -61,14 +73,12 @@ def build_data(args: argparse.Namespace, config: RunConfig) -> tuple[Any, Any, A
         probe_test = held_out.subset(
             _even_subset(len(held_out), args.eval_max_images), eval_transform
         )
-    elif num_classes > 1:
+    else:
         train_idx, test_idx = _probe_split(train.labels, args.eval_max_images, config.seed)
         probe_train, probe_test = (
             train.subset(train_idx, eval_transform),
             train.subset(test_idx, eval_transform),
         )
-    else:
-        return train, None, None, 0, workers
     return train, probe_test, ProbeData(probe_train, probe_test, num_classes), num_classes, workers
 
 
@@ -95,16 +105,30 @@ def _even_subset(n: int, limit: int) -> list[int]:
 
 
 def _probe_split(labels: Any, limit: int, seed: int) -> tuple[list[int], list[int]]:
-    """A fixed 70/30 split (stratified if possible) of at most ``limit`` images."""
-    import numpy as np
-    from sklearn.model_selection import train_test_split
+    """A fixed split of at most ``limit`` images: 30% of each class is held out.
 
+    Every class with two or more of the chosen images has at least one on each side, so classes
+    of any size fit; a class with a single image stays on the fitting side.
+
+    Raises:
+        UserError: If no class has two images among the chosen ones (nothing to score on).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
     index = np.arange(len(labels))
     if len(index) > limit:
-        index = np.random.default_rng(seed).choice(index, size=limit, replace=False)
-    counts = np.bincount(labels[index])
-    stratify = labels[index] if counts[counts > 0].min() >= 2 else None
-    train_idx, test_idx = train_test_split(
-        index, test_size=0.3, random_state=seed, stratify=stratify
-    )
-    return sorted(train_idx.tolist()), sorted(test_idx.tolist())
+        index = rng.choice(index, size=limit, replace=False)
+    fit: list[int] = []
+    held_out: list[int] = []
+    for c in np.unique(labels[index]):
+        members = rng.permutation(index[labels[index] == c]).tolist()
+        n_out = min(len(members) - 1, max(1, round(0.3 * len(members))))
+        held_out += members[:n_out]
+        fit += members[n_out:]
+    if not held_out:
+        raise UserError(
+            f"no class has two images among the {len(index)} used by the probes (one to fit, one "
+            "to score); pass a labelled --eval-data folder, raise --eval-max-images, or --no-eval"
+        )
+    return sorted(fit), sorted(held_out)

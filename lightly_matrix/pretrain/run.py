@@ -48,7 +48,9 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
 
 def _check_out_dir(out: Path, plan: ResumePlan | None) -> None:
     """A new run needs an empty folder; a resumed one may also continue in its own folder."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+    from lightly_matrix.data.index import INDEX_DIR  # a start that stopped early leaves only it
+
+    if not out.exists() or (out.is_dir() and all(p.name == INDEX_DIR for p in out.iterdir())):
         return
     if plan is not None and out.resolve() == plan.run_dir.resolve():
         return
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(config, cls, plan)
     pl.seed_everything(config.seed, workers=False, verbose=False)
-    train, val, probe, num_classes, workers = build_data(args, config)
+    train, val, probe, num_classes, workers = build_data(args, config, out)
     if plan is not None:
         plan.check_data(num_classes)
     _check_enough_images(len(train), config)
