@@ -103,6 +103,22 @@ PRESETS: dict[str, Preset] = {
                 "mmae": dict(_DIGITS_VIT),
                 "umae": dict(_DIGITS_VIT),
                 "mae": dict(_DIGITS_VIT),
+                # Untuned: matrix_ssl's heads, teacher and lr, so the three twins differ only in
+                # their loss (and BYOL's head layout).
+                "byol": {
+                    "hidden_dim": 1024,
+                    "output_dim": 1024,
+                    "pred_hidden_dim": 256,
+                    "momentum_start": 0.99,
+                    "lr": 3.0,
+                },
+                "mec": {
+                    "hidden_dim": 1024,
+                    "output_dim": 1024,
+                    "pred_hidden_dim": 256,
+                    "momentum_start": 0.99,
+                    "lr": 3.0,
+                },
             },
         ),
         Preset(

@@ -3,18 +3,14 @@ cross-entropy (uniformity + gamma * alignment) between predictor outputs and tea
 
 from __future__ import annotations
 
-import copy
-
-from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.utils.scheduler import cosine_schedule
-from torch import Tensor, no_grad
+from torch import Tensor
 
 from lightly_matrix.loss import MatrixSSLLoss
-from lightly_matrix.methods.base import PretrainModule
+from lightly_matrix.methods.ema_teacher import EMATeacherModule
 from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
 
 
-class MatrixSSL(PretrainModule):
+class MatrixSSL(EMATeacherModule):
     """Matrix-SSL pretraining module.
 
     Defaults are the paper's ImageNet ResNet-50 run: projector 2048-2048-2048 (last BN without
@@ -77,11 +73,8 @@ class MatrixSSL(PretrainModule):
         self.projection_head = MatrixSSLProjectionHead(feature_dim, hidden_dim, output_dim)
         self.prediction_head = MatrixSSLPredictionHead(output_dim, pred_hidden_dim, output_dim)
 
-        # The teacher is an exponential moving average of backbone + projector; it gets no gradient.
-        self.teacher_backbone = copy.deepcopy(self.backbone)
-        self.teacher_projection_head = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.teacher_backbone)
-        deactivate_requires_grad(self.teacher_projection_head)
+        # The teacher is an exponential moving average of backbone + projector.
+        self._init_teacher()
 
         self.criterion = MatrixSSLLoss(
             gamma=gamma,
@@ -91,40 +84,6 @@ class MatrixSSL(PretrainModule):
             gather_distributed=gather_distributed,
         )
 
-    def forward_student(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns backbone features, projection and prediction of the online network."""
-        features = self.forward(x)
-        projection = self.projection_head(features)
-        return features, projection, self.prediction_head(projection)
-
-    @no_grad()
-    def forward_teacher(self, x: Tensor) -> Tensor:
-        """Returns the teacher projection (no gradient)."""
-        return self.teacher_projection_head(self.teacher_backbone(x).flatten(start_dim=1))
-
-    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
-        """One step on two views: ``0.5 * (loss(p1, z2) + loss(p2, z1))`` plus the online probe."""
-        # Momentum follows the global step, so a resumed run continues the same schedule.
-        momentum = cosine_schedule(
-            step=self.trainer.global_step,
-            max_steps=int(self.trainer.estimated_stepping_batches),
-            start_value=self.hparams["momentum_start"],
-            end_value=self.hparams["momentum_end"],
-        )
-        update_momentum(self.backbone, self.teacher_backbone, m=momentum)
-        update_momentum(self.projection_head, self.teacher_projection_head, m=momentum)
-
-        views, targets = batch[0], batch[1]
-        features_1, projection_1, prediction_1 = self.forward_student(views[0])
-        _, _, prediction_2 = self.forward_student(views[1])
-        teacher_1 = self.forward_teacher(views[0])
-        teacher_2 = self.forward_teacher(views[1])
-        loss = 0.5 * (
-            self.criterion(prediction_1, teacher_2) + self.criterion(prediction_2, teacher_1)
-        )
-
-        batch_size = len(targets)
-        self.log_loss("train_loss", loss, batch_size, prog_bar=True)
-        self.log("momentum", momentum, batch_size=batch_size)
-        self.track_embeddings(backbone=features_1, projection=projection_1)
-        return loss + self.online_probe(features_1, targets, batch_idx)
+    def pair_loss(self, online: Tensor, target: Tensor) -> Tensor:
+        """Matrix cross-entropy of one (online prediction, teacher projection) pair."""
+        return self.criterion(online, target)

@@ -1,0 +1,80 @@
+"""BYOL (Grill et al., NeurIPS 2020) from Lightly's building blocks: the baseline that shares
+Matrix-SSL's EMA teacher, momentum schedule and optimiser, so a comparison isolates the loss."""
+
+from __future__ import annotations
+
+from lightly.loss import NegativeCosineSimilarity
+from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+from torch import Tensor
+
+from lightly_matrix.methods.ema_teacher import EMATeacherModule
+
+
+class BYOL(EMATeacherModule):
+    """BYOL pretraining module with Lightly's heads and loss.
+
+    Heads are BYOL's (Lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead``): projector
+    ``Linear-BN-ReLU-Linear`` 2048-4096-256 and predictor 256-4096-256 (the paper's Sec. 3.3).
+    The loss is Lightly's ``NegativeCosineSimilarity`` averaged over the two view pairs, which is
+    the first-order term of MEC's loss and BYOL's ``2 - 2 cos`` up to a constant and a factor 4.
+
+    Everything else is :class:`~lightly_matrix.methods.MatrixSSL`'s, with the same argument names
+    and defaults: the EMA teacher of backbone + projector with momentum 0.996 -> 1 on a cosine
+    schedule (BYOL's own), SGD with lr 0.5 per 256 images, weight decay 1e-5, 10 warm-up epochs
+    (the Matrix-SSL authors' ImageNet ResNet-50 run). BYOL's own ImageNet recipe is LARS, lr 0.2
+    per 256, weight decay 1.5e-6, batch 4096 (``--optimizer lars --lr 0.2 --weight-decay 1.5e-6``);
+    ``hidden_dim=2048, output_dim=2048, pred_hidden_dim=512`` gives Matrix-SSL's head widths.
+
+    Args:
+        backbone: ``resnet18``, ``resnet50`` or a timm ViT name.
+        num_classes: Classes for the online linear probe (0 or 1: no probe).
+        batch_size_per_device: Batch size on each device; the lr scales with the global batch.
+        image_size: Input size (ViT position embeddings).
+        patch_size: ViT patch size (``None``: automatic).
+        stem: ResNet stem: ``imagenet`` (7x7 stride-2 conv + max-pool; what mmdet's ResNet loads)
+            or ``cifar`` (3x3 stride-1 conv, no max-pool; for 32 px images, not transferable).
+        optimizer: ``sgd``, ``lars`` or ``adamw``.
+        lr: Learning rate per 256 images.
+        weight_decay: Weight decay (not applied to biases and norms).
+        warmup_epochs: Linear warm-up length in epochs.
+        gather_distributed: Unused (the cosine loss is per sample); kept so every method accepts
+            the flag the pretraining run sets under DDP.
+        hidden_dim: Projector hidden width.
+        output_dim: Projector (and predictor) output width.
+        pred_hidden_dim: Predictor hidden width.
+        momentum_start: Teacher EMA momentum at the first step.
+        momentum_end: Teacher EMA momentum at the last step.
+    """
+
+    method = "byol"
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        num_classes: int = 1000,
+        batch_size_per_device: int = 256,
+        image_size: int = 224,
+        patch_size: int | None = None,
+        stem: str = "imagenet",
+        optimizer: str = "sgd",
+        lr: float = 0.5,
+        weight_decay: float = 1e-5,
+        warmup_epochs: float = 10.0,
+        gather_distributed: bool = False,
+        hidden_dim: int = 4096,
+        output_dim: int = 256,
+        pred_hidden_dim: int = 4096,
+        momentum_start: float = 0.996,
+        momentum_end: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        feature_dim = self._init_common(backbone, image_size, patch_size, num_classes, stem)
+        self.projection_head = BYOLProjectionHead(feature_dim, hidden_dim, output_dim)
+        self.prediction_head = BYOLPredictionHead(output_dim, pred_hidden_dim, output_dim)
+        self._init_teacher()
+        self.criterion = NegativeCosineSimilarity()
+
+    def pair_loss(self, online: Tensor, target: Tensor) -> Tensor:
+        """``-mean cos(online, target)`` of one (online prediction, teacher projection) pair."""
+        return self.criterion(online, target)
