@@ -139,11 +139,10 @@ class MEC(EMATeacherModule):
         )
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
-        """The two-view step of the base with this step's ``eps^2``, which is logged."""
-        self._eps_squared = self.current_eps_squared()
-        self.log("eps_squared", self._eps_squared, batch_size=len(batch[1]))
+        """The two-view step of the base; also logs this step's ``eps^2``."""
+        self.log("eps_squared", self.current_eps_squared(), batch_size=len(batch[1]))
         return super().training_step(batch, batch_idx)
 
     def pair_loss(self, online: Tensor, target: Tensor) -> Tensor:
         """MEC loss of one (online prediction, teacher projection) pair at this step's ``eps^2``."""
-        return self.criterion(online, target, eps_squared=getattr(self, "_eps_squared", None))
+        return self.criterion(online, target, eps_squared=self.current_eps_squared())
