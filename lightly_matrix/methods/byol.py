@@ -15,8 +15,9 @@ class BYOL(EMATeacherModule):
 
     Heads are BYOL's (Lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead``): projector
     ``Linear-BN-ReLU-Linear`` 2048-4096-256 and predictor 256-4096-256 (the paper's Sec. 3.3).
-    The loss is Lightly's ``NegativeCosineSimilarity`` averaged over the two view pairs, which is
-    the first-order term of MEC's loss and BYOL's ``2 - 2 cos`` up to a constant and a factor 4.
+    The loss is Lightly's ``NegativeCosineSimilarity`` averaged over the two view pairs: the
+    first-order term of MEC's loss, and BYOL's ``2 - 2 cos`` summed over both pairs up to a
+    constant and a factor 4.
 
     Everything else is :class:`~lightly_matrix.methods.MatrixSSL`'s, with the same argument names
     and defaults: the EMA teacher of backbone + projector with momentum 0.996 -> 1 on a cosine
