@@ -50,6 +50,11 @@ WEIGHTS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "umae": ("lamb", (0.01, 0.1)),
     # MAE has no regulariser: its main knob is the mask ratio.
     "mae": ("mask_ratio", (0.75, 0.5)),
+    # BYOL has no loss weight: its main knob is the teacher momentum.
+    "byol": ("momentum_start", (0.99, 0.996)),
+    # eps^2 sets lamda = d / (m eps^2), the weight of the higher orders: 512 gives the authors'
+    # lamda = 1/32 (d 2048, batch 1024) at the digits' d 1024 and batch 64.
+    "mec": ("eps_squared", (64.0, 512.0)),
 }
 ORDER = tuple(WEIGHTS)
 

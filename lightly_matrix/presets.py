@@ -159,6 +159,24 @@ PRESETS: dict[str, Preset] = {
                 "mmae": dict(_DIGITS_VIT),
                 "umae": dict(_DIGITS_VIT),
                 "mae": dict(_DIGITS_VIT),
+                # Untuned: matrix_ssl's heads, teacher and lr, so the three twins differ only in
+                # their loss (and BYOL's head layout).
+                "byol": {
+                    **_DIGITS_RESNET,
+                    "hidden_dim": 1024,
+                    "output_dim": 1024,
+                    "pred_hidden_dim": 256,
+                    "momentum_start": 0.99,
+                    "lr": 3.0,
+                },
+                "mec": {
+                    **_DIGITS_RESNET,
+                    "hidden_dim": 1024,
+                    "output_dim": 1024,
+                    "pred_hidden_dim": 256,
+                    "momentum_start": 0.99,
+                    "lr": 3.0,
+                },
             },
         ),
         Preset(
@@ -330,6 +348,22 @@ PRESETS: dict[str, Preset] = {
                     "precision": "16-mixed",  # CIM README: --amp (GradScaler)
                     "transform": "corinfomax",  # CIM imagenet1k/transform_utils3.py (bicubic)
                 },
+                # MEC (xinliu20/MEC main_pretrain.py, mec/builder.py; the same files as in
+                # MSSL): the Matrix-SSL recipe above with MEC's loss (eps^2 64, order 4).
+                "mec": {
+                    "batch_size": 1024,  # MEC main_pretrain.py -b 1024 (total)
+                    "lr": 0.5,  # MEC main_pretrain.py --lr 0.5 x batch / 256
+                    "weight_decay": 1e-5,  # MEC main_pretrain.py --wd 1e-5, on all parameters
+                    "hidden_dim": 2048,
+                    "output_dim": 2048,  # MEC --dim 2048
+                    "pred_hidden_dim": 512,  # MEC --pred-dim 512
+                    "momentum_start": 0.996,  # MEC --teacher-momentum 0.996, cosine to 1
+                    "eps_squared": 64.0,  # MEC --eps 64
+                    "transform": "mocov3",  # MEC main_pretrain.py: MoCo v3 views, crops (0.2, 1)
+                    "precision": "32-true",
+                },
+                # Ours: BYOL's loss and heads on the Matrix-SSL recipe (the twin of matrix_ssl).
+                "byol": {"batch_size": 1024, "transform": "mocov3", "precision": "32-true"},
                 "barlowtwins": {"batch_size": 1024, "transform": "byol"},
                 "vicreg": {"batch_size": 1024, "transform": "vicreg"},
             },

@@ -11,7 +11,13 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lightly_matrix.loss import CorInfoMaxLoss, MatrixEntropyLoss, MatrixSSLLoss, UMAELoss
+from lightly_matrix.loss import (
+    CorInfoMaxLoss,
+    MatrixEntropyLoss,
+    MatrixSSLLoss,
+    MECLoss,
+    UMAELoss,
+)
 
 M_LOCAL, D_IN, D_OUT = 6, 10, 16  # per-rank batch, input and embedding size
 
@@ -27,10 +33,12 @@ def make_loss(name: str, gather: bool) -> nn.Module:
         return MatrixEntropyLoss(mu=3.0, gather_distributed=gather)
     if name == "umae":
         return UMAELoss(gather_distributed=gather)
+    if name == "mec":  # eps^2 = 4: lamda = 1/3 (m = 12, d = 16), higher orders matter
+        return MECLoss(eps_squared=4.0, gather_distributed=gather)
     raise KeyError(name)
 
 
-LOSSES = ["matrix_ssl_taylor", "matrix_ssl_exact", "corinfomax", "matrix_entropy", "umae"]
+LOSSES = ["matrix_ssl_taylor", "matrix_ssl_exact", "corinfomax", "matrix_entropy", "umae", "mec"]
 
 
 def make_data(world: int, step: int, m_local: int = M_LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +53,7 @@ def make_model() -> nn.Module:
 
 
 def loss_step(name: str, model: nn.Module, loss_fn: nn.Module, x1: torch.Tensor, x2: torch.Tensor):
-    if name.startswith("matrix_ssl"):
+    if name.startswith("matrix_ssl") or name == "mec":
         with torch.no_grad():
             target = model(x2)  # stands in for the EMA teacher: no gradient
         return loss_fn(model(x1), target)

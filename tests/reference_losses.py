@@ -100,3 +100,13 @@ def umae_reference(features: Tensor) -> Tensor:
     sim = f @ f.T
     m = f.shape[0]
     return sum(sim[i, j] ** 2 for i in range(m) for j in range(m)) / (m * m)  # type: ignore[return-value]
+
+
+def mec_reference(online: Tensor, target: Tensor, eps_squared: float, order: int | None) -> Tensor:
+    """MEC's training loss ``-1/(m lamda) tr log(I_d + lamda p^T z)``, dense d x d, float64."""
+    p, z = F.normalize(target, dim=1), F.normalize(online, dim=1)
+    m, d = z.shape
+    lamda = d / (m * eps_squared)
+    Q = torch.eye(d, dtype=z.dtype) + lamda * p.T @ z
+    log_det = torch.logdet(Q) if order is None else torch.trace(taylor_log(Q, order))
+    return -log_det / (m * lamda)

@@ -12,6 +12,7 @@ MODULES = [
     "lightly_matrix.functional.matrix_cross_entropy",
     "lightly_matrix.functional.diagnostics",
     "lightly_matrix.loss.matrix_ssl_loss",
+    "lightly_matrix.loss.mec_loss",
     "lightly_matrix.loss.corinfomax_loss",
     "lightly_matrix.loss.matrix_entropy_loss",
     "lightly_matrix.loss.umae_loss",

@@ -54,10 +54,6 @@ def build_module(method: str, cfg: dict[str, Any], warmup_epochs: float) -> Any:
 
     _, hparams = method_settings(method, cfg)
     hparams["warmup_epochs"] = warmup_epochs
-    if method == "byol":
-        from benchmarks.gpu.byol import BYOL
-
-        return BYOL(**hparams)
     return METHODS[method](**hparams)
 
 

@@ -4,6 +4,7 @@ Everything here is a plain typed function of tensors, with no state and no distr
 """
 
 from lightly_matrix.functional._linalg import (
+    logdet_identity_plus_cross,
     logdet_identity_plus_gram,
     logdet_spd,
     matrix_log,
@@ -20,6 +21,7 @@ from lightly_matrix.functional.matrix_cross_entropy import (
 
 __all__ = [
     "effective_rank",
+    "logdet_identity_plus_cross",
     "logdet_identity_plus_gram",
     "logdet_spd",
     "matrix_cross_entropy",

@@ -3,6 +3,7 @@
 from lightly_matrix.loss.corinfomax_loss import CorInfoMaxLoss
 from lightly_matrix.loss.matrix_entropy_loss import MatrixEntropyLoss
 from lightly_matrix.loss.matrix_ssl_loss import MatrixSSLLoss
+from lightly_matrix.loss.mec_loss import MECLoss
 from lightly_matrix.loss.umae_loss import UMAELoss
 
-__all__ = ["CorInfoMaxLoss", "MatrixEntropyLoss", "MatrixSSLLoss", "UMAELoss"]
+__all__ = ["CorInfoMaxLoss", "MECLoss", "MatrixEntropyLoss", "MatrixSSLLoss", "UMAELoss"]

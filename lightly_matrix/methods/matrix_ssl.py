@@ -3,17 +3,14 @@ cross-entropy (uniformity + gamma * alignment) between predictor outputs and tea
 
 from __future__ import annotations
 
-import copy
-
-from lightly.models.utils import deactivate_requires_grad
-from torch import Tensor, nn, no_grad
+from torch import Tensor
 
 from lightly_matrix.loss import MatrixSSLLoss
-from lightly_matrix.methods.base import PretrainModule
+from lightly_matrix.methods.ema_teacher import EMATeacherModule
 from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
 
 
-class MatrixSSL(PretrainModule):
+class MatrixSSL(EMATeacherModule):
     """Matrix-SSL pretraining module.
 
     Defaults are the authors' ImageNet ResNet-50 run (``main_pretrain.py`` of
@@ -97,11 +94,8 @@ class MatrixSSL(PretrainModule):
         self.projection_head = MatrixSSLProjectionHead(feature_dim, hidden_dim, output_dim)
         self.prediction_head = MatrixSSLPredictionHead(output_dim, pred_hidden_dim, output_dim)
 
-        # The teacher is an exponential moving average of backbone + projector; it gets no gradient.
-        self.teacher_backbone = copy.deepcopy(self.backbone)
-        self.teacher_projection_head = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.teacher_backbone)
-        deactivate_requires_grad(self.teacher_projection_head)
+        # The teacher is an exponential moving average of backbone + projector.
+        self._init_teacher()
 
         self.criterion = MatrixSSLLoss(
             gamma=gamma,
@@ -111,36 +105,6 @@ class MatrixSSL(PretrainModule):
             gather_distributed=gather_distributed,
         )
 
-    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """The teacher follows backbone and projector (updated after each optimizer step)."""
-        return [
-            (self.backbone, self.teacher_backbone),
-            (self.projection_head, self.teacher_projection_head),
-        ]
-
-    def forward_student(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns backbone features, projection and prediction of the online network."""
-        features = self.forward(x)
-        projection = self.projection_head(features)
-        return features, projection, self.prediction_head(projection)
-
-    @no_grad()
-    def forward_teacher(self, x: Tensor) -> Tensor:
-        """Returns the teacher projection (no gradient)."""
-        return self.teacher_projection_head(self.teacher_backbone(x).flatten(start_dim=1))
-
-    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
-        """One step on two views: ``0.5 * (loss(p1, z2) + loss(p2, z1))`` plus the online probe."""
-        views, targets = batch[0], batch[1]
-        features_1, projection_1, prediction_1 = self.forward_student(views[0])
-        _, _, prediction_2 = self.forward_student(views[1])
-        teacher_1 = self.forward_teacher(views[0])
-        teacher_2 = self.forward_teacher(views[1])
-        loss = 0.5 * (
-            self.criterion(prediction_1, teacher_2) + self.criterion(prediction_2, teacher_1)
-        )
-
-        batch_size = len(targets)
-        self.log_loss("train_loss", loss, batch_size, prog_bar=True)
-        self.track_embeddings(backbone=features_1, projection=projection_1)
-        return loss + self.online_probe(features_1, targets, batch_idx)
+    def pair_loss(self, online: Tensor, target: Tensor) -> Tensor:
+        """Matrix cross-entropy of one (online prediction, teacher projection) pair."""
+        return self.criterion(online, target)

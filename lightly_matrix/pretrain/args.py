@@ -9,7 +9,17 @@ from pathlib import Path
 
 from lightly_matrix.cli import UserError
 
-METHOD_NAMES = ("matrix_ssl", "corinfomax", "mmae", "umae", "mae", "barlowtwins", "vicreg")
+METHOD_NAMES = (
+    "matrix_ssl",
+    "corinfomax",
+    "mmae",
+    "umae",
+    "mae",
+    "barlowtwins",
+    "vicreg",
+    "byol",
+    "mec",
+)
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
 #: Checkpoint cadence defaults, for multi-hour GPU runs: at most this much training is lost.
 DEFAULT_CHECKPOINT_MINUTES = 30.0

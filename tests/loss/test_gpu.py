@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightly_matrix.loss import CorInfoMaxLoss, MatrixEntropyLoss, MatrixSSLLoss, UMAELoss
+from lightly_matrix.loss import (
+    CorInfoMaxLoss,
+    MatrixEntropyLoss,
+    MatrixSSLLoss,
+    MECLoss,
+    UMAELoss,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -17,6 +23,22 @@ def test_matrix_ssl_cuda_matches_cpu(order) -> None:
     gpu = MatrixSSLLoss(taylor_order=order)(a.cuda(), (a + 0.5 * b).cuda())
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [4, None])
+def test_mec_cuda_matches_cpu_and_runs_under_bf16_autocast(order) -> None:
+    a, b = torch.randn(64, 256, dtype=torch.float64), torch.randn(64, 256, dtype=torch.float64)
+    cpu = MECLoss(taylor_order=order)(a, a + 0.5 * b)
+    gpu = MECLoss(taylor_order=order)(a.cuda(), (a + 0.5 * b).cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-12)
+    layer = torch.nn.Linear(256, 512).cuda()
+    x = a.float().cuda()
+    ref = MECLoss(taylor_order=order)(layer(x), layer(x + 0.3))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        value = MECLoss(taylor_order=order)(layer(x), layer(x + 0.3))
+    value.backward()
+    assert value.dtype == torch.float32
+    assert abs(float(value - ref)) <= 0.02 * abs(float(ref))
 
 
 def test_corinfomax_state_follows_the_module_to_cuda() -> None:

@@ -6,7 +6,13 @@ import pytest
 import torch
 from reference_losses import tcr_reference, umae_reference
 
-from lightly_matrix.loss import CorInfoMaxLoss, MatrixEntropyLoss, MatrixSSLLoss, UMAELoss
+from lightly_matrix.loss import (
+    CorInfoMaxLoss,
+    MatrixEntropyLoss,
+    MatrixSSLLoss,
+    MECLoss,
+    UMAELoss,
+)
 
 # (loss class, required arguments, float argument, the valid range as the message states it)
 FLOAT_ARGS = [
@@ -22,6 +28,7 @@ FLOAT_ARGS = [
     (MatrixEntropyLoss, {}, "mu", "> 0"),
     (MatrixEntropyLoss, {}, "weight", ">= 0"),
     (UMAELoss, {}, "weight", ">= 0"),
+    (MECLoss, {}, "eps_squared", "> 0"),
 ]
 
 

@@ -2,92 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
-from pytorch_lightning import Callback, LightningModule, Trainer, seed_everything
-from torch.utils.data import DataLoader, Dataset
+from method_helpers import EMA_TEACHER_METHODS, STEPS, make_module, train_steps
+from pytorch_lightning import seed_everything
 
 from lightly_matrix.methods import MASKED_METHODS, METHODS, build_backbone
-
-TINY_VIT = {
-    "backbone": "vit_tiny_patch16_224",
-    "patch_size": 4,
-    "decoder_dim": 32,
-    "decoder_depth": 1,
-    "decoder_num_heads": 2,
-}
-# Small heads; learning rates high enough to move in a dozen steps of 16 images (lr is per 256).
-TINY: dict[str, dict[str, Any]] = {
-    "matrix_ssl": {"hidden_dim": 128, "output_dim": 128, "pred_hidden_dim": 32, "lr": 2.0},
-    "corinfomax": {"hidden_dim": 128, "output_dim": 8, "lr": 0.5},
-    "barlowtwins": {"hidden_dim": 128, "output_dim": 128, "optimizer": "sgd", "lr": 2.0},
-    "vicreg": {"hidden_dim": 128, "output_dim": 128, "optimizer": "sgd", "lr": 2.0},
-    "mmae": {**TINY_VIT, "lr": 0.05},
-    "umae": {**TINY_VIT, "lr": 0.05},
-    "mae": {**TINY_VIT, "lr": 0.05},
-}
-BATCH, SIZE, STEPS = 16, 32, 14
-
-
-def make_module(method: str, **overrides: Any) -> LightningModule:
-    kwargs = {
-        "backbone": "resnet18",
-        "num_classes": 4,
-        "batch_size_per_device": BATCH,
-        "image_size": SIZE,
-        "warmup_epochs": 0.0,
-        **TINY[method],
-        **overrides,
-    }
-    return METHODS[method](**kwargs)
-
-
-class RepeatedBatch(Dataset):
-    """The same 16 images (views: image + small noise) at every step: the loss must fall."""
-
-    def __init__(self, num_views: int, length: int) -> None:
-        generator = torch.Generator().manual_seed(0)
-        images = torch.randn(BATCH, 3, SIZE, SIZE, generator=generator)
-        self.views = [
-            images + 0.2 * torch.randn(images.shape, generator=generator) for _ in range(num_views)
-        ]
-        self.labels = torch.arange(BATCH) % 4
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length * BATCH
-
-    def __getitem__(self, index: int) -> tuple[list[torch.Tensor], int]:
-        i = index % BATCH
-        return [v[i] for v in self.views], int(self.labels[i])
-
-
-class RecordLoss(Callback):
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-
-    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
-        self.losses.append(float(trainer.callback_metrics["train_loss_step"]))
-
-
-def train_steps(module: LightningModule, steps: int) -> list[float]:
-    num_views = 1 if module.method in MASKED_METHODS else 2
-    loader = DataLoader(RepeatedBatch(num_views, steps), batch_size=BATCH, shuffle=False)
-    record = RecordLoss()
-    trainer = Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[record],
-    )
-    trainer.fit(module, loader)
-    return record.losses
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -116,13 +36,22 @@ def test_checkpoint_contract(method: str) -> None:
         assert any(k.startswith("backbone.7.") for k in keys)
         assert any(k.startswith("projection_head.") for k in keys)
     assert any(k.startswith("online_classifier.") for k in keys)
-    if method == "matrix_ssl":
+    if method in EMA_TEACHER_METHODS:
         assert any(k.startswith("teacher_backbone.0.") for k in keys)
         assert any(k.startswith("teacher_projection_head.") for k in keys)
         assert not any(p.requires_grad for p in module.teacher_backbone.parameters())
     if method == "corinfomax":
         buffers = {k: v for k, v in module.state_dict().items() if k.startswith("criterion.")}
         assert buffers and all(v.dtype == torch.float64 for v in buffers.values())
+
+
+def test_cli_method_names_are_the_registered_methods() -> None:
+    # args.py keeps its own tuple so that `--help` imports no torch: the two must agree.
+    from lightly_matrix.pretrain.args import METHOD_NAMES
+
+    assert set(METHOD_NAMES) == set(METHODS)
+    for name, cls in METHODS.items():
+        assert cls.method == name
 
 
 def test_resnet_backbone_has_imagenet_stem() -> None:
@@ -181,7 +110,7 @@ def test_stem_is_a_hyper_parameter_of_every_resnet_method(method: str) -> None:
     assert make_module(method).hparams["stem"] == "imagenet"
     module = make_module(method, stem="cifar")
     assert module.hparams["stem"] == "cifar" and module.backbone[0].kernel_size == (3, 3)
-    if method == "matrix_ssl":  # the teacher is a copy of the same backbone
+    if method in EMA_TEACHER_METHODS:  # the teacher is a copy of the same backbone
         assert module.teacher_backbone[0].kernel_size == (3, 3)
 
 

@@ -103,6 +103,8 @@ def test_resume_without_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
         (["--method", "matrix_ssl", "--backbone", "resnet7"], "unknown backbone"),
         (["--method", "corinfomax", "--hp", "alfa=3"], "alpha"),
         (["--method", "corinfomax", "--hp", "alpha=lots"], "expected a float"),
+        (["--method", "mec", "--hp", "eps_squared=0"], "eps_squared must be"),
+        (["--method", "mec", "--hp", "eps_warmup_factor=0.5"], "eps_warmup_factor must be"),
         (
             ["--method", "matrix_ssl", "--data", "imgs", "--eval-split", "val"],
             "--eval-split val is for --data digits",
@@ -264,6 +266,9 @@ def _losses(csv_file: Path) -> list[float]:
 RESUME_CASES = [
     pytest.param("matrix_ssl", [*TINY_HEADS, "--hp", "pred_hidden_dim=16"], id="matrix_ssl"),
     pytest.param("corinfomax", ["--hp", "hidden_dim=64", "--hp", "output_dim=8"], id="corinfomax"),
+    pytest.param("byol", [*TINY_HEADS, "--hp", "pred_hidden_dim=16"], id="byol"),
+    # The digits preset's 2 warm-up epochs: eps^2 is still warming up where the run resumes.
+    pytest.param("mec", [*TINY_HEADS, "--hp", "pred_hidden_dim=16"], id="mec"),
     pytest.param(
         "mmae",
         ["--hp", "decoder_dim=32", "--hp", "decoder_depth=1", "--hp", "decoder_num_heads=2"],
