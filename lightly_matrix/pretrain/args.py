@@ -194,6 +194,14 @@ def validate_args(args: argparse.Namespace) -> None:
     for flag in ("epochs", "batch_size", "image_size"):
         value = getattr(args, flag)
         _check(value is None or value >= 1, f"--{flag.replace('_', '-')} must be >= 1")
+    for flag, value in (("--data", args.data), ("--eval-data", args.eval_data)):
+        if value is None or (flag == "--data" and value == "digits"):
+            continue
+        what = "is not a folder" if Path(value).exists() else "does not exist"
+        fix = "pass 'digits' or a folder of images" if flag == "--data" else (
+            "pass a folder of images with the same class sub-folders as --data"
+        )
+        _check(Path(value).is_dir(), f"{flag} {value!r} {what}; {fix}")
     if args.out is not None:
         out = Path(args.out)
         _check(

@@ -14,6 +14,7 @@ from typing import Any
 
 from lightly_matrix.cli import UserError
 from lightly_matrix.pretrain.args import validate_args
+from lightly_matrix.pretrain.outdir import ensure_writable, is_failed_start, reuse_failed_start
 from lightly_matrix.pretrain.resume import ResumePlan, plan_resume
 
 
@@ -50,6 +51,9 @@ def _check_out_dir(out: Path, plan: ResumePlan | None) -> None:
     """A new run needs an empty folder; a resumed one may also continue in its own folder."""
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
+    if plan is None and is_failed_start(out):  # issue 21: no dead end after a failed start
+        print(reuse_failed_start(out), flush=True)
+        return
     if plan is not None and out.resolve() == plan.run_dir.resolve():
         return
     hint = (
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         plan.check_no_newer_checkpoint(out)
     if not _is_launcher_child():
         _check_out_dir(out, plan)
+        ensure_writable(out)  # issue 21: read-only place, a file in the path
 
     _quiet_lightning()
     import pytorch_lightning as pl

@@ -145,6 +145,30 @@ def check_devices(args: argparse.Namespace) -> None:
         )
 
 
+def check_counts(args: argparse.Namespace) -> None:
+    """Fail in one line on counts out of range, before anything is built (0 is never "default")."""
+    problems = []
+    for flag, value, low in (
+        ("--max-iters", args.max_iters, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--val-interval", args.val_interval, 0),
+        ("--seed", args.seed, 0),
+        ("--node-rank", args.node_rank, 0),
+    ):
+        if value is not None and value < low:
+            problems.append(f"{flag} must be >= {low}, got {value}")
+    if args.seed >= 2**32:
+        problems.append(f"--seed must be < 2**32 (numpy's limit), got {args.seed}")
+    if args.node_rank >= args.nnodes:
+        problems.append(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
+    if not 1 <= args.master_port <= 65535:
+        problems.append(f"--master-port must be a TCP port (1-65535), got {args.master_port}")
+    if problems:
+        raise UserError(
+            "; ".join(problems) + " (omit --max-iters / --batch-size for the config's own)"
+        )
+
+
 def require_mmdet() -> None:
     """Fail in one line, saying how to install it, where MMDetection cannot be imported."""
     from lightly_matrix.export.verify import require_mmdet as require

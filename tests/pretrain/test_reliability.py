@@ -122,6 +122,9 @@ def test_signal_saves_and_prints_the_resume_command(
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == status, stderr[-3000:]
     assert f"resume with: lightly-matrix pretrain --resume {out}" in stdout
+    # SIGTERM (a scheduler's stop) saves and says so exactly as Ctrl-C does.
+    name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+    assert f"interrupted ({name} at epoch" in stdout and f"saved {out / 'last.ckpt'}" in stdout
     assert "Traceback" not in stderr
     saved = step_of(out / "last.ckpt")
     assert saved >= before and saved < 600
