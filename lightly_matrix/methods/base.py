@@ -62,7 +62,9 @@ def check_patch_size(image_size: int, patch_size: int) -> None:
 
     timm would drop the remainder rows and columns silently, and Lightly's MAE patchify asserts.
     """
-    if patch_size < 1 or image_size % patch_size:
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+    if image_size % patch_size:
         fits = [n * patch_size for n in (image_size // patch_size, image_size // patch_size + 1)]
         sizes = " or ".join(str(n) for n in fits if n >= 8)
         raise ValueError(
@@ -125,7 +127,8 @@ def build_backbone(
         return nn.Sequential(*list(resnet.children())[:-1]), int(resnet.fc.in_features)
     import timm
 
-    patch_size = patch_size or default_patch_size(name, image_size)
+    # 0 is a wrong value to refuse, not "automatic" (that is None).
+    patch_size = default_patch_size(name, image_size) if patch_size is None else patch_size
     check_patch_size(image_size, patch_size)
     vit: Any = timm.create_model(
         name, pretrained=False, num_classes=0, img_size=image_size, patch_size=patch_size

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--method", metavar="{" + ",".join(METHOD_NAMES) + "}", help="pretraining method"
     )
-    g.add_argument("--data", help="'digits' (offline, default) or an image folder")
+    g.add_argument(
+        "--data", type=_path_text, help="'digits' (offline, default) or an image folder"
+    )
     g.add_argument(
         "--backbone", help="resnet18, resnet50 or a timm ViT name (e.g. vit_tiny_patch16_224)"
     )
@@ -86,11 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("checkpoints and resuming")
     g.add_argument(
-        "--out", help="run folder (default runs/<method>); must be empty unless --resume"
+        "--out",
+        type=_path_text,
+        help="run folder (default runs/<method>); must be empty unless --resume",
     )
     g.add_argument(
         "--resume",
         metavar="RUN_OR_CKPT",
+        type=_path_text,
         help="continue a run: its folder (the newest valid checkpoint in it is used) or a .ckpt",
     )
     g.add_argument(
@@ -122,7 +127,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-eval", action="store_true", help="skip the frozen-feature evaluation")
     g.add_argument(
-        "--eval-data", help="labelled image folder to score the probes on (default: a 30%% split)"
+        "--eval-data",
+        type=_path_text,
+        help="labelled image folder to score the probes on (default: a 30%% split)"
     )
     g.add_argument(
         "--eval-split",
@@ -142,6 +149,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _path_text(text: str) -> str:
+    """A path flag's value; an empty one (an unset shell variable) is an error, not "unset"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return text
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise UserError(message)
@@ -154,6 +168,11 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.method not in METHOD_NAMES:
         raise UserError(f"unknown method {args.method!r}; choose one of: {', '.join(METHOD_NAMES)}")
     _check(args.devices >= 1 and args.num_nodes >= 1, "--devices and --num-nodes must be >= 1")
+    # Lightning replaces a seed outside numpy's range by a random one: the run would not repeat.
+    _check(
+        args.seed is None or 0 <= args.seed < 2**32,
+        f"--seed must be in [0, 2**32 - 1], got {args.seed}",
+    )
     for flag in ("lr", "weight_decay", "warmup_epochs"):
         value = getattr(args, flag)
         name = "--" + flag.replace("_", "-")

@@ -137,10 +137,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+#: Counts whose out-of-range values mmengine / torch only reject deep inside a run.
+_COUNT_MINIMUM = {"batch_size": 1, "max_iters": 1, "max_epochs": 1, "val_interval": 1}
+_COUNT_MINIMUM |= {"num_workers": 0, "interval": 1}
+
+
 def _check_type(key: str, old: Any, new: Any) -> None:
     """A number or a flag of the config stays one (``lr=abc`` would fail deep inside torch)."""
     if new is None:  # unsetting a value is the user's call
         return
+    low = _COUNT_MINIMUM.get(key.rsplit(".", 1)[-1])
+    if low is not None and _is_number(old) and _is_number(new) and new < low:
+        raise UserError(f"--cfg-options {key}={new!r}: must be >= {low}")
     if _is_number(old) and not _is_number(new):
         expected = f"a number (the config has {old!r})"
     elif isinstance(old, bool) and not isinstance(new, bool):
