@@ -1,8 +1,8 @@
 """What a path handed in as a checkpoint is, told before ``torch.load`` guesses (torch-free).
 
 ``torch.save`` writes a zip archive (``PK``), or with the legacy format a pickle of protocol 2 or
-higher (first byte ``0x80``). Anything else, a folder or an empty file cannot be a checkpoint; saying
-so beats torch's "weights only load failed", which reads as if the file held code to trust.
+higher (first byte ``0x80``). Anything else, a folder or an empty file cannot be a checkpoint;
+saying so beats torch's "weights only load failed", which reads as if the file held code to trust.
 """
 
 from __future__ import annotations

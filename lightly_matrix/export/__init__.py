@@ -165,7 +165,9 @@ def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> P
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     except OSError as err:  # read-only place, no permission
-        raise UserError(f"cannot write {out}: {err.strerror or err}; choose another --out") from None
+        raise UserError(
+            f"cannot write {out}: {err.strerror or err}; choose another --out"
+        ) from None
     os.close(fd)
     try:
         torch.save(payload, tmp)

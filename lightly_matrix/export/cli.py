@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--arch",
         default=None,
         help="the architecture, for weights that do not record it: a plain timm ViT state dict"
-        " needs its timm model name (e.g. vit_small_patch16_224; heads cannot be read from weights)",
+        " needs its timm model name, e.g. vit_small_patch16_224 (heads cannot be read from"
+        " weights)",
     )
     parser.add_argument(
         "--trust-pickle",

@@ -211,9 +211,7 @@ def _vit(sd: dict[str, torch.Tensor], name_hint: str | None) -> Backbone:
     if not (name_hint and name_hint.startswith("vit")):
         # The number of heads only splits qkv, it leaves no trace in the weights: never guess it.
         size = _VIT_SIZES.get(embed_dim)
-        example = (
-            f"vit_{size[0]}_patch{patch_size}_224" if size and size[1] == depth else "vit_..."
-        )
+        example = f"vit_{size[0]}_patch{patch_size}_224" if size and size[1] == depth else "vit_..."
         raise UserError(
             f"the ViT weights (width {embed_dim}, depth {depth}) do not record which timm model"
             " they are, and its number of heads cannot be read from weights; pass --arch with the"

@@ -28,9 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--method", metavar="{" + ",".join(METHOD_NAMES) + "}", help="pretraining method"
     )
-    g.add_argument(
-        "--data", type=_path_text, help="'digits' (offline, default) or an image folder"
-    )
+    g.add_argument("--data", type=_path_text, help="'digits' (offline, default) or an image folder")
     g.add_argument(
         "--backbone", help="resnet18, resnet50 or a timm ViT name (e.g. vit_tiny_patch16_224)"
     )
@@ -129,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--eval-data",
         type=_path_text,
-        help="labelled image folder to score the probes on (default: a 30%% split)"
+        help="labelled image folder to score the probes on (default: a 30%% split)",
     )
     g.add_argument(
         "--eval-split",
@@ -217,8 +215,10 @@ def validate_args(args: argparse.Namespace) -> None:
         if value is None or (flag == "--data" and value == "digits"):
             continue
         what = "is not a folder" if Path(value).exists() else "does not exist"
-        fix = "pass 'digits' or a folder of images" if flag == "--data" else (
-            "pass a folder of images with the same class sub-folders as --data"
+        fix = (
+            "pass 'digits' or a folder of images"
+            if flag == "--data"
+            else ("pass a folder of images with the same class sub-folders as --data")
         )
         _check(Path(value).is_dir(), f"{flag} {value!r} {what}; {fix}")
     if args.out is not None:

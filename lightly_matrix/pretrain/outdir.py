@@ -83,4 +83,6 @@ def ensure_writable(out: Path) -> None:
         reason = err.strerror or type(err).__name__
         if isinstance(err, NotADirectoryError | FileExistsError):
             reason = "a part of the path is a file, not a folder"
-        raise UserError(f"--out {out}: cannot write the run there ({reason}); choose another --out")
+        raise UserError(
+            f"--out {out}: cannot write the run there ({reason}); choose another --out"
+        ) from None

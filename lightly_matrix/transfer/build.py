@@ -230,7 +230,8 @@ def build_config(
         iteration_schedule(cfg, args.max_iters)
     elif not args.no_auto_scale_lr:
         batch = options.get("train_dataloader.batch_size", cfg.train_dataloader.batch_size)
-        scale_iterations(cfg, world_size(args) * int(batch))
+        if isinstance(batch, int) and batch >= 1:  # else check_cfg_options below says why
+            scale_iterations(cfg, world_size(args) * batch)
     if args.val_interval > 0:
         cfg.train_cfg.val_interval = args.val_interval
     else:

@@ -40,7 +40,9 @@ def test_the_input_is_never_the_output_even_with_force(torchvision_file, capsys)
     # The same file under another name (a hard link) is the input too.
     link = torchvision_file.with_name("link.pth")
     os.link(torchvision_file, link)
-    one_line_error(capsys, cli_main(["export", str(torchvision_file), "--out", str(link), "--force"]))
+    one_line_error(
+        capsys, cli_main(["export", str(torchvision_file), "--out", str(link), "--force"])
+    )
     assert "fc.weight" in torch.load(link, weights_only=True)
 
 
@@ -68,7 +70,7 @@ def test_a_folder_as_checkpoint_is_called_a_folder(tmp_path, capsys):
     assert "is a folder" in err and str(run / "last.ckpt") in err and "does not exist" not in err
 
 
-@pytest.mark.parametrize("head", [b"\x00\x01", b"garbage", b"{\"json\": 1}"])
+@pytest.mark.parametrize("head", [b"\x00\x01", b"garbage", b'{"json": 1}'])
 def test_bytes_that_are_no_checkpoint_never_suggest_trusting_them(tmp_path, capsys, head):
     path = tmp_path / "x.ckpt"
     path.write_bytes(head + os.urandom(512).replace(b"\x80", b"\x00"))
@@ -96,7 +98,9 @@ def test_vit_heads_are_never_guessed(tmp_path, capsys):
     assert cli_main([*argv, "vit_tiny_patch16_224"]) == 0
     assert "vit_tiny_patch16_224 (as --arch says)" in capsys.readouterr().out
     meta = torch.load(out, weights_only=True)["meta"]
-    assert meta["architecture"] == "vit_tiny_patch16_224" and meta["architecture_source"] == "--arch"
+    assert (
+        meta["architecture"] == "vit_tiny_patch16_224" and meta["architecture_source"] == "--arch"
+    )
     # The exported file records it: no --arch needed again, and a contradicting one is refused.
     assert load_backbone(out).meta["architecture_source"] == "checkpoint"
     with pytest.raises(UserError, match="records its backbone as vit_tiny_patch16_224"):

@@ -81,8 +81,9 @@ def test_patch_size_that_does_not_divide_the_image_is_refused_before_writing(
 ) -> None:
     out = tmp_path / "run"
     argv = ["--method", "mmae", "--backbone", "vit_tiny_patch16_224", "--image-size", "40",
-            "--hp", "patch_size=7", "--batch-size", "16", "--epochs", "1", "--out", str(out)]  # fmt: skip
-    one_line_error(capsys, main(["pretrain", *argv]), "not a multiple of the ViT patch size 7", "35")
+            "--hp", "patch_size=7", "--batch-size", "16", "--out", str(out)]  # fmt: skip
+    status = main(["pretrain", *argv])
+    one_line_error(capsys, status, "not a multiple of the ViT patch size 7", "35 or 42")
     assert not out.exists() or not any(out.iterdir())
 
 
