@@ -383,3 +383,28 @@ def test_export_counts_the_epochs_of_an_epoch_end_checkpoint(finished_run: Path)
 
     # last.ckpt is written in the epoch's end hooks, before Lightning marks the epoch completed.
     assert load_backbone(finished_run / "last.ckpt").meta["epochs"] == 1
+
+
+def test_sigterm_between_steps_saves_and_says_so_like_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGTERM that lands outside a step (here right after the epoch-end save, where the probes
+    run) used to meet Lightning's own check first: "the newest checkpoint is ..." instead of
+    the save that Ctrl-C gets."""
+    from lightly_matrix.pretrain.checkpoints import RunCheckpoint
+
+    original = RunCheckpoint.on_train_epoch_end
+
+    def then_sigterm(self, trainer, pl_module) -> None:
+        original(self, trainer, pl_module)
+        if trainer.current_epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(RunCheckpoint, "on_train_epoch_end", then_sigterm)
+    out = tmp_path / "run"
+    status = main(["pretrain", *TINY, "--epochs", "3", "--limit-train-batches", "2",
+                   "--out", str(out)])  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert status == 143
+    assert f"interrupted (SIGTERM at epoch 2, step 3); saved {out / 'last.ckpt'}" in stdout
+    assert step_of(out / "last.ckpt") == 3
