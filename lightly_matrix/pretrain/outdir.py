@@ -70,19 +70,26 @@ def reuse_failed_start(out: Path) -> str:
 
 
 def ensure_writable(out: Path) -> None:
-    """Creates ``out`` and checks that files can be made in it, before any training.
+    """Checks, leaving nothing behind, that the run folder can be made and written.
+
+    A nameless temporary file is made in ``out`` or, where it does not exist yet, in the
+    nearest folder above it (where ``out`` would be created).
 
     Raises:
-        UserError: ``out`` or a parent is a file, or the place is read-only / not permitted.
+        UserError: A part of the path is a file, or the place is read-only / not permitted.
     """
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
+        if not existing.is_dir():
+            raise NotADirectoryError(existing)
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        if isinstance(err, NotADirectoryError | FileExistsError):
-            reason = "a part of the path is a file, not a folder"
+        if isinstance(err, NotADirectoryError):
+            reason = f"{existing} is a file, not a folder"
         raise UserError(
             f"--out {out}: cannot write the run there ({reason}); choose another --out"
         ) from None
