@@ -372,6 +372,8 @@ def test_transfer_without_mmdet_is_one_line_with_the_install_command(tmp_path):
         (["--cfg-options", "optim_wrapper.optimizer.lr"], "expected KEY=VALUE"),
         (["--cfg-options", "optim_wrapper.optimizer.lr=abc"], "expected a number"),
         (["--cfg-options", "train_dataloader.batch_size=four"], "expected a number"),
+        (["--cfg-options", "train_dataloader.batch_size=-2"], "must be >= 1"),
+        (["--cfg-options", "train_cfg.max_epochs=0"], "must be >= 1"),
     ],
 )
 def test_counts_and_cfg_options_out_of_range_are_one_line(tmp_path, capsys, flags, message):
@@ -398,3 +400,17 @@ def test_checkpoint_that_is_a_folder_or_random_bytes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a checkpoint" in err and "trust" not in err
     assert not (tmp_path / "w").exists() and not (tmp_path / "d").exists()
+
+
+def test_unwritable_work_dir_or_demo_root_is_one_line(tmp_path, capsys, unwritable_dir):
+    (tmp_path / "afile").write_text("x")
+    for work, root in [
+        (unwritable_dir / "w", tmp_path / "d"),
+        (tmp_path / "afile" / "w", tmp_path / "d"),
+        (tmp_path / "w", unwritable_dir / "d"),
+    ]:
+        argv = ["transfer", "--demo", "--coco-root", str(root), "--work-dir", str(work)]
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot write there" in err, err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "w").exists()

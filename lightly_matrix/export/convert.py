@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightly_matrix.checkpoint_files import check_checkpoint_file
 from lightly_matrix.cli import UserError
+from lightly_matrix.user_files import check_checkpoint_file
 
 #: ``meta['format']`` of the files written by :func:`lightly_matrix.export.export_backbone`.
 EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"

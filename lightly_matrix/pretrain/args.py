@@ -211,6 +211,11 @@ def validate_args(args: argparse.Namespace) -> None:
     for flag in ("epochs", "batch_size", "image_size"):
         value = getattr(args, flag)
         _check(value is None or value >= 1, f"--{flag.replace('_', '-')} must be >= 1")
+    _check(
+        args.eval_data is None or args.data not in (None, "digits"),
+        "--eval-data is for an image-folder --data; digits scores the probes on its own test split"
+        " (or --eval-split val)",
+    )
     for flag, value in (("--data", args.data), ("--eval-data", args.eval_data)):
         if value is None or (flag == "--data" and value == "digits"):
             continue

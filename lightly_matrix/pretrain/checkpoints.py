@@ -26,10 +26,10 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import Checkpoint
 
-from lightly_matrix.checkpoint_files import check_checkpoint_file
 from lightly_matrix.cli import UserError
 from lightly_matrix.pretrain.guards import Interrupted, check_weights_finite
 from lightly_matrix.pretrain.outdir import is_failed_start
+from lightly_matrix.user_files import check_checkpoint_file
 
 LAST = "last.ckpt"
 SNAPSHOT_DIR = "checkpoints"

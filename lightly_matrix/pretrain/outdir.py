@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.user_files import check_writable
 
 #: What a run writes before its first checkpoint; log folders are never overwritten.
 LOG_DIRS = ("csv", "tensorboard")
@@ -72,24 +71,7 @@ def reuse_failed_start(out: Path) -> str:
 def ensure_writable(out: Path) -> None:
     """Checks, leaving nothing behind, that the run folder can be made and written.
 
-    A nameless temporary file is made in ``out`` or, where it does not exist yet, in the
-    nearest folder above it (where ``out`` would be created).
-
     Raises:
         UserError: A part of the path is a file, or the place is read-only / not permitted.
     """
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(existing)
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        if isinstance(err, NotADirectoryError):
-            reason = f"{existing} is a file, not a folder"
-        raise UserError(
-            f"--out {out}: cannot write the run there ({reason}); choose another --out"
-        ) from None
+    check_writable(out, f"--out {out}")

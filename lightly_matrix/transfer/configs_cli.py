@@ -24,6 +24,7 @@ from lightly_matrix.transfer.configs import (
     describe_config,
     resolve_config,
 )
+from lightly_matrix.user_files import check_writable
 
 _RELATIVE_BASE = re.compile(r"""^_base_ = (["'])(\.{1,2}/[^"']+)\1""", re.MULTILINE)
 
@@ -81,6 +82,7 @@ def config_text(path: Path, resolved: bool = False) -> str:
 
 def write_new(out: Path, text: str) -> None:
     """Write ``text`` to ``out``, which must not exist yet."""
+    check_writable(out.parent, f"--out {out}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "x") as f:

@@ -113,3 +113,9 @@ def test_resnet_architecture_is_read_from_the_weights_and_said_so(torchvision_fi
     assert "resnet18 (read from the weights)" in capsys.readouterr().out
     with pytest.raises(UserError, match="--arch resnet50: the weights are a resnet18"):
         load_backbone(torchvision_file, arch="resnet50")
+
+
+def test_an_empty_file_is_called_empty(tmp_path, capsys):
+    (tmp_path / "e.ckpt").write_bytes(b"")
+    argv = ["export", str(tmp_path / "e.ckpt"), "--out", str(tmp_path / "o.pth")]
+    one_line_error(capsys, cli_main(argv), "is an empty file")

@@ -140,7 +140,7 @@ def test_folders_that_hold_a_result_are_still_refused(
 def test_out_under_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "afile.txt").write_text("x")
     status = main(["pretrain", *MATRIX, "--out", str(tmp_path / "afile.txt" / "sub")])
-    one_line_error(capsys, status, "cannot write the run there", "choose another --out")
+    one_line_error(capsys, status, "cannot write there", "is a file, not a folder")
     assert (tmp_path / "afile.txt").read_text() == "x"
 
 
@@ -148,7 +148,7 @@ def test_out_in_a_read_only_place_is_one_line(
     unwritable_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status = main(["pretrain", *MATRIX, "--out", str(unwritable_dir / "run")])
-    one_line_error(capsys, status, "cannot write the run there")
+    one_line_error(capsys, status, f"--out {unwritable_dir / 'run'}: cannot write there")
 
 
 # ---------------------------------------------------------------- files that are not checkpoints

@@ -1,12 +1,14 @@
-"""What a path handed in as a checkpoint is, told before ``torch.load`` guesses (torch-free).
+"""Paths a user names: checkpoints handed in, and places to write into (torch-free).
 
-``torch.save`` writes a zip archive (``PK``), or with the legacy format a pickle of protocol 2 or
-higher (first byte ``0x80``). Anything else, a folder or an empty file cannot be a checkpoint;
-saying so beats torch's "weights only load failed", which reads as if the file held code to trust.
+What a path handed in as a checkpoint is, is told before ``torch.load`` guesses: ``torch.save``
+writes a zip archive (``PK``), or with the legacy format a pickle of protocol 2 or higher (first
+byte ``0x80``). Anything else, a folder or an empty file cannot be a checkpoint; saying so beats
+torch's "weights only load failed", which reads as if the file held code to trust.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from lightly_matrix.cli import UserError
@@ -55,3 +57,31 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
             " this file is neither (a truncated download, or another kind of file?)"
         )
     return path
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """Refuse, in one line and leaving nothing behind, a folder that cannot be made and written.
+
+    A nameless temporary file is made in ``path`` or, where it does not exist yet, in the nearest
+    folder above it (where ``path`` would be created).
+
+    Args:
+        path: The folder to be written.
+        what: How the message names it, e.g. ``"--out runs/x"``.
+
+    Raises:
+        UserError: A part of the path is a file, or the place is read-only or not permitted.
+    """
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(existing)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        if isinstance(err, NotADirectoryError):
+            reason = f"{existing} is a file, not a folder"
+        raise UserError(f"{what}: cannot write there ({reason}); choose another place") from None
