@@ -253,7 +253,8 @@ def test_resume_from_corrupted_truncated_or_foreign_files(
     good = (finished_run / "last.ckpt").read_bytes()
     cases = {
         "truncated.ckpt": (good[: len(good) // 2], "corrupted or truncated"),
-        "garbage.ckpt": (os.urandom(4096), "corrupted or truncated"),
+        # Not what torch.save writes at all: said so, never "pickled objects to trust".
+        "garbage.ckpt": (b"\x13" + os.urandom(4095), "is not a checkpoint"),
     }
     for name, (data, fragment) in cases.items():
         (tmp_path / name).write_bytes(data)
