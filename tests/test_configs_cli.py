@@ -52,3 +52,13 @@ def test_never_overwrites_and_refuses_bad_combinations(tmp_path, capsys):
     assert cli_main(["configs", C4, "--resolved"]) == 2
     assert cli_main(["configs", "mask-rcnn_r51"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_unwritable_out_is_one_line(tmp_path, capsys, unwritable_dir):
+    (tmp_path / "afile").write_text("x")
+    for out in (unwritable_dir / "c4.py", tmp_path / "afile" / "c4.py", tmp_path):
+        assert cli_main(["configs", C4, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert "choose another" in err and str(out) in err
+    assert (tmp_path / "afile").read_text() == "x"

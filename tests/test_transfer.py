@@ -353,3 +353,64 @@ def test_transfer_without_mmdet_is_one_line_with_the_install_command(tmp_path):
     (line,) = done.stderr.strip().splitlines()
     assert 'pip install "lightly-matrix[mmdet]"' in line and "compiled" in line
     assert list(tmp_path.iterdir()) == []
+
+
+# --- hostile input (issue 21): refused in one line before anything is built or written ----------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-iters", "0"], "--max-iters must be >= 1, got 0"),
+        (["--max-iters", "-1"], "--max-iters must be >= 1, got -1"),
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--batch-size", "-2"], "--batch-size must be >= 1, got -2"),
+        (["--val-interval", "-3"], "--val-interval must be >= 0"),
+        (["--seed", "-1"], "--seed must be >= 0"),
+        (["--master-port", "70000"], "--master-port must be a TCP port"),
+        (["--nnodes", "2", "--node-rank", "2"], "below --nnodes 2"),
+        (["--cfg-options", "optim_wrapper.optimizer.lr"], "expected KEY=VALUE"),
+        (["--cfg-options", "optim_wrapper.optimizer.lr=abc"], "expected a number"),
+        (["--cfg-options", "train_dataloader.batch_size=four"], "expected a number"),
+        (["--cfg-options", "train_dataloader.batch_size=-2"], "must be >= 1"),
+        (["--cfg-options", "train_cfg.max_epochs=0"], "must be >= 1"),
+    ],
+)
+def test_counts_and_cfg_options_out_of_range_are_one_line(tmp_path, capsys, flags, message):
+    demo_root, work = tmp_path / "demo_data", tmp_path / "w"
+    argv = ["transfer", "--demo", "--coco-root", str(demo_root), "--work-dir", str(work), *flags]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert message in err, err
+    assert not demo_root.exists() and not work.exists()
+
+
+def test_checkpoint_that_is_a_folder_or_random_bytes(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    resnet18_checkpoint(run / "last.ckpt")
+    argv = ["transfer", str(run), "--demo", "--coco-root", str(tmp_path / "d")]
+    assert cli_main([*argv, "--work-dir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and str(run / "last.ckpt") in err
+    (tmp_path / "noise.ckpt").write_bytes(b"\x13\x37" * 300)
+    argv = ["transfer", str(tmp_path / "noise.ckpt"), "--demo", "--coco-root", str(tmp_path / "d")]
+    assert cli_main([*argv, "--work-dir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "not a checkpoint" in err and "trust" not in err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "d").exists()
+
+
+def test_unwritable_work_dir_or_demo_root_is_one_line(tmp_path, capsys, unwritable_dir):
+    (tmp_path / "afile").write_text("x")
+    for work, root in [
+        (unwritable_dir / "w", tmp_path / "d"),
+        (tmp_path / "afile" / "w", tmp_path / "d"),
+        (tmp_path / "w", unwritable_dir / "d"),
+    ]:
+        argv = ["transfer", "--demo", "--coco-root", str(root), "--work-dir", str(work)]
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot write there" in err, err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "w").exists()

@@ -54,6 +54,7 @@ __all__ = [
     "build_mmdet_module",
     "check_coverage",
     "check_finite",
+    "check_out_file",
     "convert_state_dict",
     "expected_keys",
     "export_backbone",
@@ -94,6 +95,40 @@ def _current_umask() -> int:
     return mask
 
 
+def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Path:
+    """Refuse an ``out`` that cannot be written, or whose writing would lose a file.
+
+    Args:
+        out: Output file.
+        force: Replace ``out`` if it exists (never the input itself).
+        src: The input, when it is a path: writing over it is refused, ``force`` or not.
+
+    Raises:
+        UserError: ``out`` is a folder, the input, an existing file without ``force``, or under a
+            path that is a file.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(
+            f"--out {out} is a folder; give the file to write, e.g. {out / 'backbone.pth'}"
+        )
+    if isinstance(src, str | Path) and out.exists() and os.path.samefile(src, out):
+        raise UserError(
+            f"--out {out} is the input checkpoint; writing the export over it would lose the"
+            " original (--force never replaces the input): choose another --out"
+        )
+    if out.exists() and not force:
+        raise UserError(
+            f"{out} already exists; not overwriting it (choose another --out or pass --force)"
+        )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+    return out
+
+
 def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> Path:
     """Write converted weights in the export format (atomically; never over an existing file).
 
@@ -108,12 +143,7 @@ def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> P
     Raises:
         UserError: ``out`` exists and ``force`` is false, or a weight is NaN or infinite.
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise UserError(
-            f"{out} already exists; not overwriting it (choose another --out or pass --force)"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_out_file(out, force)
     meta = {
         **backbone.meta,
         "format": EXPORT_FORMAT,
@@ -131,7 +161,13 @@ def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> P
         "meta": meta,
     }
     check_finite(backbone.state_dict)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as err:  # read-only place, no permission
+        raise UserError(
+            f"cannot write {out}: {err.strerror or err}; choose another --out"
+        ) from None
     os.close(fd)
     try:
         torch.save(payload, tmp)
@@ -152,6 +188,7 @@ def export_backbone(
     model_cfg: Mapping[str, Any] | None = None,
     verify: bool | None = None,
     trust_pickle: bool = False,
+    arch: str | None = None,
 ) -> Backbone:
     """Convert a pretrained backbone, check it against mmdet, and write it for ``init_cfg``.
 
@@ -166,20 +203,19 @@ def export_backbone(
             is installed, else skipped with a warning (the file is written either way).
         trust_pickle: Accept a file holding a whole pickled ``nn.Module``; loading it runs code
             from the file, so only for files you made or trust.
+        arch: The architecture, for weights that do not record it (a plain timm ViT state dict:
+            its number of heads cannot be read from the weights), see :func:`load_backbone`.
 
     Returns:
         The converted :class:`Backbone` (``meta`` as written).
 
     Raises:
         UserError: Unreadable input, unknown layout, non-finite weights, weights that do not
-            cover the mmdet backbone (:class:`ExportError`), or an existing ``out``.
+            cover the mmdet backbone (:class:`ExportError`), an existing ``out`` or the input
+            itself as ``out``.
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise UserError(
-            f"{out} already exists; not overwriting it (choose another --out or pass --force)"
-        )
-    backbone = load_backbone(src, trust_pickle=trust_pickle)
+    out = check_out_file(out, force, src)
+    backbone = load_backbone(src, trust_pickle=trust_pickle, arch=arch)
     if verify is None:
         reason = mmdet_import_error()
         verify = reason is None

@@ -34,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output file (.pth); never overwritten")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument(
+        "--arch",
+        default=None,
+        help="the architecture, for weights that do not record it: a plain timm ViT state dict"
+        " needs its timm model name, e.g. vit_small_patch16_224 (heads cannot be read from"
+        " weights)",
+    )
+    parser.add_argument(
         "--trust-pickle",
         action="store_true",
         help=f"also read a whole pickled nn.Module (torch.save(model)); this {TRUST_PICKLE_RISK}",
@@ -85,14 +92,21 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         verify=reason is None,
         trust_pickle=args.trust_pickle,
+        arch=args.arch,
     )
     checked = (
         f"all of mmdet's {backbone.backbone_cfg['type']} covered"
         if reason is None
         else "not checked against mmdet"
     )
+    source = {
+        "checkpoint": "as the checkpoint records",
+        "--arch": "as --arch says",
+        "weights": "read from the weights",
+    }.get(backbone.meta.get("architecture_source"), "")
     print(
-        f"wrote {args.out}: {backbone.architecture}, {len(backbone.state_dict)} tensors, {checked}"
+        f"wrote {args.out}: {backbone.architecture} ({source}), {len(backbone.state_dict)}"
+        f" tensors, {checked}"
     )
     print("meta: " + json.dumps({k: v for k, v in backbone.meta.items() if v is not None}))
     if reason is not None:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lightly_matrix.cli import UserError
+from lightly_matrix.user_files import check_checkpoint_file
 
 #: ``meta['format']`` of the files written by :func:`lightly_matrix.export.export_backbone`.
 EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
@@ -207,15 +208,16 @@ def _vit(sd: dict[str, torch.Tensor], name_hint: str | None) -> Backbone:
     if in_chans != 3:
         cfg["in_chans"] = in_chans
     cfg["final_norm"] = "norm.weight" in sd
-    if name_hint and name_hint.startswith("vit"):
-        model_name = name_hint
-    elif embed_dim in _VIT_SIZES and _VIT_SIZES[embed_dim][1] == depth:
-        model_name = f"vit_{_VIT_SIZES[embed_dim][0]}_patch16_224"
-    else:
+    if not (name_hint and name_hint.startswith("vit")):
+        # The number of heads only splits qkv, it leaves no trace in the weights: never guess it.
+        size = _VIT_SIZES.get(embed_dim)
+        example = f"vit_{size[0]}_patch{patch_size}_224" if size and size[1] == depth else "vit_..."
         raise UserError(
-            f"cannot tell which timm ViT has width {embed_dim} and depth {depth}; export it from a"
-            " Lightning checkpoint whose hyper_parameters name the backbone"
+            f"the ViT weights (width {embed_dim}, depth {depth}) do not record which timm model"
+            " they are, and its number of heads cannot be read from weights; pass --arch with the"
+            f" timm model name it was trained as, e.g. --arch {example}"
         )
+    model_name = name_hint
     cfg["model_name"] = model_name
     # Our mmdet wrapper holds the timm model as `vit`.
     return Backbone({f"vit.{k}": v for k, v in sd.items()}, model_name, cfg)
@@ -324,20 +326,18 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> Any:
         UserError: Missing or unreadable file, or pickled objects without ``trust_pickle``
             (one line naming the flag).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
+    path = check_checkpoint_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as err:
-        if trust_pickle:
+        needed = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if trust_pickle or needed is None:  # not objects to trust: a broken file
             raise UserError(
                 f"cannot read {path} as a torch checkpoint: {_first_line(err)}"
             ) from err
-        needed = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = f" (it needs {needed.group(1)})" if needed else ""
         raise UserError(
-            f"{path} holds pickled Python objects{what}, e.g. a whole nn.Module saved with"
+            f"{path} holds pickled Python objects (it needs {needed.group(1)}), e.g. a whole"
+            " nn.Module saved with"
             " torch.save(model), and is not loaded: save model.state_dict() instead, or pass"
             f" --trust-pickle, which {TRUST_PICKLE_RISK}"
         ) from err
@@ -363,7 +363,10 @@ def check_finite(state_dict: Mapping[str, torch.Tensor]) -> None:
 
 
 def load_backbone(
-    src: str | Path | nn.Module | Mapping[str, Any], *, trust_pickle: bool = False
+    src: str | Path | nn.Module | Mapping[str, Any],
+    *,
+    trust_pickle: bool = False,
+    arch: str | None = None,
 ) -> Backbone:
     """Load a pretrained backbone from any supported source and convert it to mmdet's layout.
 
@@ -373,9 +376,13 @@ def load_backbone(
             ``nn.Module`` or a state dict.
         trust_pickle: Allow a file holding a whole pickled ``nn.Module``; loading it runs code
             from the file (see :func:`read_checkpoint`).
+        arch: The architecture (``resnet50``, a timm ViT name) for weights that do not record
+            it; a plain timm ViT state dict needs it (its heads cannot be read from the weights).
+            One recorded in the checkpoint, or a ResNet depth read from the weights, must agree.
 
     Returns:
-        The converted :class:`Backbone` with ``meta`` filled in.
+        The converted :class:`Backbone` with ``meta`` filled in (``architecture_source``: where
+        the architecture came from: ``checkpoint``, ``--arch`` or ``weights``).
 
     Raises:
         UserError: The file is missing, unreadable or needs ``trust_pickle``, holds no
@@ -422,8 +429,18 @@ def load_backbone(
         # mmdet/mmselfsup-style checkpoints of a whole model: keep its backbone only.
         sd = _select_prefix(sd, "backbone.") or sd
         meta.setdefault("source_format", "state_dict")
-    backbone = convert_state_dict(sd, name_hint)
+    if arch is not None and name_hint is not None and arch != name_hint:
+        raise UserError(
+            f"--arch {arch}: the checkpoint records its backbone as {name_hint}; drop --arch"
+        )
+    source = "checkpoint" if name_hint else ("--arch" if arch else "weights")
+    # A ResNet's depth is read from its weights; --arch only names what a ViT cannot show.
+    vit_arch = arch if arch is not None and arch.startswith("vit") else None
+    backbone = convert_state_dict(sd, name_hint or vit_arch)
+    if arch is not None and backbone.architecture != arch:
+        raise UserError(f"--arch {arch}: the weights are a {backbone.architecture}")
     check_finite(backbone.state_dict)
     meta["architecture"] = backbone.architecture
+    meta["architecture_source"] = source
     backbone.meta = meta
     return backbone

@@ -39,7 +39,13 @@ class _SymmetricMatrixFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, S: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:  # type: ignore[override]
         S = 0.5 * (S + S.mT)
-        eigvals, U = torch.linalg.eigh(S)
+        try:
+            eigvals, U = torch.linalg.eigh(S)
+        except torch.linalg.LinAlgError as err:  # NaN/inf in S: say so, as logdet_spd does
+            raise ValueError(
+                f"eigendecomposition of a matrix of shape {tuple(S.shape)} failed ({err}); "
+                "inputs contain inf/NaN."
+            ) from err
         ctx.save_for_backward(eigvals, U)
         ctx.f, ctx.df = f, df
         return (U * f(eigvals)) @ U.mT

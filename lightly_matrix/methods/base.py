@@ -73,6 +73,22 @@ def default_patch_size(name: str, image_size: int) -> int:
     return max(1, image_size // 8)
 
 
+def check_patch_size(image_size: int, patch_size: int) -> None:
+    """Raises ``ValueError`` unless ``image_size`` is a whole number of ``patch_size`` patches.
+
+    timm would drop the remainder rows and columns silently, and Lightly's MAE patchify asserts.
+    """
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+    if image_size % patch_size:
+        fits = [n * patch_size for n in (image_size // patch_size, image_size // patch_size + 1)]
+        sizes = " or ".join(str(n) for n in fits if n >= 8)
+        raise ValueError(
+            f"image size {image_size} is not a multiple of the ViT patch size {patch_size}; use"
+            f" image size {sizes or 8 * patch_size}, or a patch_size that divides {image_size}"
+        )
+
+
 def check_stem(stem: str, name: str) -> None:
     """Raises ``ValueError`` unless ``stem`` is one of :data:`STEMS` and fits backbone ``name``."""
     if stem not in STEMS:
@@ -130,7 +146,8 @@ def build_backbone(
         The backbone (output ``(batch, dim)`` after ``flatten(1)``) and its feature dimension.
 
     Raises:
-        ValueError: Unknown backbone or stem, or the CIFAR stem with a ViT.
+        ValueError: Unknown backbone or stem, the CIFAR stem with a ViT, or an image size that
+            is not a multiple of the patch size.
 
     Examples:
         >>> backbone, dim = build_backbone("resnet18", stem="cifar")
@@ -151,12 +168,11 @@ def build_backbone(
         return nn.Sequential(*list(resnet.children())[:-1]), int(resnet.fc.in_features)
     import timm
 
+    # 0 is a wrong value to refuse, not "automatic" (that is None).
+    patch_size = default_patch_size(name, image_size) if patch_size is None else patch_size
+    check_patch_size(image_size, patch_size)
     vit: Any = timm.create_model(
-        name,
-        pretrained=False,
-        num_classes=0,
-        img_size=image_size,
-        patch_size=patch_size or default_patch_size(name, image_size),
+        name, pretrained=False, num_classes=0, img_size=image_size, patch_size=patch_size
     )
     backbone = MaskedVisionTransformerTIMM(vit=vit)
     # Tokens are dropped (idx_keep), never replaced, so the encoder's mask token gets no gradient;

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--method", metavar="{" + ",".join(METHOD_NAMES) + "}", help="pretraining method"
     )
-    g.add_argument("--data", help="'digits' (offline, default) or an image folder")
+    g.add_argument("--data", type=_path_text, help="'digits' (offline, default) or an image folder")
     g.add_argument(
         "--backbone", help="resnet18, resnet50 or a timm ViT name (e.g. vit_tiny_patch16_224)"
     )
@@ -118,11 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("checkpoints and resuming")
     g.add_argument(
-        "--out", help="run folder (default runs/<method>); must be empty unless --resume"
+        "--out",
+        type=_path_text,
+        help="run folder (default runs/<method>); must be empty unless --resume",
     )
     g.add_argument(
         "--resume",
         metavar="RUN_OR_CKPT",
+        type=_path_text,
         help="continue a run: its folder (the newest valid checkpoint in it is used) or a .ckpt",
     )
     g.add_argument(
@@ -154,7 +157,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-eval", action="store_true", help="skip the frozen-feature evaluation")
     g.add_argument(
-        "--eval-data", help="labelled image folder to score the probes on (default: a 30%% split)"
+        "--eval-data",
+        type=_path_text,
+        help="labelled image folder to score the probes on (default: a 30%% split)",
     )
     g.add_argument(
         "--eval-split",
@@ -174,6 +179,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _path_text(text: str) -> str:
+    """A path flag's value; an empty one (an unset shell variable) is an error, not "unset"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return text
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise UserError(message)
@@ -186,6 +198,11 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.method not in METHOD_NAMES:
         raise UserError(f"unknown method {args.method!r}; choose one of: {', '.join(METHOD_NAMES)}")
     _check(args.devices >= 1 and args.num_nodes >= 1, "--devices and --num-nodes must be >= 1")
+    # Lightning replaces a seed outside numpy's range by a random one: the run would not repeat.
+    _check(
+        args.seed is None or 0 <= args.seed < 2**32,
+        f"--seed must be in [0, 2**32 - 1], got {args.seed}",
+    )
     for flag in ("lr", "weight_decay", "warmup_epochs"):
         value = getattr(args, flag)
         name = "--" + flag.replace("_", "-")
@@ -226,6 +243,21 @@ def validate_args(args: argparse.Namespace) -> None:
     for flag in ("epochs", "batch_size", "image_size"):
         value = getattr(args, flag)
         _check(value is None or value >= 1, f"--{flag.replace('_', '-')} must be >= 1")
+    _check(
+        args.eval_data is None or args.data not in (None, "digits"),
+        "--eval-data is for an image-folder --data; digits scores the probes on its own test split"
+        " (or --eval-split val)",
+    )
+    for flag, value in (("--data", args.data), ("--eval-data", args.eval_data)):
+        if value is None or (flag == "--data" and value == "digits"):
+            continue
+        what = "is not a folder" if Path(value).exists() else "does not exist"
+        fix = (
+            "pass 'digits' or a folder of images"
+            if flag == "--data"
+            else ("pass a folder of images with the same class sub-folders as --data")
+        )
+        _check(Path(value).is_dir(), f"{flag} {value!r} {what}; {fix}")
     if args.out is not None:
         out = Path(args.out)
         _check(

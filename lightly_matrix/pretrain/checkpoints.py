@@ -28,6 +28,8 @@ from pytorch_lightning.callbacks import Checkpoint
 
 from lightly_matrix.cli import UserError
 from lightly_matrix.pretrain.guards import Interrupted, check_weights_finite
+from lightly_matrix.pretrain.outdir import is_failed_start
+from lightly_matrix.user_files import check_checkpoint_file
 
 LAST = "last.ckpt"
 SNAPSHOT_DIR = "checkpoints"
@@ -102,6 +104,7 @@ class RunCheckpoint(Checkpoint):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_save = time.monotonic()
+        self.interrupted.take_over()  # SIGTERM saves and stops like Ctrl-C (issue 21)
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
@@ -170,10 +173,11 @@ def _describe_foreign(obj: Any) -> str:
 
 def load_training_checkpoint(path: Path) -> dict[str, Any]:
     """Loads a Lightning training checkpoint safely; one-line ``UserError`` for anything else."""
+    check_checkpoint_file(path, "--resume")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Weights only load failed" in str(err):
+        if "GLOBAL " in str(err):  # objects to rebuild by running code, not broken bytes
             raise UserError(
                 f"--resume {str(path)!r}: refusing to load, the file holds pickled Python objects "
                 "that could run code (a Lightning checkpoint of this tool holds only tensors and "
@@ -221,22 +225,66 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
         raise UserError(f"--resume {resume!r}: no checkpoint there (no such file or run folder)")
     best: tuple[tuple[int, float], Path, dict[str, Any]] | None = None
     notes = []
+    runs: dict[Path, tuple[Any, ...]] = {}
     for candidate in _candidates(path):
         try:
             ckpt = load_training_checkpoint(candidate)
         except UserError as err:
             notes.append(f"skipped {candidate}: {str(err).split(': ', 1)[-1]}")
             continue
+        runs[candidate] = run_identity(ckpt)
         key = (int(ckpt.get("global_step", 0)), candidate.stat().st_mtime)
         if best is None or key > best[0]:
             best = (key, candidate, ckpt)
     if best is None:
+        if is_failed_start(path):
+            raise UserError(
+                f"--resume {resume!r}: that run stopped before its first checkpoint, there is"
+                " nothing to resume; start it again without --resume (the same --out is accepted,"
+                " its logs are kept)"
+            )
         detail = f" ({'; '.join(notes)})" if notes else ""
         raise UserError(
             f"--resume {resume!r}: no valid checkpoint in that folder (looked for {LAST}, "
             f"{SNAPSHOT_DIR}/*.ckpt, hpc_ckpt_*.ckpt){detail}"
         )
+    check_one_run(resume, runs)
     return best[1], best[2], notes
+
+
+#: What makes two checkpoints the same run (a hand-copied file of another run differs here).
+RUN_IDENTITY = ("method", "data", "backbone", "image_size", "seed")
+
+
+def run_identity(ckpt: dict[str, Any]) -> tuple[Any, ...]:
+    """``(method, data, backbone, image_size, seed)`` of a checkpoint (``None`` where unknown)."""
+    run = ckpt.get(RUN_KEY) if isinstance(ckpt.get(RUN_KEY), dict) else {}
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt.get("hyper_parameters"), dict) else {}
+    return tuple(run.get(key, hparams.get(key)) for key in RUN_IDENTITY)
+
+
+def check_one_run(resume: str, runs: dict[Path, tuple[Any, ...]]) -> None:
+    """Refuses a run folder whose checkpoints belong to different runs, listing them.
+
+    Continuing "the most trained" of them would overwrite the others' ``last.ckpt``.
+    """
+    # Older checkpoints may not record every field: only values both sides know can disagree.
+    known = [{v for v in values if v is not None} for values in zip(*runs.values(), strict=True)]
+    if all(len(values) <= 1 for values in known):
+        return
+
+    def name(identity: tuple[Any, ...]) -> str:
+        parts = dict(zip(RUN_IDENTITY, identity, strict=True))
+        return (
+            f"{parts['method']} on {parts['data']}, {parts['backbone']} at {parts['image_size']}"
+            f" px, seed {parts['seed']}"
+        )
+
+    listed = "; ".join(f"{path}: {name(identity)}" for path, identity in runs.items())
+    raise UserError(
+        f"--resume {resume!r}: the folder holds checkpoints of different runs ({listed}); move"
+        " the ones of other runs out of it, or pass --resume FILE.ckpt with an empty --out"
+    )
 
 
 def describe(ckpt: dict[str, Any]) -> str:

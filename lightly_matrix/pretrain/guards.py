@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -52,6 +53,16 @@ class Interrupted:
     def install(self) -> None:
         for signum in SIGNAL_NAMES:
             self._previous[signum] = signal.signal(signum, self._handle)
+
+    def take_over(self) -> None:
+        """Handles SIGTERM again after Lightning's fit installed its own.
+
+        Lightning's handler stops the loop at its next check, before the step's callbacks, so the
+        run would exit without our save; with ours the step ends, saves and stops as on Ctrl-C
+        (the stop is agreed on by all processes in :class:`RunCheckpoint`).
+        """
+        if self._previous and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
 
     def uninstall(self) -> None:
         for signum, handler in self._previous.items():

@@ -14,6 +14,7 @@ from typing import Any
 
 from lightly_matrix.cli import UserError
 from lightly_matrix.pretrain.args import validate_args
+from lightly_matrix.pretrain.outdir import ensure_writable, is_failed_start, reuse_failed_start
 from lightly_matrix.pretrain.resume import ResumePlan, plan_resume
 
 
@@ -51,6 +52,9 @@ def _check_out_dir(out: Path, plan: ResumePlan | None) -> None:
     from lightly_matrix.data.index import INDEX_DIR  # a start that stopped early leaves only it
 
     if not out.exists() or (out.is_dir() and all(p.name == INDEX_DIR for p in out.iterdir())):
+        return
+    if plan is None and is_failed_start(out):  # issue 21: no dead end after a failed start
+        print(reuse_failed_start(out), flush=True)
         return
     if plan is not None and out.resolve() == plan.run_dir.resolve():
         return
@@ -103,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         plan.check_no_newer_checkpoint(out)
     if not _is_launcher_child():
         _check_out_dir(out, plan)
+        ensure_writable(out)  # issue 21: read-only place, a file in the path
 
     _quiet_lightning()
     import pytorch_lightning as pl

@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f" val2017/); default data/coco, or {DEMO_DATA_ROOT} (generated) with --demo",
     )
     parser.add_argument(
+        "--arch",
+        default=None,
+        help="the checkpoint's architecture where it does not record it (a plain timm ViT state"
+        " dict: its timm model name), as for lightly-matrix export",
+    )
+    parser.add_argument(
         "--trust-pickle",
         action="store_true",
         # The same words as lightly_matrix.export.convert.TRUST_PICKLE_RISK (torch-free here).

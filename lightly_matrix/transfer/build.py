@@ -221,16 +221,17 @@ def build_config(
                 isinstance(init, dict) and init.get("type") == "PretrainedOrDefault"
             ):
                 part["init_cfg"] = None
-    if args.batch_size:
+    if args.batch_size is not None:
         cfg.train_dataloader.batch_size = args.batch_size
     cfg.auto_scale_lr = dict(cfg.get("auto_scale_lr") or {"base_batch_size": 16})
     cfg.auto_scale_lr["enable"] = not args.no_auto_scale_lr
     options = parse_cfg_options(args.cfg_options) if args.cfg_options else {}
-    if args.max_iters:
+    if args.max_iters is not None:
         iteration_schedule(cfg, args.max_iters)
     elif not args.no_auto_scale_lr:
         batch = options.get("train_dataloader.batch_size", cfg.train_dataloader.batch_size)
-        scale_iterations(cfg, world_size(args) * int(batch))
+        if isinstance(batch, int) and batch >= 1:  # else check_cfg_options below says why
+            scale_iterations(cfg, world_size(args) * batch)
     if args.val_interval > 0:
         cfg.train_cfg.val_interval = args.val_interval
     else:

@@ -42,6 +42,12 @@ def parse_cfg_options(options: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings as mmengine's ``DictAction`` parses them for mmdet's tools."""
     from mmengine.config import DictAction
 
+    for option in options:
+        key, sep, _ = option.partition("=")
+        if not sep or not key.strip():
+            raise UserError(
+                f"--cfg-options {option}: expected KEY=VALUE, e.g. optim_wrapper.optimizer.lr=0.01"
+            )
     action = DictAction(option_strings=["--cfg-options"], dest="cfg_options")
     namespace = argparse.Namespace()
     action(argparse.ArgumentParser(), namespace, options)
@@ -127,6 +133,31 @@ def _accepted_names(path: list[str], parent: Any) -> set[str] | None:
     return None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+#: Counts whose out-of-range values mmengine / torch only reject deep inside a run.
+_COUNT_MINIMUM = {"batch_size": 1, "max_iters": 1, "max_epochs": 1, "val_interval": 1}
+_COUNT_MINIMUM |= {"num_workers": 0, "interval": 1}
+
+
+def _check_type(key: str, old: Any, new: Any) -> None:
+    """A number or a flag of the config stays one (``lr=abc`` would fail deep inside torch)."""
+    if new is None:  # unsetting a value is the user's call
+        return
+    low = _COUNT_MINIMUM.get(key.rsplit(".", 1)[-1])
+    if low is not None and _is_number(old) and _is_number(new) and new < low:
+        raise UserError(f"--cfg-options {key}={new!r}: must be >= {low}")
+    if _is_number(old) and not _is_number(new):
+        expected = f"a number (the config has {old!r})"
+    elif isinstance(old, bool) and not isinstance(new, bool):
+        expected = f"True or False (the config has {old!r})"
+    else:
+        return
+    raise UserError(f"--cfg-options {key}={new!r}: expected {expected}")
+
+
 def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
     """Fail on ``--cfg-options`` keys that neither exist in ``cfg`` nor are accepted there.
 
@@ -152,6 +183,7 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
         while depth < len(parts) and (child := _child(node, parts[depth])) is not _MISSING:
             node, depth = child, depth + 1
         if depth == len(parts):
+            _check_type(key, node, options[key])
             continue  # the key exists
         parent_path, new = parts[:depth], parts[depth]
         parent: Any = merged_dict

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from lightly_matrix.cli import UserError
+from lightly_matrix.user_files import check_writable
 
 #: Arguments of :func:`lightly_matrix.data.coco_shapes.make_coco_shapes` for ``--demo``.
 DEMO_DATA = {"num_train": 400, "num_val": 100, "image_size": 160, "seed": 0, "max_shapes": 4}
@@ -38,12 +39,15 @@ def check_demo_root(root: Path) -> bool:
     from lightly_matrix.data.coco_shapes import check_shapes_root
 
     try:
-        return check_shapes_root(root, **DEMO_DATA)
+        ready = check_shapes_root(root, **DEMO_DATA)
     except ValueError as err:
         raise UserError(
             f"{err}; --demo generates its data under --coco-root: pass a new or empty directory"
             f" (or omit it for {DEMO_DATA_ROOT})"
         ) from err
+    if not ready:
+        check_writable(root, f"--coco-root {root} (where --demo generates its data)")
+    return ready
 
 
 def check_coco_root(root: Path) -> None:
@@ -145,6 +149,33 @@ def check_devices(args: argparse.Namespace) -> None:
         )
 
 
+def check_counts(args: argparse.Namespace) -> None:
+    """Fail in one line on counts out of range, before anything is built (0 is never "default")."""
+    problems = []
+    for flag, value, low in (
+        ("--max-iters", args.max_iters, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--val-interval", args.val_interval, 0),
+        ("--seed", args.seed, 0),
+        ("--node-rank", args.node_rank, 0),
+    ):
+        if value is not None and value < low:
+            problems.append(f"{flag} must be >= {low}, got {value}")
+    if args.seed >= 2**32:
+        problems.append(f"--seed must be < 2**32 (numpy's limit), got {args.seed}")
+    if args.node_rank >= args.nnodes:
+        problems.append(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
+    if not 1 <= args.master_port <= 65535:
+        problems.append(f"--master-port must be a TCP port (1-65535), got {args.master_port}")
+    if problems:
+        hint = (
+            " (omit them for the config's own)"
+            if args.max_iters is not None or args.batch_size is not None
+            else ""
+        )
+        raise UserError("; ".join(problems) + hint)
+
+
 def require_mmdet() -> None:
     """Fail in one line, saying how to install it, where MMDetection cannot be imported."""
     from lightly_matrix.export.verify import require_mmdet as require
@@ -192,4 +223,5 @@ def resolve_work_dir(args: argparse.Namespace, config_name: str) -> Path:
         while work_dir.exists():
             work_dir = work_dir.with_name(f"{stamp}_{suffix}")
             suffix += 1
+    check_writable(work_dir, f"--work-dir {work_dir}")
     return work_dir.resolve()

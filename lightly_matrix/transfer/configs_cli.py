@@ -24,6 +24,7 @@ from lightly_matrix.transfer.configs import (
     describe_config,
     resolve_config,
 )
+from lightly_matrix.user_files import check_writable
 
 _RELATIVE_BASE = re.compile(r"""^_base_ = (["'])(\.{1,2}/[^"']+)\1""", re.MULTILINE)
 
@@ -81,12 +82,18 @@ def config_text(path: Path, resolved: bool = False) -> str:
 
 def write_new(out: Path, text: str) -> None:
     """Write ``text`` to ``out``, which must not exist yet."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent, f"--out {out}")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "x") as f:
             f.write(text)
     except FileExistsError as err:
-        raise UserError(f"{out} already exists; not overwriting it (choose another --out)") from err
+        what = "is a folder" if out.is_dir() else "already exists"
+        raise UserError(f"{out} {what}; not overwriting it (choose another --out)") from err
+    except OSError as err:  # read-only place, a file in the path
+        raise UserError(
+            f"cannot write {out}: {err.strerror or type(err).__name__}; choose another --out"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out)
     if out.exists():
-        raise UserError(f"{out} already exists; not overwriting it (choose another --out)")
+        what = "is a folder" if out.is_dir() else "already exists"
+        raise UserError(f"{out} {what}; not overwriting it (choose another --out)")
     write_new(out, config_text(path, resolved=args.resolved))
     print(f"wrote {out} ({'resolved ' if args.resolved else ''}{path.stem})")
     return 0

@@ -16,6 +16,7 @@ from lightly_matrix.transfer.checks import (
     DEMO_DATA,
     DEMO_DATA_ROOT,
     check_coco_root,
+    check_counts,
     check_demo_root,
     check_devices,
     claim_work_dir,
@@ -49,9 +50,9 @@ def _torchrun(
     ]  # fmt: skip
     if args.demo:
         command.append("--demo")
-    if args.max_iters:
+    if args.max_iters is not None:
         command += ["--max-iters", str(args.max_iters)]
-    if args.batch_size:
+    if args.batch_size is not None:
         command += ["--batch-size", str(args.batch_size)]
     if args.no_auto_scale_lr:
         command.append("--no-auto-scale-lr")
@@ -78,11 +79,14 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_pkg_resources_warning()
     require_mmdet()
+    check_counts(args)
     check_devices(args)
     distributed_child = args.launcher != "none"
     # Inputs first, so that a wrong path fails in seconds, before anything heavy is built.
     backbone = (
-        load_backbone(args.checkpoint, trust_pickle=args.trust_pickle) if args.checkpoint else None
+        load_backbone(args.checkpoint, trust_pickle=args.trust_pickle, arch=args.arch)
+        if args.checkpoint
+        else None
     )
     architecture = backbone.architecture if backbone else None
     protocol = getattr(args, "protocol", None)
@@ -187,7 +191,7 @@ def _train_and_test(
         json.dump(results, f, indent=2)
     print(f"\nresults written to {work_dir / 'results.json'}\n")
     print(markdown_table([results["markdown_row"]]))
-    comparison = comparison_table(results, full_schedule=not args.max_iters)
+    comparison = comparison_table(results, full_schedule=args.max_iters is None)
     if comparison:
         print("\n" + comparison)
     return 0

@@ -196,3 +196,14 @@ def test_positional_and_keyword_calls_agree_and_the_loss_is_not_symmetric() -> N
     ref = matrix_ssl_reference(online=z, target=p, gamma=1.0, lamda=1.0, mu=1.0, order=4)
     assert _rel(positional, ref) <= 1e-6
     assert _rel(loss_fn(p, z), positional) > 0.05  # swapping the roles changes the loss
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_input_exact_path_is_a_value_error_taylor_path_is_nan(bad) -> None:
+    online, target = _views(8, 6)
+    online[3, 2] = bad
+    # The exact path factorises (eigh): one clear ValueError, as MatrixEntropyLoss / CorInfoMaxLoss.
+    with pytest.raises(ValueError, match="inf/NaN"):
+        MatrixSSLLoss(taylor_order=None)(online, target)
+    # The Taylor path has nothing to factorise: NaN, as Lightly's losses (the run's guard stops).
+    assert not torch.isfinite(MatrixSSLLoss(taylor_order=4)(online, target))

@@ -122,6 +122,9 @@ def test_signal_saves_and_prints_the_resume_command(
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == status, stderr[-3000:]
     assert f"resume with: lightly-matrix pretrain --resume {out}" in stdout
+    # SIGTERM (a scheduler's stop) saves and says so exactly as Ctrl-C does.
+    name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+    assert f"interrupted ({name} at epoch" in stdout and f"saved {out / 'last.ckpt'}" in stdout
     assert "Traceback" not in stderr
     saved = step_of(out / "last.ckpt")
     assert saved >= before and saved < 600
@@ -250,7 +253,8 @@ def test_resume_from_corrupted_truncated_or_foreign_files(
     good = (finished_run / "last.ckpt").read_bytes()
     cases = {
         "truncated.ckpt": (good[: len(good) // 2], "corrupted or truncated"),
-        "garbage.ckpt": (os.urandom(4096), "corrupted or truncated"),
+        # Not what torch.save writes at all: said so, never "pickled objects to trust".
+        "garbage.ckpt": (b"\x13" + os.urandom(4095), "is not a checkpoint"),
     }
     for name, (data, fragment) in cases.items():
         (tmp_path / name).write_bytes(data)
@@ -380,3 +384,28 @@ def test_export_counts_the_epochs_of_an_epoch_end_checkpoint(finished_run: Path)
 
     # last.ckpt is written in the epoch's end hooks, before Lightning marks the epoch completed.
     assert load_backbone(finished_run / "last.ckpt").meta["epochs"] == 1
+
+
+def test_sigterm_between_steps_saves_and_says_so_like_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGTERM that lands outside a step (here right after the epoch-end save, where the probes
+    run) used to meet Lightning's own check first: "the newest checkpoint is ..." instead of
+    the save that Ctrl-C gets."""
+    from lightly_matrix.pretrain.checkpoints import RunCheckpoint
+
+    original = RunCheckpoint.on_train_epoch_end
+
+    def then_sigterm(self, trainer, pl_module) -> None:
+        original(self, trainer, pl_module)
+        if trainer.current_epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(RunCheckpoint, "on_train_epoch_end", then_sigterm)
+    out = tmp_path / "run"
+    status = main(["pretrain", *TINY, "--epochs", "3", "--limit-train-batches", "2",
+                   "--out", str(out)])  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert status == 143
+    assert f"interrupted (SIGTERM at epoch 2, step 3); saved {out / 'last.ckpt'}" in stdout
+    assert step_of(out / "last.ckpt") == 3

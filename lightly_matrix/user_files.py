@@ -1,0 +1,87 @@
+"""Paths a user names: checkpoints handed in, and places to write into (torch-free).
+
+What a path handed in as a checkpoint is, is told before ``torch.load`` guesses: ``torch.save``
+writes a zip archive (``PK``), or with the legacy format a pickle of protocol 2 or higher (first
+byte ``0x80``). Anything else, a folder or an empty file cannot be a checkpoint; saying so beats
+torch's "weights only load failed", which reads as if the file held code to trust.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from lightly_matrix.cli import UserError
+
+#: First bytes of what ``torch.save`` writes: a zip archive (new format) or a pickle (legacy).
+_TORCH_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x80")
+
+
+def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
+    """Refuse, in one line, a path that cannot hold a ``torch.save`` checkpoint.
+
+    Args:
+        path: The file given by the user.
+        what: How the message names it, e.g. ``"--resume 'runs/x/last.ckpt'"``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        UserError: The path is missing, a folder, empty, or starts with other bytes than
+            ``torch.save`` writes.
+
+    Examples:
+        >>> check_checkpoint_file("no/such/file.ckpt")
+        Traceback (most recent call last):
+        ...
+        lightly_matrix.cli.UserError: checkpoint no/such/file.ckpt does not exist
+    """
+    path = Path(path)
+    if path.is_dir():
+        inside = next((p for p in (path / "last.ckpt", path / "backbone.pth") if p.is_file()), None)
+        hint = f"; did you mean {inside}?" if inside else "; pass the checkpoint file in it"
+        raise UserError(f"{what} {path} is a folder, not a checkpoint file{hint}")
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise UserError(f"{what} {path} cannot be read ({err.strerror or err})") from None
+    if not head:
+        raise UserError(f"{what} {path} is an empty file, not a checkpoint")
+    if not head.startswith(_TORCH_MAGIC):
+        raise UserError(
+            f"{what} {path} is not a checkpoint: torch.save writes a zip archive or a pickle, and"
+            " this file is neither (a truncated download, or another kind of file?)"
+        )
+    return path
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """Refuse, in one line and leaving nothing behind, a folder that cannot be made and written.
+
+    A nameless temporary file is made in ``path`` or, where it does not exist yet, in the nearest
+    folder above it (where ``path`` would be created).
+
+    Args:
+        path: The folder to be written.
+        what: How the message names it, e.g. ``"--out runs/x"``.
+
+    Raises:
+        UserError: A part of the path is a file, or the place is read-only or not permitted.
+    """
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(existing)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        if isinstance(err, NotADirectoryError):
+            reason = f"{existing} is a file, not a folder"
+        raise UserError(f"{what}: cannot write there ({reason}); choose another place") from None

@@ -1,0 +1,48 @@
+"""`lightly-matrix pretrain` values that used to be taken silently: refused before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lightly_matrix.cli import main
+
+TINY = ["--method", "matrix_ssl", "--image-size", "16", "--batch-size", "16", "--no-eval"]
+VIT = ["--method", "mmae", "--backbone", "vit_tiny_patch16_224", "--image-size", "32"]
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--out", "--data", "--eval-data"])
+def test_an_empty_path_is_an_error_not_unset(
+    flag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--resume "$RUN"`` with RUN unset used to start a new run in runs/<method>."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["pretrain", *TINY, flag, ""])
+    assert stopped.value.code == 2
+    assert "an empty path" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        # Lightning replaces such a seed by a random one: the run would not repeat.
+        ([*TINY, "--seed", "-1"], "--seed must be in [0, 2**32 - 1]"),
+        ([*TINY, "--seed", str(2**32)], "--seed must be in [0, 2**32 - 1]"),
+        # Digits has its own test split: --eval-data was ignored without a word.
+        ([*TINY, "--eval-data", "."], "--eval-data is for an image-folder --data"),
+        # 0 used to mean "automatic" (the model's own patch size).
+        ([*VIT, "--hp", "patch_size=0"], "patch_size must be >= 1"),
+        ([*VIT, "--hp", "patch_size=-4"], "patch_size must be >= 1"),
+    ],
+)
+def test_values_that_were_taken_silently_are_refused(
+    argv: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["pretrain", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and fragment in err.splitlines()[-1], err
+    assert not out.exists()

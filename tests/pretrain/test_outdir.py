@@ -1,0 +1,170 @@
+"""``--out`` and ``--resume`` of ``lightly-matrix pretrain`` on folders that are not a clean run:
+a failed start, checkpoints of two runs, unwritable places, files that are not checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightly_matrix.cli import main
+from lightly_matrix.pretrain.outdir import STALE_METRICS, is_failed_start
+
+TINY = [
+    "--image-size", "16", "--batch-size", "16", "--no-eval", "--limit-train-batches", "2",
+    "--hp", "hidden_dim=32", "--hp", "output_dim=32",
+]  # fmt: skip
+MATRIX = ["--method", "matrix_ssl", *TINY, "--hp", "pred_hidden_dim=16"]
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], status: int, *fragments: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "Traceback" not in err, err
+    last = err.splitlines()[-1]
+    assert last.startswith("lightly-matrix pretrain: error:"), err
+    for fragment in fragments:
+        assert fragment in last, last
+    return last
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A matrix_ssl run (1 epoch) and a corinfomax run (2 epochs, snapshots kept)."""
+    root = tmp_path_factory.mktemp("runs")
+    matrix, corinfomax = root / "matrix", root / "corinfomax"
+    assert main(["pretrain", *MATRIX, "--epochs", "1", "--out", str(matrix)]) == 0
+    corinfo = ["--method", "corinfomax", *TINY, "--epochs", "2", "--keep-every", "1"]
+    assert main(["pretrain", *corinfo, "--out", str(corinfomax)]) == 0
+    return matrix, corinfomax
+
+
+# ---------------------------------------------------------------- checkpoints of another run
+def test_a_foreign_checkpoint_in_the_run_folder_is_refused_not_resumed(
+    two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    matrix, corinfomax = two_runs
+    run = tmp_path / "r"
+    shutil.copytree(matrix, run)
+    (run / "checkpoints").mkdir()
+    shutil.copy(corinfomax / "checkpoints" / "epoch0001.ckpt", run / "checkpoints")
+    before = tree(run)
+    status = main(["pretrain", "--resume", str(run), "--epochs", "3"])
+    last = one_line_error(capsys, status, "checkpoints of different runs")
+    assert "matrix_ssl on digits" in last and "corinfomax on digits" in last
+    assert str(run / "last.ckpt") in last and "epoch0001.ckpt" in last
+    assert tree(run) == before  # nothing trained, nothing overwritten
+
+
+def test_snapshots_of_the_same_run_still_resume(
+    two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "r"
+    shutil.copytree(two_runs[1], run)
+    assert main(["pretrain", "--resume", str(run), "--epochs", "3"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    ckpt = torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 6
+
+
+# ---------------------------------------------------------------- a run that fails at once
+def test_patch_size_that_does_not_divide_the_image_is_refused_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["--method", "mmae", "--backbone", "vit_tiny_patch16_224", "--image-size", "40",
+            "--hp", "patch_size=7", "--batch-size", "16", "--out", str(out)]  # fmt: skip
+    status = main(["pretrain", *argv])
+    one_line_error(capsys, status, "not a multiple of the ViT patch size 7", "35 or 42")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_folder_left_by_a_failed_start_is_reused_and_resume_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    # What a run that died in its first step leaves: logs and the random-init evaluation.
+    (out / "csv" / "version_0").mkdir(parents=True)
+    (out / "csv" / "version_0" / "hparams.yaml").write_text("lr: 0.1\n")
+    (out / "tensorboard" / "version_0").mkdir(parents=True)
+    random_init = {"history": [{"epoch": 0, "knn_top1": 0.1}]}
+    (out / "metrics.json").write_text(json.dumps(random_init))
+    assert is_failed_start(out)
+
+    status = main(["pretrain", "--resume", str(out)])
+    one_line_error(capsys, status, "stopped before its first checkpoint", "without --resume")
+
+    assert main(["pretrain", *MATRIX, "--epochs", "1", "--out", str(out)]) == 0
+    assert "holds only the logs of a run that stopped" in capsys.readouterr().out
+    assert (out / "last.ckpt").is_file()
+    # The old logs are kept, the new ones go beside them.
+    assert (out / "csv" / "version_0" / "hparams.yaml").read_text() == "lr: 0.1\n"
+    assert (out / "csv" / "version_1").is_dir()
+    assert json.loads((out / STALE_METRICS).read_text()) == random_init
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [
+        "results",  # an evaluation after training started
+        "user_file",  # anything that is not ours
+        "checkpoint",  # a checkpoint, even a snapshot only
+    ],
+)
+def test_folders_that_hold_a_result_are_still_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep: str
+) -> None:
+    out = tmp_path / "run"
+    (out / "csv").mkdir(parents=True)
+    if keep == "results":
+        (out / "metrics.json").write_text(json.dumps({"history": [{"epoch": 0}, {"epoch": 5}]}))
+    elif keep == "user_file":
+        (out / "notes.txt").write_text("mine")
+    else:
+        (out / "checkpoints").mkdir()
+        torch.save({"x": torch.zeros(1)}, out / "checkpoints" / "epoch0004.ckpt")
+    before = tree(out)
+    one_line_error(capsys, main(["pretrain", *MATRIX, "--out", str(out)]), "not empty")
+    assert tree(out) == before
+
+
+# ---------------------------------------------------------------- where --out cannot be written
+def test_out_under_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile.txt").write_text("x")
+    status = main(["pretrain", *MATRIX, "--out", str(tmp_path / "afile.txt" / "sub")])
+    one_line_error(capsys, status, "cannot write there", "is a file, not a folder")
+    assert (tmp_path / "afile.txt").read_text() == "x"
+
+
+def test_out_in_a_read_only_place_is_one_line(
+    unwritable_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["pretrain", *MATRIX, "--out", str(unwritable_dir / "run")])
+    one_line_error(capsys, status, f"--out {unwritable_dir / 'run'}: cannot write there")
+
+
+# ---------------------------------------------------------------- files that are not checkpoints
+def test_random_bytes_are_not_called_pickled_objects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(os.urandom(4096).replace(b"\x80", b"\x00").replace(b"PK", b"pk"))
+    last = one_line_error(capsys, main(["pretrain", "--resume", str(path)]), "not a checkpoint")
+    assert "pickled" not in last and "trust" not in last
+
+
+def test_missing_eval_data_folder_names_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    argv = [*MATRIX, "--data", str(tmp_path / "train"), "--eval-data", str(tmp_path / "nope")]
+    last = one_line_error(capsys, main(["pretrain", *argv, "--out", str(tmp_path / "o")]))
+    assert "--eval-data" in last and "does not exist" in last and "digits" not in last
