@@ -13,10 +13,12 @@ import json
 import os
 from pathlib import Path
 
+from lightly_matrix.data.index import INDEX_DIR
 from lightly_matrix.user_files import check_writable
 
-#: What a run writes before its first checkpoint; log folders are never overwritten.
-LOG_DIRS = ("csv", "tensorboard")
+#: What a run writes before its first checkpoint; log folders are never overwritten (the
+#: folder index of lightly_matrix.data.index is reused by the next start).
+LOG_DIRS = ("csv", "tensorboard", INDEX_DIR)
 METRICS = "metrics.json"
 #: Where the random-init evaluation of a failed start is moved when its folder is reused.
 STALE_METRICS = "metrics.failed_start.json"
@@ -42,8 +44,6 @@ def is_failed_start(out: Path) -> bool:
     if not out.is_dir():
         return False
     entries = [p for p in out.iterdir() if not p.name.startswith(".")]
-    if not entries:
-        return False
     for entry in entries:
         if entry.name in LOG_DIRS and entry.is_dir():
             continue

@@ -30,18 +30,27 @@ class ResumePlan:
     saved: RunConfig
     saved_hparams: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    identity: tuple[Any, ...] = ()
 
     def check_no_newer_checkpoint(self, out: Path) -> None:
-        """Refuses to continue an older checkpoint in a folder whose last.ckpt is further on."""
-        from lightly_matrix.pretrain.checkpoints import LAST, load_training_checkpoint
+        """Refuses to continue in a folder whose last.ckpt is further on, or of another run."""
+        from lightly_matrix.pretrain.checkpoints import (
+            LAST,
+            check_one_run,
+            load_training_checkpoint,
+            run_identity,
+        )
 
         last = out / LAST
         if not last.is_file() or last.resolve() == self.checkpoint.resolve():
             return
         try:
-            newer = int(load_training_checkpoint(last).get("global_step", 0))
+            other = load_training_checkpoint(last)
         except UserError:
             return
+        if self.identity:  # continuing here would overwrite another run's last.ckpt
+            check_one_run(str(out), {self.checkpoint: self.identity, last: run_identity(other)})
+        newer = int(other.get("global_step", 0))
         if newer > self.global_step:
             raise UserError(
                 f"{last} is further on (step {newer}) than --resume {self.checkpoint} (step "
@@ -71,7 +80,12 @@ def _run_dir_of(checkpoint: Path) -> Path:
 def plan_resume(args: argparse.Namespace) -> ResumePlan:
     """Finds the checkpoint and reads the run it was trained with."""
     from lightly_matrix.methods import METHODS
-    from lightly_matrix.pretrain.checkpoints import RUN_KEY, describe, find_resume_checkpoint
+    from lightly_matrix.pretrain.checkpoints import (
+        RUN_KEY,
+        describe,
+        find_resume_checkpoint,
+        run_identity,
+    )
     from lightly_matrix.pretrain.config import from_checkpoint
 
     path, ckpt, skipped = find_resume_checkpoint(args.resume)
@@ -92,4 +106,5 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
         saved=from_checkpoint(saved_run, hparams, METHODS[method]),
         saved_hparams=hparams,
         notes=list(skipped),
+        identity=run_identity(ckpt),
     )

@@ -47,14 +47,14 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
             args.resume = args.out
 
 
-def _check_out_dir(out: Path, plan: ResumePlan | None) -> None:
-    """A new run needs an empty folder; a resumed one may also continue in its own folder."""
-    from lightly_matrix.data.index import INDEX_DIR  # a start that stopped early leaves only it
-
-    if not out.exists() or (out.is_dir() and all(p.name == INDEX_DIR for p in out.iterdir())):
+def _check_out_dir(out: Path, plan: ResumePlan | None, dry_run: bool = False) -> None:
+    """A new run needs an empty folder (or a failed start's); a resumed one may also continue in
+    its own folder. ``dry_run`` only checks."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
-    if plan is None and is_failed_start(out):  # issue 21: no dead end after a failed start
-        print(reuse_failed_start(out), flush=True)
+    if plan is None and is_failed_start(out):  # no dead end after a run that never saved
+        if not dry_run:
+            print(reuse_failed_start(out), flush=True)
         return
     if plan is not None and out.resolve() == plan.run_dir.resolve():
         return
@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if plan is not None:
         plan.check_no_newer_checkpoint(out)
     if not _is_launcher_child():
-        _check_out_dir(out, plan)
-        ensure_writable(out)  # issue 21: read-only place, a file in the path
+        _check_out_dir(out, plan, dry_run=args.dry_run)
+        ensure_writable(out)  # a read-only place, a file in the path: one line, nothing left
 
     _quiet_lightning()
     import pytorch_lightning as pl

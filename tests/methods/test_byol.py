@@ -4,10 +4,10 @@ import torch
 import torch.nn.functional as F
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-from lightly_matrix.pretrain.config import module_defaults
 from method_helpers import make_module
 
 from lightly_matrix.methods import BYOL
+from lightly_matrix.pretrain.config import module_defaults
 
 
 def test_byol_uses_lightlys_heads_and_loss_with_the_papers_widths() -> None:

@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from lightly_matrix.pretrain.config import module_defaults
 from method_helpers import EMA_TEACHER_METHODS, fit, make_module
 from pytorch_lightning import seed_everything
 
 from lightly_matrix.methods import METHODS, MatrixSSL
 from lightly_matrix.methods.ema_teacher import EMATeacherModule
+from lightly_matrix.pretrain.config import module_defaults
 
 
 @pytest.mark.parametrize("method", EMA_TEACHER_METHODS)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lightly_matrix.pretrain.config import module_defaults
 from method_helpers import fit, make_module
 from pytorch_lightning import seed_everything
 
@@ -10,6 +9,7 @@ from lightly_matrix.loss import MECLoss
 from lightly_matrix.methods import MEC
 from lightly_matrix.methods.mec import warmup_eps_squared
 from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
+from lightly_matrix.pretrain.config import module_defaults
 
 
 def authors_lamda_inv(lamda: float, total: int, warmup: int) -> np.ndarray:

@@ -455,3 +455,29 @@ def test_checkpoint_written_before_the_global_batch_resumes(
         "no_weight_decay",
         "online_classifier",
     ]
+
+
+def test_resuming_a_snapshot_never_overwrites_another_runs_last_ckpt(tmp_path: Path) -> None:
+    """--resume of a snapshot whose folder's last.ckpt is another run, even a shorter one."""
+    import torch
+
+    from lightly_matrix.cli import UserError
+    from lightly_matrix.pretrain.checkpoints import RUN_KEY
+    from lightly_matrix.pretrain.resume import ResumePlan
+
+    def fake(method: str, step: int) -> dict[str, Any]:
+        record = {"method": method, "data": "digits", "image_size": 32, "seed": 0}
+        hparams = {"backbone": "resnet18", "method": method}
+        return {"state_dict": {}, "loops": {}, "global_step": step, RUN_KEY: record,
+                "hyper_parameters": hparams}  # fmt: skip
+
+    torch.save(fake("corinfomax", 1), tmp_path / "last.ckpt")
+    snapshot = tmp_path / "checkpoints" / "epoch0004.ckpt"
+    plan = ResumePlan(
+        checkpoint=snapshot, run_dir=tmp_path, global_step=5, where="", saved=None,  # type: ignore[arg-type]
+        saved_hparams={}, identity=("matrix_ssl", "digits", "resnet18", 32, 0),
+    )  # fmt: skip
+    with pytest.raises(UserError, match="different runs"):
+        plan.check_no_newer_checkpoint(tmp_path)
+    torch.save(fake("matrix_ssl", 1), tmp_path / "last.ckpt")  # the same run, behind: continue
+    plan.check_no_newer_checkpoint(tmp_path)
