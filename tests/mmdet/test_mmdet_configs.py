@@ -226,7 +226,8 @@ def test_vit_export_loads_into_the_vit_config(tmp_path, how):
     timm = pytest.importorskip("timm")
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=64)
     out = tmp_path / "vit.pth"
-    backbone = export_backbone({f"vit.{k}": v for k, v in vit.state_dict().items()}, out)
+    weights = {f"vit.{k}": v for k, v in vit.state_dict().items()}
+    backbone = export_backbone(weights, out, arch="vit_tiny_patch16_224")
     cfg = load("mask-rcnn_vit-b16_sfp_ms-1x_coco.py")
     cfg.model.backbone.update({k: v for k, v in backbone.backbone_cfg.items() if k != "type"})
     if how == "Pretrained":
