@@ -140,6 +140,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-progress", action="store_true", help="no progress bar (for logs and batch jobs)"
     )
+    g.add_argument(
+        "--no-report", action="store_true", help="do not write OUT/report.html at the end"
+    )
 
 
 def _check(ok: bool, message: str) -> None:
