@@ -315,7 +315,10 @@ class FrozenEvaluation(Callback):
         write_json_atomic(self.path, payload)
         if self.spectra:
             spectra = sorted(self.spectra, key=lambda row: row["epoch"])
-            write_json_atomic(self.spectrum_path, {"features": "backbone, probe training images", "evaluations": spectra})
+            write_json_atomic(
+                self.spectrum_path,
+                {"features": "backbone, probe training images", "evaluations": spectra},
+            )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.at_start and trainer.global_step == 0:

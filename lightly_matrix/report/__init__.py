@@ -8,10 +8,17 @@ figure is drawn from files the run saved, so the report can be made again at any
 finished, interrupted or older run; what a run did not save is listed as not available.
 
 Modules: :mod:`~lightly_matrix.report.data` (reading), :mod:`~lightly_matrix.report.figures`
-(matplotlib), :mod:`~lightly_matrix.report.html` (the page), :mod:`~lightly_matrix.report.sections`
-and :mod:`~lightly_matrix.report.transfer` (what is shown), :mod:`~lightly_matrix.report.cli`.
+(matplotlib), :mod:`~lightly_matrix.report.html` (the page), :mod:`~lightly_matrix.report.pretrain`,
+:mod:`~lightly_matrix.report.spectrum` and :mod:`~lightly_matrix.report.transfer` (what is shown),
+:mod:`~lightly_matrix.report.cli` (the command, and the hook at the end of runs).
 """
 
-from lightly_matrix.report.cli import REPORT_FILE, add_arguments, report_after_run, run, write_report
+from lightly_matrix.report.cli import (
+    REPORT_FILE,
+    add_arguments,
+    report_after_run,
+    run,
+    write_report,
+)
 
 __all__ = ["REPORT_FILE", "add_arguments", "report_after_run", "run", "write_report"]

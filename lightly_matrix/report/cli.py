@@ -11,7 +11,12 @@ from typing import Any
 
 from lightly_matrix import __version__
 from lightly_matrix.cli import UserError
-from lightly_matrix.report.data import is_pretrain_run, is_transfer_run, load_pretrain, load_transfer
+from lightly_matrix.report.data import (
+    is_pretrain_run,
+    is_transfer_run,
+    load_pretrain,
+    load_transfer,
+)
 from lightly_matrix.report.html import GENERATOR, Section, page, paragraph
 
 REPORT_FILE = "report.html"
@@ -86,7 +91,7 @@ def write_report(
     Raises:
         UserError: ``run_dir`` holds no run, matplotlib is missing, or ``out`` is not ours.
     """
-    from lightly_matrix.report import sections, transfer
+    from lightly_matrix.report import pretrain, spectrum, transfer
     from lightly_matrix.report.figures import require_matplotlib
 
     run_dir = Path(run_dir)
@@ -110,10 +115,10 @@ def write_report(
     if pretrain_dir is not None:
         run = load_pretrain(pretrain_dir)
         parts += [
-            sections.run_section(run),
-            sections.probe_section(run, reference),
-            sections.spectrum_section(run),
-            sections.curves_section(run),
+            pretrain.run_section(run),
+            pretrain.probe_section(run, reference),
+            spectrum.spectrum_section(run),
+            pretrain.curves_section(run),
         ]
         info = (run.metrics or {}).get("run") or {}
         if info:

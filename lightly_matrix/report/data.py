@@ -143,9 +143,11 @@ def load_pretrain(path: Path) -> PretrainRun:
 
 def _log_folders(work_dir: Path) -> list[Path]:
     """mmengine's ``TIMESTAMP`` folders of a work dir, oldest first (one per Runner)."""
-    return sorted(
-        p for p in work_dir.iterdir() if p.is_dir() and (p / "vis_data").is_dir()
-    ) if work_dir.is_dir() else []
+    return (
+        sorted(p for p in work_dir.iterdir() if p.is_dir() and (p / "vis_data").is_dir())
+        if work_dir.is_dir()
+        else []
+    )
 
 
 def read_scalars(path: Path, problems: list[str]) -> list[dict[str, Any]]:

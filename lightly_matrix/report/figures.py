@@ -2,8 +2,8 @@
 
 Figures are plain :class:`matplotlib.figure.Figure` objects on a ``FigureCanvasAgg``: no pyplot,
 so no global backend is switched in the caller's process and nothing opens a window. What to draw
-is decided by :mod:`lightly_matrix.report.sections`; this module only draws panels of lines and
-bar charts.
+is decided by the modules of the sections (``pretrain``, ``spectrum``, ``transfer``); this one draws
+panels of lines and bar charts.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UserError(f"the report draws its figures with matplotlib: {MATPLOTLIB_HINT}") from None
+        raise UserError(
+            f"the report draws its figures with matplotlib: {MATPLOTLIB_HINT}"
+        ) from None
 
 
 @dataclass
@@ -108,14 +110,27 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
         for s in panel.series:
             if s.yerr is not None:
                 axes.errorbar(
-                    s.x, s.y, yerr=s.yerr, fmt=s.fmt, color=s.color, alpha=s.alpha,
-                    capsize=4, label=s.label or None, linewidth=s.linewidth,
-                )  # fmt: skip
+                    s.x,
+                    s.y,
+                    yerr=s.yerr,
+                    fmt=s.fmt,
+                    color=s.color,
+                    alpha=s.alpha,
+                    capsize=4,
+                    label=s.label or None,
+                    linewidth=s.linewidth,
+                )
             else:
                 axes.plot(
-                    s.x, s.y, s.fmt, color=s.color, alpha=s.alpha, label=s.label or None,
-                    linewidth=s.linewidth, markersize=4,
-                )  # fmt: skip
+                    s.x,
+                    s.y,
+                    s.fmt,
+                    color=s.color,
+                    alpha=s.alpha,
+                    label=s.label or None,
+                    linewidth=s.linewidth,
+                    markersize=4,
+                )
         for x, label, color in panel.vlines:
             axes.axvline(x, linestyle="--", color=color, linewidth=1.0, label=label or None)
         if panel.logy:
@@ -156,7 +171,10 @@ def draw_bars(
         drawn = [0.0 if v is None else v for v in numbers]
         bars = axes.barh(offset, drawn, height=bar, label=label)
         axes.bar_label(
-            bars, labels=["n/a" if v is None else f"{v:.1f}" for v in numbers], fontsize=8, padding=2
+            bars,
+            labels=["n/a" if v is None else f"{v:.1f}" for v in numbers],
+            fontsize=8,
+            padding=2,
         )
     axes.set_yticks(positions, list(categories))
     axes.invert_yaxis()

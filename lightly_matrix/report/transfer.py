@@ -11,8 +11,14 @@ from lightly_matrix.report.figures import Panel, Series, draw_bars, draw_panels
 from lightly_matrix.report.html import Section, esc, image, paragraph, table
 
 #: results.json's summary keys, as COCO names them.
-AP_KEYS = (("mAP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP small"),
-           ("APm", "AP medium"), ("APl", "AP large"))  # fmt: skip
+AP_KEYS = (
+    ("mAP", "AP"),
+    ("AP50", "AP50"),
+    ("AP75", "AP75"),
+    ("APs", "AP small"),
+    ("APm", "AP medium"),
+    ("APl", "AP large"),
+)
 IOU_TYPES = (("bbox", "box"), ("segm", "mask"))
 #: mmdet's Mask R-CNN losses, in the order of the model.
 LOSSES = ("loss", "loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask")
@@ -46,10 +52,20 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
         return section
     settings = [
         (key.replace("_", " "), str(results[key]))
-        for key in ("config", "method", "architecture", "pretrain_epochs", "checkpoint",
-                    "schedule", "total_batch_size", "base_lr", "train_time_s", "test_time_s")
+        for key in (
+            "config",
+            "method",
+            "architecture",
+            "pretrain_epochs",
+            "checkpoint",
+            "schedule",
+            "total_batch_size",
+            "base_lr",
+            "train_time_s",
+            "test_time_s",
+        )
         if results.get(key) is not None
-    ]  # fmt: skip
+    ]
     section.add(table(("setting", "value"), settings, css="kv"))
     rows = [
         [f"{name} AP (%)"] + [_percent(results.get(t, {}).get(key)) for key, _ in AP_KEYS]
@@ -181,4 +197,3 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
         )
     section.add('<div class="gallery">' + "".join(figures) + "</div>")
     return section
-

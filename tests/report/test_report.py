@@ -1,4 +1,4 @@
-"""``lightly-matrix report``: every section from saved data, numbers as saved, missing data named."""
+"""``lightly-matrix report``: every section from saved data, numbers as saved, gaps named."""
 
 from __future__ import annotations
 
@@ -24,7 +24,11 @@ PRETRAIN_SECTIONS = [
     "Eigenvalue spectrum of the backbone features",
     "Training curves",
 ]
-TRANSFER_SECTIONS = ["Mask R-CNN transfer", "Mask R-CNN training curves", "Detections on validation images"]
+TRANSFER_SECTIONS = [
+    "Mask R-CNN transfer",
+    "Mask R-CNN training curves",
+    "Detections on validation images",
+]
 
 
 def parse(path: Path) -> ET.Element:
@@ -85,8 +89,14 @@ def test_report_of_a_complete_run_has_every_section(tmp_path: Path) -> None:
 def test_numbers_equal_the_saved_files(pretrain_run: Path, transfer_run: Path) -> None:
     root = parse(write_report(pretrain_run))
     probes = table_with(root, "kNN top-1 (%)")
-    assert probes[0] == ["epoch", "step", "kNN top-1 (%)", "linear top-1 (%)",
-                         "10 labels/class top-1 (%)", "eval time (s)"]  # fmt: skip
+    assert probes[0] == [
+        "epoch",
+        "step",
+        "kNN top-1 (%)",
+        "linear top-1 (%)",
+        "10 labels/class top-1 (%)",
+        "eval time (s)",
+    ]
     saved = json.loads((pretrain_run / "metrics.json").read_text())["history"]
     for row, cells in zip(saved, probes[1:], strict=False):
         keys = ("knn_top1", "linear_top1", "few_label_top1", "eval_s")
@@ -102,32 +112,43 @@ def test_numbers_equal_the_saved_files(pretrain_run: Path, transfer_run: Path) -
     ranks = table_with(root, "effective rank")
     for evaluation, cells in zip(spectra, ranks[1:], strict=True):
         share = [v / sum(evaluation["eigenvalues"]) for v in evaluation["eigenvalues"]]
-        assert cells[:3] == [str(evaluation["epoch"]), f"{evaluation['effective_rank']:.2f}",
-                             f"{evaluation['matrix_entropy']:.2f}"]  # fmt: skip
+        assert cells[:3] == [
+            str(evaluation["epoch"]),
+            f"{evaluation['effective_rank']:.2f}",
+            f"{evaluation['matrix_entropy']:.2f}",
+        ]
         assert cells[3] == f"{100 * share[0]:.2f}"
 
     root = parse(write_report(transfer_run))
     results = json.loads((transfer_run / "results.json").read_text())
     ap = table_with(root, "AP50")
-    assert ap[1][:3] == ["box AP (%)", f"{100 * results['bbox']['mAP']:.2f}",
-                         f"{100 * results['bbox']['AP50']:.2f}"]  # fmt: skip
+    assert ap[1][:3] == [
+        "box AP (%)",
+        f"{100 * results['bbox']['mAP']:.2f}",
+        f"{100 * results['bbox']['AP50']:.2f}",
+    ]
     assert ap[1][-1] == ""  # -1 (no large objects) is no number
     categories = table_with(root, "category")
     cells = {row[0]: row[1:] for row in categories[1:]}
     metrics = results["metrics"]
-    assert cells["triangle"] == [f"{100 * metrics['coco/bbox_triangle_precision']:.2f}",
-                                 f"{100 * metrics['coco/segm_triangle_precision']:.2f}"]  # fmt: skip
+    assert cells["triangle"] == [
+        f"{100 * metrics['coco/bbox_triangle_precision']:.2f}",
+        f"{100 * metrics['coco/segm_triangle_precision']:.2f}",
+    ]
 
 
 @pytest.mark.parametrize(
     ("kept", "missing"),
     [
-        (dict(metrics=False, spectra=False, logs=False), ["settings", "probe table", "spectrum", "training curves"]),
+        (
+            dict(metrics=False, spectra=False, logs=False),
+            ["settings", "probe table", "spectrum", "training curves"],
+        ),
         (dict(spectra=False), ["eigenvalue spectrum"]),
         (dict(logs=False), ["training curves"]),
         (dict(metrics=False, spectra=False), ["settings", "probe table", "spectrum"]),
     ],
-)  # fmt: skip
+)
 def test_missing_data_is_named_never_drawn(tmp_path: Path, kept: dict, missing: list[str]) -> None:
     run = make_pretrain_run(tmp_path / "run", **kept)
     (run / "last.ckpt").write_bytes(b"")  # a run that saved only its checkpoint is still a run
@@ -164,7 +185,9 @@ def test_interrupted_transfer_without_results(tmp_path: Path) -> None:
 def test_resumed_run_logs_are_joined(tmp_path: Path) -> None:
     # The first start logged steps 0..29 and was killed; the resume restarted from step 20.
     write_csv(tmp_path / "csv" / "version_0" / "metrics.csv", log_rows(0, 30))
-    resumed = [dict(row, train_loss_step=-1.0) for row in log_rows(20, 40) if "train_loss_step" in row]
+    resumed = [
+        dict(row, train_loss_step=-1.0) for row in log_rows(20, 40) if "train_loss_step" in row
+    ]
     write_csv(tmp_path / "csv" / "version_1" / "metrics.csv", resumed)
     curve = read_csv_logs(tmp_path / "csv")["train_loss_step"]
     assert [step for step, _, _ in curve] == list(range(40))
@@ -207,8 +230,15 @@ def test_reference_spreads(tmp_path: Path, pretrain_run: Path) -> None:
     assert parse_spread("-4.51 +- 1.66") == (-4.51, 1.66)
     assert parse_spread("n/a") is None and parse_spread(None) is None
     reference = tmp_path / "reference.json"
-    reference.write_text(json.dumps({"epochs": 4, "seeds": [0, 1, 2], "probes": {
-        "knn_top1": {"before": "92.35 ± 0.57", "after": "87.84 ± 1.26"}}}))  # fmt: skip
+    reference.write_text(
+        json.dumps(
+            {
+                "epochs": 4,
+                "seeds": [0, 1, 2],
+                "probes": {"knn_top1": {"before": "92.35 ± 0.57", "after": "87.84 ± 1.26"}},
+            }
+        )
+    )
     assert cli_main(["report", str(pretrain_run), "--reference", str(reference)]) == 0
     assert len(images(parse(pretrain_run / REPORT_FILE))) == 3
 
