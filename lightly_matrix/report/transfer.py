@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ NO_RESULTS = "no results.json: the run did not reach its test"
 
 
 def _percent(value: Any) -> float | None:
-    """mmdet's AP fraction as percent; ``-1`` (no such objects) as ``None``."""
-    return None if value is None or value < 0 else 100.0 * float(value)
+    """mmdet's AP fraction as percent; ``-1`` or ``nan`` (no such objects) as ``None``."""
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return 100.0 * float(value)
 
 
 def per_category(metrics: dict[str, float], iou_type: str) -> dict[str, float]:
