@@ -66,7 +66,7 @@ class Panel:
         logy: Log-scale y axis.
         vlines: Vertical markers ``(x, label, color)`` (e.g. the effective rank).
         integer_x: Integer ticks on x (epochs).
-        legend_outside: Legend to the right of the axes (for many entries).
+        legend: ``"best"`` (inside), ``"right"`` or ``"below"`` the axes (for many entries).
     """
 
     title: str
@@ -76,7 +76,7 @@ class Panel:
     logy: bool = False
     vlines: list[tuple[float, str, Any]] = field(default_factory=list)
     integer_x: bool = False
-    legend_outside: bool = False
+    legend: str = "best"
 
 
 def _png(figure: Any) -> bytes:
@@ -142,8 +142,10 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
         axes.set_ylabel(panel.ylabel)
         axes.grid(True, alpha=0.3, which="major")
         if any(s.label for s in panel.series) or any(label for _, label, _ in panel.vlines):
-            if panel.legend_outside:
+            if panel.legend == "right":
                 axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            elif panel.legend == "below":
+                axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
             else:
                 axes.legend(fontsize=8, loc="best")
     return _png(figure)

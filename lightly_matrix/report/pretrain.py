@@ -20,10 +20,13 @@ PROBES = (
     ("few_label_top1", "10 labels/class"),
 )
 #: Run settings shown at the top, from metrics.json's ``run``.
-RUN_KEYS = (
-    "method", "data", "backbone", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
-    "image_size", "precision", "seed", "eval_split", "train_wall_s",
-)  # fmt: skip
+RUN_KEYS = {
+    "method": "method", "data": "data", "preset": "preset", "backbone": "backbone",
+    "epochs": "epochs", "batch_size": "batch size per device", "image_size": "image size (px)",
+    "transform": "augmentations", "precision": "precision", "seed": "seed",
+    "limit_train_batches": "batches per epoch (limit)", "eval_split": "probes scored on",
+    "train_wall_s": "training wall time (s)",
+}  # fmt: skip
 #: Losses the methods log (``*_step`` per step, ``*_epoch`` per epoch).
 LOSSES = ("train_loss", "train_pixel_loss", "train_regularizer")
 #: Why a method's logs may lack a panel's values.
@@ -44,8 +47,8 @@ def run_section(run: PretrainRun) -> Section:
     if not info:
         section.lack("Settings", "the run's settings", NO_METRICS)
         return section
-    rows = [(key.replace("_", " "), info[key]) for key in RUN_KEYS if info.get(key) is not None]
-    section.add(table(("setting", "value"), [(k, str(v)) for k, v in rows], css="kv"))
+    rows = [(label, str(info[key])) for key, label in RUN_KEYS.items() if info.get(key) is not None]
+    section.add(table(("setting", "value"), rows, css="kv"))
     return section
 
 
@@ -124,7 +127,7 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
         "top-1 accuracy (%)",
         series,
         integer_x=True,
-        legend_outside=True,
+        legend="right",
     )
     section.figure("Probe accuracy over training", draw_panels([panel], size=(7.5, 4.2)), "", "")
     return section

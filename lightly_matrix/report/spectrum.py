@@ -56,9 +56,10 @@ def _panels(spectra: list[dict[str, Any]]) -> list[Panel]:
         marks.append((rank, f"effective rank, {label}: {rank:.1f}", style["color"]))
     return [
         Panel("Covariance spectrum", "component (sorted by eigenvalue)",
-              "eigenvalue / sum of eigenvalues", spectrum, logy=True, vlines=marks),
+              "eigenvalue / sum of eigenvalues", spectrum, logy=True, vlines=marks,
+              legend="below"),
         Panel("Cumulative variance", "number of components", "variance explained (%)",
-              cumulative, vlines=marks),
+              cumulative, vlines=marks, legend="below"),
     ]  # fmt: skip
 
 
@@ -90,7 +91,7 @@ def spectrum_section(run: PretrainRun) -> Section:
         )
     )
     section.figure(
-        "Spectrum at random init and after training", draw_panels(_panels(spectra)), "", ""
+        "Spectrum at random init and after training", draw_panels(_panels(spectra), size=(5.6, 4.8)), "", ""
     )
     headers = ("epoch", "effective rank", "matrix entropy (nats)", "top eigenvalue share (%)",
                "components for 90% of variance")  # fmt: skip

@@ -135,7 +135,7 @@ def curves_section(run: TransferRun) -> Section:
     panels = []
     losses = [s for s in (_scalar_series(run.scalars, k) for k in LOSSES) if s is not None]
     if losses:
-        panels.append(Panel("Mask R-CNN losses", "iteration", "loss", losses, legend_outside=True))
+        panels.append(Panel("Mask R-CNN losses", "iteration", "loss", losses, legend="right"))
     for key, title, unit, scale in (
         ("lr", "Learning rate", "learning rate", 1.0),
         ("acc", "RoI head classification accuracy (training)", "accuracy (%)", 1.0),
