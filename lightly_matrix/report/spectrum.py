@@ -91,7 +91,10 @@ def spectrum_section(run: PretrainRun) -> Section:
         )
     )
     section.figure(
-        "Spectrum at random init and after training", draw_panels(_panels(spectra), size=(5.6, 4.8)), "", ""
+        "Spectrum at random init and after training",
+        draw_panels(_panels(spectra), size=(5.6, 4.8)),
+        "",
+        "",
     )
     headers = ("epoch", "effective rank", "matrix entropy (nats)", "top eigenvalue share (%)",
                "components for 90% of variance")  # fmt: skip
