@@ -66,7 +66,7 @@ def test_classwise_metric_keeps_box_and_mask_ap_per_category(tmp_path: Path) -> 
     stock = evaluate(CocoMetric, root, samples)
     for key in ("bbox_mAP", "bbox_mAP_50", "segm_mAP", "segm_mAP_l"):
         assert ours[key] == stock[key]
-    # mmdet's classwise=True names both ``ellipse_precision``: the masks' value overwrote the boxes'.
+    # mmdet's classwise=True names both ``ellipse_precision``: the mask AP overwrote the box AP.
     stock = evaluate(lambda **kw: CocoMetric(classwise=True, **kw), root, samples)
     assert (
         stock["ellipse_precision"] == pytest.approx(0.0) and "bbox_ellipse_precision" not in stock
