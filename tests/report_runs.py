@@ -1,7 +1,7 @@
 """Run folders as pretraining and transfer save them, made from known numbers for the report tests.
 
-The file layouts are those of a real run (checked against one by
-``test_report_of_a_real_tiny_run``): ``metrics.json`` and ``spectrum.json`` of
+The file layouts are those of real runs (whose reports tests/pretrain/test_pretrain_cli.py and
+tests/test_transfer.py check): ``metrics.json`` and ``spectrum.json`` of
 ``FrozenEvaluation``, Lightning's ``csv/version_*/metrics.csv``, and a transfer work dir's
 ``results.json``, mmengine's ``TIMESTAMP/vis_data/scalars.json`` and ``TIMESTAMP/vis_test/*.png``.
 """
