@@ -82,7 +82,7 @@ def _reference_series(reference: dict[str, Any], key: str, name: str, color: Any
         return None
     seeds = len(reference.get("seeds") or [])
     return Series(
-        f"{name}: reference mean ± std" + (f" ({seeds} seeds)" if seeds else ""),
+        f"{name}, reference mean ± std" + (f" of {seeds} seeds" if seeds else ""),
         [p[0] for p in points],
         [p[1][0] for p in points],
         yerr=[p[1][1] for p in points],
@@ -129,7 +129,7 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
         integer_x=True,
         legend="right",
     )
-    section.figure("Probe accuracy over training", draw_panels([panel], size=(7.5, 4.2)), "", "")
+    section.figure("Probe accuracy over training", draw_panels([panel], size=(10.0, 4.4)), "", "")
     return section
 
 

@@ -183,8 +183,9 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
         return section
     section.add(
         paragraph(
-            "Drawn during the test by mmdet's DetLocalVisualizer: ground truth on the left, "
-            "predictions (score >= the hook's threshold) on the right."
+            "The first validation images, drawn during the test by mmdet's DetLocalVisualizer: "
+            "ground truth on the left, predictions scoring at least the hook's score_thr (0.3 "
+            "unless changed) on the right; a right half without boxes means no such prediction."
         )
     )
     figures = []
