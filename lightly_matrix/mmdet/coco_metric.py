@@ -20,6 +20,8 @@ from mmdet.registry import METRICS
 class ClasswiseCocoMetric(CocoMetric):
     """mmdet's ``CocoMetric`` with ``classwise=True``, per-category AP kept per IoU type."""
 
+    metrics: list[str]
+
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("classwise", True)
         super().__init__(*args, **kwargs)

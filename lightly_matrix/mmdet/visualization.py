@@ -27,6 +27,8 @@ class FirstImagesVisualizationHook(DetVisualizationHook):
             ``test_out_dir``, ...).
     """
 
+    test_out_dir: str | None
+
     def __init__(self, max_images: int = 6, **kwargs: Any) -> None:
         if max_images < 0:
             raise ValueError(f"max_images must be >= 0, got {max_images}")

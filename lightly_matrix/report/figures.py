@@ -9,7 +9,7 @@ panels of lines and bar charts.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,7 +154,7 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
 def draw_bars(
     title: str,
     categories: Sequence[str],
-    values: dict[str, Sequence[float | None]],
+    values: Mapping[str, Sequence[float | None]],
     xlabel: str,
 ) -> bytes:
     """Horizontal grouped bars: one group per category, one bar per ``values`` entry.

@@ -163,10 +163,10 @@ def _jpeg(path: Path) -> bytes:
     from PIL import Image
 
     with Image.open(path) as img:
-        img = img.convert("RGB")
-        img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
-        buffer = io.BytesIO()
-        img.save(buffer, format="JPEG", quality=88)
+        rgb = img.convert("RGB")
+    rgb.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=88)
     return buffer.getvalue()
 
 
