@@ -49,6 +49,16 @@ def run_section(run: PretrainRun) -> Section:
         return section
     rows = [(label, str(info[key])) for key, label in RUN_KEYS.items() if info.get(key) is not None]
     section.add(table(("setting", "value"), rows, css="kv"))
+    if "train_wall_s" not in info:  # written when training ends (pretrain/run.py)
+        last = ((run.metrics or {}).get("final") or {}).get("epoch", "-")
+        section.add(
+            paragraph(
+                f"Not finished: stopped or still running (last evaluation after epoch {last} of "
+                f"{info.get('epochs', '?')}); the figures show what it saved so far. Resume with "
+                "lightly-matrix pretrain --resume RUN.",
+                "na",
+            )
+        )
     return section
 
 

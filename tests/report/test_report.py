@@ -174,6 +174,18 @@ def test_old_transfer_run_lists_what_it_did_not_save(tmp_path: Path) -> None:
     assert len(images(root)) == 1  # AP by IoU and size, from results.json
 
 
+def test_unfinished_pretraining_run_says_so(tmp_path: Path) -> None:
+    run = make_pretrain_run(tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["run"]["train_wall_s"]  # only a finished run has it
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    root = parse(write_report(run))
+    assert any(text.startswith("Not finished") for text in not_available(root))
+    assert not any(text.startswith("Not finished") for text in not_available(parse(
+        write_report(make_pretrain_run(tmp_path / "finished"))
+    )))  # fmt: skip
+
+
 def test_interrupted_transfer_without_results(tmp_path: Path) -> None:
     work = make_transfer_run(tmp_path / "work")
     (work / "results.json").unlink()
