@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -142,10 +143,15 @@ def write_report(
     stamp = time.strftime("%Y-%m-%d %H:%M")
     subtitle.append(f"report written {stamp} by lightly-matrix {__version__}")
     document = page(f"Run report: {run_dir.resolve().name}", "; ".join(subtitle), parts)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(target)
+    try:  # atomic: a kill mid-write leaves the previous report
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(document, encoding="utf-8")
+        tmp.replace(target)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {target}: {err.strerror or err}; pass --out") from None
     return target
 
 

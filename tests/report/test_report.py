@@ -225,6 +225,9 @@ def test_cli_errors_are_one_line_and_nothing_is_overwritten(
     assert "not a folder" in error(str(tmp_path / "nope"))
     assert "--reference" in error(str(pretrain_run), "--reference", str(tmp_path / "nope.json"))
     assert "--images" in error(str(pretrain_run), "--images", "-1")
+    assert "cannot write" in error(
+        str(pretrain_run), "--out", str(pretrain_run / "metrics.json" / "r.html")
+    )
     mine = pretrain_run / "report.html"
     mine.write_text("<html>my own notes</html>")
     assert "not written by lightly-matrix report" in error(str(pretrain_run))
