@@ -68,14 +68,30 @@ class TransferRun:
     problems: list[str] = field(default_factory=list)
 
 
-def _read_json(path: Path, problems: list[str]) -> Any | None:
+def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    """A JSON object file; ``None`` if absent, and a problem noted if it is not one."""
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         problems.append(f"{path.name}: {err}")
         return None
+    if not isinstance(value, dict):
+        problems.append(f"{path.name}: not a JSON object")
+        return None
+    return value
+
+
+def _rows(rows: Any, required: dict[str, type | tuple[type, ...]]) -> list[dict[str, Any]]:
+    """The dict rows of ``rows`` whose ``required`` keys have the given types, by epoch."""
+    kept = [
+        row
+        for row in (rows if isinstance(rows, list) else [])
+        if isinstance(row, dict)
+        and all(isinstance(row.get(key), kind) for key, kind in required.items())
+    ]
+    return sorted(kept, key=lambda row: row["epoch"])
 
 
 def _number(text: str) -> float | None:
@@ -131,12 +147,18 @@ def load_pretrain(path: Path) -> PretrainRun:
     """Reads what a pretraining run saved (any part may be missing)."""
     run = PretrainRun(path)
     run.metrics = _read_json(path / METRICS_FILE, run.problems)
-    spectrum = _read_json(path / SPECTRUM_FILE, run.problems)
-    if isinstance(spectrum, dict):
-        run.spectra = sorted(
-            (e for e in spectrum.get("evaluations", []) if e.get("eigenvalues")),
-            key=lambda e: e["epoch"],
-        )
+    if run.metrics is not None:  # rows a section can draw (an edited file may hold others)
+        run.metrics["history"] = _rows(run.metrics.get("history"), {"epoch": int})
+        if not isinstance(run.metrics.get("run"), dict):
+            run.metrics["run"] = {}
+    spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
+    number = (int, float)
+    required = {"epoch": int, "eigenvalues": list, "effective_rank": number}
+    run.spectra = [
+        e
+        for e in _rows(spectrum.get("evaluations"), required)
+        if e["eigenvalues"] and all(isinstance(v, number) for v in e["eigenvalues"])
+    ]
     run.curves = read_csv_logs(path / "csv", run.problems)
     return run
 

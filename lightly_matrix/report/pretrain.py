@@ -105,7 +105,7 @@ def _reference_series(reference: dict[str, Any], key: str, name: str, color: Any
 def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section:
     """The frozen-backbone probe table and their top-1 over the evaluated epochs."""
     section = Section("Frozen-backbone probes")
-    history = sorted((run.metrics or {}).get("history") or [], key=lambda row: row["epoch"])
+    history = (run.metrics or {}).get("history") or []
     if not history:
         why = NO_METRICS if run.metrics is None else "metrics.json holds no evaluation"
         section.lack("Probe table", "the probe table and chart", why)

@@ -279,3 +279,16 @@ def test_spectrum_figure_survives_a_collapsed_run(tmp_path: Path) -> None:
     root = parse(write_report(run))
     assert table_with(root, "effective rank")[2][:2] == ["4", "1.00"]
     assert len(images(root)) == 3
+
+
+def test_unreadable_or_foreign_files_are_listed_not_fatal(tmp_path: Path) -> None:
+    run = make_pretrain_run(tmp_path / "run")
+    (run / "metrics.json").write_text("[1, 2]")  # valid JSON, not ours
+    evaluations = [spectrum(0), {"epoch": "four", "eigenvalues": "none"}]
+    (run / "spectrum.json").write_text(json.dumps({"evaluations": evaluations}))
+    root = parse(write_report(run))
+    assert headings(root)[-1] == "Files that could not be read"
+    assert "metrics.json: not a JSON object" in "".join(root.itertext())
+    assert len(table_with(root, "effective rank")) == 2  # header + the one valid evaluation
+    (run / "metrics.json").write_text('{"history": [{"epoch": 0, "knn_top1": 90.0')  # truncated
+    assert "metrics.json" in "".join(parse(write_report(run)).itertext())
