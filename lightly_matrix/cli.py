@@ -7,6 +7,7 @@ Sub-commands live beside the code they drive and are imported lazily, so ``--hel
 - ``export``: :mod:`lightly_matrix.export.cli` (Lightning, Lightly, torchvision, timm -> mmdet)
 - ``transfer``: :mod:`lightly_matrix.transfer` (Mask R-CNN fine-tuning and COCO evaluation)
 - ``configs``: :mod:`lightly_matrix.transfer.configs_cli` (our mmdet configs, listed or written out)
+- ``report``: :mod:`lightly_matrix.report.cli` (an HTML report with figures of a run)
 
 Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 """
@@ -31,6 +32,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "configs": (
         "lightly_matrix.transfer.configs_cli",
         "list the shipped mmdet configs, or write one out for mmdet's tools",
+    ),
+    "report": (
+        "lightly_matrix.report.cli",
+        "write RUN/report.html: probes, spectrum, curves, transfer AP and detections",
     ),
 }
 

@@ -26,6 +26,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 METRICS_FILE = "metrics.json"
+#: Covariance spectra of the frozen backbone's features on the probe images, per evaluation.
+SPECTRUM_FILE = "spectrum.json"
 
 
 @dataclass
@@ -176,6 +178,33 @@ def evaluate_encoder(
     return evaluate_features(train_x, train_y, test_x, test_y, data.num_classes)
 
 
+def feature_spectrum(features: Tensor) -> dict[str, Any]:
+    """The covariance spectrum of frozen features, with effective rank and matrix entropy.
+
+    Returns:
+        ``{"num_images", "feature_dim", "eigenvalues" (descending, 6 significant digits),
+        "effective_rank", "matrix_entropy"}``, JSON-ready.
+    """
+    from lightly_matrix.functional import covariance_spectrum, effective_rank, matrix_entropy
+
+    eigenvalues = covariance_spectrum(features).clamp(min=0.0)
+    return {
+        "num_images": int(features.shape[0]),
+        "feature_dim": int(features.shape[1]),
+        "eigenvalues": [float(f"{value:.6g}") for value in eigenvalues.tolist()],
+        "effective_rank": float(effective_rank(features)),
+        "matrix_entropy": float(matrix_entropy(features)),
+    }
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Writes ``payload`` as JSON; a kill mid-write leaves the previous file, like checkpoints."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     """A markdown table of ``rows`` with ``(key, header)`` columns; floats with 2 decimals."""
 
@@ -203,7 +232,9 @@ class FrozenEvaluation(Callback):
     """Scores the frozen online backbone before training, every N epochs and at the end.
 
     Results go to ``out_dir/metrics.json`` (``run`` info, ``history`` of evaluations, ``final``)
-    and to the Lightning loggers as ``eval/*``. The epoch-0 row is the randomly initialised
+    and to the Lightning loggers as ``eval/*``; the covariance spectrum of the features of the
+    probes' training images to ``out_dir/spectrum.json`` (:func:`feature_spectrum` per
+    evaluation, for ``lightly-matrix report``). The epoch-0 row is the randomly initialised
     backbone. Only the global-zero process evaluates.
 
     Args:
@@ -231,9 +262,13 @@ class FrozenEvaluation(Callback):
         self.at_start = at_start
         self.run_info = dict(run_info or {})
         self.num_workers = num_workers
+        self.spectrum_path = self.path.with_name(SPECTRUM_FILE)
         self.history: list[dict[str, Any]] = []
+        self.spectra: list[dict[str, Any]] = []
         if self.path.exists():  # a resumed run appends to its history
             self.history = json.loads(self.path.read_text()).get("history", [])
+        if self.spectrum_path.exists():
+            self.spectra = json.loads(self.spectrum_path.read_text()).get("evaluations", [])
 
     def evaluate(self, trainer: Trainer, module: LightningModule, epoch: int) -> None:
         """Evaluates the backbone after ``epoch`` completed epochs and records the result."""
@@ -244,9 +279,15 @@ class FrozenEvaluation(Callback):
         module.eval()
         try:
             with torch.autocast(device_type=module.device.type, enabled=False):
-                metrics = evaluate_encoder(module, self.data, module.device, self.num_workers)
+                train_x, train_y = extract_features(
+                    module, self.data.train, device=module.device, num_workers=self.num_workers
+                )
+                test_x, test_y = extract_features(
+                    module, self.data.test, device=module.device, num_workers=self.num_workers
+                )
         finally:
             module.train(was_training)
+        metrics = evaluate_features(train_x, train_y, test_x, test_y, self.data.num_classes)
         row = {
             "epoch": epoch,
             "step": trainer.global_step,
@@ -254,6 +295,9 @@ class FrozenEvaluation(Callback):
             "eval_s": time.perf_counter() - start,
         }
         self.history.append(row)
+        if len(train_x) >= 2:
+            spectrum = feature_spectrum(train_x)
+            self.spectra.append({"epoch": epoch, "step": trainer.global_step, **spectrum})
         for logger in trainer.loggers:
             logger.log_metrics(
                 {f"eval/{k}": v for k, v in metrics.items()}, step=trainer.global_step
@@ -261,18 +305,20 @@ class FrozenEvaluation(Callback):
         self.write()
 
     def write(self) -> None:
-        """Writes ``metrics.json``."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Writes ``metrics.json`` and ``spectrum.json``."""
         history = sorted(self.history, key=lambda row: row["epoch"])
         payload = {
             "run": self.run_info,
             "history": history,
             "final": history[-1] if history else None,
         }
-        # Atomic, like the checkpoints: a kill mid-write leaves the previous file.
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        tmp.replace(self.path)
+        write_json_atomic(self.path, payload)
+        if self.spectra:
+            spectra = sorted(self.spectra, key=lambda row: row["epoch"])
+            write_json_atomic(
+                self.spectrum_path,
+                {"features": "backbone, probe training images", "evaluations": spectra},
+            )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.at_start and trainer.global_step == 0:

@@ -104,12 +104,19 @@ def test_short_train_and_test_writes_results(tmp_path):
     args = parse(
         str(ckpt), "--config", transfer.DEMO_CONFIG, "--coco-root", str(root),
         "--work-dir", str(work_dir), "--max-iters", "2", "--batch-size", "2",
-        "--cfg-options", "default_hooks.visualization.draw=False",
     )  # fmt: skip
     assert transfer.run(args) == 0
     results = json.loads((work_dir / "results.json").read_text())
     for iou_type in ("bbox", "segm"):
         assert set(results[iou_type]) == {"mAP", "AP50", "AP75", "APs", "APm", "APl"}
+        # AP per category of boxes and of masks (ClasswiseCocoMetric), nan where none was found.
+        for name in ("rectangle", "ellipse", "triangle"):
+            assert f"coco/{iou_type}_{name}_precision" in results["metrics"]
+    # What the report shows: the test's first images drawn by mmdet's visualizer, and the page.
+    drawn = list(work_dir.glob("*/vis_test/*.jpg"))
+    assert len(drawn) == 2  # both validation images (at most REPORT_IMAGES)
+    report = (work_dir / "report.html").read_text()
+    assert report.count("data:image/jpeg;base64") == 2 and "AP per category" in report
     assert results["method"] == "matrix_ssl" and results["architecture"] == "resnet18"
     assert results["schedule"] == {"type": "IterBasedTrainLoop", "max_iters": 2}
     assert results["markdown_row"].startswith("| matrix_ssl | resnet18 | 2 |")

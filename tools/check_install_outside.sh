@@ -173,6 +173,7 @@ LM="$W/venv/bin/lightly-matrix"
     --limit-train-batches 2 --no-eval --no-progress --num-workers 0 --out pretrain >pretrain.log 2>&1 \
     || { tail -n 30 pretrain.log >&2; die "pretrain failed"; }
 [[ -f pretrain/last.ckpt ]] || die "pretrain wrote no last.ckpt"
+grep -q 'lightly-matrix\[report\]' pretrain.log || die "no one-line report hint without matplotlib"
 log "core: 1-epoch digits pretraining -> pretrain/last.ckpt"
 "$LM" export pretrain/last.ckpt --out backbone.pth >export.log 2>&1 \
     || { cat export.log >&2; die "export without mmdet failed"; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole main job on embedded data, on the CPU: pretrain Matrix-SSL on scikit-learn's digits,
-# export the backbone, fine-tune Mask R-CNN (ResNet-18 FPN) on generated COCO-format shapes, and
-# print the results. Everything goes under a fresh directory (default runs/demo-<timestamp>).
+# export the backbone, fine-tune Mask R-CNN (ResNet-18 FPN) on generated COCO-format shapes, print
+# the results and write OUT_DIR/report.html (its path is the last line). Everything goes under a
+# fresh directory (default runs/demo-<timestamp>).
 #
 #   tools/demo.sh [OUT_DIR]      (make demo calls this after tools/install.sh)
 set -euo pipefail
@@ -33,3 +34,6 @@ TOTAL_S=$((SECONDS - START))
 echo
 echo "== results ($OUT): pretraining $((PRETRAIN_S / 60))m$((PRETRAIN_S % 60))s, all $((TOTAL_S / 60))m$((TOTAL_S % 60))s"
 "$PY" tools/demo_report.py "$OUT" benchmarks/results/demo_reference.json
+# Last: the figures of both runs in one offline HTML file (spectrum, curves, AP, detections).
+echo
+"$PY" -m lightly_matrix report "$OUT" --reference benchmarks/results/demo_reference.json

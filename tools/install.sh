@@ -11,7 +11,7 @@
 #      installed torch (C++20 instead of its -std=c++17, no build isolation) into a wheel cache
 #      OUTSIDE the checkout ($LIGHTLY_MATRIX_CACHE, default ~/.cache/lightly_matrix) and reused.
 #   4. everything else, pinned by requirements.lock, and this package in editable mode with the
-#      [dev,mmdet] extras (the core alone installs without mmcv; the tests and demo need both).
+#      [dev,mmdet,report] extras (the core alone installs without mmcv; the tests and demo need all).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -96,10 +96,10 @@ fi
 # Always --only-binary: a plain `pip install mmcv` would fall back to the unpatched source and fail.
 "${PIP[@]}" install -q --only-binary mmcv --find-links "$WHEELS" "mmcv==$MMCV_VERSION"
 
-log "the rest of the stack and lightly_matrix (editable, [dev,mmdet])"
+log "the rest of the stack and lightly_matrix (editable, [dev,mmdet,report])"
 CONSTRAINTS=()
 [[ -f "$LOCK" ]] && CONSTRAINTS=(-c "$LOCK")
-"${PIP[@]}" install -q --only-binary mmcv --find-links "$WHEELS" "${CONSTRAINTS[@]}" -e "$ROOT[dev,mmdet]" \
+"${PIP[@]}" install -q --only-binary mmcv --find-links "$WHEELS" "${CONSTRAINTS[@]}" -e "$ROOT[dev,mmdet,report]" \
     || die "pip could not install the pinned stack; see the resolver message above"
 
 "$PYV" - <<'PY' || die "the installed stack does not import"

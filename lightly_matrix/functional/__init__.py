@@ -12,7 +12,11 @@ from lightly_matrix.functional._linalg import (
     symmetric_matrix_function,
     trace_powers,
 )
-from lightly_matrix.functional.diagnostics import effective_rank, matrix_entropy
+from lightly_matrix.functional.diagnostics import (
+    covariance_spectrum,
+    effective_rank,
+    matrix_entropy,
+)
 from lightly_matrix.functional.matrix_cross_entropy import (
     matrix_cross_entropy,
     mce_alignment,
@@ -20,6 +24,7 @@ from lightly_matrix.functional.matrix_cross_entropy import (
 )
 
 __all__ = [
+    "covariance_spectrum",
     "effective_rank",
     "logdet_identity_plus_cross",
     "logdet_identity_plus_gram",

@@ -1,12 +1,14 @@
-"""Collapse diagnostics to log during training: matrix entropy and effective rank.
+"""Collapse diagnostics to log during training: matrix entropy, effective rank, covariance spectrum.
 
-Both fall when the embeddings collapse onto a few directions (dimensional collapse), and both
-are computed from the smaller of the m x m and d x d Gram matrices.
+All three are computed from the smaller of the m x m and d x d Gram matrices. The two scalars
+fall when the embeddings collapse onto a few directions (dimensional collapse); the spectrum shows
+where the variance went.
 
 - Matrix entropy (von Neumann entropy of the trace-normalised covariance of L2-normalised
   embeddings), the quantity Matrix-SSL and M-MAE [0, 1] maximise; between 0 and log(min(m, d)).
 - Effective rank (Roy and Vetterli, 2007) [2]: exp of the Shannon entropy of the normalised
   singular values of the centred embeddings; between 1 and min(m, d).
+- Covariance spectrum: the eigenvalues of the embeddings' sample covariance, largest first.
 
 - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024
 - [1] Yang et al., Information Flow in Self-Supervised Learning, https://arxiv.org/abs/2309.17281
@@ -60,6 +62,31 @@ def matrix_entropy(embeddings: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def covariance_spectrum(embeddings: Tensor) -> Tensor:
+    """Eigenvalues of the sample covariance of the embeddings, largest first.
+
+    Collapse shows as a spectrum that drops to zero after a few eigenvalues (dimensional
+    collapse) or after the first one (complete collapse).
+
+    Args:
+        embeddings: Tensor of shape (m, d).
+
+    Returns:
+        Float64 tensor of the ``min(m, d)`` eigenvalues of ``X_c^T X_c / (m - 1)`` (``X_c``
+        centred), descending; the others are 0.
+
+    Examples:
+        >>> x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+        >>> covariance_spectrum(x).tolist()  # variances 8/3 and 2/3 along the axes
+        [2.6666666666666665, 0.6666666666666666]
+    """
+    _check_embeddings(embeddings)
+    x = embeddings.detach().to(torch.float64)
+    x = x - x.mean(dim=0, keepdim=True)
+    return _gram_eigenvalues(x).flip(0) / (x.shape[0] - 1)
+
+
+@torch.no_grad()
 def effective_rank(embeddings: Tensor) -> Tensor:
     """Effective rank ``exp(H(sigma / sum sigma))`` of the centred embeddings.
 
@@ -74,10 +101,8 @@ def effective_rank(embeddings: Tensor) -> Tensor:
         >>> round(float(effective_rank(x)), 4)
         3.0
     """
-    _check_embeddings(embeddings)
-    x = embeddings.detach().to(torch.float64)
-    x = x - x.mean(dim=0, keepdim=True)
-    singular_values = _gram_eigenvalues(x).sqrt()
+    # Singular values of the centred embeddings, up to a factor sqrt(m - 1) (entropy ignores it).
+    singular_values = covariance_spectrum(embeddings).sqrt()
     if float(singular_values.sum()) == 0.0:
         return torch.ones((), dtype=torch.float64)
     return torch.exp(_entropy(singular_values))

@@ -9,14 +9,20 @@ allow_failed_imports=False)``:
   random weights otherwise; lets ``--cfg-options model.backbone.init_cfg.checkpoint=FILE`` work.
 - ``PreciseBNHook`` (in mmdet's ``HOOKS``): BN statistics recomputed over N training batches
   before evaluation, as Detectron2's ``TEST.PRECISE_BN`` in MoCo's C4 recipe.
+- ``ClasswiseCocoMetric`` (``METRICS``): ``CocoMetric`` keeping per-category AP of boxes and masks.
+- ``FirstImagesVisualizationHook`` (``HOOKS``): mmdet's visualization hook, first N test images.
 """
 
+from lightly_matrix.mmdet.coco_metric import ClasswiseCocoMetric
 from lightly_matrix.mmdet.init import PretrainedOrDefault, pretrained_init_cfg
 from lightly_matrix.mmdet.precise_bn import PreciseBNHook, recompute_bn_stats
 from lightly_matrix.mmdet.res_layer import ResLayerExtraNorm
+from lightly_matrix.mmdet.visualization import FirstImagesVisualizationHook
 from lightly_matrix.mmdet.vit import LayerNorm2d, TimmViTSimplePyramid
 
 __all__ = [
+    "ClasswiseCocoMetric",
+    "FirstImagesVisualizationHook",
     "LayerNorm2d",
     "PreciseBNHook",
     "PretrainedOrDefault",

@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Run folder: last.ckpt (the newest state, rewritten atomically at every epoch end and "
         "--checkpoint-every-steps / --checkpoint-every-minutes), metrics.json (kNN / linear / "
-        "few-label top-1 of the frozen backbone), csv/ and tensorboard/ logs. Ctrl-C or SIGTERM "
+        "few-label top-1 of the frozen backbone), spectrum.json (its feature covariance "
+        "spectrum), csv/ and tensorboard/ logs, report.html (figures; lightly-matrix report "
+        "RUN redraws it). Ctrl-C or SIGTERM "
         "saves and prints the resume command. Settings: flags > --hp > --preset > method defaults."
     )
     g = parser.add_argument_group("what to train")
@@ -176,6 +178,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--log-every-n-steps", type=int)
     g.add_argument(
         "--no-progress", action="store_true", help="no progress bar (for logs and batch jobs)"
+    )
+    g.add_argument(
+        "--no-report", action="store_true", help="do not write OUT/report.html at the end"
     )
 
 

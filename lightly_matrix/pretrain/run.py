@@ -165,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     if trainer.is_global_zero:
         _report(out, wall, trainer)
+        from lightly_matrix.report import report_after_run
+
+        report_after_run(out, enabled=not args.no_report)
     return 0
 
 

@@ -102,6 +102,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the fine-tuning")
     parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write WORK_DIR/report.html (AP per category and size, losses, detections)",
+    )
+    parser.add_argument(
         "--cfg-options",
         nargs="+",
         default=None,

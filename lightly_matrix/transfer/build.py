@@ -172,6 +172,38 @@ def _set_pretrained(model: Any, backbone_file: Path) -> None:
         shared.init_cfg = dict(pretrained)
 
 
+#: Test images drawn for ``lightly-matrix report`` (the first ones of the test split).
+REPORT_IMAGES = 6
+
+
+def add_report_outputs(cfg: Any) -> None:
+    """The test also saves what the run report shows: AP per category, a few drawn images.
+
+    The COCO evaluator becomes ``ClasswiseCocoMetric`` and mmdet's visualization hook draws the
+    first :data:`REPORT_IMAGES` test images into ``TIMESTAMP/vis_test`` (both registered by
+    :mod:`lightly_matrix.mmdet`). ``--cfg-options default_hooks.visualization.draw=False`` turns
+    the drawing off.
+    """
+    import lightly_matrix.mmdet  # noqa: F401  (registers the metric and the hook in mmdet)
+    from lightly_matrix.report.data import VIS_TEST_DIR
+
+    for metric in walk_dicts(cfg.get("test_evaluator")):
+        if metric.get("type") in ("CocoMetric", "mmdet.CocoMetric"):
+            metric["type"] = "ClasswiseCocoMetric"
+    hook = dict(cfg.default_hooks.get("visualization") or {})
+    if hook.get("type", "DetVisualizationHook") in (
+        "DetVisualizationHook",
+        "mmdet.DetVisualizationHook",
+    ):
+        cfg.default_hooks.visualization = dict(
+            hook,
+            type="FirstImagesVisualizationHook",
+            draw=True,
+            max_images=REPORT_IMAGES,
+            test_out_dir=VIS_TEST_DIR,
+        )
+
+
 def build_config(
     args: argparse.Namespace,
     config_path: Path,
@@ -238,6 +270,7 @@ def build_config(
         # The final test on val2017 gives the reported numbers; no second pass over it.
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.randomness = dict(seed=args.seed)
+    add_report_outputs(cfg)
     import torch
 
     if not torch.cuda.is_available():

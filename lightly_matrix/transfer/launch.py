@@ -56,6 +56,8 @@ def _torchrun(
         command += ["--batch-size", str(args.batch_size)]
     if args.no_auto_scale_lr:
         command.append("--no-auto-scale-lr")
+    if getattr(args, "no_report", False):
+        command.append("--no-report")
     if args.cfg_options:
         command += ["--cfg-options", *args.cfg_options]
     print("launching: " + " ".join(command), flush=True)
@@ -194,4 +196,7 @@ def _train_and_test(
     comparison = comparison_table(results, full_schedule=args.max_iters is None)
     if comparison:
         print("\n" + comparison)
+    from lightly_matrix.report import report_after_run
+
+    report_after_run(work_dir, enabled=not getattr(args, "no_report", False))
     return 0

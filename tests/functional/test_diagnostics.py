@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightly_matrix.functional import effective_rank, matrix_entropy
+from lightly_matrix.functional import covariance_spectrum, effective_rank, matrix_entropy
 
 
 def test_matrix_entropy_extremes() -> None:
@@ -46,3 +46,21 @@ def test_diagnostics_reject_bad_shapes() -> None:
         matrix_entropy(torch.randn(1, 4))
     with pytest.raises(ValueError, match="batch >= 2"):
         effective_rank(torch.randn(4, 2, 2))
+
+
+@pytest.mark.parametrize("shape", [(40, 6), (5, 9)])
+def test_covariance_spectrum_against_numpy(shape: tuple[int, int]) -> None:
+    x = torch.randn(*shape, dtype=torch.float64)
+    expected = np.sort(np.linalg.eigvalsh(np.cov(x.numpy(), rowvar=False)))[::-1]
+    spectrum = covariance_spectrum(x)
+    assert spectrum.shape == (min(shape),)
+    np.testing.assert_allclose(spectrum.numpy(), expected[: min(shape)], atol=1e-12)
+    assert bool((spectrum[:-1] >= spectrum[1:]).all())
+
+
+def test_covariance_spectrum_shows_dimensional_collapse() -> None:
+    collapsed = torch.randn(256, 3) @ torch.randn(3, 32)
+    spectrum = covariance_spectrum(collapsed)
+    assert float(spectrum[2]) > 1e-3 and float(spectrum[3:].abs().max()) < 1e-9
+    with pytest.raises(ValueError, match="batch >= 2"):
+        covariance_spectrum(torch.randn(1, 4))

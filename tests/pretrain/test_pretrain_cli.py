@@ -223,6 +223,14 @@ def test_digits_run_writes_checkpoint_logs_and_metrics(
         assert column in header
     assert any((out / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
 
+    # The run ends with its report, every figure drawn from what it saved (lightly_matrix.report).
+    assert printed.rstrip().endswith(f"report: {out / 'report.html'}")
+    spectra = json.loads((out / "spectrum.json").read_text())["evaluations"]
+    assert [e["epoch"] for e in spectra] == [0, 1] and len(spectra[0]["eigenvalues"]) == 512
+    report = (out / "report.html").read_text()
+    assert 'class="na"' not in report  # nothing missing: probes, spectrum and all the curves
+    assert report.count("data:image/png;base64") == 3
+
 
 def test_image_folder_run(tmp_path: Path) -> None:
     for name, seed in (("a", 0), ("b", 1)):
@@ -246,6 +254,7 @@ def test_image_folder_run(tmp_path: Path) -> None:
             str(tmp_path / "data"),
             *args,
             *TINY_HEADS,
+            "--no-report",
             "--out",
             str(out),
         )
@@ -253,7 +262,7 @@ def test_image_folder_run(tmp_path: Path) -> None:
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["epoch"] == 1 and metrics["run"]["data"] == str(tmp_path / "data")
-    assert (out / "last.ckpt").is_file()
+    assert (out / "last.ckpt").is_file() and not (out / "report.html").exists()
 
 
 def _losses(csv_file: Path) -> list[float]:

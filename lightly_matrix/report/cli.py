@@ -1,0 +1,186 @@
+"""Writing ``report.html``: the ``report`` sub-command and the hook at the end of runs."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lightly_matrix import __version__
+from lightly_matrix.cli import UserError
+from lightly_matrix.report.data import (
+    is_pretrain_run,
+    is_transfer_run,
+    load_pretrain,
+    load_transfer,
+)
+from lightly_matrix.report.html import GENERATOR, Section, page, paragraph
+
+REPORT_FILE = "report.html"
+#: Detection images embedded by default (each about 50-150 kB).
+DEFAULT_IMAGES = 6
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``report`` options to ``parser``."""
+    parser.add_argument(
+        "run_dir",
+        metavar="RUN",
+        help="a pretraining run folder, a transfer work dir, or a folder with pretrain/ and "
+        "transfer/ (make demo)",
+    )
+    parser.add_argument("--out", help=f"the HTML file to write (default RUN/{REPORT_FILE})")
+    parser.add_argument(
+        "--reference",
+        metavar="JSON",
+        help="reference spreads to draw beside the run (e.g. benchmarks/results/"
+        "demo_reference.json: probes before/after and transfer AP, mean ± std over seeds)",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=DEFAULT_IMAGES,
+        metavar="N",
+        help=f"validation images with detections to embed (default {DEFAULT_IMAGES})",
+    )
+
+
+def _read_reference(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        reference = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"--reference {path}: not a readable JSON file ({err})") from None
+    if not isinstance(reference, dict):
+        raise UserError(f"--reference {path}: expected a JSON object like demo_reference.json")
+    return reference
+
+
+def _find(run_dir: Path) -> tuple[Path | None, Path | None]:
+    """The pretraining run and the transfer work dir in ``run_dir`` (itself or sub-folders)."""
+    pretrain = next((p for p in (run_dir, run_dir / "pretrain") if is_pretrain_run(p)), None)
+    transfer = next((p for p in (run_dir, run_dir / "transfer") if is_transfer_run(p)), None)
+    return pretrain, transfer
+
+
+def _check_target(out: Path) -> None:
+    """Only a report this tool wrote may be replaced."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the HTML file to write")
+    if out.exists():
+        head = out.read_bytes()[:2048].decode("utf-8", errors="replace")
+        if f'content="{GENERATOR}"' not in head:
+            raise UserError(
+                f"{out} exists and was not written by lightly-matrix report; it is left as it "
+                "is: pass --out with another file name"
+            )
+
+
+def write_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    reference: dict[str, Any] | None = None,
+    images: int = DEFAULT_IMAGES,
+) -> Path:
+    """Writes the report of ``run_dir``; returns the path of the HTML file.
+
+    Raises:
+        UserError: ``run_dir`` holds no run, matplotlib is missing, or ``out`` is not ours.
+    """
+    from lightly_matrix.report import pretrain, spectrum, transfer
+    from lightly_matrix.report.figures import require_matplotlib
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a folder; pass a run folder or a transfer work dir")
+    pretrain_dir, transfer_dir = _find(run_dir)
+    if pretrain_dir is None and transfer_dir is None:
+        raise UserError(
+            f"{run_dir} holds no run: expected metrics.json, csv/ or last.ckpt (pretrain), "
+            "results.json or mmengine logs (transfer), or pretrain/ and transfer/ sub-folders"
+        )
+    if images < 0:
+        raise UserError(f"--images must be >= 0, got {images}")
+    target = Path(out) if out is not None else run_dir / REPORT_FILE
+    _check_target(target)
+    require_matplotlib()
+
+    parts: list[Section] = []
+    problems: list[str] = []
+    subtitle = []
+    if pretrain_dir is not None:
+        run = load_pretrain(pretrain_dir)
+        parts += [
+            pretrain.run_section(run),
+            pretrain.probe_section(run, reference),
+            spectrum.spectrum_section(run),
+            pretrain.curves_section(run),
+        ]
+        info = (run.metrics or {}).get("run") or {}
+        if info:
+            subtitle.append(
+                f"{info.get('method')} on {info.get('data')}, {info.get('backbone')}, "
+                f"{info.get('epochs')} epochs"
+            )
+        problems += run.problems
+    if transfer_dir is not None:
+        work = load_transfer(transfer_dir)
+        parts += [
+            transfer.summary_section(work, reference),
+            transfer.curves_section(work),
+            transfer.detections_section(work, images),
+        ]
+        if work.results:
+            subtitle.append(f"Mask R-CNN transfer with {work.results.get('config')}")
+        problems += work.problems
+    if problems:
+        parts.append(Section("Files that could not be read", [paragraph(p) for p in problems]))
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    subtitle.append(f"report written {stamp} by lightly-matrix {__version__}")
+    document = page(f"Run report: {run_dir.resolve().name}", "; ".join(subtitle), parts)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:  # atomic: a kill mid-write leaves the previous report
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(document, encoding="utf-8")
+        tmp.replace(target)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {target}: {err.strerror or err}; pass --out") from None
+    return target
+
+
+def report_after_run(run_dir: Path, enabled: bool = True) -> Path | None:
+    """The report at the end of ``pretrain`` or ``transfer``: printed path, or why not.
+
+    A report that cannot be written never fails the run it describes: its results are saved.
+    """
+    if not enabled:
+        return None
+    try:
+        path = write_report(run_dir)
+    except UserError as err:
+        print(f"report not written: {err}", flush=True)
+        return None
+    except Exception as err:  # a figure's failure must not turn a finished run into an error
+        print(
+            f"report not written ({type(err).__name__}: {err}); "
+            f"retry with: lightly-matrix report {run_dir}",
+            flush=True,
+        )
+        return None
+    print(f"report: {path}", flush=True)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``lightly-matrix report``."""
+    start = time.perf_counter()
+    path = write_report(args.run_dir, args.out, _read_reference(args.reference), args.images)
+    print(f"report: {path} ({time.perf_counter() - start:.1f} s)")
+    return 0

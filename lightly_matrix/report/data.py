@@ -1,0 +1,228 @@
+"""What a run saved, read for the report: nothing is recomputed, and what is missing stays missing.
+
+A pretraining run folder holds ``metrics.json`` and ``spectrum.json`` (written by
+:class:`lightly_matrix.evaluation.FrozenEvaluation`) and Lightning's CSV logs
+(``csv/version_*/metrics.csv``, one version per start of a resumed run). A transfer work dir holds
+``results.json`` (``lightly-matrix transfer``) and mmengine's ``TIMESTAMP/vis_data/scalars.json``
+(one JSON object per logged iteration) and, since the report exists, ``TIMESTAMP/vis_test/``
+(validation images drawn by mmdet's ``DetLocalVisualizer``). Only the standard library is used
+here, so that reading stays fast and testable without torch or matplotlib.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# The run's own file names (lightly_matrix.evaluation, lightly_matrix.transfer.launch).
+METRICS_FILE = "metrics.json"
+SPECTRUM_FILE = "spectrum.json"
+RESULTS_FILE = "results.json"
+#: Sub-folder of mmengine's timestamped log folder where the test's drawn images go.
+VIS_TEST_DIR = "vis_test"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+#: ``(step, epoch, value)`` rows of one logged quantity, in step order.
+Curve = list[tuple[int, int | None, float]]
+
+
+@dataclass
+class PretrainRun:
+    """A pretraining run folder as saved.
+
+    Attributes:
+        path: The run folder.
+        metrics: ``metrics.json`` (``run``, ``history``, ``final``), or ``None``.
+        spectra: The evaluations of ``spectrum.json`` (epoch, eigenvalues, effective rank, ...).
+        curves: Lightning's logged scalars by name (``train_loss_step``, ``lr-SGD/weights``, ...).
+        problems: Files that exist but could not be read, as ``"file: reason"``.
+    """
+
+    path: Path
+    metrics: dict[str, Any] | None = None
+    spectra: list[dict[str, Any]] = field(default_factory=list)
+    curves: dict[str, Curve] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TransferRun:
+    """A transfer work dir as saved.
+
+    Attributes:
+        path: The work dir.
+        results: ``results.json``, or ``None`` (e.g. an interrupted run).
+        scalars: mmengine's logged scalars, one dict per logged iteration or validation.
+        images: Validation images drawn by mmdet's visualizer during the test.
+        problems: Files that exist but could not be read, as ``"file: reason"``.
+    """
+
+    path: Path
+    results: dict[str, Any] | None = None
+    scalars: list[dict[str, Any]] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    """A JSON object file; ``None`` if absent, and a problem noted if it is not one."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        problems.append(f"{path.name}: {err}")
+        return None
+    if not isinstance(value, dict):
+        problems.append(f"{path.name}: not a JSON object")
+        return None
+    return value
+
+
+def _rows(rows: Any, required: dict[str, type | tuple[type, ...]]) -> list[dict[str, Any]]:
+    """The dict rows of ``rows`` whose ``required`` keys have the given types, by epoch."""
+    kept = [
+        row
+        for row in (rows if isinstance(rows, list) else [])
+        if isinstance(row, dict)
+        and all(isinstance(row.get(key), kind) for key, kind in required.items())
+    ]
+    return sorted(kept, key=lambda row: row["epoch"])
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _version(path: Path) -> int:
+    suffix = path.name.removeprefix("version_")
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def read_csv_logs(log_root: Path, problems: list[str] | None = None) -> dict[str, Curve]:
+    """Lightning's ``CSVLogger`` files under ``log_root`` (``version_*/metrics.csv``), merged.
+
+    A resumed run logs into a new version that starts at its checkpoint's step; rows an earlier
+    version logged from that step on belong to training that was redone, and are dropped.
+    """
+    problems = [] if problems is None else problems
+    rows: list[dict[str, str]] = []
+    versions = sorted(log_root.glob("version_*/metrics.csv"), key=lambda p: _version(p.parent))
+    for path in versions:
+        try:
+            with open(path, newline="") as f:
+                new = [row for row in csv.DictReader(f) if (row.get("step") or "").isdigit()]
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            problems.append(f"{path.relative_to(log_root.parent)}: {err}")
+            continue
+        if new:
+            first = min(int(row["step"]) for row in new)
+            rows = [row for row in rows if int(row["step"]) < first] + new
+    curves: dict[str, Curve] = {}
+    for row in rows:
+        step = int(row["step"])
+        epoch = _number(row.get("epoch") or "")
+        for name, text in row.items():
+            if name in ("step", "epoch") or name is None or not text:
+                continue
+            value = _number(text)
+            if value is not None:
+                curves.setdefault(name, []).append(
+                    (step, None if epoch is None else int(epoch), value)
+                )
+    for curve in curves.values():
+        curve.sort(key=lambda point: point[0])
+    return curves
+
+
+def load_pretrain(path: Path) -> PretrainRun:
+    """Reads what a pretraining run saved (any part may be missing)."""
+    run = PretrainRun(path)
+    run.metrics = _read_json(path / METRICS_FILE, run.problems)
+    if run.metrics is not None:  # rows a section can draw (an edited file may hold others)
+        run.metrics["history"] = _rows(run.metrics.get("history"), {"epoch": int})
+        if not isinstance(run.metrics.get("run"), dict):
+            run.metrics["run"] = {}
+    spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
+    number = (int, float)
+    required = {"epoch": int, "eigenvalues": list, "effective_rank": number}
+    run.spectra = [
+        e
+        for e in _rows(spectrum.get("evaluations"), required)
+        if e["eigenvalues"] and all(isinstance(v, number) for v in e["eigenvalues"])
+    ]
+    run.curves = read_csv_logs(path / "csv", run.problems)
+    return run
+
+
+def _log_folders(work_dir: Path) -> list[Path]:
+    """mmengine's ``TIMESTAMP`` folders of a work dir, oldest first (one per Runner)."""
+    return (
+        sorted(p for p in work_dir.iterdir() if p.is_dir() and (p / "vis_data").is_dir())
+        if work_dir.is_dir()
+        else []
+    )
+
+
+def read_scalars(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """mmengine's ``scalars.json``: one JSON object per line; unreadable lines are skipped."""
+    records = []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        problems.append(f"{path.name}: {err}")
+        return []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a run killed mid-write leaves a partial last line
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def load_transfer(path: Path) -> TransferRun:
+    """Reads what a transfer work dir saved: the newest Runner's logs and images."""
+    run = TransferRun(path)
+    run.results = _read_json(path / RESULTS_FILE, run.problems)
+    folders = _log_folders(path)
+    scalar_files = [f / "vis_data" / "scalars.json" for f in folders]
+    scalar_files = [f for f in scalar_files if f.is_file()]
+    if scalar_files:
+        run.scalars = read_scalars(scalar_files[-1], run.problems)
+    for folder in reversed(folders):
+        images = sorted(
+            p for p in (folder / VIS_TEST_DIR).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if images:
+            run.images = images
+            break
+    return run
+
+
+def is_pretrain_run(path: Path) -> bool:
+    """Whether ``path`` holds anything a pretraining run writes."""
+    return any((path / name).exists() for name in (METRICS_FILE, SPECTRUM_FILE, "csv", "last.ckpt"))
+
+
+def is_transfer_run(path: Path) -> bool:
+    """Whether ``path`` holds anything ``lightly-matrix transfer`` writes."""
+    return (path / RESULTS_FILE).is_file() or bool(_log_folders(path))
+
+
+def parse_spread(text: Any) -> tuple[float, float] | None:
+    """``"92.35 ± 0.57"`` (a reference file's mean ± std) as ``(92.35, 0.57)``."""
+    parts = str(text).replace("+-", "±").split("±")
+    if len(parts) != 2:
+        return None
+    mean, std = _number(parts[0].strip()), _number(parts[1].strip())
+    return None if mean is None or std is None else (mean, std)

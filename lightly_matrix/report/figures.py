@@ -1,0 +1,188 @@
+"""Drawing the report's figures as PNG bytes with matplotlib's Agg canvas.
+
+Figures are plain :class:`matplotlib.figure.Figure` objects on a ``FigureCanvasAgg``: no pyplot,
+so no global backend is switched in the caller's process and nothing opens a window. What to draw
+is decided by the modules of the sections (``pretrain``, ``spectrum``, ``transfer``); this one draws
+panels of lines and bar charts.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightly_matrix.cli import UserError
+
+MATPLOTLIB_HINT = "pip install 'lightly-matrix[report]' (or pip install matplotlib)"
+DPI = 100
+
+
+def require_matplotlib() -> None:
+    """Raises a one-line ``UserError`` with the install command when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UserError(
+            f"the report draws its figures with matplotlib: {MATPLOTLIB_HINT}"
+        ) from None
+
+
+@dataclass
+class Series:
+    """One line (or set of points) of a panel.
+
+    Attributes:
+        label: Legend entry (``""``: none).
+        x: Abscissae.
+        y: Ordinates.
+        yerr: Symmetric error bars (drawn as caps), or ``None``.
+        fmt: Matplotlib format string, e.g. ``"-o"`` or ``"-"``.
+        color: Colour, or ``None`` for the cycle.
+        alpha: Opacity.
+        linewidth: Line width in points.
+    """
+
+    label: str
+    x: Sequence[float]
+    y: Sequence[float]
+    yerr: Sequence[float] | None = None
+    fmt: str = "-o"
+    color: Any = None
+    alpha: float = 1.0
+    linewidth: float = 1.5
+
+
+@dataclass
+class Panel:
+    """One set of axes.
+
+    Attributes:
+        title: Axes title.
+        xlabel: X label, with units.
+        ylabel: Y label, with units.
+        series: The lines.
+        logy: Log-scale y axis.
+        vlines: Vertical markers ``(x, label, color)`` (e.g. the effective rank).
+        integer_x: Integer ticks on x (epochs).
+        legend: ``"best"`` (inside), ``"right"`` or ``"below"`` the axes (for many entries).
+    """
+
+    title: str
+    xlabel: str
+    ylabel: str
+    series: list[Series]
+    logy: bool = False
+    vlines: list[tuple[float, str, Any]] = field(default_factory=list)
+    integer_x: bool = False
+    legend: str = "best"
+
+
+def _png(figure: Any) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, float] = (5.4, 3.5)):
+    """Draws ``panels`` in a grid of ``columns``; returns the PNG bytes."""
+    from matplotlib.ticker import MaxNLocator
+
+    columns = max(1, min(columns, len(panels)))
+    rows = -(-len(panels) // columns)
+    figure = _new_figure(size[0] * columns, size[1] * rows)
+    axes_grid = figure.subplots(rows, columns, squeeze=False)
+    for index, axes in enumerate(axes_grid.flat):
+        if index >= len(panels):
+            axes.set_axis_off()
+            continue
+        panel = panels[index]
+        for s in panel.series:
+            if s.yerr is not None:
+                axes.errorbar(
+                    s.x,
+                    s.y,
+                    yerr=s.yerr,
+                    fmt=s.fmt,
+                    color=s.color,
+                    alpha=s.alpha,
+                    capsize=4,
+                    label=s.label or None,
+                    linewidth=s.linewidth,
+                )
+            else:
+                axes.plot(
+                    s.x,
+                    s.y,
+                    s.fmt,
+                    color=s.color,
+                    alpha=s.alpha,
+                    label=s.label or None,
+                    linewidth=s.linewidth,
+                    markersize=4,
+                )
+        for x, label, color in panel.vlines:
+            axes.axvline(x, linestyle="--", color=color, linewidth=1.0, label=label or None)
+        if panel.logy:
+            axes.set_yscale("log")
+        if panel.integer_x:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_title(panel.title, fontsize=11)
+        axes.set_xlabel(panel.xlabel)
+        axes.set_ylabel(panel.ylabel)
+        axes.grid(True, alpha=0.3, which="major")
+        if any(s.label for s in panel.series) or any(label for _, label, _ in panel.vlines):
+            if panel.legend == "right":
+                axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            elif panel.legend == "below":
+                axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+            else:
+                axes.legend(fontsize=8, loc="best")
+    return _png(figure)
+
+
+def draw_bars(
+    title: str,
+    categories: Sequence[str],
+    values: Mapping[str, Sequence[float | None]],
+    xlabel: str,
+) -> bytes:
+    """Horizontal grouped bars: one group per category, one bar per ``values`` entry.
+
+    ``None`` values (no such objects) are left out and labelled ``n/a``.
+    """
+    import numpy as np
+
+    height = 1.2 + 0.32 * len(categories) * max(1, len(values))
+    figure = _new_figure(7.5, min(height, 40.0))
+    axes = figure.subplots()
+    positions = np.arange(len(categories))
+    bar = 0.8 / max(1, len(values))
+    for index, (label, numbers) in enumerate(values.items()):
+        offset = positions - 0.4 + bar * (index + 0.5)
+        drawn = [0.0 if v is None else v for v in numbers]
+        bars = axes.barh(offset, drawn, height=bar, label=label)
+        axes.bar_label(
+            bars,
+            labels=["n/a" if v is None else f"{v:.1f}" for v in numbers],
+            fontsize=8,
+            padding=2,
+        )
+    axes.set_yticks(positions, list(categories))
+    axes.invert_yaxis()
+    axes.set_xlabel(xlabel)
+    axes.set_title(title, fontsize=11)
+    axes.set_xlim(0, max([1.0] + [v for n in values.values() for v in n if v is not None]) * 1.15)
+    axes.grid(True, axis="x", alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _png(figure)

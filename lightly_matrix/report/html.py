@@ -1,0 +1,125 @@
+"""One self-contained HTML page: inline style, images as ``data:`` URIs, no scripts, no links out.
+
+The markup is also well-formed XML (void elements closed, text escaped), so tests parse it
+strictly.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Marks pages written by the report, so that no other file called report.html is replaced.
+GENERATOR = "lightly-matrix report"
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
+       max-width: 1180px; padding: 1.5em; color: #1a1a1a; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.05em; margin-top: 1.4em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+table.kv td { text-align: left; }
+img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
+.gallery { display: flex; flex-wrap: wrap; gap: 0.6em; }
+.gallery figure { margin: 0; width: 48%; } .gallery img { width: 100%; }
+figcaption { font-size: 0.85em; color: #555; }
+.na { color: #8a5300; background: #fff6e5; padding: 0.3em 0.6em; border-left: 3px solid #e0a030; }
+.meta { color: #555; font-size: 0.9em; } code { background: #f3f3f3; padding: 0 0.2em; }
+"""
+
+
+def esc(value: Any) -> str:
+    """Text escaped for HTML (and XML)."""
+    return html.escape(str(value), quote=True)
+
+
+def image(data: bytes, alt: str, mime: str = "image/png") -> str:
+    """An ``<img>`` with the image embedded."""
+    encoded = base64.b64encode(data).decode("ascii")
+    return f'<img src="data:{mime};base64,{encoded}" alt="{esc(alt)}" />'
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str | None = None) -> str:
+    """A table; cells are escaped, floats printed with 2 decimals, ``None`` as an empty cell."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return ""
+        return f"{value:.2f}" if isinstance(value, float) else esc(value)
+
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    opening = f'<table class="{css}">' if css else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def not_available(what: str, why: str) -> str:
+    """The notice that replaces a figure or table whose data the run did not save."""
+    return f'<p class="na">Not available: {esc(what)} ({esc(why)}).</p>'
+
+
+def paragraph(text: str, css: str | None = None) -> str:
+    """A paragraph of escaped text."""
+    return f'<p class="{css}">{esc(text)}</p>' if css else f"<p>{esc(text)}</p>"
+
+
+@dataclass
+class Section:
+    """A titled part of the page.
+
+    Attributes:
+        title: The heading.
+        parts: HTML fragments, in order.
+        missing: What this section could not show, for the summary at the top.
+    """
+
+    title: str
+    parts: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def add(self, fragment: str) -> None:
+        """Appends an HTML fragment."""
+        self.parts.append(fragment)
+
+    def figure(self, heading: str, png: bytes | None, what: str, why: str) -> None:
+        """A sub-heading and the figure, or the not-available notice (recorded as missing)."""
+        self.add(f"<h3>{esc(heading)}</h3>")
+        if png is None:
+            self.add(not_available(what, why))
+            self.missing.append(f"{what} ({why})")
+        else:
+            self.add(image(png, heading))
+
+    def lack(self, heading: str, what: str, why: str) -> None:
+        """A sub-heading with only the not-available notice."""
+        self.figure(heading, None, what, why)
+
+
+def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
+    """The whole document; a list of what is not available comes first."""
+    missing = [f"{s.title}: {m}" for s in sections for m in s.missing]
+    summary = (
+        "<p>Everything below is drawn from the files the run saved.</p>"
+        if not missing
+        else "<p>Drawn from the files the run saved. Not available in this run:</p><ul>"
+        + "".join(f"<li>{esc(m)}</li>" for m in missing)
+        + "</ul>"
+    )
+    body = "".join(
+        f'<section><h2 id="s{i}">{esc(s.title)}</h2>{"".join(s.parts)}</section>'
+        for i, s in enumerate(sections)
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8" />'
+        f'<meta name="generator" content="{GENERATOR}" />'
+        '<meta name="viewport" content="width=device-width, initial-scale=1" />'
+        f"<title>{esc(title)}</title><style>{_STYLE}</style></head>"
+        f'<body><h1>{esc(title)}</h1><p class="meta">{esc(subtitle)}</p>{summary}{body}'
+        "</body></html>\n"
+    )

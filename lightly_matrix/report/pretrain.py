@@ -1,0 +1,213 @@
+"""What the report shows of a pretraining run: settings, probes and training curves.
+
+Each function turns saved data (:mod:`lightly_matrix.report.data`) into a
+:class:`~lightly_matrix.report.html.Section`; a figure whose data is missing becomes a
+not-available notice that says which file or logged value was absent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightly_matrix.report.data import Curve, PretrainRun, parse_spread
+from lightly_matrix.report.figures import Panel, Series, draw_panels
+from lightly_matrix.report.html import Section, paragraph, table
+
+#: metrics.json keys of the frozen-backbone probes, with their names in the report.
+PROBES = (
+    ("knn_top1", "kNN"),
+    ("linear_top1", "linear"),
+    ("few_label_top1", "10 labels/class"),
+)
+#: Run settings shown at the top, from metrics.json's ``run``.
+RUN_KEYS = {
+    "method": "method", "data": "data", "preset": "preset", "backbone": "backbone",
+    "epochs": "epochs", "batch_size": "batch size per device", "image_size": "image size (px)",
+    "transform": "augmentations", "precision": "precision", "seed": "seed",
+    "limit_train_batches": "batches per epoch (limit)", "eval_split": "probes scored on",
+    "train_wall_s": "training wall time (s)",
+}  # fmt: skip
+#: Losses the methods log (``*_step`` per step, ``*_epoch`` per epoch).
+LOSSES = ("train_loss", "train_pixel_loss", "train_regularizer")
+#: Why a method's logs may lack a panel's values.
+WHY_NOT_LOGGED = {
+    "Teacher momentum": "only methods with an EMA teacher log it",
+    "Online linear probe": "the data have no labels",
+}
+NO_METRICS = (
+    "no metrics.json: the run was made with --no-eval or stopped before its first evaluation"
+)
+
+
+def run_section(run: PretrainRun) -> Section:
+    """The run's settings (``metrics.json``'s ``run``) and where it lives."""
+    section = Section("Pretraining run")
+    section.add(paragraph(f"Run folder: {run.path.resolve()}", "meta"))
+    info = (run.metrics or {}).get("run") or {}
+    if not info:
+        section.lack("Settings", "the run's settings", NO_METRICS)
+        return section
+    rows = [(label, str(info[key])) for key, label in RUN_KEYS.items() if info.get(key) is not None]
+    section.add(table(("setting", "value"), rows, css="kv"))
+    if "train_wall_s" not in info:  # written when training ends (pretrain/run.py)
+        last = ((run.metrics or {}).get("final") or {}).get("epoch", "-")
+        section.add(
+            paragraph(
+                f"Not finished: stopped or still running (last evaluation after epoch {last} of "
+                f"{info.get('epochs', '?')}); the figures show what it saved so far. Resume with "
+                "lightly-matrix pretrain --resume RUN.",
+                "na",
+            )
+        )
+    return section
+
+
+def _probe_rows(history: list[dict[str, Any]]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for row in history:
+        epoch = f"{row['epoch']} (random init)" if row["epoch"] == 0 else row["epoch"]
+        rows.append(
+            [epoch, row.get("step")] + [row.get(key) for key, _ in PROBES] + [row.get("eval_s")]
+        )
+    first, last = history[0], history[-1]
+    if first["epoch"] == 0 and last["epoch"] > 0:
+        rows.append(
+            [f"change 0 -> {last['epoch']}", None]
+            + [
+                last[key] - first[key] if key in last and key in first else None
+                for key, _ in PROBES
+            ]
+            + [None]
+        )
+    return rows
+
+
+def _reference_series(reference: dict[str, Any], key: str, name: str, color: Any) -> Series | None:
+    spread = (reference.get("probes") or {}).get(key) or {}
+    before, after = parse_spread(spread.get("before")), parse_spread(spread.get("after"))
+    points = [(0, before)] if before else []
+    if after and reference.get("epochs"):
+        points.append((reference["epochs"], after))
+    if not points:
+        return None
+    seeds = len(reference.get("seeds") or [])
+    return Series(
+        f"{name}, reference mean ± std" + (f" of {seeds} seeds" if seeds else ""),
+        [p[0] for p in points],
+        [p[1][0] for p in points],
+        yerr=[p[1][1] for p in points],
+        fmt="s",
+        color=color,
+        alpha=0.45,
+    )
+
+
+def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section:
+    """The frozen-backbone probe table and their top-1 over the evaluated epochs."""
+    section = Section("Frozen-backbone probes")
+    history = (run.metrics or {}).get("history") or []
+    if not history:
+        why = NO_METRICS if run.metrics is None else "metrics.json holds no evaluation"
+        section.lack("Probe table", "the probe table and chart", why)
+        return section
+    info = (run.metrics or {}).get("run") or {}
+    section.add(
+        paragraph(
+            f"Top-1 accuracy (%) of probes on the frozen online backbone, scored on the "
+            f"{info.get('eval_split', 'test')} split; epoch 0 is the random initialisation."
+        )
+    )
+    section.add(
+        table(
+            ["epoch", "step"] + [f"{name} top-1 (%)" for _, name in PROBES] + ["eval time (s)"],
+            _probe_rows(history),
+        )
+    )
+    series = []
+    for index, (key, name) in enumerate(PROBES):
+        color = f"C{index}"
+        points = [(row["epoch"], row[key]) for row in history if key in row]
+        series.append(Series(name, [p[0] for p in points], [p[1] for p in points], color=color))
+        ref = _reference_series(reference, key, name, color) if reference else None
+        if ref is not None:
+            series.append(ref)
+    panel = Panel(
+        "Frozen-backbone probes",
+        "epoch (0 = random init)",
+        "top-1 accuracy (%)",
+        series,
+        integer_x=True,
+        legend="right",
+    )
+    section.figure("Probe accuracy over training", draw_panels([panel], size=(10.0, 4.4)), "", "")
+    return section
+
+
+def _xy(curve: Curve, by_epoch: bool, scale: float) -> tuple[list[float], list[float]]:
+    if by_epoch:  # logged at an epoch's end: the epoch column is 0-based, x is epochs done
+        points = [(epoch + 1, value) for _, epoch, value in curve if epoch is not None]
+    else:
+        points = [(step, value) for step, _, value in curve]
+    return [p[0] for p in points], [scale * p[1] for p in points]
+
+
+def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
+    """The panels whose values were logged, and the titles of those that were not."""
+    losses = [(f"{n}_step", f"{n} (per step)", "-") for n in LOSSES] + [
+        (f"{n}_epoch", f"{n} (epoch mean)", "o") for n in LOSSES
+    ]
+    lrs = [(c, c.split("/", 1)[-1], "-") for c in sorted(curves) if c.startswith("lr-")]
+    probe = [
+        ("train_online_cls_top1", "train batches", "-"),
+        ("val_online_cls_top1", "validation", "-o"),
+    ]
+    parts = ("backbone", "projection")
+    # (title, y label, [(column, legend, fmt)], per epoch, scale)
+    specs = [
+        ("Training loss", "loss", losses, False, 1.0),
+        ("Learning rate", "learning rate", lrs, False, 1.0),
+        ("Teacher momentum", "EMA momentum", [("momentum", "", "-")], False, 1.0),
+        ("Online linear probe", "top-1 accuracy (%)", probe, False, 100.0),
+        ("Effective rank of the last training batch", "effective rank",
+         [(f"diag/{p}_effective_rank", p, "-o") for p in parts], True, 1.0),
+        ("Matrix entropy of the last training batch", "matrix entropy (nats)",
+         [(f"diag/{p}_matrix_entropy", p, "-o") for p in parts], True, 1.0),
+    ]  # fmt: skip
+    panels, missing = [], []
+    for title, ylabel, columns, by_epoch, scale in specs:
+        series = [
+            Series(label, *_xy(curves[column], by_epoch, scale), fmt=fmt, linewidth=1.2)
+            for column, label, fmt in columns
+            if column in curves
+        ]
+        if series:
+            xlabel = "epoch" if by_epoch else "training step"
+            panels.append(Panel(title, xlabel, ylabel, series, integer_x=by_epoch))
+        else:
+            why = WHY_NOT_LOGGED.get(title)
+            missing.append(title.lower() + (f" ({why})" if why else ""))
+    return panels, missing
+
+
+def curves_section(run: PretrainRun) -> Section:
+    """Training curves from Lightning's CSV logs."""
+    section = Section("Training curves")
+    if not run.curves:
+        why = "no csv/version_*/metrics.csv in the run folder"
+        section.lack("Curves", "the training curves", why)
+        return section
+    panels, missing = _curve_panels(run.curves)
+    section.add(
+        paragraph(
+            "From the run's CSV logs (csv/version_*/metrics.csv; a resumed run's versions are "
+            "joined). Effective rank and matrix entropy are of the backbone features and "
+            "projections of each epoch's last training batch."
+        )
+    )
+    png = draw_panels(panels) if panels else None
+    section.figure("Loss, schedules, online probe and collapse diagnostics", png,
+                   "the training curves", "nothing the report draws was logged")  # fmt: skip
+    if panels and missing:
+        section.missing += [f"{what}: not in the logs" for what in missing]
+        section.add(paragraph("Not in the logs: " + "; ".join(missing) + ".", "na"))
+    return section

@@ -1,0 +1,203 @@
+"""What the report shows of a transfer run: COCO AP by size and category, losses, detections."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from lightly_matrix.report.data import TransferRun
+from lightly_matrix.report.figures import Panel, Series, draw_bars, draw_panels
+from lightly_matrix.report.html import Section, esc, image, paragraph, table
+
+#: results.json's summary keys, as COCO names them.
+AP_KEYS = (
+    ("mAP", "AP"),
+    ("AP50", "AP50"),
+    ("AP75", "AP75"),
+    ("APs", "AP small"),
+    ("APm", "AP medium"),
+    ("APl", "AP large"),
+)
+IOU_TYPES = (("bbox", "box"), ("segm", "mask"))
+#: mmdet's Mask R-CNN losses, in the order of the model.
+LOSSES = ("loss", "loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask")
+#: Longest side of an embedded detection image (px): enough to read the boxes, small to embed.
+MAX_IMAGE_SIDE = 900
+NO_RESULTS = "no results.json: the run did not reach its test"
+
+
+def _percent(value: Any) -> float | None:
+    """mmdet's AP fraction as percent; ``-1`` or ``nan`` (no such objects) as ``None``."""
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return 100.0 * float(value)
+
+
+def per_category(metrics: dict[str, float], iou_type: str) -> dict[str, float]:
+    """Per-category AP (fractions) that mmdet's ``CocoMetric(classwise=True)`` reports."""
+    prefix, suffix = f"coco/{iou_type}_", "_precision"
+    return {
+        key[len(prefix) : -len(suffix)]: value
+        for key, value in metrics.items()
+        if key.startswith(prefix) and key.endswith(suffix)
+    }
+
+
+def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Section:
+    """The run's settings and its COCO AP, with reference rows if given."""
+    section = Section("Mask R-CNN transfer")
+    section.add(paragraph(f"Work dir: {run.path.resolve()}", "meta"))
+    results = run.results
+    if results is None:
+        section.lack("COCO AP", "AP by size and category", NO_RESULTS)
+        return section
+    settings = [
+        (key.replace("_", " "), str(results[key]))
+        for key in (
+            "config",
+            "method",
+            "architecture",
+            "pretrain_epochs",
+            "checkpoint",
+            "schedule",
+            "total_batch_size",
+            "base_lr",
+            "train_time_s",
+            "test_time_s",
+        )
+        if results.get(key) is not None
+    ]
+    section.add(table(("setting", "value"), settings, css="kv"))
+    rows = [
+        [f"{name} AP (%)"] + [_percent(results.get(t, {}).get(key)) for key, _ in AP_KEYS]
+        for t, name in IOU_TYPES
+    ]
+    section.add("<h3>COCO AP by IoU and object size</h3>")
+    section.add(table(["this run"] + [name for _, name in AP_KEYS], rows))
+    ref_rows = [
+        (row.get("row"), row.get("seeds"), row.get("AP_bb"), row.get("AP_mk"))
+        for row in (reference or {}).get("transfer", [])
+    ]
+    if ref_rows:
+        section.add(paragraph("Reference rows (mean ± std over seeds, AP %):"))
+        section.add(table(("backbone init", "seeds", "box AP", "mask AP"), ref_rows))
+    bars = {
+        name: [_percent(results.get(t, {}).get(key)) for key, _ in AP_KEYS]
+        for t, name in IOU_TYPES
+        if t in results
+    }
+    if bars:
+        png = draw_bars("COCO AP by IoU and size", [n for _, n in AP_KEYS], bars, "AP (%)")
+        section.add(image(png, "COCO AP by IoU and object size"))
+    _category_part(section, results)
+    return section
+
+
+def _category_part(section: Section, results: dict[str, Any]) -> None:
+    metrics = results.get("metrics") or {}
+    classes = {name: per_category(metrics, t) for t, name in IOU_TYPES}
+    names = sorted({c for values in classes.values() for c in values})
+    if not names:
+        section.lack(
+            "AP per category",
+            "AP per category",
+            "results.json has no per-category AP: the run predates classwise evaluation",
+        )
+        return
+    section.add("<h3>AP per category</h3>")
+    rows = [[c] + [_percent(classes[name].get(c)) for _, name in IOU_TYPES] for c in names]
+    section.add(table(["category", "box AP (%)", "mask AP (%)"], rows))
+    bars = {name: [_percent(classes[name].get(c)) for c in names] for _, name in IOU_TYPES}
+    section.add(image(draw_bars("AP per category", names, bars, "AP (%)"), "AP per category"))
+
+
+def _scalar_series(scalars: list[dict[str, Any]], key: str, scale: float = 1.0) -> Series | None:
+    points = [
+        (record["step"], scale * float(record[key]))
+        for record in scalars
+        if key in record and "step" in record and isinstance(record[key], int | float)
+    ]
+    if not points:
+        return None
+    return Series(key, [p[0] for p in points], [p[1] for p in points], fmt="-", linewidth=1.2)
+
+
+def curves_section(run: TransferRun) -> Section:
+    """mmdet's training losses, lr, RCNN accuracy and validation AP from ``scalars.json``."""
+    section = Section("Mask R-CNN training curves")
+    if not run.scalars:
+        section.lack(
+            "Losses", "the mmdet loss curves", "no TIMESTAMP/vis_data/scalars.json in the work dir"
+        )
+        return section
+    panels = []
+    losses = [s for s in (_scalar_series(run.scalars, k) for k in LOSSES) if s is not None]
+    if losses:
+        panels.append(Panel("Mask R-CNN losses", "iteration", "loss", losses, legend="right"))
+    for key, title, unit, scale in (
+        ("lr", "Learning rate", "learning rate", 1.0),
+        ("acc", "RoI head classification accuracy (training)", "accuracy (%)", 1.0),
+    ):
+        series = _scalar_series(run.scalars, key, scale)
+        if series is not None:
+            series.label = ""
+            panels.append(Panel(title, "iteration", unit, [series]))
+    validation = [
+        s
+        for s in (_scalar_series(run.scalars, f"coco/{t}_mAP", 100.0) for t, _ in IOU_TYPES)
+        if s is not None
+    ]
+    if validation:
+        for s in validation:
+            s.fmt = "-o"
+        panels.append(Panel("Validation AP while training", "iteration", "AP (%)", validation))
+    section.add(paragraph("From mmengine's log of the run (TIMESTAMP/vis_data/scalars.json)."))
+    png = draw_panels(panels) if panels else None
+    section.figure("Losses and schedule", png, "the mmdet loss curves", "no losses were logged")
+    return section
+
+
+def _jpeg(path: Path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+    rgb.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=88)
+    return buffer.getvalue()
+
+
+def detections_section(run: TransferRun, max_images: int) -> Section:
+    """A few validation images with ground truth and predictions drawn by mmdet's visualizer."""
+    section = Section("Detections on validation images")
+    if not run.images:
+        section.lack(
+            "Images",
+            "validation images with predictions",
+            "the work dir has no TIMESTAMP/vis_test/ images: the run predates them, or drawing "
+            "was turned off (default_hooks.visualization.draw=False)",
+        )
+        return section
+    section.add(
+        paragraph(
+            "The first validation images, drawn during the test by mmdet's DetLocalVisualizer: "
+            "ground truth on the left, predictions scoring at least the hook's score_thr (0.3 "
+            "unless changed) on the right; a right half without boxes means no such prediction."
+        )
+    )
+    figures = []
+    for path in run.images[:max_images]:
+        try:
+            data = _jpeg(path)
+        except OSError as err:
+            run.problems.append(f"{path.name}: {err}")
+            continue
+        figures.append(
+            f"<figure>{image(data, path.name, 'image/jpeg')}"
+            f"<figcaption>{esc(path.name)}</figcaption></figure>"
+        )
+    section.add('<div class="gallery">' + "".join(figures) + "</div>")
+    return section
