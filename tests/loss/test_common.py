@@ -48,7 +48,7 @@ def test_gather_without_process_group_uses_the_local_batch(name: str) -> None:
         warnings.simplefilter("error")  # Lightly does not warn here either
         value, grads = _value_and_grads(build(True), inputs)
     torch.testing.assert_close(value, local_value)
-    for g, g_local in zip(grads, local_grads):
+    for g, g_local in zip(grads, local_grads, strict=True):
         torch.testing.assert_close(g, g_local)
 
 

@@ -201,7 +201,3 @@ def test_bad_inputs_raise_clear_errors(online, target, match) -> None:
 def test_bad_eps_squared_override_is_refused() -> None:
     with pytest.raises(ValueError, match="eps_squared"):
         MECLoss()(torch.randn(8, 16), torch.randn(8, 16), eps_squared=0.0)
-
-
-def test_gather_checks_inputs_without_process_group() -> None:
-    loss_fn = MECLoss(gather_distributed=True)
