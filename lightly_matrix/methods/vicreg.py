@@ -47,6 +47,7 @@ class VICReg(PretrainModule):
     """
 
     method = "vicreg"
+    default_transform = "vicreg"
 
     def __init__(
         self,
