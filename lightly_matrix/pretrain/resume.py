@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.pretrain.config import RunConfig
 
 

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.pretrain.args import validate_args
 from lightly_matrix.pretrain.outdir import ensure_writable, is_failed_start, reuse_failed_start
 from lightly_matrix.pretrain.resume import ResumePlan, plan_resume
