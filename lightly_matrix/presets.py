@@ -156,7 +156,13 @@ PRESETS: dict[str, Preset] = {
                 },
                 # Validation search: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)};
                 # the weights stay the paper's (25, 25, 1).
-                "vicreg": {**_DIGITS_RESNET, "hidden_dim": 1024, "output_dim": 1024, "lr": 0.9},
+                "vicreg": {
+                    **_DIGITS_RESNET,
+                    "hidden_dim": 1024,
+                    "output_dim": 1024,
+                    "lr": 0.9,
+                    "weight_decay": 1e-4,  # what the search ran with (the old class default)
+                },
                 "mmae": dict(_DIGITS_VIT),
                 "umae": dict(_DIGITS_VIT),
                 "mae": dict(_DIGITS_VIT),

@@ -139,3 +139,11 @@ def test_build_backbone_example_runs() -> None:
 
     result = doctest.testmod(lightly_matrix.methods.base)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_vicreg_weight_decay_is_lightlys_and_the_authors() -> None:
+    # Lightly's benchmarks/imagenet/resnet50/vicreg.py and the VICReg paper: LARS, wd 1e-6.
+    from lightly_matrix.pretrain.config import module_defaults
+
+    defaults = module_defaults(METHOD_CLASSES["vicreg"])
+    assert (defaults["optimizer"], defaults["weight_decay"]) == ("lars", 1e-6)
