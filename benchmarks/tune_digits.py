@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits_runs import PROBES, Job, add_run_options, run_jobs
 
 from lightly_matrix.evaluation import format_table
-from lightly_matrix.methods import METHODS
+from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.presets import PRESETS
 
 #: Learning rates tried: the preset's (or the module default's) times these factors.
@@ -66,7 +66,7 @@ def base_lr(method: str) -> float:
         return float(settings["lr"])
     from lightly_matrix.pretrain.config import module_defaults
 
-    return float(module_defaults(METHODS[method])["lr"])
+    return float(module_defaults(METHOD_CLASSES[method])["lr"])
 
 
 def grid(method: str) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ Sub-commands live beside the code they drive and are imported lazily, so ``--hel
 ``--version`` stay fast and do not import torch or mmdet:
 
 - ``pretrain``: :mod:`lightly_matrix.pretrain` (self-supervised pretraining with Lightning)
-- ``export``: :mod:`lightly_matrix.export.cli` (Lightning, Lightly, torchvision, timm -> mmdet)
+- ``export``: :mod:`lightly_matrix.export_cli` (Lightning, Lightly, torchvision, timm -> mmdet,
+  torchvision or timm)
 - ``transfer``: :mod:`lightly_matrix.transfer` (Mask R-CNN fine-tuning and COCO evaluation)
 - ``configs``: :mod:`lightly_matrix.transfer.configs_cli` (our mmdet configs, listed or written out)
 - ``report``: :mod:`lightly_matrix.report.cli` (an HTML report with figures of a run)
@@ -20,6 +21,9 @@ import sys
 from collections.abc import Sequence
 
 from lightly_matrix import __version__
+from lightly_matrix.errors import UserError
+
+__all__ = ["SUBCOMMANDS", "UserError", "build_parser", "main"]
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -27,7 +31,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "lightly_matrix.pretrain",
         "self-supervised pretraining on digits or an image folder",
     ),
-    "export": ("lightly_matrix.export.cli", "export a pretrained backbone as an mmdet checkpoint"),
+    "export": (
+        "lightly_matrix.export_cli",
+        "export a pretrained backbone for mmdet, torchvision or timm",
+    ),
     "transfer": ("lightly_matrix.transfer", "Mask R-CNN fine-tuning and COCO evaluation (mmdet)"),
     "configs": (
         "lightly_matrix.transfer.configs_cli",
@@ -38,10 +45,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "write RUN/report.html: probes, spectrum, curves, transfer AP and detections",
     ),
 }
-
-
-class UserError(Exception):
-    """A mistake in the user's input: printed as one line, without a traceback."""
 
 
 def _load(name: str):

@@ -140,6 +140,7 @@ PRESETS: dict[str, Preset] = {
                     **_DIGITS_RESNET,
                     "hidden_dim": 1024,
                     "output_dim": 64,
+                    "proj_batch_norm": False,
                     # Validation search: lr {0.5, 1.5} (per 256) x alpha {250, 1000}; lr stays 0.5.
                     "lr": 0.5,
                     "alpha": 1000.0,
@@ -155,7 +156,13 @@ PRESETS: dict[str, Preset] = {
                 },
                 # Validation search: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)};
                 # the weights stay the paper's (25, 25, 1).
-                "vicreg": {**_DIGITS_RESNET, "hidden_dim": 1024, "output_dim": 1024, "lr": 0.9},
+                "vicreg": {
+                    **_DIGITS_RESNET,
+                    "hidden_dim": 1024,
+                    "output_dim": 1024,
+                    "lr": 0.9,
+                    "weight_decay": 1e-4,  # what the search ran with (the old class default)
+                },
                 "mmae": dict(_DIGITS_VIT),
                 "umae": dict(_DIGITS_VIT),
                 "mae": dict(_DIGITS_VIT),
@@ -198,6 +205,7 @@ PRESETS: dict[str, Preset] = {
                     "epochs": 1000,  # CIM README: --epochs 1000
                     "hidden_dim": 2048,  # CIM README: --projector 2048-2048-64
                     "output_dim": 64,
+                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 250.0,  # CIM README: --sim_loss_weight 250.0
                     "la_R": 0.01,  # CIM README: --la_R 0.01 --la_mu 0.01
                     "la_mu": 0.01,
@@ -224,6 +232,7 @@ PRESETS: dict[str, Preset] = {
                     "epochs": 1000,  # CIM README: --epochs 1000
                     "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
                     "output_dim": 128,
+                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 1000.0,  # CIM README: --sim_loss_weight 1000.0
                     "la_R": 0.01,
                     "la_mu": 0.01,
@@ -249,6 +258,7 @@ PRESETS: dict[str, Preset] = {
                     "epochs": 800,  # CIM README: --epochs 800
                     "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
                     "output_dim": 128,
+                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
                     "la_R": 0.1,  # CIM README: --la_R 0.1 --la_mu 0.1
                     "la_mu": 0.1,
@@ -273,6 +283,7 @@ PRESETS: dict[str, Preset] = {
                     "epochs": 400,  # CIM README: --epochs 400
                     "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
                     "output_dim": 128,
+                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
                     "la_R": 0.01,
                     "la_mu": 0.01,
@@ -295,6 +306,7 @@ PRESETS: dict[str, Preset] = {
                     "epochs": 200,  # CIM README: --epochs 200
                     "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
                     "output_dim": 128,
+                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
                     "la_R": 0.01,
                     "la_mu": 0.01,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 
 #: First bytes of what ``torch.save`` writes: a zip archive (new format) or a pickle (legacy).
 _TORCH_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x80")
@@ -35,7 +35,7 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
         >>> check_checkpoint_file("no/such/file.ckpt")
         Traceback (most recent call last):
         ...
-        lightly_matrix.cli.UserError: checkpoint no/such/file.ckpt does not exist
+        lightly_matrix.errors.UserError: checkpoint no/such/file.ckpt does not exist
     """
     path = Path(path)
     if path.is_dir():

@@ -8,7 +8,7 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader, Dataset
 
-from lightly_matrix.methods import MASKED_METHODS, METHODS
+from lightly_matrix.methods import MASKED_METHODS, METHOD_CLASSES
 
 TINY_VIT = {
     "backbone": "vit_tiny_patch16_224",
@@ -43,7 +43,7 @@ def make_module(method: str, **overrides: Any) -> LightningModule:
         **TINY[method],
         **overrides,
     }
-    return METHODS[method](**kwargs)
+    return METHOD_CLASSES[method](**kwargs)
 
 
 class RepeatedBatch(Dataset):

@@ -1,7 +1,10 @@
 """Straightforward reference implementations of the authors' formulas, for the tests.
 
 Dense d x d matrices, the centering matrix J_m built explicitly, float64, no shortcuts: these are
-the formulas of ../shared/docs/methods.md written the obvious way, independent of the package.
+the formulas of the authors' code written the obvious way, independent of the package. The
+repositories (the same as in :mod:`lightly_matrix.presets`): yifanzhang-pro/Matrix-SSL
+(``mec/builder.py``), xinliu20/MEC, yifanzhang-pro/M-MAE (``loss_func.py``) and
+serdarozsoy/corinfomax-ssl.
 """
 
 from __future__ import annotations

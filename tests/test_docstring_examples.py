@@ -20,6 +20,7 @@ MODULES = [
     "lightly_matrix.mmdet.precise_bn",
     "lightly_matrix.transfer.references",
     "lightly_matrix.data.index",
+    "lightly_matrix.errors",
 ]
 
 

@@ -50,11 +50,11 @@ def method_settings(method: str, cfg: dict[str, Any]) -> tuple[dict[str, Any], d
 
 
 def build_module(method: str, cfg: dict[str, Any], warmup_epochs: float) -> Any:
-    from lightly_matrix.methods import METHODS
+    from lightly_matrix.methods import METHOD_CLASSES
 
     _, hparams = method_settings(method, cfg)
     hparams["warmup_epochs"] = warmup_epochs
-    return METHODS[method](**hparams)
+    return METHOD_CLASSES[method](**hparams)
 
 
 def synthetic_loader(method: str, cfg: dict[str, Any], pool: int = 2) -> Any:

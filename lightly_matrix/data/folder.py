@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 
 if TYPE_CHECKING:
     from lightly_matrix.data.index import CheckedFolder

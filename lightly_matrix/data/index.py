@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.cli import UserError
 from lightly_matrix.data.folder import CHECK_THREADS, FolderScan, find_unreadable, scan_folder_stats
+from lightly_matrix.errors import UserError
 
 #: The folder of the index files inside a run folder.
 INDEX_DIR = "data_index"

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from lightly_matrix import __version__
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.export.convert import (
     EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION,
@@ -161,6 +161,15 @@ def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> P
         "meta": meta,
     }
     check_finite(backbone.state_dict)
+    return save_payload(payload, out)
+
+
+def save_payload(payload: Any, out: Path) -> Path:
+    """``torch.save`` to ``out`` atomically (a temporary file, then a rename), umask permissions.
+
+    Raises:
+        UserError: ``out``'s folder cannot be created or written.
+    """
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.user_files import check_checkpoint_file
 
 #: ``meta['format']`` of the files written by :func:`lightly_matrix.export.export_backbone`.
@@ -135,7 +135,8 @@ def _top_level(keys: Any, limit: int = 12) -> str:
 _STEM_HINT = (
     "mmdet's ResNet has a 7x7 stride-2 stem with max-pool, so a CIFAR-stem backbone cannot be"
     " loaded without changing the detector's stem; pretrain with the ImageNet stem (--hp"
-    " stem=imagenet, the default) for detection transfer"
+    " stem=imagenet, the default) for detection transfer; --format torchvision exports it for"
+    " plain PyTorch"
 )
 
 
@@ -152,10 +153,13 @@ def _check_stem_kernel(sd: Mapping[str, torch.Tensor]) -> None:
         )
 
 
-def _resnet(sd: dict[str, torch.Tensor], name_hint: str | None) -> Backbone:
+def _resnet(
+    sd: dict[str, torch.Tensor], name_hint: str | None, allow_cifar_stem: bool = False
+) -> Backbone:
     """A torchvision/mmdet-named ResNet state dict (fc dropped) and its depth."""
     sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
-    _check_stem_kernel(sd)
+    if not allow_cifar_stem:
+        _check_stem_kernel(sd)
     bottleneck = "layer1.0.conv3.weight" in sd
     blocks = []
     for stage in range(1, 5):
@@ -237,7 +241,9 @@ def _from_lightly_sequential(sd: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-def convert_state_dict(sd: Mapping[str, torch.Tensor], name_hint: str | None = None) -> Backbone:
+def convert_state_dict(
+    sd: Mapping[str, torch.Tensor], name_hint: str | None = None, allow_cifar_stem: bool = False
+) -> Backbone:
     """Rename one backbone's state dict to mmdet's layout.
 
     Recognised layouts: Lightly ``nn.Sequential`` ResNets (``0.``, ``1.``, ``4.``-``7.``),
@@ -249,6 +255,8 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor], name_hint: str | None = N
         sd: The backbone's tensors (no ``backbone.`` prefix).
         name_hint: Architecture name from the checkpoint, when it has one (a timm ViT name is
             needed to know its number of heads; ResNets are recognised from their weights).
+        allow_cifar_stem: Accept a ResNet with a 3x3 conv1 (torchvision export; mmdet cannot
+            load one).
 
     Returns:
         The converted :class:`Backbone` (``meta`` empty).
@@ -258,9 +266,9 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor], name_hint: str | None = N
     """
     sd = _strip_wrappers(dict(sd))
     if sd and all(k[0].isdigit() for k in sd):
-        return _resnet(_from_lightly_sequential(sd), name_hint)
+        return _resnet(_from_lightly_sequential(sd), name_hint, allow_cifar_stem)
     if "conv1.weight" in sd and any(k.startswith("layer1.") for k in sd):
-        return _resnet(sd, name_hint)
+        return _resnet(sd, name_hint, allow_cifar_stem)
     vit_sd = _select_prefix(sd, "vit.") or sd
     if "patch_embed.proj.weight" in vit_sd and any(k.startswith("blocks.") for k in vit_sd):
         return _vit(vit_sd, name_hint)
@@ -271,7 +279,9 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor], name_hint: str | None = N
     )
 
 
-def _lightning_backbone(ckpt: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _lightning_backbone(
+    ckpt: Mapping[str, Any], allow_cifar_stem: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The online backbone of one of our Lightning checkpoints and its provenance."""
     hparams = ckpt.get("hyper_parameters") or {}
     hparams = dict(hparams) if isinstance(hparams, Mapping) else vars(hparams)
@@ -284,7 +294,7 @@ def _lightning_backbone(ckpt: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor
         )
     # Our modules record the ResNet stem (checkpoints from before it existed used ImageNet's).
     stem = hparams.get("stem", "imagenet")
-    if stem != "imagenet":
+    if stem != "imagenet" and not allow_cifar_stem:
         raise UserError(f"the checkpoint was pretrained with stem={stem!r}; " + _STEM_HINT)
     meta = {
         "method": str(hparams["method"]) if "method" in hparams else None,
@@ -301,10 +311,6 @@ def _lightning_backbone(ckpt: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor
 
 #: Shown wherever a file needs ``--trust-pickle``: what the flag risks.
 TRUST_PICKLE_RISK = "runs code from the file; only for files you made or trust"
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> Any:
@@ -332,9 +338,7 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> Any:
     except pickle.UnpicklingError as err:
         needed = re.search(r"GLOBAL ([\w.]+)", str(err))
         if trust_pickle or needed is None:  # not objects to trust: a broken file
-            raise UserError(
-                f"cannot read {path} as a torch checkpoint: {_first_line(err)}"
-            ) from err
+            raise UserError(f"cannot read {path} as a torch checkpoint: {first_line(err)}") from err
         raise UserError(
             f"{path} holds pickled Python objects (it needs {needed.group(1)}), e.g. a whole"
             " nn.Module saved with"
@@ -342,7 +346,7 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> Any:
             f" --trust-pickle, which {TRUST_PICKLE_RISK}"
         ) from err
     except Exception as err:
-        raise UserError(f"cannot read {path} as a torch checkpoint: {_first_line(err)}") from err
+        raise UserError(f"cannot read {path} as a torch checkpoint: {first_line(err)}") from err
 
 
 def check_finite(state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -367,6 +371,7 @@ def load_backbone(
     *,
     trust_pickle: bool = False,
     arch: str | None = None,
+    allow_cifar_stem: bool = False,
 ) -> Backbone:
     """Load a pretrained backbone from any supported source and convert it to mmdet's layout.
 
@@ -379,6 +384,8 @@ def load_backbone(
         arch: The architecture (``resnet50``, a timm ViT name) for weights that do not record
             it; a plain timm ViT state dict needs it (its heads cannot be read from the weights).
             One recorded in the checkpoint, or a ResNet depth read from the weights, must agree.
+        allow_cifar_stem: Accept a CIFAR-stem ResNet (for the torchvision export; mmdet's
+            ResNet cannot load one).
 
     Returns:
         The converted :class:`Backbone` with ``meta`` filled in (``architecture_source``: where
@@ -412,7 +419,7 @@ def load_backbone(
     elif isinstance(obj.get("state_dict"), Mapping) and (
         "hyper_parameters" in obj or "pytorch-lightning_version" in obj
     ):
-        sd, lightning_meta = _lightning_backbone(obj)
+        sd, lightning_meta = _lightning_backbone(obj, allow_cifar_stem)
         meta.update(lightning_meta)
         name_hint = lightning_meta["backbone_name"]
     else:
@@ -436,7 +443,7 @@ def load_backbone(
     source = "checkpoint" if name_hint else ("--arch" if arch else "weights")
     # A ResNet's depth is read from its weights; --arch only names what a ViT cannot show.
     vit_arch = arch if arch is not None and arch.startswith("vit") else None
-    backbone = convert_state_dict(sd, name_hint or vit_arch)
+    backbone = convert_state_dict(sd, name_hint or vit_arch, allow_cifar_stem)
     if arch is not None and backbone.architecture != arch:
         raise UserError(f"--arch {arch}: the weights are a {backbone.architecture}")
     check_finite(backbone.state_dict)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError, first_line
 
 #: How to get MMDetection, for messages where it is missing.
 MMDET_INSTALL_HINT = (
@@ -44,7 +44,7 @@ def mmdet_import_error() -> str | None:
         import mmdet  # noqa: F401
         import mmengine  # noqa: F401
     except Exception as err:  # ImportError, or mmdet's assertion on the mmcv version
-        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return first_line(err)
     return None
 
 

@@ -101,18 +101,13 @@ def check_global_batch(name: str, gathered: Tensor, local_rows: int) -> None:
 def gather_rows(x: Tensor, gather_distributed: bool) -> Tensor:
     """Concatenate ``x`` from all processes along the batch, with gradients flowing back.
 
-    Uses Lightly's autograd-aware all-gather, whose backward sums the gradient contributions of
-    every rank (the M-MAE reference code keeps only the local one and is off by the world size).
+    Like Lightly's own losses (BarlowTwins, VICReg, NTXent), and without a warning as they do,
+    this returns the local batch when no process group is initialised or it has one process:
+    ``gather_distributed=True`` then runs unchanged on one device. Uses Lightly's
+    autograd-aware all-gather, whose backward sums the gradient contributions of every rank
+    (the M-MAE reference code keeps only the local one and is off by the world size).
     """
-    if not gather_distributed:
-        return x
-    if not (dist.is_available() and dist.is_initialized()):
-        raise ValueError(
-            "gather_distributed=True but torch.distributed is not initialized; call "
-            "torch.distributed.init_process_group() first (Lightning's DDP does), or set "
-            "gather_distributed=False for single-process training."
-        )
-    if dist.get_world_size() == 1:
+    if not gather_distributed or lightly_dist.world_size() == 1:
         return x
     return torch.cat(lightly_dist.gather(x.contiguous()), dim=0)
 

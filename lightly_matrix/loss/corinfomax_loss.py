@@ -65,7 +65,8 @@ class CorInfoMaxLoss(nn.Module):
         eps: Ridge added before the log-determinant.
         normalize: L2-normalise the embeddings first (every published run does).
         gather_distributed: Gather embeddings from all processes first, so every process
-            holds the same covariance estimates.
+            holds the same covariance estimates. Without an initialised process group
+            the local batch is used, as in Lightly's losses.
 
     Raises:
         ValueError: If a hyper-parameter is NaN, infinite or out of range, or gathering is

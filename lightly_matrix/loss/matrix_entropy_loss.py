@@ -47,6 +47,8 @@ class MatrixEntropyLoss(nn.Module):
         centering: Subtract the batch mean of the normalised features first.
         gather_distributed: Gather features from all processes first (gradients stay correct);
             the global batch must have at least 2 rows, one row per process is enough.
+            Without an initialised process group the local batch is used, as in Lightly's
+            losses.
         weight: Factor applied to the returned value (finite, >= 0); M-MAE's ``lamb``.
 
     Raises:

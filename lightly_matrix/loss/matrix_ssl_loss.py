@@ -53,7 +53,8 @@ class MatrixSSLLoss(nn.Module):
         taylor_order: Terms of the Taylor logarithm, or None for the exact logarithm.
         gather_distributed: If True, gather embeddings from all processes before the loss, so
             it is computed over the global batch (gradients stay correct); the global batch
-            must have at least 2 rows, one row per process is enough.
+            must have at least 2 rows, one row per process is enough. Without an initialised
+            process group the local batch is used, as in Lightly's losses.
 
     Raises:
         ValueError: If a hyper-parameter is NaN, infinite or out of range, or gathering is

@@ -65,7 +65,8 @@ class MECLoss(nn.Module):
         taylor_order: Terms of the Taylor series (the authors use 4), or None for the exact
             log-determinant.
         gather_distributed: If True, gather embeddings from all processes first, so ``m`` is the
-            global batch (gradients stay correct); one row per process is enough.
+            global batch (gradients stay correct); one row per process is enough. Without an
+            initialised process group the local batch is used, as in Lightly's losses.
 
     Raises:
         ValueError: If ``eps_squared`` is NaN, infinite or not positive, ``taylor_order`` is not a

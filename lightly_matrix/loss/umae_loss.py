@@ -30,6 +30,8 @@ class UMAELoss(nn.Module):
     Attributes:
         gather_distributed: Gather features from all processes first (gradients stay correct);
             the global batch must have at least 2 rows, one row per process is enough.
+            Without an initialised process group the local batch is used, as in Lightly's
+            losses.
         weight: Factor applied to the returned value (finite, >= 0); U-MAE's ``lamb``.
 
     Raises:

@@ -45,6 +45,7 @@ class BarlowTwins(PretrainModule):
     """
 
     method = "barlowtwins"
+    default_transform = "byol"
 
     def __init__(
         self,

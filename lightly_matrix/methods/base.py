@@ -201,6 +201,9 @@ class PretrainModule(LightningModule):
 
     #: Name of the method in the CLI and in checkpoints (``hparams["method"]``).
     method: ClassVar[str] = ""
+    #: The augmentation recipe of the method's paper run (a key of
+    #: :data:`lightly_matrix.data.transforms.RECIPES`); ``METHODS[name]["transform"]`` builds it.
+    default_transform: ClassVar[str] = ""
     backbone: nn.Module
     online_classifier: OnlineLinearClassifier | None
 

@@ -58,6 +58,7 @@ class BYOL(EMATeacherModule):
     """
 
     method = "byol"
+    default_transform = "mocov3"
 
     def __init__(
         self,

@@ -13,12 +13,14 @@ from lightly_matrix.models.modules import CorInfoMaxProjectionHead
 class CorInfoMax(PretrainModule):
     """CorInfoMax pretraining module.
 
-    Defaults are the authors' CIFAR-10 ResNet-18 setting (README command of
-    serdarozsoy/corinfomax-ssl, ``cifars-tiny/``): projector 2048-2048-64 without BN, alpha 250,
-    la_R = la_mu = 0.01, eps 1e-8, normalised embeddings, ``zero_init_residual``; SGD (momentum
-    0.9) with an ABSOLUTE lr of 0.5 (no batch scaling) and weight decay 1e-4 on every parameter,
-    stepped per epoch: linear warm-up from 3e-3 reaching 0.5 at epoch 9, then cosine to 1e-6
-    (``LRscheduler.py``, ``optim_utils.py``). The other datasets' settings are the presets of
+    Defaults are the authors' ImageNet-1k ResNet-50 setting (README command of
+    serdarozsoy/corinfomax-ssl, ``imagenet1k/``), like every other method's defaults here:
+    projector 8192-8192-512 with BatchNorm in the hidden layers, alpha 2000, la_R = la_mu = 0.1,
+    eps 1e-8, normalised embeddings, ``zero_init_residual``; SGD (momentum 0.9) with an ABSOLUTE
+    lr of 0.2 (no batch scaling) and weight decay 1e-4 on every parameter, stepped per epoch:
+    linear warm-up from 3e-3 reaching the peak at epoch 9, then cosine to 1e-6
+    (``LRscheduler.py``, ``optim_utils.py``). The CIFAR and ImageNet-100 settings (ResNet-18,
+    2048-2048-64 without BN, alpha 250, lr 0.5, 32 px, ...) are the presets of
     :mod:`lightly_matrix.presets`. The stem defaults to ImageNet's (transferable to mmdet); the
     CIFAR presets set the authors' CIFAR stem (``stem="cifar"``). The running means and
     covariances live in ``criterion``'s float64 buffers, so checkpoints hold them and a resumed
@@ -59,18 +61,19 @@ class CorInfoMax(PretrainModule):
     """
 
     method = "corinfomax"
+    default_transform = "corinfomax"
 
     def __init__(
         self,
-        backbone: str = "resnet18",
-        num_classes: int = 10,
-        batch_size_per_device: int = 512,
-        image_size: int = 32,
+        backbone: str = "resnet50",
+        num_classes: int = 1000,
+        batch_size_per_device: int = 256,
+        image_size: int = 224,
         patch_size: int | None = None,
         stem: str = "imagenet",
         zero_init_residual: bool = True,
         optimizer: str = "sgd",
-        lr: float = 0.5,
+        lr: float = 0.2,
         weight_decay: float = 1e-4,
         warmup_epochs: float = 10.0,
         lr_scaling: str = "none",
@@ -80,13 +83,13 @@ class CorInfoMax(PretrainModule):
         final_lr: float = 1e-06,
         decay_norm_and_bias: bool = True,
         gather_distributed: bool = False,
-        hidden_dim: int = 2048,
-        output_dim: int = 64,
-        proj_batch_norm: bool = False,
-        alpha: float = 250.0,
+        hidden_dim: int = 8192,
+        output_dim: int = 512,
+        proj_batch_norm: bool = True,
+        alpha: float = 2000.0,
         cov_weight: float = 1.0,
-        la_R: float = 0.01,
-        la_mu: float = 0.01,
+        la_R: float = 0.1,
+        la_mu: float = 0.1,
         R_ini: float = 1.0,
         eps: float = 1e-8,
     ) -> None:

@@ -62,6 +62,7 @@ class MAE(PretrainModule):
     """
 
     method = "mae"
+    default_transform = "mae"
     default_lamb: ClassVar[float] = 0.0
     backbone: MaskedVisionTransformerTIMM
 

@@ -55,6 +55,7 @@ class MatrixSSL(EMATeacherModule):
     """
 
     method = "matrix_ssl"
+    default_transform = "mocov3"
 
     def __init__(
         self,

@@ -94,6 +94,7 @@ class MEC(EMATeacherModule):
     """
 
     method = "mec"
+    default_transform = "mocov3"
 
     def __init__(
         self,

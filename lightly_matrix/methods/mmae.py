@@ -20,6 +20,7 @@ class MMAE(MAE):
     """
 
     method = "mmae"
+    default_transform = "mae"
     default_lamb: ClassVar[float] = 0.01
 
     def build_regularizer(self) -> nn.Module:

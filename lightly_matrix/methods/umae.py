@@ -19,6 +19,7 @@ class UMAE(MAE):
     """
 
     method = "umae"
+    default_transform = "mae"
     default_lamb: ClassVar[float] = 0.01
 
     def build_regularizer(self) -> nn.Module:

@@ -13,7 +13,11 @@ from lightly_matrix.methods.base import PretrainModule
 
 
 class VICReg(PretrainModule):
-    """VICReg pretraining module, as in Lightly's ImageNet benchmark (LARS, lr 0.3 per 256).
+    """VICReg pretraining module, as in Lightly's ImageNet benchmark.
+
+    Lightly's ``benchmarks/imagenet/resnet50/vicreg.py``: LARS with lr 0.3 per 256 images (its
+    value for a global batch of 1024 or more), weight decay 1e-6 (the VICReg authors' value),
+    biases and norms not decayed, 8192-8192-8192 projector, loss weights 25/25/1.
 
     Args:
         backbone: ``resnet18``, ``resnet50`` or a timm ViT name.
@@ -47,6 +51,7 @@ class VICReg(PretrainModule):
     """
 
     method = "vicreg"
+    default_transform = "vicreg"
 
     def __init__(
         self,
@@ -59,7 +64,7 @@ class VICReg(PretrainModule):
         zero_init_residual: bool = False,
         optimizer: str = "lars",
         lr: float = 0.3,
-        weight_decay: float = 1e-4,
+        weight_decay: float = 1e-6,
         warmup_epochs: float = 10.0,
         lr_scaling: str = "linear",
         lr_interval: str = "step",

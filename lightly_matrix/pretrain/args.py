@@ -7,7 +7,7 @@ import argparse
 import math
 from pathlib import Path
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 
 METHOD_NAMES = (
     "matrix_ssl",

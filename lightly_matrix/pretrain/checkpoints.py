@@ -26,7 +26,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import Checkpoint
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.pretrain.guards import Interrupted, check_weights_finite
 from lightly_matrix.pretrain.outdir import is_failed_start
 from lightly_matrix.user_files import check_checkpoint_file
@@ -185,7 +185,7 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
             ) from None
         raise UserError(f"--resume {str(path)!r}: not a readable checkpoint ({err})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise UserError(
             f"--resume {str(path)!r}: the file is corrupted or truncated ({reason}); resume from "
             "another checkpoint of the run (e.g. its folder, or checkpoints/epochNNNN.ckpt)"

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 
 #: Module arguments set by the run itself, not by ``--hp``.
 RUN_ARGUMENTS = (

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 
 #: Exit status for an interrupted run: 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}

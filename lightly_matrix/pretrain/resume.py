@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.pretrain.config import RunConfig
 
 
@@ -79,7 +79,7 @@ def _run_dir_of(checkpoint: Path) -> Path:
 
 def plan_resume(args: argparse.Namespace) -> ResumePlan:
     """Finds the checkpoint and reads the run it was trained with."""
-    from lightly_matrix.methods import METHODS
+    from lightly_matrix.methods import METHOD_CLASSES
     from lightly_matrix.pretrain.checkpoints import (
         RUN_KEY,
         describe,
@@ -92,7 +92,7 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
     hparams: dict[str, Any] = dict(ckpt.get("hyper_parameters") or {})
     saved_run: dict[str, Any] = dict(ckpt.get(RUN_KEY) or {})
     method = saved_run.get("method") or hparams.get("method")
-    if method not in METHODS:
+    if method not in METHOD_CLASSES:
         raise UserError(
             f"--resume {args.resume!r}: the checkpoint does not name a method of this tool "
             f"({method!r})"
@@ -103,7 +103,7 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
         run_dir=Path(args.resume) if Path(args.resume).is_dir() else _run_dir_of(path),
         global_step=int(ckpt.get("global_step", 0)),
         where=describe(ckpt),
-        saved=from_checkpoint(saved_run, hparams, METHODS[method]),
+        saved=from_checkpoint(saved_run, hparams, METHOD_CLASSES[method]),
         saved_hparams=hparams,
         notes=list(skipped),
         identity=run_identity(ckpt),

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.pretrain.args import validate_args
 from lightly_matrix.pretrain.outdir import ensure_writable, is_failed_start, reuse_failed_start
 from lightly_matrix.pretrain.resume import ResumePlan, plan_resume
@@ -70,7 +70,7 @@ def _check_out_dir(out: Path, plan: ResumePlan | None, dry_run: bool = False) ->
 
 def resolve(args: argparse.Namespace) -> tuple[Any, ResumePlan | None]:
     """The run of this command line (new or resumed), checked; nothing is written."""
-    from lightly_matrix.methods import METHODS
+    from lightly_matrix.methods import METHOD_CLASSES
     from lightly_matrix.pretrain.config import resolve_resumed, resolve_run
 
     _resume_after_requeue(args)
@@ -86,7 +86,7 @@ def resolve(args: argparse.Namespace) -> tuple[Any, ResumePlan | None]:
         args.data = args.data or "digits"
         args.seed = 0 if args.seed is None else args.seed
     validate_args(args)
-    cls = METHODS[args.method]
+    cls = METHOD_CLASSES[args.method]
     if plan is None:
         return resolve_run(args, cls), None
     config, notes = resolve_resumed(args, plan.saved, cls)
@@ -112,10 +112,10 @@ def run(args: argparse.Namespace) -> int:
     _quiet_lightning()
     import pytorch_lightning as pl
 
-    from lightly_matrix.methods import METHODS
+    from lightly_matrix.methods import METHOD_CLASSES
     from lightly_matrix.pretrain.data import build_data
 
-    cls = METHODS[config.method]
+    cls = METHOD_CLASSES[config.method]
     if args.dry_run:
         return _dry_run(config, cls, plan)
     pl.seed_everything(config.seed, workers=False, verbose=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.transfer.checks import DEMO_DATA_ROOT
 from lightly_matrix.transfer.configs import DEFAULT_PROTOCOL, PROTOCOLS
 

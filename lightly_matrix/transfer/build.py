@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.transfer.cfg_options import check_cfg_options, parse_cfg_options
 
 

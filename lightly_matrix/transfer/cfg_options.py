@@ -18,7 +18,7 @@ import difflib
 import inspect
 from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError, first_line
 
 # Keys that builders consume before the constructor sees the rest (mmcv's build_norm_layer,
 # mmengine's optimizer-wrapper constructor).
@@ -173,7 +173,7 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
     try:
         merged.merge_from_dict(options)
     except (TypeError, KeyError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise UserError(f"--cfg-options do not fit the config: {first}") from err
     merged_dict = merged.to_dict()
     for key in options:

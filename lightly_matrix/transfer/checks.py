@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.user_files import check_writable
 
 #: Arguments of :func:`lightly_matrix.data.coco_shapes.make_coco_shapes` for ``--demo``.
@@ -90,7 +90,7 @@ def check_annotation_file(path: Path) -> None:
         else:
             keys = _scan_top_level_keys(path)
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise UserError(f"cannot read {path} as COCO annotations (JSON): {first}") from err
     if keys is None:
         raise UserError(f"{path} is not a JSON object; expected COCO annotations")

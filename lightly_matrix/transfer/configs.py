@@ -9,9 +9,13 @@ to the folder beside the package. Nothing here imports mmdet.
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
+import shlex
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 
 #: The package the wheel installs ``mmdet_configs/`` as.
 CONFIG_PACKAGE = "lightly_matrix.mmdet_configs"
@@ -141,3 +145,41 @@ def default_config(architecture: str | None, demo: bool, protocol: str | None = 
             f"{', '.join(available_configs())})"
         )
     return DEFAULT_CONFIGS[key]
+
+
+#: Shell expression for mmdet's training script where mmdet is not installed here.
+_TRAIN_PY_EXPR = (
+    "$(python -c 'import mmdet,os;print(os.path.dirname(mmdet.__file__))')/.mim/tools/train.py"
+)
+
+
+def mmdet_train_py() -> str:
+    """Path of the ``tools/train.py`` that the mmdet wheel ships (``mmdet/.mim/tools``)."""
+    try:
+        spec = importlib.util.find_spec("mmdet")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        train_py = Path(spec.origin).parent / ".mim" / "tools" / "train.py"
+        if train_py.is_file():
+            return shlex.quote(str(train_py))
+    return _TRAIN_PY_EXPR
+
+
+def mmdet_train_command(architecture: str, backbone_cfg: Mapping[str, Any], weights: Path) -> str:
+    """mmdet's own ``tools/train.py`` command that fine-tunes from exported ``weights``.
+
+    The config is the default one for the architecture (C4 for ResNets, where res5 is the RoI
+    shared head's and loads from the same file); ViT sizes come from ``backbone_cfg`` (the
+    export's mmdet backbone arguments).
+    """
+    config = resolve_config(default_config(architecture, demo=False))
+    checkpoint = shlex.quote(str(weights.resolve()))
+    options = [f"model.backbone.init_cfg.checkpoint={checkpoint}"]
+    if config.stem.startswith("mask-rcnn_r") and "-c4" in config.stem:
+        options.append(f"model.roi_head.shared_head.init_cfg.checkpoint={checkpoint}")
+    if backbone_cfg.get("type") != "ResNet":
+        options += [f"model.backbone.{k}={v}" for k, v in backbone_cfg.items() if k != "type"]
+    return " ".join(
+        ["python", mmdet_train_py(), shlex.quote(str(config)), "--cfg-options", *options]
+    )

@@ -17,7 +17,7 @@ import re
 import warnings
 from pathlib import Path
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.transfer.configs import (
     available_configs,
     config_dir,

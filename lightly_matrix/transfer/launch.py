@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.transfer.build import build_config
 from lightly_matrix.transfer.checks import (
     DEMO_DATA,

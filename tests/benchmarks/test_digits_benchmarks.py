@@ -21,13 +21,13 @@ import demo_report  # noqa: E402
 import digits_runs  # noqa: E402
 import tune_digits  # noqa: E402
 
-from lightly_matrix.methods import METHODS  # noqa: E402
+from lightly_matrix.methods import METHOD_CLASSES  # noqa: E402
 from lightly_matrix.pretrain.config import module_defaults  # noqa: E402
 
 
 def test_every_method_gets_the_same_search_budget() -> None:
     sizes = {method: len(tune_digits.grid(method)) for method in tune_digits.ORDER}
-    assert set(tune_digits.ORDER) == set(METHODS)
+    assert set(tune_digits.ORDER) == set(METHOD_CLASSES)
     assert len(set(sizes.values())) == 1, sizes
     for method in tune_digits.ORDER:
         points = tune_digits.grid(method)
@@ -35,7 +35,7 @@ def test_every_method_gets_the_same_search_budget() -> None:
         base = tune_digits.base_lr(method)
         assert lrs == sorted(round(base * f, 12) for f in tune_digits.LR_FACTORS)
         # Every searched key is a real constructor argument of the method.
-        defaults = module_defaults(METHODS[method])
+        defaults = module_defaults(METHOD_CLASSES[method])
         assert all(key in defaults for p in points for key in p["hp"]), method
         assert len({json.dumps(p, sort_keys=True) for p in points}) == len(points)
 

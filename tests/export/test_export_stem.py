@@ -11,7 +11,7 @@ from torch import nn
 from lightly_matrix.cli import UserError
 from lightly_matrix.cli import main as cli_main
 from lightly_matrix.export import export_backbone, load_backbone
-from lightly_matrix.methods import METHODS, build_backbone
+from lightly_matrix.methods import METHOD_CLASSES, build_backbone
 
 WHY = "7x7 stride-2 stem with max-pool"
 WHAT = "pretrain with the ImageNet stem"
@@ -19,7 +19,7 @@ WHAT = "pretrain with the ImageNet stem"
 
 def module_checkpoint(path, stem: str):
     """A checkpoint with what our Lightning modules really save: state dict + hyper-parameters."""
-    module = METHODS["corinfomax"](
+    module = METHOD_CLASSES["corinfomax"](
         backbone="resnet18", num_classes=0, hidden_dim=16, output_dim=8, stem=stem
     )
     torch.save(

@@ -163,8 +163,6 @@ def test_bad_inputs() -> None:
         loss_fn(torch.randn(1, 8), torch.randn(1, 8))
     with pytest.raises(ValueError, match="2-D"):
         loss_fn(torch.randn(4, 8, 1), torch.randn(4, 8, 1))
-    with pytest.raises(ValueError, match="init_process_group"):
-        CorInfoMaxLoss(8, gather_distributed=True)(torch.randn(4, 8), torch.randn(4, 8))
 
 
 def test_warns_once_when_the_batch_is_smaller_than_dim() -> None:

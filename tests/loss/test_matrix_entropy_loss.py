@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from reference_losses import tcr_reference, umae_reference
@@ -85,5 +87,20 @@ def test_errors() -> None:
             loss_fn(torch.randn(4, 3, 2))
         with pytest.raises(ValueError, match="at least 2 rows"):
             loss_fn(torch.randn(1, 3))
-    with pytest.raises(ValueError, match="init_process_group"):
-        UMAELoss(gather_distributed=True)(torch.randn(4, 3))
+
+
+def test_value_range_is_the_closed_form_the_readme_quotes() -> None:
+    # L2-normalised rows: -w * m * log(1 + mu/d) for orthogonal rows, -w * log(1 + mu m/d) for
+    # collapsed ones; at m=32, d=768, mu=3, w=0.01 that is -0.001248 and -0.001178 (README).
+    m, d, mu, w = 32, 768, 3.0, 0.01
+    loss_fn = MatrixEntropyLoss(mu=mu, weight=w)
+    orthogonal = torch.eye(d, dtype=torch.float64)[:m] * 5.0  # any row scale: rows are normalised
+    collapsed = torch.ones(m, d, dtype=torch.float64)
+    low = -w * m * math.log1p(mu / d)
+    high = -w * math.log1p(mu * m / d)
+    torch.testing.assert_close(loss_fn(orthogonal), torch.tensor(low, dtype=torch.float64))
+    torch.testing.assert_close(loss_fn(collapsed), torch.tensor(high, dtype=torch.float64))
+    assert round(low, 6) == -0.001248 and round(high, 6) == -0.001178
+    torch.manual_seed(0)
+    value = float(loss_fn(torch.randn(m, d, dtype=torch.float64)))
+    assert low <= value <= high

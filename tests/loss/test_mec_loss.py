@@ -201,10 +201,3 @@ def test_bad_inputs_raise_clear_errors(online, target, match) -> None:
 def test_bad_eps_squared_override_is_refused() -> None:
     with pytest.raises(ValueError, match="eps_squared"):
         MECLoss()(torch.randn(8, 16), torch.randn(8, 16), eps_squared=0.0)
-
-
-def test_gather_without_process_group_raises() -> None:
-    # As every loss of this package: asking for a global batch that does not exist is an error.
-    loss_fn = MECLoss(gather_distributed=True)
-    with pytest.raises(ValueError, match="init_process_group"):
-        loss_fn(torch.randn(8, 16), torch.randn(8, 16))

@@ -7,10 +7,10 @@ import torch
 from method_helpers import EMA_TEACHER_METHODS, STEPS, make_module, train_steps
 from pytorch_lightning import seed_everything
 
-from lightly_matrix.methods import MASKED_METHODS, METHODS, build_backbone
+from lightly_matrix.methods import MASKED_METHODS, METHOD_CLASSES, build_backbone
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(METHOD_CLASSES))
 def test_loss_falls(method: str) -> None:
     seed_everything(0, verbose=False)
     losses = train_steps(make_module(method), STEPS)
@@ -21,7 +21,7 @@ def test_loss_falls(method: str) -> None:
     assert last < first, (method, losses)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(METHOD_CLASSES))
 def test_checkpoint_contract(method: str) -> None:
     module = make_module(method)
     assert module.hparams["method"] == method
@@ -49,8 +49,8 @@ def test_cli_method_names_are_the_registered_methods() -> None:
     # args.py keeps its own tuple so that `--help` imports no torch: the two must agree.
     from lightly_matrix.pretrain.args import METHOD_NAMES
 
-    assert set(METHOD_NAMES) == set(METHODS)
-    for name, cls in METHODS.items():
+    assert tuple(METHOD_CLASSES) == METHOD_NAMES
+    for name, cls in METHOD_CLASSES.items():
         assert cls.method == name
 
 
@@ -64,7 +64,7 @@ def test_resnet_backbone_has_imagenet_stem() -> None:
 
 def test_masked_methods_need_a_vit() -> None:
     with pytest.raises(ValueError, match="ViT"):
-        METHODS["mmae"](backbone="resnet18")
+        METHOD_CLASSES["mmae"](backbone="resnet18")
 
 
 def test_regularizers() -> None:
@@ -101,12 +101,12 @@ def test_bad_stems_are_value_errors() -> None:
         build_backbone("vit_tiny_patch16_224", image_size=32, stem="cifar")
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m not in MASKED_METHODS])
+@pytest.mark.parametrize("method", [m for m in METHOD_CLASSES if m not in MASKED_METHODS])
 def test_stem_is_a_hyper_parameter_of_every_resnet_method(method: str) -> None:
     """`--hp stem=cifar` reaches the backbone and the checkpoint's hyper-parameters."""
     from lightly_matrix.pretrain.config import module_defaults
 
-    assert module_defaults(METHODS[method])["stem"] == "imagenet"
+    assert module_defaults(METHOD_CLASSES[method])["stem"] == "imagenet"
     assert make_module(method).hparams["stem"] == "imagenet"
     module = make_module(method, stem="cifar")
     assert module.hparams["stem"] == "cifar" and module.backbone[0].kernel_size == (3, 3)
@@ -128,7 +128,7 @@ def test_presets_pick_the_papers_stems() -> None:
     # Every preset key is a run setting or a constructor argument of the method it is for.
     for preset in PRESETS.values():
         for method in preset.methods:
-            accepted = set(module_defaults(METHODS[method])) | RUN_KEYS
+            accepted = set(module_defaults(METHOD_CLASSES[method])) | RUN_KEYS
             assert set(preset.settings(method)) <= accepted, (preset.name, method)
 
 
@@ -139,3 +139,11 @@ def test_build_backbone_example_runs() -> None:
 
     result = doctest.testmod(lightly_matrix.methods.base)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_vicreg_weight_decay_is_lightlys_and_the_authors() -> None:
+    # Lightly's benchmarks/imagenet/resnet50/vicreg.py and the VICReg paper: LARS, wd 1e-6.
+    from lightly_matrix.pretrain.config import module_defaults
+
+    defaults = module_defaults(METHOD_CLASSES["vicreg"])
+    assert (defaults["optimizer"], defaults["weight_decay"]) == ("lars", 1e-6)

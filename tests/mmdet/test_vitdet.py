@@ -128,10 +128,10 @@ def test_bad_vitdet_settings_are_value_errors():
 
 def mae_checkpoint(path: Path, image_size: int = 64) -> tuple[Path, nn.Module]:
     """One of our MAE Lightning checkpoints (Lightly's MaskedVisionTransformerTIMM encoder)."""
-    from lightly_matrix.methods import METHODS
+    from lightly_matrix.methods import METHOD_CLASSES
 
     torch.manual_seed(0)
-    module = METHODS["mmae"](
+    module = METHOD_CLASSES["mmae"](
         backbone="vit_tiny_patch16_224",
         num_classes=0,
         image_size=image_size,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lightly_matrix.cli import main
-from lightly_matrix.methods import METHODS
+from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.pretrain.args import add_arguments
 from lightly_matrix.pretrain.config import resolve_run
 from lightly_matrix.pretrain.describe import build_module, describe_run
@@ -35,8 +35,8 @@ def parse(*argv: str) -> argparse.Namespace:
 def dry_run(*argv: str, num_images: int = 1_281_167, num_classes: int = 1000) -> dict[str, Any]:
     """``describe_run`` of a command line (no data read: the number of images is given)."""
     args = parse(*argv)
-    config = resolve_run(args, METHODS[args.method])
-    return describe_run(config, METHODS[args.method], num_classes, num_images)
+    config = resolve_run(args, METHOD_CLASSES[args.method])
+    return describe_run(config, METHOD_CLASSES[args.method], num_classes, num_images)
 
 
 def cli_dry_run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
@@ -304,9 +304,9 @@ def test_real_optimizer_and_scheduler_equal_the_json(
         str(epochs),
     ]
     args = parse(*argv, *small)
-    config = resolve_run(args, METHODS[method])
-    document = describe_run(config, METHODS[method], 10, num_images=10**6)
-    module = build_module(config, METHODS[method], 10, device="cpu")
+    config = resolve_run(args, METHOD_CLASSES[method])
+    document = describe_run(config, METHOD_CLASSES[method], 10, num_images=10**6)
+    module = build_module(config, METHOD_CLASSES[method], 10, device="cpu")
     module.trainer = fake_trainer(world, epochs, steps)  # type: ignore[assignment]
     [optimizer], [scheduler_cfg] = module.configure_optimizers()
     groups = {group["name"]: group for group in optimizer.param_groups}
@@ -344,8 +344,8 @@ def test_tiny_run_follows_the_dry_run_schedule(tmp_path: Path) -> None:
         "--warmup-epochs", "1", "--hp", "warmup_style=linspace", "--hp", "final_lr=0.01",
     ]  # fmt: skip
     args = parse(*argv)
-    config = resolve_run(args, METHODS["matrix_ssl"])
-    document = describe_run(config, METHODS["matrix_ssl"], 10, num_images=1257)
+    config = resolve_run(args, METHOD_CLASSES["matrix_ssl"])
+    document = describe_run(config, METHOD_CLASSES["matrix_ssl"], 10, num_images=1257)
     assert main(["pretrain", *argv, "--out", str(out)]) == 0
     with open(out / "csv" / "version_0" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -364,7 +364,7 @@ def test_tiny_run_follows_the_dry_run_schedule(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- resuming
 def saved_run(method: str, **hparams: Any) -> Any:
     args = parse("--method", method, *[f"--hp={k}={v}" for k, v in hparams.items()])
-    return resolve_run(args, METHODS[method])
+    return resolve_run(args, METHOD_CLASSES[method])
 
 
 @pytest.mark.parametrize(
@@ -383,7 +383,7 @@ def test_resume_compares_parsed_values(method: str, saved: dict[str, str], given
     run = saved_run(method, **saved)
     args = parse("--resume", "x", "--hp", given)
     args.data = args.seed = None
-    resumed, notes = resolve_resumed(args, run, METHODS[method])
+    resumed, notes = resolve_resumed(args, run, METHOD_CLASSES[method])
     assert resumed == run and notes == []
 
 
@@ -395,11 +395,11 @@ def test_resume_refuses_a_changed_setting_and_keeps_the_global_batch() -> None:
     args = parse("--hp", "alpha=999", "--batch-size", "32")
     args.data = args.seed = None
     with pytest.raises(UserError, match="alpha") as err:
-        resolve_resumed(args, run, METHODS["corinfomax"])
+        resolve_resumed(args, run, METHOD_CLASSES["corinfomax"])
     assert "--batch-size 32" in str(err.value)
     args = parse("--devices", "4", "--epochs", "9", "--no-eval")
     args.data = args.seed = None
-    resumed, notes = resolve_resumed(args, run, METHODS["corinfomax"])
+    resumed, notes = resolve_resumed(args, run, METHOD_CLASSES["corinfomax"])
     assert resumed.global_batch_size == run.global_batch_size == 64
     assert resumed.per_device_batch_size == 16 and resumed.epochs == 9 and resumed.no_eval
     assert any("devices: 1 -> 4" in note for note in notes)
@@ -408,10 +408,10 @@ def test_resume_refuses_a_changed_setting_and_keeps_the_global_batch() -> None:
 def test_resume_keeps_no_eval() -> None:
     from lightly_matrix.pretrain.config import resolve_resumed
 
-    run = resolve_run(parse("--method", "matrix_ssl", "--no-eval"), METHODS["matrix_ssl"])
+    run = resolve_run(parse("--method", "matrix_ssl", "--no-eval"), METHOD_CLASSES["matrix_ssl"])
     args = parse()
     args.data = args.seed = None
-    resumed, _ = resolve_resumed(args, run, METHODS["matrix_ssl"])
+    resumed, _ = resolve_resumed(args, run, METHOD_CLASSES["matrix_ssl"])
     assert resumed.no_eval
 
 

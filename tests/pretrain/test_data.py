@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from lightly_matrix.cli import UserError, main
-from lightly_matrix.methods import METHODS
+from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.pretrain.args import add_arguments
 from lightly_matrix.pretrain.config import resolve_run
 from lightly_matrix.pretrain.data import _probe_split, build_data
@@ -51,7 +51,7 @@ def _args(data: Path, **overrides: object) -> argparse.Namespace:
 
 
 def _build(args: argparse.Namespace, out: Path | None) -> tuple[Any, ...]:
-    return build_data(args, resolve_run(args, METHODS["matrix_ssl"]), out)
+    return build_data(args, resolve_run(args, METHOD_CLASSES["matrix_ssl"]), out)
 
 
 # ------------------------------------------------------------------------------- probe split

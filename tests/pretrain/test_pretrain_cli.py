@@ -137,7 +137,7 @@ def test_eval_split_val_never_reads_the_test_split() -> None:
     import argparse
 
     from lightly_matrix.data.digits import load_digits_images
-    from lightly_matrix.methods import METHODS
+    from lightly_matrix.methods import METHOD_CLASSES
     from lightly_matrix.pretrain.config import resolve_run
     from lightly_matrix.pretrain.data import build_data
 
@@ -148,7 +148,7 @@ def test_eval_split_val_never_reads_the_test_split() -> None:
         warmup_epochs=None, devices=1, num_nodes=1, seed=0, eval_data=None, no_eval=False,
         skip_bad_images=False, limit_train_batches=None, eval_max_images=10000,
     )  # fmt: skip
-    config = resolve_run(args, METHODS["matrix_ssl"])
+    config = resolve_run(args, METHOD_CLASSES["matrix_ssl"])
     train, held_out, probe, num_classes, _ = build_data(args, config)
     assert (len(train), len(probe.train), len(held_out)) == (1005, 1005, 252)
     assert held_out is probe.test and num_classes == 10
@@ -158,7 +158,7 @@ def test_eval_split_val_never_reads_the_test_split() -> None:
         a.tobytes() == b.tobytes() for a, b in zip(probe.test.images, val_images, strict=True)
     )
     args.eval_split = None  # default: the whole training split, scored on test
-    config = resolve_run(args, METHODS["matrix_ssl"])
+    config = resolve_run(args, METHOD_CLASSES["matrix_ssl"])
     train, held_out, _, _, _ = build_data(args, config)
     assert (len(train), len(held_out)) == (1257, 540)
 

@@ -1,26 +1,25 @@
-"""``lightly-matrix export CKPT --out FILE``: a pretrained backbone as an mmdet checkpoint."""
+"""``lightly-matrix export CKPT --out FILE``: a pretrained backbone as an mmdet checkpoint, or
+(``--format torchvision|timm``) as a plain torchvision ResNet / timm ViT state dict.
+
+The command sits above both :mod:`lightly_matrix.export` (the conversion) and
+:mod:`lightly_matrix.transfer` (which of our configs fine-tunes the export), so neither of those
+packages imports the other's way up.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import shlex
 from pathlib import Path
 
 from lightly_matrix.export import (
     MMDET_INSTALL_HINT,
     TRUST_PICKLE_RISK,
-    Backbone,
     export_backbone,
     mmdet_import_error,
 )
+from lightly_matrix.export.plain import FORMATS
 from lightly_matrix.export.verify import quiet_pkg_resources_warning
-
-#: Shell expression for mmdet's training script where mmdet is not installed here.
-_TRAIN_PY_EXPR = (
-    "$(python -c 'import mmdet,os;print(os.path.dirname(mmdet.__file__))')/.mim/tools/train.py"
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="output file (.pth); never overwritten")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="mmdet",
+        help="mmdet (default): for init_cfg of our mmdet configs; torchvision: a ResNet state"
+        " dict for torchvision.models.resnetNN() (only fc.* missing); timm: a ViT state dict"
+        " for timm.create_model(arch, num_classes=0)",
+    )
     parser.add_argument(
         "--arch",
         default=None,
@@ -47,43 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def mmdet_train_py() -> str:
-    """Path of the ``tools/train.py`` that the mmdet wheel ships (``mmdet/.mim/tools``)."""
-    try:
-        spec = importlib.util.find_spec("mmdet")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.origin:
-        train_py = Path(spec.origin).parent / ".mim" / "tools" / "train.py"
-        if train_py.is_file():
-            return shlex.quote(str(train_py))
-    return _TRAIN_PY_EXPR
-
-
-def mmdet_train_command(backbone: Backbone, weights: Path) -> str:
-    """mmdet's own ``tools/train.py`` command that fine-tunes from ``weights`` with our config.
-
-    The config is the default one for the architecture (C4 for ResNets, where res5 is the RoI
-    shared head's and loads from the same file); ViT sizes come from the export.
-    """
-    from lightly_matrix.transfer.configs import default_config, resolve_config
-
-    config = resolve_config(default_config(backbone.architecture, demo=False))
-    checkpoint = shlex.quote(str(weights.resolve()))
-    options = [f"model.backbone.init_cfg.checkpoint={checkpoint}"]
-    if config.stem.startswith("mask-rcnn_r") and "-c4" in config.stem:
-        options.append(f"model.roi_head.shared_head.init_cfg.checkpoint={checkpoint}")
-    if backbone.family == "vit":
-        options += [
-            f"model.backbone.{k}={v}" for k, v in backbone.backbone_cfg.items() if k != "type"
-        ]
-    return " ".join(
-        ["python", mmdet_train_py(), shlex.quote(str(config)), "--cfg-options", *options]
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     """Export, verify against the matching mmdet backbone (if installed), and write ``--out``."""
+    if args.format != "mmdet":
+        return _run_plain(args)
     quiet_pkg_resources_warning()
     reason = mmdet_import_error()
     backbone = export_backbone(
@@ -119,5 +93,34 @@ def run(args: argparse.Namespace) -> int:
         f"checkpoint='{args.out}', prefix='backbone.')"
     )
     print("fine-tune with mmdet's own tools/train.py (our config for this backbone):")
-    print("  " + mmdet_train_command(backbone, Path(args.out)))
+    from lightly_matrix.transfer.configs import mmdet_train_command
+
+    print("  " + mmdet_train_command(backbone.architecture, backbone.backbone_cfg, Path(args.out)))
+    return 0
+
+
+def _run_plain(args: argparse.Namespace) -> int:
+    """``--format torchvision|timm``: write the state dict, checked to load, and how to load it."""
+    from lightly_matrix.export.plain import export_plain
+
+    plain = export_plain(
+        args.checkpoint,
+        args.out,
+        args.format,
+        force=args.force,
+        trust_pickle=args.trust_pickle,
+        arch=args.arch,
+    )
+    print(
+        f"wrote {args.out}: {plain.architecture}, {len(plain.state_dict)} tensors ({args.format})"
+    )
+    if plain.cifar_stem:
+        print(
+            "note: a CIFAR-stem ResNet (3x3 stride-1 conv1, no max-pool): change torchvision's"
+            " model as below before loading; mmdet's ResNet cannot load it"
+        )
+    missing = " (only fc.* is missing)" if args.format == "torchvision" else ""
+    print(f"use{missing}:")
+    print(f"  {plain.build}")
+    print(f"  model.load_state_dict(torch.load({str(args.out)!r}), strict=False)")
     return 0
