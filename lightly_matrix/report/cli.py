@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix import __version__
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 from lightly_matrix.report.data import (
     is_pretrain_run,
     is_transfer_run,

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightly_matrix.cli import UserError
+from lightly_matrix.errors import UserError
 
 MATPLOTLIB_HINT = "pip install 'lightly-matrix[report]' (or pip install matplotlib)"
 DPI = 100
