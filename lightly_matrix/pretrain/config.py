@@ -153,6 +153,8 @@ class RunConfig:
             "format": RECORD_FORMAT,
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
             "hparams": dict(self.hparams),
+            # Top level too, where readers of the older record (and the report) find it.
+            "backbone": self.hparams["backbone"],
             "world_size": self.world_size,
             "per_device_batch_size": self.per_device_batch_size,
         }
