@@ -199,7 +199,9 @@ def load_transfer(path: Path) -> TransferRun:
     scalar_files = [f for f in scalar_files if f.is_file()]
     if scalar_files:
         run.scalars = read_scalars(scalar_files[-1], run.problems)
-    for folder in reversed(folders):
+    # The test may run in a Runner of its own, whose TIMESTAMP folder has no scalars.
+    drawn = sorted(p.parent for p in path.glob(f"*/{VIS_TEST_DIR}") if p.is_dir())
+    for folder in reversed(drawn):
         images = sorted(
             p for p in (folder / VIS_TEST_DIR).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES
         )
