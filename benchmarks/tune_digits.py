@@ -46,8 +46,8 @@ WEIGHTS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "barlowtwins": ("lambda_param", (5e-3, 2e-2)),
     # VICReg's three weights as (invariance, variance, covariance).
     "vicreg": ("lambda_param,mu_param,nu_param", ((25.0, 25.0, 1.0), (10.0, 10.0, 1.0))),
-    "mmae": ("lamb", (0.01, 0.1)),
-    "umae": ("lamb", (0.01, 0.1)),
+    "mmae": ("reg_weight", (0.01, 0.1)),
+    "umae": ("reg_weight", (0.01, 0.1)),
     # MAE has no regulariser: its main knob is the mask ratio.
     "mae": ("mask_ratio", (0.75, 0.5)),
     # BYOL has no loss weight: its main knob is the teacher momentum.

@@ -142,6 +142,8 @@ def evaluate_features(
     test_y: Tensor,
     num_classes: int,
     max_linear_train: int = 20000,
+    knn_k: int = 20,
+    knn_t: float = 0.1,
 ) -> dict[str, float]:
     """kNN, linear and few-label top-1 (%) of frozen features.
 
@@ -152,13 +154,15 @@ def evaluate_features(
         test_y: Their labels.
         num_classes: Number of classes.
         max_linear_train: Fit the linear probe on at most this many (evenly spaced) samples.
+        knn_k: Neighbours of the kNN probe.
+        knn_t: Temperature of its weighted votes.
 
     Returns:
         ``{"knn_top1", "linear_top1", "few_label_top1"}``.
     """
     linear_index = torch.linspace(0, len(train_x) - 1, min(len(train_x), max_linear_train)).long()
     return {
-        "knn_top1": knn_top1(train_x, train_y, test_x, test_y, num_classes),
+        "knn_top1": knn_top1(train_x, train_y, test_x, test_y, num_classes, knn_k, knn_t),
         "linear_top1": linear_probe_top1(
             train_x[linear_index], train_y[linear_index], test_x, test_y
         ),
@@ -287,7 +291,10 @@ class FrozenEvaluation(Callback):
                 )
         finally:
             module.train(was_training)
-        metrics = evaluate_features(train_x, train_y, test_x, test_y, self.data.num_classes)
+        # The module's Lightly-style knn_k/knn_t (20 and 0.1 for modules that predate them).
+        hp = getattr(module, "hparams", {})
+        knn = {"knn_k": int(hp.get("knn_k", 20)), "knn_t": float(hp.get("knn_t", 0.1))}
+        metrics = evaluate_features(train_x, train_y, test_x, test_y, self.data.num_classes, **knn)
         row = {
             "epoch": epoch,
             "step": trainer.global_step,

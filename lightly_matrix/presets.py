@@ -123,6 +123,9 @@ PRESETS: dict[str, Preset] = {
                 "epochs": 5,
                 "transform": "digits",
                 "warmup_epochs": 2.0,
+                # 1,257 training images: Lightly's ImageNet k of 200 would vote over 1/6 of them.
+                "knn_k": 20,
+                "knn_t": 0.1,
             },
             methods={
                 "matrix_ssl": {
@@ -144,8 +147,8 @@ PRESETS: dict[str, Preset] = {
                     # Validation search: lr {0.5, 1.5} (per 256) x alpha {250, 1000}; lr stays 0.5.
                     "lr": 0.5,
                     "alpha": 1000.0,
-                    "la_R": 0.01,
-                    "la_mu": 0.01,
+                    "cov_momentum": 0.01,
+                    "mean_momentum": 0.01,
                 },
                 # Validation search: lr {0.2, 0.6} x lambda {5e-3, 2e-2}; lambda stays 5e-3.
                 "barlowtwins": {
@@ -207,8 +210,8 @@ PRESETS: dict[str, Preset] = {
                     "output_dim": 64,
                     "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 250.0,  # CIM README: --sim_loss_weight 250.0
-                    "la_R": 0.01,  # CIM README: --la_R 0.01 --la_mu 0.01
-                    "la_mu": 0.01,
+                    "cov_momentum": 0.01,  # CIM README: --la_R 0.01 --la_mu 0.01
+                    "mean_momentum": 0.01,
                     "lr": 0.5,  # CIM README: --learning_rate 0.5 (absolute)
                     "weight_decay": 1e-4,  # CIM README: --w_decay 1e-4
                     "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
@@ -234,8 +237,8 @@ PRESETS: dict[str, Preset] = {
                     "output_dim": 128,
                     "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 1000.0,  # CIM README: --sim_loss_weight 1000.0
-                    "la_R": 0.01,
-                    "la_mu": 0.01,
+                    "cov_momentum": 0.01,
+                    "mean_momentum": 0.01,
                     "lr": 0.5,  # CIM README: --learning_rate 0.5
                     "weight_decay": 1e-4,  # CIM README: --w_decay 1e-4
                     "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
@@ -260,8 +263,8 @@ PRESETS: dict[str, Preset] = {
                     "output_dim": 128,
                     "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
-                    "la_R": 0.1,  # CIM README: --la_R 0.1 --la_mu 0.1
-                    "la_mu": 0.1,
+                    "cov_momentum": 0.1,  # CIM README: --la_R 0.1 --la_mu 0.1
+                    "mean_momentum": 0.1,
                     "lr": 0.5,  # CIM README: --learning_rate 0.5
                     "warmup_epochs": 10.0,  # CIM README: --warmup_epochs 10
                     "weight_decay": 1e-4,
@@ -285,8 +288,8 @@ PRESETS: dict[str, Preset] = {
                     "output_dim": 128,
                     "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
-                    "la_R": 0.01,
-                    "la_mu": 0.01,
+                    "cov_momentum": 0.01,
+                    "mean_momentum": 0.01,
                     "lr": 1.0,  # CIM README: --learning_rate 1.0
                     "warmup_epochs": 10.0,  # CIM .../parsing_file_dist.py:43 default
                     "weight_decay": 1e-4,
@@ -308,8 +311,8 @@ PRESETS: dict[str, Preset] = {
                     "output_dim": 128,
                     "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
                     "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
-                    "la_R": 0.01,
-                    "la_mu": 0.01,
+                    "cov_momentum": 0.01,
+                    "mean_momentum": 0.01,
                     "lr": 1.0,  # CIM README: --learning_rate 1.0
                     "warmup_epochs": 5.0,  # CIM README: --warmup_epochs 5
                     "weight_decay": 1e-4,
@@ -338,8 +341,8 @@ PRESETS: dict[str, Preset] = {
                     "output_dim": 2048,  # MSSL main_pretrain.py:95 --dim 2048
                     "pred_hidden_dim": 512,  # MSSL main_pretrain.py:101 --pred-dim 512
                     "momentum_start": 0.996,  # MSSL main_pretrain.py:118, cosine to 1 (:299)
-                    "lamda": 1.0,  # MSSL README: --mce_lambd 1.0 (argparse default 0.5)
-                    "mu": 1.0,  # MSSL README: --mce_mu 1.0 (argparse default 0.5)
+                    "target_scale": 1.0,  # MSSL README: --mce_lambd 1.0 (argparse default 0.5)
+                    "ridge": 1.0,  # MSSL README: --mce_mu 1.0 (argparse default 0.5)
                     "gamma": 1.0,  # MSSL README: --gamma 1.0
                     "taylor_order": 4,  # MSSL main_pretrain.py:113 --mce_order 4
                     "transform": "mocov3",  # MSSL main_pretrain.py:253-277: crops (0.2, 1)
@@ -355,8 +358,8 @@ PRESETS: dict[str, Preset] = {
                     # CIM imagenet1k/model_base_resnet_bn.py: Linear-BN-ReLU hidden layers
                     "proj_batch_norm": True,
                     "alpha": 2000.0,  # CIM README: --sim_loss_weight 2000.0
-                    "la_R": 0.1,  # CIM README: --la_R 0.1 --la_mu 0.1
-                    "la_mu": 0.1,
+                    "cov_momentum": 0.1,  # CIM README: --la_R 0.1 --la_mu 0.1
+                    "mean_momentum": 0.1,
                     "precision": "16-mixed",  # CIM README: --amp (GradScaler)
                     "transform": "corinfomax",  # CIM imagenet1k/transform_utils3.py (bicubic)
                 },
@@ -388,8 +391,13 @@ PRESETS: dict[str, Preset] = {
             "published 8-GPU run's effective strength)",
             common={"backbone": "vit_base_patch16_224", **_MMAE_COMMON},
             methods={
-                "mmae": {"lamb": _MMAE_LAMB, "mu": 3.0, "centering": False, "double_norm": True},
-                "umae": {"lamb": _MMAE_LAMB, "double_norm": True},
+                "mmae": {
+                    "reg_weight": _MMAE_LAMB,
+                    "gram_scale": 3.0,
+                    "centering": False,
+                    "double_norm": True,
+                },
+                "umae": {"reg_weight": _MMAE_LAMB, "double_norm": True},
                 "mae": {},
             },
         ),
@@ -405,12 +413,12 @@ PRESETS: dict[str, Preset] = {
             },
             methods={
                 "mmae": {
-                    "lamb": _MMAE_LAMB,  # MMAE pretrain.sh --lamb 1e-2, divided by 8 (above)
-                    "mu": 3.0,  # MMAE pretrain.sh --uniformity_mu 3
+                    "reg_weight": _MMAE_LAMB,  # MMAE pretrain.sh --lamb 1e-2, divided by 8 (above)
+                    "gram_scale": 3.0,  # MMAE pretrain.sh --uniformity_mu 3
                     "centering": False,  # MMAE pretrain.sh --centering False
                     "double_norm": True,  # MMAE models_mae.py:230 self.norm(latent)
                 },
-                "umae": {"lamb": _MMAE_LAMB, "double_norm": True},
+                "umae": {"reg_weight": _MMAE_LAMB, "double_norm": True},
                 "mae": {},
             },
         ),

@@ -28,9 +28,11 @@ def make_loss(name: str, gather: bool) -> nn.Module:
     if name == "matrix_ssl_exact":
         return MatrixSSLLoss(taylor_order=None, gather_distributed=gather)
     if name == "corinfomax":
-        return CorInfoMaxLoss(D_OUT, alpha=5.0, la_R=0.1, la_mu=0.1, gather_distributed=gather)
+        return CorInfoMaxLoss(
+            D_OUT, alpha=5.0, cov_momentum=0.1, mean_momentum=0.1, gather_distributed=gather
+        )
     if name == "matrix_entropy":
-        return MatrixEntropyLoss(mu=3.0, gather_distributed=gather)
+        return MatrixEntropyLoss(gram_scale=3.0, gather_distributed=gather)
     if name == "umae":
         return UMAELoss(gather_distributed=gather)
     if name == "mec":  # eps^2 = 4: lamda = 1/3 (m = 12, d = 16), higher orders matter

@@ -81,3 +81,19 @@ def test_the_report_reads_the_files_the_evaluation_writes() -> None:
 
     assert report_data.METRICS_FILE == evaluation.METRICS_FILE
     assert report_data.SPECTRUM_FILE == evaluation.SPECTRUM_FILE
+
+
+def test_knn_probe_takes_k_and_t_and_k1_is_the_nearest_cosine_neighbour() -> None:
+    from lightly_matrix.evaluation import evaluate_features
+
+    gen = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(60, 8, generator=gen), torch.randn(30, 8, generator=gen)
+    train_y, test_y = torch.arange(60) % 3, torch.arange(30) % 3
+    # Independent 1-NN by cosine similarity.
+    sim = (
+        torch.nn.functional.normalize(test_x, dim=1)
+        @ torch.nn.functional.normalize(train_x, dim=1).T
+    )
+    expected = 100.0 * float((train_y[sim.argmax(dim=1)] == test_y).float().mean())
+    got = evaluate_features(train_x, train_y, test_x, test_y, 3, knn_k=1, knn_t=0.1)
+    assert got["knn_top1"] == pytest.approx(expected)

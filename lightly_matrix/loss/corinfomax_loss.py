@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from lightly_matrix.loss._common import (
     no_autocast,
     to_compute_dtype,
 )
+from lightly_matrix.utils.deprecation import resolve_renamed
 
 
 class CorInfoMaxLoss(nn.Module):
@@ -27,25 +29,29 @@ class CorInfoMaxLoss(nn.Module):
     For each branch ``b`` with embeddings ``z_b`` (N x D; gathered over processes if
     ``gather_distributed``, then L2-normalised if ``normalize``):
 
-    - ``mu_b <- la_mu * mu_b + (1 - la_mu) * mean(z_b)``
-    - ``R_b <- la_R * R_b + (1 - la_R) * (z_b - mu_b)^T (z_b - mu_b) / N`` (old ``R_b`` detached)
+    - ``mu_b <- mean_momentum * mu_b + (1 - mean_momentum) * mean(z_b)``
+    - ``R_b <- cov_momentum * R_b + (1 - cov_momentum) * (z_b - mu_b)^T (z_b - mu_b) / N``
+      (old ``R_b`` detached)
     - ``cov_loss = -(logdet(R_1 + eps I) + logdet(R_2 + eps I)) / D``
     - ``loss = alpha * mean((z_1 - z_2)^2) + cov_weight * cov_loss``
 
-    ``la_R`` and ``la_mu`` weigh the OLD estimate (0.01 = mostly the current batch). The running
-    means and covariances are registered buffers: saved in ``state_dict``, moved by ``.to()``
-    (they stay float64 whatever dtype the module is cast to), updated in training mode and only
-    read in eval mode. The covariances are full-rank running estimates, so a D x D Cholesky
-    factorisation is unavoidable; when the batch is smaller than D the gradient is nevertheless
-    taken on the N x N side (matrix determinant lemma). D is 64 to 512 in the published settings.
+    ``cov_momentum`` and ``mean_momentum`` weigh the OLD estimate, as a teacher momentum does
+    (0.01 = mostly the current batch). The running means and covariances are registered buffers:
+    saved in ``state_dict``, moved by ``.to()`` (they stay float64 whatever dtype the module is
+    cast to), updated in training mode and only read in eval mode. The covariances are full-rank
+    running estimates, so a D x D Cholesky factorisation is unavoidable; when the batch is
+    smaller than D the gradient is nevertheless taken on the N x N side (matrix determinant
+    lemma). D is 64 to 512 in the published settings.
 
     Batch size: each step's covariance ``zc^T zc / N`` has rank at most ``N - 1``. With a
     (global) batch smaller than D the updated covariance is nearly singular in the directions
-    the batch misses (only ``la_R`` times the old estimate is left there), its log-determinant
-    is dominated by those, and training tends to plateau. The loss warns
-    once (``UserWarning``) when the batch, counted after gathering over processes, is smaller
-    than D. The published runs use 3 to 8 times D (CIFAR-10: 512 for D = 64; Tiny-ImageNet:
-    1024 for D = 128; ImageNet-1k: 1536 for D = 512).
+    the batch misses (only ``cov_momentum`` times the old estimate is left there), its
+    log-determinant is dominated by those, and training tends to plateau. The loss warns once
+    (``UserWarning``) when the batch, counted after gathering over processes, is smaller than D.
+    The published runs use 3 to 8 times D (CIFAR-10: 512 for D = 64; Tiny-ImageNet: 1024 for D =
+    128; ImageNet-1k: 1536 for D = 512).
+
+
 
     Device: the statistics are buffers, so they move with the module. A criterion created
     outside the model (as in plain-PyTorch training loops) must be moved once with
@@ -59,9 +65,10 @@ class CorInfoMaxLoss(nn.Module):
         dim: Embedding dimension D.
         alpha: Weight of the invariance (mean squared error) term.
         cov_weight: Weight of the log-determinant term.
-        la_R: Forgetting factor of the running covariances.
-        la_mu: Forgetting factor of the running means.
-        R_ini: Initial covariance ``R_ini * I``.
+        cov_momentum: Forgetting factor of the running covariances (the authors' ``la_R``).
+        mean_momentum: Forgetting factor of the running means (the authors' ``la_mu``).
+        cov_init: Initial covariance ``cov_init * I`` (the authors' ``R_ini``). The authors'
+            three names are still accepted, with a ``DeprecationWarning``.
         eps: Ridge added before the log-determinant.
         normalize: L2-normalise the embeddings first (every published run does).
         gather_distributed: Gather embeddings from all processes first, so every process
@@ -85,6 +92,13 @@ class CorInfoMaxLoss(nn.Module):
         >>> # On a GPU, move the criterion once: loss_fn = CorInfoMaxLoss(dim=64).to("cuda")
     """
 
+    #: The authors' argument names -> ours.
+    renamed: ClassVar[dict[str, str]] = {
+        "la_R": "cov_momentum",
+        "la_mu": "mean_momentum",
+        "R_ini": "cov_init",
+    }
+
     running_mean_a: Tensor
     running_mean_b: Tensor
     running_cov_a: Tensor
@@ -95,14 +109,24 @@ class CorInfoMaxLoss(nn.Module):
         dim: int,
         alpha: float = 250.0,
         cov_weight: float = 1.0,
-        la_R: float = 0.01,
-        la_mu: float = 0.01,
-        R_ini: float = 1.0,
+        cov_momentum: float = 0.01,
+        mean_momentum: float = 0.01,
+        cov_init: float = 1.0,
         eps: float = 1e-8,
         normalize: bool = True,
         gather_distributed: bool = False,
+        **deprecated: float,
     ) -> None:
         super().__init__()
+        renamed = resolve_renamed(
+            type(self).__name__,
+            self.renamed,
+            deprecated,
+            {"cov_momentum": cov_momentum, "mean_momentum": mean_momentum, "cov_init": cov_init},
+            {"cov_momentum": 0.01, "mean_momentum": 0.01, "cov_init": 1.0},
+        )
+        cov_momentum, mean_momentum = renamed["cov_momentum"], renamed["mean_momentum"]
+        cov_init = renamed["cov_init"]
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise ValueError(
                 f"dim must be a positive int (the projector output size), got {dim!r}."
@@ -111,7 +135,7 @@ class CorInfoMaxLoss(nn.Module):
         cov_weight = check_number(
             "cov_weight", cov_weight, low=0.0, hint="the log-determinant weight (1 in the paper)."
         )
-        la_R, la_mu = (
+        cov_momentum, mean_momentum = (
             check_number(
                 name,
                 value,
@@ -120,19 +144,23 @@ class CorInfoMaxLoss(nn.Module):
                 high_open=True,
                 hint="it weighs the OLD running estimate (the authors use 0.01 or 0.1).",
             )
-            for name, value in (("la_R", la_R), ("la_mu", la_mu))
+            for name, value in (("cov_momentum", cov_momentum), ("mean_momentum", mean_momentum))
         )
-        R_ini = check_number(
-            "R_ini", R_ini, low=0.0, low_open=True, hint="the initial covariance is R_ini * I."
+        cov_init = check_number(
+            "cov_init",
+            cov_init,
+            low=0.0,
+            low_open=True,
+            hint="the first covariance is cov_init * I.",
         )
         eps = check_number("eps", eps, low=0.0, hint="the ridge before the log-determinant.")
         check_gather_available(gather_distributed)
         self.dim = dim
         self.alpha = alpha
         self.cov_weight = cov_weight
-        self.la_R = la_R
-        self.la_mu = la_mu
-        self.R_ini = R_ini
+        self.cov_momentum = cov_momentum
+        self.mean_momentum = mean_momentum
+        self.cov_init = cov_init
         self.eps = eps
         self.normalize = normalize
         self.gather_distributed = gather_distributed
@@ -140,8 +168,8 @@ class CorInfoMaxLoss(nn.Module):
         eye = torch.eye(dim, dtype=torch.float64)
         self.register_buffer("running_mean_a", torch.zeros(dim, dtype=torch.float64))
         self.register_buffer("running_mean_b", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("running_cov_a", R_ini * eye)
-        self.register_buffer("running_cov_b", R_ini * eye.clone())
+        self.register_buffer("running_cov_a", cov_init * eye)
+        self.register_buffer("running_cov_b", cov_init * eye.clone())
 
     def _apply(self, fn: Callable[[Tensor], Tensor], *args, **kwargs) -> CorInfoMaxLoss:  # type: ignore[override]
         # Follow device moves, but keep the statistics in float64 through .half()/.to(bf16):
@@ -169,12 +197,12 @@ class CorInfoMaxLoss(nn.Module):
         )
 
     def reset_running_stats(self) -> None:
-        """Reset the running means to 0 and the covariances to ``R_ini * I``."""
+        """Reset the running means to 0 and the covariances to ``cov_init * I``."""
         self.running_mean_a.zero_()
         self.running_mean_b.zero_()
         eye = torch.eye(self.dim, dtype=torch.float64, device=self.running_cov_a.device)
-        self.running_cov_a.copy_(self.R_ini * eye)
-        self.running_cov_b.copy_(self.R_ini * eye)
+        self.running_cov_a.copy_(self.cov_init * eye)
+        self.running_cov_b.copy_(self.cov_init * eye)
 
     def _updated_stats(self, z: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """New running mean and covariance, and ``logdet(new covariance + eps I)``.
@@ -187,11 +215,11 @@ class CorInfoMaxLoss(nn.Module):
         """
         z = z.to(torch.float64)
         n, d = z.shape
-        new_mean = self.la_mu * mean.detach() + (1.0 - self.la_mu) * z.mean(dim=0)
+        new_mean = self.mean_momentum * mean.detach() + (1.0 - self.mean_momentum) * z.mean(dim=0)
         zc = z - new_mean
-        scale = (1.0 - self.la_R) / n
+        scale = (1.0 - self.cov_momentum) / n
         eye = torch.eye(d, dtype=torch.float64, device=z.device)
-        base = self.la_R * cov.detach() + self.eps * eye
+        base = self.cov_momentum * cov.detach() + self.eps * eye
         if n < d:
             chol, info = torch.linalg.cholesky_ex(base)
             if not bool(info.any()):
@@ -199,9 +227,9 @@ class CorInfoMaxLoss(nn.Module):
                 small = torch.eye(n, dtype=torch.float64, device=z.device) + scale * (w.mT @ w)
                 logdet = 2.0 * torch.log(torch.diagonal(chol)).sum() + logdet_spd(small)
                 with torch.no_grad():
-                    new_cov = self.la_R * cov + scale * (zc.mT @ zc)
+                    new_cov = self.cov_momentum * cov + scale * (zc.mT @ zc)
                 return new_mean, new_cov, logdet
-        new_cov = self.la_R * cov.detach() + scale * (zc.mT @ zc)
+        new_cov = self.cov_momentum * cov.detach() + scale * (zc.mT @ zc)
         return new_mean, new_cov, logdet_spd(new_cov + self.eps * eye)
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,17 +17,19 @@ from lightly_matrix.loss._common import (
     no_autocast,
     to_compute_dtype,
 )
+from lightly_matrix.utils.deprecation import resolve_renamed
 
 
 class MatrixEntropyLoss(nn.Module):
-    """Negative total coding rate ``-logdet(I_d + mu / d * F^T F)``, M-MAE's regulariser [0].
+    """Negative total coding rate ``-logdet(I_d + gram_scale / d * F^T F)``, M-MAE's regulariser
+    [0].
 
     ``F`` holds the (gathered, then L2-normalised, optionally centred) features, one row per
     sample. The divisor is the feature dimension ``d``, not the batch size, and there is no 1/2
     factor, as in the authors' code. By Sylvester's identity the log-determinant is computed on
     the ``min(m, d)`` side. M-MAE adds it to the MAE loss as ``loss_mae + lamb * reg``; pass
     ``weight=lamb`` to get ``lamb * reg`` directly (the authors' ViT-L run: ``lamb = 0.01``,
-    ``mu = 3``). Its second-order expansion is U-MAE's square term
+    ``gram_scale = 3``). Its second-order expansion is U-MAE's square term
     (:class:`~lightly_matrix.loss.UMAELoss`), which is why M-MAE subsumes U-MAE.
 
     The feature is the encoder's CLS token after the ViT's final LayerNorm. With Lightly's
@@ -35,15 +39,16 @@ class MatrixEntropyLoss(nn.Module):
     :class:`~lightly_matrix.methods.mmae.MMAE` uses; the authors' code applies one more
     LayerNorm on top, which we leave out.
 
-    ``mu`` defaults to 1.0, the authors' argparse default; their only published run (ViT-L,
-    ``pretrain.sh``) asks for 3, and the ImageNet presets of this package use 3. Pass
-    ``mu=3.0`` to follow that run.
+    ``gram_scale`` (the authors' ``mu``) defaults to 1.0, their argparse default; their only
+    published run (ViT-L, ``pretrain.sh``) asks for 3, and the ImageNet presets of this package
+    use 3. Pass ``gram_scale=3.0`` to follow that run.
 
     - [0] Yang et al., Information Flow in Self-Supervised Learning,
       https://arxiv.org/abs/2309.17281
 
     Attributes:
-        mu: Scale of the Gram term (finite, > 0).
+        gram_scale: Scale of the Gram term (finite, > 0); the authors' ``mu``, still accepted
+            with a ``DeprecationWarning``.
         centering: Subtract the batch mean of the normalised features first.
         gather_distributed: Gather features from all processes first (gradients stay correct);
             the global batch must have at least 2 rows, one row per process is enough.
@@ -52,13 +57,13 @@ class MatrixEntropyLoss(nn.Module):
         weight: Factor applied to the returned value (finite, >= 0); M-MAE's ``lamb``.
 
     Raises:
-        ValueError: If ``mu`` or ``weight`` is NaN, infinite or out of range, or gathering is
-            unavailable.
+        ValueError: If ``gram_scale`` or ``weight`` is NaN, infinite or out of range, or
+            gathering is unavailable.
 
     Examples:
         >>> import torch
         >>> from lightly_matrix.loss import MatrixEntropyLoss
-        >>> reg_fn = MatrixEntropyLoss(mu=3.0, weight=0.01)  # M-MAE: lamb = 0.01, mu = 3
+        >>> reg_fn = MatrixEntropyLoss(gram_scale=3.0, weight=0.01)  # M-MAE's ViT-L run
         >>> cls_features = torch.randn(16, 192, requires_grad=True)  # encoder CLS tokens
         >>> reg = reg_fn(cls_features)  # 0.01 * -logdet(I + 3 / 192 * F^T F)
         >>> reg.backward()
@@ -82,24 +87,35 @@ class MatrixEntropyLoss(nn.Module):
         >>> reg.backward()
     """
 
+    #: The authors' argument name -> ours.
+    renamed: ClassVar[dict[str, str]] = {"mu": "gram_scale"}
+
     def __init__(
         self,
-        mu: float = 1.0,
+        gram_scale: float = 1.0,
         centering: bool = False,
         gather_distributed: bool = False,
         weight: float = 1.0,
+        **deprecated: float,
     ) -> None:
         super().__init__()
-        mu = check_number(
-            "mu",
-            mu,
+        gram_scale = resolve_renamed(
+            type(self).__name__,
+            self.renamed,
+            deprecated,
+            {"gram_scale": gram_scale},
+            {"gram_scale": 1.0},
+        )["gram_scale"]
+        gram_scale = check_number(
+            "gram_scale",
+            gram_scale,
             low=0.0,
             low_open=True,
             hint="the authors use 1 (default) or 3 (their ViT-L run).",
         )
         weight = check_number("weight", weight, low=0.0, hint="M-MAE's lamb; the authors use 0.01.")
         check_gather_available(gather_distributed)
-        self.mu = mu
+        self.gram_scale = gram_scale
         self.centering = centering
         self.gather_distributed = gather_distributed
         self.weight = weight
@@ -123,4 +139,4 @@ class MatrixEntropyLoss(nn.Module):
             f = F.normalize(f, dim=1)
             if self.centering:
                 f = f - f.mean(dim=0, keepdim=True)
-            return -self.weight * logdet_identity_plus_gram(f, self.mu / f.shape[1])
+            return -self.weight * logdet_identity_plus_gram(f, self.gram_scale / f.shape[1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,6 +17,7 @@ from lightly_matrix.loss._common import (
     no_autocast,
     to_compute_dtype,
 )
+from lightly_matrix.utils.deprecation import resolve_renamed
 
 
 class MatrixSSLLoss(nn.Module):
@@ -26,8 +29,8 @@ class MatrixSSLLoss(nn.Module):
     The loss is not symmetric in its two arguments. After gathering over processes (if
     ``gather_distributed``) and L2-normalising every row, with ``J_m`` the centering matrix:
 
-    - uniformity ``U = MCE(lamda I, p^T J_m z / m + mu I)``,
-    - alignment ``A = MCE(p^T J_m p / m + mu I, z^T J_m z / m + mu I)`` (target plays P,
+    - uniformity ``U = MCE(target_scale I, p^T J_m z / m + ridge I)``,
+    - alignment ``A = MCE(p^T J_m p / m + ridge I, z^T J_m z / m + ridge I)`` (target plays P,
       online plays Q),
     - loss ``U + gamma * A`` with ``MCE(P, Q) = tr(-P log Q)``.
 
@@ -48,8 +51,10 @@ class MatrixSSLLoss(nn.Module):
 
     Attributes:
         gamma: Weight of the alignment term (finite, >= 0).
-        lamda: Scale of the identity target of the uniformity term (finite, > 0).
-        mu: Ridge ``mu * I`` added to every covariance (finite, > 0).
+        target_scale: Scale of the identity target of the uniformity term (finite, > 0; the
+            paper's and authors' ``lamda``, still accepted with a ``DeprecationWarning``).
+        ridge: Ridge ``ridge * I`` added to every covariance (finite, > 0; the authors' ``mu``,
+            still accepted with a ``DeprecationWarning``).
         taylor_order: Terms of the Taylor logarithm, or None for the exact logarithm.
         gather_distributed: If True, gather embeddings from all processes before the loss, so
             it is computed over the global batch (gradients stay correct); the global batch
@@ -73,25 +78,37 @@ class MatrixSSLLoss(nn.Module):
         >>> loss.backward()
     """
 
+    #: Old argument names (the authors' letters) -> new names.
+    renamed: ClassVar[dict[str, str]] = {"lamda": "target_scale", "mu": "ridge"}
+
     def __init__(
         self,
         gamma: float = 1.0,
-        lamda: float = 1.0,
-        mu: float = 1.0,
+        target_scale: float = 1.0,
+        ridge: float = 1.0,
         taylor_order: int | None = 4,
         gather_distributed: bool = False,
+        **deprecated: float,
     ) -> None:
         super().__init__()
-        gamma = check_number("gamma", gamma, low=0.0, hint="it weighs the alignment term.")
-        lamda = check_number(
-            "lamda", lamda, low=0.0, low_open=True, hint="the paper's runs use 1.0."
+        renamed = resolve_renamed(
+            type(self).__name__,
+            self.renamed,
+            deprecated,
+            {"target_scale": target_scale, "ridge": ridge},
+            {"target_scale": 1.0, "ridge": 1.0},
         )
-        mu = check_number(
-            "mu",
-            mu,
+        target_scale, ridge = renamed["target_scale"], renamed["ridge"]
+        gamma = check_number("gamma", gamma, low=0.0, hint="it weighs the alignment term.")
+        target_scale = check_number(
+            "target_scale", target_scale, low=0.0, low_open=True, hint="the paper's runs use 1.0."
+        )
+        ridge = check_number(
+            "ridge",
+            ridge,
             low=0.0,
             low_open=True,
-            hint="the ridge mu * I keeps the logarithm defined (use 1.0).",
+            hint="the ridge * I keeps the logarithm defined (use 1.0).",
         )
         if taylor_order is not None and (
             not isinstance(taylor_order, int) or isinstance(taylor_order, bool) or taylor_order < 1
@@ -102,8 +119,8 @@ class MatrixSSLLoss(nn.Module):
             )
         check_gather_available(gather_distributed)
         self.gamma = gamma
-        self.lamda = lamda
-        self.mu = mu
+        self.target_scale = target_scale
+        self.ridge = ridge
         self.taylor_order = taylor_order
         self.gather_distributed = gather_distributed
 
@@ -127,6 +144,6 @@ class MatrixSSLLoss(nn.Module):
             p = gather_rows(p, self.gather_distributed)
             check_global_batch(name, z, online.shape[0])
             z, p = F.normalize(z, dim=1), F.normalize(p, dim=1)
-            uniformity = mce_uniformity(p, z, self.lamda, self.mu, self.taylor_order)
-            alignment = mce_alignment(p, z, self.mu, self.taylor_order)
+            uniformity = mce_uniformity(p, z, self.target_scale, self.ridge, self.taylor_order)
+            alignment = mce_alignment(p, z, self.ridge, self.taylor_order)
             return uniformity + self.gamma * alignment

@@ -1,15 +1,19 @@
 """What every pretraining module shares: backbones, the optimiser and schedule, the online probe,
 and the per-epoch collapse diagnostics.
 
-Each method file (``matrix_ssl.py``, ``corinfomax.py``, ...) defines only its architecture and its
-``training_step``, in the style of Lightly's benchmark modules. Hyper-parameters are the constructor
-arguments, stored with ``save_hyperparameters()`` in every checkpoint next to ``method`` and
-``backbone`` (the contract the mmdet exporter reads).
+Each method file (``matrix_ssl.py``, ``corinfomax.py``, ...) defines only its architecture, its own
+hyper-parameters and its ``training_step``, in the style of Lightly's benchmark modules. The
+arguments every method shares (backbone, batch, optimiser, schedule) are declared and documented
+once, in :class:`SharedArgs`; a method's ``recipe`` gives its paper's values for them. All
+hyper-parameters are stored with ``save_hyperparameters`` in every checkpoint next to ``method``
+and ``backbone`` (the contract the mmdet exporter reads).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypedDict
 
 import torch
 import torchvision
@@ -22,6 +26,7 @@ from torch import Tensor, nn
 
 from lightly_matrix.functional import effective_rank, matrix_entropy
 from lightly_matrix.methods._schedules import WARMUP_STYLES, cosine, warmup_cosine
+from lightly_matrix.utils.deprecation import rename_kwargs, resolve_renamed
 
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
 OPTIMIZERS = ("sgd", "lars", "adamw")
@@ -38,12 +43,101 @@ LEGACY_HPARAMS: dict[str, Any] = {
     "warmup_style": "fraction",
     "warmup_start_lr": 0.0,
     "final_lr": 0.0,
+    # The kNN probe of the CLI's frozen evaluation used k 20, t 0.1 before they were arguments.
+    "knn_k": 20,
+    "knn_t": 0.1,
 }
 SGD_MOMENTUM = 0.9
 ADAMW_BETAS = (0.9, 0.95)
 #: ResNet input stems: torchvision's ImageNet stem (7x7 stride-2 conv + max-pool, what mmdet's
 #: ResNet loads) or the CIFAR stem of CorInfoMax's CIFAR code (3x3 stride-1 conv, no max-pool).
 STEMS = ("imagenet", "cifar")
+
+
+class SharedArgs(TypedDict, total=False):
+    """The constructor arguments every method accepts (keyword-only), declared once.
+
+    Their defaults are :data:`SHARED_DEFAULTS`, overridden per method by its ``recipe`` (the
+    paper's ImageNet run), so that a module built with only the arguments of Lightly's benchmark
+    harness (``batch_size_per_device``, ``num_classes``) is its paper's run.
+
+    Attributes:
+        backbone: ``resnet18``, ``resnet50`` or a timm ViT name (``vit_*``).
+        num_classes: Classes of the online linear probe (0 or 1: no probe).
+        batch_size_per_device: Batch on each device; the global batch is this x the world size.
+        image_size: Input size (the ViT position embeddings).
+        patch_size: ViT patch size (``None``: the model's own at >= 128 px, else image_size / 8).
+        stem: ResNet stem: ``imagenet`` (7x7 stride-2 conv + max-pool; what mmdet's ResNet
+            loads) or ``cifar`` (3x3 stride-1 conv, no max-pool; 32 px images, not
+            transferable). ResNet methods only.
+        zero_init_residual: Zero-initialise the last BatchNorm of each residual block. ResNet
+            methods only.
+        optimizer: ``sgd``, ``lars`` or ``adamw``.
+        lr: Learning rate: per 256 images of the global batch (``lr_scaling="linear"``) or the
+            peak lr as given (``"none"``).
+        weight_decay: Weight decay.
+        warmup_epochs: Linear warm-up length in epochs.
+        lr_scaling: ``"linear"`` or ``"none"``, see ``lr``.
+        lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
+        warmup_style: ``"linspace"`` (the peak at the last warm-up unit) or ``"fraction"`` (the
+            peak right after it); see :mod:`lightly_matrix.methods._schedules`.
+        warmup_start_lr: The lr at the first warm-up unit.
+        final_lr: The lr the cosine decays to at the end of the run.
+        decay_norm_and_bias: Weight-decay every parameter (``True``) or leave biases and norm
+            parameters out (``False``, Lightly's rule).
+        gather_distributed: Gather embeddings over all processes in the loss (DDP); without a
+            process group the local batch is used, as in Lightly's losses.
+        knn_k: Neighbours of the kNN probe (Lightly's ``BenchmarkModule`` argument; the CLI's
+            frozen evaluation uses it).
+        knn_t: Temperature of the kNN probe's weighted votes (likewise).
+    """
+
+    backbone: str
+    num_classes: int
+    batch_size_per_device: int
+    image_size: int
+    patch_size: int | None
+    stem: str
+    zero_init_residual: bool
+    optimizer: str
+    lr: float
+    weight_decay: float
+    warmup_epochs: float
+    lr_scaling: str
+    lr_interval: str
+    warmup_style: str
+    warmup_start_lr: float
+    final_lr: float
+    decay_norm_and_bias: bool
+    gather_distributed: bool
+    knn_k: int
+    knn_t: float
+
+
+#: Defaults of :class:`SharedArgs`; every method's ``recipe`` sets at least ``lr`` and
+#: ``weight_decay`` on top. ``knn_k``/``knn_t`` are Lightly's ``BenchmarkModule`` defaults.
+SHARED_DEFAULTS: dict[str, Any] = {
+    "backbone": "resnet50",
+    "num_classes": 1000,
+    "batch_size_per_device": 256,
+    "image_size": 224,
+    "patch_size": None,
+    "stem": "imagenet",
+    "zero_init_residual": False,
+    "optimizer": "sgd",
+    "warmup_epochs": 10.0,
+    "lr_scaling": "linear",
+    "lr_interval": "step",
+    "warmup_style": "fraction",
+    "warmup_start_lr": 0.0,
+    "final_lr": 0.0,
+    "decay_norm_and_bias": False,
+    "gather_distributed": False,
+    "knn_k": 200,
+    "knn_t": 0.1,
+}
+#: Shared arguments that only a ResNet has (the masked ViT methods do not take them).
+RESNET_ARGS = ("stem", "zero_init_residual")
 
 
 def is_vit(name: str) -> bool:
@@ -115,6 +209,11 @@ def check_recipe(hparams: dict[str, Any]) -> None:
         value = hparams.get(key)
         if value is not None and not (value >= 0 and value < float("inf")):
             raise ValueError(f"{key} must be a finite number >= 0, got {value}")
+    knn_k, knn_t = hparams.get("knn_k", 1), hparams.get("knn_t", 1.0)
+    if isinstance(knn_k, bool) or not isinstance(knn_k, int) or knn_k < 1:
+        raise ValueError(f"knn_k must be a positive int (Lightly uses 200), got {knn_k!r}")
+    if not (knn_t > 0 and knn_t < float("inf")):
+        raise ValueError(f"knn_t must be a finite number > 0 (Lightly uses 0.1), got {knn_t!r}")
 
 
 def build_backbone(
@@ -182,7 +281,13 @@ def build_backbone(
 
 
 class PretrainModule(LightningModule):
-    """Base of the pretraining modules; subclasses call ``save_hyperparameters()`` first.
+    """Base of the pretraining modules.
+
+    A method's ``__init__`` takes its own hyper-parameters as keyword-only arguments and the
+    :class:`SharedArgs` as ``**shared``; it calls ``super().__init__()``,
+    ``self.save_hyperparameters()`` and then :meth:`_init_common`, which completes, renames and
+    checks the hyper-parameters, and builds the backbone and the online probe. After that the
+    method reads every value from ``self.hparams``.
 
     Subclasses set ``self.backbone`` (online backbone), ``self.online_classifier`` (or ``None``),
     and implement ``training_step``, calling :meth:`online_probe` and :meth:`track_embeddings`.
@@ -204,24 +309,72 @@ class PretrainModule(LightningModule):
     #: The augmentation recipe of the method's paper run (a key of
     #: :data:`lightly_matrix.data.transforms.RECIPES`); ``METHODS[name]["transform"]`` builds it.
     default_transform: ClassVar[str] = ""
+    #: The method's paper run: its values of the :class:`SharedArgs` (at least lr and decay).
+    recipe: ClassVar[dict[str, Any]] = {}
+    #: Old hyper-parameter names -> new ones; the old still work, with a DeprecationWarning.
+    renamed: ClassVar[dict[str, str]] = {}
+    #: Whether the method trains a ViT only (it then takes no ResNet-only shared argument).
+    vit_only: ClassVar[bool] = False
     backbone: nn.Module
     online_classifier: OnlineLinearClassifier | None
 
-    def _init_common(
-        self,
-        backbone: str,
-        image_size: int,
-        patch_size: int | None,
-        num_classes: int,
-        stem: str = "imagenet",
-        zero_init_residual: bool = False,
-    ) -> int:
-        """Records ``method``, builds the backbone and online probe; returns the feature dim."""
-        self.hparams["method"] = self.method
-        check_recipe(dict(self.hparams))
-        self.backbone, feature_dim = build_backbone(
-            backbone, image_size, patch_size, stem, zero_init_residual
+    @classmethod
+    def hparam_defaults(cls) -> dict[str, Any]:
+        """Every hyper-parameter with its default: the shared ones (with the recipe), then the
+        method's own (its keyword-only constructor arguments)."""
+        shared = {**SHARED_DEFAULTS, **cls.recipe}
+        if cls.vit_only:
+            shared = {k: v for k, v in shared.items() if k not in RESNET_ARGS}
+        own = {
+            name: param.default
+            for name, param in inspect.signature(cls.__init__).parameters.items()
+            if param.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        return {**shared, **own}
+
+    @classmethod
+    def rename_hparams(cls, hparams: Mapping[str, Any], stacklevel: int = 2) -> dict[str, Any]:
+        """``hparams`` with deprecated names replaced (a ``DeprecationWarning`` for each)."""
+        return rename_kwargs(cls.__name__, cls.renamed, hparams, stacklevel=stacklevel + 1)
+
+    def _init_common(self) -> int:
+        """Completes ``self.hparams`` (renamed, shared defaults, ``method``) and checks it; builds
+        the backbone and the online probe. Returns the backbone's feature dimension."""
+        given = dict(self.hparams)
+        method = given.pop("method", self.method)  # load_from_checkpoint passes it back
+        if method != self.method:
+            raise ValueError(f"hparams of method {method!r} given to {type(self).__name__}")
+        defaults = self.hparam_defaults()
+        # Own arguments are all in hparams (at their defaults if not given); old names came in
+        # through **shared.
+        old = {k: given.pop(k) for k in list(given) if k in self.renamed}
+        new = {n: given.get(n, defaults[n]) for n in self.renamed.values()}
+        given.update(
+            resolve_renamed(type(self).__name__, self.renamed, old, new, defaults, stacklevel=3)
         )
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}() got an unexpected keyword argument {unknown[0]!r}; "
+                f"it accepts: {', '.join(defaults)}"
+            )
+        hparams = {**defaults, **given, "method": self.method}
+        self.hparams.clear()  # save_hyperparameters(dict) updates: drop the old names first
+        self.save_hyperparameters(hparams)
+        check_recipe(hparams)
+        if self.vit_only and not is_vit(hparams["backbone"]):
+            raise ValueError(
+                f"{self.method} needs a ViT backbone (e.g. vit_tiny_patch16_224), "
+                f"got {hparams['backbone']!r}"
+            )
+        self.backbone, feature_dim = build_backbone(
+            hparams["backbone"],
+            hparams["image_size"],
+            hparams["patch_size"],
+            hparams.get("stem", "imagenet"),
+            hparams.get("zero_init_residual", False),
+        )
+        num_classes = hparams["num_classes"]
         # The online probe trains on detached features (Lightly's benchmarks); it needs labels.
         self.online_classifier = (
             OnlineLinearClassifier(
@@ -234,7 +387,7 @@ class PretrainModule(LightningModule):
         self._momentum: float | None = None
         return feature_dim
 
-    def recipe(self, key: str) -> Any:
+    def setting(self, key: str) -> Any:
         """An optimisation hyper-parameter, or its legacy value for an older checkpoint."""
         return self.hparams[key] if key in self.hparams else LEGACY_HPARAMS[key]
 
@@ -324,13 +477,13 @@ class PretrainModule(LightningModule):
     def peak_lr(self, world_size: int) -> float:
         """The lr reached after warm-up: ``lr`` scaled to the global batch unless absolute."""
         lr = float(self.hparams["lr"])
-        if self.recipe("lr_scaling") == "none":
+        if self.setting("lr_scaling") == "none":
             return lr
         return lr * int(self.hparams["batch_size_per_device"]) * world_size / 256
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The optimizer's groups: decayed, not decayed (unless all are), the online probe."""
-        if self.recipe("decay_norm_and_bias"):
+        if self.setting("decay_norm_and_bias"):
             params = [p for m in self.trainable_modules() for p in m.parameters()]
             no_decay: list[nn.Parameter] = []
         else:
@@ -363,9 +516,9 @@ class PretrainModule(LightningModule):
             total,
             warmup=round(units_per_epoch * float(self.hparams["warmup_epochs"])),
             peak=self.peak_lr(world_size),
-            start=float(self.recipe("warmup_start_lr")),
-            final=float(self.recipe("final_lr")),
-            style=self.recipe("warmup_style"),
+            start=float(self.setting("warmup_start_lr")),
+            final=float(self.setting("final_lr")),
+            style=self.setting("warmup_style"),
         )
 
     def configure_optimizers(self) -> Any:
@@ -387,7 +540,7 @@ class PretrainModule(LightningModule):
             optimizer = torch.optim.AdamW(
                 groups, lr=peak, betas=ADAMW_BETAS, weight_decay=hp["weight_decay"]
             )
-        interval = self.recipe("lr_interval")
+        interval = self.setting("lr_interval")
         epochs = max(1, self.trainer.max_epochs or 1)
         steps = int(self.trainer.estimated_stepping_batches)
         total, per_epoch = (epochs, 1.0) if interval == "epoch" else (steps, steps / epochs)

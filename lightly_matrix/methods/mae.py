@@ -3,7 +3,7 @@ regulariser on the encoder's CLS feature: none here (plain MAE), TCR in M-MAE, s
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -15,46 +15,31 @@ from lightly.models.modules.masked_vision_transformer_timm import (
 )
 from torch import Tensor, nn
 
-from lightly_matrix.methods.base import PretrainModule, is_vit
+from lightly_matrix.methods.base import PretrainModule, SharedArgs
 
 
 class MAE(PretrainModule):
     """Masked-autoencoder pretraining module (also the base of M-MAE and U-MAE).
 
-    Defaults are the MAE/M-MAE ImageNet recipe: mask ratio 0.75, decoder 512 wide and 8 deep, pixel
-    targets normalised per patch (``norm_pix_loss``), AdamW with lr 1.5e-4 per 256 images, betas
-    (0.9, 0.95), weight decay 0.05 and 40 warm-up epochs. The total loss is
-    ``pixel_loss + lamb * regularizer(cls)`` where ``cls`` is the encoder's CLS token after its
-    final LayerNorm; plain MAE has no regulariser.
+    Defaults are the MAE/M-MAE ImageNet recipe: mask ratio 0.75, decoder 512 wide and 8 deep,
+    pixel targets normalised per patch (``norm_pix_loss``), AdamW with lr 1.5e-4 per 256 images,
+    betas (0.9, 0.95), weight decay 0.05 and 40 warm-up epochs. The total loss is ``pixel_loss +
+    reg_weight * regularizer(cls)`` where ``cls`` is the encoder's CLS token after its final
+    LayerNorm; plain MAE has no regulariser.
+
+    Shared arguments (backbone, batch, optimiser, schedule): see
+    :class:`~lightly_matrix.methods.base.SharedArgs`; ``recipe`` holds this method's defaults.
 
     Args:
-        backbone: A timm ViT name, e.g. ``vit_base_patch16_224``.
-        num_classes: Classes for the online linear probe (0 or 1: no probe).
-        batch_size_per_device: Batch size on each device; the lr scales with the global batch.
-        image_size: Input size.
-        patch_size: ViT patch size (``None``: the model's own at >= 128 px, else image_size / 8).
-        optimizer: ``sgd``, ``lars`` or ``adamw``.
-        lr: Learning rate (per 256 images of the global batch with ``lr_scaling="linear"``).
-        weight_decay: Weight decay (not applied to biases and norms unless
-            ``decay_norm_and_bias``).
-        warmup_epochs: Linear warm-up length in epochs.
-        lr_scaling: ``"linear"``: ``lr`` is per 256 images of the global batch; ``"none"``:
-            ``lr`` is the peak lr as given.
-        lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
-        warmup_style: ``"linspace"`` (the peak at the last warm-up unit) or ``"fraction"``
-            (the peak right after it); see :mod:`lightly_matrix.methods._schedules`.
-        warmup_start_lr: The lr at the first warm-up unit.
-        final_lr: The lr the cosine decays to at the end of the run.
-        decay_norm_and_bias: Weight-decay every parameter (``True``) or leave biases and
-            norm parameters out (``False``, Lightly's rule).
-        gather_distributed: Gather CLS features over all processes in the regulariser (DDP).
         mask_ratio: Fraction of patches hidden from the encoder.
         decoder_dim: Decoder width.
         decoder_depth: Decoder blocks.
         decoder_num_heads: Decoder attention heads.
         norm_pix_loss: Normalise each target patch to zero mean and unit variance.
-        lamb: Weight of the regulariser (``None``: the method's default, 0.01 for M-MAE and U-MAE).
-        mu: TCR scale ``mu`` in ``-logdet(I + mu/d F^T F)`` (M-MAE only).
+        reg_weight: Weight of the regulariser (``None``: the method's default, 0.01 for M-MAE and
+            U-MAE; the authors' ``lamb``, which still works with a ``DeprecationWarning``).
+        gram_scale: TCR scale in ``-logdet(I + gram_scale/d F^T F)`` (M-MAE only; the authors'
+            ``mu``, likewise).
         centering: Centre the features before the TCR term (M-MAE only).
         double_norm: Apply the encoder's final LayerNorm a second time to the CLS feature that
             the regulariser and the online probe read, as the M-MAE authors' ``models_mae.py``
@@ -63,59 +48,53 @@ class MAE(PretrainModule):
 
     method = "mae"
     default_transform = "mae"
-    default_lamb: ClassVar[float] = 0.0
+    recipe: ClassVar[dict[str, Any]] = {
+        "backbone": "vit_base_patch16_224",
+        "optimizer": "adamw",
+        "lr": 1.5e-4,
+        "weight_decay": 0.05,
+        "warmup_epochs": 40.0,
+    }
+    renamed: ClassVar[dict[str, str]] = {"lamb": "reg_weight", "mu": "gram_scale"}
+    vit_only = True
+    #: ``reg_weight`` when none is given.
+    default_reg_weight: ClassVar[float] = 0.0
     backbone: MaskedVisionTransformerTIMM
 
     def __init__(
         self,
-        backbone: str = "vit_base_patch16_224",
-        num_classes: int = 1000,
-        batch_size_per_device: int = 256,
-        image_size: int = 224,
-        patch_size: int | None = None,
-        optimizer: str = "adamw",
-        lr: float = 1.5e-4,
-        weight_decay: float = 0.05,
-        warmup_epochs: float = 40.0,
-        lr_scaling: str = "linear",
-        lr_interval: str = "step",
-        warmup_style: str = "fraction",
-        warmup_start_lr: float = 0.0,
-        final_lr: float = 0.0,
-        decay_norm_and_bias: bool = False,
-        gather_distributed: bool = False,
+        *,
         mask_ratio: float = 0.75,
         decoder_dim: int = 512,
         decoder_depth: int = 8,
         decoder_num_heads: int = 16,
         norm_pix_loss: bool = True,
-        lamb: float | None = None,
-        mu: float = 1.0,
+        reg_weight: float | None = None,
+        gram_scale: float = 1.0,
         centering: bool = False,
         double_norm: bool = False,
+        **shared: Unpack[SharedArgs],
     ) -> None:
         super().__init__()
-        if not is_vit(backbone):
-            raise ValueError(
-                f"{self.method} needs a ViT backbone (e.g. vit_tiny_patch16_224), got {backbone!r}"
-            )
         self.save_hyperparameters()
-        self.hparams["lamb"] = self.default_lamb if lamb is None else lamb
-        self._init_common(backbone, image_size, patch_size, num_classes)
+        self._init_common()
+        hp = self.hparams
+        if hp["reg_weight"] is None:
+            hp["reg_weight"] = self.default_reg_weight
         vit: Any = self.backbone.vit  # timm's VisionTransformer
         self.patch_size = vit.patch_embed.patch_size[0]
         self.sequence_length = self.backbone.sequence_length
         # Lightly 1.6's decoder (MAEDecoderTIMM is deprecated) leaves the input embedding and the
         # pixel prediction layers to the method.
-        self.decoder_embed = nn.Linear(vit.embed_dim, decoder_dim)
+        self.decoder_embed = nn.Linear(vit.embed_dim, hp["decoder_dim"])
         self.decoder = MaskedVisionTransformerDecoderTIMM(
             num_patches=vit.patch_embed.num_patches,
-            embed_dim=decoder_dim,
-            depth=decoder_depth,
-            num_heads=decoder_num_heads,
+            embed_dim=hp["decoder_dim"],
+            depth=hp["decoder_depth"],
+            num_heads=hp["decoder_num_heads"],
             mlp_ratio=4.0,
         )
-        self.decoder_pred = nn.Linear(decoder_dim, self.patch_size**2 * 3)
+        self.decoder_pred = nn.Linear(hp["decoder_dim"], self.patch_size**2 * 3)
         self.decoder_embed.apply(init_weights)
         self.decoder_pred.apply(init_weights)
         self.criterion: nn.Module | None = self.build_regularizer()
@@ -145,7 +124,7 @@ class MAE(PretrainModule):
         return F.mse_loss(predictions, target)
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
-        """One step on a single view: reconstruct masked patches, plus ``lamb`` * regulariser."""
+        """One step on one view: rebuild the masked patches, plus ``reg_weight`` x regulariser."""
         views, targets = batch[0], batch[1]
         images = views[0]
         idx_keep, idx_mask = utils.random_token_mask(
@@ -166,7 +145,7 @@ class MAE(PretrainModule):
             regularizer = self.criterion(cls_features)
             self.log_loss("train_pixel_loss", loss, batch_size)
             self.log_loss("train_regularizer", regularizer, batch_size)
-            loss = loss + self.hparams["lamb"] * regularizer
+            loss = loss + self.hparams["reg_weight"] * regularizer
         self.log_loss("train_loss", loss, batch_size, prog_bar=True)
         self.track_embeddings(backbone=cls_features)
         return loss + self.online_probe(cls_features, targets, batch_idx)

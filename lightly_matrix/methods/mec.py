@@ -3,10 +3,13 @@ trained with the Taylor-expanded coding length of predictor outputs and teacher 
 
 from __future__ import annotations
 
+from typing import Any, ClassVar, Unpack
+
 from torch import Tensor
 
 from lightly_matrix.loss import MECLoss
 from lightly_matrix.loss._common import check_number
+from lightly_matrix.methods.base import SharedArgs
 from lightly_matrix.methods.ema_teacher import EMATeacherModule
 from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
 
@@ -55,30 +58,10 @@ class MEC(EMATeacherModule):
     - [0] Liu et al., Self-Supervised Learning via Maximum Entropy Coding, NeurIPS 2022,
       https://arxiv.org/abs/2210.11464
 
+    Shared arguments (backbone, batch, optimiser, schedule): see
+    :class:`~lightly_matrix.methods.base.SharedArgs`; ``recipe`` holds this method's defaults.
+
     Args:
-        backbone: ``resnet18``, ``resnet50`` or a timm ViT name.
-        num_classes: Classes for the online linear probe (0 or 1: no probe).
-        batch_size_per_device: Batch size on each device; the lr scales with the global batch.
-        image_size: Input size (ViT position embeddings).
-        patch_size: ViT patch size (``None``: automatic).
-        stem: ResNet stem: ``imagenet`` (7x7 stride-2 conv + max-pool; what mmdet's ResNet loads)
-            or ``cifar`` (3x3 stride-1 conv, no max-pool; for 32 px images, not transferable).
-        zero_init_residual: Zero-initialise the last BatchNorm of each residual block.
-        optimizer: ``sgd``, ``lars`` or ``adamw``.
-        lr: Learning rate per 256 images.
-        weight_decay: Weight decay (on every parameter unless ``decay_norm_and_bias=False``).
-        warmup_epochs: Linear warm-up length in epochs, of the lr and of ``eps^2``.
-        lr_scaling: ``"linear"``: ``lr`` is per 256 images of the global batch; ``"none"``:
-            ``lr`` is the peak lr as given.
-        lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
-        warmup_style: ``"linspace"`` (the peak at the last warm-up unit) or ``"fraction"``
-            (the peak right after it); see :mod:`lightly_matrix.methods._schedules`.
-        warmup_start_lr: The lr at the first warm-up unit.
-        final_lr: The lr the cosine decays to at the end of the run.
-        decay_norm_and_bias: Weight-decay every parameter (``True``) or leave biases and
-            norm parameters out (``False``, Lightly's rule).
-        gather_distributed: Gather embeddings over all processes in the loss (DDP); ``m`` is then
-            the global batch, as in the authors' code.
         hidden_dim: Projector hidden width.
         output_dim: Projector (and predictor) output width d.
         pred_hidden_dim: Predictor hidden width.
@@ -95,27 +78,17 @@ class MEC(EMATeacherModule):
 
     method = "mec"
     default_transform = "mocov3"
+    recipe: ClassVar[dict[str, Any]] = {
+        "zero_init_residual": True,
+        "lr": 0.5,
+        "weight_decay": 1e-5,
+        "warmup_style": "linspace",
+        "decay_norm_and_bias": True,
+    }
 
     def __init__(
         self,
-        backbone: str = "resnet50",
-        num_classes: int = 1000,
-        batch_size_per_device: int = 256,
-        image_size: int = 224,
-        patch_size: int | None = None,
-        stem: str = "imagenet",
-        zero_init_residual: bool = True,
-        optimizer: str = "sgd",
-        lr: float = 0.5,
-        weight_decay: float = 1e-5,
-        warmup_epochs: float = 10.0,
-        lr_scaling: str = "linear",
-        lr_interval: str = "step",
-        warmup_style: str = "linspace",
-        warmup_start_lr: float = 0.0,
-        final_lr: float = 0.0,
-        decay_norm_and_bias: bool = True,
-        gather_distributed: bool = False,
+        *,
         hidden_dim: int = 2048,
         output_dim: int = 2048,
         pred_hidden_dim: int = 512,
@@ -124,6 +97,7 @@ class MEC(EMATeacherModule):
         taylor_order: int | None = 4,
         momentum_start: float = 0.996,
         momentum_end: float = 1.0,
+        **shared: Unpack[SharedArgs],
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -133,16 +107,14 @@ class MEC(EMATeacherModule):
             low=1.0,
             hint="eps^2 starts that many times larger; the authors use 8, 1 turns it off.",
         )
-        feature_dim = self._init_common(
-            backbone, image_size, patch_size, num_classes, stem, zero_init_residual
-        )
+        feature_dim = self._init_common()
         self.projection_head = MatrixSSLProjectionHead(feature_dim, hidden_dim, output_dim)
         self.prediction_head = MatrixSSLPredictionHead(output_dim, pred_hidden_dim, output_dim)
         self._init_teacher()
         self.criterion = MECLoss(
             eps_squared=eps_squared,
             taylor_order=taylor_order,
-            gather_distributed=gather_distributed,
+            gather_distributed=self.hparams["gather_distributed"],
         )
 
     def current_eps_squared(self) -> float:

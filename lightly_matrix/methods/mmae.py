@@ -1,5 +1,5 @@
 """M-MAE (Yang et al., "Information Flow in Self-Supervised Learning"): MAE plus the matrix-entropy
-(TCR) regulariser ``-logdet(I + mu/d F^T F)`` on the encoder's normalised CLS features."""
+(TCR) regulariser ``-logdet(I + gram_scale/d F^T F)`` on the encoder's normalised CLS features."""
 
 from __future__ import annotations
 
@@ -14,19 +14,20 @@ from lightly_matrix.methods.mae import MAE
 class MMAE(MAE):
     """M-MAE pretraining module: :class:`~lightly_matrix.methods.mae.MAE` with the TCR regulariser.
 
-    Same arguments as MAE; ``lamb`` defaults to 0.01 and ``mu``/``centering`` set the TCR term (the
-    authors' ViT-L run: lamb 0.01, mu 3, no centering). Unlike the official code, no extra LayerNorm
-    is put after the encoder's own, and the gathered features keep every rank's gradient.
+    Same arguments as MAE; ``reg_weight`` defaults to 0.01 and ``gram_scale``/``centering`` set
+    the TCR term (the authors' ViT-L run: lamb 0.01, mu 3, no centering). Unlike the official
+    code, no extra LayerNorm is put after the encoder's own, and the gathered features keep
+    every rank's gradient.
     """
 
     method = "mmae"
     default_transform = "mae"
-    default_lamb: ClassVar[float] = 0.01
+    default_reg_weight: ClassVar[float] = 0.01
 
     def build_regularizer(self) -> nn.Module:
         """The TCR term (matrix entropy loss), gathered across processes under DDP."""
         return MatrixEntropyLoss(
-            mu=self.hparams["mu"],
+            gram_scale=self.hparams["gram_scale"],
             centering=self.hparams["centering"],
             gather_distributed=self.hparams["gather_distributed"],
         )

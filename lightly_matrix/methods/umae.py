@@ -14,13 +14,13 @@ from lightly_matrix.methods.mae import MAE
 class UMAE(MAE):
     """U-MAE pretraining module: :class:`~lightly_matrix.methods.mae.MAE` with the square term.
 
-    Same arguments as MAE; ``lamb`` defaults to 0.01 (U-MAE's value); ``mu``/``centering`` are
-    unused.
+    Same arguments as MAE; ``reg_weight`` defaults to 0.01 (U-MAE's value); ``gram_scale`` and
+    ``centering`` are unused.
     """
 
     method = "umae"
     default_transform = "mae"
-    default_lamb: ClassVar[float] = 0.01
+    default_reg_weight: ClassVar[float] = 0.01
 
     def build_regularizer(self) -> nn.Module:
         """The square uniformity term, gathered across processes under DDP."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightly_matrix.errors import UserError
+from lightly_matrix.utils.deprecation import warn_renamed
 
 #: Module arguments set by the run itself, not by ``--hp``.
 RUN_ARGUMENTS = (
@@ -33,12 +34,8 @@ RESUMABLE_CHANGES = ("epochs", "devices", "num_nodes", "precision", "limit_train
 
 
 def module_defaults(cls: type) -> dict[str, Any]:
-    """Constructor arguments of a method module with their defaults."""
-    return {
-        name: param.default
-        for name, param in inspect.signature(cls).parameters.items()
-        if name != "self" and param.default is not inspect.Parameter.empty
-    }
+    """Hyper-parameters of a method module with their defaults (shared and its own)."""
+    return cls.hparam_defaults()  # type: ignore[attr-defined, no-any-return]
 
 
 def coerce_hp(key: str, text: str, default: Any) -> Any:
@@ -212,10 +209,16 @@ def _preset_settings(name: str | None, method: str) -> dict[str, Any]:
 
 def _parse_hp(items: list[str], method: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """``--hp KEY=VALUE`` items as typed values."""
+    from lightly_matrix.methods import METHOD_CLASSES
+
+    renamed = METHOD_CLASSES[method].renamed
     parsed: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
+        if key in renamed:
+            warn_renamed(f"--hp (method {method})", key, renamed[key])
+            key = renamed[key]
         if not sep or key not in defaults or key in RUN_ARGUMENTS:
             valid = ", ".join(k for k in defaults if k not in RUN_ARGUMENTS)
             raise UserError(
@@ -240,23 +243,21 @@ _HPARAM_FLAGS = ("backbone", "optimizer", "lr", "weight_decay", "warmup_epochs")
 
 def resolve_run(args: argparse.Namespace, cls: type) -> RunConfig:
     """A new run from the command line: defaults < preset < ``--hp`` < flags."""
-    from lightly_matrix.methods import MASKED_METHODS
     from lightly_matrix.presets import RUN_KEYS
 
     method = args.method
     defaults = module_defaults(cls)
     preset_name = args.preset or ("digits" if args.data == "digits" else None)
-    masked = method in MASKED_METHODS
+    # Without a preset: the module's defaults (its paper's ImageNet run) and its paper's views.
     run: dict[str, Any] = {
         "image_size": 224,
         "global_batch_size": 256,
         "epochs": 100,
         "precision": "32-true",
-        "transform": "mae" if masked else "byol",
+        "transform": cls.default_transform,  # type: ignore[attr-defined]
         "crop_min_scale": None,
     }
     hparams = {k: v for k, v in defaults.items() if k not in RUN_ARGUMENTS}
-    hparams["backbone"] = "vit_base_patch16_224" if masked else "resnet18"
     for key, value in _preset_settings(preset_name, method).items():
         if key == "backbone" or key not in RUN_KEYS:
             hparams[key] = value
@@ -300,12 +301,17 @@ def from_checkpoint(
     from lightly_matrix.methods.base import LEGACY_HPARAMS
 
     defaults = module_defaults(cls)
+    # Checkpoints written before the renames hold the old names: read them as the new ones.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        saved_hparams = cls.rename_hparams(saved_hparams)  # type: ignore[attr-defined]
     hparams = {k: v for k, v in saved_hparams.items() if k in defaults and k not in RUN_ARGUMENTS}
     hparams["backbone"] = saved_hparams.get("backbone", saved_run.get("backbone"))
     legacy = saved_run.get("format") is None
     for key, value in LEGACY_HPARAMS.items():
         if key in defaults and key not in hparams:
-            hparams[key] = value if legacy else defaults[key]
+            # knn_k/knn_t came after the record format 2: every older run had k 20, t 0.1.
+            hparams[key] = value if legacy or key.startswith("knn_") else defaults[key]
     for key, value in defaults.items():  # arguments added later keep their defaults
         if key not in RUN_ARGUMENTS:
             hparams.setdefault(key, value)

@@ -36,7 +36,13 @@ def test_three_consecutive_steps_match_reference(
     n, d, alpha, la_R, la_mu, R_ini, eps, cov_weight
 ) -> None:
     loss_fn = CorInfoMaxLoss(
-        d, alpha=alpha, cov_weight=cov_weight, la_R=la_R, la_mu=la_mu, R_ini=R_ini, eps=eps
+        d,
+        alpha=alpha,
+        cov_weight=cov_weight,
+        cov_momentum=la_R,
+        mean_momentum=la_mu,
+        cov_init=R_ini,
+        eps=eps,
     )
     ref = CorInfoMaxReference(d, alpha, la_R, la_mu, R_ini, eps)
     for z1, z2 in _batches(n, d, steps=3):
@@ -124,7 +130,7 @@ def test_degenerate_batches_finite(kind) -> None:
     else:
         z = torch.randn(16, 2, generator=g) @ torch.randn(2, 32, generator=g)
     z.requires_grad_(True)
-    loss_fn = CorInfoMaxLoss(32, la_R=0.0, la_mu=0.0, eps=1e-6)
+    loss_fn = CorInfoMaxLoss(32, cov_momentum=0.0, mean_momentum=0.0, eps=1e-6)
     loss = loss_fn(z, z.flip(0))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(z.grad).all()
@@ -132,7 +138,7 @@ def test_degenerate_batches_finite(kind) -> None:
 
 def test_singular_covariance_raises_instead_of_nan() -> None:
     z = torch.ones(4, 8)
-    loss_fn = CorInfoMaxLoss(8, la_R=0.0, la_mu=0.0, eps=0.0, normalize=False)
+    loss_fn = CorInfoMaxLoss(8, cov_momentum=0.0, mean_momentum=0.0, eps=0.0, normalize=False)
     with pytest.raises(ValueError, match="not positive definite"):
         loss_fn(z, z)
 
@@ -141,9 +147,9 @@ def test_singular_covariance_raises_instead_of_nan() -> None:
     "kwargs,match",
     [
         ({"dim": 0}, "dim"),
-        ({"dim": 8, "la_R": 1.0}, "la_R"),
-        ({"dim": 8, "la_mu": -0.1}, "la_mu"),
-        ({"dim": 8, "R_ini": 0.0}, "R_ini"),
+        ({"dim": 8, "cov_momentum": 1.0}, "cov_momentum"),
+        ({"dim": 8, "mean_momentum": -0.1}, "mean_momentum"),
+        ({"dim": 8, "cov_init": 0.0}, "cov_init"),
         ({"dim": 8, "alpha": -1.0}, "alpha"),
         ({"dim": 8, "eps": -1.0}, "eps"),
     ],

@@ -17,15 +17,15 @@ from lightly_matrix.loss import (
 # (loss class, required arguments, float argument, the valid range as the message states it)
 FLOAT_ARGS = [
     (MatrixSSLLoss, {}, "gamma", ">= 0"),
-    (MatrixSSLLoss, {}, "lamda", "> 0"),
-    (MatrixSSLLoss, {}, "mu", "> 0"),
+    (MatrixSSLLoss, {}, "target_scale", "> 0"),
+    (MatrixSSLLoss, {}, "ridge", "> 0"),
     (CorInfoMaxLoss, {"dim": 8}, "alpha", ">= 0"),
     (CorInfoMaxLoss, {"dim": 8}, "cov_weight", ">= 0"),
-    (CorInfoMaxLoss, {"dim": 8}, "la_R", ">= 0 and < 1"),
-    (CorInfoMaxLoss, {"dim": 8}, "la_mu", ">= 0 and < 1"),
-    (CorInfoMaxLoss, {"dim": 8}, "R_ini", "> 0"),
+    (CorInfoMaxLoss, {"dim": 8}, "cov_momentum", ">= 0 and < 1"),
+    (CorInfoMaxLoss, {"dim": 8}, "mean_momentum", ">= 0 and < 1"),
+    (CorInfoMaxLoss, {"dim": 8}, "cov_init", "> 0"),
     (CorInfoMaxLoss, {"dim": 8}, "eps", ">= 0"),
-    (MatrixEntropyLoss, {}, "mu", "> 0"),
+    (MatrixEntropyLoss, {}, "gram_scale", "> 0"),
     (MatrixEntropyLoss, {}, "weight", ">= 0"),
     (UMAELoss, {}, "weight", ">= 0"),
     (MECLoss, {}, "eps_squared", "> 0"),
@@ -60,7 +60,7 @@ def test_valid_values_are_kept_as_floats(loss_cls, required, name, valid) -> Non
 def test_weight_scales_the_regularisers() -> None:
     x = torch.randn(12, 20, dtype=torch.float64)
     torch.testing.assert_close(
-        MatrixEntropyLoss(mu=3.0, weight=0.01)(x), 0.01 * tcr_reference(x, 3.0, False)
+        MatrixEntropyLoss(gram_scale=3.0, weight=0.01)(x), 0.01 * tcr_reference(x, 3.0, False)
     )
     torch.testing.assert_close(UMAELoss(weight=0.25)(x), 0.25 * umae_reference(x))
     assert MatrixEntropyLoss(weight=0.0)(x) == 0.0

@@ -18,7 +18,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_tcr_matches_dense_reference(m, d, mu, centering) -> None:
     x = torch.randn(m, d, dtype=torch.float64, requires_grad=True)
     y = x.detach().clone().requires_grad_(True)
-    value = MatrixEntropyLoss(mu=mu, centering=centering)(x)
+    value = MatrixEntropyLoss(gram_scale=mu, centering=centering)(x)
     ref = tcr_reference(y, mu, centering)
     assert _rel(value, ref) <= 1e-6
     (g,) = torch.autograd.grad(value, x)
@@ -31,7 +31,7 @@ def test_tcr_of_orthonormal_rows_is_closed_form() -> None:
     m, d, mu = 6, 10, 3.0
     f = torch.eye(d, dtype=torch.float64)[:m]
     expected = -m * torch.log1p(torch.tensor(mu / d, dtype=torch.float64))
-    assert torch.allclose(MatrixEntropyLoss(mu=mu)(f), expected)
+    assert torch.allclose(MatrixEntropyLoss(gram_scale=mu)(f), expected)
 
 
 def test_umae_second_order_term_of_tcr() -> None:
@@ -39,7 +39,7 @@ def test_umae_second_order_term_of_tcr() -> None:
     # tr K^2 = m^2 * mean((F F^T)^2): the U-MAE term is the TCR's second-order term.
     x = torch.randn(12, 20, dtype=torch.float64)
     m, d, mu = 12, 20, 1e-3
-    tcr = MatrixEntropyLoss(mu=mu)(x)
+    tcr = MatrixEntropyLoss(gram_scale=mu)(x)
     eps = mu / d
     second = (-eps * m + 0.5 * eps**2 * m**2 * UMAELoss()(x)).item()
     assert abs(tcr.item() - second) <= 1e-3 * abs(eps**2 * m**2 * 0.5 * UMAELoss()(x).item())
@@ -80,8 +80,8 @@ def test_autocast_and_degenerate_batches(loss_cls) -> None:
 
 
 def test_errors() -> None:
-    with pytest.raises(ValueError, match="mu"):
-        MatrixEntropyLoss(mu=0.0)
+    with pytest.raises(ValueError, match="gram_scale"):
+        MatrixEntropyLoss(gram_scale=0.0)
     for loss_fn in (MatrixEntropyLoss(), UMAELoss()):
         with pytest.raises(ValueError, match="2-D"):
             loss_fn(torch.randn(4, 3, 2))
@@ -93,7 +93,7 @@ def test_value_range_is_the_closed_form_the_readme_quotes() -> None:
     # L2-normalised rows: -w * m * log(1 + mu/d) for orthogonal rows, -w * log(1 + mu m/d) for
     # collapsed ones; at m=32, d=768, mu=3, w=0.01 that is -0.001248 and -0.001178 (README).
     m, d, mu, w = 32, 768, 3.0, 0.01
-    loss_fn = MatrixEntropyLoss(mu=mu, weight=w)
+    loss_fn = MatrixEntropyLoss(gram_scale=mu, weight=w)
     orthogonal = torch.eye(d, dtype=torch.float64)[:m] * 5.0  # any row scale: rows are normalised
     collapsed = torch.ones(m, d, dtype=torch.float64)
     low = -w * m * math.log1p(mu / d)

@@ -39,7 +39,9 @@ def test_value_and_gradient_match_dense_reference(m, d, gamma, lamda, mu, order)
     target_ref = target.detach().clone().requires_grad_(True)
     online.requires_grad_(True)
 
-    loss = MatrixSSLLoss(gamma=gamma, lamda=lamda, mu=mu, taylor_order=order)(online, target)
+    loss = MatrixSSLLoss(gamma=gamma, target_scale=lamda, ridge=mu, taylor_order=order)(
+        online, target
+    )
     ref = matrix_ssl_reference(online_ref, target_ref, gamma, lamda, mu, order)
     assert loss.dtype == torch.float64
     assert _rel(loss, ref) <= 1e-6
@@ -53,7 +55,7 @@ def test_value_and_gradient_match_dense_reference(m, d, gamma, lamda, mu, order)
 @pytest.mark.parametrize("m,d", [(4, 7), (9, 5)])
 def test_gradcheck(order, m, d) -> None:
     online, target = _views(m, d, seed=3)
-    loss_fn = MatrixSSLLoss(mu=0.9, taylor_order=order)
+    loss_fn = MatrixSSLLoss(ridge=0.9, taylor_order=order)
     assert gradcheck(loss_fn, (online.requires_grad_(), target.requires_grad_()))
 
 
@@ -139,8 +141,8 @@ def test_degenerate_batches_give_finite_values_and_gradients(name, order, dtype)
     "kwargs,match",
     [
         ({"gamma": -1.0}, "gamma"),
-        ({"lamda": 0.0}, "lamda"),
-        ({"mu": 0.0}, "mu"),
+        ({"target_scale": 0.0}, "target_scale"),
+        ({"ridge": 0.0}, "ridge"),
         ({"taylor_order": 0}, "taylor_order"),
         ({"taylor_order": 2.5}, "taylor_order"),
     ],

@@ -54,7 +54,7 @@ def test_regulariser_on_lightlys_mae_forward_matches_reference() -> None:
     pixel_loss = F.mse_loss(x_pred, target)
 
     # M-MAE: one more line, on the CLS token after the encoder's final norm.
-    reg_fn = MatrixEntropyLoss(mu=3.0, weight=0.01)
+    reg_fn = MatrixEntropyLoss(gram_scale=3.0, weight=0.01)
     loss = pixel_loss + reg_fn(x_encoded[:, 0])
 
     with torch.no_grad():

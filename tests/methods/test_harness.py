@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from typing import Any
@@ -49,7 +48,7 @@ def test_default_transform_is_the_paper_runs_recipe(name: str) -> None:
 def test_defaults_are_the_imagenet_run(name: str) -> None:
     # The harness builds with only batch size and classes: every method must then be its
     # ImageNet-1k run, not a CIFAR one (CorInfoMax's defaults were its CIFAR-10 run).
-    defaults = {k: p.default for k, p in inspect.signature(METHOD_CLASSES[name]).parameters.items()}
+    defaults = METHOD_CLASSES[name].hparam_defaults()
     assert defaults["image_size"] == 224
     assert defaults["num_classes"] == 1000
     assert defaults["backbone"] == (

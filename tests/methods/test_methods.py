@@ -16,7 +16,7 @@ def test_loss_falls(method: str) -> None:
     losses = train_steps(make_module(method), STEPS)
     assert len(losses) == STEPS
     assert all(torch.isfinite(torch.tensor(losses)))
-    # Skip 3 steps: CorInfoMax's running covariance starts at R_ini * I (flatters early losses).
+    # Skip 3 steps: CorInfoMax's running covariance starts at cov_init * I (flatters early losses).
     first, last = sum(losses[3:6]) / 3, sum(losses[-3:]) / 3
     assert last < first, (method, losses)
 
@@ -73,8 +73,8 @@ def test_regularizers() -> None:
     assert make_module("mae").criterion is None
     assert isinstance(make_module("mmae").criterion, MatrixEntropyLoss)
     assert isinstance(make_module("umae").criterion, UMAELoss)
-    assert make_module("mmae").hparams["lamb"] == 0.01
-    assert make_module("mae").hparams["lamb"] == 0.0
+    assert make_module("mmae").hparams["reg_weight"] == 0.01
+    assert make_module("mae").hparams["reg_weight"] == 0.0
 
 
 def test_cifar_stem_keeps_32px_maps_and_the_key_layout() -> None:

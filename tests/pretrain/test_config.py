@@ -64,7 +64,7 @@ AUTHORS = {
         ("lr_schedule", "final_lr"): 0.0,
         ("teacher_momentum", "start"): 0.996,
         ("teacher_momentum", "end"): 1.0,
-        ("hparams", "lamda"): 1.0,
+        ("hparams", "target_scale"): 1.0,
         ("hparams", "mu"): 1.0,
         ("hparams", "gamma"): 1.0,
         ("hparams", "taylor_order"): 4,
