@@ -3,7 +3,8 @@
 ``METHODS`` has the entry shape of Lightly's benchmark harness
 (``benchmarks/imagenet/resnet50/main.py``): ``{"model": cls, "transform": train_transform}``,
 the transform being the method's default recipe at 224 px. ``METHOD_CLASSES`` maps the CLI's
-``--method`` names (``lightly_matrix.pretrain.args.METHOD_NAMES``, same order) to the classes.
+``--method`` names to the classes, in the order of :data:`lightly_matrix.registry.METHOD_SPECS`,
+the one list of methods.
 
 Examples:
     >>> from lightly_matrix.methods import METHODS
@@ -15,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
 from lightly_matrix.data.transforms import build_train_transform
@@ -28,12 +30,20 @@ from lightly_matrix.methods.mec import MEC
 from lightly_matrix.methods.mmae import MMAE
 from lightly_matrix.methods.umae import UMAE
 from lightly_matrix.methods.vicreg import VICReg
+from lightly_matrix.registry import METHOD_SPECS
+
+
+def _load(spec: str) -> type[PretrainModule]:
+    module, _, name = spec.partition(":")
+    cls: type[PretrainModule] = getattr(import_module(module), name)
+    return cls
+
 
 #: ``--method`` name -> module class.
 METHOD_CLASSES: dict[str, type[PretrainModule]] = {
-    cls.method: cls
-    for cls in (MatrixSSL, CorInfoMax, MMAE, UMAE, MAE, BarlowTwins, VICReg, BYOL, MEC)
+    name: _load(spec) for name, spec in METHOD_SPECS.items()
 }
+
 
 #: Methods that train on one masked view of a ViT; the others train on two augmented views.
 MASKED_METHODS = frozenset({"mmae", "umae", "mae"})

@@ -8,18 +8,8 @@ import math
 from pathlib import Path
 
 from lightly_matrix.errors import UserError
+from lightly_matrix.registry import METHOD_NAMES
 
-METHOD_NAMES = (
-    "matrix_ssl",
-    "corinfomax",
-    "mmae",
-    "umae",
-    "mae",
-    "barlowtwins",
-    "vicreg",
-    "byol",
-    "mec",
-)
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
 #: Checkpoint cadence defaults, for multi-hour GPU runs: at most this much training is lost.
 DEFAULT_CHECKPOINT_MINUTES = 30.0

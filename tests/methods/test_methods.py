@@ -46,7 +46,7 @@ def test_checkpoint_contract(method: str) -> None:
 
 
 def test_cli_method_names_are_the_registered_methods() -> None:
-    # args.py keeps its own tuple so that `--help` imports no torch: the two must agree.
+    # One list (lightly_matrix.registry, torch-free for a fast --help); the CLI reads it too.
     from lightly_matrix.pretrain.args import METHOD_NAMES
 
     assert tuple(METHOD_CLASSES) == METHOD_NAMES
