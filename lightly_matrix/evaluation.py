@@ -25,6 +25,8 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from lightly_matrix.utils.io import write_json_atomic
+
 METRICS_FILE = "metrics.json"
 #: Covariance spectra of the frozen backbone's features on the probe images, per evaluation.
 SPECTRUM_FILE = "spectrum.json"
@@ -199,14 +201,6 @@ def feature_spectrum(features: Tensor) -> dict[str, Any]:
         "effective_rank": float(effective_rank(features)),
         "matrix_entropy": float(matrix_entropy(features)),
     }
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Writes ``payload`` as JSON; a kill mid-write leaves the previous file, like checkpoints."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:

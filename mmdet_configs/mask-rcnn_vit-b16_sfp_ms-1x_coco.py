@@ -17,7 +17,7 @@ model = dict(
         patch_size=16,
         final_norm=True,
         out_channels=256,
-        norm_cfg=dict(type="LN2d"),
+        norm_cfg=dict(type="LightlyMatrixLN2d"),
         drop_path_rate=0.1,
         init_cfg=dict(type="PretrainedOrDefault", checkpoint=None, prefix="backbone."),
     ),

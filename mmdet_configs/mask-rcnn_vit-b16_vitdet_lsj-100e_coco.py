@@ -15,7 +15,7 @@ _base_ = "mmdet::strong_baselines/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-al
 custom_imports = dict(imports=["lightly_matrix.mmdet"], allow_failed_imports=False)
 
 image_size = (1024, 1024)
-head_norm_cfg = dict(type="LN2d", requires_grad=True)
+head_norm_cfg = dict(type="LightlyMatrixLN2d", requires_grad=True)
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -25,7 +25,7 @@ model = dict(
         patch_size=16,
         final_norm=True,
         out_channels=256,
-        norm_cfg=dict(type="LN2d"),
+        norm_cfg=dict(type="LightlyMatrixLN2d"),
         drop_path_rate=0.1,
         window_size=14,
         # None: the last block of each quarter, (2, 5, 8, 11) for ViT-B's 12 blocks.

@@ -27,6 +27,7 @@ from typing import Any
 
 from lightly_matrix.data.folder import CHECK_THREADS, FolderScan, find_unreadable, scan_folder_stats
 from lightly_matrix.errors import UserError
+from lightly_matrix.utils.io import atomic_write_text
 
 #: The folder of the index files inside a run folder.
 INDEX_DIR = "data_index"
@@ -95,10 +96,7 @@ def _write(path: Path, root: Path, scan: FolderScan, rel: list[str], bad: dict[i
         "mtimes": scan.mtimes,
         "unreadable": {rel[i]: reason for i, reason in sorted(bad.items())},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, separators=(",", ":")))
 
 
 def _unchanged(index: dict[str, Any] | None, scan: FolderScan, rel: list[str]) -> bool:

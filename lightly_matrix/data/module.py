@@ -28,6 +28,8 @@ import torch
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
+from lightly_matrix.utils.loop_progress import trainer_progress
+
 #: Most data-loading workers per device by default: a ResNet-50 at 224 px on one GPU needs about
 #: its images/s divided by one worker's two-view images/s (README, "Large image folders").
 MAX_DEFAULT_WORKERS = 16
@@ -234,11 +236,11 @@ class PretrainDataModule(LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return {}
-        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        progress = trainer_progress(trainer)
         return {
-            "epoch": trainer.current_epoch,
-            # Batches finished in this epoch (`processed` counts the one whose end hook saves).
-            "batches_done": int(progress.processed),
+            "epoch": progress.epoch,
+            # Counts the batch whose end hook saves (see trainer_progress).
+            "batches_done": progress.batches_done,
             "num_batches": int(trainer.num_training_batches),
             "rng": _rng_state(),
         }

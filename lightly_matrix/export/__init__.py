@@ -13,28 +13,23 @@ mmengine 0.10.7 does under torch >= 2.6). Point a config at it with::
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from lightly_matrix import __version__
 from lightly_matrix.errors import UserError
-from lightly_matrix.export.convert import (
+from lightly_matrix.export.backbone import (
     EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION,
-    TRUST_PICKLE_RISK,
     Backbone,
     check_finite,
-    convert_state_dict,
-    load_backbone,
-    read_checkpoint,
-    sha256_of,
 )
+from lightly_matrix.export.convert import convert_state_dict, load_backbone
+from lightly_matrix.export.safe_load import TRUST_PICKLE_RISK, read_checkpoint, sha256_of
 from lightly_matrix.export.verify import (
     MMDET_INSTALL_HINT,
     ExportError,
@@ -45,6 +40,7 @@ from lightly_matrix.export.verify import (
     model_expected_keys,
     require_mmdet,
 )
+from lightly_matrix.utils.io import atomic_torch_save
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -87,12 +83,6 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
         targets = model_expected_keys(model_cfg)
         what = f"the config's backbone ({model_cfg['backbone'].get('type')})"
     check_coverage(backbone.state_dict, targets, what)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Path:
@@ -165,28 +155,17 @@ def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> P
 
 
 def save_payload(payload: Any, out: Path) -> Path:
-    """``torch.save`` to ``out`` atomically (a temporary file, then a rename), umask permissions.
+    """``torch.save`` to ``out`` atomically (:func:`lightly_matrix.utils.io.atomic_write`).
 
     Raises:
-        UserError: ``out``'s folder cannot be created or written.
+        UserError: ``out``'s folder cannot be created or written (read-only, no permission, full).
     """
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    except OSError as err:  # read-only place, no permission
+        return atomic_torch_save(payload, out)
+    except OSError as err:
         raise UserError(
             f"cannot write {out}: {err.strerror or err}; choose another --out"
         ) from None
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        # mkstemp creates 0600; give the file the permissions any new file would get.
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
 
 
 def export_backbone(

@@ -23,7 +23,8 @@ from torch import nn
 
 from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.export import check_out_file, save_payload
-from lightly_matrix.export.convert import Backbone, load_backbone
+from lightly_matrix.export.backbone import Backbone
+from lightly_matrix.export.convert import load_backbone
 
 #: ``lightly-matrix export --format`` choices; ``mmdet`` is the default.
 FORMATS = ("mmdet", "torchvision", "timm")

@@ -17,28 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import timm
-from mmcv.cnn import build_norm_layer
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lightly_matrix.mmdet.norm import NAME as LN2D
+from lightly_matrix.mmdet.norm import build_norm
 from lightly_matrix.mmdet.vitdet import token_map, windowed_blocks
-
-
-@MODELS.register_module("LN2d")
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map (ViTDet's pyramid and head norm, ``LN2d``)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalise every spatial position over its channels."""
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-def _norm(norm_cfg: dict[str, Any], channels: int) -> nn.Module:
-    if norm_cfg["type"] == "LN2d":
-        return LayerNorm2d(channels)
-    return build_norm_layer(norm_cfg, channels)[1]
 
 
 @MODELS.register_module()
@@ -66,8 +52,9 @@ class TimmViTSimplePyramid(BaseModule):
         final_norm: The ViT has a final LayerNorm (MAE-style encoders do); applied to its output
             except in ViTDet mode (loaded, unused).
         out_channels: Channels of every pyramid level.
-        norm_cfg: Norm of the pyramid convolutions: ``dict(type='LN2d')`` (ViTDet) or any mmcv
-            norm such as ``dict(type='SyncBN')``.
+        norm_cfg: Norm of the pyramid convolutions: ``dict(type='LightlyMatrixLN2d')`` (ViTDet's
+            LayerNorm, :class:`~lightly_matrix.mmdet.norm.LayerNorm2d`; the old name ``LN2d``
+            gives it too) or any mmcv norm such as ``dict(type='SyncBN')``.
         drop_path_rate: Stochastic depth of the ViT blocks.
         window_size: ViTDet window attention, tokens per window side (ViT-B: 14); 0: global.
         global_attn_indexes: Blocks keeping global attention; ``None``: the last block of each
@@ -97,7 +84,7 @@ class TimmViTSimplePyramid(BaseModule):
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(init_cfg)
-        norm_cfg = norm_cfg or dict(type="LN2d")
+        norm_cfg = norm_cfg or dict(type=LN2D)
         # dynamic_img_size: position embeddings are resized to each (padded) detection input.
         self.vit = timm.create_model(
             model_name,
@@ -145,7 +132,7 @@ class TimmViTSimplePyramid(BaseModule):
                     raise ValueError(f"patch size {patch_size} cannot reach stride {stride}")
                 for i in range(int(ups)):
                     if i:
-                        ops += [_norm(norm_cfg, channels), nn.GELU()]
+                        ops += [build_norm(norm_cfg, channels), nn.GELU()]
                     ops.append(nn.ConvTranspose2d(channels, channels // 2, 2, stride=2))
                     channels //= 2
             else:
@@ -155,9 +142,9 @@ class TimmViTSimplePyramid(BaseModule):
                 ops += [nn.MaxPool2d(2) for _ in range(int(downs))]
             ops += [
                 nn.Conv2d(channels, out_channels, 1, bias=False),
-                _norm(norm_cfg, out_channels),
+                build_norm(norm_cfg, out_channels),
                 nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-                _norm(norm_cfg, out_channels),
+                build_norm(norm_cfg, out_channels),
             ]
             self.pyramid.append(nn.Sequential(*ops))
 
@@ -186,4 +173,4 @@ class TimmViTSimplePyramid(BaseModule):
         return [k for k in self.state_dict() if re.search(r"\.attn\.rel_pos_[hw]$", k)]
 
 
-__all__ = ["LayerNorm2d", "TimmViTSimplePyramid"]
+__all__ = ["TimmViTSimplePyramid"]

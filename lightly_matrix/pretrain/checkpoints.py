@@ -13,9 +13,7 @@ Guarantees (what the README promises):
 
 from __future__ import annotations
 
-import os
 import pickle
-import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -30,32 +28,13 @@ from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.pretrain.guards import Interrupted, check_weights_finite
 from lightly_matrix.pretrain.outdir import is_failed_start
 from lightly_matrix.user_files import check_checkpoint_file
+from lightly_matrix.utils.io import atomic_copy, atomic_torch_save
+from lightly_matrix.utils.loop_progress import checkpoint_progress
 
 LAST = "last.ckpt"
 SNAPSHOT_DIR = "checkpoints"
 #: Key of our own record in every checkpoint: the run's settings, for ``--resume``.
 RUN_KEY = "lightly_matrix"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -149,11 +128,7 @@ class RunCheckpoint(Checkpoint):
         self._save(trainer, pl_module)
         epoch = trainer.current_epoch  # 0-based index of the epoch just finished
         if self.keep_every and (epoch + 1) % self.keep_every == 0 and trainer.is_global_zero:
-            snapshot = self.out / SNAPSHOT_DIR / f"epoch{epoch:04d}.ckpt"
-            snapshot.parent.mkdir(parents=True, exist_ok=True)
-            tmp = snapshot.with_name(f".{snapshot.name}.tmp")
-            shutil.copyfile(self.last_path, tmp)
-            os.replace(tmp, snapshot)
+            atomic_copy(self.last_path, self.out / SNAPSHOT_DIR / f"epoch{epoch:04d}.ckpt")
 
 
 # ----------------------------------------------------------------------------------------- resume
@@ -289,11 +264,8 @@ def check_one_run(resume: str, runs: dict[Path, tuple[Any, ...]]) -> None:
 
 def describe(ckpt: dict[str, Any]) -> str:
     """``epoch E, step S`` of a checkpoint (E = finished epochs, mid-epoch shown as a fraction)."""
-    epoch_loop = ckpt.get("loops", {}).get("fit_loop", {})
-    done = epoch_loop.get("epoch_progress", {}).get("current", {}).get("processed")
-    return (
-        f"epoch {done if done is not None else ckpt.get('epoch')}, step {ckpt.get('global_step')}"
-    )
+    progress = checkpoint_progress(ckpt)
+    return f"epoch {progress.epochs_done}, step {progress.global_step}"
 
 
 __all__ = [

@@ -266,6 +266,7 @@ def _raise_data_error(err: Exception) -> None:
 def _report(out: Path, wall: float, trainer: Any) -> None:
     """Adds the wall time to metrics.json and prints the evaluation table."""
     from lightly_matrix.evaluation import EVAL_COLUMNS, METRICS_FILE, format_table
+    from lightly_matrix.utils.io import write_json_atomic
 
     path = out / METRICS_FILE
     print(
@@ -275,7 +276,7 @@ def _report(out: Path, wall: float, trainer: Any) -> None:
         return
     metrics = json.loads(path.read_text())
     metrics.setdefault("run", {})["train_wall_s"] = round(wall, 1)
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json_atomic(path, metrics)
     rows = [
         dict(row, epoch=f"{row['epoch']} (random init)" if row["epoch"] == 0 else row["epoch"])
         for row in metrics["history"]

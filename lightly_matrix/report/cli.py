@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from lightly_matrix.report.data import (
     load_transfer,
 )
 from lightly_matrix.report.html import GENERATOR, Section, page, paragraph
+from lightly_matrix.utils.io import atomic_write_text
 
 REPORT_FILE = "report.html"
 #: Detection images embedded by default (each about 50-150 kB).
@@ -143,14 +142,9 @@ def write_report(
     stamp = time.strftime("%Y-%m-%d %H:%M")
     subtitle.append(f"report written {stamp} by lightly-matrix {__version__}")
     document = page(f"Run report: {run_dir.resolve().name}", "; ".join(subtitle), parts)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:  # atomic: a kill mid-write leaves the previous report
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(document, encoding="utf-8")
-        tmp.replace(target)
+        atomic_write_text(target, document)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {target}: {err.strerror or err}; pass --out") from None
     return target
 

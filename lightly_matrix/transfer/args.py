@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-pickle",
         action="store_true",
-        # The same words as lightly_matrix.export.convert.TRUST_PICKLE_RISK (torch-free here).
+        # The same words as lightly_matrix.export.safe_load.TRUST_PICKLE_RISK (torch-free here).
         help="also read a checkpoint holding a whole pickled nn.Module (torch.save(model)); this"
         " runs code from the file; only for files you made or trust",
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from lightly_matrix.transfer.results import (
     markdown_table,
     summarise,
 )
+from lightly_matrix.utils.io import write_json_atomic
 
 
 def _torchrun(
@@ -189,8 +189,7 @@ def _train_and_test(
     results["protocol"] = config_protocol(config_name)
     results["markdown_row"] = markdown_row(results)
     work_dir = Path(cfg.work_dir)
-    with open(work_dir / "results.json", "w") as f:
-        json.dump(results, f, indent=2)
+    write_json_atomic(work_dir / "results.json", results)
     print(f"\nresults written to {work_dir / 'results.json'}\n")
     print(markdown_table([results["markdown_row"]]))
     comparison = comparison_table(results, full_schedule=args.max_iters is None)

@@ -261,11 +261,11 @@ def test_vitdet_config_is_the_papers_recipe():
     cfg = load_config()
     backbone = cfg.model.backbone
     assert backbone.window_size == 14 and backbone.use_rel_pos and backbone.det_img_size == 1024
-    assert backbone.drop_path_rate == 0.1 and backbone.norm_cfg == dict(type="LN2d")
+    assert backbone.drop_path_rate == 0.1 and backbone.norm_cfg == dict(type="LightlyMatrixLN2d")
     assert cfg.model.neck is None and cfg.model.rpn_head.num_convs == 2
     assert cfg.model.roi_head.bbox_head.type == "Shared4Conv1FCBBoxHead"
-    assert cfg.model.roi_head.bbox_head.norm_cfg.type == "LN2d"
-    assert cfg.model.roi_head.mask_head.norm_cfg.type == "LN2d"
+    assert cfg.model.roi_head.bbox_head.norm_cfg.type == "LightlyMatrixLN2d"
+    assert cfg.model.roi_head.mask_head.norm_cfg.type == "LightlyMatrixLN2d"
     model = build(cfg.model)
     windows = [block.window_size for block in model.backbone.vit.blocks]
     assert [i for i, w in enumerate(windows) if w == 0] == [2, 5, 8, 11]

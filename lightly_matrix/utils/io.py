@@ -1,0 +1,123 @@
+"""Atomic file writes: a reader (or a kill at any moment) sees the old file or the new one.
+
+Every file the package rewrites (checkpoints, exported backbones, metrics, indexes, reports)
+goes through :func:`atomic_write`: the bytes go to a temporary file beside the target, are
+fsynced, get the permissions a new file would get, and are renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it.
+
+    ``os.umask`` can only be read by setting it, which for a moment gives files that other
+    threads create (data loader workers, loggers) a umask of 0; ``/proc`` avoids that.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write ``path`` through ``write(binary_file)`` so that it is never seen half-written.
+
+    The temporary file (``.NAME.*.tmp`` beside ``path``) is removed if ``write`` raises, and
+    ``path`` then keeps its previous content. Parent folders are created.
+
+    Args:
+        path: The file to (re)write.
+        write: Writes the content to the open binary file it is given.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OSError: The folder cannot be created or written (nothing is changed).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> target = Path(tempfile.mkdtemp()) / "hello.txt"
+        >>> _ = atomic_write(target, lambda f: f.write(b"hello"))
+        >>> target.read_text()
+        'hello'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600; give the file the permissions any new file would get.
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write` of a UTF-8 text."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """:func:`atomic_write` of ``payload`` as indented JSON with a final newline."""
+    return atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """:func:`atomic_write` of ``torch.save(obj)``."""
+    import torch  # here: the text and JSON writers stay usable without torch
+
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    """:func:`atomic_write` of a copy of the file ``src``."""
+    with open(src, "rb") as source:
+        return atomic_write(dst, lambda f: shutil.copyfileobj(source, f))
+
+
+__all__ = [
+    "atomic_copy",
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_text",
+    "current_umask",
+    "write_json_atomic",
+]

@@ -1,0 +1,89 @@
+"""Where a Lightning fit loop stands: read from a checkpoint dict or a live trainer, in one place.
+
+Lightning keeps no public "epochs finished" or "batches done in this epoch"; both live in its loop
+progress counters (``pytorch_lightning.loops.progress``), whose layout this module alone reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LoopProgress:
+    """A fit loop's position; ``None`` where the source does not record it.
+
+    Attributes:
+        epoch: Lightning's ``current_epoch``: the epoch in progress (for a save at an epoch's
+            end, the one just finished; for the end-of-training save, already the next one).
+        epochs_done: Epochs whose end hooks have run (where our checkpoint callback saves).
+        batches_done: Training batches finished in ``epoch``.
+        global_step: Optimizer steps taken.
+    """
+
+    epoch: int | None = None
+    epochs_done: int | None = None
+    batches_done: int | None = None
+    global_step: int | None = None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _processed(counter: Any) -> int | None:
+    """``processed`` of a progress counter's ``current`` (``completed`` where it has none).
+
+    ``processed`` counts an epoch (a batch) once its end hooks ran, where checkpoints are saved;
+    ``completed`` only after them, so it lags by one in a checkpoint written from those hooks.
+    """
+    current = counter.get("current") if isinstance(counter, Mapping) else None
+    if not isinstance(current, Mapping):
+        return None
+    return _int_or_none(current.get("processed", current.get("completed")))
+
+
+def checkpoint_progress(ckpt: Mapping[str, Any]) -> LoopProgress:
+    """The position of a Lightning checkpoint dict; missing or odd entries give ``None``.
+
+    Reads ``epoch`` and ``global_step`` (top level) and, in ``loops['fit_loop']``,
+    ``epoch_progress`` and ``epoch_loop.batch_progress`` (Lightning >= 2.0). Without loop state
+    (older or hand-made checkpoints) ``epochs_done`` falls back to ``epoch + 1``, right for the
+    end-of-epoch saves that such checkpoints are.
+
+    Examples:
+        >>> checkpoint_progress({"epoch": 2, "global_step": 30}).epochs_done
+        3
+        >>> fit = {"epoch_progress": {"current": {"processed": 3, "completed": 2}}}
+        >>> checkpoint_progress({"epoch": 2, "loops": {"fit_loop": fit}}).epochs_done
+        3
+    """
+    loops = ckpt.get("loops")
+    fit = loops.get("fit_loop") if isinstance(loops, Mapping) else None
+    fit = fit if isinstance(fit, Mapping) else {}
+    epoch = _int_or_none(ckpt.get("epoch"))
+    epochs_done = _processed(fit.get("epoch_progress"))
+    if epochs_done is None and epoch is not None:
+        epochs_done = epoch + 1
+    return LoopProgress(
+        epoch=epoch,
+        epochs_done=epochs_done,
+        batches_done=_processed(fit.get("epoch_loop.batch_progress")),
+        global_step=_int_or_none(ckpt.get("global_step")),
+    )
+
+
+def trainer_progress(trainer: Any) -> LoopProgress:
+    """The position of a live ``pytorch_lightning.Trainer`` (the same counters a save writes)."""
+    fit = trainer.fit_loop
+    return LoopProgress(
+        epoch=int(trainer.current_epoch),
+        epochs_done=int(fit.epoch_progress.current.processed),
+        batches_done=int(fit.epoch_loop.batch_progress.current.processed),
+        global_step=int(trainer.global_step),
+    )
+
+
+__all__ = ["LoopProgress", "checkpoint_progress", "trainer_progress"]
