@@ -34,10 +34,10 @@ def describe_run(config: RunConfig, cls: type, num_classes: int, num_images: int
         "name": hp["optimizer"],
         "lr": module.peak_lr(config.world_size),
         "base_lr": hp["lr"],
-        "lr_scaling": module.recipe("lr_scaling"),
+        "lr_scaling": module.setting("lr_scaling"),
         "momentum": SGD_MOMENTUM if hp["optimizer"] != "adamw" else ADAMW_BETAS[0],
         "weight_decay": hp["weight_decay"],
-        "decay_norm_and_bias": module.recipe("decay_norm_and_bias"),
+        "decay_norm_and_bias": module.setting("decay_norm_and_bias"),
         "decayed_tensors": decayed,
         "undecayed_tensors": undecayed,
         "online_probe_tensors": probe,
@@ -69,16 +69,18 @@ def describe_run(config: RunConfig, cls: type, num_classes: int, num_images: int
         "backbone": {
             "name": backbone,
             "stem": None if is_vit(backbone) else hp.get("stem", "imagenet"),
-            "zero_init_residual": None if is_vit(backbone) else module.recipe("zero_init_residual"),
+            "zero_init_residual": (
+                None if is_vit(backbone) else module.setting("zero_init_residual")
+            ),
             "patch_size": hp.get("patch_size") if is_vit(backbone) else None,
         },
         "optimizer": optimizer,
         "lr_schedule": {
-            "interval": module.recipe("lr_interval"),
+            "interval": module.setting("lr_interval"),
             "warmup_epochs": hp["warmup_epochs"],
-            "warmup_style": module.recipe("warmup_style"),
-            "warmup_start_lr": module.recipe("warmup_start_lr"),
-            "final_lr": module.recipe("final_lr"),
+            "warmup_style": module.setting("warmup_style"),
+            "warmup_start_lr": module.setting("warmup_start_lr"),
+            "final_lr": module.setting("final_lr"),
         },
         "teacher_momentum": (
             {

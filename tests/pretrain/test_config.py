@@ -65,7 +65,7 @@ AUTHORS = {
         ("teacher_momentum", "start"): 0.996,
         ("teacher_momentum", "end"): 1.0,
         ("hparams", "target_scale"): 1.0,
-        ("hparams", "mu"): 1.0,
+        ("hparams", "ridge"): 1.0,
         ("hparams", "gamma"): 1.0,
         ("hparams", "taylor_order"): 4,
         ("hparams", "output_dim"): 2048,
@@ -93,7 +93,7 @@ AUTHORS = {
         ("optimizer", "lr"): 0.2,
         ("optimizer", "weight_decay"): 1e-4,
         ("hparams", "alpha"): 2000.0,
-        ("hparams", "la_R"): 0.1,
+        ("hparams", "cov_momentum"): 0.1,
         ("hparams", "hidden_dim"): 8192,
         ("hparams", "output_dim"): 512,
         ("hparams", "proj_batch_norm"): True,
@@ -117,7 +117,7 @@ AUTHORS = {
         "image_size": 64,
         ("optimizer", "lr"): 0.5,
         ("hparams", "alpha"): 500.0,
-        ("hparams", "la_mu"): 0.1,
+        ("hparams", "mean_momentum"): 0.1,
     },
     ("mmae", "imagenet_vitl16"): {
         "global_batch_size": 1024,  # 128 x 8 GPUs (MMAE pretrain.sh)
@@ -129,7 +129,7 @@ AUTHORS = {
         ("lr_schedule", "warmup_epochs"): 40,
         ("lr_schedule", "final_lr"): 0.0,
         ("lr_schedule", "warmup_style"): "fraction",
-        ("hparams", "mu"): 3.0,
+        ("hparams", "gram_scale"): 3.0,
         ("hparams", "centering"): False,
         ("hparams", "double_norm"): True,
         ("hparams", "mask_ratio"): 0.75,
@@ -137,7 +137,7 @@ AUTHORS = {
         ("hparams", "decoder_depth"): 8,
         ("hparams", "decoder_num_heads"): 16,
         # lamb 1e-2 with a gather that kept 1/8 of the gradient: 1e-2 / 8 with a correct one.
-        ("hparams", "lamb"): 0.01 / 8,
+        ("hparams", "reg_weight"): 0.01 / 8,
     },
 }
 
