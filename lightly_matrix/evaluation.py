@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from lightly.utils.benchmarking import knn_predict
 from pytorch_lightning import Callback, LightningModule, Trainer
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+
+from lightly_matrix.utils.text import markdown_table
 
 METRICS_FILE = "metrics.json"
 #: Covariance spectra of the frozen backbone's features on the probe images, per evaluation.
@@ -205,19 +207,8 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     tmp.replace(path)
 
 
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """A markdown table of ``rows`` with ``(key, header)`` columns; floats with 2 decimals."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.2f}"
-        return "" if value is None else str(value)
-
-    lines = ["| " + " | ".join(header for _, header in columns) + " |"]
-    lines.append("|" + "|".join("---" for _ in columns) + "|")
-    lines += ["| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
+#: The evaluation table's former name (benchmarks and user scripts import it from here).
+format_table = markdown_table
 
 EVAL_COLUMNS = (
     ("epoch", "epoch"),

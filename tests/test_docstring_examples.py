@@ -20,7 +20,8 @@ MODULES = [
     "lightly_matrix.mmdet.precise_bn",
     "lightly_matrix.transfer.references",
     "lightly_matrix.data.index",
-    "lightly_matrix.errors",
+    "lightly_matrix.utils.checks",
+    "lightly_matrix.utils.text",
 ]
 
 
