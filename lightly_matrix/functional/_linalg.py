@@ -236,4 +236,3 @@ def logdet_identity_plus_cross(
         return torch.linalg.slogdet(eye + K)[1]
     traces = trace_powers(K, taylor_order)
     return sum((-1) ** (k + 1) / k * t for k, t in enumerate(traces, start=1))  # type: ignore[return-value]
-
