@@ -1,0 +1,29 @@
+"""Assert what an error message must carry (the offending value, the flag, the fix) without
+pinning its wording, so that a message can be reworded without breaking more than its one test."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def assert_names(
+    err: BaseException | pytest.ExceptionInfo | str, *tokens: str, one_line: bool = True
+) -> str:
+    """Fails unless the message holds every token (and, by default, fits on one line).
+
+    Args:
+        err: The exception, ``pytest.raises``'s ``ExceptionInfo``, or printed text.
+        tokens: Substrings the message must contain: names, values, flags, the fix's key word.
+        one_line: Whether the message must be a single line (what the CLI prints).
+
+    Returns:
+        The message, for further checks.
+    """
+    if isinstance(err, pytest.ExceptionInfo):
+        err = err.value
+    text = str(err).strip()
+    if one_line:
+        assert len(text.splitlines()) == 1, f"not one line: {text!r}"
+    missing = [t for t in tokens if t not in text]
+    assert not missing, f"{missing} not in {text!r}"
+    return text
