@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from messages import assert_names
 
 from lightly_matrix.cli import UserError
 from lightly_matrix.cli import main as cli_main
@@ -103,16 +104,18 @@ def test_vit_heads_are_never_guessed(tmp_path, capsys):
     )
     # The exported file records it: no --arch needed again, and a contradicting one is refused.
     assert load_backbone(out).meta["architecture_source"] == "checkpoint"
-    with pytest.raises(UserError, match="records its backbone as vit_tiny_patch16_224"):
+    with pytest.raises(UserError) as info:
         load_backbone(out, arch="vit_small_patch16_224")
+    assert_names(info, "vit_tiny_patch16_224", "vit_small_patch16_224")
 
 
 def test_resnet_architecture_is_read_from_the_weights_and_said_so(torchvision_file, capsys):
     out = torchvision_file.with_name("o.pth")
     assert cli_main(["export", str(torchvision_file), "--out", str(out)]) == 0
     assert "resnet18 (read from the weights)" in capsys.readouterr().out
-    with pytest.raises(UserError, match="--arch resnet50: the weights are a resnet18"):
+    with pytest.raises(UserError) as info:
         load_backbone(torchvision_file, arch="resnet50")
+    assert_names(info, "--arch resnet50", "resnet18")
 
 
 def test_an_empty_file_is_called_empty(tmp_path, capsys):
