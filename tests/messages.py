@@ -27,3 +27,16 @@ def assert_names(
     missing = [t for t in tokens if t not in text]
     assert not missing, f"{missing} not in {text!r}"
     return text
+
+
+def cli_error(
+    capsys: pytest.CaptureFixture[str], status: int, *tokens: str, command: str = "pretrain"
+) -> str:
+    """The CLI refused with exit status 2 and a last stderr line ``lightly-matrix CMD: error:``
+    holding every token, without a traceback; returns that line."""
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "Traceback" not in err, err
+    last = err.splitlines()[-1]
+    assert last.startswith(f"lightly-matrix {command}: error:"), err
+    return assert_names(last, *tokens)
