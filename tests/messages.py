@@ -30,13 +30,19 @@ def assert_names(
 
 
 def cli_error(
-    capsys: pytest.CaptureFixture[str], status: int, *tokens: str, command: str = "pretrain"
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    *tokens: str,
+    command: str = "pretrain",
+    only_line: bool = False,
 ) -> str:
     """The CLI refused with exit status 2 and a last stderr line ``lightly-matrix CMD: error:``
-    holding every token, without a traceback; returns that line."""
+    holding every token, without a traceback; returns that line. ``only_line``: stderr holds
+    nothing else (no warnings before it)."""
     err = capsys.readouterr().err.strip()
     assert status == 2, err
     assert "Traceback" not in err, err
+    assert not only_line or len(err.splitlines()) == 1, err
     last = err.splitlines()[-1]
     assert last.startswith(f"lightly-matrix {command}: error:"), err
     return assert_names(last, *tokens)
