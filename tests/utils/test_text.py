@@ -146,3 +146,32 @@ def test_utils_is_the_lowest_layer(module):
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         assert not [n for n in names if n.startswith("lightly_matrix")], module.name
+
+
+def test_demo_report_tables_are_unchanged():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import demo_report
+
+    metrics = {
+        "history": [{"epoch": 0, "knn_top1": 10.0, "linear_top1": 11.5, "few_label_top1": 9.25}],
+        "final": {"epoch": 5, "knn_top1": 50.0, "linear_top1": 61.5, "few_label_top1": 40.0},
+    }
+    reference = {
+        "probes": {"knn_top1": {"change": "+40 ± 1"}, "linear_top1": {"change": "+50 ± 2"}},
+        "seeds": [0, 1, 2],
+        "transfer": [{"row": "random init", "seeds": 3, "AP_bb": "1.0 ± 0.1", "AP_mk": "2.0"}],
+    }
+    assert demo_report.probe_table(metrics, reference)[1:] == [
+        "| probe | random init (epoch 0) | pretrained | change | reference change (3 seeds) |",
+        "|---|---|---|---|---|",
+        "| kNN top-1 | 10.00 | 50.00 | +40.00 | +40 ± 1 |",
+        "| linear top-1 | 11.50 | 61.50 | +50.00 | +50 ± 2 |",
+        "| 10 labels/class top-1 | 9.25 | 40.00 | +30.75 |",  # no reference for it: as before
+    ]
+    results = {"bbox": {"mAP": 0.1234}, "segm": {"mAP": 0.2}}
+    assert demo_report.transfer_table(results, reference)[1:] == [
+        "| backbone init | AP_bb | AP_mk |",
+        "|---|---|---|",
+        "| this run's export | 12.3 | 20.0 |",
+        "| random init (reference, 3 seeds) | 1.0 ± 0.1 | 2.0 |",
+    ]
