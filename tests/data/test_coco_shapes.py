@@ -94,3 +94,15 @@ def test_claims_new_or_empty_directories_and_regenerates_only_its_own(tmp_path):
 
 
 PARAMS_2_1_32 = dict(num_train=2, num_val=1, image_size=32, seed=0, max_shapes=4)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"num_train": 0}, {"num_val": -1}, {"max_shapes": 0}, {"num_val": True}]
+)
+def test_counts_are_positive_ints_checked_before_anything_is_written(tmp_path, bad):
+    args = {"num_train": 2, "num_val": 1, "image_size": 32, **bad}
+    with pytest.raises(ValueError) as info:
+        make_coco_shapes(tmp_path / "shapes", **args)
+    (name,) = bad
+    assert_names(info, name, repr(bad[name]))
+    assert not (tmp_path / "shapes").exists()
