@@ -22,6 +22,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from lightly_matrix.utils.text import markdown_row, markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -223,8 +225,8 @@ def _markdown(rows: list[dict], hardware: dict[str, str]) -> str:
         sizes = sorted(
             {(r["m"], r["d"]) for r in rows if r["device"] == device}, key=lambda s: (s[1], s[0])
         )
-        header = "| loss | " + " | ".join(f"m={m}, d={d}" for m, d in sizes) + " |"
-        lines += [header, "|---" * (len(sizes) + 1) + "|"]
+        headers = ["loss", *(f"m={m}, d={d}" for m, d in sizes)]
+        lines += markdown_table([], [(h, h) for h in headers]).splitlines()
         by_key = {(r["loss"], r["m"], r["d"]): r for r in rows if r["device"] == device}
         for name, label in LOSSES.items():
             cells = []
@@ -245,7 +247,7 @@ def _markdown(rows: list[dict], hardware: dict[str, str]) -> str:
                         cell += f" (**{dense['seconds'] / r['seconds']:.0f}x**)"
                     cells.append(cell)
             if any(cells):
-                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+                lines.append(markdown_row([label, *cells]))
         lines.append("")
     lines.append("(Nx) = speed-up over the straightforward d x d formulation in the same run.")
     return "\n".join(lines)

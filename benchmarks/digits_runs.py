@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightly_matrix.utils.checks import positive_int
+
 PROBES = ("knn_top1", "linear_top1", "few_label_top1")
 
 
@@ -43,23 +45,16 @@ class Job:
     tag: dict[str, Any] = field(default_factory=dict)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_run_options(parser: argparse.ArgumentParser, parallel: int) -> None:
     """``--parallel`` and ``--threads``: how the runs share the machine's cores."""
     parser.add_argument(
         "--parallel",
-        type=_positive,
+        type=positive_int,
         default=parallel,
         help=f"runs at a time, threads split between them (default {parallel})",
     )
     parser.add_argument(
-        "--threads", type=_positive, help="threads per run (default: cores / --parallel)"
+        "--threads", type=positive_int, help="threads per run (default: cores / --parallel)"
     )
 
 

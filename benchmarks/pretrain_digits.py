@@ -34,13 +34,10 @@ from digits_runs import PROBES, Job, add_run_options, fmt, mean_std, run_jobs, s
 
 from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset
 from lightly_matrix.data.transforms import build_eval_transform
-from lightly_matrix.evaluation import (
-    evaluate_features,
-    extract_features,
-    format_table,
-)
+from lightly_matrix.evaluation import evaluate_features, extract_features
 from lightly_matrix.methods import MASKED_METHODS
 from lightly_matrix.presets import PRESETS
+from lightly_matrix.utils.text import markdown_table
 
 METHODS = ("matrix_ssl", "corinfomax", "barlowtwins", "vicreg", "mmae", "umae", "mae")
 PROBE_NAMES = {"knn_top1": "kNN", "linear_top1": "linear", "few_label_top1": "10 labels/class"}
@@ -164,7 +161,7 @@ def main() -> None:
     for key in PROBES:
         columns += [(key, f"{PROBE_NAMES[key]} (%)"), (f"{key}_gain", "vs random")]
     columns += [("train_wall_s", "train (s)")]
-    table = format_table(summary, columns)
+    table = markdown_table(summary, columns)
     pairs = significant_pairs(rows, [m for m in METHODS if m in args.methods])
     pairs_text = "Separated pairs (means differ by more than both spreads):\n" + (
         "\n".join(pairs) if pairs else "- none"

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from digits_runs import fmt, mean_std, separated
 
-from lightly_matrix.evaluation import format_table
+from lightly_matrix.utils.text import markdown_table
 
 METRICS = (("bbox", "mAP", "AP_bb"), ("bbox", "AP50", "AP50_bb"), ("segm", "mAP", "AP_mk"))
 
@@ -92,7 +92,7 @@ def main() -> int:
     for _, _, label in METRICS:
         columns += [(label, label), (f"{label}_gain", "vs random")]
     columns += [("train_min", "train (min)"), ("wall_min", "wall (min)")]
-    table = format_table(rows, columns)
+    table = markdown_table(rows, columns)
     print("\n" + table + "\n")
     (args.out / "results.md").write_text(table + "\n")
     (args.out / "results.json").write_text(

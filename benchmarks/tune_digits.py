@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from digits_runs import PROBES, Job, add_run_options, run_jobs
 
-from lightly_matrix.evaluation import format_table
 from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.presets import PRESETS
+from lightly_matrix.utils.text import markdown_table
 
 #: Learning rates tried: the preset's (or the module default's) times these factors.
 LR_FACTORS = (1.0, 3.0)
@@ -160,7 +160,7 @@ def main() -> None:
         ("chosen", "chosen"),
         ("train_wall_s", "train (s)"),
     )
-    table = format_table(rows, columns)
+    table = markdown_table(rows, columns)
     print("\n" + header + "\n" + table)
     (args.out / "results.md").write_text(header + "\n" + table + "\n")
     (args.out / "best.json").write_text(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightly_matrix.utils.io import write_json_atomic
+from lightly_matrix.utils.text import markdown_table
 
 METRICS_FILE = "metrics.json"
 #: Covariance spectra of the frozen backbone's features on the probe images, per evaluation.
@@ -203,19 +204,8 @@ def feature_spectrum(features: Tensor) -> dict[str, Any]:
     }
 
 
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """A markdown table of ``rows`` with ``(key, header)`` columns; floats with 2 decimals."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.2f}"
-        return "" if value is None else str(value)
-
-    lines = ["| " + " | ".join(header for _, header in columns) + " |"]
-    lines.append("|" + "|".join("---" for _ in columns) + "|")
-    lines += ["| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
+#: The evaluation table's former name (benchmarks and user scripts import it from here).
+format_table = markdown_table
 
 EVAL_COLUMNS = (
     ("epoch", "epoch"),

@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from lightly_matrix.utils.text import markdown_row, markdown_table
+
 PROBES = (
     ("knn_top1", "kNN top-1"),
     ("linear_top1", "linear top-1"),
@@ -29,19 +31,17 @@ def probe_table(metrics: dict, reference: dict | None) -> list[str]:
         return ["(no before/after evaluation in metrics.json)"]
     probes = (reference or {}).get("probes", {})
     seeds = len((reference or {}).get("seeds", []))
+    headers = ["probe", "random init (epoch 0)", "pretrained", "change"]
+    headers += [f"reference change ({seeds} seeds)"] if probes else []
     lines = [
         f"Frozen ResNet-18 on the digits test split (%), before and after {after['epoch']} "
         "epochs of Matrix-SSL:",
-        "| probe | random init (epoch 0) | pretrained | change |"
-        + (f" reference change ({seeds} seeds) |" if probes else ""),
-        "|---|---|---|---|" + ("---|" if probes else ""),
+        *markdown_table([], [(h, h) for h in headers]).splitlines(),
     ]
     for key, name in PROBES:
         change = after[key] - before[key]
-        line = f"| {name} | {before[key]:.2f} | {after[key]:.2f} | {change:+.2f} |"
-        if key in probes:
-            line += f" {probes[key]['change']} |"
-        lines.append(line)
+        cells = [name, f"{before[key]:.2f}", f"{after[key]:.2f}", f"{change:+.2f}"]
+        lines.append(markdown_row(cells + ([probes[key]["change"]] if key in probes else [])))
     return lines
 
 
@@ -51,15 +51,15 @@ def transfer_table(results: dict, reference: dict | None) -> list[str]:
 
     lines = [
         "Mask R-CNN R18-FPN on the generated shapes (val split, AP %):",
-        "| backbone init | AP_bb | AP_mk |",
-        "|---|---|---|",
-        f"| this run's export | {ap(results, 'bbox')} | {ap(results, 'segm')} |",
     ]
-    for row in (reference or {}).get("transfer", []):
-        lines.append(
-            f"| {row['row']} (reference, {row['seeds']} seeds) | {row['AP_bb']} | {row['AP_mk']} |"
-        )
-    return lines
+    ours = {"init": "this run's export", "AP_bb": ap(results, "bbox"), "AP_mk": ap(results, "segm")}
+    rows = [ours]
+    rows += [
+        {**row, "init": f"{row['row']} (reference, {row['seeds']} seeds)"}
+        for row in (reference or {}).get("transfer", [])
+    ]
+    columns = [("init", "backbone init"), ("AP_bb", "AP_bb"), ("AP_mk", "AP_mk")]
+    return [*lines, *markdown_table(rows, columns, cell=str).splitlines()]  # cells as given
 
 
 def main(argv: list[str]) -> int:

@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lightly_matrix.utils.text import first_line
+from lightly_matrix.utils.text import markdown_table as _markdown_table
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gpu_suite"
 #: Dry runs never write next to real measurements.
@@ -247,14 +250,8 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 
 def markdown_table(columns: Sequence[tuple[str, str]], rows: Iterable[dict[str, Any]]) -> str:
-    """``columns``: (row key, header) pairs; floats get two decimals."""
-    lines = [
-        "| " + " | ".join(h for _, h in columns) + " |",
-        "|" + "---|" * len(columns),
-    ]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt(row.get(k)) for k, _ in columns) + " |")
-    return "\n".join(lines)
+    """``columns``: (row key, header) pairs; cells as :func:`fmt` writes them ("-" for none)."""
+    return _markdown_table(rows, columns, cell=fmt)
 
 
 def timed_runs(
@@ -314,5 +311,6 @@ def peak_mib(device: str, baseline: int) -> float | None:
 
 
 def short_error(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:200]
+    """``Type: first line`` of ``err`` (the type alone if it has no message), <= 200 chars."""
+    name = type(err).__name__
+    return (f"{name}: {first_line(err)}" if str(err).strip() else name)[:200]

@@ -28,6 +28,7 @@ from benchmarks.gpu.common import (
     short_error,
     timed_runs,
 )
+from lightly_matrix.utils.text import markdown_row, markdown_table
 
 # The references live with the tests; they are the straightforward formulas.
 sys.path.insert(0, str(ROOT / "tests"))
@@ -325,8 +326,7 @@ def markdown(store: ResultStore, dry_run: bool) -> str:
     by_key = {(r["loss"], r["m"], r["d"], r["precision"]): r for r in cells}
     for precision in cfg["compile_precisions" if compiled else "precisions"]:
         out += [f"### {precision}", ""]
-        out.append("| loss | family | " + " | ".join(f"m={m}, d={d}" for m, d in sizes) + " |")
-        out.append("|---|---|" + "---|" * len(sizes))
+        out += _header(["loss", "family", *(f"m={m}, d={d}" for m, d in sizes)])
         for name, (label, family) in LOSSES.items():
             row_cells = [by_key.get((name, m, d, precision)) for m, d in sizes]
             if not any(row_cells):
@@ -341,7 +341,7 @@ def markdown(store: ResultStore, dry_run: bool) -> str:
                     peak = f" ({r['peak_mib']:.0f})" if r["peak_mib"] is not None else ""
                     texts.append(f"{r['median_ms']:.3f}{peak}")
             fam = family + (" (compiled)" if compiled else "")
-            out.append(f"| {label} | {fam} | " + " | ".join(texts) + " |")
+            out.append(markdown_row([label, fam, *texts]))
         out.append("")
     if not compiled:
         out += _ratio_table(by_key, sizes, cfg["precisions"])
@@ -353,15 +353,20 @@ def markdown(store: ResultStore, dry_run: bool) -> str:
                 "self time per forward + backward)",
                 "",
             ]
-            out += ["| loss | top operators (self ms, share) |", "|---|---|"]
+            out += _header(["loss", "top operators (self ms, share)"])
             for r in profiles:
                 ops = ", ".join(
                     f"`{o['op']}` {o['self_ms_per_step']:.3f} ms ({100 * o['share']:.0f}%)"
                     for o in r["top_ops"][:5]
                 )
-                out.append(f"| {LOSSES[r['loss']][0]} | {ops or r.get('error', '-')} |")
+                out.append(markdown_row([LOSSES[r["loss"]][0], ops or r.get("error", "-")]))
             out.append("")
     return "\n".join(out)
+
+
+def _header(headers: list[str]) -> list[str]:
+    """The header and separator lines of a Markdown table (rows follow as markdown_row)."""
+    return markdown_table([], [(h, h) for h in headers]).splitlines()
 
 
 def _ratio_table(by_key, sizes, precisions) -> list[str]:
@@ -371,8 +376,7 @@ def _ratio_table(by_key, sizes, precisions) -> list[str]:
         "",
         "speed-up = d x d form time / ours; vs BT = ours / Lightly BarlowTwinsLoss time.",
         "",
-        "| loss | precision | " + " | ".join(f"m={m}, d={d}" for m, d in sizes) + " |",
-        "|---|---|" + "---|" * len(sizes),
+        *_header(["loss", "precision", *(f"m={m}, d={d}" for m, d in sizes)]),
     ]
     for precision in precisions:
         for name in OURS:
@@ -392,5 +396,5 @@ def _ratio_table(by_key, sizes, precisions) -> list[str]:
                 vs_bt = ours["median_ms"] / bt["median_ms"] if bt and bt["status"] == "ok" else None
                 up = "-" if speedup is None else f"{speedup:.1f}x"
                 texts.append(f"speed-up {up}, vs BT {fmt(vs_bt)}")
-            lines.append(f"| {LOSSES[name][0]} | {precision} | " + " | ".join(texts) + " |")
+            lines.append(markdown_row([LOSSES[name][0], precision, *texts]))
     return [*lines, ""]

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lightly_matrix.utils.checks import check_positive_int
+
 CATEGORIES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
 SPLITS: tuple[str, ...] = ("train", "val")
 # Written first: this module created the directory and may write into it. Nothing is ever
@@ -153,8 +155,10 @@ def make_coco_shapes(
 
     Raises:
         ValueError: ``root`` is not ours to write into, or holds a data set generated with other
-            arguments.
+            arguments, or a count is not a positive int.
     """
+    for name, count in (("num_train", num_train), ("num_val", num_val), ("max_shapes", max_shapes)):
+        check_positive_int(name, count, hint="an empty split cannot train or evaluate a detector")
     root = Path(root)
     params = {
         "num_train": num_train,

@@ -14,6 +14,8 @@ from math import comb
 import torch
 from torch import Tensor
 
+from lightly_matrix.utils.checks import check_positive_int
+
 ScalarFn = Callable[[Tensor], Tensor]
 
 
@@ -109,7 +111,7 @@ def matrix_log_taylor(Q: Tensor, order: int = 4) -> Tensor:
         >>> matrix_log_taylor(Q, order=4)[0, 0]  # log(1.1) = 0.09531
         tensor(0.0953)
     """
-    _check_order(order)
+    check_positive_int("order", order)
     A = Q - torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
     out = torch.zeros_like(Q)
     power = A
@@ -132,7 +134,7 @@ def trace_powers(K: Tensor, order: int) -> list[Tensor]:
     Returns:
         List of ``order`` scalar tensors.
     """
-    _check_order(order)
+    check_positive_int("order", order)
     half = (order + 1) // 2
     powers = [K]
     for _ in range(1, half):
@@ -234,8 +236,3 @@ def logdet_identity_plus_cross(
         return torch.linalg.slogdet(eye + K)[1]
     traces = trace_powers(K, taylor_order)
     return sum((-1) ** (k + 1) / k * t for k, t in enumerate(traces, start=1))  # type: ignore[return-value]
-
-
-def _check_order(order: int) -> None:
-    if not isinstance(order, int) or isinstance(order, bool) or order < 1:
-        raise ValueError(f"taylor order must be a positive integer, got {order!r}.")

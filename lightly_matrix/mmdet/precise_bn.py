@@ -39,6 +39,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import Dataset
 
+from lightly_matrix.utils.checks import check_positive_int
+
 
 class _SharedDataset(Dataset):
     """The built training set, passed through mmengine's ``build_dataloader`` uncopied.
@@ -121,8 +123,7 @@ def recompute_bn_stats(
         >>> model[0].running_mean, model[0].running_var
         (tensor([3., 4.]), tensor([2., 2.]))
     """
-    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
-        raise ValueError(f"num_iters must be a positive number of batches, got {num_iters!r}")
+    check_positive_int("num_iters", num_iters, hint="the number of batches to average over")
     forward = forward or model
     layers = bn_layers(model)
     saved = {name: (bn.momentum, bn.training) for name, bn in layers.items()}
@@ -204,12 +205,9 @@ class PreciseBNHook(Hook):
     priority = "ABOVE_NORMAL"  # before CheckpointHook (VERY_LOW) writes the weights
 
     def __init__(self, num_iters: int = 200) -> None:
-        if not isinstance(num_iters, int) or isinstance(num_iters, bool) or num_iters < 1:
-            raise ValueError(
-                f"PreciseBNHook num_iters must be a positive integer (Detectron2 uses 200),"
-                f" got {num_iters!r}"
-            )
-        self.num_iters = num_iters
+        self.num_iters = check_positive_int(
+            "PreciseBNHook num_iters", num_iters, hint="Detectron2 uses 200"
+        )
 
     @staticmethod
     def _validates_now(runner: Any, done: int, total: int) -> bool:

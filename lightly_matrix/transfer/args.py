@@ -8,6 +8,7 @@ import sys
 from lightly_matrix.errors import UserError
 from lightly_matrix.transfer.checks import DEMO_DATA_ROOT
 from lightly_matrix.transfer.configs import DEFAULT_PROTOCOL, PROTOCOLS
+from lightly_matrix.utils.checks import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " runs code from the file; only for files you made or trust",
     )
     parser.add_argument(
-        "--gpus", type=int, default=1, help="processes per node (torchrun), one per CUDA GPU"
+        "--gpus",
+        type=positive_int,
+        default=1,
+        help="processes per node (torchrun), one per CUDA GPU",
     )
     parser.add_argument(
         "--allow-cpu-ddp",
@@ -67,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="debugging only: let --gpus/--nnodes start CPU processes (gloo) where there is no"
         " CUDA GPU",
     )
-    parser.add_argument("--nnodes", type=int, default=1, help="nodes (torchrun, multi-node)")
+    parser.add_argument(
+        "--nnodes", type=positive_int, default=1, help="nodes (torchrun, multi-node)"
+    )
     parser.add_argument("--node-rank", type=int, default=0, help="this node's rank (torchrun)")
     parser.add_argument("--master-addr", default="127.0.0.1", help="rank 0's address (torchrun)")
     parser.add_argument("--master-port", type=int, default=29500, help="rank 0's port (torchrun)")

@@ -126,8 +126,6 @@ def check_devices(args: argparse.Namespace) -> None:
     Several processes need one CUDA GPU each; ``--allow-cpu-ddp`` lets them run on the CPU
     (gloo) for debugging.
     """
-    if args.gpus < 1 or args.nnodes < 1:
-        raise UserError("--gpus and --nnodes must be at least 1")
     if args.nnodes > 1 and not args.work_dir:
         raise UserError(
             "multi-node runs need an explicit --work-dir on storage shared by the nodes"

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from lightly_matrix.transfer.configs import PROTOCOLS
+from lightly_matrix.utils.text import markdown_table
 
 #: The references file inside this package.
 REFERENCES_FILE = "coco_references.json"
@@ -75,33 +76,41 @@ def comparison_table(results: dict[str, Any], full_schedule: bool = True) -> str
     rows = references_for(protocol)
     if not rows:
         return ""
-    lines = [
-        f"Published numbers for protocol {protocol}"
-        f" ({load_references()['protocols'][protocol]['detector']}):",
-        "",
-        "| method | pretrain epochs | AP_bb | AP50_bb | AP75_bb | AP_mk | AP50_mk | AP75_mk"
-        " | source |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
 
     def ours(iou_type: str, name: str) -> float | None:
         value = results.get(iou_type, {}).get(name)
         return None if value is None or value < 0 else 100 * value
 
     method = results.get("method") or ("random init" if not results.get("checkpoint") else "-")
-    cells = [f"ours: {method}", str(results.get("pretrain_epochs") or "-")]
-    cells += [_cell(ours(*METRICS[m])) for m in METRICS] + ["this run"]
-    lines.append("| " + " | ".join(cells) + " |")
+    table = [
+        {
+            "method": f"ours: {method}",
+            "epochs": str(results.get("pretrain_epochs") or "-"),
+            **{m: _cell(ours(*METRICS[m])) for m in METRICS},
+            "source": "this run",
+        }
+    ]
     urls: list[str] = []
     for entry in rows:
         source = entry["source"]
-        cells = [entry["method"], str(entry["pretrain_epochs"])]
-        cells += [_cell(entry[m]) for m in METRICS]
         short, kind = source["short"], source["kind"]
-        cells.append(short if kind in short else f"{short} ({kind})")
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(
+            {
+                "method": entry["method"],
+                "epochs": str(entry["pretrain_epochs"]),
+                **{m: _cell(entry[m]) for m in METRICS},
+                "source": short if kind in short else f"{short} ({kind})",
+            }
+        )
         if source["url"] not in urls:
             urls.append(source["url"])
+    columns = [("method", "method"), ("epochs", "pretrain epochs"), *((m, m) for m in METRICS)]
+    lines = [
+        f"Published numbers for protocol {protocol}"
+        f" ({load_references()['protocols'][protocol]['detector']}):",
+        "",
+        markdown_table(table, [*columns, ("source", "source")]),
+    ]
     notes = ["Sources:", *(f"- {url}" for url in urls)]
     missing = load_references()["protocols"][protocol].get("missing")
     if missing:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightly_matrix.utils import text
+
 #: mmdet's CocoMetric keys -> our result names.
 _METRIC_NAMES = {
     "mAP": "mAP",
@@ -13,10 +15,8 @@ _METRIC_NAMES = {
     "mAP_m": "APm",
     "mAP_l": "APl",
 }
-_TABLE_HEADER = (
-    "| method | backbone | pretrain epochs | config | AP_bb | AP50_bb | AP75_bb | AP_mk | AP50_mk"
-    " | AP75_mk |\n|---|---|---|---|---|---|---|---|---|---|"
-)
+_HEADERS = ("method", "backbone", "pretrain epochs", "config")
+_HEADERS += tuple(f"{n}_{t}" for t in ("bb", "mk") for n in ("AP", "AP50", "AP75"))
 
 
 def summarise(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -50,12 +50,13 @@ def markdown_row(results: dict[str, Any]) -> str:
         results["config"],
         *(ap(t, n) for t in ("bbox", "segm") for n in ("mAP", "AP50", "AP75")),
     ]
-    return "| " + " | ".join(cells) + " |"
+    return text.markdown_row(cells)
 
 
 def markdown_table(rows: list[str]) -> str:
-    """The table header followed by ``rows``."""
-    return "\n".join([_TABLE_HEADER, *rows])
+    """The table header followed by ``rows`` (each a :func:`markdown_row`)."""
+    header = text.markdown_table([], [(h, h) for h in _HEADERS])
+    return "\n".join([header, *rows])
 
 
 def config_architecture(cfg: Any) -> str:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from messages import assert_names
 from pycocotools.coco import COCO
 
 from lightly_matrix.data.coco_shapes import CATEGORIES, check_shapes_root, make_coco_shapes
@@ -53,8 +54,9 @@ def test_deterministic_and_reused(tmp_path, shapes_root):
         assert (again / rel).read_text() == (shapes_root / rel).read_text()
     # A complete data set is reused; other arguments on the same root are refused.
     assert make_coco_shapes(again, num_train=6, num_val=3, image_size=96) == again
-    with pytest.raises(ValueError, match="made with"):
+    with pytest.raises(ValueError) as info:
         make_coco_shapes(again, num_train=7, num_val=3, image_size=96)
+    assert_names(info, str(again))
 
 
 def test_never_writes_into_a_directory_it_did_not_create(tmp_path):
@@ -62,13 +64,16 @@ def test_never_writes_into_a_directory_it_did_not_create(tmp_path):
     (real / "annotations").mkdir(parents=True)
     user_file = real / "annotations" / "instances_train2017.json"
     user_file.write_text('{"user": "data"}')
-    with pytest.raises(ValueError, match="not created by make_coco_shapes"):
+    with pytest.raises(ValueError) as info:
         make_coco_shapes(real, num_train=2, num_val=1, image_size=32)
+    assert_names(info, str(real))
     assert user_file.read_text() == '{"user": "data"}'
     assert sorted(p.name for p in real.rglob("*")) == ["annotations", "instances_train2017.json"]
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match="is a file"):
+    with pytest.raises(ValueError) as info:
         make_coco_shapes(tmp_path / "file", num_train=2, num_val=1, image_size=32)
+    assert_names(info, str(tmp_path / "file"))
+    assert (tmp_path / "file").read_text() == "x"
 
 
 def test_claims_new_or_empty_directories_and_regenerates_only_its_own(tmp_path):
@@ -89,3 +94,15 @@ def test_claims_new_or_empty_directories_and_regenerates_only_its_own(tmp_path):
 
 
 PARAMS_2_1_32 = dict(num_train=2, num_val=1, image_size=32, seed=0, max_shapes=4)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"num_train": 0}, {"num_val": -1}, {"max_shapes": 0}, {"num_val": True}]
+)
+def test_counts_are_positive_ints_checked_before_anything_is_written(tmp_path, bad):
+    args = {"num_train": 2, "num_val": 1, "image_size": 32, **bad}
+    with pytest.raises(ValueError) as info:
+        make_coco_shapes(tmp_path / "shapes", **args)
+    (name,) = bad
+    assert_names(info, name, repr(bad[name]))
+    assert not (tmp_path / "shapes").exists()

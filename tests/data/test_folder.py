@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from messages import assert_names
 from PIL import Image
 
 from lightly_matrix.cli import UserError
@@ -32,9 +33,10 @@ def test_truncated_data_is_named_when_decoded(tmp_path: Path, suffix: str) -> No
     bad = _truncate(_write_rgb(tmp_path / f"truncated{suffix}", seed=1), 0.5)
     dataset = ImageFolderDataset(tmp_path)  # headers are fine
     index = dataset.paths.index(bad)
-    with pytest.raises(UnreadableImageError, match=rf"truncated{suffix}'.*truncated") as info:
+    with pytest.raises(UnreadableImageError) as info:
         dataset[index]
     assert info.value.path == bad
+    assert_names(info, f"truncated{suffix}")
     assert dataset[1 - index][0].size == (48, 48)
 
 
@@ -42,8 +44,9 @@ def test_truncated_data_is_named_when_decoded(tmp_path: Path, suffix: str) -> No
 def test_truncated_header_is_named_when_indexed(tmp_path: Path, suffix: str) -> None:
     _write_rgb(tmp_path / f"good{suffix}")
     _truncate(_write_rgb(tmp_path / f"cut{suffix}"), 12)
-    with pytest.raises(UnreadableImageError, match=rf"cut{suffix}'.*skip_bad_images=True"):
+    with pytest.raises(UnreadableImageError) as info:
         ImageFolderDataset(tmp_path)
+    assert_names(info, f"cut{suffix}", "skip_bad_images")  # the file and the way past it
 
 
 def test_skip_bad_images(tmp_path: Path) -> None:
@@ -64,7 +67,7 @@ def test_skip_bad_images(tmp_path: Path) -> None:
 
     # The truncated data is found when decoded: named in a warning, replaced by the next image.
     index = dataset.paths.index(late)
-    with pytest.warns(UserWarning, match=r"skipping unreadable image .*2_late\.png"):
+    with pytest.warns(UserWarning, match=r"2_late\.png"):
         image, label = dataset[index]
     assert image.size == (48, 48) and label == int(dataset.labels[(index + 1) % len(dataset)])
     assert dataset.skipped[-1] == late
@@ -80,8 +83,9 @@ def test_skip_bad_images(tmp_path: Path) -> None:
 
 def test_skip_bad_images_with_nothing_readable(tmp_path: Path) -> None:
     (tmp_path / "x.png").write_text("not an image")
-    with pytest.raises(UserError, match="none of the 1 images"):
+    with pytest.raises(UserError) as info:
         ImageFolderDataset(tmp_path, skip_bad_images=True)
+    assert_names(info, str(tmp_path))
 
 
 def _only_image(tmp_path: Path) -> np.ndarray:
@@ -126,8 +130,9 @@ def test_decompression_bomb_is_named_with_a_hint(
     with pytest.raises(UnreadableImageError, match=r"big\.png.*MAX_IMAGE_PIXELS"):
         ImageFolderDataset(tmp_path)
     dataset = ImageFolderDataset(tmp_path, check=False)
-    with pytest.raises(UnreadableImageError, match=r"big\.png.*resize the file"):
+    with pytest.raises(UnreadableImageError) as info:
         dataset[0]
+    assert_names(info, "big.png", "resize")
     _write_rgb(tmp_path / "small.png", size=8)
     assert ImageFolderDataset(tmp_path, skip_bad_images=True).skipped == [big]
 

@@ -9,6 +9,7 @@ import stat
 import pytest
 import torch
 import torchvision
+from messages import assert_names
 from mmdet_blocker import run_without_mmdet
 from torch import nn
 
@@ -70,8 +71,9 @@ def test_never_overwrites(tmp_path):
     ckpt = lightning_checkpoint(tmp_path / "a.ckpt", lightly_resnet(), "vicreg", "resnet18")
     out = tmp_path / "out.pth"
     out.write_bytes(b"precious")
-    with pytest.raises(UserError, match="already exists"):
+    with pytest.raises(UserError) as info:
         export_backbone(ckpt, out)
+    assert_names(info, str(out))
     assert out.read_bytes() == b"precious"
     export_backbone(ckpt, out, force=True)
     assert torch.load(out, weights_only=True)["meta"]["method"] == "vicreg"
@@ -83,8 +85,9 @@ def test_partial_checkpoint_is_an_error_listing_keys(tmp_path):
     data = torch.load(ckpt, weights_only=False)
     data["state_dict"] = {k: v for k, v in data["state_dict"].items() if "backbone.7.1." not in k}
     torch.save(data, ckpt)
-    with pytest.raises(ExportError, match=r"missing keys: layer4\.1\.bn1\.bias"):
+    with pytest.raises(ExportError) as info:
         export_backbone(ckpt, tmp_path / "p.pth")
+    assert_names(info, "missing", "layer4.1.bn1.bias", one_line=False)
     assert not (tmp_path / "p.pth").exists()
 
 
@@ -92,24 +95,28 @@ def test_wrong_shapes_and_unknown_layouts(tmp_path):
     # A 4-channel input conv does not fit mmdet's RGB ResNet (stems: test_export_stem.py).
     seq = lightly_resnet()
     seq[0] = nn.Conv2d(4, 64, 7, stride=2, padding=3, bias=False)
-    with pytest.raises(ExportError, match=r"shape mismatches: conv1\.weight"):
+    with pytest.raises(ExportError) as info:
         export_backbone(seq, tmp_path / "x.pth")
+    assert_names(info, "shape", "conv1.weight", one_line=False)
     with pytest.raises(UserError, match=r"no 'backbone\.' weights"):
         torch.save(
             {"state_dict": {"encoder.weight": torch.zeros(1)}, "hyper_parameters": {}},
             tmp_path / "enc.ckpt",
         )
         load_backbone(tmp_path / "enc.ckpt")
-    with pytest.raises(UserError, match="no ResNet or ViT"):
+    with pytest.raises(UserError) as info:
         load_backbone({"linear.weight": torch.zeros(2, 2)})
-    with pytest.raises(UserError, match="does not exist"):
+    assert_names(info, "ResNet", "ViT")
+    with pytest.raises(UserError) as info:
         load_backbone(tmp_path / "missing.ckpt")
+    assert_names(info, str(tmp_path / "missing.ckpt"))
 
 
 def test_inconsistent_architecture_name(tmp_path):
     ckpt = lightning_checkpoint(tmp_path / "m.ckpt", lightly_resnet(), "mae", "resnet50")
-    with pytest.raises(UserError, match="says its backbone is 'resnet50'"):
+    with pytest.raises(UserError) as info:
         load_backbone(ckpt)
+    assert_names(info, "'resnet50'", "resnet18")
 
 
 def test_torchvision_resnet50_state_dict_with_ddp_prefix(tmp_path):
@@ -182,9 +189,7 @@ def test_pickle_payload_is_never_run(tmp_path, capsys):
     assert cli_main(["export", str(path), "--out", str(tmp_path / "out.pth")]) == 2
     err = capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "out.pth").exists()
-    assert len(err.strip().splitlines()) == 1
-    assert "--trust-pickle" in err and "runs code from the file" in err
-    assert "(it needs io.open)" in err  # names what the file would run (open is io.open)
+    assert_names(err, "--trust-pickle", "io.open")  # names what the file would run (io.open)
     with pytest.raises(UserError, match="--trust-pickle"):
         load_backbone(path)
     assert not marker.exists()
@@ -220,8 +225,9 @@ def test_non_finite_weights_are_refused(tmp_path, bad):
     with torch.no_grad():
         seq[5][1].bn1.running_var[3] = bad
     ckpt = lightning_checkpoint(tmp_path / "n.ckpt", seq, "matrix_ssl", "resnet18")
-    with pytest.raises(UserError, match=r"weight 'layer2\.1\.bn1\.running_var' has 1 NaN"):
+    with pytest.raises(UserError) as info:
         export_backbone(ckpt, tmp_path / "n.pth")
+    assert_names(info, "layer2.1.bn1.running_var", "NaN")  # the weight and what is wrong
     assert not (tmp_path / "n.pth").exists()
 
 

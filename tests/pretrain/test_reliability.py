@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from messages import cli_error
 
 from lightly_matrix.cli import main
 from lightly_matrix.pretrain.checkpoints import atomic_torch_save
@@ -26,17 +27,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "lightly_matrix", "pretrain", *args]
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], status: int, *fragments: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert status == 2, err
-    assert "Traceback" not in err, err
-    last = err.splitlines()[-1]
-    assert last.startswith("lightly-matrix pretrain: error:"), err
-    for fragment in fragments:
-        assert fragment in last, last
-    return last
 
 
 def step_of(path: Path) -> int:
@@ -168,7 +158,7 @@ def test_non_finite_training_stops_with_one_line(
     out = tmp_path / "run"
     args = [*TINY, "--epochs", "3", "--limit-train-batches", "4", "--lr", "1e30"]
     status = main(["pretrain", *args, "--out", str(out)])
-    last = one_line_error(capsys, status, "training diverged at step", "lower --lr")
+    last = cli_error(capsys, status, "diverged", "--lr")
     assert "1e+30" in last or "not finite" in last
     if (out / "last.ckpt").exists():  # only a good state is ever saved
         ckpt = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
@@ -192,7 +182,7 @@ def test_non_finite_hyper_parameter_refused(
             str(tmp_path / "r"),
         ]
     )
-    one_line_error(capsys, status, "finite")
+    cli_error(capsys, status, "finite")
     assert not (tmp_path / "r").exists()
 
 
@@ -202,20 +192,20 @@ def test_non_finite_hyper_parameter_refused(
     [
         (["--lr", "-0.1"], "--lr must be > 0"),
         (["--lr", "nan"], "--lr must be a finite number"),
-        (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
-        (["--warmup-epochs", "-2"], "--warmup-epochs must be >= 0"),
-        (["--num-workers", "-1"], "--num-workers must be >= 0"),
+        (["--weight-decay", "-1"], "--weight-decay"),
+        (["--warmup-epochs", "-2"], "--warmup-epochs"),
+        (["--num-workers", "-1"], "--num-workers"),
         (["--limit-train-batches", "0"], "--limit-train-batches"),
         (["--limit-train-batches", "2.5"], "--limit-train-batches"),
         (["--checkpoint-every-minutes", "-1"], "--checkpoint-every-minutes"),
-        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--epochs", "0"], "--epochs"),
     ],
 )
 def test_bad_values_refused_before_any_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
 ) -> None:
     out = tmp_path / "run"
-    one_line_error(
+    cli_error(
         capsys, main(["pretrain", "--method", "matrix_ssl", *args, "--out", str(out)]), fragment
     )
     assert not out.exists()
@@ -224,9 +214,7 @@ def test_bad_values_refused_before_any_folder(
 def test_out_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "notes.txt"
     out.write_text("mine")
-    one_line_error(
-        capsys, main(["pretrain", "--method", "matrix_ssl", "--out", str(out)]), "is a file"
-    )
+    cli_error(capsys, main(["pretrain", "--method", "matrix_ssl", "--out", str(out)]), "is a file")
     assert out.read_text() == "mine"
 
 
@@ -243,7 +231,7 @@ def test_resume_refuses_a_pickle_payload(
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "loops": {}, "x": Payload()}, evil)
     status = main(["pretrain", "--resume", str(evil), "--out", str(tmp_path / "r")])
-    one_line_error(capsys, status, "refusing to load", "could run code")
+    cli_error(capsys, status, str(evil), "code")
     assert not marker.exists()
 
 
@@ -259,12 +247,12 @@ def test_resume_from_corrupted_truncated_or_foreign_files(
     for name, (data, fragment) in cases.items():
         (tmp_path / name).write_bytes(data)
         status = main(["pretrain", "--resume", str(tmp_path / name), "--out", str(tmp_path / "r")])
-        one_line_error(capsys, status, fragment, name)
+        cli_error(capsys, status, fragment, name)
     torch.save(torch.zeros(3), tmp_path / "tensor.pth")
     status = main(
         ["pretrain", "--resume", str(tmp_path / "tensor.pth"), "--out", str(tmp_path / "r")]
     )
-    one_line_error(capsys, status, "a single tensor")
+    cli_error(capsys, status, "a single tensor")
     exported = {
         "state_dict": {"conv1.weight": torch.zeros(1)},
         "meta": {"format": "lightly_matrix.mmdet_backbone"},
@@ -273,7 +261,7 @@ def test_resume_from_corrupted_truncated_or_foreign_files(
     status = main(
         ["pretrain", "--resume", str(tmp_path / "backbone.pth"), "--out", str(tmp_path / "r")]
     )
-    one_line_error(capsys, status, "exported for mmdet")
+    cli_error(capsys, status, "exported for mmdet")
     assert not (tmp_path / "r").exists()
 
 
@@ -297,7 +285,7 @@ def test_resume_with_conflicting_flags(
 ) -> None:
     args = ["--resume", str(finished_run), "--out", str(tmp_path / "r"), "--lr", "0.5"]
     args += ["--batch-size", "32", "--hp", "gamma=2.0", "--seed", "3", "--eval-split", "val"]
-    last = one_line_error(capsys, main(["pretrain", *args]), "differ from it")
+    last = cli_error(capsys, main(["pretrain", *args]), "differ from it")
     for fragment in ("--lr 0.5", "--batch-size 32", "--hp gamma=2.0", "--seed 3", "--eval-split"):
         assert fragment in last
     assert not (tmp_path / "r").exists()
@@ -319,7 +307,7 @@ def test_resume_with_other_labels(
         "--data",
         str(tmp_path / "flat"),
     ]
-    one_line_error(capsys, main(["pretrain", *args]), "differ from it", "--data")
+    cli_error(capsys, main(["pretrain", *args]), "differ from it", "--data")
 
 
 def test_resume_older_snapshot_into_a_folder_that_is_further_on(
@@ -331,7 +319,7 @@ def test_resume_older_snapshot_into_a_folder_that_is_further_on(
     capsys.readouterr()
     before = (run / "last.ckpt").read_bytes()
     status = main(["pretrain", "--resume", str(run / "checkpoints" / "epoch0000.ckpt")])
-    one_line_error(capsys, status, "would overwrite it")
+    cli_error(capsys, status, "would overwrite it")
     assert (run / "last.ckpt").read_bytes() == before
 
 
@@ -372,7 +360,7 @@ def test_slurm_requeue_resumes_the_same_command(
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     command = ["pretrain", *TINY, "--epochs", "2", "--limit-train-batches", "2", "--out", str(run)]
-    one_line_error(capsys, main(command), "not empty")  # a plain re-run is refused...
+    cli_error(capsys, main(command), "not empty")  # a plain re-run is refused...
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert main(command) == 0  # ...a requeued job continues
     assert "SLURM requeue" in capsys.readouterr().out

@@ -221,16 +221,16 @@ def test_cli_errors_are_one_line_and_nothing_is_overwritten(
         return err
 
     (tmp_path / "empty").mkdir()
-    assert "holds no run" in error(str(tmp_path / "empty"))
-    assert "not a folder" in error(str(tmp_path / "nope"))
+    assert str(tmp_path / "empty") in error(str(tmp_path / "empty"))
+    assert str(tmp_path / "nope") in error(str(tmp_path / "nope"))
     assert "--reference" in error(str(pretrain_run), "--reference", str(tmp_path / "nope.json"))
     assert "--images" in error(str(pretrain_run), "--images", "-1")
-    assert "cannot write" in error(
+    assert "--out" in error(
         str(pretrain_run), "--out", str(pretrain_run / "metrics.json" / "r.html")
     )
     mine = pretrain_run / "report.html"
     mine.write_text("<html>my own notes</html>")
-    assert "not written by lightly-matrix report" in error(str(pretrain_run))
+    assert str(mine) in error(str(pretrain_run))
     assert mine.read_text() == "<html>my own notes</html>"
     # A report it wrote itself is replaced; --out writes elsewhere.
     out = tmp_path / "elsewhere" / "r.html"

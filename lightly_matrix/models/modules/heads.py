@@ -11,11 +11,12 @@ from __future__ import annotations
 from lightly.models.modules.heads import ProjectionHead
 from torch import nn
 
+from lightly_matrix.utils.checks import check_positive_int
+
 
 def _check_dims(**dims: int) -> None:
     for name, value in dims.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        check_positive_int(name, value)
 
 
 class MatrixSSLProjectionHead(ProjectionHead):

@@ -1,0 +1,59 @@
+"""Text for people: an exception's first line, Markdown tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name if it has none.
+
+    Examples:
+        >>> first_line(ValueError("bad value\\n  detail"))
+        'bad value'
+        >>> first_line(KeyError())
+        'KeyError'
+    """
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def plain_cell(value: Any) -> str:
+    """A table cell: floats with 2 decimals, ``None`` empty, anything else ``str``."""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "" if value is None else str(value)
+
+
+def markdown_row(cells: Iterable[str]) -> str:
+    """One Markdown table row of already formatted cells.
+
+    Examples:
+        >>> markdown_row(["a", "1.00"])
+        '| a | 1.00 |'
+    """
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown_table(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    cell: Callable[[Any], str] = plain_cell,
+) -> str:
+    """A Markdown table of ``rows`` with ``(key, header)`` columns; no trailing newline.
+
+    Args:
+        rows: One mapping per row; a missing key is the cell of ``None``.
+        columns: ``(key, header)`` pairs, in order.
+        cell: Formats one value (default :func:`plain_cell`).
+
+    Examples:
+        >>> columns = [("name", "run"), ("top1", "top-1")]
+        >>> print(markdown_table([{"name": "a", "top1": 91.234}], columns))
+        | run | top-1 |
+        |---|---|
+        | a | 91.23 |
+    """
+    lines = [markdown_row(header for _, header in columns), "|" + "---|" * len(columns)]
+    lines += [markdown_row(cell(row.get(key)) for key, _ in columns) for row in rows]
+    return "\n".join(lines)
