@@ -20,7 +20,6 @@ MODULES = [
     "lightly_matrix.mmdet.precise_bn",
     "lightly_matrix.transfer.references",
     "lightly_matrix.data.index",
-    "lightly_matrix.errors",
     "lightly_matrix.utils.checks",
     "lightly_matrix.utils.deprecation",
     "lightly_matrix.utils.io",

@@ -20,6 +20,7 @@ from lightly_matrix.loss._common import (
     no_autocast,
     to_compute_dtype,
 )
+from lightly_matrix.utils.checks import check_positive_int
 from lightly_matrix.utils.deprecation import resolve_renamed
 
 
@@ -127,10 +128,7 @@ class CorInfoMaxLoss(nn.Module):
         )
         cov_momentum, mean_momentum = renamed["cov_momentum"], renamed["mean_momentum"]
         cov_init = renamed["cov_init"]
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(
-                f"dim must be a positive int (the projector output size), got {dim!r}."
-            )
+        check_positive_int("dim", dim, hint="it is the projector output size")
         alpha = check_number("alpha", alpha, low=0.0, hint="the invariance weight (250 to 2000).")
         cov_weight = check_number(
             "cov_weight", cov_weight, low=0.0, hint="the log-determinant weight (1 in the paper)."

@@ -17,6 +17,7 @@ from lightly_matrix.loss._common import (
     no_autocast,
     to_compute_dtype,
 )
+from lightly_matrix.utils.checks import check_positive_int
 from lightly_matrix.utils.deprecation import resolve_renamed
 
 
@@ -110,13 +111,8 @@ class MatrixSSLLoss(nn.Module):
             low_open=True,
             hint="the ridge * I keeps the logarithm defined (use 1.0).",
         )
-        if taylor_order is not None and (
-            not isinstance(taylor_order, int) or isinstance(taylor_order, bool) or taylor_order < 1
-        ):
-            raise ValueError(
-                "taylor_order must be a positive int or None (exact logarithm), "
-                f"got {taylor_order!r}."
-            )
+        if taylor_order is not None:
+            check_positive_int("taylor_order", taylor_order, hint="or None: the exact logarithm")
         check_gather_available(gather_distributed)
         self.gamma = gamma
         self.target_scale = target_scale

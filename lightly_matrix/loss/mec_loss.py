@@ -15,6 +15,7 @@ from lightly_matrix.loss._common import (
     no_autocast,
     to_compute_dtype,
 )
+from lightly_matrix.utils.checks import check_positive_int
 
 
 def mec_lamda(batch_size: int, dim: int, eps_squared: float) -> float:
@@ -95,12 +96,11 @@ class MECLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.eps_squared = _check_eps_squared(eps_squared)
-        if taylor_order is not None and (
-            not isinstance(taylor_order, int) or isinstance(taylor_order, bool) or taylor_order < 1
-        ):
-            raise ValueError(
-                "taylor_order must be a positive int or None (exact log-determinant), "
-                f"got {taylor_order!r}; the authors use 4."
+        if taylor_order is not None:
+            check_positive_int(
+                "taylor_order",
+                taylor_order,
+                hint="or None (exact log-determinant); the authors use 4",
             )
         check_gather_available(gather_distributed)
         self.taylor_order = taylor_order

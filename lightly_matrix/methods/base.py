@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from lightly_matrix.functional import effective_rank, matrix_entropy
 from lightly_matrix.methods._schedules import WARMUP_STYLES, cosine, warmup_cosine
+from lightly_matrix.utils.checks import check_positive_int
 from lightly_matrix.utils.deprecation import rename_kwargs, resolve_renamed
 
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
@@ -172,8 +173,7 @@ def check_patch_size(image_size: int, patch_size: int) -> None:
 
     timm would drop the remainder rows and columns silently, and Lightly's MAE patchify asserts.
     """
-    if patch_size < 1:
-        raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+    check_positive_int("patch_size", patch_size, hint="or None: automatic")
     if image_size % patch_size:
         fits = [n * patch_size for n in (image_size // patch_size, image_size // patch_size + 1)]
         sizes = " or ".join(str(n) for n in fits if n >= 8)
@@ -210,8 +210,7 @@ def check_recipe(hparams: dict[str, Any]) -> None:
         if value is not None and not (value >= 0 and value < float("inf")):
             raise ValueError(f"{key} must be a finite number >= 0, got {value}")
     knn_k, knn_t = hparams.get("knn_k", 1), hparams.get("knn_t", 1.0)
-    if isinstance(knn_k, bool) or not isinstance(knn_k, int) or knn_k < 1:
-        raise ValueError(f"knn_k must be a positive int (Lightly uses 200), got {knn_k!r}")
+    check_positive_int("knn_k", knn_k, hint="Lightly uses 200")
     if not (knn_t > 0 and knn_t < float("inf")):
         raise ValueError(f"knn_t must be a finite number > 0 (Lightly uses 0.1), got {knn_t!r}")
 
