@@ -12,9 +12,15 @@ two means differ by more than the sum of their standard deviations (``*``); with
 plain, conservative rule rather than a test. Writes ``OUT/results.md`` and ``OUT/results.json``
 (every seed's row kept). Finished runs in OUT are reused; unfinished ones continue.
 
+With ``--best`` (the ``best.json`` of a ``tune_digits.py`` search at the same length) each method
+trains with the lr and main weight its validation search chose, so every method gets the same
+tuning budget; the test split is read only here.
+
 Usage::
 
     nice python benchmarks/pretrain_digits.py --epochs 5 --seeds 0 1 2 --out runs/bench_digits
+    python benchmarks/tune_digits.py --epochs 30 --out runs/tune30 --parallel 2 --threads 1
+    python benchmarks/pretrain_digits.py --epochs 30 --best runs/tune30/best.json --out runs/p30
 """
 
 from __future__ import annotations
@@ -39,7 +45,17 @@ from lightly_matrix.methods import MASKED_METHODS
 from lightly_matrix.presets import PRESETS
 from lightly_matrix.utils.text import markdown_table
 
-METHODS = ("matrix_ssl", "corinfomax", "barlowtwins", "vicreg", "mmae", "umae", "mae")
+METHODS = (
+    "matrix_ssl",
+    "mec",
+    "byol",
+    "corinfomax",
+    "barlowtwins",
+    "vicreg",
+    "mmae",
+    "umae",
+    "mae",
+)
 PROBE_NAMES = {"knn_top1": "kNN", "linear_top1": "linear", "few_label_top1": "10 labels/class"}
 
 
@@ -51,8 +67,27 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_digits"))
+    parser.add_argument(
+        "--best",
+        type=Path,
+        help="best.json of benchmarks/tune_digits.py: each method's chosen lr and main weight "
+        "(at the search's length) instead of the digits preset's",
+    )
     add_run_options(parser, parallel=2)
     return parser.parse_args()
+
+
+def chosen_flags(best: Path | None, method: str) -> list[str]:
+    """``--lr``/``--hp`` of the setting the validation search chose for ``method`` (if any)."""
+    if best is None:
+        return []
+    chosen = json.loads(best.read_text())["best"].get(method)
+    if chosen is None:
+        raise SystemExit(f"{best} has no setting for {method}; run tune_digits.py for it first")
+    flags = ["--lr", f"{chosen['lr']:g}"]
+    for key, value in chosen["hp"].items():
+        flags += ["--hp", f"{key}={value:g}"]
+    return flags
 
 
 def backbone_label(method: str) -> str:
@@ -140,7 +175,7 @@ def main() -> None:
         Job(
             method,
             args.out / method / f"seed{seed}",
-            ["--epochs", str(args.epochs), "--seed", str(seed)],
+            ["--epochs", str(args.epochs), "--seed", str(seed), *chosen_flags(args.best, method)],
             {"seed": seed, "backbone": backbone_label(method)},
         )
         # Method by method: the first method's checkpoints (the demo's) are ready first.

@@ -113,3 +113,18 @@ def test_seed_summary_pairs_each_method_with_its_random_init() -> None:
     # kNN: +3.00 with spreads 0.5 and 1.0, separated; linear: -1.00 within 1.0 + 1.0, not marked.
     assert ours["knn_top1_gain"] == "+3.00*" and ours["linear_top1_gain"] == "-1.00"
     assert "knn_top1_gain" not in summary["random init"]
+
+
+def test_seeded_runs_take_the_setting_the_validation_search_chose(tmp_path: Path) -> None:
+    import pretrain_digits
+
+    best = tmp_path / "best.json"
+    chosen = {"lr": 0.9, "hp": {"lambda_param": 10.0, "mu_param": 10.0, "nu_param": 1.0}}
+    best.write_text(json.dumps({"best": {"vicreg": chosen}}))
+    assert pretrain_digits.chosen_flags(best, "vicreg") == [
+        *("--lr", "0.9", "--hp", "lambda_param=10", "--hp", "mu_param=10"),
+        *("--hp", "nu_param=1"),
+    ]
+    assert pretrain_digits.chosen_flags(None, "vicreg") == []
+    with pytest.raises(SystemExit, match="mec"):
+        pretrain_digits.chosen_flags(best, "mec")
