@@ -128,3 +128,28 @@ def test_seeded_runs_take_the_setting_the_validation_search_chose(tmp_path: Path
     assert pretrain_digits.chosen_flags(None, "vicreg") == []
     with pytest.raises(SystemExit, match="mec"):
         pretrain_digits.chosen_flags(best, "mec")
+
+
+def test_claims_table_calls_a_claim_only_when_the_seeds_separate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import claims
+
+    def runs(method: str, values: list[float]) -> list[dict]:
+        return [{"method": method, "linear_top1": v} for v in values]
+
+    rows = runs("matrix_ssl", [90.0, 91.0, 92.0]) + runs("mec", [80.0, 81.0, 82.0])
+    rows += runs("byol", [91.0, 92.0, 93.0]) + runs("corinfomax", [70.0, 71.0, 72.0])
+    rows += runs("barlowtwins", [70.5, 71.0, 71.5]) + runs("vicreg", [80.0, 80.0, 80.0])
+    table = {row["claim"].split(" (")[0]: row for row in claims.claim_rows(rows)}
+    assert table["matrix_ssl > mec"]["holds"] == "holds"  # 91 +- 1 vs 81 +- 1
+    assert table["matrix_ssl > byol"]["holds"] == "not separated"  # 91 +- 1 vs 92 +- 1
+    assert table["corinfomax >= barlowtwins"]["holds"] == "holds"  # within the spreads
+    assert table["corinfomax >= vicreg"]["holds"] == "reversed"
+    assert table["mmae > umae"]["holds"] == "missing"
+    assert table["matrix_ssl > mec"]["measured"] == "91.00 ± 1.00 vs 81.00 ± 1.00"
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"settings": {"epochs": 30, "seeds": [0, 1, 2]}, "rows": rows}))
+    assert claims.main([str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "| matrix_ssl > mec (linear) |" in out and "| holds |" in out
