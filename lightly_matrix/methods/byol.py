@@ -3,7 +3,7 @@ Matrix-SSL's EMA teacher, momentum schedule and optimiser, so a comparison isola
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Unpack
+from typing import Unpack
 
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
@@ -42,13 +42,6 @@ class BYOL(EMATeacherModule):
 
     method = "byol"
     default_transform = "mocov3"
-    recipe: ClassVar[dict[str, Any]] = {
-        "zero_init_residual": True,
-        "lr": 0.5,
-        "weight_decay": 1e-5,
-        "warmup_style": "linspace",
-        "decay_norm_and_bias": True,
-    }
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ projection) pair; the teacher, its momentum schedule and the two-view step are d
 from __future__ import annotations
 
 import copy
+from typing import Any, ClassVar
 
 from lightly.models.utils import deactivate_requires_grad
 from torch import Tensor, nn, no_grad
@@ -27,6 +28,15 @@ class EMATeacherModule(PretrainModule):
     the Matrix-SSL and MEC code; :meth:`PretrainModule.optimizer_step`).
     """
 
+    #: The Matrix-SSL authors' ImageNet ResNet-50 recipe (``main_pretrain.py``): the teacher
+    #: methods share it, so that BYOL, MEC and Matrix-SSL differ only in heads and loss.
+    recipe: ClassVar[dict[str, Any]] = {
+        "zero_init_residual": True,
+        "lr": 0.5,
+        "weight_decay": 1e-5,
+        "warmup_style": "linspace",
+        "decay_norm_and_bias": True,
+    }
     projection_head: nn.Module
     prediction_head: nn.Module
 

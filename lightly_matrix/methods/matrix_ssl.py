@@ -3,7 +3,7 @@ cross-entropy (uniformity + gamma * alignment) between predictor outputs and tea
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Unpack
+from typing import ClassVar, Unpack
 
 from torch import Tensor
 
@@ -41,13 +41,6 @@ class MatrixSSL(EMATeacherModule):
 
     method = "matrix_ssl"
     default_transform = "mocov3"
-    recipe: ClassVar[dict[str, Any]] = {
-        "zero_init_residual": True,
-        "lr": 0.5,
-        "weight_decay": 1e-5,
-        "warmup_style": "linspace",
-        "decay_norm_and_bias": True,
-    }
     renamed: ClassVar[dict[str, str]] = {"lamda": "target_scale", "mu": "ridge"}
 
     def __init__(

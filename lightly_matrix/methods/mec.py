@@ -3,7 +3,7 @@ trained with the Taylor-expanded coding length of predictor outputs and teacher 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Unpack
+from typing import Unpack
 
 from torch import Tensor
 
@@ -78,13 +78,6 @@ class MEC(EMATeacherModule):
 
     method = "mec"
     default_transform = "mocov3"
-    recipe: ClassVar[dict[str, Any]] = {
-        "zero_init_residual": True,
-        "lr": 0.5,
-        "weight_decay": 1e-5,
-        "warmup_style": "linspace",
-        "decay_norm_and_bias": True,
-    }
 
     def __init__(
         self,
