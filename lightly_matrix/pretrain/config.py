@@ -258,6 +258,7 @@ def resolve_run(args: argparse.Namespace, cls: type) -> RunConfig:
         "crop_min_scale": None,
     }
     hparams = {k: v for k, v in defaults.items() if k not in RUN_ARGUMENTS}
+    hparams["backbone"] = defaults["backbone"]
     for key, value in _preset_settings(preset_name, method).items():
         if key == "backbone" or key not in RUN_KEYS:
             hparams[key] = value

@@ -481,3 +481,13 @@ def test_resuming_a_snapshot_never_overwrites_another_runs_last_ckpt(tmp_path: P
         plan.check_no_newer_checkpoint(tmp_path)
     torch.save(fake("matrix_ssl", 1), tmp_path / "last.ckpt")  # the same run, behind: continue
     plan.check_no_newer_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("method", list(METHOD_CLASSES))
+def test_a_folder_run_without_preset_is_the_methods_paper_run(method: str) -> None:
+    cls = METHOD_CLASSES[method]
+    config = resolve_run(parse("--method", method, "--data", "/some/folder"), cls)
+    assert config.preset is None
+    assert config.hparams["backbone"] == cls.hparam_defaults()["backbone"]
+    assert config.transform == cls.default_transform
+    assert config.hparams["knn_k"] == 200  # Lightly's; the digits preset sets 20
