@@ -126,7 +126,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     m, d, mu, w = args.batch, args.dim, args.mu, args.weight
-    loss = MatrixEntropyLoss(mu=mu, weight=w)
+    loss = MatrixEntropyLoss(gram_scale=mu, weight=w)
     rows = [
         {"case": "closed form, rows orthogonal", "min": lower_bound(m, d, mu, w)},
         {"case": "closed form, all rows equal", "max": -w * math.log1p(mu * m / d)},

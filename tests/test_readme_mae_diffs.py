@@ -71,7 +71,7 @@ def test_the_pytorch_diff_runs_as_written():
     namespace = {"MatrixEntropyLoss": MatrixEntropyLoss, "model": model, "criterion": criterion}
     namespace["images"] = torch.randn(8, 3, 32, 32)
     added = [line[1:].strip() for line in plain if line.startswith("+")]
-    assert added[2] == "regulariser = MatrixEntropyLoss(mu=3.0, weight=0.01)"
+    assert added[2] == "regulariser = MatrixEntropyLoss(gram_scale=3.0, weight=0.01)"
     for line in added[2:]:
         exec(line, namespace)  # lines of our own README, not user input
     loss = namespace["loss"]
@@ -100,7 +100,7 @@ def test_regulariser_gradient_reaches_every_encoder_layer(weight):
     torch.manual_seed(0)
     model = TinyMAE()
     _, _, x_encoded = model(torch.randn(8, 3, 32, 32))
-    MatrixEntropyLoss(mu=3.0, weight=weight)(x_encoded[:, 0]).backward()
+    MatrixEntropyLoss(gram_scale=3.0, weight=weight)(x_encoded[:, 0]).backward()
     vit = model.backbone.vit
     encoder = [*vit.patch_embed.parameters(), *vit.blocks.parameters(), *vit.norm.parameters()]
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in encoder)

@@ -20,7 +20,7 @@ from lightly_matrix.loss import MatrixEntropyLoss  # noqa: E402
 @pytest.mark.parametrize(("m", "d"), [(8, 32), (16, 12)])
 def test_cases_lie_between_the_closed_form_bounds(m, d):
     mu, w = 3.0, 0.01
-    loss = MatrixEntropyLoss(mu=mu, weight=w)
+    loss = MatrixEntropyLoss(gram_scale=mu, weight=w)
     low, high = mmae_reg_range.lower_bound(m, d, mu, w), -w * math.log1p(mu * m / d)
     for name, draw in mmae_reg_range.cases(m, d).items():
         if name.startswith("orthogonal") and m > d:
