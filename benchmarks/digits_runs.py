@@ -2,9 +2,11 @@
 their metrics; summarise seeds as mean +- std.
 
 Each job is a subprocess of the CLI (the same code path a user runs) with its own thread count, so
-two single-threaded jobs can share 2 cores (small ResNets use a second thread poorly). A job whose
-folder already holds a finished run (``train_wall_s`` in ``metrics.json``) is not run again; an
-unfinished one continues from its ``last.ckpt``.
+two single-threaded jobs can share 2 cores (small ResNets use a second thread poorly). A job is not
+run again when its result is in the results log (a JSON line per finished run, keyed by
+``method/folder``: the log can be kept in ``benchmarks/results/`` while the run folders, with their
+checkpoints, stay in ``runs/``) or its folder holds a finished run (``train_wall_s`` in
+``metrics.json``); an unfinished one continues from its ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +46,25 @@ class Job:
     out: Path
     flags: list[str] = field(default_factory=list)
     tag: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The job's name in a results log: ``method/folder``."""
+        return run_key(self.out)
+
+
+def run_key(out: str | Path) -> str:
+    """``method/folder`` of a run folder ``.../method/folder``."""
+    path = Path(out)
+    return f"{path.parent.name}/{path.name}"
+
+
+def read_log(path: Path) -> dict[str, dict[str, Any]]:
+    """The finished runs in a results log, by :func:`run_key` (rows without ``run`` use ``out``)."""
+    if not path.exists():
+        return {}
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {row.get("run") or run_key(row["out"]): row for row in rows}
 
 
 def add_run_options(parser: argparse.ArgumentParser, parallel: int) -> None:
@@ -111,26 +133,50 @@ def run_job(job: Job, threads: int, log_dir: Path) -> dict[str, Any]:
     }
 
 
+def logged_row(job: Job, row: dict[str, Any], log: Path) -> dict[str, Any]:
+    """``row``, the logged result of ``job``, after checking it was run with the job's settings."""
+    wrong = {k: (row.get(k), v) for k, v in job.tag.items() if row.get(k) != v}
+    if wrong or row["method"] != job.method:
+        raise SystemExit(
+            f"{log} holds {job.key} with other settings ({wrong or row['method']}, logged vs "
+            "asked): pass another --log (or --out), or remove that line to run it again"
+        )
+    return row
+
+
 def run_jobs(
     jobs: Sequence[Job],
     parallel: int,
     log_dir: Path,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     threads: int | None = None,
+    results_log: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs ``jobs``, ``parallel`` at a time, on ``threads`` each (default: cores // parallel)."""
+    """Runs ``jobs``, ``parallel`` at a time, on ``threads`` each (default: cores // parallel).
+
+    With ``results_log``, jobs logged there are reused, and each new result is appended to it as
+    soon as its run finishes (so a killed search loses only its unfinished runs).
+    """
     threads = threads or max(1, (os.cpu_count() or 1) // parallel)
-    results: list[dict[str, Any]] = []
+    done = read_log(results_log) if results_log is not None else {}
+    lock = threading.Lock()
 
     def one(job: Job) -> dict[str, Any]:
-        row = run_job(job, threads, log_dir)
+        if job.key in done:
+            assert results_log is not None
+            row = logged_row(job, done[job.key], results_log)
+        else:
+            row = {"run": job.key, **run_job(job, threads, log_dir)}
+            if results_log is not None:
+                with lock, results_log.open("a") as handle:
+                    handle.write(json.dumps(row) + "\n")
         if on_result is not None:
-            on_result(row)
+            with lock:
+                on_result(row)
         return row
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        results = list(pool.map(one, jobs))
-    return results
+        return list(pool.map(one, jobs))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

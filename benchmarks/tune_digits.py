@@ -8,12 +8,17 @@ the 1,005 images of ``train_minus_val`` and scores the frozen backbone on the 25
 maximises the mean of the kNN, linear and few-label validation accuracies (fixed before the
 search); ties keep the earlier grid point.
 
-Writes ``OUT/log.jsonl`` (one line per finished run, appended as runs finish), ``OUT/results.md``
-and ``OUT/best.json``. Finished runs are reused, so an interrupted search continues where it was.
+Writes the results log (``--log``, default ``OUT/log.jsonl``: one line per finished run, appended
+as runs finish) and, beside it and refreshed after every run, ``results.md`` and ``best.json``
+(the chosen setting of each method whose runs have all finished). Logged runs are reused and
+unfinished ones continue from their checkpoints, so an interrupted search continues where it was;
+with the log in ``benchmarks/results/`` it continues in a fresh checkout too.
 
 Usage::
 
     nice python benchmarks/tune_digits.py --epochs 5 --out runs/tune_digits
+    python benchmarks/tune_digits.py --epochs 30 --parallel 2 --threads 1 --out runs/tune30 \\
+        --log benchmarks/results/tune_digits-30ep/log.jsonl
     python benchmarks/tune_digits.py --methods matrix_ssl corinfomax --parallel 1
 """
 
@@ -31,10 +36,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digits_runs import PROBES, Job, add_run_options, run_jobs
+from digits_runs import PROBES, Job, add_run_options, read_log, run_jobs, run_key
 
 from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.presets import PRESETS
+from lightly_matrix.utils.io import atomic_write_text
 from lightly_matrix.utils.text import markdown_table
 
 #: Learning rates tried: the preset's (or the module default's) times these factors.
@@ -101,55 +107,66 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", default=list(ORDER), choices=ORDER)
     parser.add_argument("--out", type=Path, default=Path("runs/tune_digits"))
+    parser.add_argument(
+        "--log",
+        type=Path,
+        help="results log (default OUT/log.jsonl); results.md and best.json are written beside "
+        "it. Runs logged there are not run again, so a log kept in benchmarks/results/ carries a "
+        "search across machines and sessions",
+    )
     add_run_options(parser, parallel=1)
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    log_path = args.out / "log.jsonl"
-    logged = set()
-    if log_path.exists():
-        logged = {json.loads(line)["out"] for line in log_path.read_text().splitlines() if line}
-    jobs = []
-    for method in args.methods:
-        for i, point in enumerate(grid(method)):
-            flags = ["--eval-split", "val", "--epochs", str(args.epochs), "--seed", str(args.seed)]
-            jobs.append(
-                Job(
-                    method,
-                    args.out / method / f"cfg{i}",
-                    [*flags, *hp_flags(point)],
-                    {"config": i, "lr": point["lr"], "hp": point["hp"]},
-                )
-            )
+def jobs_for(method: str, epochs: int, seed: int, out: Path) -> list[Job]:
+    """The search's runs for ``method``, one per grid point."""
+    flags = ["--eval-split", "val", "--epochs", str(epochs), "--seed", str(seed)]
+    return [
+        Job(
+            method,
+            out / method / f"cfg{i}",
+            [*flags, *hp_flags(point)],
+            {"config": i, "lr": point["lr"], "hp": point["hp"], "epochs": epochs, "seed": seed},
+        )
+        for i, point in enumerate(grid(method))
+    ]
 
-    def log(row: dict[str, Any]) -> None:
-        if row["out"] not in logged:
-            logged.add(row["out"])
-            with log_path.open("a") as handle:
-                handle.write(json.dumps({**row, "score": score(row)}) + "\n")
 
-    rows = run_jobs(jobs, args.parallel, args.out / "logs", on_result=log, threads=args.threads)
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, folder: Path) -> str:
+    """Writes ``results.md`` (all finished runs) and ``best.json`` (complete methods) to ``folder``.
+
+    A method's setting is chosen only once all its grid points have finished.
+    """
+    rows = sorted(rows, key=lambda r: (ORDER.index(r["method"]), r["config"]))
     best: dict[str, Any] = {}
-    for method in args.methods:
+    table_rows = []
+    for method in ORDER:
         mine = [row for row in rows if row["method"] == method]
-        top = max(mine, key=score)  # max keeps the first of equal scores
-        best[method] = {"lr": top["lr"], "hp": top["hp"], "val_score": score(top)}
+        complete = len(mine) == len(grid(method))
+        top = max(mine, key=score) if complete else None  # max keeps the first of equal scores
+        if top is not None:
+            best[method] = {"lr": top["lr"], "hp": top["hp"], "val_score": score(top)}
         for row in mine:
-            row["chosen"] = "yes" if row is top else ""
+            setting = ", ".join(f"{k} {v:g}" for k, v in row["hp"].items())
+            before = score(row["before"]) if row.get("before") else None
+            table_rows.append(
+                {
+                    **row,
+                    "setting": f"lr {row['lr']:g}, {setting}",
+                    "score": score(row),
+                    "random": "" if before is None else f"{before:.2f}",
+                    "chosen": "yes" if row is top else ("" if complete else "(pending)"),
+                }
+            )
+    missing = [m for m in ORDER if m not in best]
     header = (
         f"Digits validation search: {args.epochs} epochs, seed {args.seed}, pretrain on 1,005 "
         f"train_minus_val images, probes scored on 252 val images; lr x {LR_FACTORS} x 2 values "
-        f"of each method's main weight (4 runs per method); {platform.machine()}, "
-        f"{os.cpu_count()} cores, {args.parallel} run(s) at a time.\n"
+        f"of each method's main weight (4 runs per method), chosen by the mean of the three "
+        f"probes; {platform.machine()}, {os.cpu_count()} cores, {args.parallel} run(s) at a time "
+        f"on {args.threads or 'cores / parallel'} thread(s) each. "
+        + (f"Not finished: {', '.join(missing)}.\n" if missing else "Complete.\n")
     )
-    for row in rows:
-        row["setting"] = f"lr {row['lr']:g}, " + ", ".join(
-            f"{k} {v:g}" for k, v in row["hp"].items()
-        )
-        row["score"] = score(row)
     columns = (
         ("method", "method"),
         ("setting", "setting"),
@@ -157,16 +174,40 @@ def main() -> None:
         ("linear_top1", "val linear (%)"),
         ("few_label_top1", "val 10/class (%)"),
         ("score", "mean (%)"),
+        ("random", "random init mean (%)"),
         ("chosen", "chosen"),
         ("train_wall_s", "train (s)"),
     )
-    table = markdown_table(rows, columns)
-    print("\n" + header + "\n" + table)
-    (args.out / "results.md").write_text(header + "\n" + table + "\n")
-    (args.out / "best.json").write_text(
-        json.dumps({"settings": {**vars(args), "out": str(args.out)}, "best": best}, indent=2)
-        + "\n"
+    text = header + "\n" + markdown_table(table_rows, columns) + "\n"
+    atomic_write_text(folder / "results.md", text)
+    settings = {**vars(args), "out": str(args.out), "log": str(args.log)}
+    best_text = json.dumps({"settings": settings, "best": best, "pending": missing}, indent=2)
+    atomic_write_text(folder / "best.json", best_text + "\n")
+    return text
+
+
+def main() -> None:
+    args = parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.log = args.log or args.out / "log.jsonl"
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    jobs = [job for m in args.methods for job in jobs_for(m, args.epochs, args.seed, args.out)]
+    # The report covers every method in the log, so a partial --methods run keeps the others.
+    finished = {key: row for key, row in read_log(args.log).items()}
+
+    def update(row: dict[str, Any]) -> None:
+        finished[row.get("run") or run_key(row["out"])] = row
+        report(list(finished.values()), args, args.log.parent)
+
+    run_jobs(
+        jobs,
+        args.parallel,
+        args.out / "logs",
+        on_result=update,
+        threads=args.threads,
+        results_log=args.log,
     )
+    print("\n" + report(list(finished.values()), args, args.log.parent))
 
 
 if __name__ == "__main__":
