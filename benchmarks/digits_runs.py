@@ -159,12 +159,17 @@ def run_jobs(
     """
     threads = threads or max(1, (os.cpu_count() or 1) // parallel)
     done = read_log(results_log) if results_log is not None else {}
+    # Checked before anything runs: a stale log must not cost hours of other runs first.
+    reused = {
+        job.key: logged_row(job, done[job.key], results_log)
+        for job in jobs
+        if results_log is not None and job.key in done
+    }
     lock = threading.Lock()
 
     def one(job: Job) -> dict[str, Any]:
-        if job.key in done:
-            assert results_log is not None
-            row = logged_row(job, done[job.key], results_log)
+        if job.key in reused:
+            row = reused[job.key]
         else:
             row = {"run": job.key, **run_job(job, threads, log_dir)}
             if results_log is not None:

@@ -10,7 +10,8 @@ run's own evaluation before training (its random initialisation) and raw pixels.
 Tables give mean +- sample std over the seeds. A difference is called significant only when the
 two means differ by more than the sum of their standard deviations (``*``); with 3 seeds that is a
 plain, conservative rule rather than a test. Writes ``OUT/results.md`` and ``OUT/results.json``
-(every seed's row kept). Finished runs in OUT are reused; unfinished ones continue.
+(every seed's row kept) and a results log (``--log``, default ``OUT/log.jsonl``, a line per
+finished run). Logged runs are reused, unfinished ones in OUT continue from their checkpoints.
 
 With ``--best`` (the ``best.json`` of a ``tune_digits.py`` search at the same length) each method
 trains with the lr and main weight its validation search chose, so every method gets the same
@@ -73,17 +74,31 @@ def parse_args() -> argparse.Namespace:
         help="best.json of benchmarks/tune_digits.py: each method's chosen lr and main weight "
         "(at the search's length) instead of the digits preset's",
     )
+    parser.add_argument(
+        "--log",
+        type=Path,
+        help="results log (default OUT/log.jsonl): runs logged there are not run again, so a log "
+        "kept in benchmarks/results/ carries the seeds across machines and sessions",
+    )
     add_run_options(parser, parallel=2)
     return parser.parse_args()
 
 
-def chosen_flags(best: Path | None, method: str) -> list[str]:
-    """``--lr``/``--hp`` of the setting the validation search chose for ``method`` (if any)."""
+def chosen_setting(best: Path | None, method: str) -> dict[str, Any]:
+    """``{"lr", "hp"}`` the validation search chose for ``method``; ``{}`` without ``best``."""
     if best is None:
-        return []
+        return {}
     chosen = json.loads(best.read_text())["best"].get(method)
     if chosen is None:
         raise SystemExit(f"{best} has no setting for {method}; run tune_digits.py for it first")
+    return {"lr": chosen["lr"], "hp": chosen["hp"]}
+
+
+def chosen_flags(best: Path | None, method: str) -> list[str]:
+    """``--lr``/``--hp`` of the setting the validation search chose for ``method`` (if any)."""
+    chosen = chosen_setting(best, method)
+    if not chosen:
+        return []
     flags = ["--lr", f"{chosen['lr']:g}"]
     for key, value in chosen["hp"].items():
         flags += ["--hp", f"{key}={value:g}"]
@@ -176,13 +191,20 @@ def main() -> None:
             method,
             args.out / method / f"seed{seed}",
             ["--epochs", str(args.epochs), "--seed", str(seed), *chosen_flags(args.best, method)],
-            {"seed": seed, "backbone": backbone_label(method)},
+            {
+                "seed": seed,
+                "backbone": backbone_label(method),
+                "epochs": args.epochs,
+                "setting": chosen_setting(args.best, method),
+            },
         )
         # Method by method: the first method's checkpoints (the demo's) are ready first.
         for method in args.methods
         for seed in args.seeds
     ]
-    rows = run_jobs(jobs, args.parallel, args.out / "logs", threads=args.threads)
+    log = args.log or args.out / "log.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    rows = run_jobs(jobs, args.parallel, args.out / "logs", threads=args.threads, results_log=log)
     rows += [*random_init_rows(rows), raw_pixels()]
     summary = summarise(rows)
     header = (

@@ -5,7 +5,9 @@ without a checkpoint and with each given checkpoint, once per ``--seeds`` value 
 detector's initialisation, data order and augmentations), then prints box and mask AP as mean +-
 std with wall times. A pretrained row is marked ``*`` where its gain over random init exceeds the
 sum of both spreads. Rows run one after another (each uses both cores); a finished run in OUT is
-reused, so an interrupted benchmark continues. Not a test: minutes per run on 2 CPU cores.
+reused, so an interrupted benchmark continues; each finished (row, seed) is also appended to a
+results log (``--log``) that stands in for its run and checkpoint later. Not a test: minutes
+per run on 2 CPU cores.
 ``{seed}`` in a checkpoint path is replaced by the seed, so pretraining seed s pairs with transfer
 seed s and the spread covers both.
 
@@ -26,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digits_runs import fmt, mean_std, separated
+from digits_runs import fmt, mean_std, read_log, separated
 
 from lightly_matrix.utils.text import markdown_table
 
@@ -58,6 +60,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/transfer_demo"))
     parser.add_argument("--no-baseline", action="store_true", help="skip the random-init rows")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        help="results log (default OUT/log.jsonl): a line per finished (row, seed); logged "
+        "runs are not run again and need no checkpoint, so a log kept in benchmarks/results/ "
+        "carries the table across sessions",
+    )
     # Options this script does not know (e.g. --max-iters 60) go to `lightly-matrix transfer`.
     args, extra = parser.parse_known_args()
     names = args.names or [f"{Path(c).parent.name}-{Path(c).stem}" for c in args.checkpoints]
@@ -66,13 +75,30 @@ def main() -> int:
     runs: list[tuple[str, str | None]] = [] if args.no_baseline else [("random init", None)]
     runs += list(zip(names, args.checkpoints, strict=True))
     extra = [a for a in extra if a != "--"]
+    log = args.log or args.out / "log.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    logged = read_log(log)
     raw: dict[str, list[dict[str, Any]]] = {}
     for seed in args.seeds:  # seeds outermost: a cut-short run still has every row once
         for name, checkpoint in runs:
             work_dir = args.out / name.replace(" ", "_") / f"seed{seed}"
+            key = f"{name}/seed{seed}"
             path = None if checkpoint is None else Path(checkpoint.replace("{seed}", str(seed)))
-            results = _run(path, work_dir, seed, extra)
-            raw.setdefault(name, []).append({"seed": seed, "source": str(path), **results})
+            if key in logged:
+                if logged[key]["extra_args"] != extra:
+                    raise SystemExit(
+                        f"{log} holds {key} run with {logged[key]['extra_args']}, not {extra}: "
+                        "pass another --log (or --out)"
+                    )
+                raw.setdefault(name, []).append(logged[key])
+                continue
+            if path is not None and not path.exists():
+                raise SystemExit(f"{key}: no checkpoint {path} and no result in {log}")
+            row = {"run": key, "seed": seed, "source": str(path), "extra_args": extra}
+            row.update(_run(path, work_dir, seed, extra))
+            with log.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            raw.setdefault(name, []).append(row)
     baseline = raw.get("random init")
     rows = []
     for name, results in raw.items():
@@ -94,6 +120,7 @@ def main() -> int:
     columns += [("train_min", "train (min)"), ("wall_min", "wall (min)")]
     table = markdown_table(rows, columns)
     print("\n" + table + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(table + "\n")
     (args.out / "results.json").write_text(
         json.dumps({"extra_args": extra, "seeds": args.seeds, "rows": rows, "raw": raw}, indent=1)

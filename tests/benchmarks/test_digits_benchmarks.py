@@ -153,3 +153,106 @@ def test_claims_table_calls_a_claim_only_when_the_seeds_separate(
     assert claims.main([str(results)]) == 0
     out = capsys.readouterr().out
     assert "| matrix_ssl > mec (linear) |" in out and "| holds |" in out
+
+
+def _fake_row(job: digits_runs.Job) -> dict:
+    scores = {"knn_top1": 90.0, "linear_top1": 95.0, "few_label_top1": 85.0}
+    return {"method": job.method, "out": str(job.out), **job.tag, "before": scores, **scores}
+
+
+def test_results_log_carries_finished_runs_to_a_fresh_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+
+    def fake_run(job: digits_runs.Job, threads: int, log_dir: Path) -> dict:
+        ran.append(job.key)
+        return {**_fake_row(job), "train_wall_s": 1.0}
+
+    monkeypatch.setattr(digits_runs, "run_job", fake_run)
+    log = tmp_path / "results" / "log.jsonl"
+    log.parent.mkdir()
+    jobs = tune_digits.jobs_for("byol", 30, 0, tmp_path / "old_checkout")
+    # A row logged by an earlier checkout (other folder, no "run" key) is found by method/folder.
+    log.write_text(json.dumps({**_fake_row(jobs[0]), "train_wall_s": 5.0}) + "\n")
+    fresh = tune_digits.jobs_for("byol", 30, 0, tmp_path / "new_checkout")
+    rows = digits_runs.run_jobs(fresh, 2, tmp_path / "logs", results_log=log)
+    assert sorted(ran) == ["byol/cfg1", "byol/cfg2", "byol/cfg3"]
+    assert [row["train_wall_s"] for row in rows] == [5.0, 1.0, 1.0, 1.0]
+    assert sorted(digits_runs.read_log(log)) == [f"byol/cfg{i}" for i in range(4)]
+    ran.clear()
+    digits_runs.run_jobs(fresh, 1, tmp_path / "logs", results_log=log)
+    assert ran == []  # everything is logged now
+    # The same folder name at another length is not silently reused.
+    other = tune_digits.jobs_for("byol", 5, 0, tmp_path / "new_checkout")
+    with pytest.raises(SystemExit, match=r"byol/cfg0.*epochs"):
+        digits_runs.run_jobs(other, 1, tmp_path / "logs", results_log=log)
+    assert ran == []
+
+
+def test_search_report_chooses_only_complete_methods(tmp_path: Path) -> None:
+    jobs = tune_digits.jobs_for("mec", 30, 0, tmp_path)
+    rows = [{**_fake_row(job), "train_wall_s": 1.0} for job in jobs]
+    rows[2]["linear_top1"] = 99.0
+    partial = [
+        {**_fake_row(job), "train_wall_s": 1.0}
+        for job in tune_digits.jobs_for("byol", 30, 0, tmp_path)[:2]
+    ]
+    args = tune_digits.argparse.Namespace(
+        epochs=30,
+        seed=0,
+        methods=["mec", "byol"],
+        out=tmp_path,
+        log=tmp_path / "log.jsonl",
+        parallel=2,
+        threads=1,
+    )
+    text = tune_digits.report(rows + partial, args, tmp_path)
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["best"] == {
+        "mec": {
+            "lr": jobs[2].tag["lr"],
+            "hp": jobs[2].tag["hp"],
+            "val_score": pytest.approx(91.33, abs=0.01),
+        }
+    }
+    assert "byol" in best["pending"] and "mec" not in best["pending"]
+    assert text.count("(pending)") == 2 and text.count("| yes |") == 1
+    assert (tmp_path / "results.md").read_text() == text
+
+
+def test_transfer_log_stands_in_for_missing_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transfer_demo
+
+    calls: list[tuple[str, int]] = []
+
+    def fake_run(checkpoint: Path | None, work_dir: Path, seed: int, extra: list[str]) -> dict:
+        calls.append(("none" if checkpoint is None else checkpoint.name, seed))
+        ap = 0.05 if checkpoint is None else 0.10 + seed / 100
+        return {"bbox": {"mAP": ap, "AP50": 2 * ap}, "segm": {"mAP": ap}, "train_time_s": 60.0}
+
+    monkeypatch.setattr(transfer_demo, "_run", fake_run)
+    for seed in (0, 1):
+        (tmp_path / f"s{seed}.ckpt").write_bytes(b"")
+    log = tmp_path / "results" / "log.jsonl"
+    argv = [str(tmp_path / "s{seed}.ckpt"), "--names", "ours", "--seeds", "0", "1"]
+    argv += ["--out", str(tmp_path / "runs"), "--log", str(log), "--max-iters", "5"]
+    monkeypatch.setattr(sys, "argv", ["transfer_demo.py", *argv])
+    assert transfer_demo.main() == 0
+    assert sorted(calls) == [("none", 0), ("none", 1), ("s0.ckpt", 0), ("s1.ckpt", 1)]
+    first = (tmp_path / "runs" / "results.md").read_text()
+    # A fresh checkout: no checkpoints, no run folders; the log gives the same table.
+    calls.clear()
+    for seed in (0, 1):
+        (tmp_path / f"s{seed}.ckpt").unlink()
+    argv[argv.index(str(tmp_path / "runs"))] = str(tmp_path / "runs2")
+    monkeypatch.setattr(sys, "argv", ["transfer_demo.py", *argv])
+    assert transfer_demo.main() == 0
+    assert calls == []
+    assert (tmp_path / "runs2" / "results.md").read_text() == first
+    # Other fine-tuning options are not mixed into the logged table.
+    monkeypatch.setattr(sys, "argv", ["transfer_demo.py", *argv[:-1], "60"])
+    with pytest.raises(SystemExit, match="another --log"):
+        transfer_demo.main()
