@@ -213,12 +213,19 @@ def _parse_hp(items: list[str], method: str, defaults: dict[str, Any]) -> dict[s
 
     renamed = METHOD_CLASSES[method].renamed
     parsed: dict[str, Any] = {}
+    spelled: dict[str, str] = {}  # key -> the name it was given under
     for item in items:
         key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
+        key = given = key.strip().replace("-", "_")
         if key in renamed:
             warn_renamed(f"--hp (method {method})", key, renamed[key])
             key = renamed[key]
+        if spelled.setdefault(key, given) != given:
+            raise UserError(
+                f"--hp {spelled[key]}=... and --hp {given}=... set the same hyper-parameter "
+                f"({spelled[key] if key == given else given} is the old name of {key}); "
+                f"give it once, as --hp {key}=VALUE"
+            )
         if not sep or key not in defaults or key in RUN_ARGUMENTS:
             valid = ", ".join(k for k in defaults if k not in RUN_ARGUMENTS)
             raise UserError(

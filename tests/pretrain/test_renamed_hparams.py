@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lightly_matrix.cli import main
+from lightly_matrix.errors import UserError
 from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.pretrain.checkpoints import RUN_KEY
 from lightly_matrix.pretrain.config import resolve_run
@@ -35,6 +36,17 @@ def test_old_hp_names_set_the_new_ones(method: str, old: str, new: str, value: f
     with pytest.warns(DeprecationWarning, match=f"'{old}'.*'{new}'"):
         config = resolve_run(args, METHOD_CLASSES[method])
     assert config.hparams[new] == value and old not in config.hparams
+
+
+@pytest.mark.parametrize("order", [("lamda", "target_scale"), ("target_scale", "lamda")])
+def test_an_old_and_a_new_hp_name_together_are_refused(order: tuple[str, str]) -> None:
+    first, second = order
+    args = parse("--method", "matrix_ssl", "--hp", f"{first}=2", "--hp", f"{second}=3")
+    with pytest.warns(DeprecationWarning), pytest.raises(UserError, match="lamda is the old name"):
+        resolve_run(args, METHOD_CLASSES["matrix_ssl"])
+    # The same name twice stays allowed (the later wins, as with any repeated flag).
+    args = parse("--method", "matrix_ssl", "--hp", "target_scale=2", "--hp", "target_scale=3")
+    assert resolve_run(args, METHOD_CLASSES["matrix_ssl"]).hparams["target_scale"] == 3.0
 
 
 # Tiny runs like the ones the fixtures were written by (see each fixture's "note").
