@@ -264,18 +264,31 @@ def _raise_data_error(err: Exception) -> None:
 
 
 def _report(out: Path, wall: float, trainer: Any) -> None:
-    """Adds the wall time to metrics.json and prints the evaluation table."""
+    """Adds the wall times to metrics.json and prints the evaluation table.
+
+    ``train_wall_s`` is the training time summed over all sessions of a resumed run (Lightning's
+    ``Timer``, restored from the checkpoint; the work redone after a kill counts once, the lost
+    part not at all); ``session_wall_s`` is this process's ``fit``.
+    """
+    from pytorch_lightning.callbacks import Timer
+
     from lightly_matrix.evaluation import EVAL_COLUMNS, METRICS_FILE, format_table
     from lightly_matrix.utils.io import write_json_atomic
 
+    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+    total = timer.time_elapsed("train")
     path = out / METRICS_FILE
+    resumed = f" ({total:.1f} s over all sessions)" if total > wall else ""
     print(
-        f"finished {trainer.current_epoch} epochs in {wall:.1f} s; checkpoint {out / 'last.ckpt'}"
+        f"finished {trainer.current_epoch} epochs in {wall:.1f} s{resumed}; "
+        f"checkpoint {out / 'last.ckpt'}"
     )
     if not path.exists():
         return
     metrics = json.loads(path.read_text())
-    metrics.setdefault("run", {})["train_wall_s"] = round(wall, 1)
+    metrics.setdefault("run", {}).update(
+        train_wall_s=round(total, 1), session_wall_s=round(wall, 1)
+    )
     write_json_atomic(path, metrics)
     rows = [
         dict(row, epoch=f"{row['epoch']} (random init)" if row["epoch"] == 0 else row["epoch"])

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import LearningRateMonitor, Timer
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy
 
@@ -50,6 +50,8 @@ def build_trainer(
             + " or check --hp values",
         ),
         LearningRateMonitor(logging_interval="step"),
+        # Its state rides in the checkpoint: a resumed run's time covers every session.
+        Timer(),
         RunCheckpoint(
             out,
             run_info,

@@ -25,7 +25,8 @@ RUN_KEYS = {
     "epochs": "epochs", "batch_size": "batch size per device", "image_size": "image size (px)",
     "transform": "augmentations", "precision": "precision", "seed": "seed",
     "limit_train_batches": "batches per epoch (limit)", "eval_split": "probes scored on",
-    "train_wall_s": "training wall time (s)",
+    "train_wall_s": "training wall time, all sessions (s)",
+    "session_wall_s": "wall time of the last session (s)",
 }  # fmt: skip
 #: Losses the methods log (``*_step`` per step, ``*_epoch`` per epoch).
 LOSSES = ("train_loss", "train_pixel_loss", "train_regularizer")

@@ -307,6 +307,17 @@ def test_resume_reproduces_next_steps(tmp_path: Path, method: str, extra: list[s
     continued = _losses(resumed / "csv" / "version_0" / "metrics.csv")
     assert len(reference) == 6 and len(continued) == 3
     np.testing.assert_allclose(continued, reference[3:], rtol=1e-5)
+    # The training time continues too (metrics.json's train_wall_s): the resumed run's clock
+    # starts at the snapshot's, not at zero.
+    before, after = _train_time(snapshot), _train_time(resumed / "last.ckpt")
+    assert 0 < before < after
+
+
+def _train_time(checkpoint: Path) -> float:
+    """The training seconds in a checkpoint's Lightning ``Timer`` state."""
+    states = torch.load(checkpoint, map_location="cpu", weights_only=False)["callbacks"]
+    (timer,) = (state for key, state in states.items() if key.startswith("Timer"))
+    return float(timer["time_elapsed"]["train"])
 
 
 @pytest.mark.slow
