@@ -9,8 +9,8 @@ run's own evaluation before training (its random initialisation) and raw pixels.
 
 Tables give mean +- sample std over the seeds. A difference is called significant only when the
 two means differ by more than the sum of their standard deviations (``*``); with 3 seeds that is a
-plain, conservative rule rather than a test. Writes ``OUT/results.md`` and ``OUT/results.json``
-(every seed's row kept) and a results log (``--log``, default ``OUT/log.jsonl``, a line per
+plain, conservative rule rather than a test. Writes ``results.md`` and ``results.json``
+(every seed's row kept) beside a results log (``--log``, default ``OUT/log.jsonl``, a line per
 finished run). Logged runs are reused, unfinished ones in OUT continue from their checkpoints.
 
 With ``--best`` (the ``best.json`` of a ``tune_digits.py`` search at the same length) each method
@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +184,6 @@ def significant_pairs(rows: list[dict[str, Any]], methods: list[str]) -> list[st
 def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     jobs = [
         Job(
             method,
@@ -207,12 +205,13 @@ def main() -> None:
     rows = run_jobs(jobs, args.parallel, args.out / "logs", threads=args.threads, results_log=log)
     rows += [*random_init_rows(rows), raw_pixels()]
     summary = summarise(rows)
+    train_min = sum(row.get("train_wall_s") or 0.0 for row in rows) / 60
     header = (
         f"Digits (32 px; pretrain and probes on the 1,257 training images, scored on the 540 test "
         f"images), {args.epochs} epochs, `digits` preset (tuned on the validation split), seeds "
         f"{', '.join(map(str, args.seeds))}: mean ± std; `*` = the gain over random init exceeds "
         f"the sum of both spreads. {platform.machine()}, {os.cpu_count()} cores, fp32, "
-        f"{args.parallel} run(s) at a time; {(time.perf_counter() - start) / 60:.0f} min in all.\n"
+        f"{args.parallel} run(s) at a time; {train_min:.0f} min of training summed over the runs.\n"
     )
     columns = [("method", "method"), ("backbone", "backbone")]
     for key in PROBES:
@@ -225,10 +224,11 @@ def main() -> None:
     )
     text = header + "\n" + table + "\n\n" + pairs_text + "\n"
     print("\n" + text)
-    (args.out / "results.md").write_text(text)
-    settings = {**vars(args), "out": str(args.out)}
+    # Beside the log: with the log in benchmarks/results/, so are the tables built from it.
+    (log.parent / "results.md").write_text(text)
+    settings = {**vars(args), "out": str(args.out), "log": str(log)}
     presets = {m: PRESETS["digits"].settings(m) for m in args.methods}
-    (args.out / "results.json").write_text(
+    (log.parent / "results.json").write_text(
         json.dumps(
             {"settings": settings, "presets": presets, "rows": rows, "summary": summary},
             indent=2,

@@ -120,9 +120,8 @@ def main() -> int:
     columns += [("train_min", "train (min)"), ("wall_min", "wall (min)")]
     table = markdown_table(rows, columns)
     print("\n" + table + "\n")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.md").write_text(table + "\n")
-    (args.out / "results.json").write_text(
+    (log.parent / "results.md").write_text(table + "\n")
+    (log.parent / "results.json").write_text(
         json.dumps({"extra_args": extra, "seeds": args.seeds, "rows": rows, "raw": raw}, indent=1)
         + "\n"
     )

@@ -242,7 +242,7 @@ def test_transfer_log_stands_in_for_missing_checkpoints(
     monkeypatch.setattr(sys, "argv", ["transfer_demo.py", *argv])
     assert transfer_demo.main() == 0
     assert sorted(calls) == [("none", 0), ("none", 1), ("s0.ckpt", 0), ("s1.ckpt", 1)]
-    first = (tmp_path / "runs" / "results.md").read_text()
+    first = (log.parent / "results.md").read_text()
     # A fresh checkout: no checkpoints, no run folders; the log gives the same table.
     calls.clear()
     for seed in (0, 1):
@@ -251,7 +251,7 @@ def test_transfer_log_stands_in_for_missing_checkpoints(
     monkeypatch.setattr(sys, "argv", ["transfer_demo.py", *argv])
     assert transfer_demo.main() == 0
     assert calls == []
-    assert (tmp_path / "runs2" / "results.md").read_text() == first
+    assert (log.parent / "results.md").read_text() == first
     # Other fine-tuning options are not mixed into the logged table.
     monkeypatch.setattr(sys, "argv", ["transfer_demo.py", *argv[:-1], "60"])
     with pytest.raises(SystemExit, match="another --log"):
