@@ -256,3 +256,28 @@ def test_transfer_log_stands_in_for_missing_checkpoints(
     monkeypatch.setattr(sys, "argv", ["transfer_demo.py", *argv[:-1], "60"])
     with pytest.raises(SystemExit, match="another --log"):
         transfer_demo.main()
+
+
+def test_demo_reference_names_the_probes_not_lifted_beyond_the_spreads(tmp_path: Path) -> None:
+    import demo_reference
+
+    runs = []
+    for seed, (knn, linear) in enumerate([(95.0, 96.0), (95.5, 95.0), (96.0, 97.0)]):
+        before = {"knn_top1": 92.0 + seed / 4, "linear_top1": 96.0, "few_label_top1": 85.0}
+        scores = {"knn_top1": knn, "linear_top1": linear, "few_label_top1": 80.0}
+        runs.append({"method": "matrix_ssl", "seed": seed, "before": before, **scores})
+    digits, transfer = tmp_path / "digits", tmp_path / "transfer"
+    digits.mkdir(), transfer.mkdir()
+    settings = {"epochs": 30, "seeds": [0, 1, 2]}
+    (digits / "results.json").write_text(json.dumps({"settings": settings, "rows": runs}))
+    rows = [{"row": "random init", "seeds": 3, "AP_bb": "3.4 ± 0.8", "AP_mk": "5.7 ± 0.9"}]
+    (transfer / "results.json").write_text(json.dumps({"rows": rows}))
+    out = tmp_path / "reference.json"
+    assert demo_reference.main([str(digits), str(transfer), str(out)]) == 0
+    reference = json.loads(out.read_text())
+    # kNN: +3.25 beyond the spreads; linear: +0 within them; few-label: a loss, never "lifted".
+    assert reference["note"].endswith(
+        "linear_top1, few_label_top1; README 'Pretraining on digits' has the numbers."
+    )
+    assert reference["probes"]["knn_top1"]["change"] == "3.25 ± 0.25"  # 3, 3.25, 3.5
+    assert reference["epochs"] == 30 and reference["transfer"] == rows
