@@ -205,10 +205,15 @@ def main() -> None:
     rows = run_jobs(jobs, args.parallel, args.out / "logs", threads=args.threads, results_log=log)
     rows += [*random_init_rows(rows), raw_pixels()]
     summary = summarise(rows)
+    tuning = (
+        f"each method at the setting its validation search chose ({args.best})"
+        if args.best
+        else "`digits` preset"
+    )
     train_min = sum(row.get("train_wall_s") or 0.0 for row in rows) / 60
     header = (
         f"Digits (32 px; pretrain and probes on the 1,257 training images, scored on the 540 test "
-        f"images), {args.epochs} epochs, `digits` preset (tuned on the validation split), seeds "
+        f"images), {args.epochs} epochs, {tuning}, seeds "
         f"{', '.join(map(str, args.seeds))}: mean ± std; `*` = the gain over random init exceeds "
         f"the sum of both spreads. {platform.machine()}, {os.cpu_count()} cores, fp32, "
         f"{args.parallel} run(s) at a time; {train_min:.0f} min of training summed over the runs.\n"
