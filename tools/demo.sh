@@ -17,8 +17,8 @@ PY="$ROOT/.venv/bin/python"
 [[ -x "$PY" ]] || PY=python
 # 30 epochs at the setting the 30-epoch validation search chose for Matrix-SSL (lr 3 as in the
 # digits preset, gamma 0.5: benchmarks/results/tune_digits-30ep/best.json): the shortest length
-# measured to lift all three digits probes beyond the 3-seed spreads (15 epochs lifted only the
-# 10-labels probe; README "Pretraining on digits"). About 5 minutes on 2 CPU cores.
+# measured to lift all three digits probes beyond the 3-seed spreads (20 epochs missed kNN, 15
+# lifted only the 10-labels probe; README "Pretraining on digits"). 3m25 on 2 idle CPU cores.
 EPOCHS="${DEMO_EPOCHS:-30}"
 START=$SECONDS
 
