@@ -78,6 +78,13 @@ def main() -> int:
     log = args.log or args.out / "log.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     logged = read_log(log)
+    # Checked before anything runs: rows fine-tuned with other options must not mix into one table.
+    for key, row in logged.items():
+        if key.rsplit("/", 1)[0] in {name for name, _ in runs} and row["extra_args"] != extra:
+            raise SystemExit(
+                f"{log} holds {key} run with {row['extra_args']}, not {extra}: "
+                "pass another --log (or --out)"
+            )
     raw: dict[str, list[dict[str, Any]]] = {}
     for seed in args.seeds:  # seeds outermost: a cut-short run still has every row once
         for name, checkpoint in runs:
@@ -85,11 +92,6 @@ def main() -> int:
             key = f"{name}/seed{seed}"
             path = None if checkpoint is None else Path(checkpoint.replace("{seed}", str(seed)))
             if key in logged:
-                if logged[key]["extra_args"] != extra:
-                    raise SystemExit(
-                        f"{log} holds {key} run with {logged[key]['extra_args']}, not {extra}: "
-                        "pass another --log (or --out)"
-                    )
                 raw.setdefault(name, []).append(logged[key])
                 continue
             if path is not None and not path.exists():
