@@ -7,9 +7,14 @@ is higher and separated; otherwise the seeds cannot tell. ``A >= B`` holds unles
 The "paper" column is the claim as its paper states it (no paper number is written into a results
 file); "measured here" comes from the results file only.
 
+With ``--transfer`` (the ``results.json`` of ``transfer_demo.py`` on the same checkpoints) the
+papers' detection claims are checked on the paired Mask R-CNN box AP too.
+
 Usage::
 
     python benchmarks/claims.py runs/p30/results.json > benchmarks/results/claims-30ep.md
+    python benchmarks/claims.py benchmarks/results/pretrain_digits-30ep/results.json \
+        --transfer benchmarks/results/transfer_demo-30ep/results.json
 """
 
 from __future__ import annotations
@@ -86,7 +91,41 @@ CLAIMS = (
         strict=False,
     ),
 )
-PROBE_NAMES = {"knn_top1": "kNN", "linear_top1": "linear", "few_label_top1": "10 labels/class"}
+#: The detection claims, checked on the paired shapes transfer (box AP of Mask R-CNN R18-FPN).
+TRANSFER_CLAIMS = (
+    Claim(
+        "matrix_ssl",
+        "byol",
+        "AP_bb",
+        "Matrix-SSL (ICML 2024): above BYOL on COCO Mask R-CNN transfer",
+    ),
+    Claim(
+        "matrix_ssl",
+        "mec",
+        "AP_bb",
+        "Matrix-SSL (ICML 2024): above MEC's uniformity alone on detection transfer",
+    ),
+    Claim(
+        "corinfomax",
+        "barlowtwins",
+        "AP_bb",
+        "CorInfoMax (NeurIPS 2022): COCO transfer on par with or above Barlow Twins",
+        strict=False,
+    ),
+    Claim(
+        "corinfomax",
+        "vicreg",
+        "AP_bb",
+        "CorInfoMax (NeurIPS 2022): COCO transfer on par with or above VICReg",
+        strict=False,
+    ),
+)
+PROBE_NAMES = {
+    "knn_top1": "kNN",
+    "linear_top1": "linear",
+    "few_label_top1": "10 labels/class",
+    "AP_bb": "shapes box AP",
+}
 
 
 def verdict(claim: Claim, better: list[float], worse: list[float]) -> str:
@@ -121,11 +160,27 @@ def claim_rows(rows: list[dict[str, Any]], claims: tuple[Claim, ...] = CLAIMS) -
     return out
 
 
+def transfer_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-seed rows ``{"method", "AP_bb"}`` (percent) from a ``transfer_demo`` results file."""
+    return [
+        {"method": name, "AP_bb": 100.0 * run["bbox"]["mAP"]}
+        for name, runs in results["raw"].items()
+        for run in runs
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="results.json of pretrain_digits.py")
+    parser.add_argument(
+        "--transfer", type=Path, help="results.json of transfer_demo.py (the detection claims)"
+    )
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
+    rows = claim_rows(results["rows"])
+    if args.transfer is not None:
+        transfer = json.loads(args.transfer.read_text())
+        rows += claim_rows(transfer_rows(transfer), TRANSFER_CLAIMS)
     columns = (
         ("claim", "claim"),
         ("paper", "paper"),
@@ -137,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Digits, {settings.get('epochs', '?')} epochs, seeds {settings.get('seeds', '?')} "
         f"({args.results}).\n"
     )
-    print(markdown_table(claim_rows(results["rows"]), columns))
+    print(markdown_table(rows, columns))
     return 0
 
 

@@ -155,6 +155,34 @@ def test_claims_table_calls_a_claim_only_when_the_seeds_separate(
     assert "| matrix_ssl > mec (linear) |" in out and "| holds |" in out
 
 
+def test_transfer_claims_read_box_ap_per_seed_from_the_transfer_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import claims
+
+    def seeds(aps: list[float]) -> list[dict]:
+        return [{"bbox": {"mAP": ap}, "segm": {"mAP": 0.0}} for ap in aps]
+
+    raw = {
+        "random init": seeds([0.03, 0.04, 0.035]),
+        "matrix_ssl": seeds([0.15, 0.16, 0.17]),
+        "byol": seeds([0.10, 0.11, 0.12]),
+    }
+    rows = claims.transfer_rows({"raw": raw})
+    assert [r["AP_bb"] for r in rows if r["method"] == "matrix_ssl"] == pytest.approx([15, 16, 17])
+    table = {r["claim"]: r for r in claims.claim_rows(rows, claims.TRANSFER_CLAIMS)}
+    assert table["matrix_ssl > byol (shapes box AP)"]["holds"] == "holds"
+    assert table["matrix_ssl > mec (shapes box AP)"]["holds"] == "missing"
+    digits = tmp_path / "results.json"
+    digits.write_text(json.dumps({"rows": [{"method": "mec", "linear_top1": 1.0}]}))
+    transfer = tmp_path / "transfer.json"
+    transfer.write_text(json.dumps({"raw": raw}))
+    assert claims.main([str(digits), "--transfer", str(transfer)]) == 0
+    out = capsys.readouterr().out
+    assert "| matrix_ssl > byol (shapes box AP) |" in out
+    assert "16.00 ± 1.00 vs 11.00 ± 1.00 | holds |" in out
+
+
 def _fake_row(job: digits_runs.Job) -> dict:
     scores = {"knn_top1": 90.0, "linear_top1": 95.0, "few_label_top1": 85.0}
     return {"method": job.method, "out": str(job.out), **job.tag, "before": scores, **scores}
