@@ -2,7 +2,9 @@
 
 Every method (ours and Lightly's baselines alike) gets the same grid shape: its ``digits`` preset
 learning rate times each of :data:`LR_FACTORS`, crossed with two values of the method's own main
-weight (:data:`WEIGHTS`), so 4 runs per method at the same length and seed. A run pretrains on
+weight (:data:`WEIGHTS`), then one more run a factor :data:`EDGE_STEP` beyond the lr of the best
+of those four, at its weight (:func:`edge_point`): a best at an end of the range may only mark
+where the grid stopped. 5 runs per method at the same length and seed. A run pretrains on
 the 1,005 images of ``train_minus_val`` and scores the frozen backbone on the 252 ``val`` images
 (``lightly-matrix pretrain --eval-split val``); the test split is never read. The chosen setting
 maximises the mean of the kNN, linear and few-label validation accuracies (fixed before the
@@ -45,6 +47,8 @@ from lightly_matrix.utils.text import markdown_table
 
 #: Learning rates tried: the preset's (or the module default's) times these factors.
 LR_FACTORS = (1.0, 3.0)
+#: The extra run's lr: the best grid point's lr divided (at the low end) or multiplied by this.
+EDGE_STEP = 3.0
 #: Each method's own main weight and the two values tried (first: the papers' / preset value).
 WEIGHTS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "matrix_ssl": ("gamma", (1.0, 0.5)),
@@ -87,6 +91,22 @@ def grid(method: str) -> list[dict[str, Any]]:
     return points
 
 
+def edge_point(method: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The extra point beyond the lr range on the side of the grid's best, once the grid is in.
+
+    With two learning rates the best always sits at an end: at the lower one the extra run uses
+    lr / :data:`EDGE_STEP`, at the upper one lr * :data:`EDGE_STEP`, with the best point's weight.
+    ``None`` while some grid point of ``method`` has not finished.
+    """
+    points = grid(method)
+    mine = {row["config"]: row for row in rows if row["method"] == method}
+    if any(i not in mine for i in range(len(points))):
+        return None
+    top = max((mine[i] for i in range(len(points))), key=score)  # max keeps the first of ties
+    step = 1 / EDGE_STEP if top["lr"] == min(p["lr"] for p in points) else EDGE_STEP
+    return {"lr": round(top["lr"] * step, 10), "hp": dict(top["hp"])}
+
+
 def hp_flags(point: dict[str, Any]) -> list[str]:
     flags = ["--lr", f"{point['lr']:g}"]
     for key, value in point["hp"].items():
@@ -118,41 +138,54 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def jobs_for(method: str, epochs: int, seed: int, out: Path) -> list[Job]:
-    """The search's runs for ``method``, one per grid point."""
+def search_job(
+    method: str, config: int, point: dict[str, Any], epochs: int, seed: int, out: Path
+) -> Job:
+    """The search run of ``method`` at ``point``, in ``OUT/method/cfg{config}``."""
     flags = ["--eval-split", "val", "--epochs", str(epochs), "--seed", str(seed)]
-    return [
-        Job(
-            method,
-            out / method / f"cfg{i}",
-            [*flags, *hp_flags(point)],
-            {"config": i, "lr": point["lr"], "hp": point["hp"], "epochs": epochs, "seed": seed},
-        )
-        for i, point in enumerate(grid(method))
-    ]
+    return Job(
+        method,
+        out / method / f"cfg{config}",
+        [*flags, *hp_flags(point)],
+        {"config": config, "lr": point["lr"], "hp": point["hp"], "epochs": epochs, "seed": seed},
+    )
+
+
+def jobs_for(method: str, epochs: int, seed: int, out: Path) -> list[Job]:
+    """The search's grid runs for ``method``, one per grid point."""
+    return [search_job(method, i, point, epochs, seed, out) for i, point in enumerate(grid(method))]
+
+
+def edge_job(method: str, rows: list[dict[str, Any]], epochs: int, seed: int, out: Path) -> Job:
+    """The extra run of ``method`` (:func:`edge_point`); its grid must have finished."""
+    point = edge_point(method, rows)
+    if point is None:
+        raise ValueError(f"{method}'s grid has unfinished runs; its extra point is not known yet")
+    return search_job(method, len(grid(method)), point, epochs, seed, out)
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, folder: Path) -> str:
     """Writes ``results.md`` (all finished runs) and ``best.json`` (complete methods) to ``folder``.
 
-    A method's setting is chosen only once all its grid points have finished.
+    A method's setting is chosen only once its grid points and its extra point have finished.
     """
     rows = sorted(rows, key=lambda r: (ORDER.index(r["method"]), r["config"]))
     best: dict[str, Any] = {}
     table_rows = []
     for method in ORDER:
         mine = [row for row in rows if row["method"] == method]
-        complete = len(mine) == len(grid(method))
+        complete = len(mine) == len(grid(method)) + 1
         top = max(mine, key=score) if complete else None  # max keeps the first of equal scores
         if top is not None:
             best[method] = {"lr": top["lr"], "hp": top["hp"], "val_score": score(top)}
         for row in mine:
             setting = ", ".join(f"{k} {v:g}" for k, v in row["hp"].items())
             before = score(row["before"]) if row.get("before") else None
+            extra = " (extra)" if row["config"] == len(grid(method)) else ""
             table_rows.append(
                 {
                     **row,
-                    "setting": f"lr {row['lr']:g}, {setting}",
+                    "setting": f"lr {row['lr']:g}, {setting}{extra}",
                     "score": score(row),
                     "random": "" if before is None else f"{before:.2f}",
                     "chosen": "yes" if row is top else ("" if complete else "(pending)"),
@@ -162,8 +195,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, folder: Path) -
     header = (
         f"Digits validation search: {args.epochs} epochs, seed {args.seed}, pretrain on 1,005 "
         f"train_minus_val images, probes scored on 252 val images; lr x {LR_FACTORS} x 2 values "
-        f"of each method's main weight (4 runs per method), chosen by the mean of the three "
-        f"probes; {platform.machine()}, {os.cpu_count()} cores, {args.parallel} run(s) at a time "
+        f"of each method's main weight, plus an extra run at the best one's weight and lr / or x "
+        f"{EDGE_STEP:g} (5 runs per method), chosen by the mean of the three probes; "
+        f"{platform.machine()}, {os.cpu_count()} cores, {args.parallel} run(s) at a time "
         f"on {args.threads or 'cores / parallel'} thread(s) each. "
         + (f"Not finished: {', '.join(missing)}.\n" if missing else "Complete.\n")
     )
@@ -199,14 +233,19 @@ def main() -> None:
         finished[row.get("run") or run_key(row["out"])] = row
         report(list(finished.values()), args, args.log.parent)
 
-    run_jobs(
-        jobs,
-        args.parallel,
-        args.out / "logs",
-        on_result=update,
-        threads=args.threads,
-        results_log=args.log,
-    )
+    def run(batch: list[Job]) -> None:
+        run_jobs(
+            batch,
+            args.parallel,
+            args.out / "logs",
+            on_result=update,
+            threads=args.threads,
+            results_log=args.log,
+        )
+
+    run(jobs)
+    rows = list(finished.values())
+    run([edge_job(m, rows, args.epochs, args.seed, args.out) for m in args.methods])
     print("\n" + report(list(finished.values()), args, args.log.parent))
 
 

@@ -40,6 +40,38 @@ def test_every_method_gets_the_same_search_budget() -> None:
         assert len({json.dumps(p, sort_keys=True) for p in points}) == len(points)
 
 
+def test_the_extra_point_steps_beyond_the_lr_end_where_the_best_grid_point_sits(
+    tmp_path: Path,
+) -> None:
+    points = tune_digits.grid("corinfomax")  # lr 0.5, 1.5 x alpha 250, 1000
+
+    def rows(scores: list[float]) -> list[dict]:
+        return [
+            {"method": "corinfomax", "config": i, **p, **dict.fromkeys(digits_runs.PROBES, v)}
+            for i, (p, v) in enumerate(zip(points, scores, strict=True))
+        ]
+
+    # Best at the upper lr: one step up, at the best point's weight.
+    assert tune_digits.edge_point("corinfomax", rows([90, 91, 89, 92])) == {
+        "lr": 4.5,
+        "hp": {"alpha": 1000.0},
+    }
+    # Best at the lower lr: one step down; a tie keeps the earlier grid point.
+    assert tune_digits.edge_point("corinfomax", rows([93, 93, 89, 92])) == {
+        "lr": round(0.5 / 3, 10),
+        "hp": {"alpha": 250.0},
+    }
+    # Not known before the whole grid is in, and another method's rows do not count.
+    partial = [*rows([90, 91, 89, 92])[:3], {"method": "mec", "config": 3}]
+    assert tune_digits.edge_point("corinfomax", partial) is None
+    with pytest.raises(ValueError, match="unfinished"):
+        tune_digits.edge_job("corinfomax", partial, 30, 0, tmp_path)
+    job = tune_digits.edge_job("corinfomax", rows([90, 91, 89, 92]), 30, 0, tmp_path)
+    assert job.out == tmp_path / "corinfomax" / "cfg4"
+    assert job.tag["config"] == 4 and job.tag["lr"] == 4.5
+    assert job.flags[-4:] == ["--lr", "4.5", "--hp", "alpha=1000"]
+
+
 def test_selection_is_the_mean_of_the_three_probes() -> None:
     row = {"knn_top1": 90.0, "linear_top1": 96.0, "few_label_top1": 84.0}
     assert tune_digits.score(row) == pytest.approx(90.0)
@@ -235,6 +267,13 @@ def test_search_report_chooses_only_complete_methods(tmp_path: Path) -> None:
         parallel=2,
         threads=1,
     )
+    # The grid alone is not complete: the extra point is still to run.
+    tune_digits.report(rows + partial, args, tmp_path)
+    assert json.loads((tmp_path / "best.json").read_text())["best"] == {}
+    edge = tune_digits.edge_job("mec", rows, 30, 0, tmp_path)
+    assert edge.tag["lr"] == round(3 * jobs[2].tag["lr"], 10)
+    assert edge.tag["hp"] == jobs[2].tag["hp"]
+    rows.append({**_fake_row(edge), "train_wall_s": 1.0})
     text = tune_digits.report(rows + partial, args, tmp_path)
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["best"] == {
@@ -246,7 +285,13 @@ def test_search_report_chooses_only_complete_methods(tmp_path: Path) -> None:
     }
     assert "byol" in best["pending"] and "mec" not in best["pending"]
     assert text.count("(pending)") == 2 and text.count("| yes |") == 1
+    assert text.count("(extra)") == 1
     assert (tmp_path / "results.md").read_text() == text
+    # An extra point that scores best is the one chosen.
+    rows[-1]["linear_top1"] = 99.5
+    tune_digits.report(rows + partial, args, tmp_path)
+    chosen = json.loads((tmp_path / "best.json").read_text())["best"]["mec"]
+    assert chosen["lr"] == edge.tag["lr"]
 
 
 def test_transfer_log_stands_in_for_missing_checkpoints(
