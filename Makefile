@@ -7,7 +7,7 @@ DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 .PHONY: install test lint format typecheck demo bench lock clean-venv help
 
 help:
-	@echo "make demo      pretrain Matrix-SSL on digits, export, Mask R-CNN transfer on generated shapes"
+	@echo "make demo      pretrain CorInfoMax on digits (DEMO_METHOD=matrix_ssl: Matrix-SSL), export, Mask R-CNN transfer on generated shapes"
 	@echo "make test      install if needed, then ruff and the whole test suite (all but gpu tests)"
 	@echo "make check-install  wheel into fresh venvs, used from outside the checkout (also in make test)"
 	@echo "make install   create/refresh .venv (idempotent; seconds when nothing changed)"

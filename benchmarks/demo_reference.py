@@ -2,27 +2,56 @@
 
 Reads the ``results.json`` of the seeded digits benchmark (``benchmarks/pretrain_digits.py``) and
 of the seeded transfer benchmark (``benchmarks/transfer_demo.py``) and writes the rows the demo
-compares itself with: the Matrix-SSL probes before/after at the demo length, and random-init vs
-Matrix-SSL transfer.
+compares itself with: the method's probes before/after at the demo length, and random-init vs that
+method's transfer (the transfer row named like the method).
 
-    python benchmarks/demo_reference.py benchmarks/results/pretrain_digits-30ep \\
-        benchmarks/results/transfer_demo-30ep benchmarks/results/demo_reference.json
+    python benchmarks/demo_reference.py benchmarks/results/pretrain_digits-20ep \\
+        benchmarks/results/transfer_demo-20ep benchmarks/results/demo_reference-corinfomax.json \\
+        --method corinfomax
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from digits_runs import PROBES, fmt, separated
 
+#: The names the demo prints.
+LABELS = {"matrix_ssl": "Matrix-SSL", "corinfomax": "CorInfoMax"}
+
+
+def transfer_lifted(raw: dict[str, list[dict[str, Any]]], method: str) -> bool | None:
+    """Whether ``method``'s box and mask AP beat random init past both spreads (or ``None``)."""
+    if not raw.get(method) or not raw.get("random init"):
+        return None
+
+    def aps(name: str, kind: str) -> list[float]:
+        return [100.0 * run[kind]["mAP"] for run in raw[name]]
+
+    return all(
+        separated(aps(method, kind), aps("random init", kind))
+        and sum(aps(method, kind)) > sum(aps("random init", kind))  # equal seed counts
+        for kind in ("bbox", "segm")
+    )
+
 
 def main(argv: list[str]) -> int:
-    digits_dir, transfer_dir, out = (Path(a) for a in argv)
-    digits = json.loads((digits_dir / "results.json").read_text())
-    transfer = json.loads((transfer_dir / "results.json").read_text())
-    runs = [row for row in digits["rows"] if row["method"] == "matrix_ssl"]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("digits_dir", type=Path, help="folder of pretrain_digits' results.json")
+    parser.add_argument("transfer_dir", type=Path, help="folder of transfer_demo's results.json")
+    parser.add_argument("out", type=Path, help="reference file to write")
+    parser.add_argument("--method", default="matrix_ssl", choices=sorted(LABELS))
+    args = parser.parse_args(argv)
+    digits = json.loads((args.digits_dir / "results.json").read_text())
+    transfer = json.loads((args.transfer_dir / "results.json").read_text())
+    runs = [row for row in digits["rows"] if row["method"] == args.method]
+    if not runs:
+        raise SystemExit(f"{args.digits_dir}/results.json has no {args.method} runs")
+    label = LABELS[args.method]
     probes = {
         key: {
             "before": fmt([row["before"][key] for row in runs]),
@@ -41,15 +70,24 @@ def main(argv: list[str]) -> int:
         )
     ]
     epochs = digits["settings"]["epochs"]
-    note = f"Measured over {len(runs)} seeds, {epochs} epochs of Matrix-SSL " + (
+    note = f"Measured over {len(runs)} seeds, {epochs} epochs of {label} " + (
         "do not lift these digits probes above the random initialisation by more than both "
         f"seed spreads: {', '.join(short)}; README 'Pretraining on digits' has the numbers."
         if short
         else "lift every digits probe above the random initialisation by more than both seed "
         "spreads."
     )
+    lifted = transfer_lifted(transfer.get("raw", {}), args.method)
+    if lifted is not None:
+        note += (
+            " The transfer's box and mask AP are above random init by more than both spreads."
+            if lifted
+            else " The transfer's box and mask AP are not both beyond the spreads of random init."
+        )
     reference = {
         "source": "benchmarks/pretrain_digits.py and benchmarks/transfer_demo.py (mean ± std)",
+        "method": args.method,
+        "label": label,
         "epochs": digits["settings"]["epochs"],
         "seeds": digits["settings"]["seeds"],
         "probes": probes,
@@ -57,9 +95,10 @@ def main(argv: list[str]) -> int:
         "transfer": [
             {k: row.get(k, "") for k in ("row", "seeds", "AP_bb", "AP_mk")}
             for row in transfer["rows"]
+            if row["row"] in ("random init", args.method)
         ],
     }
-    out.write_text(json.dumps(reference, indent=1, ensure_ascii=False) + "\n")
+    args.out.write_text(json.dumps(reference, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps(reference, indent=1, ensure_ascii=False))
     return 0
 

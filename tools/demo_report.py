@@ -6,7 +6,7 @@ Prints (1) the frozen-backbone probes on the digits test split before pretrainin
 initialisation, evaluated by the run itself at epoch 0) and after it, with the change; (2) the Mask
 R-CNN result on the generated shapes next to the reference rows measured over several seeds by
 ``benchmarks/transfer_demo.py`` (random init and the demo's own pretraining), if the reference
-file exists.
+file exists (``benchmarks/demo_reference.py`` writes it, one per demo method).
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ def probe_table(metrics: dict, reference: dict | None) -> list[str]:
     seeds = len((reference or {}).get("seeds", []))
     headers = ["probe", "random init (epoch 0)", "pretrained", "change"]
     headers += [f"reference change ({seeds} seeds)"] if probes else []
+    method = metrics.get("run", {}).get("method", "pretraining")
+    if reference is not None and reference.get("method", "matrix_ssl") == method:
+        method = reference.get("label", method)
     lines = [
         f"Frozen ResNet-18 on the digits test split (%), before and after {after['epoch']} "
-        "epochs of Matrix-SSL:",
+        f"epochs of {method}:",
         *markdown_table([], [(h, h) for h in headers]).splitlines(),
     ]
     for key, name in PROBES:
@@ -73,6 +76,11 @@ def main(argv: list[str]) -> int:
         reference = json.loads(reference_path.read_text())
     metrics = json.loads((out / "pretrain" / "metrics.json").read_text())
     results = json.loads((out / "transfer" / "results.json").read_text())
+    ran = metrics.get("run", {}).get("method")
+    meant = (reference or {}).get("method", "matrix_ssl")  # files before 'method' were Matrix-SSL's
+    if reference is not None and ran is not None and meant != ran:
+        print(f"({reference_path} is the reference of {meant}, not {ran}: not shown)")
+        reference = None
     print("\n".join(probe_table(metrics, reference)))
     print()
     print("\n".join(transfer_table(results, reference)))

@@ -7,7 +7,9 @@ parts whose mistakes would silently change a published table.
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -354,3 +356,91 @@ def test_demo_reference_names_the_probes_not_lifted_beyond_the_spreads(tmp_path:
     )
     assert reference["probes"]["knn_top1"]["change"] == "3.25 ± 0.25"  # 3, 3.25, 3.5
     assert reference["epochs"] == 30 and reference["transfer"] == rows
+
+
+def test_demo_reference_of_another_method_keeps_only_its_rows(tmp_path: Path) -> None:
+    import demo_reference
+
+    before = {"knn_top1": 92.0, "linear_top1": 95.0, "few_label_top1": 85.0}
+    runs = [
+        {"method": method, "seed": seed, "before": before, **dict.fromkeys(before, after + seed)}
+        for method, after in (("matrix_ssl", 80.0), ("corinfomax", 97.0))
+        for seed in range(3)
+    ]
+    digits, transfer = tmp_path / "digits", tmp_path / "transfer"
+    digits.mkdir(), transfer.mkdir()
+    (digits / "results.json").write_text(
+        json.dumps({"settings": {"epochs": 20, "seeds": [0, 1, 2]}, "rows": runs})
+    )
+
+    def seeds(aps: list[float]) -> list[dict]:
+        return [{"bbox": {"mAP": ap}, "segm": {"mAP": ap}} for ap in aps]
+
+    names = ("random init", "matrix_ssl", "corinfomax")
+    rows = [{"row": name, "seeds": 3, "AP_bb": "x", "AP_mk": "y"} for name in names]
+    raw = {"random init": seeds([0.03, 0.04, 0.05]), "corinfomax": seeds([0.05, 0.1, 0.15])}
+    (transfer / "results.json").write_text(json.dumps({"rows": rows, "raw": raw}))
+    out = tmp_path / "reference.json"
+    argv = [str(digits), str(transfer), str(out), "--method", "corinfomax"]
+    assert demo_reference.main(argv) == 0
+    reference = json.loads(out.read_text())
+    assert reference["method"] == "corinfomax" and reference["label"] == "CorInfoMax"
+    assert reference["probes"]["knn_top1"]["after"] == "98.00 ± 1.00"
+    assert [r["row"] for r in reference["transfer"]] == ["random init", "corinfomax"]
+    # 10 +- 5 vs 4 +- 1 AP: not beyond both spreads, and the note says so.
+    assert reference["note"].startswith("Measured over 3 seeds, 20 epochs of CorInfoMax lift")
+    assert reference["note"].endswith("not both beyond the spreads of random init.")
+    assert demo_reference.transfer_lifted({"random init": seeds([0.03])}, "corinfomax") is None
+    raw["corinfomax"] = seeds([0.15, 0.16, 0.17])
+    assert demo_reference.transfer_lifted(raw, "corinfomax") is True
+    with pytest.raises(SystemExit):  # argparse: not a demo method
+        demo_reference.main([str(digits), str(transfer), str(out), "--method", "vicreg"])
+    (digits / "results.json").write_text(
+        json.dumps({"settings": {"epochs": 20, "seeds": [0]}, "rows": runs[3:]})
+    )
+    with pytest.raises(SystemExit, match="no matrix_ssl runs"):
+        demo_reference.main([str(digits), str(transfer), str(out), "--method", "matrix_ssl"])
+
+
+def test_demo_report_names_the_method_and_refuses_another_methods_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history = [
+        {"epoch": 0, "knn_top1": 93.0, "linear_top1": 95.5, "few_label_top1": 86.5},
+        {"epoch": 20, "knn_top1": 97.0, "linear_top1": 98.0, "few_label_top1": 95.0},
+    ]
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "transfer").mkdir()
+    metrics = {"run": {"method": "corinfomax"}, "history": history, "final": history[-1]}
+    (tmp_path / "pretrain" / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "transfer" / "results.json").write_text(
+        json.dumps({"bbox": {"mAP": 0.2}, "segm": {"mAP": 0.3}})
+    )
+    probes = {k: {"change": "+4.00 ± 1.00"} for k, _ in demo_report.PROBES}
+    ours = {"method": "corinfomax", "label": "CorInfoMax", "seeds": [0, 1, 2], "probes": probes}
+    (tmp_path / "ours.json").write_text(json.dumps(ours))
+    assert demo_report.main([str(tmp_path), str(tmp_path / "ours.json")]) == 0
+    out = capsys.readouterr().out
+    assert "before and after 20 epochs of CorInfoMax:" in out
+    assert "| kNN top-1 | 93.00 | 97.00 | +4.00 | +4.00 ± 1.00 |" in out
+    # A reference without "method" is Matrix-SSL's (the files before the field): not shown here.
+    (tmp_path / "old.json").write_text(json.dumps({"seeds": [0], "probes": probes}))
+    assert demo_report.main([str(tmp_path), str(tmp_path / "old.json")]) == 0
+    out = capsys.readouterr().out
+    assert "is the reference of matrix_ssl, not corinfomax: not shown" in out
+    assert "+4.00 ± 1.00" not in out and "epochs of corinfomax:" in out
+
+
+def test_demo_refuses_an_unknown_method_before_running_anything(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    env = {**os.environ, "DEMO_METHOD": "vicreg"}
+    done = subprocess.run(
+        ["bash", str(ROOT / "tools" / "demo.sh"), str(out)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "DEMO_METHOD=vicreg is not a demo method; use corinfomax or matrix_ssl" in done.stderr
+    assert not out.exists()
+    # Every demo method has its reference beside the results it was built from.
+    for method in ("corinfomax", "matrix_ssl"):
+        reference = ROOT / "benchmarks" / "results" / f"demo_reference-{method}.json"
+        assert json.loads(reference.read_text())["method"] == method
