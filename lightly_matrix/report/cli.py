@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         metavar="JSON",
         help="reference spreads to draw beside the run (e.g. benchmarks/results/"
-        "demo_reference.json: probes before/after and transfer AP, mean ± std over seeds)",
+        "demo_reference-corinfomax.json: probes before/after and transfer AP, mean ± std over "
+        "seeds)",
     )
     parser.add_argument(
         "--images",
@@ -56,7 +57,10 @@ def _read_reference(path: str | None) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"--reference {path}: not a readable JSON file ({err})") from None
     if not isinstance(reference, dict):
-        raise UserError(f"--reference {path}: expected a JSON object like demo_reference.json")
+        raise UserError(
+            f"--reference {path}: expected a JSON object like "
+            "benchmarks/results/demo_reference-corinfomax.json"
+        )
     return reference
 
 
