@@ -23,7 +23,7 @@ METHOD="${DEMO_METHOD:-corinfomax}"
 # at: the shortest measured to lift all three digits probes and the transfer beyond the 3-seed
 # spreads (README "Pretraining on digits").
 case "$METHOD" in
-    corinfomax) NAME=CorInfoMax; SETTING=(--lr 4.5 --hp alpha=250); DEFAULT_EPOCHS=20 ;;
+    corinfomax) NAME=CorInfoMax; SETTING=(--lr 4.5 --hp alpha=250); DEFAULT_EPOCHS=30 ;;
     matrix_ssl) NAME=Matrix-SSL; SETTING=(--hp gamma=0.5); DEFAULT_EPOCHS=30 ;;
     *)
         echo "demo: DEMO_METHOD=$METHOD is not a demo method; use corinfomax or matrix_ssl" >&2
