@@ -103,7 +103,8 @@ TRANSFER_CLAIMS = (
         "matrix_ssl",
         "mec",
         "AP_bb",
-        "Matrix-SSL (ICML 2024): above MEC's uniformity alone on detection transfer",
+        "Matrix-SSL (ICML 2024): the alignment term helps (stated for the linear probe; "
+        "checked on the transfer too)",
     ),
     Claim(
         "corinfomax",
