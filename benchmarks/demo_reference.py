@@ -5,8 +5,8 @@ of the seeded transfer benchmark (``benchmarks/transfer_demo.py``) and writes th
 compares itself with: the method's probes before/after at the demo length, and random-init vs that
 method's transfer (the transfer row named like the method).
 
-    python benchmarks/demo_reference.py benchmarks/results/pretrain_digits-20ep \\
-        benchmarks/results/transfer_demo-20ep benchmarks/results/demo_reference-corinfomax.json \\
+    python benchmarks/demo_reference.py benchmarks/results/pretrain_digits-30ep \\
+        benchmarks/results/transfer_demo-30ep benchmarks/results/demo_reference-corinfomax.json \\
         --method corinfomax
 """
 

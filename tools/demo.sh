@@ -19,9 +19,10 @@ PY="$ROOT/.venv/bin/python"
 [[ -x "$PY" ]] || PY=python
 METHOD="${DEMO_METHOD:-corinfomax}"
 # Each method at the setting its 30-epoch validation search chose
-# (benchmarks/results/tune_digits-30ep/best.json) and the length its 3-seed reference was measured
-# at: the shortest measured to lift all three digits probes and the transfer beyond the 3-seed
-# spreads (README "Pretraining on digits").
+# (benchmarks/results/tune_digits-30ep/best.json), for the length its 3-seed reference was measured
+# at (30 epochs: all three digits probes and the transfer beyond the 3-seed spreads). Shorter
+# Matrix-SSL runs miss probes; 20-epoch CorInfoMax lifts the probes but its transfer is unmeasured
+# (README "Pretraining on digits").
 case "$METHOD" in
     corinfomax) NAME=CorInfoMax; SETTING=(--lr 4.5 --hp alpha=250); DEFAULT_EPOCHS=30 ;;
     matrix_ssl) NAME=Matrix-SSL; SETTING=(--hp gamma=0.5); DEFAULT_EPOCHS=30 ;;
