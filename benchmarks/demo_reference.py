@@ -3,11 +3,12 @@
 Reads the ``results.json`` of the seeded digits benchmark (``benchmarks/pretrain_digits.py``) and
 of the seeded transfer benchmark (``benchmarks/transfer_demo.py``) and writes the rows the demo
 compares itself with: the method's probes before/after at the demo length, and random-init vs that
-method's transfer (the transfer row named like the method).
+method's transfer (the transfer row named like the method). One file per method and length,
+``demo_reference-{method}-{epochs}ep.json``: the demo picks the one of its own length.
 
     python benchmarks/demo_reference.py benchmarks/results/pretrain_digits-30ep \\
-        benchmarks/results/transfer_demo-30ep benchmarks/results/demo_reference-corinfomax.json \\
-        --method corinfomax
+        benchmarks/results/transfer_demo-30ep \\
+        benchmarks/results/demo_reference-corinfomax-30ep.json --method corinfomax
 """
 
 from __future__ import annotations

@@ -32,7 +32,11 @@ case "$METHOD" in
         ;;
 esac
 EPOCHS="${DEMO_EPOCHS:-$DEFAULT_EPOCHS}"
-REFERENCE="benchmarks/results/demo_reference-$METHOD.json"
+# The 3-seed reference of this method at this length (benchmarks/demo_reference.py writes one per
+# method and length); other lengths run without one and say so.
+REFERENCE="benchmarks/results/demo_reference-$METHOD-${EPOCHS}ep.json"
+REPORT_REFERENCE=()
+[[ -f "$REFERENCE" ]] && REPORT_REFERENCE=(--reference "$REFERENCE")
 START=$SECONDS
 
 echo "== 1/3 pretrain $NAME (ResNet-18) on digits, $EPOCHS epochs -> $OUT/pretrain"
@@ -52,4 +56,4 @@ echo "== results ($OUT): pretraining $((PRETRAIN_S / 60))m$((PRETRAIN_S % 60))s,
 "$PY" tools/demo_report.py "$OUT" "$REFERENCE"
 # Last: the figures of both runs in one offline HTML file (spectrum, curves, AP, detections).
 echo
-"$PY" -m lightly_matrix report "$OUT" --reference "$REFERENCE"
+"$PY" -m lightly_matrix report "$OUT" "${REPORT_REFERENCE[@]}"

@@ -6,7 +6,8 @@ Prints (1) the frozen-backbone probes on the digits test split before pretrainin
 initialisation, evaluated by the run itself at epoch 0) and after it, with the change; (2) the Mask
 R-CNN result on the generated shapes next to the reference rows measured over several seeds by
 ``benchmarks/transfer_demo.py`` (random init and the demo's own pretraining), if the reference
-file exists (``benchmarks/demo_reference.py`` writes it, one per demo method).
+file exists (``benchmarks/demo_reference.py`` writes it, one per demo method and length) and was
+measured for the run's method and number of epochs.
 """
 
 from __future__ import annotations
@@ -74,12 +75,19 @@ def main(argv: list[str]) -> int:
     reference = None
     if reference_path is not None and reference_path.is_file():
         reference = json.loads(reference_path.read_text())
+    elif reference_path is not None:
+        print(f"(no reference measured for this run: {reference_path} does not exist)")
     metrics = json.loads((out / "pretrain" / "metrics.json").read_text())
     results = json.loads((out / "transfer" / "results.json").read_text())
     ran = metrics.get("run", {}).get("method")
     meant = (reference or {}).get("method", "matrix_ssl")  # files before 'method' were Matrix-SSL's
     if reference is not None and ran is not None and meant != ran:
         print(f"({reference_path} is the reference of {meant}, not {ran}: not shown)")
+        reference = None
+    # A reference of another length would compare changes that are not comparable.
+    epochs, measured = metrics["final"].get("epoch"), (reference or {}).get("epochs")
+    if reference is not None and measured is not None and measured != epochs:
+        print(f"({reference_path} was measured at {measured} epochs, not {epochs}: not shown)")
         reference = None
     print("\n".join(probe_table(metrics, reference)))
     print()

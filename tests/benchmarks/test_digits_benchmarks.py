@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -429,6 +430,14 @@ def test_demo_report_names_the_method_and_refuses_another_methods_reference(
     out = capsys.readouterr().out
     assert "is the reference of matrix_ssl, not corinfomax: not shown" in out
     assert "+4.00 ± 1.00" not in out and "epochs of corinfomax:" in out
+    # A reference of another length is not shown, and a missing one is named.
+    (tmp_path / "30ep.json").write_text(json.dumps({**ours, "epochs": 30}))
+    assert demo_report.main([str(tmp_path), str(tmp_path / "30ep.json")]) == 0
+    out = capsys.readouterr().out
+    assert "30ep.json was measured at 30 epochs, not 20: not shown" in out
+    assert "+4.00 ± 1.00" not in out
+    assert demo_report.main([str(tmp_path), str(tmp_path / "none.json")]) == 0
+    assert "none.json does not exist" in capsys.readouterr().out
 
 
 def test_demo_refuses_an_unknown_method_before_running_anything(tmp_path: Path) -> None:
@@ -440,7 +449,11 @@ def test_demo_refuses_an_unknown_method_before_running_anything(tmp_path: Path) 
     assert done.returncode == 2
     assert "DEMO_METHOD=vicreg is not a demo method; use corinfomax or matrix_ssl" in done.stderr
     assert not out.exists()
-    # Every demo method has its reference beside the results it was built from.
-    for method in ("corinfomax", "matrix_ssl"):
-        reference = ROOT / "benchmarks" / "results" / f"demo_reference-{method}.json"
+    # Every demo method has its reference at its default length, beside the results it came from.
+    script = (ROOT / "tools" / "demo.sh").read_text()
+    defaults = re.findall(r"^\s+(\w+)\) NAME=.*DEFAULT_EPOCHS=(\d+)", script, re.M)
+    assert sorted(method for method, _ in defaults) == ["corinfomax", "matrix_ssl"]
+    for method, epochs in defaults:
+        reference = ROOT / "benchmarks" / "results" / f"demo_reference-{method}-{epochs}ep.json"
         assert json.loads(reference.read_text())["method"] == method
+        assert json.loads(reference.read_text())["epochs"] == int(epochs)
