@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         metavar="JSON",
         help="reference spreads to draw beside the run (e.g. benchmarks/results/"
-        "demo_reference-corinfomax-30ep.json: probes before/after and transfer AP, mean ± std over "
+        "demo_reference-corinfomax-20ep.json: probes before/after and transfer AP, mean ± std over "
         "seeds)",
     )
     parser.add_argument(
@@ -59,7 +59,7 @@ def _read_reference(path: str | None) -> dict[str, Any] | None:
     if not isinstance(reference, dict):
         raise UserError(
             f"--reference {path}: expected a JSON object like "
-            "benchmarks/results/demo_reference-corinfomax-30ep.json"
+            "benchmarks/results/demo_reference-corinfomax-20ep.json"
         )
     return reference
 
