@@ -1,0 +1,56 @@
+"""One writer per output folder: an exclusive OS lock held for as long as a command writes there.
+
+Two ``pretrain``/``transfer``/``export`` processes started on one ``--out`` at the same moment
+would both pass the "is it empty?" check and then write into each other's files. The lock file
+is hidden (``.lightly-matrix.lock``), so the empty-folder checks ignore it; the kernel drops
+the lock when its process dies (``kill -9`` included), so a stale file never blocks a new run.
+``filelock`` (torch's dependency) is not used: it truncates the file when it *tries* to lock,
+erasing the holder's pid that the refusal names.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lightly_matrix.errors import UserError
+
+LOCK_NAME = ".lightly-matrix.lock"
+
+
+@contextmanager
+def folder_lock(folder: Path, option: str = "--out") -> Iterator[None]:
+    """Holds the exclusive lock of ``folder`` (which must exist) while the block runs.
+
+    Args:
+        folder: The output folder.
+        option: How the user named it, for the message (``--out``, ``--work-dir``).
+
+    Raises:
+        UserError: Another process holds the folder's lock.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp, folder_lock(Path(tmp)):
+        ...     pass
+    """
+    path = Path(folder) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise UserError(
+                f"{option} {folder} is in use by another lightly-matrix process (pid {holder});"
+                f" wait for it to finish or choose another {option}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
