@@ -94,28 +94,25 @@ def startup(work: Path, files: int, rounds: int) -> dict:
     }
 
 
-def _ours(folder: Path, workers: int, batch: int, index_dir: Path) -> Iterable:
-    from lightly_matrix.data.folder import ImageFolderDataset
-    from lightly_matrix.data.module import PretrainDataModule
-    from lightly_matrix.data.transforms import build_train_transform
-
-    dataset = ImageFolderDataset(folder, build_train_transform("byol", 224, 2), index_dir=index_dir)
-    module = PretrainDataModule(dataset, None, batch, workers, seed=0)
-    module.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1)
-    return module.train_dataloader()
-
-
-def _baseline(folder: Path, workers: int, batch: int) -> Iterable:
+def loader(name: str, folder: Path, workers: int, batch: int, index_dir: Path) -> Iterable:
+    """Ours (through ``PretrainDataModule.train_dataloader``), or torchvision + Lightly's."""
     import torch
     from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform
     from torchvision.datasets import ImageFolder
 
-    transform = BYOLTransform(
-        view_1_transform=BYOLView1Transform(input_size=224),
-        view_2_transform=BYOLView2Transform(input_size=224),
-    )
+    from lightly_matrix.data.folder import ImageFolderDataset
+    from lightly_matrix.data.module import PretrainDataModule
+    from lightly_matrix.data.transforms import build_train_transform
+
+    if name == "ours":
+        transform = build_train_transform("byol", 224, 2)
+        dataset = ImageFolderDataset(folder, transform, index_dir=index_dir)
+        module = PretrainDataModule(dataset, None, batch, workers, seed=0)
+        module.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1)
+        return module.train_dataloader()
+    views = BYOLView1Transform(input_size=224), BYOLView2Transform(input_size=224)
     return torch.utils.data.DataLoader(
-        ImageFolder(str(folder), transform=transform),
+        ImageFolder(str(folder), transform=BYOLTransform(*views)),
         batch_size=batch,
         shuffle=True,
         num_workers=workers,
@@ -134,13 +131,8 @@ def throughput(work: Path, images: int, workers: list[int], rounds: int, batch: 
     for _ in range(rounds):
         for w in workers:
             for name in results:
-                loader = (
-                    _ours(folder, w, batch, index_dir)
-                    if name == "ours"
-                    else _baseline(folder, w, batch)
-                )
                 start, seen = time.perf_counter(), 0
-                for views, _ in loader:
+                for views, _ in loader(name, folder, w, batch, index_dir):
                     assert views[0].shape[-2:] == (224, 224) and len(views) == 2
                     seen += len(views[0])
                 rate = seen / (time.perf_counter() - start)
