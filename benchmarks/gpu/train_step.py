@@ -161,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--precision", default="bf16-mixed", help="Lightning's precision")
-    p.add_argument("--warmup", type=int, default=10, help="untimed steps (cudnn autotuning)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps, >= 1 (cudnn tuning)")
     p.add_argument("--steps", type=int, default=30, help="timed steps")
     p.add_argument("--loss-time", type=float, default=1.0, help="seconds timing the loss alone")
     p.add_argument("--profile", action="store_true", help="PyTorchProfiler summary (slows down)")
     args = p.parse_args(argv)
+    if args.warmup < 1 or args.steps < 1:
+        p.error("--warmup and --steps must be >= 1 (the window starts after a warm-up step)")
     device = resolve(args)
     if args.dry_run:
         args.backbone = "resnet18" if args.backbone.startswith("resnet") else "vit_tiny_patch16_224"
