@@ -47,7 +47,7 @@ def make_folder(root: Path, classes: int, per_class: int, size: tuple[int, int])
         (root / f"class{c:04d}").mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
-            image = Image.fromarray(small).resize(size, Image.BILINEAR)
+            image = Image.fromarray(small).resize(size, Image.Resampling.BILINEAR)
             image.save(root / f"class{c:04d}" / f"{i:05d}.jpg", quality=90)
     done.touch()
     return root
@@ -69,9 +69,9 @@ def startup(work: Path, files: int, rounds: int) -> dict:
     small = make_folder(work / "startup_200", 100, 2, (64, 64))
     rows: dict[str, list[float]] = {}
 
-    def timed(key: str, fn: Callable[[], object]) -> None:
+    def timed(key: str, fn: Callable[..., object], *args: object) -> None:
         start = time.perf_counter()
-        fn()
+        fn(*args)
         rows.setdefault(key, []).append(time.perf_counter() - start)
 
     paths = scan_folder_stats(large).paths
@@ -80,14 +80,12 @@ def startup(work: Path, files: int, rounds: int) -> dict:
             for threads in (1, CHECK_THREADS):
                 if cache == "cold":
                     evict(paths)
-                timed(
-                    f"check {cache}, {threads} threads", lambda t=threads: find_unreadable(paths, t)
-                )
+                timed(f"check {cache}, {threads} threads", find_unreadable, paths, threads)
         for name, folder in (("large", large), ("small", small)):
             with tempfile.TemporaryDirectory() as run:
                 evict(scan_folder_stats(folder).paths)
-                timed(f"{name}: first start (cold)", lambda f=folder, r=run: checked_folder(f, r))
-                timed(f"{name}: second start", lambda f=folder, r=run: checked_folder(f, r))
+                timed(f"{name}: first start (cold)", checked_folder, folder, run)
+                timed(f"{name}: second start", checked_folder, folder, run)
     return {
         "files": {"large": len(paths), "small": 200},
         "seconds": {key: min(values) for key, values in rows.items()},
@@ -108,7 +106,8 @@ def loader(name: str, folder: Path, workers: int, batch: int, index_dir: Path) -
         transform = build_train_transform("byol", 224, 2)
         dataset = ImageFolderDataset(folder, transform, index_dir=index_dir)
         module = PretrainDataModule(dataset, None, batch, workers, seed=0)
-        module.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1)
+        # The loader reads only these of its trainer.
+        module.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1)  # type: ignore[assignment]
         return module.train_dataloader()
     views = BYOLView1Transform(input_size=224), BYOLView2Transform(input_size=224)
     return torch.utils.data.DataLoader(

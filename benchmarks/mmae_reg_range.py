@@ -95,7 +95,8 @@ def vit_features(m: int, seed: int) -> Features:
 
     @torch.no_grad()
     def draw(g: torch.Generator) -> torch.Tensor:
-        return vit.forward_features(torch.randn(m, 3, 224, 224, generator=g))[:, 0].double()
+        images = torch.randn(m, 3, 224, 224, generator=g)
+        return vit.forward_features(images)[:, 0].double()  # type: ignore[operator]
 
     return draw
 

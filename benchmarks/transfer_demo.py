@@ -74,10 +74,10 @@ def main() -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     logged = read_log(log)
     # Checked before anything runs: rows fine-tuned with other options must not mix into one table.
-    for key, row in logged.items():
-        if key.rsplit("/", 1)[0] in {name for name, _ in runs} and row["extra_args"] != extra:
+    for key, entry in logged.items():
+        if key.rsplit("/", 1)[0] in {name for name, _ in runs} and entry["extra_args"] != extra:
             raise SystemExit(
-                f"{log} holds {key} run with {row['extra_args']}, not {extra}: "
+                f"{log} holds {key} run with {entry['extra_args']}, not {extra}: "
                 "pass another --log (or --out)"
             )
     raw: dict[str, list[dict[str, Any]]] = {}
@@ -91,7 +91,12 @@ def main() -> int:
                 continue
             if path is not None and not path.exists():
                 raise SystemExit(f"{key}: no checkpoint {path} and no result in {log}")
-            row = {"run": key, "seed": seed, "source": str(path), "extra_args": extra}
+            row: dict[str, Any] = {
+                "run": key,
+                "seed": seed,
+                "source": str(path),
+                "extra_args": extra,
+            }
             row.update(_run(path, work_dir, seed, extra))
             with log.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
@@ -99,7 +104,7 @@ def main() -> int:
     baseline = raw.get("random init")
     rows = []
     for name, results in raw.items():
-        row: dict[str, Any] = {"row": name, "seeds": len(results)}
+        row = {"row": name, "seeds": len(results)}
         for iou_type, metric, label in METRICS:
             values = [100 * r[iou_type][metric] for r in results]
             row[label] = fmt(values)
@@ -118,8 +123,8 @@ def main() -> int:
     table = markdown_table(rows, columns)
     print("\n" + table + "\n")
     (log.parent / "results.md").write_text(table + "\n")
-    results = {"extra_args": extra, "seeds": args.seeds, "rows": rows, "raw": raw}
-    (log.parent / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    summary = {"extra_args": extra, "seeds": args.seeds, "rows": rows, "raw": raw}
+    (log.parent / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     return 0
 
 

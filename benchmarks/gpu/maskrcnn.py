@@ -50,7 +50,8 @@ def exported_backbone(depth: int, folder: Path) -> Path:
     return folder / "backbone.pth"
 
 
-def measure(args: Any, amp: bool, device: str, work_dir: Path, backbone: Path) -> dict[str, Any]:
+def train(args: Any, amp: bool, device: str, work_dir: Path, backbone: Path, row: dict) -> None:
+    """Trains the config's model for the warm-up and timed iterations; fills ``row``."""
     from mmdet.testing import demo_mm_inputs
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
@@ -60,8 +61,6 @@ def measure(args: Any, amp: bool, device: str, work_dir: Path, backbone: Path) -
     from lightly_matrix.transfer import resolve_config
 
     h, w = args.image
-    row: dict[str, Any] = {"config": args.config, "amp": amp, "batch": args.batch}
-    row["image"] = f"{h}x{w}"
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(str(resolve_config(args.config)))
     if args.dry_run:
@@ -87,18 +86,29 @@ def measure(args: Any, amp: bool, device: str, work_dir: Path, backbone: Path) -
         env_cfg=dict(cudnn_benchmark=device == "cuda"),
         log_level="WARNING",
     )
+    start = peak_start(device)
+    runner.train()
+    peak = peak_mib(device, start)
+    row["peak_gib"] = None if peak is None else peak / 1024
+    times = runner.message_hub.get_scalar("train/time").data[0][args.warmup :]
+    row["iter_ms"] = 1e3 * statistics.median(times)
+    row["images_per_s"] = args.batch * 1e3 / row["iter_ms"]
+    row["loss"] = float(runner.message_hub.get_scalar("train/loss").current())
+
+
+def measure(args: Any, amp: bool, device: str, work_dir: Path, backbone: Path) -> dict[str, Any]:
+    """One row; an error (mmcv without CUDA ops, out of memory) is named in it."""
+    import torch
+
+    row: dict[str, Any] = {"config": args.config, "amp": amp, "batch": args.batch}
+    row["image"] = "x".join(map(str, args.image))
     try:
-        start = peak_start(device)
-        runner.train()
-        times = runner.message_hub.get_scalar("train/time").data[0][args.warmup :]
-        row["iter_ms"] = 1e3 * statistics.median(times)
-        row["images_per_s"] = args.batch * 1e3 / row["iter_ms"]
-        row["loss"] = float(runner.message_hub.get_scalar("train/loss").current())
-        peak = peak_mib(device, start)
-        row["peak_gib"] = None if peak is None else peak / 1024
+        train(args, amp, device, work_dir, backbone, row)
         row["status"] = "ok"
-    except Exception as err:  # mmcv without CUDA ops, out of memory: say which
+    except Exception as err:
         row["status"] = f"error: {_error(err)}"
+    if device == "cuda":
+        torch.cuda.empty_cache()
     return row
 
 

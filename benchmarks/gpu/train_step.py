@@ -79,7 +79,8 @@ def loss_ms(criterion: Any, captured: dict[str, Any], device: str, min_run_time:
     return 1e3 * timer.blocked_autorange(min_run_time=min_run_time).median
 
 
-def measure(name: str, args: Any, device: str) -> dict[str, Any]:
+def train(name: str, args: Any, device: str, row: dict[str, Any]) -> None:
+    """Trains ``name`` for the warm-up and timed steps, then times its loss; fills ``row``."""
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import ThroughputMonitor
@@ -88,16 +89,16 @@ def measure(name: str, args: Any, device: str) -> dict[str, Any]:
 
     from lightly_matrix.methods import METHOD_CLASSES
 
-    row: dict[str, Any] = {"method": name, "backbone": args.backbone, "batch": args.batch}
     pl.seed_everything(0, verbose=False)
     loader, row["views"] = synthetic_batches(name, args, device, args.warmup + args.steps)
     cls = METHOD_CLASSES[name]
-    heads = args.dry_run and DRY_RUN_HEADS.keys() & inspect.signature(cls).parameters.keys()
+    own = inspect.signature(cls).parameters
+    small = {k: v for k, v in DRY_RUN_HEADS.items() if k in own} if args.dry_run else {}
     module = cls(
         backbone=args.backbone,
         batch_size_per_device=args.batch,
         image_size=args.image_size,
-        **{k: DRY_RUN_HEADS[k] for k in heads or ()},
+        **small,
     )
     captured: dict[str, Any] = {}
     calls = []
@@ -111,7 +112,7 @@ def measure(name: str, args: Any, device: str) -> dict[str, Any]:
         calls.append(1)
 
     criterion = getattr(module, "criterion", None)
-    hook = criterion and criterion.register_forward_hook(capture, with_kwargs=True)
+    hook = None if criterion is None else criterion.register_forward_hook(capture, with_kwargs=True)
     profiler = args.profile and PyTorchProfiler(
         dirpath=args.out, filename=f"profile-{args.backbone}-{name}", row_limit=30
     )
@@ -131,23 +132,29 @@ def measure(name: str, args: Any, device: str) -> dict[str, Any]:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+    start = peak_start(device)
+    trainer.fit(module, train_dataloaders=loader)
+    peak = peak_mib(device, start)
+    row["peak_gib"] = None if peak is None else peak / 1024
+    row["images_per_s"] = float(trainer.logged_metrics["train/device/samples_per_sec"])
+    row["step_ms"] = 1e3 / float(trainer.logged_metrics["train/device/batches_per_sec"])
+    if hook is not None:
+        hook.remove()
+        row["loss_calls"] = len(calls) / (args.warmup + args.steps)
+        row["loss_ms"] = loss_ms(criterion, captured, device, args.loss_time)
+        row["loss_share_pct"] = 100 * row["loss_ms"] * row["loss_calls"] / row["step_ms"]
+
+
+def measure(name: str, args: Any, device: str) -> dict[str, Any]:
+    """One row; an error (out of memory, a missing kernel) is named in it, the others still run."""
+    import torch
+
+    row: dict[str, Any] = {"method": name, "backbone": args.backbone, "batch": args.batch}
     try:
-        start = peak_start(device)
-        trainer.fit(module, train_dataloaders=loader)
-        peak = peak_mib(device, start)
-        row["peak_gib"] = None if peak is None else peak / 1024
-        metrics = trainer.logged_metrics
-        row["images_per_s"] = float(metrics["train/device/samples_per_sec"])
-        row["step_ms"] = 1e3 / float(metrics["train/device/batches_per_sec"])
-        if hook:
-            hook.remove()
-            row["loss_calls"] = len(calls) / (args.warmup + args.steps)
-            row["loss_ms"] = loss_ms(criterion, captured, device, args.loss_time)
-            row["loss_share_pct"] = 100 * row["loss_ms"] * row["loss_calls"] / row["step_ms"]
+        train(name, args, device, row)
         row["status"] = "ok"
-    except Exception as err:  # out of memory, a missing kernel: the other methods still run
+    except Exception as err:
         row["status"] = f"error: {_error(err)}"
-    del module, trainer
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
