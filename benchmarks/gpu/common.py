@@ -58,11 +58,6 @@ def _status_kib(field: str) -> int:
     return int(re.findall(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text())[0])
 
 
-# Freed blocks above 64 KiB go back to the OS, so that the resident peak is per measurement.
-with contextlib.suppress(AttributeError, OSError):
-    ctypes.CDLL(None).mallopt(-3, 1 << 16)  # glibc's M_MMAP_THRESHOLD
-
-
 def peak_start(device: str) -> int | None:
     """Resets the peak-memory counter; returns the bytes in use now (None: no counter here)."""
     import torch
@@ -71,6 +66,9 @@ def peak_start(device: str) -> int | None:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         return torch.cuda.memory_allocated()
+    # Freed blocks above 64 KiB go back to the OS, so that the resident peak is this measurement's.
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).mallopt(-3, 1 << 16)  # glibc's M_MMAP_THRESHOLD
     try:  # Linux: "5" resets the resident high-water mark (VmHWM) to the current size.
         Path("/proc/self/clear_refs").write_text("5")
         return _status_kib("VmRSS") * 1024

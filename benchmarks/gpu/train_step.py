@@ -114,7 +114,11 @@ def train(name: str, args: Any, device: str, row: dict[str, Any]) -> None:
     criterion = getattr(module, "criterion", None)
     hook = None if criterion is None else criterion.register_forward_hook(capture, with_kwargs=True)
     profiler = args.profile and PyTorchProfiler(
-        dirpath=args.out, filename=f"profile-{args.backbone}-{name}", row_limit=30
+        dirpath=args.out,
+        filename=f"profile-{args.backbone}-{name}",
+        export_to_chrome=False,
+        row_limit=40,
+        sort_by_key="cuda_time_total" if device == "cuda" else "cpu_time_total",
     )
     # The window: the steps after the warm-up (one time point more than steps).
     monitor = ThroughputMonitor(batch_size_fn=lambda b: len(b[1]), window_size=args.steps + 1)
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve(args)
     if args.dry_run:
         args.backbone = "resnet18" if args.backbone.startswith("resnet") else "vit_tiny_patch16_224"
-        args.batch, args.image_size, args.warmup, args.steps, args.loss_time = 8, 32, 1, 2, 0.05
+        args.batch, args.image_size, args.warmup, args.steps, args.loss_time = 8, 32, 1, 1, 0.05
     warnings.filterwarnings("ignore", ".*(num_workers|flops_per_batch|LeafSpec).*")
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     rows = [measure(name, args, device) for name in args.methods]
