@@ -12,7 +12,7 @@ help:
 	@echo "make check-install  wheel into fresh venvs, used from outside the checkout (also in make test)"
 	@echo "make install   create/refresh .venv (idempotent; seconds when nothing changed)"
 	@echo "make bench     loss benchmark table (benchmarks/bench_losses.py)"
-	@echo "make bench-gpu GPU suite on a CUDA machine (install, gpu tests, tables); STAGE=loss: one stage"
+	@echo "make bench-gpu GPU suite on a CUDA machine (gpu tests, tables); ARGS=\"--dry-run --out DIR\" on a CPU"
 	@echo "make typecheck mypy on the package"
 	@echo "make lock      re-pin requirements.lock from the current .venv"
 
@@ -44,11 +44,10 @@ demo: install
 bench: install
 	$(PY) benchmarks/bench_losses.py
 
-# Stages: install gpu-tests loss loss-compile pretrain stability mmdet report (each < 10 min on an
-# H100); e.g. make bench-gpu STAGE=pretrain, or STAGE="all --dry-run --out /tmp/suite" on a CPU.
+# python -m benchmarks.gpu with the venv's Python, or python3 where there is none (a GPU image).
 .PHONY: bench-gpu
 bench-gpu:
-	@bash benchmarks/gpu_suite.sh $(or $(STAGE),all)
+	$(if $(wildcard $(PY)),$(PY),python3) -m benchmarks.gpu $(ARGS)
 
 lock: install
 	@{ echo "# Pinned versions of the whole stack, resolved together on Python 3.11 / x86_64 (tools/install.sh"; \

@@ -47,7 +47,7 @@ def make_folder(root: Path, classes: int, per_class: int, size: tuple[int, int])
         (root / f"class{c:04d}").mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
-            image = Image.fromarray(small).resize(size, Image.BILINEAR)
+            image = Image.fromarray(small).resize(size, Image.Resampling.BILINEAR)
             image.save(root / f"class{c:04d}" / f"{i:05d}.jpg", quality=90)
     done.touch()
     return root
@@ -69,9 +69,9 @@ def startup(work: Path, files: int, rounds: int) -> dict:
     small = make_folder(work / "startup_200", 100, 2, (64, 64))
     rows: dict[str, list[float]] = {}
 
-    def timed(key: str, fn: Callable[[], object]) -> None:
+    def timed(key: str, fn: Callable[..., object], *args: object) -> None:
         start = time.perf_counter()
-        fn()
+        fn(*args)
         rows.setdefault(key, []).append(time.perf_counter() - start)
 
     paths = scan_folder_stats(large).paths
@@ -80,42 +80,38 @@ def startup(work: Path, files: int, rounds: int) -> dict:
             for threads in (1, CHECK_THREADS):
                 if cache == "cold":
                     evict(paths)
-                timed(
-                    f"check {cache}, {threads} threads", lambda t=threads: find_unreadable(paths, t)
-                )
+                timed(f"check {cache}, {threads} threads", find_unreadable, paths, threads)
         for name, folder in (("large", large), ("small", small)):
             with tempfile.TemporaryDirectory() as run:
                 evict(scan_folder_stats(folder).paths)
-                timed(f"{name}: first start (cold)", lambda f=folder, r=run: checked_folder(f, r))
-                timed(f"{name}: second start", lambda f=folder, r=run: checked_folder(f, r))
+                timed(f"{name}: first start (cold)", checked_folder, folder, run)
+                timed(f"{name}: second start", checked_folder, folder, run)
     return {
         "files": {"large": len(paths), "small": 200},
         "seconds": {key: min(values) for key, values in rows.items()},
     }
 
 
-def _ours(folder: Path, workers: int, batch: int, index_dir: Path) -> Iterable:
-    from lightly_matrix.data.folder import ImageFolderDataset
-    from lightly_matrix.data.module import PretrainDataModule
-    from lightly_matrix.data.transforms import build_train_transform
-
-    dataset = ImageFolderDataset(folder, build_train_transform("byol", 224, 2), index_dir=index_dir)
-    module = PretrainDataModule(dataset, None, batch, workers, seed=0)
-    module.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1)
-    return module.train_dataloader()
-
-
-def _baseline(folder: Path, workers: int, batch: int) -> Iterable:
+def loader(name: str, folder: Path, workers: int, batch: int, index_dir: Path) -> Iterable:
+    """Ours (through ``PretrainDataModule.train_dataloader``), or torchvision + Lightly's."""
     import torch
     from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform
     from torchvision.datasets import ImageFolder
 
-    transform = BYOLTransform(
-        view_1_transform=BYOLView1Transform(input_size=224),
-        view_2_transform=BYOLView2Transform(input_size=224),
-    )
+    from lightly_matrix.data.folder import ImageFolderDataset
+    from lightly_matrix.data.module import PretrainDataModule
+    from lightly_matrix.data.transforms import build_train_transform
+
+    if name == "ours":
+        transform = build_train_transform("byol", 224, 2)
+        dataset = ImageFolderDataset(folder, transform, index_dir=index_dir)
+        module = PretrainDataModule(dataset, None, batch, workers, seed=0)
+        # The loader reads only these of its trainer.
+        module.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1)  # type: ignore[assignment]
+        return module.train_dataloader()
+    views = BYOLView1Transform(input_size=224), BYOLView2Transform(input_size=224)
     return torch.utils.data.DataLoader(
-        ImageFolder(str(folder), transform=transform),
+        ImageFolder(str(folder), transform=BYOLTransform(*views)),
         batch_size=batch,
         shuffle=True,
         num_workers=workers,
@@ -134,13 +130,8 @@ def throughput(work: Path, images: int, workers: list[int], rounds: int, batch: 
     for _ in range(rounds):
         for w in workers:
             for name in results:
-                loader = (
-                    _ours(folder, w, batch, index_dir)
-                    if name == "ours"
-                    else _baseline(folder, w, batch)
-                )
                 start, seen = time.perf_counter(), 0
-                for views, _ in loader:
+                for views, _ in loader(name, folder, w, batch, index_dir):
                     assert views[0].shape[-2:] == (224, 224) and len(views) == 2
                     seen += len(views[0])
                 rate = seen / (time.perf_counter() - start)

@@ -1,256 +1,169 @@
-"""Loss cost: forward + backward time and peak memory, ours vs the straightforward d x d form.
+"""Loss cost: forward + backward time and peak memory, ours against d x d forms and Lightly's.
 
-Prints a Markdown table and writes it with the raw numbers under ``benchmarks/results/``. Lightly's
-BarlowTwinsLoss and VICRegLoss are the yardsticks. Each cell runs in a fresh subprocess so that
-peak memory (RSS high-water mark on the CPU, ``max_memory_allocated`` on a GPU) belongs to that
-loss alone. The straightforward formulations are the test suite's reference implementations
-(``tests/reference_losses.py``: explicit J_m, dense d x d matrices, Taylor series by matrix powers).
+Ours (``MatrixSSLLoss``, ``MatrixEntropyLoss`` = M-MAE's TCR term, ``UMAELoss``,
+``CorInfoMaxLoss``) beside the straightforward d x d forms (the test suite's float64 references,
+``tests/reference_losses.py``: explicit J_m, dense matrices, Taylor series by matrix powers) and
+Lightly's ``BarlowTwinsLoss`` and ``VICRegLoss``, on (m, d) inputs in fp32 or bf16 (bf16 inputs
+under ``torch.autocast``, as a projection head gives them). Time: the median of
+``torch.utils.benchmark.Timer.adaptive_autorange`` (CUDA synchronised). Peak memory above the
+inputs: ``torch.cuda.max_memory_allocated`` on a GPU, the resident high-water mark on the CPU.
 
-    python benchmarks/bench_losses.py                  # CPU, and CUDA when available
-    python benchmarks/bench_losses.py --device cpu --sizes 256x2048
+    python benchmarks/bench_losses.py                                     # CPU table: make bench
+    python benchmarks/bench_losses.py --device cuda --precision fp32 bf16 --sizes 4096x8192
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import resource
-import subprocess
 import sys
-import time
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
-
-from lightly_matrix.utils.text import markdown_row, markdown_table
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-SIZES = [(256, 2048), (1024, 2048), (256, 8192)]
-# name -> (description, pair input?)
-LOSSES: dict[str, str] = {
+from benchmarks.gpu.common import peak_mib, peak_start, resolve, short_error, write  # noqa: E402
+
+LOSSES = {
     "matrix_ssl": "MatrixSSLLoss (ours, Taylor 4)",
     "matrix_ssl_exact": "MatrixSSLLoss (ours, exact log)",
-    "matrix_ssl_dense": "Matrix-SSL, straightforward d x d",
-    "matrix_entropy": "MatrixEntropyLoss (ours)",
-    "matrix_entropy_dense": "M-MAE TCR, straightforward d x d logdet",
+    "matrix_entropy": "MatrixEntropyLoss (ours, M-MAE TCR)",
     "umae": "UMAELoss (ours)",
-    "corinfomax": "CorInfoMaxLoss (ours, d x d running cov)",
-    "barlowtwins": "lightly BarlowTwinsLoss",
-    "vicreg": "lightly VICRegLoss",
+    "corinfomax": "CorInfoMaxLoss (ours, running d x d cov)",
+    "matrix_ssl_dense": "Matrix-SSL, straightforward d x d",
+    "matrix_entropy_dense": "M-MAE TCR, straightforward d x d logdet",
+    "corinfomax_dense": "CorInfoMax, straightforward d x d",
+    "barlowtwins": "Lightly BarlowTwinsLoss",
+    "vicreg": "Lightly VICRegLoss",
 }
-# d x d formulations cost ~ d^3; cells predicted above this many seconds are skipped unless
-# --full (their estimate is printed, marked as such).
-CUBIC_IN_D = {"matrix_ssl_dense", "matrix_entropy_dense", "corinfomax"}
-DEFAULT_BUDGET_S = 120.0
+#: Each of ours -> its d x d form.
+DENSE = {
+    "matrix_ssl": "matrix_ssl_dense",
+    "matrix_ssl_exact": "matrix_ssl_dense",
+    "matrix_entropy": "matrix_entropy_dense",
+    "corinfomax": "corinfomax_dense",
+}
 
 
-def _make(name: str, m: int, d: int):
-    import torch
+def build(name: str, d: int, device: str) -> Callable[[Any, Any], Any]:
+    """``(online, target) -> scalar`` for one loss at embedding size ``d``."""
     from lightly.loss import BarlowTwinsLoss, VICRegLoss
     from reference_losses import CorInfoMaxReference, matrix_ssl_reference, tcr_reference
 
     from lightly_matrix.loss import CorInfoMaxLoss, MatrixEntropyLoss, MatrixSSLLoss, UMAELoss
 
-    fns = {
-        "matrix_ssl": lambda a, b: MatrixSSLLoss()(a, b),
-        "matrix_ssl_exact": lambda a, b: MatrixSSLLoss(taylor_order=None)(a, b),
-        "matrix_ssl_dense": lambda a, b: matrix_ssl_reference(a, b, 1.0, 1.0, 1.0, 4),
-        "matrix_entropy": lambda a, b: MatrixEntropyLoss()(a),
-        "matrix_entropy_dense": lambda a, b: tcr_reference(a, 1.0, False),
-        "umae": lambda a, b: UMAELoss()(a),
-        "barlowtwins": lambda a, b: BarlowTwinsLoss()(a, b),
-        "vicreg": lambda a, b: VICRegLoss()(a, b),
-    }
     if name == "corinfomax":
-        loss = CorInfoMaxLoss(d)
-        return lambda a, b: loss.to(a.device)(a, b)
+        return CorInfoMaxLoss(d).to(device)
     if name == "corinfomax_dense":
-        ref = CorInfoMaxReference(d, 250.0, 0.01, 0.01, 1.0, 1e-8)
-        return lambda a, b: ref.step(a, b)
-    del torch
-    return fns[name]
-
-
-def run_cell(name: str, m: int, d: int, device: str, repeats: int) -> dict:
-    import torch
-
-    torch.manual_seed(0)
-    a = torch.randn(m, d, device=device)
-    b = (a + 0.5 * torch.randn(m, d, device=device)).detach()
-    fn = _make(name, m, d)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    times = []
-    for _ in range(repeats):
-        x = a.clone().requires_grad_(True)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        loss = fn(x, b)
-        loss.backward()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-        value = float(loss)
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    return {
-        "loss": name,
-        "m": m,
-        "d": d,
-        "device": device,
-        "seconds": min(times),
-        "peak_mb": peak / 2**20,
-        "value": value,
+        return CorInfoMaxReference(d, 250.0, 0.01, 0.01, 1.0, 1e-8).step
+    entropy, umae = MatrixEntropyLoss(), UMAELoss()
+    losses: dict[str, Callable[[Any, Any], Any]] = {
+        "matrix_ssl": MatrixSSLLoss(),
+        "matrix_ssl_exact": MatrixSSLLoss(taylor_order=None),
+        "matrix_entropy": lambda a, b: entropy(a),
+        "umae": lambda a, b: umae(a),
+        "matrix_ssl_dense": lambda a, b: matrix_ssl_reference(a, b, 1.0, 1.0, 1.0, 4),
+        "matrix_entropy_dense": lambda a, b: tcr_reference(a, 1.0, False),
+        "barlowtwins": BarlowTwinsLoss(),
+        "vicreg": VICRegLoss(),
     }
+    return losses[name]
 
 
-def _cell_subprocess(name: str, m: int, d: int, device: str, repeats: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--cell", name, str(m), str(d), device, str(repeats)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def measure(name: str, m: int, d: int, precision: str, device: str, max_s: float) -> dict:
+    """One cell; an error (out of memory, an op without bf16) becomes a row that names it."""
+    import torch
+    from torch.utils.benchmark import Timer
+
+    row: dict[str, Any] = {"loss": name, "m": m, "d": d, "precision": precision}
+    torch.manual_seed(0)
+    base = torch.randn(m, d, device=device)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    online = base.to(dtype).requires_grad_()
+    target = (base + 0.5 * torch.randn_like(base)).to(dtype)
+
+    def step() -> Any:
+        online.grad = None
+        # The references make their matrices on the default device: put them with the inputs.
+        with torch.device(device), torch.autocast(device, torch.bfloat16, precision == "bf16"):
+            loss = fn(online, target)
+        loss.backward()
+        return loss
+
+    try:
+        fn = build(name, d, device)
+        start = peak_start(device)
+        row["value"] = float(step())  # the first call, also the warm-up
+        row["peak_mib"] = peak_mib(device, start)
+        timer = Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
+        result = timer.adaptive_autorange(min_run_time=min(0.1, max_s), max_run_time=max_s)
+    except Exception as err:
+        return {**row, "status": "error", "error": short_error(err)}
+    runs = result.number_per_run * len(result.raw_times)
+    return {**row, "status": "ok", "median_ms": 1e3 * result.median, "runs": runs}
 
 
-def _estimate(measured: dict[tuple[str, int, int], float], name: str, m: int, d: int):
-    """Seconds predicted for the d x d formulations (cost ~ d^3) from a smaller d, same m."""
-    if name not in CUBIC_IN_D:
-        return None
-    smaller = [(dd, t) for (n, mm, dd), t in measured.items() if n == name and mm == m and dd < d]
-    if not smaller:
-        return None
-    ref_d, ref_t = max(smaller)
-    return ref_t * (d / ref_d) ** 3
+def cell(rows: dict, name: str, m: int, d: int, precision: str) -> str:
+    r = rows.get((name, m, d, precision))
+    if r is None:
+        return "not run"
+    if r["status"] != "ok":
+        return f"error: {r['error'][:60]}"
+    mib = "" if r["peak_mib"] is None else f", {r['peak_mib']:.0f} MiB"
+    text = f"{r['median_ms']:.3f} ms{mib}"
+    dense = rows.get((DENSE.get(name), m, d, precision))
+    if dense and dense["status"] == "ok":
+        text += f", **{dense['median_ms'] / r['median_ms']:.1f}x** faster than d x d"
+    bt = rows.get(("barlowtwins", m, d, precision))
+    if name in DENSE and bt and bt["status"] == "ok":
+        text += f", {r['median_ms'] / bt['median_ms']:.2f}x BT"
+    return text
 
 
-def _hardware(device: str) -> str:
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.gpu.common import markdown_row, parser
+
+    p = parser(__doc__)
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if there is one")
+    p.add_argument("--sizes", nargs="+", default=["256x2048", "1024x2048", "256x8192"])
+    p.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
+    p.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES))
+    p.add_argument("--dense-max-d", type=int, default=2048, help="d x d forms up to this d")
+    p.add_argument("--max-run-time", type=float, default=2.0, help="timing seconds per cell")
+    args = p.parse_args(argv)
+    if args.dry_run:
+        args.sizes, args.precision, args.max_run_time = ["32x64"], ["fp32", "bf16"], 0.05
+    elif args.out is None:
+        args.out = ROOT / "benchmarks" / "results"
     import torch
 
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    threads = torch.get_num_threads()
-    return f"{platform.processor() or platform.machine()} CPU, {threads} threads"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cell", nargs=5, help=argparse.SUPPRESS)
-    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
-    parser.add_argument("--sizes", nargs="*", default=[f"{m}x{d}" for m, d in SIZES])
-    parser.add_argument("--losses", nargs="*", default=list(LOSSES), choices=list(LOSSES))
-    parser.add_argument("--repeats", type=int, default=3, help="best of N (default 3)")
-    parser.add_argument("--full", action="store_true", help="run cells predicted to be very slow")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    args = parser.parse_args()
-    if args.cell:
-        name, m, d, device, repeats = args.cell
-        print(json.dumps(run_cell(name, int(m), int(d), device, int(repeats))))
-        return 0
-
-    import torch
-
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    if "cuda" in devices and not torch.cuda.is_available():
-        if args.device == "cuda":
-            print("CUDA is not available on this machine.", file=sys.stderr)
-            return 2
-        devices.remove("cuda")
+    device = resolve(args, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
     rows = []
-    for device in devices:
-        measured: dict[tuple[str, int, int], float] = {}
+    for precision in args.precision:
         for m, d in sizes:
             for name in args.losses:
-                repeats = args.repeats
-                estimate = _estimate(measured, name, m, d)
-                if estimate is not None and estimate > DEFAULT_BUDGET_S and not args.full:
-                    rows.append(
-                        {
-                            "loss": name,
-                            "m": m,
-                            "d": d,
-                            "device": device,
-                            "seconds": None,
-                            "estimate_s": estimate,
-                            "peak_mb": None,
-                        }
-                    )
-                    print(
-                        f"{device} {name} m={m} d={d}: skipped, ~{estimate:.0f} s "
-                        "estimated from the d^3 cost (--full runs it)",
-                        flush=True,
-                    )
+                if name.endswith("_dense") and (d > args.dense_max_d or precision != "fp32"):
                     continue
-                if estimate is not None and estimate > 10.0:
-                    repeats = 1  # one run of a multi-second cell is timing enough
-                row = _cell_subprocess(name, m, d, device, repeats)
-                measured[(name, m, d)] = row["seconds"]
-                rows.append(row)
-                print(
-                    f"{device} {name} m={m} d={d}: {row['seconds']:.4f} s, "
-                    f"{row['peak_mb']:.0f} MB, value {row['value']:.6g}",
-                    flush=True,
-                )
-    table = _markdown(rows, {dev: _hardware(dev) for dev in devices})
-    print()
-    print(table)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    stem = args.out_dir / f"bench_losses-{'-'.join(devices)}-{stamp}"
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2))
-    stem.with_suffix(".md").write_text(table + "\n")
-    print(f"\nwritten: {stem}.json, {stem}.md")
-    return 0
-
-
-def _markdown(rows: list[dict], hardware: dict[str, str]) -> str:
+                rows.append(measure(name, m, d, precision, device, args.max_run_time))
+                print({k: v for k, v in rows[-1].items() if k != "value"}, flush=True)
+    by_key = {(r["loss"], r["m"], r["d"], r["precision"]): r for r in rows}
     lines = []
-    for device, hw in hardware.items():
-        lines.append(
-            f"**{device}** ({hw}, torch {__import__('torch').__version__}), fp32, "
-            "forward + backward, best of 3; peak memory above the inputs"
-        )
+    for precision in args.precision:
+        header = markdown_row(["loss", *(f"m={m}, d={d}" for m, d in sizes)])
+        lines += [f"### {precision}", "", header, "|---" * (len(sizes) + 1) + "|"]
+        for name in args.losses:
+            cells = [cell(by_key, name, m, d, precision) for m, d in sizes]
+            if set(cells) != {"not run"}:
+                lines.append(markdown_row([LOSSES[name], *cells]))
         lines.append("")
-        sizes = sorted(
-            {(r["m"], r["d"]) for r in rows if r["device"] == device}, key=lambda s: (s[1], s[0])
-        )
-        headers = ["loss", *(f"m={m}, d={d}" for m, d in sizes)]
-        lines += markdown_table([], [(h, h) for h in headers]).splitlines()
-        by_key = {(r["loss"], r["m"], r["d"]): r for r in rows if r["device"] == device}
-        for name, label in LOSSES.items():
-            cells = []
-            for m, d in sizes:
-                r = by_key.get((name, m, d))
-                if r is None:
-                    cells.append("")
-                elif r["seconds"] is None:
-                    cells.append(f"not run (~{r['estimate_s']:.0f} s est.)")
-                else:
-                    cell = f"{r['seconds']:.4f} s, {r['peak_mb']:.0f} MB"
-                    dense = by_key.get((name.replace("_exact", "") + "_dense", m, d))
-                    if (
-                        name in ("matrix_ssl", "matrix_ssl_exact", "matrix_entropy")
-                        and dense
-                        and dense["seconds"]
-                    ):
-                        cell += f" (**{dense['seconds'] / r['seconds']:.0f}x**)"
-                    cells.append(cell)
-            if any(cells):
-                lines.append(markdown_row([label, *cells]))
-        lines.append("")
-    lines.append("(Nx) = speed-up over the straightforward d x d formulation in the same run.")
-    return "\n".join(lines)
+    notes = [
+        "Forward + backward, median (torch.utils.benchmark.Timer.adaptive_autorange); peak memory"
+        " above the inputs. bf16: bf16 inputs under torch.autocast. BT: Lightly BarlowTwinsLoss.",
+        f"d x d forms (float64 references) in fp32 up to d = {args.dense_max_d} (--dense-max-d).",
+    ]
+    write(args, f"bench_losses-{device}", "Loss cost", rows, "\n".join(lines), device, notes)
+    return 0
 
 
 if __name__ == "__main__":

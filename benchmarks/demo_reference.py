@@ -1,9 +1,8 @@
 """Collects the reference numbers that ``make demo`` prints beside its own run.
 
-Reads the ``results.json`` of the seeded digits benchmark (``benchmarks/pretrain_digits.py``) and
-of the seeded transfer benchmark (``benchmarks/transfer_demo.py``) and writes the rows the demo
-compares itself with: the method's probes before/after at the demo length, and random-init vs that
-method's transfer (the transfer row named like the method). One file per method and length,
+From the ``results.json`` of ``benchmarks/pretrain_digits.py`` and ``benchmarks/transfer_demo.py``
+(seeded), writes what the demo compares itself with: the method's probes before/after at the demo
+length, and random init vs that method's transfer. One file per method and length,
 ``demo_reference-{method}-{epochs}ep.json``: the demo picks the one of its own length.
 
     python benchmarks/demo_reference.py benchmarks/results/pretrain_digits-30ep \\
@@ -89,7 +88,7 @@ def main(argv: list[str]) -> int:
         "source": "benchmarks/pretrain_digits.py and benchmarks/transfer_demo.py (mean ± std)",
         "method": args.method,
         "label": label,
-        "epochs": digits["settings"]["epochs"],
+        "epochs": epochs,
         "seeds": digits["settings"]["seeds"],
         "probes": probes,
         "note": note,

@@ -30,49 +30,39 @@ from lightly_matrix.utils.checks import positive_int
 from lightly_matrix.utils.text import markdown_table
 
 Features = Callable[[torch.Generator], torch.Tensor]
-
-
-def _power_law(m: int, d: int, alpha: float) -> Features:
-    """Gaussian rows with covariance eigenvalues ``i ** -alpha``: a decaying spectrum."""
-    scale = torch.arange(1, d + 1, dtype=torch.float64) ** (-alpha / 2)
-    return lambda g: torch.randn(m, d, generator=g, dtype=torch.float64) * scale
-
-
-def _rank(m: int, d: int, k: int) -> Features:
-    """Rows in a random k-dimensional subspace: dimensional collapse to rank k."""
-
-    def draw(g: torch.Generator) -> torch.Tensor:
-        basis = torch.randn(k, d, generator=g, dtype=torch.float64)
-        return torch.randn(m, k, generator=g, dtype=torch.float64) @ basis
-
-    return draw
-
-
-def _shared(m: int, d: int, cosine: float) -> Features:
-    """One common direction plus isotropic noise, mean pairwise cosine about ``cosine``."""
-    sigma = math.sqrt(1 / cosine - 1)
-
-    def draw(g: torch.Generator) -> torch.Tensor:
-        u = torch.nn.functional.normalize(torch.randn(d, generator=g, dtype=torch.float64), dim=0)
-        noise = torch.randn(m, d, generator=g, dtype=torch.float64) / math.sqrt(d)
-        return u + sigma * noise
-
-    return draw
+F64 = torch.float64
 
 
 def cases(m: int, d: int) -> dict[str, Features]:
     """Synthetic feature batches, from orthogonal (lowest value) to collapsed (highest)."""
+
+    def power_law(alpha: float) -> Features:  # covariance eigenvalues i^-alpha
+        scale = torch.arange(1, d + 1, dtype=F64) ** (-alpha / 2)
+        return lambda g: torch.randn(m, d, generator=g, dtype=F64) * scale
+
+    def shared(cosine: float) -> Features:  # one common direction + noise: mean cosine ~ cosine
+        sigma = math.sqrt(1 / cosine - 1) / math.sqrt(d)
+        return lambda g: (
+            F.normalize(torch.randn(d, generator=g, dtype=F64), dim=0)
+            + sigma * (torch.randn(m, d, generator=g, dtype=F64))
+        )
+
+    def rank(k: int) -> Features:  # rows in a random k-dimensional subspace
+        def draw(g: torch.Generator) -> torch.Tensor:
+            basis = torch.randn(k, d, generator=g, dtype=F64)
+            return torch.randn(m, k, generator=g, dtype=F64) @ basis
+
+        return draw
+
     return {
-        "orthogonal rows (lower bound)": lambda g: torch.eye(d, dtype=torch.float64)[:m],
-        "Gaussian, isotropic": _power_law(m, d, 0.0),
-        "Gaussian, spectrum i^-1": _power_law(m, d, 1.0),
-        "Gaussian, spectrum i^-2": _power_law(m, d, 2.0),
-        "shared direction, cosine 0.5": _shared(m, d, 0.5),
-        "shared direction, cosine 0.9": _shared(m, d, 0.9),
-        "shared direction, cosine 0.99": _shared(m, d, 0.99),
-        "rank 16": _rank(m, d, 16),
-        "rank 4": _rank(m, d, 4),
-        "rank 1 (full collapse, upper bound)": _rank(m, d, 1),
+        "orthogonal rows (lower bound)": lambda g: torch.eye(d, dtype=F64)[:m],
+        "Gaussian, isotropic": power_law(0.0),
+        "Gaussian, spectrum i^-1": power_law(1.0),
+        "Gaussian, spectrum i^-2": power_law(2.0),
+        **{f"shared direction, cosine {c}": shared(c) for c in (0.5, 0.9, 0.99)},
+        "rank 16": rank(16),
+        "rank 4": rank(4),
+        "rank 1 (full collapse, upper bound)": rank(1),
     }
 
 
@@ -84,33 +74,29 @@ def lower_bound(m: int, d: int, mu: float, w: float) -> float:
 
 
 def measure(loss: MatrixEntropyLoss, draw: Features, batches: int, seed: int) -> dict[str, float]:
+    """Min and max value, and the mean gradient norm on the unit rows, over ``batches`` draws."""
     g = torch.Generator().manual_seed(seed)
     values, grads = [], []
     for _ in range(batches):
         # Unit rows, as the loss sees them, so that the gradient does not depend on their scale.
         feats = F.normalize(draw(g), dim=1).requires_grad_(True)
         value = loss(feats)
-        (grad,) = torch.autograd.grad(value, feats)
         values.append(float(value.detach()))
-        grads.append(float(grad.norm()))
-    return {
-        "min": min(values),
-        "max": max(values),
-        "grad": sum(grads) / len(grads),
-    }
+        grads.append(float(torch.autograd.grad(value, feats)[0].norm()))
+    return {"min": min(values), "max": max(values), "grad": sum(grads) / len(grads)}
 
 
-def vit_features(m: int, batches: int, seed: int) -> Features:
+def vit_features(m: int, seed: int) -> Features:
     """CLS features (after the final norm) of a randomly initialised ViT-B/16 on noise images."""
     import timm
 
     torch.manual_seed(seed)
     vit = timm.create_model("vit_base_patch16_224", pretrained=False).eval()
 
+    @torch.no_grad()
     def draw(g: torch.Generator) -> torch.Tensor:
-        with torch.no_grad():
-            images = torch.randn(m, 3, 224, 224, generator=g)
-            return vit.forward_features(images)[:, 0].double()
+        images = torch.randn(m, 3, 224, 224, generator=g)
+        return vit.forward_features(images)[:, 0].double()  # type: ignore[operator]
 
     return draw
 
@@ -131,26 +117,21 @@ def main() -> int:
         {"case": "closed form, rows orthogonal", "min": lower_bound(m, d, mu, w)},
         {"case": "closed form, all rows equal", "max": -w * math.log1p(mu * m / d)},
     ]
-    for name, draw in cases(m, d).items():
-        if m > d and name.startswith("orthogonal"):
-            continue  # m > d rows cannot all be orthogonal
-        batches = 1 if name.startswith("orthogonal") else args.batches
-        rows.append({"case": name, "batches": batches, **measure(loss, draw, batches, args.seed)})
+    draws = cases(m, d)
+    if m > d:  # m > d rows cannot all be orthogonal
+        draws.pop("orthogonal rows (lower bound)")
     if args.vit > 0:
-        draw = vit_features(m, args.vit, args.seed)
-        row = measure(loss, draw, args.vit, args.seed)
-        rows.append({"case": "random-init ViT-B/16 CLS, noise images", "batches": args.vit, **row})
-    columns = [
-        ("case", "features"),
-        ("batches", "batches"),
-        ("min", "min w*reg"),
-        ("max", "max w*reg"),
-        ("grad", "mean ‖d(w*reg)/dF‖"),
-    ]
-    threads = torch.get_num_threads()
+        draws["random-init ViT-B/16 CLS, noise images"] = vit_features(m, args.seed)
+    for name, draw in draws.items():
+        batches = (
+            1 if name.startswith("orthogonal") else args.vit if "ViT" in name else args.batches
+        )
+        rows.append({"case": name, "batches": batches, **measure(loss, draw, batches, args.seed)})
+    columns = [("case", "features"), ("batches", "batches"), ("min", "min w*reg")]
+    columns += [("max", "max w*reg"), ("grad", "mean ‖d(w*reg)/dF‖")]
     print(
-        f"M-MAE regulariser, batch {m}, dim {d}, mu {mu}, weight {w}"
-        f" ({platform.machine()} CPU, {threads} threads, torch {torch.__version__}):\n"
+        f"M-MAE regulariser, batch {m}, dim {d}, mu {mu}, weight {w} ({platform.machine()} CPU,"
+        f" {torch.get_num_threads()} threads, torch {torch.__version__}):\n"
     )
     print(markdown_table(rows, columns, cell=_cell))
     return 0

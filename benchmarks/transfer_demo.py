@@ -3,13 +3,10 @@
 Runs ``lightly-matrix transfer --demo`` (Mask R-CNN R18-FPN on the generated coloured shapes)
 without a checkpoint and with each given checkpoint, once per ``--seeds`` value (the seed of the
 detector's initialisation, data order and augmentations), then prints box and mask AP as mean +-
-std with wall times. A pretrained row is marked ``*`` where its gain over random init exceeds the
-sum of both spreads. Rows run one after another (each uses both cores); a finished run in OUT is
-reused, so an interrupted benchmark continues; each finished (row, seed) is also appended to a
-results log (``--log``) that stands in for its run and checkpoint later. Not a test: minutes
-per run on 2 CPU cores.
-``{seed}`` in a checkpoint path is replaced by the seed, so pretraining seed s pairs with transfer
-seed s and the spread covers both.
+std with wall times; ``*`` marks a gain over random init beyond the sum of both spreads. A
+finished run in OUT is reused, and each finished (row, seed) is appended to a results log
+(``--log``) that stands in for its run and checkpoint later. ``{seed}`` in a checkpoint path is
+replaced by the seed, so pretraining seed s pairs with transfer seed s. Minutes per run on 2 cores.
 
     python benchmarks/transfer_demo.py 'runs/bench_digits/matrix_ssl/seed{seed}/last.ckpt' \
         --names matrix_ssl --seeds 0 1 2
@@ -53,9 +50,7 @@ def _run(checkpoint: Path | None, work_dir: Path, seed: int, extra: list[str]) -
 def main() -> int:
     """Run the baseline and each checkpoint for every seed, then print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "checkpoints", nargs="*", help="pretrained checkpoints ('{seed}' is replaced by the seed)"
-    )
+    parser.add_argument("checkpoints", nargs="*", help="checkpoints ('{seed}': the seed)")
     parser.add_argument("--names", nargs="*", help="row names of the checkpoints")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/transfer_demo"))
@@ -73,16 +68,16 @@ def main() -> int:
     if len(names) != len(args.checkpoints):
         parser.error("--names needs one name per checkpoint")
     runs: list[tuple[str, str | None]] = [] if args.no_baseline else [("random init", None)]
-    runs += list(zip(names, args.checkpoints, strict=True))
+    runs += zip(names, args.checkpoints, strict=True)
     extra = [a for a in extra if a != "--"]
     log = args.log or args.out / "log.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     logged = read_log(log)
     # Checked before anything runs: rows fine-tuned with other options must not mix into one table.
-    for key, row in logged.items():
-        if key.rsplit("/", 1)[0] in {name for name, _ in runs} and row["extra_args"] != extra:
+    for key, entry in logged.items():
+        if key.rsplit("/", 1)[0] in {name for name, _ in runs} and entry["extra_args"] != extra:
             raise SystemExit(
-                f"{log} holds {key} run with {row['extra_args']}, not {extra}: "
+                f"{log} holds {key} run with {entry['extra_args']}, not {extra}: "
                 "pass another --log (or --out)"
             )
     raw: dict[str, list[dict[str, Any]]] = {}
@@ -96,7 +91,12 @@ def main() -> int:
                 continue
             if path is not None and not path.exists():
                 raise SystemExit(f"{key}: no checkpoint {path} and no result in {log}")
-            row = {"run": key, "seed": seed, "source": str(path), "extra_args": extra}
+            row: dict[str, Any] = {
+                "run": key,
+                "seed": seed,
+                "source": str(path),
+                "extra_args": extra,
+            }
             row.update(_run(path, work_dir, seed, extra))
             with log.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
@@ -104,7 +104,7 @@ def main() -> int:
     baseline = raw.get("random init")
     rows = []
     for name, results in raw.items():
-        row: dict[str, Any] = {"row": name, "seeds": len(results)}
+        row = {"row": name, "seeds": len(results)}
         for iou_type, metric, label in METRICS:
             values = [100 * r[iou_type][metric] for r in results]
             row[label] = fmt(values)
@@ -123,10 +123,8 @@ def main() -> int:
     table = markdown_table(rows, columns)
     print("\n" + table + "\n")
     (log.parent / "results.md").write_text(table + "\n")
-    (log.parent / "results.json").write_text(
-        json.dumps({"extra_args": extra, "seeds": args.seeds, "rows": rows, "raw": raw}, indent=1)
-        + "\n"
-    )
+    summary = {"extra_args": extra, "seeds": args.seeds, "rows": rows, "raw": raw}
+    (log.parent / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     return 0
 
 
