@@ -94,6 +94,10 @@ def _rows(rows: Any, required: dict[str, type | tuple[type, ...]]) -> list[dict[
     return sorted(kept, key=lambda row: row["epoch"])
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _number(text: str) -> float | None:
     try:
         value = float(text)
@@ -148,7 +152,8 @@ def load_pretrain(path: Path) -> PretrainRun:
     run = PretrainRun(path)
     run.metrics = _read_json(path / METRICS_FILE, run.problems)
     if run.metrics is not None:  # rows a section can draw (an edited file may hold others)
-        run.metrics["history"] = _rows(run.metrics.get("history"), {"epoch": int})
+        history = _rows(run.metrics.get("history"), {"epoch": int})
+        run.metrics["history"] = [{k: v for k, v in r.items() if _is_number(v)} for r in history]
         if not isinstance(run.metrics.get("run"), dict):
             run.metrics["run"] = {}
     spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
@@ -194,6 +199,10 @@ def load_transfer(path: Path) -> TransferRun:
     """Reads what a transfer work dir saved: the newest Runner's logs and images."""
     run = TransferRun(path)
     run.results = _read_json(path / RESULTS_FILE, run.problems)
+    for key in ("metrics", "bbox", "segm"):  # what the sections index into
+        if run.results is not None and not isinstance(run.results.get(key, {}), dict):
+            run.problems.append(f"{RESULTS_FILE}: '{key}' is not a JSON object")
+            del run.results[key]
     folders = _log_folders(path)
     scalar_files = [f / "vis_data" / "scalars.json" for f in folders]
     scalar_files = [f for f in scalar_files if f.is_file()]

@@ -25,6 +25,8 @@ IOU_TYPES = (("bbox", "box"), ("segm", "mask"))
 LOSSES = ("loss", "loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask")
 #: Longest side of an embedded detection image (px): enough to read the boxes, small to embed.
 MAX_IMAGE_SIDE = 900
+#: Larger images are not decoded (a 40000 x 40000 PNG would take gigabytes).
+MAX_IMAGE_PIXELS = 50_000_000
 NO_RESULTS = "no results.json: the run did not reach its test"
 
 
@@ -163,6 +165,8 @@ def _jpeg(path: Path) -> bytes:
     from PIL import Image
 
     with Image.open(path) as img:
+        if img.width * img.height > MAX_IMAGE_PIXELS:
+            raise OSError(f"{img.width} x {img.height} pixels, too large to embed")
         rgb = img.convert("RGB")
     rgb.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
     buffer = io.BytesIO()
@@ -189,10 +193,12 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
         )
     )
     figures = []
+    from PIL import Image
+
     for path in run.images[:max_images]:
         try:
             data = _jpeg(path)
-        except OSError as err:
+        except (OSError, Image.DecompressionBombError) as err:
             run.problems.append(f"{path.name}: {err}")
             continue
         figures.append(

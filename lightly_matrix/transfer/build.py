@@ -204,6 +204,45 @@ def add_report_outputs(cfg: Any) -> None:
         )
 
 
+def load_config(config_path: Path, data_root: Path) -> Any:
+    """A config file with its datasets and evaluators pointed at ``data_root``."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(config_path))
+    set_data_root(cfg, data_root)
+    return cfg
+
+
+#: Option names that place files: only ``--work-dir`` does, through its checks.
+OUTPUT_KEYS = frozenset(
+    {"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir", "log_dir", "out_file"}
+)
+#: What loads weights besides the checked CHECKPOINT, and what imports code.
+WEIGHT_KEYS = frozenset({"init_cfg", "load_from", "pretrained"})
+
+
+def refuse_options(options: dict[str, Any]) -> None:
+    """Refuse ``--cfg-options`` that write outside ``--work-dir``, load weights or import code."""
+    for key, value in options.items():
+        names = set(key.split(".")) | {k for d in walk_dicts(value) for k in d}
+        if names & OUTPUT_KEYS:
+            raise UserError(
+                f"--cfg-options {key}: transfer writes everything under --work-dir (checked so"
+                " that no one's files are overwritten); choose the place with --work-dir"
+            )
+        if names & WEIGHT_KEYS:
+            raise UserError(
+                f"--cfg-options {key}: transfer loads pretrained weights from its CHECKPOINT"
+                " argument (exported and checked against the config); such options are for"
+                " mmdet's own tools/train.py"
+            )
+        if "custom_imports" in names:
+            raise UserError(
+                f"--cfg-options {key}: transfer imports no module named on its command line"
+                " (it would run that module's code); register your modules in a --config file"
+            )
+
+
 def build_config(
     args: argparse.Namespace,
     config_path: Path,
@@ -225,12 +264,9 @@ def build_config(
     Returns:
         The mmengine ``Config``.
     """
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(str(config_path))
+    cfg = load_config(config_path, data_root)
     cfg.work_dir = str(work_dir)
     cfg.launcher = args.launcher
-    set_data_root(cfg, data_root)
     model = cfg.model
     if backbone is not None:
         if backbone.family == "vit":
@@ -271,6 +307,9 @@ def build_config(
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.randomness = dict(seed=args.seed)
     add_report_outputs(cfg)
+    import lightly_matrix.transfer.guard  # noqa: F401  (registers DivergenceHook)
+
+    cfg.custom_hooks = [*(cfg.get("custom_hooks") or []), dict(type="DivergenceHook")]
     import torch
 
     if not torch.cuda.is_available():
@@ -279,15 +318,7 @@ def build_config(
             # torch's SyncBatchNorm needs CUDA; CPU processes (tests, debugging) use plain BN.
             _replace_norm(cfg.model, "SyncBN", "BN")
     if options:
-        weights = [
-            k for k in options if k.endswith("init_cfg.checkpoint") or k.endswith("init_cfg")
-        ]
-        if weights:
-            raise UserError(
-                f"--cfg-options {weights[0]}: transfer loads pretrained weights from its CHECKPOINT"
-                " argument (exported and checked against the config); such options are for"
-                " mmdet's own tools/train.py"
-            )
+        refuse_options(options)
         check_cfg_options(cfg, options)
         cfg.merge_from_dict(options)
     return cfg

@@ -16,6 +16,7 @@ import argparse
 import copy
 import difflib
 import inspect
+import math
 from typing import Any
 
 from lightly_matrix.errors import UserError, first_line
@@ -146,6 +147,8 @@ def _check_type(key: str, old: Any, new: Any) -> None:
     """A number or a flag of the config stays one (``lr=abc`` would fail deep inside torch)."""
     if new is None:  # unsetting a value is the user's call
         return
+    if isinstance(new, float) and not math.isfinite(new):
+        raise UserError(f"--cfg-options {key}={new!r}: expected a finite number")
     low = _COUNT_MINIMUM.get(key.rsplit(".", 1)[-1])
     if low is not None and _is_number(old) and _is_number(new) and new < low:
         raise UserError(f"--cfg-options {key}={new!r}: must be >= {low}")
