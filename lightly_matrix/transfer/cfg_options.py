@@ -51,7 +51,13 @@ def parse_cfg_options(options: list[str]) -> dict[str, Any]:
             )
     action = DictAction(option_strings=["--cfg-options"], dest="cfg_options")
     namespace = argparse.Namespace()
-    action(argparse.ArgumentParser(), namespace, options)
+    try:
+        action(argparse.ArgumentParser(), namespace, options)
+    except (AssertionError, RecursionError, ValueError) as err:  # DictAction's own limits
+        raise UserError(
+            f"--cfg-options {' '.join(options)}: not parsable as mmdet's tools parse them"
+            f" ({first_line(err)[:80]}); write lists as [a,b] and dicts key by key (a.b.c=1)"
+        ) from None
     return dict(namespace.cfg_options)
 
 
@@ -152,7 +158,16 @@ def _check_type(key: str, old: Any, new: Any) -> None:
     low = _COUNT_MINIMUM.get(key.rsplit(".", 1)[-1])
     if low is not None and _is_number(old) and _is_number(new) and new < low:
         raise UserError(f"--cfg-options {key}={new!r}: must be >= {low}")
-    if _is_number(old) and not _is_number(new):
+
+    def of_dicts(value: Any) -> bool:
+        return isinstance(value, dict) or (
+            isinstance(value, list | tuple) and all(isinstance(v, dict) for v in value)
+        )
+
+    if of_dicts(old) and old and not of_dicts(new):
+        index = ".0" if isinstance(old, list | tuple) else ""
+        expected = f"{type(old).__name__} settings, set key by key ({key}{index}.type=...)"
+    elif _is_number(old) and not _is_number(new):
         expected = f"a number (the config has {old!r})"
     elif isinstance(old, bool) and not isinstance(new, bool):
         expected = f"True or False (the config has {old!r})"

@@ -131,13 +131,12 @@ def check_split(
           "add them, or remove them from the annotation file")  # fmt: skip
     names = [str(c["name"]) for c in coco.dataset["categories"]]
     if sorted(names) != sorted(classes):
-        foreign = sorted(set(names) ^ set(classes)) or sorted(
-            n for n in names if names.count(n) > 1
-        )
+        extra, lacking = set(names) - set(classes), set(classes) - set(names)
         raise UserError(
-            f"{path}: categories {', '.join(map(str, foreign[:5]))} differ between the file and the"
-            f" config's {len(classes)} classes; use annotations with exactly the config's classes"
-            " (or a --config for these)"
+            f"{path}: its {len(names)} categories are not the config's {len(classes)} classes"
+            f" (only in the file: {sorted(extra)[:3] or 'repeated names'}; only in the config:"
+            f" {sorted(lacking)[:3]}); use annotations with exactly the config's classes, or a"
+            " --config for these"
         )
     anns = coco.dataset["annotations"]
     _fail(path, [a for a in anns if a["image_id"] not in coco.imgs],
