@@ -1,12 +1,8 @@
-"""What a run saved, read for the report: nothing is recomputed, and what is missing stays missing.
+"""What a run saved, read for the report (standard library only): nothing is recomputed.
 
-A pretraining run folder holds ``metrics.json`` and ``spectrum.json`` (written by
-:class:`lightly_matrix.evaluation.FrozenEvaluation`) and Lightning's CSV logs
-(``csv/version_*/metrics.csv``, one version per start of a resumed run). A transfer work dir holds
-``results.json`` (``lightly-matrix transfer``) and mmengine's ``TIMESTAMP/vis_data/scalars.json``
-(one JSON object per logged iteration) and, since the report exists, ``TIMESTAMP/vis_test/``
-(validation images drawn by mmdet's ``DetLocalVisualizer``). Only the standard library is used
-here, so that reading stays fast and testable without torch or matplotlib.
+A pretraining run: ``metrics.json``, ``spectrum.json`` and Lightning's ``csv/version_*/metrics.csv``
+(one version per start of a resumed run). A transfer work dir: ``results.json``, mmengine's
+``TIMESTAMP/vis_data/scalars.json`` and the test's drawn images in ``TIMESTAMP/vis_test/``.
 """
 
 from __future__ import annotations
@@ -32,15 +28,8 @@ Curve = list[tuple[int, int | None, float]]
 
 @dataclass
 class PretrainRun:
-    """A pretraining run folder as saved.
-
-    Attributes:
-        path: The run folder.
-        metrics: ``metrics.json`` (``run``, ``history``, ``final``), or ``None``.
-        spectra: The evaluations of ``spectrum.json`` (epoch, eigenvalues, effective rank, ...).
-        curves: Lightning's logged scalars by name (``train_loss_step``, ``lr-SGD/weights``, ...).
-        problems: Files that exist but could not be read, as ``"file: reason"``.
-    """
+    """A pretraining run folder as saved: ``metrics.json`` (or ``None``), the evaluations of
+    ``spectrum.json``, Lightning's logged scalars by name, and ``"file: reason"`` problems."""
 
     path: Path
     metrics: dict[str, Any] | None = None
@@ -51,15 +40,8 @@ class PretrainRun:
 
 @dataclass
 class TransferRun:
-    """A transfer work dir as saved.
-
-    Attributes:
-        path: The work dir.
-        results: ``results.json``, or ``None`` (e.g. an interrupted run).
-        scalars: mmengine's logged scalars, one dict per logged iteration or validation.
-        images: Validation images drawn by mmdet's visualizer during the test.
-        problems: Files that exist but could not be read, as ``"file: reason"``.
-    """
+    """A transfer work dir as saved: ``results.json`` (``None`` if interrupted), mmengine's
+    scalars (one dict per logged iteration), the test's drawn images, and problems."""
 
     path: Path
     results: dict[str, Any] | None = None
@@ -157,12 +139,11 @@ def load_pretrain(path: Path) -> PretrainRun:
         if not isinstance(run.metrics.get("run"), dict):
             run.metrics["run"] = {}
     spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
-    number = (int, float)
+    number: tuple[type, ...] = (int, float)
     required = {"epoch": int, "eigenvalues": list, "effective_rank": number}
+    rows = _rows(spectrum.get("evaluations"), required)  # type: ignore[arg-type]
     run.spectra = [
-        e
-        for e in _rows(spectrum.get("evaluations"), required)
-        if e["eigenvalues"] and all(isinstance(v, number) for v in e["eigenvalues"])
+        e for e in rows if e["eigenvalues"] and all(_is_number(v) for v in e["eigenvalues"])
     ]
     run.curves = read_csv_logs(path / "csv", run.problems)
     return run

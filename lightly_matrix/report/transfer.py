@@ -12,14 +12,8 @@ from lightly_matrix.report.figures import Panel, Series, draw_bars, draw_panels
 from lightly_matrix.report.html import Section, esc, image, paragraph, table
 
 #: results.json's summary keys, as COCO names them.
-AP_KEYS = (
-    ("mAP", "AP"),
-    ("AP50", "AP50"),
-    ("AP75", "AP75"),
-    ("APs", "AP small"),
-    ("APm", "AP medium"),
-    ("APl", "AP large"),
-)
+AP_KEYS = (("mAP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP small"),
+           ("APm", "AP medium"), ("APl", "AP large"))  # fmt: skip
 IOU_TYPES = (("bbox", "box"), ("segm", "mask"))
 #: mmdet's Mask R-CNN losses, in the order of the model.
 LOSSES = ("loss", "loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask")
@@ -55,22 +49,9 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
     if results is None:
         section.lack("COCO AP", "AP by size and category", NO_RESULTS)
         return section
-    settings = [
-        (key.replace("_", " "), str(results[key]))
-        for key in (
-            "config",
-            "method",
-            "architecture",
-            "pretrain_epochs",
-            "checkpoint",
-            "schedule",
-            "total_batch_size",
-            "base_lr",
-            "train_time_s",
-            "test_time_s",
-        )
-        if results.get(key) is not None
-    ]
+    keys = ("config", "method", "architecture", "pretrain_epochs", "checkpoint", "schedule",
+            "total_batch_size", "base_lr", "train_time_s", "test_time_s")  # fmt: skip
+    settings = [(k.replace("_", " "), str(results[k])) for k in keys if results.get(k) is not None]
     section.add(table(("setting", "value"), settings, css="kv"))
     rows = [
         [f"{name} AP (%)"] + [_percent(results.get(t, {}).get(key)) for key, _ in AP_KEYS]

@@ -24,11 +24,8 @@ def walk_dicts(node: Any):
 
 
 def set_data_root(cfg: Any, root: str | Path) -> None:
-    """Point every dataloader and COCO evaluator of ``cfg`` at ``root``.
-
-    mmengine resolves ``data_root`` variables when the file is parsed, so changing the top-level
-    variable afterwards would not reach the datasets; each one is set here instead.
-    """
+    """Point every dataloader and COCO evaluator of ``cfg`` at ``root`` (each one: mmengine
+    resolved the file's ``data_root`` variable when it parsed it)."""
     root = str(Path(root).resolve()) + os.sep
     for split in ("train", "val", "test"):
         loader = cfg.get(f"{split}_dataloader")
@@ -81,19 +78,12 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
     for scheduler in cfg.get("param_scheduler") or []:
         scheduler = copy.deepcopy(dict(scheduler))
         by_epoch = scheduler.get("by_epoch", True)
-        if by_epoch and epochs:
-            scale = max_iters / epochs
-            scheduler["by_epoch"] = False
-            scheduler["begin"] = round(scheduler.get("begin", 0) * scale)
-            scheduler["end"] = min(max_iters, round(scheduler.get("end", epochs) * scale))
-            if "milestones" in scheduler:
-                scheduler["milestones"] = [
-                    max(1, round(m * scale)) for m in scheduler["milestones"]
-                ]
-        elif not by_epoch and total and scheduler.get("end", total) >= total:
-            scale = max_iters / total
-            scheduler["begin"] = round(scheduler.get("begin", 0) * scale)
-            scheduler["end"] = max_iters
+        span = epochs if by_epoch else total
+        if span and (by_epoch or scheduler.get("end", span) >= span):
+            scale = max_iters / span
+            begin, end = scheduler.get("begin", 0), scheduler.get("end", span)
+            scheduler.update(by_epoch=False, begin=round(begin * scale))
+            scheduler["end"] = min(max_iters, round(end * scale))
             if "milestones" in scheduler:
                 scheduler["milestones"] = [
                     max(1, round(m * scale)) for m in scheduler["milestones"]
@@ -177,13 +167,8 @@ REPORT_IMAGES = 6
 
 
 def add_report_outputs(cfg: Any) -> None:
-    """The test also saves what the run report shows: AP per category, a few drawn images.
-
-    The COCO evaluator becomes ``ClasswiseCocoMetric`` and mmdet's visualization hook draws the
-    first :data:`REPORT_IMAGES` test images into ``TIMESTAMP/vis_test`` (both registered by
-    :mod:`lightly_matrix.mmdet`). ``--cfg-options default_hooks.visualization.draw=False`` turns
-    the drawing off.
-    """
+    """The test also saves what the report shows: AP per category (``ClasswiseCocoMetric``) and
+    the first :data:`REPORT_IMAGES` test images drawn into ``TIMESTAMP/vis_test``."""
     import lightly_matrix.mmdet  # noqa: F401  (registers the metric and the hook in mmdet)
     from lightly_matrix.report.data import VIS_TEST_DIR
 
@@ -251,19 +236,9 @@ def build_config(
     backbone: Any | None,
     backbone_file: Path | None,
 ) -> Any:
-    """Load a config and apply the run's settings (data, weights, schedule, batch, launcher).
-
-    Args:
-        args: Parsed ``transfer`` arguments.
-        config_path: The config file.
-        work_dir: Output directory.
-        data_root: COCO-layout data.
-        backbone: The converted :class:`lightly_matrix.export.Backbone`, or ``None`` (random init).
-        backbone_file: The exported file that ``init_cfg`` loads.
-
-    Returns:
-        The mmengine ``Config``.
-    """
+    """The run's mmengine ``Config``: data, weights (``backbone``, an exported
+    :class:`lightly_matrix.export.Backbone` saved as ``backbone_file``; ``None``: random init),
+    schedule, batch, launcher and ``--cfg-options`` applied."""
     cfg = load_config(config_path, data_root)
     cfg.work_dir = str(work_dir)
     cfg.launcher = args.launcher

@@ -1,13 +1,8 @@
 """``--cfg-options`` checked against the config: a mistyped key is an error, not a silent no-op.
 
-mmengine's ``Config.merge_from_dict`` adds any key it is given, so ``train_dataloader.batchsize=4``
-would train with the config's batch size without a word. A key must exist in the config, or be
-accepted where it is added: by the constructor a ``type`` names (its ``__init__`` arguments, e.g.
-``model.backbone.with_cp`` for mmdet's ``ResNet``), by mmengine's ``Runner`` (top level, and the
-``randomness``, ``env_cfg`` and ``auto_scale_lr`` sections it reads), by torch's ``DataLoader``
-(``*_dataloader``), or anywhere in a dict without ``type`` elsewhere (plain settings such as
-``model.test_cfg``, ``default_hooks`` or ``paramwise_cfg.custom_keys``, which have no signature
-to check against).
+mmengine's ``Config.merge_from_dict`` adds any key. A new key must be accepted where it lands: by
+the constructor its dict's ``type`` names, by mmengine's ``Runner`` (top level and the sections it
+reads), by torch's ``DataLoader``, or anywhere in a dict without ``type`` (nothing to check).
 """
 
 from __future__ import annotations

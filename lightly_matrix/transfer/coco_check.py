@@ -104,7 +104,7 @@ def check_split(
     Args:
         ann_file: The COCO annotation file.
         image_dir: The folder its ``file_name`` entries are relative to.
-        classes: The config's class names, which must be the file's categories.
+        classes: The config's class names; every category of the file must be one of them.
         split: ``train`` or ``val``/``test``, for the messages.
 
     Raises:
@@ -130,14 +130,12 @@ def check_split(
     _fail(path, missing, f"images are missing under {image_dir}", lambda i: i["file_name"],
           "add them, or remove them from the annotation file")  # fmt: skip
     names = [str(c["name"]) for c in coco.dataset["categories"]]
-    if sorted(names) != sorted(classes):
-        extra, lacking = set(names) - set(classes), set(classes) - set(names)
-        raise UserError(
-            f"{path}: its {len(names)} categories are not the config's {len(classes)} classes"
-            f" (only in the file: {sorted(extra)[:3] or 'repeated names'}; only in the config:"
-            f" {sorted(lacking)[:3]}); use annotations with exactly the config's classes, or a"
-            " --config for these"
-        )
+    # mmdet keeps the categories named in the config's classes and drops the others' boxes.
+    _fail(path, [n for n in names if n not in classes], f"categories are not among the config's"
+          f" {len(classes)} classes", str, "use annotations of the config's classes, or a --config"
+          " for these")  # fmt: skip
+    _fail(path, [n for i, n in enumerate(names) if n in names[:i]], "category names repeat", str,
+          "name each category once")  # fmt: skip
     anns = coco.dataset["annotations"]
     _fail(path, [a for a in anns if a["image_id"] not in coco.imgs],
           "annotations refer to an image not listed", lambda a: f"id {a['id']}, image_id"

@@ -52,16 +52,10 @@ def _torchrun(
         "--val-interval", str(args.val_interval), "--seed", str(args.seed),
         "--launcher", "pytorch",
     ]  # fmt: skip
-    if args.demo:
-        command.append("--demo")
-    if args.max_iters is not None:
-        command += ["--max-iters", str(args.max_iters)]
-    if args.batch_size is not None:
-        command += ["--batch-size", str(args.batch_size)]
-    if args.no_auto_scale_lr:
-        command.append("--no-auto-scale-lr")
-    if getattr(args, "no_report", False):
-        command.append("--no-report")
+    for flag, value in (("--max-iters", args.max_iters), ("--batch-size", args.batch_size)):
+        command += [flag, str(value)] if value is not None else []
+    switches = {"--demo": args.demo, "--no-auto-scale-lr": args.no_auto_scale_lr}
+    command += [f for f, on in {**switches, "--no-report": args.no_report}.items() if on]
     if args.cfg_options:
         command += ["--cfg-options", *args.cfg_options]
     print("launching: " + " ".join(command), flush=True)

@@ -15,7 +15,7 @@ _METRIC_NAMES = {
     "mAP_m": "APm",
     "mAP_l": "APl",
 }
-_HEADERS = ("method", "backbone", "pretrain epochs", "config")
+_HEADERS: tuple[str, ...] = ("method", "backbone", "pretrain epochs", "config")
 _HEADERS += tuple(f"{n}_{t}" for t in ("bb", "mk") for n in ("AP", "AP50", "AP75"))
 
 

@@ -54,6 +54,11 @@ BROKEN = {
         lambda d: d["categories"][0].update(name="zebra"),
         ("zebra", "classes"),
     ),
+    "repeated_category": (
+        "train",
+        lambda d: d["categories"][1].update(name=d["categories"][0]["name"]),
+        ("repeat",),
+    ),
     "empty_train": ("train", lambda d: d.update(images=[], annotations=[]), ("no images",)),
     "unlisted_image": ("train", _set("image_id", 12345), ("12345", "not listed")),
 }

@@ -161,6 +161,8 @@ def test_reference_file_ships_in_the_wheel_and_is_well_formed():
         assert transfer.PROTOCOLS[protocol]["resnet50"] == entry["config"]
     for entry in data["references"]:
         source = entry["source"]
+        assert entry["protocol"] in transfer.PROTOCOLS and set(references.METRICS) <= set(entry)
+        assert {"url", "table", "short", "kind"} <= set(source)
         # Pinned sources: a commit or a release tag in every address.
         assert source["commit"] in source["url"] or "/v0.11.0/" in source["url"]
         assert isinstance(entry["pretrain_epochs"], int)
