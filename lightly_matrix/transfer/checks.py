@@ -24,12 +24,8 @@ WORK_DIR_MARKER = ".lightly_matrix_transfer"
 
 
 def check_demo_root(root: Path) -> bool:
-    """Whether the demo data at ``root`` is complete (``False``: to be generated there).
-
-    Raises:
-        UserError: ``root`` is not ours to write into (e.g. a real COCO), see
-            :func:`lightly_matrix.data.coco_shapes.check_shapes_root`.
-    """
+    """Whether the demo data at ``root`` is complete (``False``: to be generated there); a
+    ``root`` that is not ours to write into (e.g. a real COCO) is refused."""
     from lightly_matrix.data.coco_shapes import check_shapes_root
 
     try:
@@ -62,11 +58,7 @@ def check_coco_root(root: Path) -> None:
 
 
 def check_devices(args: argparse.Namespace) -> None:
-    """Fail in one line, before torchrun starts, where ``--gpus``/``--nnodes`` cannot run.
-
-    Several processes need one CUDA GPU each; ``--allow-cpu-ddp`` lets them run on the CPU
-    (gloo) for debugging.
-    """
+    """Fail in one line, before torchrun starts, where ``--gpus``/``--nnodes`` lack CUDA GPUs."""
     if args.nnodes > 1 and not args.work_dir:
         raise UserError(
             "multi-node runs need an explicit --work-dir on storage shared by the nodes"
@@ -123,11 +115,8 @@ def require_mmdet() -> None:
 
 
 def check_work_dir(work_dir: Path) -> None:
-    """Refuse a work dir that holds results, or that is not empty and not made by ``transfer``.
-
-    A directory with our marker and no ``results.json`` is an earlier, unfinished run of ours (or
-    the one the torchrun parent prepared) and is used again.
-    """
+    """Refuse a work dir that holds results, or that is not empty and not made by ``transfer``
+    (one with our marker is an unfinished run of ours, or the torchrun parent's, used again)."""
     if work_dir.exists() and not work_dir.is_dir():
         raise UserError(f"--work-dir {work_dir} is a file; choose a directory")
     if (work_dir / "results.json").exists():

@@ -19,12 +19,9 @@ from lightly_matrix.utils.text import markdown_table
 REFERENCES_FILE = "coco_references.json"
 #: Metric names in the file, and where our results.json keeps each one.
 METRICS = {
-    "AP_bb": ("bbox", "mAP"),
-    "AP50_bb": ("bbox", "AP50"),
-    "AP75_bb": ("bbox", "AP75"),
-    "AP_mk": ("segm", "mAP"),
-    "AP50_mk": ("segm", "AP50"),
-    "AP75_mk": ("segm", "AP75"),
+    f"{name.replace('mAP', 'AP')}_{suffix}": (iou, name)
+    for iou, suffix in (("bbox", "bb"), ("segm", "mk"))
+    for name in ("mAP", "AP50", "AP75")
 }
 
 
