@@ -62,3 +62,35 @@ def test_unwritable_out_is_one_line(tmp_path, capsys, unwritable_dir):
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert "choose another" in err and str(out) in err
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_full_disk_leaves_no_file_and_the_retry_works(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    from lightly_matrix.transfer import configs_cli
+
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, fd, mode):
+            self.file = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "c4.py"
+    argv = ["configs", "mask-rcnn_r50-c4_ms-1x_coco", "--out", str(out)]
+    monkeypatch.setattr(configs_cli.os, "fdopen", FullDisk)
+    assert cli_main(argv) == 2
+    assert str(out) in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one
+    monkeypatch.undo()
+    assert cli_main(argv) == 0  # the retry is not refused as "already exists"
+    assert out.read_text().startswith("# ")

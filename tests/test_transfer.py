@@ -243,8 +243,8 @@ def test_gpus_without_cuda_is_one_line_before_torchrun(tmp_path, capsys, monkeyp
 @pytest.mark.parametrize(
     ("breakage", "tokens"),
     [
-        ("empty_train", ("train2017", "empty")),
-        ("empty_val", ("val2017", "empty")),
+        ("empty_train", ("train2017", "missing")),
+        ("empty_val", ("val2017", "missing")),
         ("invalid_json", ("instances_train2017.json", "JSON")),
         ("not_an_object", ("instances_val2017.json", "JSON")),
         ("no_categories", ("instances_train2017.json", "categories")),
@@ -265,27 +265,10 @@ def test_broken_coco_is_one_line_naming_the_file(tmp_path, capsys, breakage, tok
         data = json.loads(train_json.read_text())
         del data["categories"]
         train_json.write_text(json.dumps(data))
-    argv = ["transfer", "--coco-root", str(root), "--work-dir", str(tmp_path / "w")]
-    assert cli_main(argv) == 2
+    argv = ["transfer", "--config", transfer.DEMO_CONFIG, "--coco-root", str(root)]
+    assert cli_main([*argv, "--work-dir", str(tmp_path / "w")]) == 2
     assert_names(capsys.readouterr().err, *tokens)
     assert not (tmp_path / "w").exists()
-
-
-def test_large_annotation_files_are_scanned_not_parsed(tmp_path, monkeypatch):
-    monkeypatch.setattr(checks, "FULL_PARSE_BYTES", 10)
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps({"images": [], "annotations": [1] * 100, "categories": []}))
-    checks.check_annotation_file(good)
-    truncated = tmp_path / "truncated.json"
-    truncated.write_text(good.read_text()[:-5])
-    with pytest.raises(UserError) as info:
-        checks.check_annotation_file(truncated)
-    assert_names(info, "truncated.json", "JSON")
-    partial = tmp_path / "partial.json"
-    partial.write_text(json.dumps({"images": [], "annotations": []}))
-    with pytest.raises(UserError) as info:
-        checks.check_annotation_file(partial)
-    assert_names(info, "partial.json", "categories")
 
 
 def test_pickle_payload_checkpoint_is_never_run(tmp_path, capsys):

@@ -49,18 +49,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: What a ``--reference`` file must look like, by key (benchmarks/results/demo_reference-*.json).
+_REFERENCE_SHAPE = {"probes": dict, "transfer": list, "epochs": int, "seeds": list}
+
+
 def _read_reference(path: str | None) -> dict[str, Any] | None:
     if path is None:
         return None
+    hint = "expected a JSON object like benchmarks/results/demo_reference-corinfomax-20ep.json"
+    file = Path(path)
+    if not file.is_file() or file.stat().st_size > 1 << 20:
+        raise UserError(f"--reference {path}: not a JSON file of at most 1 MB; {hint}")
     try:
-        reference = json.loads(Path(path).read_text())
+        reference = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"--reference {path}: not a readable JSON file ({err})") from None
-    if not isinstance(reference, dict):
-        raise UserError(
-            f"--reference {path}: expected a JSON object like "
-            "benchmarks/results/demo_reference-corinfomax-20ep.json"
-        )
+    wrong = (
+        [
+            k
+            for k, kind in _REFERENCE_SHAPE.items()
+            if not isinstance(reference.get(k, kind()), kind)
+        ]
+        if isinstance(reference, dict)
+        else ["the whole file"]
+    )
+    if not wrong and not all(isinstance(v, dict) for v in reference.get("probes", {}).values()):
+        wrong = ["probes"]
+    if not wrong and not all(isinstance(v, dict) for v in reference.get("transfer", [])):
+        wrong = ["transfer"]
+    if wrong:
+        raise UserError(f"--reference {path}: {', '.join(wrong)} has the wrong type; {hint}")
     return reference
 
 
@@ -75,8 +93,11 @@ def _check_target(out: Path) -> None:
     """Only a report this tool wrote may be replaced."""
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give the HTML file to write")
+    if out.exists() and not out.is_file():
+        raise UserError(f"--out {out} is not a regular file (a device or pipe?); pass an HTML file")
     if out.exists():
-        head = out.read_bytes()[:2048].decode("utf-8", errors="replace")
+        with open(out, "rb") as f:
+            head = f.read(2048).decode("utf-8", errors="replace")
         if f'content="{GENERATOR}"' not in head:
             raise UserError(
                 f"{out} exists and was not written by lightly-matrix report; it is left as it "

@@ -1,12 +1,8 @@
-"""What a run saved, read for the report: nothing is recomputed, and what is missing stays missing.
+"""What a run saved, read for the report (standard library only): nothing is recomputed.
 
-A pretraining run folder holds ``metrics.json`` and ``spectrum.json`` (written by
-:class:`lightly_matrix.evaluation.FrozenEvaluation`) and Lightning's CSV logs
-(``csv/version_*/metrics.csv``, one version per start of a resumed run). A transfer work dir holds
-``results.json`` (``lightly-matrix transfer``) and mmengine's ``TIMESTAMP/vis_data/scalars.json``
-(one JSON object per logged iteration) and, since the report exists, ``TIMESTAMP/vis_test/``
-(validation images drawn by mmdet's ``DetLocalVisualizer``). Only the standard library is used
-here, so that reading stays fast and testable without torch or matplotlib.
+A pretraining run: ``metrics.json``, ``spectrum.json`` and Lightning's ``csv/version_*/metrics.csv``
+(one version per start of a resumed run). A transfer work dir: ``results.json``, mmengine's
+``TIMESTAMP/vis_data/scalars.json`` and the test's drawn images in ``TIMESTAMP/vis_test/``.
 """
 
 from __future__ import annotations
@@ -32,15 +28,8 @@ Curve = list[tuple[int, int | None, float]]
 
 @dataclass
 class PretrainRun:
-    """A pretraining run folder as saved.
-
-    Attributes:
-        path: The run folder.
-        metrics: ``metrics.json`` (``run``, ``history``, ``final``), or ``None``.
-        spectra: The evaluations of ``spectrum.json`` (epoch, eigenvalues, effective rank, ...).
-        curves: Lightning's logged scalars by name (``train_loss_step``, ``lr-SGD/weights``, ...).
-        problems: Files that exist but could not be read, as ``"file: reason"``.
-    """
+    """A pretraining run folder as saved: ``metrics.json`` (or ``None``), the evaluations of
+    ``spectrum.json``, Lightning's logged scalars by name, and ``"file: reason"`` problems."""
 
     path: Path
     metrics: dict[str, Any] | None = None
@@ -51,15 +40,8 @@ class PretrainRun:
 
 @dataclass
 class TransferRun:
-    """A transfer work dir as saved.
-
-    Attributes:
-        path: The work dir.
-        results: ``results.json``, or ``None`` (e.g. an interrupted run).
-        scalars: mmengine's logged scalars, one dict per logged iteration or validation.
-        images: Validation images drawn by mmdet's visualizer during the test.
-        problems: Files that exist but could not be read, as ``"file: reason"``.
-    """
+    """A transfer work dir as saved: ``results.json`` (``None`` if interrupted), mmengine's
+    scalars (one dict per logged iteration), the test's drawn images, and problems."""
 
     path: Path
     results: dict[str, Any] | None = None
@@ -92,6 +74,10 @@ def _rows(rows: Any, required: dict[str, type | tuple[type, ...]]) -> list[dict[
         and all(isinstance(row.get(key), kind) for key, kind in required.items())
     ]
     return sorted(kept, key=lambda row: row["epoch"])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(text: str) -> float | None:
@@ -148,16 +134,16 @@ def load_pretrain(path: Path) -> PretrainRun:
     run = PretrainRun(path)
     run.metrics = _read_json(path / METRICS_FILE, run.problems)
     if run.metrics is not None:  # rows a section can draw (an edited file may hold others)
-        run.metrics["history"] = _rows(run.metrics.get("history"), {"epoch": int})
+        history = _rows(run.metrics.get("history"), {"epoch": int})
+        run.metrics["history"] = [{k: v for k, v in r.items() if _is_number(v)} for r in history]
         if not isinstance(run.metrics.get("run"), dict):
             run.metrics["run"] = {}
     spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
-    number = (int, float)
+    number: tuple[type, ...] = (int, float)
     required = {"epoch": int, "eigenvalues": list, "effective_rank": number}
+    rows = _rows(spectrum.get("evaluations"), required)  # type: ignore[arg-type]
     run.spectra = [
-        e
-        for e in _rows(spectrum.get("evaluations"), required)
-        if e["eigenvalues"] and all(isinstance(v, number) for v in e["eigenvalues"])
+        e for e in rows if e["eigenvalues"] and all(_is_number(v) for v in e["eigenvalues"])
     ]
     run.curves = read_csv_logs(path / "csv", run.problems)
     return run
@@ -194,6 +180,10 @@ def load_transfer(path: Path) -> TransferRun:
     """Reads what a transfer work dir saved: the newest Runner's logs and images."""
     run = TransferRun(path)
     run.results = _read_json(path / RESULTS_FILE, run.problems)
+    for key in ("metrics", "bbox", "segm"):  # what the sections index into
+        if run.results is not None and not isinstance(run.results.get(key, {}), dict):
+            run.problems.append(f"{RESULTS_FILE}: '{key}' is not a JSON object")
+            del run.results[key]
     folders = _log_folders(path)
     scalar_files = [f / "vis_data" / "scalars.json" for f in folders]
     scalar_files = [f for f in scalar_files if f.is_file()]

@@ -1,10 +1,5 @@
-"""Drawing the report's figures as PNG bytes with matplotlib's Agg canvas.
-
-Figures are plain :class:`matplotlib.figure.Figure` objects on a ``FigureCanvasAgg``: no pyplot,
-so no global backend is switched in the caller's process and nothing opens a window. What to draw
-is decided by the modules of the sections (``pretrain``, ``spectrum``, ``transfer``); this one draws
-panels of lines and bar charts.
-"""
+"""The report's figures as PNG bytes: matplotlib ``Figure`` objects on an Agg canvas, no pyplot,
+so no global backend is switched in the caller's process and nothing opens a window."""
 
 from __future__ import annotations
 
@@ -31,18 +26,8 @@ def require_matplotlib() -> None:
 
 @dataclass
 class Series:
-    """One line (or set of points) of a panel.
-
-    Attributes:
-        label: Legend entry (``""``: none).
-        x: Abscissae.
-        y: Ordinates.
-        yerr: Symmetric error bars (drawn as caps), or ``None``.
-        fmt: Matplotlib format string, e.g. ``"-o"`` or ``"-"``.
-        color: Colour, or ``None`` for the cycle.
-        alpha: Opacity.
-        linewidth: Line width in points.
-    """
+    """One line (or set of points) of a panel: matplotlib's ``fmt``, ``color`` and ``alpha``;
+    ``yerr`` draws symmetric error bars, ``label=""`` no legend entry."""
 
     label: str
     x: Sequence[float]
@@ -56,18 +41,8 @@ class Series:
 
 @dataclass
 class Panel:
-    """One set of axes.
-
-    Attributes:
-        title: Axes title.
-        xlabel: X label, with units.
-        ylabel: Y label, with units.
-        series: The lines.
-        logy: Log-scale y axis.
-        vlines: Vertical markers ``(x, label, color)`` (e.g. the effective rank).
-        integer_x: Integer ticks on x (epochs).
-        legend: ``"best"`` (inside), ``"right"`` or ``"below"`` the axes (for many entries).
-    """
+    """One set of axes: ``vlines`` are ``(x, label, color)`` markers (e.g. the effective rank),
+    ``legend`` is ``"best"`` (inside), ``"right"`` or ``"below"`` the axes."""
 
     title: str
     xlabel: str
@@ -77,6 +52,14 @@ class Panel:
     vlines: list[tuple[float, str, Any]] = field(default_factory=list)
     integer_x: bool = False
     legend: str = "best"
+
+
+#: Where each ``Panel.legend`` goes.
+_LEGEND = {
+    "right": dict(loc="upper left", bbox_to_anchor=(1.01, 1.0)),
+    "below": dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2),
+    "best": dict(loc="best"),
+}
 
 
 def _png(figure: Any) -> bytes:
@@ -108,29 +91,11 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
             continue
         panel = panels[index]
         for s in panel.series:
+            style = dict(color=s.color, alpha=s.alpha, label=s.label or None, linewidth=s.linewidth)
             if s.yerr is not None:
-                axes.errorbar(
-                    s.x,
-                    s.y,
-                    yerr=s.yerr,
-                    fmt=s.fmt,
-                    color=s.color,
-                    alpha=s.alpha,
-                    capsize=4,
-                    label=s.label or None,
-                    linewidth=s.linewidth,
-                )
+                axes.errorbar(s.x, s.y, yerr=s.yerr, fmt=s.fmt, capsize=4, **style)
             else:
-                axes.plot(
-                    s.x,
-                    s.y,
-                    s.fmt,
-                    color=s.color,
-                    alpha=s.alpha,
-                    label=s.label or None,
-                    linewidth=s.linewidth,
-                    markersize=4,
-                )
+                axes.plot(s.x, s.y, s.fmt, markersize=4, **style)
         for x, label, color in panel.vlines:
             axes.axvline(x, linestyle="--", color=color, linewidth=1.0, label=label or None)
         if panel.logy:
@@ -142,12 +107,7 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
         axes.set_ylabel(panel.ylabel)
         axes.grid(True, alpha=0.3, which="major")
         if any(s.label for s in panel.series) or any(label for _, label, _ in panel.vlines):
-            if panel.legend == "right":
-                axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-            elif panel.legend == "below":
-                axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
-            else:
-                axes.legend(fontsize=8, loc="best")
+            axes.legend(fontsize=8, **_LEGEND[panel.legend])  # type: ignore[arg-type]
     return _png(figure)
 
 
@@ -172,12 +132,8 @@ def draw_bars(
         offset = positions - 0.4 + bar * (index + 0.5)
         drawn = [0.0 if v is None else v for v in numbers]
         bars = axes.barh(offset, drawn, height=bar, label=label)
-        axes.bar_label(
-            bars,
-            labels=["n/a" if v is None else f"{v:.1f}" for v in numbers],
-            fontsize=8,
-            padding=2,
-        )
+        labels = ["n/a" if v is None else f"{v:.1f}" for v in numbers]
+        axes.bar_label(bars, labels=labels, fontsize=8, padding=2)
     axes.set_yticks(positions, list(categories))
     axes.invert_yaxis()
     axes.set_xlabel(xlabel)

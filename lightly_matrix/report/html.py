@@ -1,8 +1,5 @@
-"""One self-contained HTML page: inline style, images as ``data:`` URIs, no scripts, no links out.
-
-The markup is also well-formed XML (void elements closed, text escaped), so tests parse it
-strictly.
-"""
+"""One self-contained HTML page (inline style, ``data:`` images, no scripts, no links out) that is
+also well-formed XML, so tests parse it strictly."""
 
 from __future__ import annotations
 
@@ -70,13 +67,7 @@ def paragraph(text: str, css: str | None = None) -> str:
 
 @dataclass
 class Section:
-    """A titled part of the page.
-
-    Attributes:
-        title: The heading.
-        parts: HTML fragments, in order.
-        missing: What this section could not show, for the summary at the top.
-    """
+    """A titled part of the page: HTML fragments, and what it could not show (for the summary)."""
 
     title: str
     parts: list[str] = field(default_factory=list)

@@ -1,9 +1,5 @@
-"""What the report shows of a pretraining run: settings, probes and training curves.
-
-Each function turns saved data (:mod:`lightly_matrix.report.data`) into a
-:class:`~lightly_matrix.report.html.Section`; a figure whose data is missing becomes a
-not-available notice that says which file or logged value was absent.
-"""
+"""What the report shows of a pretraining run: settings, probes and training curves; a figure
+whose data is missing becomes a notice naming the absent file or logged value."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""What the report shows of the backbone's feature spectrum (``spectrum.json``).
-
-The eigenvalues of the feature covariance on the probe images, saved at every evaluation by
-:class:`lightly_matrix.evaluation.FrozenEvaluation`, as shares of their sum on a log scale: a
-spectrum that falls to zero after a few components is dimensional collapse, after the first one
-complete collapse. The effective rank saved with each spectrum is marked.
-"""
+"""The report's eigenvalue spectrum of the backbone features (``spectrum.json``), as shares of
+their sum on a log scale, effective rank marked: a spectrum that falls to zero after a few
+components is dimensional collapse, after the first one complete collapse."""
 
 from __future__ import annotations
 

@@ -12,19 +12,15 @@ from lightly_matrix.report.figures import Panel, Series, draw_bars, draw_panels
 from lightly_matrix.report.html import Section, esc, image, paragraph, table
 
 #: results.json's summary keys, as COCO names them.
-AP_KEYS = (
-    ("mAP", "AP"),
-    ("AP50", "AP50"),
-    ("AP75", "AP75"),
-    ("APs", "AP small"),
-    ("APm", "AP medium"),
-    ("APl", "AP large"),
-)
+AP_KEYS = (("mAP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP small"),
+           ("APm", "AP medium"), ("APl", "AP large"))  # fmt: skip
 IOU_TYPES = (("bbox", "box"), ("segm", "mask"))
 #: mmdet's Mask R-CNN losses, in the order of the model.
 LOSSES = ("loss", "loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask")
 #: Longest side of an embedded detection image (px): enough to read the boxes, small to embed.
 MAX_IMAGE_SIDE = 900
+#: Larger images are not decoded (a 40000 x 40000 PNG would take gigabytes).
+MAX_IMAGE_PIXELS = 50_000_000
 NO_RESULTS = "no results.json: the run did not reach its test"
 
 
@@ -53,22 +49,9 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
     if results is None:
         section.lack("COCO AP", "AP by size and category", NO_RESULTS)
         return section
-    settings = [
-        (key.replace("_", " "), str(results[key]))
-        for key in (
-            "config",
-            "method",
-            "architecture",
-            "pretrain_epochs",
-            "checkpoint",
-            "schedule",
-            "total_batch_size",
-            "base_lr",
-            "train_time_s",
-            "test_time_s",
-        )
-        if results.get(key) is not None
-    ]
+    keys = ("config", "method", "architecture", "pretrain_epochs", "checkpoint", "schedule",
+            "total_batch_size", "base_lr", "train_time_s", "test_time_s")  # fmt: skip
+    settings = [(k.replace("_", " "), str(results[k])) for k in keys if results.get(k) is not None]
     section.add(table(("setting", "value"), settings, css="kv"))
     rows = [
         [f"{name} AP (%)"] + [_percent(results.get(t, {}).get(key)) for key, _ in AP_KEYS]
@@ -163,6 +146,8 @@ def _jpeg(path: Path) -> bytes:
     from PIL import Image
 
     with Image.open(path) as img:
+        if img.width * img.height > MAX_IMAGE_PIXELS:
+            raise OSError(f"{img.width} x {img.height} pixels, too large to embed")
         rgb = img.convert("RGB")
     rgb.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
     buffer = io.BytesIO()
@@ -189,10 +174,12 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
         )
     )
     figures = []
+    from PIL import Image
+
     for path in run.images[:max_images]:
         try:
             data = _jpeg(path)
-        except OSError as err:
+        except (OSError, Image.DecompressionBombError) as err:
             run.problems.append(f"{path.name}: {err}")
             continue
         figures.append(

@@ -1,24 +1,13 @@
 """Fine-tune Mask R-CNN from a pretrained backbone, evaluate on COCO: ``lightly-matrix transfer``.
 
-One command runs the whole transfer protocol with mmengine's ``Runner``::
-
     lightly-matrix transfer runs/matrix_ssl/last.ckpt --coco-root data/coco --gpus 8
     lightly-matrix transfer --demo                 # random-init baseline on generated shapes
-    tools/transfer_coco.sh runs/matrix_ssl/last.ckpt --demo
 
-It exports the checkpoint (our Lightning checkpoints, Lightly/torchvision ResNets, timm ViTs, or
-a file already exported), picks the config of the ``--protocol`` (default ``matrix_ssl``, Mask
-R-CNN R50-C4 1x in MoCo's Detectron2 recipe) for the backbone's architecture unless ``--config``
-names one, checks the exported weights against that very config, trains, tests, and writes
-``WORK_DIR/results.json`` plus a Markdown table row, followed by the published numbers of the same
-protocol. Without a checkpoint the backbone is randomly initialised (the baseline row).
-
-Modules: :mod:`~lightly_matrix.transfer.args` (options), :mod:`~lightly_matrix.transfer.configs`
-(which config), :mod:`~lightly_matrix.transfer.build` (the run's config),
-:mod:`~lightly_matrix.transfer.references` (published numbers beside ours),
-:mod:`~lightly_matrix.transfer.checks` (inputs and outputs, checked first),
-:mod:`~lightly_matrix.transfer.launch` (export, train, test, torchrun) and
-:mod:`~lightly_matrix.transfer.results` (metrics and the table row).
+It exports the checkpoint (ours, Lightly/torchvision ResNets, timm ViTs, or an exported file),
+picks the ``--protocol``'s config for its architecture (default ``matrix_ssl``: Mask R-CNN R50-C4
+1x, MoCo's recipe) unless ``--config`` names one, checks the weights against that config and the
+data (:mod:`~lightly_matrix.transfer.coco_check`), trains and tests with mmengine's ``Runner``,
+and writes ``WORK_DIR/results.json`` with a Markdown row beside the protocol's published numbers.
 """
 
 from lightly_matrix.transfer.args import add_arguments, main

@@ -17,23 +17,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "checkpoint",
         nargs="?",
         default=None,
-        help="training checkpoint (exported on the fly) or an exported backbone file; without one"
-        " the backbone is randomly initialised (baseline)",
+        help="training checkpoint or exported backbone; none: random init (baseline)",
     )
     parser.add_argument(
         "--config",
         default=None,
-        help="config name in mmdet_configs/ (e.g. mask-rcnn_r50_fpn_ms-1x_coco) or a path;"
-        " default: the --protocol's config for the checkpoint's architecture",
+        help="a config name (lightly-matrix configs) or path; default: the --protocol's",
     )
     parser.add_argument(
         "--protocol",
         choices=list(PROTOCOLS),
         default=None,
-        help="the published COCO tables to compare with (ResNets): matrix_ssl = Mask R-CNN R50-C4"
-        " 1x in MoCo's Detectron2 recipe (MoCo, SimSiam, MEC, Matrix-SSL tables); corinfomax ="
-        " R50-C4 2x (coco_R_50_C4_2x_moco.yaml, which the CorInfoMax code runs); mmselfsup_fpn ="
-        f" R50-FPN 1x of mmselfsup's model zoo. Default: {DEFAULT_PROTOCOL}",
+        help="the published COCO tables to compare with (ResNets): matrix_ssl = R50-C4 1x,"
+        " MoCo's recipe; corinfomax = R50-C4 2x; mmselfsup_fpn = R50-FPN 1x of mmselfsup."
+        f" Default: {DEFAULT_PROTOCOL}",
     )
     parser.add_argument(
         "--demo",
@@ -49,15 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch",
         default=None,
-        help="the checkpoint's architecture where it does not record it (a plain timm ViT state"
-        " dict: its timm model name), as for lightly-matrix export",
+        help="the checkpoint's architecture where it does not record it, as for export",
     )
     parser.add_argument(
         "--trust-pickle",
         action="store_true",
-        # The same words as lightly_matrix.export.safe_load.TRUST_PICKLE_RISK (torch-free here).
-        help="also read a checkpoint holding a whole pickled nn.Module (torch.save(model)); this"
-        " runs code from the file; only for files you made or trust",
+        help="also read a pickled nn.Module (runs code from the file: only files you trust)",
     )
     parser.add_argument(
         "--gpus",
@@ -68,8 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-cpu-ddp",
         action="store_true",
-        help="debugging only: let --gpus/--nnodes start CPU processes (gloo) where there is no"
-        " CUDA GPU",
+        help="debugging only: --gpus/--nnodes as CPU processes (gloo) without CUDA",
     )
     parser.add_argument(
         "--nnodes", type=positive_int, default=1, help="nodes (torchrun, multi-node)"
@@ -80,15 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--work-dir",
         default=None,
-        help="output directory; default work_dirs/transfer/CONFIG/TIMESTAMP. One holding results is"
-        " refused",
+        help="output folder (never one holding results); default work_dirs/transfer/CONFIG/TIME",
     )
     parser.add_argument(
         "--max-iters",
         type=int,
         default=None,
-        help="train this many iterations instead of the config's schedule (lr steps scaled to"
-        " fit; warm-up and precise-BN batches capped)",
+        help="train this many iterations instead of the config's schedule (lr steps scaled)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=None, help="images per GPU (default: the config's)"
@@ -96,34 +87,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-auto-scale-lr",
         action="store_true",
-        help="keep the config's lr (and the iterations of iteration-based configs) instead of"
-        " scaling them with the total batch (base batch 16)",
+        help="keep the config's lr and iterations instead of scaling them with the total batch",
     )
     parser.add_argument(
         "--val-interval",
         type=int,
         default=0,
-        help="also validate every N epochs (iterations for the iteration-based C4 configs and"
-        " with --max-iters) while training; 0 (default): only the final test",
+        help="also validate every N epochs (iterations) while training; 0: only the final test",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the fine-tuning")
     parser.add_argument(
         "--no-report",
         action="store_true",
-        help="do not write WORK_DIR/report.html (AP per category and size, losses, detections)",
+        help="do not write WORK_DIR/report.html",
     )
     parser.add_argument(
         "--cfg-options",
         nargs="+",
         default=None,
         metavar="KEY=VALUE",
-        help="override config entries, as mmdet's tools do (e.g. train_dataloader.num_workers=4)",
+        help="override config entries (e.g. train_dataloader.num_workers=4); not output paths",
     )
     parser.add_argument(
         "--launcher",
         choices=["none", "pytorch", "slurm", "mpi"],
         default="none",
-        help="set by the torchrun launch (or for slurm/mpi jobs); leave it for --gpus",
+        help="set by the torchrun launch (or slurm/mpi jobs); leave it for --gpus",
     )
 
 

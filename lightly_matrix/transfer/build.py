@@ -24,11 +24,8 @@ def walk_dicts(node: Any):
 
 
 def set_data_root(cfg: Any, root: str | Path) -> None:
-    """Point every dataloader and COCO evaluator of ``cfg`` at ``root``.
-
-    mmengine resolves ``data_root`` variables when the file is parsed, so changing the top-level
-    variable afterwards would not reach the datasets; each one is set here instead.
-    """
+    """Point every dataloader and COCO evaluator of ``cfg`` at ``root`` (each one: mmengine
+    resolved the file's ``data_root`` variable when it parsed it)."""
     root = str(Path(root).resolve()) + os.sep
     for split in ("train", "val", "test"):
         loader = cfg.get(f"{split}_dataloader")
@@ -81,19 +78,12 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
     for scheduler in cfg.get("param_scheduler") or []:
         scheduler = copy.deepcopy(dict(scheduler))
         by_epoch = scheduler.get("by_epoch", True)
-        if by_epoch and epochs:
-            scale = max_iters / epochs
-            scheduler["by_epoch"] = False
-            scheduler["begin"] = round(scheduler.get("begin", 0) * scale)
-            scheduler["end"] = min(max_iters, round(scheduler.get("end", epochs) * scale))
-            if "milestones" in scheduler:
-                scheduler["milestones"] = [
-                    max(1, round(m * scale)) for m in scheduler["milestones"]
-                ]
-        elif not by_epoch and total and scheduler.get("end", total) >= total:
-            scale = max_iters / total
-            scheduler["begin"] = round(scheduler.get("begin", 0) * scale)
-            scheduler["end"] = max_iters
+        span = epochs if by_epoch else total
+        if span and (by_epoch or scheduler.get("end", span) >= span):
+            scale = max_iters / span
+            begin, end = scheduler.get("begin", 0), scheduler.get("end", span)
+            scheduler.update(by_epoch=False, begin=round(begin * scale))
+            scheduler["end"] = min(max_iters, round(end * scale))
             if "milestones" in scheduler:
                 scheduler["milestones"] = [
                     max(1, round(m * scale)) for m in scheduler["milestones"]
@@ -177,13 +167,8 @@ REPORT_IMAGES = 6
 
 
 def add_report_outputs(cfg: Any) -> None:
-    """The test also saves what the run report shows: AP per category, a few drawn images.
-
-    The COCO evaluator becomes ``ClasswiseCocoMetric`` and mmdet's visualization hook draws the
-    first :data:`REPORT_IMAGES` test images into ``TIMESTAMP/vis_test`` (both registered by
-    :mod:`lightly_matrix.mmdet`). ``--cfg-options default_hooks.visualization.draw=False`` turns
-    the drawing off.
-    """
+    """The test also saves what the report shows: AP per category (``ClasswiseCocoMetric``) and
+    the first :data:`REPORT_IMAGES` test images drawn into ``TIMESTAMP/vis_test``."""
     import lightly_matrix.mmdet  # noqa: F401  (registers the metric and the hook in mmdet)
     from lightly_matrix.report.data import VIS_TEST_DIR
 
@@ -204,6 +189,45 @@ def add_report_outputs(cfg: Any) -> None:
         )
 
 
+def load_config(config_path: Path, data_root: Path) -> Any:
+    """A config file with its datasets and evaluators pointed at ``data_root``."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(config_path))
+    set_data_root(cfg, data_root)
+    return cfg
+
+
+#: Option names that place files: only ``--work-dir`` does, through its checks.
+OUTPUT_KEYS = frozenset(
+    {"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir", "log_dir", "out_file"}
+)
+#: What loads weights besides the checked CHECKPOINT, and what imports code.
+WEIGHT_KEYS = frozenset({"init_cfg", "load_from", "pretrained"})
+
+
+def refuse_options(options: dict[str, Any]) -> None:
+    """Refuse ``--cfg-options`` that write outside ``--work-dir``, load weights or import code."""
+    for key, value in options.items():
+        names = set(key.split(".")) | {k for d in walk_dicts(value) for k in d}
+        if names & OUTPUT_KEYS:
+            raise UserError(
+                f"--cfg-options {key}: transfer writes everything under --work-dir (checked so"
+                " that no one's files are overwritten); choose the place with --work-dir"
+            )
+        if names & WEIGHT_KEYS:
+            raise UserError(
+                f"--cfg-options {key}: transfer loads pretrained weights from its CHECKPOINT"
+                " argument (exported and checked against the config); such options are for"
+                " mmdet's own tools/train.py"
+            )
+        if "custom_imports" in names:
+            raise UserError(
+                f"--cfg-options {key}: transfer imports no module named on its command line"
+                " (it would run that module's code); register your modules in a --config file"
+            )
+
+
 def build_config(
     args: argparse.Namespace,
     config_path: Path,
@@ -212,25 +236,12 @@ def build_config(
     backbone: Any | None,
     backbone_file: Path | None,
 ) -> Any:
-    """Load a config and apply the run's settings (data, weights, schedule, batch, launcher).
-
-    Args:
-        args: Parsed ``transfer`` arguments.
-        config_path: The config file.
-        work_dir: Output directory.
-        data_root: COCO-layout data.
-        backbone: The converted :class:`lightly_matrix.export.Backbone`, or ``None`` (random init).
-        backbone_file: The exported file that ``init_cfg`` loads.
-
-    Returns:
-        The mmengine ``Config``.
-    """
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(str(config_path))
+    """The run's mmengine ``Config``: data, weights (``backbone``, an exported
+    :class:`lightly_matrix.export.Backbone` saved as ``backbone_file``; ``None``: random init),
+    schedule, batch, launcher and ``--cfg-options`` applied."""
+    cfg = load_config(config_path, data_root)
     cfg.work_dir = str(work_dir)
     cfg.launcher = args.launcher
-    set_data_root(cfg, data_root)
     model = cfg.model
     if backbone is not None:
         if backbone.family == "vit":
@@ -271,6 +282,9 @@ def build_config(
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.randomness = dict(seed=args.seed)
     add_report_outputs(cfg)
+    import lightly_matrix.transfer.guard  # noqa: F401  (registers DivergenceHook)
+
+    cfg.custom_hooks = [*(cfg.get("custom_hooks") or []), dict(type="DivergenceHook")]
     import torch
 
     if not torch.cuda.is_available():
@@ -279,15 +293,7 @@ def build_config(
             # torch's SyncBatchNorm needs CUDA; CPU processes (tests, debugging) use plain BN.
             _replace_norm(cfg.model, "SyncBN", "BN")
     if options:
-        weights = [
-            k for k in options if k.endswith("init_cfg.checkpoint") or k.endswith("init_cfg")
-        ]
-        if weights:
-            raise UserError(
-                f"--cfg-options {weights[0]}: transfer loads pretrained weights from its CHECKPOINT"
-                " argument (exported and checked against the config); such options are for"
-                " mmdet's own tools/train.py"
-            )
+        refuse_options(options)
         check_cfg_options(cfg, options)
         cfg.merge_from_dict(options)
     return cfg

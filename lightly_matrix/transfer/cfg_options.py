@@ -1,13 +1,8 @@
 """``--cfg-options`` checked against the config: a mistyped key is an error, not a silent no-op.
 
-mmengine's ``Config.merge_from_dict`` adds any key it is given, so ``train_dataloader.batchsize=4``
-would train with the config's batch size without a word. A key must exist in the config, or be
-accepted where it is added: by the constructor a ``type`` names (its ``__init__`` arguments, e.g.
-``model.backbone.with_cp`` for mmdet's ``ResNet``), by mmengine's ``Runner`` (top level, and the
-``randomness``, ``env_cfg`` and ``auto_scale_lr`` sections it reads), by torch's ``DataLoader``
-(``*_dataloader``), or anywhere in a dict without ``type`` elsewhere (plain settings such as
-``model.test_cfg``, ``default_hooks`` or ``paramwise_cfg.custom_keys``, which have no signature
-to check against).
+mmengine's ``Config.merge_from_dict`` adds any key. A new key must be accepted where it lands: by
+the constructor its dict's ``type`` names, by mmengine's ``Runner`` (top level and the sections it
+reads), by torch's ``DataLoader``, or anywhere in a dict without ``type`` (nothing to check).
 """
 
 from __future__ import annotations
@@ -16,6 +11,7 @@ import argparse
 import copy
 import difflib
 import inspect
+import math
 from typing import Any
 
 from lightly_matrix.errors import UserError, first_line
@@ -50,7 +46,13 @@ def parse_cfg_options(options: list[str]) -> dict[str, Any]:
             )
     action = DictAction(option_strings=["--cfg-options"], dest="cfg_options")
     namespace = argparse.Namespace()
-    action(argparse.ArgumentParser(), namespace, options)
+    try:
+        action(argparse.ArgumentParser(), namespace, options)
+    except (AssertionError, RecursionError, ValueError) as err:  # DictAction's own limits
+        raise UserError(
+            f"--cfg-options {' '.join(options)}: not parsable as mmdet's tools parse them"
+            f" ({first_line(err)[:80]}); write lists as [a,b] and dicts key by key (a.b.c=1)"
+        ) from None
     return dict(namespace.cfg_options)
 
 
@@ -146,10 +148,21 @@ def _check_type(key: str, old: Any, new: Any) -> None:
     """A number or a flag of the config stays one (``lr=abc`` would fail deep inside torch)."""
     if new is None:  # unsetting a value is the user's call
         return
+    if isinstance(new, float) and not math.isfinite(new):
+        raise UserError(f"--cfg-options {key}={new!r}: expected a finite number")
     low = _COUNT_MINIMUM.get(key.rsplit(".", 1)[-1])
     if low is not None and _is_number(old) and _is_number(new) and new < low:
         raise UserError(f"--cfg-options {key}={new!r}: must be >= {low}")
-    if _is_number(old) and not _is_number(new):
+
+    def of_dicts(value: Any) -> bool:
+        return isinstance(value, dict) or (
+            isinstance(value, list | tuple) and all(isinstance(v, dict) for v in value)
+        )
+
+    if of_dicts(old) and old and not of_dicts(new):
+        index = ".0" if isinstance(old, list | tuple) else ""
+        expected = f"{type(old).__name__} settings, set key by key ({key}{index}.type=...)"
+    elif _is_number(old) and not _is_number(new):
         expected = f"a number (the config has {old!r})"
     elif isinstance(old, bool) and not isinstance(new, bool):
         expected = f"True or False (the config has {old!r})"

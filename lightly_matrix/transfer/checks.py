@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
 from pathlib import Path
 
-from lightly_matrix.errors import UserError, first_line
+from lightly_matrix.errors import UserError
 from lightly_matrix.user_files import check_writable
 
 #: Arguments of :func:`lightly_matrix.data.coco_shapes.make_coco_shapes` for ``--demo``.
@@ -21,21 +19,13 @@ COCO_LAYOUT = (
     "train2017",
     "val2017",
 )
-#: Top-level lists of a COCO annotation file.
-COCO_KEYS = ("images", "annotations", "categories")
-#: Annotation files up to this size are parsed in full before training (COCO val: 25 MB).
-FULL_PARSE_BYTES = 64 << 20
 #: Written first into every work dir we create; other non-empty directories are never used.
 WORK_DIR_MARKER = ".lightly_matrix_transfer"
 
 
 def check_demo_root(root: Path) -> bool:
-    """Whether the demo data at ``root`` is complete (``False``: to be generated there).
-
-    Raises:
-        UserError: ``root`` is not ours to write into (e.g. a real COCO), see
-            :func:`lightly_matrix.data.coco_shapes.check_shapes_root`.
-    """
+    """Whether the demo data at ``root`` is complete (``False``: to be generated there); a
+    ``root`` that is not ours to write into (e.g. a real COCO) is refused."""
     from lightly_matrix.data.coco_shapes import check_shapes_root
 
     try:
@@ -51,10 +41,10 @@ def check_demo_root(root: Path) -> bool:
 
 
 def check_coco_root(root: Path) -> None:
-    """Fail before training on an incomplete or broken COCO layout, in one line.
+    """Fail before training on an incomplete COCO layout, listing everything missing at once.
 
-    Everything missing is listed at once; image folders must not be empty; each annotation file
-    must be a JSON object with ``images``, ``annotations`` and ``categories``.
+    The annotations and images themselves are checked by
+    :func:`~lightly_matrix.transfer.coco_check.check_config_data`.
     """
     missing = [rel for rel in COCO_LAYOUT if not (root / rel).exists()]
     if missing:
@@ -62,70 +52,13 @@ def check_coco_root(root: Path) -> None:
             f"COCO at {root} is incomplete, missing: {', '.join(missing)}; expected the standard"
             f" layout ({', '.join(COCO_LAYOUT)}) under --coco-root"
         )
-    for rel in COCO_LAYOUT:
-        path = root / rel
-        if rel.endswith(".json"):
-            check_annotation_file(path)
-        elif not path.is_dir():
-            raise UserError(f"{path} is not a directory; it should hold the {rel} images")
-        else:
-            with os.scandir(path) as entries:
-                if next(entries, None) is None:
-                    raise UserError(f"{path} is empty; it should hold the {rel} images")
-
-
-def check_annotation_file(path: Path) -> None:
-    """Fail unless ``path`` is a COCO annotation file (JSON object with the three lists).
-
-    Files up to :data:`FULL_PARSE_BYTES` are parsed; larger ones (COCO's train annotations are
-    448 MB, which mmdet parses anyway) are checked for the shape of a JSON object holding the
-    three keys, without holding gigabytes of parsed JSON in this process.
-    """
-    try:
-        size = path.stat().st_size
-        if size <= FULL_PARSE_BYTES:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-            keys = set(data) if isinstance(data, dict) else None
-        else:
-            keys = _scan_top_level_keys(path)
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        first = first_line(err)
-        raise UserError(f"cannot read {path} as COCO annotations (JSON): {first}") from err
-    if keys is None:
-        raise UserError(f"{path} is not a JSON object; expected COCO annotations")
-    lacking = [k for k in COCO_KEYS if k not in keys]
-    if lacking:
-        raise UserError(
-            f"{path} lacks {', '.join(lacking)}; expected COCO annotations with"
-            f" {', '.join(COCO_KEYS)}"
-        )
-
-
-def _scan_top_level_keys(path: Path) -> set[str] | None:
-    """COCO keys found in a large file that starts with '{' and ends with '}' (else ``None``)."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 16).lstrip()
-        f.seek(max(0, path.stat().st_size - 64))
-        tail = f.read().rstrip()
-        if not head.startswith(b"{") or not tail.endswith(b"}"):
-            return None
-        f.seek(0)
-        found: set[str] = set()
-        carry = b""
-        while chunk := f.read(1 << 24):
-            window = carry + chunk
-            found |= {k for k in COCO_KEYS if f'"{k}"'.encode() in window}
-            carry = chunk[-32:]
-    return found
+    for rel in COCO_LAYOUT[2:]:
+        if not (root / rel).is_dir():
+            raise UserError(f"{root / rel} is not a directory; it should hold the {rel} images")
 
 
 def check_devices(args: argparse.Namespace) -> None:
-    """Fail in one line, before torchrun starts, where ``--gpus``/``--nnodes`` cannot run.
-
-    Several processes need one CUDA GPU each; ``--allow-cpu-ddp`` lets them run on the CPU
-    (gloo) for debugging.
-    """
+    """Fail in one line, before torchrun starts, where ``--gpus``/``--nnodes`` lack CUDA GPUs."""
     if args.nnodes > 1 and not args.work_dir:
         raise UserError(
             "multi-node runs need an explicit --work-dir on storage shared by the nodes"
@@ -182,11 +115,8 @@ def require_mmdet() -> None:
 
 
 def check_work_dir(work_dir: Path) -> None:
-    """Refuse a work dir that holds results, or that is not empty and not made by ``transfer``.
-
-    A directory with our marker and no ``results.json`` is an earlier, unfinished run of ours (or
-    the one the torchrun parent prepared) and is used again.
-    """
+    """Refuse a work dir that holds results, or that is not empty and not made by ``transfer``
+    (one with our marker is an unfinished run of ours, or the torchrun parent's, used again)."""
     if work_dir.exists() and not work_dir.is_dir():
         raise UserError(f"--work-dir {work_dir} is a file; choose a directory")
     if (work_dir / "results.json").exists():

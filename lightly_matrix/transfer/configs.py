@@ -1,10 +1,5 @@
-"""Where our mmdet configs live and which one a backbone gets.
-
-The configs are the repository's top-level ``mmdet_configs/`` folder; the wheel ships it as the
-package ``lightly_matrix.mmdet_configs`` (``package-dir`` in ``pyproject.toml``), so an
-installed copy finds them wherever it runs. A source checkout used without installing falls back
-to the folder beside the package. Nothing here imports mmdet.
-"""
+"""Where our mmdet configs live (the wheel's ``lightly_matrix.mmdet_configs``, or a checkout's
+``mmdet_configs/``) and which one a backbone gets. Nothing here imports mmdet."""
 
 from __future__ import annotations
 
@@ -19,11 +14,9 @@ from lightly_matrix.errors import UserError
 
 #: The package the wheel installs ``mmdet_configs/`` as.
 CONFIG_PACKAGE = "lightly_matrix.mmdet_configs"
-#: ``--protocol``: the published COCO tables a run is comparable to, and our config for each
-#: ResNet depth (the tables are ResNet-50; the ResNet-18 variants are for small experiments).
-#: matrix_ssl: Mask R-CNN R50-C4 1x in MoCo's Detectron2 code (MoCo, SimSiam, MEC, Matrix-SSL);
-#: corinfomax: R50-C4 2x, Detectron2's coco_R_50_C4_2x_moco.yaml that MoCo's code ships and the
-#: CorInfoMax repository runs; mmselfsup_fpn: R50-FPN 1x of mmselfsup's model zoo.
+#: ``--protocol``: published COCO tables (ResNet-50; R18 for small experiments) and our configs.
+#: matrix_ssl: R50-C4 1x, MoCo's Detectron2 code; corinfomax: R50-C4 2x
+#: (coco_R_50_C4_2x_moco.yaml, as the CorInfoMax code runs); mmselfsup_fpn: mmselfsup's R50-FPN 1x.
 PROTOCOLS = {
     "matrix_ssl": {
         "resnet50": "mask-rcnn_r50-c4_ms-1x_coco",
@@ -40,8 +33,7 @@ PROTOCOLS = {
 }
 #: The protocol of ResNet runs without ``--protocol`` or ``--config``.
 DEFAULT_PROTOCOL = "matrix_ssl"
-#: Config chosen for each backbone architecture when neither ``--config`` nor ``--protocol`` is
-#: given: the default protocol for ResNets, the simple-pyramid config for ViTs.
+#: Config for each architecture without ``--config``/``--protocol`` (ViTs: the simple pyramid).
 DEFAULT_CONFIGS = {
     **PROTOCOLS[DEFAULT_PROTOCOL],
     "vit": "mask-rcnn_vit-b16_sfp_ms-1x_coco",
@@ -111,13 +103,8 @@ def config_protocol(name: str) -> str | None:
 
 
 def default_config(architecture: str | None, demo: bool, protocol: str | None = None) -> str:
-    """The config name for an architecture (``None``: random-init ResNet-50 / demo ResNet-18).
-
-    Args:
-        architecture: The checkpoint's backbone (``resnet50``, ``vit_base_patch16_224``, ...).
-        demo: The CPU demo on generated shapes.
-        protocol: A key of :data:`PROTOCOLS`; ``None``: :data:`DEFAULT_PROTOCOL` for ResNets.
-    """
+    """The config name for an architecture (``None``: random-init ResNet-50 / demo ResNet-18) in
+    ``protocol`` (``None``: :data:`DEFAULT_PROTOCOL` for ResNets)."""
     if protocol is not None:
         if protocol not in PROTOCOLS:
             raise UserError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")

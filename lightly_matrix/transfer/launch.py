@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import time
@@ -18,10 +19,12 @@ from lightly_matrix.transfer.checks import (
     check_counts,
     check_demo_root,
     check_devices,
+    check_work_dir,
     claim_work_dir,
     require_mmdet,
     resolve_work_dir,
 )
+from lightly_matrix.transfer.coco_check import check_config_data
 from lightly_matrix.transfer.configs import config_protocol, default_config, resolve_config
 from lightly_matrix.transfer.references import comparison_table
 from lightly_matrix.transfer.results import (
@@ -31,6 +34,7 @@ from lightly_matrix.transfer.results import (
     summarise,
 )
 from lightly_matrix.utils.io import write_json_atomic
+from lightly_matrix.utils.lock import folder_lock
 
 
 def _torchrun(
@@ -48,16 +52,10 @@ def _torchrun(
         "--val-interval", str(args.val_interval), "--seed", str(args.seed),
         "--launcher", "pytorch",
     ]  # fmt: skip
-    if args.demo:
-        command.append("--demo")
-    if args.max_iters is not None:
-        command += ["--max-iters", str(args.max_iters)]
-    if args.batch_size is not None:
-        command += ["--batch-size", str(args.batch_size)]
-    if args.no_auto_scale_lr:
-        command.append("--no-auto-scale-lr")
-    if getattr(args, "no_report", False):
-        command.append("--no-report")
+    for flag, value in (("--max-iters", args.max_iters), ("--batch-size", args.batch_size)):
+        command += [flag, str(value)] if value is not None else []
+    switches = {"--demo": args.demo, "--no-auto-scale-lr": args.no_auto_scale_lr}
+    command += [f for f, on in {**switches, "--no-report": args.no_report}.items() if on]
     if args.cfg_options:
         command += ["--cfg-options", *args.cfg_options]
     print("launching: " + " ".join(command), flush=True)
@@ -101,13 +99,9 @@ def run(args: argparse.Namespace) -> int:
     )
     config_name = config_path.stem
     work_dir = resolve_work_dir(args, config_name)
-    if args.demo:
-        data_root = Path(args.coco_root or DEMO_DATA_ROOT)
-        demo_ready = check_demo_root(data_root)
-        if demo_ready:
-            check_coco_root(data_root)
-    else:
-        data_root = Path(args.coco_root or "data/coco")
+    data_root = Path(args.coco_root or (DEMO_DATA_ROOT if args.demo else "data/coco"))
+    demo_ready = not args.demo or check_demo_root(data_root)
+    if demo_ready:
         check_coco_root(data_root)
 
     backbone_file: Path | None = None
@@ -116,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
         backbone_file = (
             Path(args.checkpoint).resolve() if is_exported else work_dir / "backbone.pth"
         )
+        if not is_exported and backbone_file.resolve() == Path(args.checkpoint).resolve():
+            raise UserError(
+                f"{args.checkpoint} is where transfer writes the exported backbone of --work-dir"
+                f" {work_dir}; move the checkpoint out of it or choose another --work-dir"
+            )
     cfg = build_config(args, config_path, work_dir, data_root, backbone, backbone_file)
     if backbone is not None:
         if not distributed_child:
@@ -126,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
             raise ExportError(
                 f"{backbone.architecture} checkpoint vs {config_name}: {err}"
             ) from err
+    if not distributed_child and demo_ready:
+        check_config_data(cfg)
 
     # Everything checked: now the writes (demo data, work dir, exported backbone).
     if args.demo and not demo_ready:
@@ -133,14 +134,17 @@ def run(args: argparse.Namespace) -> int:
 
         make_coco_shapes(data_root, **DEMO_DATA)
         check_coco_root(data_root)
+        check_config_data(cfg)
     claim_work_dir(work_dir)
-    if backbone is not None and not is_exported and not distributed_child:
-        assert backbone_file is not None
-        save_backbone(backbone, backbone_file, force=True)
-
-    if (args.gpus > 1 or args.nnodes > 1) and not distributed_child:
-        return _torchrun(args, backbone_file, config_path, work_dir, data_root)
-    return _train_and_test(cfg, args, config_name, backbone, backbone_file, data_root)
+    # torchrun's children run under their parent's lock.
+    with contextlib.nullcontext() if distributed_child else folder_lock(work_dir, "--work-dir"):
+        check_work_dir(work_dir)  # a run that held the lock may have finished meanwhile
+        if backbone is not None and not is_exported and not distributed_child:
+            assert backbone_file is not None
+            save_backbone(backbone, backbone_file, force=True)
+        if (args.gpus > 1 or args.nnodes > 1) and not distributed_child:
+            return _torchrun(args, backbone_file, config_path, work_dir, data_root)
+        return _train_and_test(cfg, args, config_name, backbone, backbone_file, data_root)
 
 
 def _train_and_test(

@@ -7,15 +7,9 @@ from typing import Any
 from lightly_matrix.utils import text
 
 #: mmdet's CocoMetric keys -> our result names.
-_METRIC_NAMES = {
-    "mAP": "mAP",
-    "mAP_50": "AP50",
-    "mAP_75": "AP75",
-    "mAP_s": "APs",
-    "mAP_m": "APm",
-    "mAP_l": "APl",
-}
-_HEADERS = ("method", "backbone", "pretrain epochs", "config")
+_METRIC_NAMES = {"mAP": "mAP", "mAP_50": "AP50", "mAP_75": "AP75", "mAP_s": "APs", "mAP_m": "APm",
+                 "mAP_l": "APl"}  # fmt: skip
+_HEADERS: tuple[str, ...] = ("method", "backbone", "pretrain epochs", "config")
 _HEADERS += tuple(f"{n}_{t}" for t in ("bb", "mk") for n in ("AP", "AP50", "AP75"))
 
 

@@ -114,7 +114,9 @@ def test_iteration_schedule_follows_the_total_batch(tmp_path, monkeypatch, world
     assert cfg.auto_scale_lr == dict(base_batch_size=16, enable=True)  # the lr, scaled by mmengine
     factor = 16 / (int(world) * int(batch))
     assert cfg.default_hooks.checkpoint.interval == round(10000 * factor)
-    assert cfg.custom_hooks == [dict(type="PreciseBNHook", num_iters=200)]
+    precise_bn, divergence = cfg.custom_hooks
+    assert precise_bn == dict(type="PreciseBNHook", num_iters=200)
+    assert divergence == dict(type="DivergenceHook")  # stops a non-finite or exploding loss
 
 
 def test_single_process_and_overrides(tmp_path, monkeypatch):
@@ -159,6 +161,8 @@ def test_reference_file_ships_in_the_wheel_and_is_well_formed():
         assert transfer.PROTOCOLS[protocol]["resnet50"] == entry["config"]
     for entry in data["references"]:
         source = entry["source"]
+        assert entry["protocol"] in transfer.PROTOCOLS and set(references.METRICS) <= set(entry)
+        assert {"url", "table", "short", "kind"} <= set(source)
         # Pinned sources: a commit or a release tag in every address.
         assert source["commit"] in source["url"] or "/v0.11.0/" in source["url"]
         assert isinstance(entry["pretrain_epochs"], int)

@@ -1,0 +1,204 @@
+"""``lightly-matrix check-coco``: a COCO dataset checked before any training, in one line.
+
+mmdet skips what it cannot use without a word (unknown categories, crowd-only or degenerate
+boxes) and finds missing images or keys only mid-run, so a broken dataset either trains on
+nothing (losses 0.0, mAP -1) or fails hours in. ``transfer`` runs this check first; run it alone
+with ``lightly-matrix check-coco data/coco`` (``--config`` for the classes of another config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lightly_matrix.errors import UserError, first_line
+
+#: Keys each entry must have: mmdet's CocoDataset and pycocotools read them unchecked.
+REQUIRED = {
+    "images": ("id", "file_name", "width", "height"),
+    "annotations": ("id", "image_id", "category_id", "bbox", "area", "segmentation"),
+    "categories": ("id", "name"),
+}
+
+
+def _fail(path: Path, bad: list[Any], what: str, show: Callable[[Any], str], fix: str) -> None:
+    if bad:
+        raise UserError(f"{path}: {len(bad)} {what} (first: {show(bad[0])}); {fix}")
+
+
+def _finite(values: Any, length: int | None = None) -> bool:
+    return (
+        isinstance(values, list)
+        and (length is None or len(values) == length)
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+    )
+
+
+def _polygons_ok(segmentation: Any) -> bool:
+    """Polygons of at least 3 points, or a run-length encoding (crowd annotations)."""
+    if isinstance(segmentation, dict):
+        return "counts" in segmentation and "size" in segmentation
+    return (
+        isinstance(segmentation, list)
+        and bool(segmentation)
+        and all(_finite(p) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation)
+    )
+
+
+def _usable(ann: dict[str, Any], image: dict[str, Any]) -> bool:
+    """What mmdet's CocoDataset trains on: not crowd, a box of at least 1 px inside the image."""
+    x, y, w, h = ann["bbox"]
+    inside_w = min(x + w, image["width"]) - max(x, 0)
+    inside_h = min(y + h, image["height"]) - max(y, 0)
+    crowd = ann.get("iscrowd") or ann.get("ignore")
+    return not crowd and w >= 1 and h >= 1 and inside_w > 0 and inside_h > 0
+
+
+def _load(path: Path) -> Any:
+    """The annotation file as a pycocotools ``COCO`` index, its structure checked first."""
+    from pycocotools.coco import COCO
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(
+            f"cannot read {path} as COCO annotations (JSON): {first_line(err)}"
+        ) from err
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a JSON object; expected COCO annotations")
+    lacking = [k for k in REQUIRED if not isinstance(data.get(k), list)]
+    if lacking:
+        raise UserError(f"{path} lacks the list(s) {', '.join(lacking)} of COCO annotations")
+    for key, fields in REQUIRED.items():
+        for field in fields:
+            bad = [e for e in data[key] if not isinstance(e, dict) or field not in e]
+            _fail(path, bad, f"{key} lack '{field}'", lambda e: str(e)[:80],
+                  f"every COCO {key[:-1]} needs {', '.join(fields)}")  # fmt: skip
+    _fail(path, [i for i in data["images"] if not _finite([i["width"], i["height"]])],
+          "images lack a numeric width and height", lambda i: i["file_name"],
+          "give each image its size in pixels")  # fmt: skip
+    coco = COCO()
+    coco.dataset = data
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+            coco.createIndex()
+    except TypeError as err:  # a list or object as an id
+        raise UserError(f"{path}: ids must be numbers or strings ({first_line(err)})") from None
+    return coco
+
+
+def check_split(
+    ann_file: str | Path, image_dir: str | Path, classes: Sequence[str], split: str
+) -> int:
+    """Check one split; returns its number of usable annotations (at least one).
+
+    Args:
+        ann_file: The COCO annotation file.
+        image_dir: The folder its ``file_name`` entries are relative to.
+        classes: The config's class names; every category of the file must be one of them.
+        split: ``train`` or ``val``/``test``, for the messages.
+
+    Raises:
+        UserError: One line naming the first bad entry and how many there are.
+    """
+    path, image_dir = Path(ann_file), Path(image_dir)
+    coco = _load(path)
+    images = coco.dataset["images"]
+    if not images:
+        raise UserError(f"{path} lists no images; the {split} split would be empty")
+    counts = Counter(i["id"] for i in images)
+    _fail(path, [i for i in images if counts[i["id"]] > 1], "images share their id with another",
+          lambda i: f"id {i['id']}, {i['file_name']}", "give every image a unique id")  # fmt: skip
+    try:
+        present = set(os.listdir(image_dir))
+    except OSError as err:
+        raise UserError(f"cannot list the images of {path} in {image_dir}: {err}") from None
+    missing = [
+        i
+        for i in images
+        if i["file_name"] not in present and not os.path.isfile(image_dir / str(i["file_name"]))
+    ]
+    _fail(path, missing, f"images are missing under {image_dir}", lambda i: i["file_name"],
+          "add them, or remove them from the annotation file")  # fmt: skip
+    names = [str(c["name"]) for c in coco.dataset["categories"]]
+    # mmdet keeps the categories named in the config's classes and drops the others' boxes.
+    _fail(path, [n for n in names if n not in classes], f"categories are not among the config's"
+          f" {len(classes)} classes", str, "use annotations of the config's classes, or a --config"
+          " for these")  # fmt: skip
+    _fail(path, [n for i, n in enumerate(names) if n in names[:i]], "category names repeat", str,
+          "name each category once")  # fmt: skip
+    anns = coco.dataset["annotations"]
+    _fail(path, [a for a in anns if a["image_id"] not in coco.imgs],
+          "annotations refer to an image not listed", lambda a: f"id {a['id']}, image_id"
+          f" {a['image_id']}", "list the image or remove the annotation")  # fmt: skip
+    _fail(path, [a for a in anns if a["category_id"] not in coco.cats],
+          "annotations have an unknown category_id", lambda a: f"id {a['id']}, category_id"
+          f" {a['category_id']}", "use a category listed in the file")  # fmt: skip
+    _fail(path, [a for a in anns if not _finite(a["bbox"], 4) or min(a["bbox"][2:]) < 0],
+          "boxes are not 4 finite numbers of non-negative size", lambda a: f"id {a['id']},"
+          f" bbox {a['bbox']}", "boxes are [x, y, width, height]")  # fmt: skip
+    _fail(path, [a for a in anns if not _polygons_ok(a["segmentation"])],
+          "masks are not polygons of at least 3 points (or RLE)", lambda a: f"id {a['id']}",
+          "each polygon is [x1, y1, x2, y2, x3, y3, ...]")  # fmt: skip
+    usable = sum(_usable(a, coco.imgs[a["image_id"]]) for a in anns)
+    if not usable:
+        raise UserError(
+            f"{path}: none of its {len(anns)} annotations can be used for the {split} split"
+            " (crowd, or boxes under 1 px or outside the image); it would train or score nothing"
+        )
+    return usable
+
+
+def check_config_data(cfg: Any) -> None:
+    """Check the train and test datasets a (data-root-resolved) mmdet config reads."""
+    from mmdet.registry import DATASETS
+
+    for split in ("train", "test"):
+        dataset = cfg[f"{split}_dataloader"]["dataset"]
+        while "dataset" in dataset:  # dataset wrappers (RepeatDataset, ...)
+            dataset = dataset["dataset"]
+        root = dataset.get("data_root") or ""
+        classes = (dataset.get("metainfo") or {}).get("classes")
+        if classes is None:
+            classes = DATASETS.get(dataset["type"]).METAINFO["classes"]
+        prefix = (dataset.get("data_prefix") or {}).get("img", "")
+        check_split(os.path.join(root, dataset["ann_file"]), os.path.join(root, prefix),
+                    classes, split)  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``check-coco`` options."""
+    parser.add_argument("coco_root", metavar="ROOT", help="COCO in the standard layout")
+    parser.add_argument(
+        "--config", default=None, help="the config whose classes and files to check (default:"
+        " the default transfer config, COCO's 80 classes)",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check ``ROOT`` as the config would read it; print one line."""
+    import time
+
+    from lightly_matrix.export.verify import quiet_pkg_resources_warning
+    from lightly_matrix.transfer.build import load_config
+    from lightly_matrix.transfer.checks import check_coco_root, require_mmdet
+    from lightly_matrix.transfer.configs import default_config, resolve_config
+
+    require_mmdet()
+    quiet_pkg_resources_warning()
+    root = Path(args.coco_root)
+    check_coco_root(root)
+    cfg = load_config(resolve_config(args.config or default_config(None, demo=False)), root)
+    start = time.perf_counter()
+    check_config_data(cfg)
+    print(f"{root}: fit for {Path(cfg.filename).stem} ({time.perf_counter() - start:.2f} s)")
+    return 0

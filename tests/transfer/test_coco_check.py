@@ -1,0 +1,108 @@
+"""The COCO check: a dataset that cannot train or score is refused in one line before training."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from messages import assert_names
+
+from lightly_matrix.cli import UserError
+from lightly_matrix.cli import main as cli_main
+from lightly_matrix.data.coco_shapes import make_coco_shapes
+from lightly_matrix.transfer import DEMO_CONFIG, coco_check
+
+
+def _edit(root, split, change):
+    path = root / "annotations" / f"instances_{split}2017.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _set(key, value):
+    def change(data):
+        for ann in data["annotations"]:
+            ann[key] = value(ann) if callable(value) else value
+
+    return change
+
+
+def _drop(key):
+    def change(data):
+        for ann in data["annotations"]:
+            del ann[key]
+
+    return change
+
+
+BROKEN = {
+    "val_unknown_category": ("val", _set("category_id", 99), ("category_id", "99")),
+    "val_no_annotations": ("val", lambda d: d.update(annotations=[]), ("none of its 0",)),
+    "val_only_crowd": ("val", _set("iscrowd", 1), ("none of", "crowd")),
+    "train_only_crowd": ("train", _set("iscrowd", 1), ("none of", "train")),
+    "negative_boxes": ("train", _set("bbox", [1, 1, -5, 4]), ("boxes", "-5")),
+    "nan_boxes": ("train", _set("bbox", [1, 1, float("nan"), 4]), ("boxes", "nan")),
+    "short_polygons": ("train", _set("segmentation", [[1, 1, 5, 5]]), ("3 points",)),
+    "one_image_id": ("train", lambda d: [i.update(id=1) for i in d["images"]], ("share",)),
+    "no_bbox": ("train", _drop("bbox"), ("lack 'bbox'",)),
+    "no_segmentation": ("val", _drop("segmentation"), ("lack 'segmentation'",)),
+    "foreign_category": (
+        "val",
+        lambda d: d["categories"][0].update(name="zebra"),
+        ("zebra", "classes"),
+    ),
+    "repeated_category": (
+        "train",
+        lambda d: d["categories"][1].update(name=d["categories"][0]["name"]),
+        ("repeat",),
+    ),
+    "empty_train": ("train", lambda d: d.update(images=[], annotations=[]), ("no images",)),
+    "unlisted_image": ("train", _set("image_id", 12345), ("12345", "not listed")),
+}
+
+
+@pytest.fixture
+def root(tmp_path):
+    return make_coco_shapes(tmp_path / "coco", num_train=4, num_val=2, image_size=48)
+
+
+def check(root, config=DEMO_CONFIG):
+    return coco_check.run(argparse.Namespace(coco_root=str(root), config=config))
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_dataset_that_cannot_train_or_score_is_one_line(root, case):
+    split, change, tokens = BROKEN[case]
+    path = _edit(root, split, change)
+    with pytest.raises(UserError) as info:
+        check(root)
+    assert_names(info, str(path), *tokens)
+
+
+def test_images_missing_on_disk_are_counted_and_named(root):
+    first, second = sorted((root / "val2017").iterdir())
+    first.unlink(), second.unlink()
+    with pytest.raises(UserError) as info:
+        check(root)
+    assert_names(info, "2 images are missing", first.name)
+
+
+def test_a_sound_dataset_passes(root, capsys):
+    assert check(root) == 0
+    assert "fit for mask-rcnn_r18_fpn_demo_coco-shapes" in capsys.readouterr().out
+    # COCO's 80 classes (the default config) are not the shapes' 3.
+    with pytest.raises(UserError) as info:
+        check(root, config=None)
+    assert_names(info, "80 classes")
+
+
+def test_transfer_checks_the_data_before_writing_anything(root, tmp_path, capsys):
+    _edit(root, "val", _set("iscrowd", 1))
+    work = tmp_path / "w"
+    argv = ["transfer", "--config", DEMO_CONFIG, "--coco-root", str(root), "--work-dir", str(work)]
+    assert cli_main(argv) == 2
+    assert_names(capsys.readouterr().err, "instances_val2017.json", "none of")
+    assert not work.exists()

@@ -1,0 +1,108 @@
+"""``transfer`` never writes outside --work-dir, never replaces an input, runs no user module,
+and stops a diverging fine-tuning before it writes results."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+import torchvision
+from messages import assert_names
+
+from lightly_matrix.cli import main as cli_main
+from lightly_matrix.data.coco_shapes import make_coco_shapes
+from lightly_matrix.transfer import DEMO_CONFIG
+from lightly_matrix.transfer.checks import WORK_DIR_MARKER
+from lightly_matrix.utils.lock import folder_lock
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return make_coco_shapes(
+        tmp_path_factory.mktemp("d") / "c", num_train=4, num_val=2, image_size=64
+    )
+
+
+def transfer(root, work, *flags):
+    argv = ["transfer", "--config", DEMO_CONFIG, "--coco-root", str(root), "--work-dir", str(work)]
+    return cli_main([*argv, "--max-iters", "2", "--batch-size", "2", "--no-report", *flags])
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "work_dir={user}",
+        "default_hooks.checkpoint.out_dir={user}",
+        "test_evaluator.outfile_prefix={user}/p",
+        "default_hooks.visualization.test_out_dir={user}",
+        "visualizer.vis_backends.0.save_dir={user}",
+    ],
+)
+def test_output_paths_in_cfg_options_are_refused(root, tmp_path, capsys, option):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "results.json").write_text("mine")
+    key = option.split("=")[0]
+    assert transfer(root, tmp_path / "w", "--cfg-options", option.format(user=user)) == 2
+    assert_names(capsys.readouterr().err, key, "--work-dir")
+    assert [p.name for p in user.iterdir()] == ["results.json"]
+    assert (user / "results.json").read_text() == "mine" and not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "tokens"),
+    [
+        ("custom_imports.imports=[lightly_matrix.mmdet,evilmod]", ("custom_imports", "code")),
+        ("model.backbone.init_cfg.prefix=module.", ("init_cfg.prefix", "CHECKPOINT")),
+        ("model.backbone.init_cfg.type=Kaiming", ("init_cfg.type", "CHECKPOINT")),
+        ("load_from=/tmp/x.pth", ("load_from", "CHECKPOINT")),
+        ("optim_wrapper.optimizer.lr=nan", ("optimizer.lr", "nan", "finite")),
+        ("optim_wrapper.optimizer.lr=inf", ("optimizer.lr", "inf", "finite")),
+        ("visualizer.vis_backends=[dict(type='X')]", ("vis_backends", "key by key")),
+        ("visualizer.vis_backends=[dict(type='X',a=1)]", ("vis_backends", "a.b.c=1")),
+    ],
+)
+def test_code_weights_and_non_finite_options_are_one_line(
+    root, tmp_path, capsys, monkeypatch, option, tokens
+):
+    (tmp_path / "evilmod.py").write_text(f"open({str(tmp_path / 'pwned')!r}, 'w')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert transfer(root, tmp_path / "w", "--cfg-options", option) == 2
+    err = assert_names(capsys.readouterr().err, *tokens)
+    assert "Traceback" not in err and "evilmod" not in sys.modules
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "w").exists()
+
+
+def test_a_checkpoint_where_the_export_goes_is_never_replaced(root, tmp_path, capsys):
+    work = tmp_path / "w"  # an unfinished transfer of ours
+    work.mkdir()
+    (work / WORK_DIR_MARKER).write_text("created by lightly-matrix transfer\n")
+    users = work / "backbone.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), users)
+    before = users.read_bytes()
+    assert transfer(root, work, users.as_posix()) == 2  # positional CHECKPOINT after the flags
+    assert_names(capsys.readouterr().err, str(users), "--work-dir")
+    assert users.read_bytes() == before
+
+
+def test_a_work_dir_in_use_is_refused(root, tmp_path, capsys):
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / WORK_DIR_MARKER).write_text("created by lightly-matrix transfer\n")
+    with folder_lock(work, "--work-dir"):
+        assert transfer(root, work) == 2
+    assert_names(capsys.readouterr().err, str(work), "in use")
+    assert sorted(p.name for p in work.iterdir()) == sorted(
+        [WORK_DIR_MARKER, ".lightly-matrix.lock"]
+    )
+
+
+@pytest.mark.slow
+def test_a_diverging_loss_stops_the_transfer_without_results(root, tmp_path, capsys):
+    work = tmp_path / "w"
+    flags = ["--cfg-options", "optim_wrapper.optimizer.lr=1e4"]
+    assert transfer(root, work, "--max-iters", "4", *flags) == 2
+    err = assert_names(capsys.readouterr().err, "diverged", "lr")
+    assert "Traceback" not in err
+    assert not (work / "results.json").exists()
