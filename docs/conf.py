@@ -48,7 +48,7 @@ suppress_warnings = ["myst.header"]
 # API reference: one page per module, generated from the docstrings on every build.
 autosummary_generate = True
 autosummary_imported_members = False
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
@@ -138,5 +138,9 @@ mathjax_path = "mathjax/tex-chtml.js"
 
 copybutton_prompt_text = r"\$ "
 copybutton_prompt_is_regexp = True
+# Blocks without a language (argparse usage lines) are plain text.
+highlight_language = "text"
 pygments_style = "friendly"
+# CLI flags (--data) and code-like text stay as written: no dashes or curly quotes.
+smartquotes = False
 pygments_dark_style = "monokai"

@@ -8,7 +8,7 @@ Directives (Markdown pages write them as ```` ```{lm-presets} ```` fences):
   ``transfer``, ``demo-reference``, ``loss-cost``, ``data-startup``, ``markdown``).
 - ``lm-api PACKAGE``: the API reference of a package from its docstrings: its ``__all__`` names,
   or, for a package without ``__all__``, each public module.
-- ``lm-cli``: one sphinx-argparse section per ``lightly-matrix`` sub-command of
+- ``lm-cli COMMAND``: the sphinx-argparse reference of a ``lightly-matrix`` sub-command of
   :data:`lightly_matrix.cli.SUBCOMMANDS`; each sub-command's module provides ``add_arguments``.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import inspect
 import io
 import json
 import tokenize
@@ -59,15 +60,19 @@ def parser_main() -> argparse.ArgumentParser:
 
 
 class CliDirective(Directive):
+    """``lm-cli COMMAND``: the sphinx-argparse reference of one sub-command (``main``: the top)."""
+
+    required_arguments = 1
     has_content = False
 
     def run(self) -> list:
-        lines = ["## lightly-matrix", "", "```{argparse}", ":module: lm_docs", ":func: parser_main"]
-        lines += [":prog: lightly-matrix", ":nosubcommands:", "```", ""]
-        for command in _subcommands():
-            lines += [f"## lightly-matrix {command}", "", "```{argparse}", ":module: lm_docs"]
-            lines += [f":func: parser_{command}", f":prog: lightly-matrix {command}", "```", ""]
-        return _parse(self, lines)
+        command = self.arguments[0]
+        if command != "main" and command not in _subcommands():
+            raise self.error(f"lm-cli: {command!r} is not a lightly-matrix sub-command")
+        prog = "lightly-matrix" + ("" if command == "main" else f" {command}")
+        lines = ["```{argparse}", ":module: lm_docs", f":func: parser_{command}", f":prog: {prog}"]
+        lines += [":nosubcommands:"] if command == "main" else []
+        return _parse(self, [*lines, "```"])
 
 
 # --- API ------------------------------------------------------------------------------------
@@ -80,10 +85,15 @@ def api_lines(package: str) -> list[str]:
     module = importlib.import_module(package)
     # Docstrings are reStructuredText: autodoc runs inside eval-rst, not as a MyST directive.
     if hasattr(module, "__all__"):
-        # A summary table of the public names (autosummary), then each in full (autodoc).
-        lines = ["```{eval-rst}", f".. currentmodule:: {package}", "", ".. autosummary::", ""]
+        # The package's docstring, a summary table of its public names (autosummary), then each
+        # name in full (autodoc), in the order of ``__all__``.
+        lines = ["```{eval-rst}", f".. automodule:: {package}", "", ".. autosummary::", ""]
         lines += [f"   {name}" for name in module.__all__]
-        lines += ["", f".. automodule:: {package}", "   :members:", "   :imported-members:"]
+        for name in module.__all__:
+            obj = getattr(module, name)
+            kind = "class" if inspect.isclass(obj) else "function" if callable(obj) else "data"
+            lines += ["", f".. auto{kind}:: {name}"]
+            lines += ["   :members:", "   :show-inheritance:"] if kind == "class" else []
         return [*lines, "```"]
     if not hasattr(module, "__path__"):
         return ["```{eval-rst}", f".. automodule:: {package}", "   :members:", "```"]
@@ -148,13 +158,24 @@ def _preset_sources(path: Path) -> dict[tuple[str, str | None], dict[str, int]]:
     return found
 
 
-def _lr(settings: dict[str, Any]) -> str:
-    if "lr" not in settings:
+def _method_defaults(method: str) -> dict[str, Any]:
+    """The method class's own defaults (its paper run), where the class declares them."""
+    from lightly_matrix.methods import METHOD_CLASSES
+
+    return dict(getattr(METHOD_CLASSES.get(method), "recipe", None) or {})
+
+
+def _lr(settings: dict[str, Any], defaults: dict[str, Any]) -> str:
+    merged = {**defaults, **settings}
+    if "lr" not in merged:
         return "method default"
-    lr, batch = settings["lr"], settings.get("batch_size")
-    if settings.get("lr_scaling", "linear") == "none":
-        return f"{lr:g} (absolute)"
-    return f"{lr:g} per 256" + (f" = {lr * batch / 256:g}" if batch else "")
+    lr, batch = merged["lr"], merged.get("batch_size")
+    text = f"{lr:g}"
+    if merged.get("lr_scaling") == "none":
+        text += " (absolute)"
+    elif merged.get("lr_scaling", "linear" if defaults else None) == "linear":
+        text += " per 256" + (f" = {lr * batch / 256:g}" if batch else "")
+    return text + ("" if "lr" in settings else " (method default)")
 
 
 def _schedule(settings: dict[str, Any]) -> str:
@@ -171,45 +192,43 @@ def _schedule(settings: dict[str, Any]) -> str:
 
 
 def presets_table() -> list[str]:
+    """Per preset: a table of each method's run, then every setting with the authors' source."""
     from lightly_matrix import presets
 
     path = Path(presets.__file__)
     comments, sources = _comments(path), _preset_sources(path)
     rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
     module_dicts = {name: lines for (name, method), lines in sources.items() if method is None}
-    rows = [
-        "| preset | method | global batch | lr | schedule | views | other settings |"
-        " authors' source (presets.py line) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    shown = {"batch_size", "lr", "epochs", "warmup_epochs", "final_lr", "lr_interval", "transform"}
+    out = [f"Generated from `{rel}` when these pages were built.", ""]
     for preset in presets.PRESETS.values():
+        out += [f"### `{preset.name}`", "", preset.description + ".", ""]
+        rows = [["method", "backbone", "global batch", "lr", "schedule", "views"]]
+        details = []
         for method in preset.methods:
             settings = preset.settings(method)
+            rows.append(
+                [
+                    f"`{method}`",
+                    f"`{settings['backbone']}`" if "backbone" in settings else "method default",
+                    str(settings.get("batch_size", "method default")),
+                    _lr(settings, _method_defaults(method)),
+                    _schedule(settings),
+                    f"`{settings['transform']}`" if "transform" in settings else "method default",
+                ]
+            )
             # A key's line: the method's own dict, then the preset's common dict, then a
             # module-level dict that holds the key (the shared M-MAE and digits settings).
             lookups = [sources.get((preset.name, method), {}), module_dicts.get(preset.name, {})]
             lookups += [lines for name, lines in module_dicts.items() if name.startswith("_")]
-            notes = []
-            for key in settings:
+            table = [["setting", "value", "source (presets.py line)"]]
+            for key, value in settings.items():
                 line = next((lk[key] for lk in lookups if key in lk), None)
-                if line is not None and line in comments:
-                    notes.append(f"`{key}`: {comments[line]} (:{line})")
-            other = ", ".join(
-                f"`{k}={v}`" for k, v in settings.items() if k not in shown and k != "backbone"
-            )
-            cells = [
-                f"`{preset.name}`",
-                f"`{method}`",
-                str(settings.get("batch_size", "method default")),
-                _lr(settings),
-                _schedule(settings),
-                f"`{settings['transform']}`" if "transform" in settings else "method default",
-                f"`{settings.get('backbone', '')}`; {other}" if other else "",
-                "<br>".join(notes) or "(ours)",
-            ]
-            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return [f"Generated from `{rel}` when these pages were built.", "", *rows, ""]
+                note = f"{comments[line]} (:{line})" if line in comments else "no source recorded"
+                table.append([f"`{key}`", f"`{value!r}`", note.replace("|", "\\|")])
+            details += [f":::{{dropdown}} `{method}`: every setting and its source", ""]
+            details += [*_markdown_table(table), ":::", ""]
+        out += [*_markdown_table(rows), "", *details]
+    return out
 
 
 class PresetsDirective(Directive):

@@ -137,4 +137,8 @@ def test_generated_pages_hold_the_repository_s_numbers(html):
     results = (html / "results.html").read_text()
     assert "97.04 ± 0.19" in results  # CorInfoMax kNN, pretrain_digits-30ep/results.json
     cli = (html / "cli.html").read_text()
-    assert "--dry-run" in cli and "lightly-matrix export" in cli
+    assert "--dry-run" in cli  # a flag of pretrain, from its parser
+    from lightly_matrix.cli import SUBCOMMANDS
+
+    for command in SUBCOMMANDS:  # a new sub-command needs its section in docs/cli.md
+        assert f'id="lightly-matrix-{command}"' in cli, command
