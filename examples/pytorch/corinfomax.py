@@ -22,7 +22,7 @@ from lightly_matrix.data.digits import DigitsDataset
 from lightly_matrix.loss import CorInfoMaxLoss
 from lightly_matrix.models.modules import CorInfoMaxProjectionHead
 
-parser = argparse.ArgumentParser(description=__doc__)
+parser = argparse.ArgumentParser(description="CorInfoMax on the embedded digits or a folder")
 parser.add_argument("data", nargs="?", help="image folder (default: the embedded digits)")
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")

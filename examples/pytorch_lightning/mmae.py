@@ -24,7 +24,7 @@ from torch import nn
 from lightly_matrix.data.digits import DigitsDataset
 from lightly_matrix.loss import MatrixEntropyLoss
 
-parser = argparse.ArgumentParser(description=__doc__)
+parser = argparse.ArgumentParser(description="M-MAE on the embedded digits or a folder")
 parser.add_argument("data", nargs="?", help="image folder (default: the embedded digits)")
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--steps", type=int, default=-1, help="stop after this many steps")
