@@ -147,13 +147,16 @@ def _preset_sources(path: Path) -> dict[tuple[str, str | None], dict[str, int]]:
                     found[(target.id, None)] = _key_lines(node.value)
         if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Preset"):
             continue
-        name = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+        first = node.args[0] if node.args else None
+        if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+            continue
+        name = first.value
         keywords = {kw.arg: kw.value for kw in node.keywords}
-        found[(name, None)] = _key_lines(keywords.get("common"))
+        found[(name, None)] = _key_lines(keywords.get("common", ast.Dict(keys=[], values=[])))
         methods = keywords.get("methods")
         if isinstance(methods, ast.Dict):
             for key, value in zip(methods.keys, methods.values, strict=True):
-                if isinstance(key, ast.Constant):
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
                     found[(name, key.value)] = _key_lines(value)
     return found
 
