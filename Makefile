@@ -4,11 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install test lint format typecheck demo bench lock clean-venv help
+.PHONY: install test lint format typecheck demo docs bench lock clean-venv help
 
 help:
 	@echo "make demo      pretrain CorInfoMax on digits (DEMO_METHOD=matrix_ssl: Matrix-SSL), export, Mask R-CNN transfer on generated shapes"
-	@echo "make test      install if needed, then ruff and the whole test suite (all but gpu tests)"
+	@echo "make test      install if needed, then ruff and the whole test suite (all but gpu tests; docs included)"
+	@echo "make docs      build the manual into docs/_build/html (offline)"
 	@echo "make check-install  wheel into fresh venvs, used from outside the checkout (also in make test)"
 	@echo "make install   create/refresh .venv (idempotent; seconds when nothing changed)"
 	@echo "make bench     loss benchmark table (benchmarks/bench_losses.py)"
@@ -30,8 +31,13 @@ format: install
 typecheck: install
 	$(PY) -m mypy
 
+# tests/docs builds the manual with -W -n, checks its links, runs its code blocks and the examples.
 test: lint
 	$(PY) -m pytest -m "not gpu" -p no:cacheprovider
+
+docs: install
+	$(PY) -m sphinx -b html -n docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
 
 # The install check alone (tests/test_install_outside.py runs it in make test); KEEP=1 keeps its venv.
 .PHONY: check-install

@@ -1,9 +1,14 @@
-"""The README's diffs of Lightly's MAE examples, applied to a tiny MAE of the same shape: the
-added lines are the README's own, the regulariser sees the encoder's CLS token, and one step
-has a finite loss and gradients in the encoder (CPU, a fraction of a second)."""
+"""The front page and the manual's diffs of Lightly's MAE examples.
+
+README.md: at most 200 lines, the first loss snippet in its first 60, and its results table equal to
+the files in benchmarks/results/ it names. docs/losses.md: its diffs of Lightly's MAE examples,
+applied to a tiny MAE of the same shape: the added lines are the page's own, the regulariser sees
+the encoder's CLS token, and one step has a finite loss and gradients in the encoder (CPU, a
+fraction of a second)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,15 +21,52 @@ from torch import nn
 
 from lightly_matrix.loss import MatrixEntropyLoss
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+LOSSES_PAGE = ROOT / "docs" / "losses.md"
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _diff_blocks() -> list[list[str]]:
-    return [b.splitlines() for b in re.findall(r"```diff\n(.*?)```", README.read_text(), re.S)]
+    return [b.splitlines() for b in re.findall(r"```diff\n(.*?)```", LOSSES_PAGE.read_text(), re.S)]
+
+
+def test_readme_is_a_front_page():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 200
+    first_python = lines.index("```python")
+    assert first_python < 60
+    assert "from lightly_matrix.loss import" in "\n".join(lines[first_python : first_python + 5])
+    assert "make demo" in "\n".join(lines[:20]) and "make test" in "\n".join(lines[:20])
+
+
+def test_readme_results_are_the_files_numbers():
+    probes = json.loads((RESULTS / "pretrain_digits-30ep" / "results.json").read_text())
+    transfer = json.loads((RESULTS / "transfer_demo-30ep" / "results.json").read_text())
+    names = {"random init": "random init", "Matrix-SSL": "matrix_ssl", "CorInfoMax": "corinfomax"}
+    names |= {"MEC": "mec", "Barlow Twins (Lightly)": "barlowtwins", "VICReg (Lightly)": "vicreg"}
+    summary = {
+        row["method"]: row
+        for row in probes["summary"]
+        if row["method"] != "random init" or row["backbone"] == "resnet18"
+    }
+    boxes = {row["row"]: row["AP_bb"] for row in transfer["rows"]}
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| ")]
+    checked = 0
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        key = names.get(cells[0].removesuffix(" (ResNet-18)"))
+        if key is None or len(cells) != 5:
+            continue
+        row = summary[key]
+        assert cells[1:4] == [row["knn_top1"], row["linear_top1"], row["few_label_top1"]], line
+        assert cells[4] == boxes[key], line
+        checked += 1
+    assert checked == len(names)
 
 
 class TinyMAE(nn.Module):
-    """Lightly's ``examples/pytorch/mae.py`` model at toy size, with the README's diff applied."""
+    """Lightly's ``examples/pytorch/mae.py`` model at toy size, with the page's diff applied."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,10 +98,10 @@ class TinyMAE(nn.Module):
         return x_pred, target, x_encoded
 
 
-def test_readme_diffs_count_the_changed_lines():
+def test_mae_diffs_count_the_changed_lines():
     lightning, plain = _diff_blocks()[:2]
     changed = [[line for line in block if line.startswith("+")] for block in (lightning, plain)]
-    assert [len(c) for c in changed] == [3, 5]  # the counts the README states
+    assert [len(c) for c in changed] == [3, 5]  # the counts the page states
     assert "+from lightly_matrix.loss import MatrixEntropyLoss" in changed[0] + changed[1]
 
 
@@ -67,13 +109,13 @@ def test_the_pytorch_diff_runs_as_written():
     torch.manual_seed(0)
     model, criterion = TinyMAE(), nn.MSELoss()
     plain = _diff_blocks()[1]
-    # The README's added lines, executed as they stand (indentation removed).
+    # The page's added lines, executed as they stand (indentation removed).
     namespace = {"MatrixEntropyLoss": MatrixEntropyLoss, "model": model, "criterion": criterion}
     namespace["images"] = torch.randn(8, 3, 32, 32)
     added = [line[1:].strip() for line in plain if line.startswith("+")]
     assert added[2] == "regulariser = MatrixEntropyLoss(gram_scale=3.0, weight=0.01)"
     for line in added[2:]:
-        exec(line, namespace)  # lines of our own README, not user input
+        exec(line, namespace)  # lines of our own page, not user input
     loss = namespace["loss"]
     x_encoded = namespace["x_encoded"]
     assert x_encoded.shape == (8, 1 + 4, 32)  # CLS + the 25% kept of 16 patches
@@ -81,7 +123,7 @@ def test_the_pytorch_diff_runs_as_written():
     reg = namespace["regulariser"](x_encoded[:, 0])
     pixel = criterion(namespace["predictions"], namespace["targets"])
     torch.testing.assert_close(loss, pixel + reg)
-    assert -0.01 * 8 * torch.log1p(torch.tensor(3.0 / 32)) <= reg < 0  # the README's bound
+    assert -0.01 * 8 * torch.log1p(torch.tensor(3.0 / 32)) <= reg < 0  # the page's bound
     loss.backward()
     grad = model.backbone.vit.cls_token.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0

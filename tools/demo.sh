@@ -3,7 +3,8 @@
 # (CorInfoMax by default, DEMO_METHOD=matrix_ssl for Matrix-SSL), export the backbone, fine-tune
 # Mask R-CNN (ResNet-18 FPN) on generated COCO-format shapes, print the results beside the 3-seed
 # reference of that method and write OUT_DIR/report.html (its path is the last line). Everything
-# goes under a fresh directory (default runs/demo-<timestamp>).
+# goes under a fresh directory (default runs/demo-<timestamp>). The console shows stage headers,
+# progress and the results; mmdet's configuration dump and full log go to OUT_DIR/transfer.log.
 #
 #   tools/demo.sh [OUT_DIR]      (make demo calls this after tools/install.sh)
 #   DEMO_METHOD=matrix_ssl tools/demo.sh; DEMO_EPOCHS=30 tools/demo.sh (the 30-epoch reference)
@@ -39,21 +40,36 @@ REPORT_REFERENCE=()
 [[ -f "$REFERENCE" ]] && REPORT_REFERENCE=(--reference "$REFERENCE")
 START=$SECONDS
 
+# Lightning's progress bar on a terminal; none in a log file.
+PROGRESS=()
+[[ -t 1 ]] || PROGRESS=(--no-progress)
+mkdir -p "$OUT"
+
 echo "== 1/3 pretrain $NAME (ResNet-18) on digits, $EPOCHS epochs -> $OUT/pretrain"
 "$PY" -m lightly_matrix pretrain --method "$METHOD" --data digits --epochs "$EPOCHS" \
-    "${SETTING[@]}" --no-progress --out "$OUT/pretrain"
+    "${SETTING[@]}" ${PROGRESS[@]+"${PROGRESS[@]}"} --out "$OUT/pretrain"
 PRETRAIN_S=$((SECONDS - START))
 
 echo "== 2/3 export the backbone for mmdet -> $OUT/backbone.pth"
 "$PY" -m lightly_matrix export "$OUT/pretrain/last.ckpt" --out "$OUT/backbone.pth"
 
-echo "== 3/3 Mask R-CNN transfer on generated COCO shapes -> $OUT/transfer"
-bash tools/transfer_coco.sh "$OUT/backbone.pth" --demo --work-dir "$OUT/transfer"
+LOG="$OUT/transfer.log"
+echo "== 3/3 Mask R-CNN transfer on generated COCO shapes -> $OUT/transfer (full log: $LOG)"
+# mmdet prints its whole config and hook list: the log keeps it, the console shows the progress.
+if ! bash tools/transfer_coco.sh "$OUT/backbone.pth" --demo --work-dir "$OUT/transfer" 2>&1 \
+    | tee "$LOG" | "$PY" tools/demo_report.py --progress; then
+    echo "demo: the transfer failed; the end of $LOG:" >&2
+    tail -n 30 "$LOG" >&2
+    exit 1
+fi
 TOTAL_S=$((SECONDS - START))
 
 echo
 echo "== results ($OUT): pretraining $((PRETRAIN_S / 60))m$((PRETRAIN_S % 60))s, all $((TOTAL_S / 60))m$((TOTAL_S % 60))s"
 "$PY" tools/demo_report.py "$OUT" "$REFERENCE"
+MMDET_LOG="$(ls "$OUT"/transfer/*/*.log 2>/dev/null | head -n 1)"
+echo
+echo "logs: $LOG (everything the transfer printed)${MMDET_LOG:+; the mmdet log: $MMDET_LOG}"
 # Last: the figures of both runs in one offline HTML file (spectrum, curves, AP, detections).
 echo
 "$PY" -m lightly_matrix report "$OUT" "${REPORT_REFERENCE[@]}"

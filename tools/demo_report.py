@@ -1,6 +1,7 @@
 """The end of ``make demo``: what pretraining changed, and the transfer beside measured references.
 
     python tools/demo_report.py RUN_DIR [REFERENCE_JSON]
+    ... | python tools/demo_report.py --progress     # one short line per logged mmengine step
 
 Prints (1) the frozen-backbone probes on the digits test split before pretraining (the random
 initialisation, evaluated by the run itself at epoch 0) and after it, with the change; (2) the Mask
@@ -13,7 +14,9 @@ measured for the run's method and number of epochs.
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from lightly_matrix.utils.text import markdown_row, markdown_table
@@ -66,7 +69,36 @@ def transfer_table(results: dict, reference: dict | None) -> list[str]:
     return [*lines, *markdown_table(rows, columns, cell=str).splitlines()]  # cells as given
 
 
+# mmengine's log lines: "Epoch(train) [1][ 10/50] ... eta: 0:01:02 ... loss: 2.3456 ...", and at
+# the end of an evaluation "Epoch(val) [3][20/20] coco/bbox_mAP: 0.1590 ... coco/segm_mAP: 0.2340".
+STEP = re.compile(r"(?:Epoch|Iter)\((train|val|test)\)\s*(?:\[(\d+)\])?\s*\[\s*(\d+)/(\d+)\]")
+FIELD = re.compile(r"(eta|loss|coco/bbox_mAP|coco/segm_mAP): (\S+)")
+
+
+def progress_lines(lines: Iterable[str]) -> Iterable[str]:
+    """The demo's console view of the transfer: a line per logged training step and evaluation."""
+    for line in lines:
+        step = STEP.search(line)
+        if step is None:
+            continue
+        phase, epoch, done, total = step.groups()
+        fields = dict(FIELD.findall(line))
+        if phase == "train" and "loss" in fields:
+            where = f"epoch {epoch}, " if epoch else ""
+            eta = fields.get("eta", "-")
+            yield f"  {where}iter {done}/{total}  loss {fields['loss']}  eta {eta}"
+        elif "coco/bbox_mAP" in fields:
+            box, mask = (
+                100 * float(fields.get(k, "nan")) for k in ("coco/bbox_mAP", "coco/segm_mAP")
+            )
+            yield f"  evaluation ({phase}): box AP {box:.1f}, mask AP {mask:.1f}"
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--progress"]:
+        for text in progress_lines(sys.stdin):
+            print(text, flush=True)
+        return 0
     if not 1 <= len(argv) <= 2:
         print(__doc__, file=sys.stderr)
         return 2

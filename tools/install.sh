@@ -99,7 +99,7 @@ fi
 log "the rest of the stack and lightly_matrix (editable, [dev,mmdet,report])"
 CONSTRAINTS=()
 [[ -f "$LOCK" ]] && CONSTRAINTS=(-c "$LOCK")
-"${PIP[@]}" install -q --only-binary mmcv --find-links "$WHEELS" "${CONSTRAINTS[@]}" -e "$ROOT[dev,mmdet,report]" \
+"${PIP[@]}" install -q --only-binary mmcv --find-links "$WHEELS" "${CONSTRAINTS[@]}" -e "$ROOT[dev,mmdet,report,docs]" \
     || die "pip could not install the pinned stack; see the resolver message above"
 
 "$PYV" - <<'PY' || die "the installed stack does not import"
