@@ -189,9 +189,16 @@ def main(argv: list[str] | None = None) -> int:
         ("holds", "holds?"),
     )
     settings = results.get("settings", {})
+    label = (
+        "each method at the setting its validation search chose"
+        if settings.get("best")
+        else "the digits preset"
+    )
+    if settings.get("shape"):
+        label = f"loss-isolating twins: each method's best with the '{settings['shape']}' heads"
     print(
-        f"Digits, {settings.get('epochs', '?')} epochs, seeds {settings.get('seeds', '?')} "
-        f"({args.results}).\n"
+        f"Digits, {settings.get('epochs', '?')} epochs, seeds {settings.get('seeds', '?')}, "
+        f"{label} ({args.results}).\n"
     )
     print(markdown_table(rows, columns))
     return 0

@@ -67,6 +67,12 @@ def read_log(path: Path) -> dict[str, dict[str, Any]]:
     return {row.get("run") or run_key(row["out"]): row for row in rows}
 
 
+def hp_flags(setting: dict[str, Any]) -> list[str]:
+    """``--lr`` and ``--hp key=value`` flags of a setting ``{"lr", "hp"}`` (none for ``{}``)."""
+    flags = ["--lr", str(setting["lr"])] if setting else []
+    return flags + [f for k, v in setting.get("hp", {}).items() for f in ("--hp", f"{k}={v}")]
+
+
 def add_run_options(parser: argparse.ArgumentParser, parallel: int) -> None:
     """``--parallel`` and ``--threads``: how the runs share the machine's cores."""
     parser.add_argument(

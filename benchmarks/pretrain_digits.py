@@ -36,7 +36,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digits_runs import PROBES, Job, add_run_options, fmt, mean_std, run_jobs, separated
+from digits_runs import (
+    PROBES,
+    Job,
+    add_run_options,
+    fmt,
+    hp_flags,
+    mean_std,
+    run_jobs,
+    separated,
+)
 
 from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset
 from lightly_matrix.data.transforms import build_eval_transform
@@ -74,6 +83,11 @@ def parse_args() -> argparse.Namespace:
         "(at the search's length) instead of the digits preset's",
     )
     parser.add_argument(
+        "--shape",
+        help="with --best: each method's best at these heads (best.json's twins), so the methods "
+        "differ only in their loss",
+    )
+    parser.add_argument(
         "--log",
         type=Path,
         help="results log (default OUT/log.jsonl): runs logged there are not run again, so a log "
@@ -83,25 +97,16 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def chosen_setting(best: Path | None, method: str) -> dict[str, Any]:
-    """``{"lr", "hp"}`` the validation search chose for ``method``; ``{}`` without ``best``."""
+def chosen_setting(best: Path | None, method: str, shape: str | None = None) -> dict[str, Any]:
+    """``{"lr", "hp"}`` the validation search chose for ``method`` (at the heads ``shape``, the
+    loss-isolating twins, if given); ``{}`` without ``best``."""
     if best is None:
         return {}
-    chosen = json.loads(best.read_text())["best"].get(method)
-    if chosen is None:
+    chosen = json.loads(best.read_text())
+    chosen = chosen["twins"].get(shape, {}) if shape else chosen["best"]
+    if method not in chosen:
         raise SystemExit(f"{best} has no setting for {method}; run tune_digits.py for it first")
-    return {"lr": chosen["lr"], "hp": chosen["hp"]}
-
-
-def chosen_flags(best: Path | None, method: str) -> list[str]:
-    """``--lr``/``--hp`` of the setting the validation search chose for ``method`` (if any)."""
-    chosen = chosen_setting(best, method)
-    if not chosen:
-        return []
-    flags = ["--lr", f"{chosen['lr']:g}"]
-    for key, value in chosen["hp"].items():
-        flags += ["--hp", f"{key}={value:g}"]
-    return flags
+    return {"lr": chosen[method]["lr"], "hp": chosen[method]["hp"]}
 
 
 def backbone_label(method: str) -> str:
@@ -184,16 +189,17 @@ def significant_pairs(rows: list[dict[str, Any]], methods: list[str]) -> list[st
 def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    setting = {m: chosen_setting(args.best, m, args.shape) for m in args.methods}
     jobs = [
         Job(
             method,
             args.out / method / f"seed{seed}",
-            ["--epochs", str(args.epochs), "--seed", str(seed), *chosen_flags(args.best, method)],
+            ["--epochs", str(args.epochs), "--seed", str(seed), *hp_flags(setting[method])],
             {
                 "seed": seed,
                 "backbone": backbone_label(method),
                 "epochs": args.epochs,
-                "setting": chosen_setting(args.best, method),
+                "setting": setting[method],
             },
         )
         # Method by method: the first method's checkpoints (the demo's) are ready first.
@@ -206,7 +212,8 @@ def main() -> None:
     rows += [*random_init_rows(rows), raw_pixels()]
     summary = summarise(rows)
     tuning = (
-        f"each method at the setting its validation search chose ({args.best})"
+        f"each method at the setting its validation search chose ({args.best}"
+        + (f", the best at the '{args.shape}' heads: loss-isolating twins)" if args.shape else ")")
         if args.best
         else "`digits` preset"
     )

@@ -7,6 +7,7 @@ parts whose mistakes would silently change a published table.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import statistics
@@ -28,51 +29,66 @@ from lightly_matrix.methods import METHOD_CLASSES  # noqa: E402
 from lightly_matrix.pretrain.config import module_defaults  # noqa: E402
 
 
-def test_every_method_gets_the_same_search_budget() -> None:
-    sizes = {method: len(tune_digits.grid(method)) for method in tune_digits.ORDER}
+def test_every_resnet_method_gets_the_same_search() -> None:
     assert set(tune_digits.ORDER) == set(METHOD_CLASSES)
-    assert len(set(sizes.values())) == 1, sizes
-    for method in tune_digits.ORDER:
-        points = tune_digits.grid(method)
-        lrs = sorted({round(p["lr"], 12) for p in points})
-        base = tune_digits.base_lr(method)
-        assert lrs == sorted(round(base * f, 12) for f in tune_digits.LR_FACTORS)
-        # Every searched key is a real constructor argument of the method.
+    for method in tune_digits.RESNET_METHODS:
+        own, other = tune_digits.SHAPES[method]
+        assert own != other and len(tune_digits.SHAPES[method]) == 2
+        points = [p for shape in (own, other) for p in tune_digits.grid(method, shape)]
+        assert len(points) == 8 and len({json.dumps(p, sort_keys=True) for p in points}) == 8
+        lrs = sorted({p["lr"] for p in points})
+        assert lrs == [round(tune_digits.BASE_LR[method] * f, 10) for f in tune_digits.LR_FACTORS]
+        # Every searched key is a real constructor argument, and the shapes really differ.
         defaults = module_defaults(METHOD_CLASSES[method])
         assert all(key in defaults for p in points for key in p["hp"]), method
-        assert len({json.dumps(p, sort_keys=True) for p in points}) == len(points)
+        assert tune_digits.head(method, own) != tune_digits.head(method, other)
+    assert tune_digits.head("byol", "byol") == {
+        "hidden_dim": 1024,
+        "output_dim": 256,
+        "pred_hidden_dim": 1024,
+    }
+    assert "proj_batch_norm" not in tune_digits.head("barlowtwins", "cim")
+    # MEC keeps lamda = d / (m eps^2) across output widths.
+    lamdas = {
+        p["hp"]["eps_squared"] / p["hp"]["output_dim"]
+        for s in ("mssl", "byol")
+        for p in tune_digits.grid("mec", s)
+    }
+    assert lamdas == {64 / 1024, 512 / 1024}
 
 
-def test_the_extra_point_steps_beyond_the_lr_end_where_the_best_grid_point_sits(
-    tmp_path: Path,
-) -> None:
-    points = tune_digits.grid("corinfomax")  # lr 0.5, 1.5 x alpha 250, 1000
+def test_extra_points_step_beyond_the_end_of_the_best_or_halfway_inside() -> None:
+    points = tune_digits.grid("corinfomax", "cim")  # lr 0.5, 1.5 x alpha 250, 1000
 
-    def rows(scores: list[float]) -> list[dict]:
+    def rows(scores: list[float], extra: tuple[dict, ...] = ()) -> list[dict]:
+        pts = [*points, *extra]
         return [
-            {"method": "corinfomax", "config": i, **p, **dict.fromkeys(digits_runs.PROBES, v)}
-            for i, (p, v) in enumerate(zip(points, scores, strict=True))
+            {"config": i, **p, **dict.fromkeys(digits_runs.PROBES, v)}
+            for i, (p, v) in enumerate(zip(pts, scores, strict=True))
         ]
 
+    cim = tune_digits.head("corinfomax", "cim")
     # Best at the upper lr: one step up, at the best point's weight.
-    assert tune_digits.edge_point("corinfomax", rows([90, 91, 89, 92])) == {
+    assert tune_digits.next_point(rows([90, 91, 89, 92])) == {
         "lr": 4.5,
-        "hp": {"alpha": 1000.0},
+        "hp": {**cim, "alpha": 1000.0},
     }
-    # Best at the lower lr: one step down; a tie keeps the earlier grid point.
-    assert tune_digits.edge_point("corinfomax", rows([93, 93, 89, 92])) == {
-        "lr": round(0.5 / 3, 10),
-        "hp": {"alpha": 250.0},
-    }
-    # Not known before the whole grid is in, and another method's rows do not count.
-    partial = [*rows([90, 91, 89, 92])[:3], {"method": "mec", "config": 3}]
-    assert tune_digits.edge_point("corinfomax", partial) is None
-    with pytest.raises(ValueError, match="unfinished"):
-        tune_digits.edge_job("corinfomax", partial, 30, 0, tmp_path)
-    job = tune_digits.edge_job("corinfomax", rows([90, 91, 89, 92]), 30, 0, tmp_path)
-    assert job.out == tmp_path / "corinfomax" / "cfg4"
-    assert job.tag["config"] == 4 and job.tag["lr"] == 4.5
-    assert job.flags[-4:] == ["--lr", "4.5", "--hp", "alpha=1000"]
+    # Best at the lower lr: one step down; a tie keeps the earlier run.
+    low = tune_digits.next_point(rows([93, 93, 89, 92]))
+    assert low == {"lr": round(0.5 / 3, 10), "hp": {**cim, "alpha": 250.0}}
+    # Inside the lrs tried: halfway (geometric) towards the better neighbour.
+    assert tune_digits.next_point(rows([93, 93, 89, 92, 91], (low,)))["lr"] == pytest.approx(
+        (1.5 * 0.5) ** 0.5
+    )
+    assert tune_digits.next_point(rows([93, 93, 89, 92, 92.5], (low,)))["lr"] == pytest.approx(
+        (0.5 / 3 * 0.5) ** 0.5
+    )
+    job = tune_digits.search_job("corinfomax", "cim", 4, low, 30, 0, Path("o"))
+    assert job.out == Path("o/corinfomax/cim-cfg4") and job.tag["config"] == 4
+    assert job.flags[-10:] == [
+        *("--lr", "0.1666666667", "--hp", "hidden_dim=1024", "--hp", "output_dim=64"),
+        *("--hp", "proj_batch_norm=False", "--hp", "alpha=250.0"),
+    ]
 
 
 def test_selection_is_the_mean_of_the_three_probes() -> None:
@@ -155,14 +171,18 @@ def test_seeded_runs_take_the_setting_the_validation_search_chose(tmp_path: Path
 
     best = tmp_path / "best.json"
     chosen = {"lr": 0.9, "hp": {"lambda_param": 10.0, "mu_param": 10.0, "nu_param": 1.0}}
-    best.write_text(json.dumps({"best": {"vicreg": chosen}}))
-    assert pretrain_digits.chosen_flags(best, "vicreg") == [
-        *("--lr", "0.9", "--hp", "lambda_param=10", "--hp", "mu_param=10"),
-        *("--hp", "nu_param=1"),
+    twin = {"lr": 1.0, "hp": {"output_dim": 256, "momentum_start": 0.99}}
+    best.write_text(json.dumps({"best": {"vicreg": chosen}, "twins": {"mssl": {"byol": twin}}}))
+    assert digits_runs.hp_flags(pretrain_digits.chosen_setting(best, "vicreg")) == [
+        *("--lr", "0.9", "--hp", "lambda_param=10.0", "--hp", "mu_param=10.0"),
+        *("--hp", "nu_param=1.0"),
     ]
-    assert pretrain_digits.chosen_flags(None, "vicreg") == []
+    assert pretrain_digits.chosen_setting(best, "byol", "mssl") == twin
+    assert digits_runs.hp_flags(pretrain_digits.chosen_setting(None, "vicreg")) == []
     with pytest.raises(SystemExit, match="mec"):
-        pretrain_digits.chosen_flags(best, "mec")
+        pretrain_digits.chosen_setting(best, "mec")
+    with pytest.raises(SystemExit, match="vicreg"):
+        pretrain_digits.chosen_setting(best, "vicreg", "mssl")
 
 
 def test_claims_table_calls_a_claim_only_when_the_seeds_separate(
@@ -223,6 +243,13 @@ def _fake_row(job: digits_runs.Job) -> dict:
     return {"method": job.method, "out": str(job.out), **job.tag, "before": scores, **scores}
 
 
+def _grid_jobs(method: str, shape: str, epochs: int, out: Path) -> list[digits_runs.Job]:
+    points = tune_digits.grid(method, shape)
+    return [
+        tune_digits.search_job(method, shape, i, p, epochs, 0, out) for i, p in enumerate(points)
+    ]
+
+
 def test_results_log_carries_finished_runs_to_a_fresh_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,66 +262,64 @@ def test_results_log_carries_finished_runs_to_a_fresh_checkout(
     monkeypatch.setattr(digits_runs, "run_job", fake_run)
     log = tmp_path / "results" / "log.jsonl"
     log.parent.mkdir()
-    jobs = tune_digits.jobs_for("byol", 30, 0, tmp_path / "old_checkout")
+    jobs = _grid_jobs("byol", "byol", 30, tmp_path / "old_checkout")
     # A row logged by an earlier checkout (other folder, no "run" key) is found by method/folder.
     log.write_text(json.dumps({**_fake_row(jobs[0]), "train_wall_s": 5.0}) + "\n")
-    fresh = tune_digits.jobs_for("byol", 30, 0, tmp_path / "new_checkout")
+    fresh = _grid_jobs("byol", "byol", 30, tmp_path / "new_checkout")
     rows = digits_runs.run_jobs(fresh, 2, tmp_path / "logs", results_log=log)
-    assert sorted(ran) == ["byol/cfg1", "byol/cfg2", "byol/cfg3"]
+    assert sorted(ran) == ["byol/byol-cfg1", "byol/byol-cfg2", "byol/byol-cfg3"]
     assert [row["train_wall_s"] for row in rows] == [5.0, 1.0, 1.0, 1.0]
-    assert sorted(digits_runs.read_log(log)) == [f"byol/cfg{i}" for i in range(4)]
+    assert sorted(digits_runs.read_log(log)) == [f"byol/byol-cfg{i}" for i in range(4)]
     ran.clear()
     digits_runs.run_jobs(fresh, 1, tmp_path / "logs", results_log=log)
     assert ran == []  # everything is logged now
     # The same folder name at another length is not silently reused.
-    other = tune_digits.jobs_for("byol", 5, 0, tmp_path / "new_checkout")
-    with pytest.raises(SystemExit, match=r"byol/cfg0.*epochs"):
+    other = _grid_jobs("byol", "byol", 5, tmp_path / "new_checkout")
+    with pytest.raises(SystemExit, match=r"byol/byol-cfg0.*epochs"):
         digits_runs.run_jobs(other, 1, tmp_path / "logs", results_log=log)
     assert ran == []
 
 
-def test_search_report_chooses_only_complete_methods(tmp_path: Path) -> None:
-    jobs = tune_digits.jobs_for("mec", 30, 0, tmp_path)
-    rows = [{**_fake_row(job), "train_wall_s": 1.0} for job in jobs]
-    rows[2]["linear_top1"] = 99.0
-    partial = [
-        {**_fake_row(job), "train_wall_s": 1.0}
-        for job in tune_digits.jobs_for("byol", 30, 0, tmp_path)[:2]
-    ]
-    args = tune_digits.argparse.Namespace(
-        epochs=30,
-        seed=0,
-        methods=["mec", "byol"],
-        out=tmp_path,
-        log=tmp_path / "log.jsonl",
-        parallel=2,
-        threads=1,
-    )
-    # The grid alone is not complete: the extra point is still to run.
-    tune_digits.report(rows + partial, args, tmp_path)
-    assert json.loads((tmp_path / "best.json").read_text())["best"] == {}
-    edge = tune_digits.edge_job("mec", rows, 30, 0, tmp_path)
-    assert edge.tag["lr"] == round(3 * jobs[2].tag["lr"], 10)
-    assert edge.tag["hp"] == jobs[2].tag["hp"]
-    rows.append({**_fake_row(edge), "train_wall_s": 1.0})
-    text = tune_digits.report(rows + partial, args, tmp_path)
-    best = json.loads((tmp_path / "best.json").read_text())
-    assert best["best"] == {
-        "mec": {
-            "lr": jobs[2].tag["lr"],
-            "hp": jobs[2].tag["hp"],
-            "val_score": pytest.approx(91.33, abs=0.01),
-        }
-    }
-    assert "byol" in best["pending"] and "mec" not in best["pending"]
-    assert text.count("(pending)") == 2 and text.count("| yes |") == 1
-    assert text.count("(extra)") == 1
-    assert (tmp_path / "results.md").read_text() == text
-    # An extra point that scores best is the one chosen.
-    rows[-1]["linear_top1"] = 99.5
-    tune_digits.report(rows + partial, args, tmp_path)
-    chosen = json.loads((tmp_path / "best.json").read_text())["best"]["mec"]
-    assert chosen["lr"] == edge.tag["lr"]
+def test_search_resumes_and_chooses_each_method_and_twin_once_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+    kill = [True]
+
+    def fake_run(job: digits_runs.Job, threads: int, log_dir: Path) -> dict:
+        if kill and job.tag["config"] == 2:  # the search is killed in every group's 3rd run
+            raise RuntimeError("killed")
+        ran.append(job.key)
+        # lr 1 scores best, the BYOL-shaped heads 1 point more.
+        value = 95.0 - abs(math.log(job.tag["lr"])) + (job.tag["shape"] == "byol")
+        return {**_fake_row(job), **dict.fromkeys(digits_runs.PROBES, value), "train_wall_s": 1.0}
+
+    monkeypatch.setattr(digits_runs, "run_job", fake_run)
+    log = tmp_path / "results" / "log.jsonl"
+    argv = ["tune_digits.py", "--methods", "byol", "mec", "--epochs", "30", "--threads", "1"]
+    argv += ["--out", str(tmp_path / "runs"), "--log", str(log), "--parallel", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(RuntimeError, match="killed"):
+        tune_digits.main()
+    assert len(digits_runs.read_log(log)) == 8 and ran[0] == "byol/byol-cfg0"
+    best = json.loads((tmp_path / "results" / "best.json").read_text())
+    assert best["best"] == {} and best["pending"] == ["byol", "mec"]
+    monkeypatch.setattr(sys, "argv", [*argv[:2], "byol", *argv[4:]])
+    kill.clear()
+    tune_digits.main()  # resumed: runs only what the log lacks
+    rows = digits_runs.read_log(log)
+    assert len(set(ran)) == len(ran) == len(rows) == 16
+    # Extra points: each one lr step below the best so far (lr 1 is the best).
+    assert [rows[f"byol/byol-cfg{i}"]["lr"] for i in (4, 5)] == [1.0, round(1 / 3, 10)]
+    best = json.loads((tmp_path / "results" / "best.json").read_text())
+    assert best["best"]["byol"]["lr"] == 1.0
+    assert best["best"]["byol"]["hp"]["output_dim"] == 256
+    assert set(best["twins"]) == {"byol", "mssl"} and best["pending"] == ["mec"]
+    text = (tmp_path / "results" / "results.md").read_text()
+    assert text.count("| yes |") == 1 and text.count("(extra)") == 4
+    ran.clear()
+    tune_digits.main()
+    assert ran == []
 
 
 def test_transfer_log_stands_in_for_missing_checkpoints(
