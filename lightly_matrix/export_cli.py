@@ -38,12 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " dict for torchvision.models.resnetNN() with fc = nn.Identity(); timm: a ViT state"
         " dict for timm.create_model(arch, num_classes=0)",
     )
-    parser.add_argument(
-        "--arch",
-        default=None,
-        help="the timm model name of ViT weights that do not record it, e.g."
-        " vit_small_patch16_224 (its number of heads cannot be read from weights)",
-    )
+    parser.add_argument("--arch", help="timm name of ViT weights that do not record it")
     parser.add_argument(
         "--trust-pickle",
         action="store_true",

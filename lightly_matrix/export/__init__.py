@@ -12,6 +12,7 @@ mmengine 0.10.7 does under torch >= 2.6). Point a config at it with::
 
 from __future__ import annotations
 
+import os
 import stat
 import warnings
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from lightly_matrix.export.convert import (
     EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION,
     Backbone,
-    check_finite,
+    check_weights,
     load_backbone,
 )
 from lightly_matrix.export.verify import (
@@ -37,7 +38,7 @@ from lightly_matrix.export.verify import (
     verify_backbone,
 )
 from lightly_matrix.utils.io import atomic_torch_save
-from lightly_matrix.utils.lock import folder_lock
+from lightly_matrix.utils.lock import LOCK_NAME, folder_lock
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -58,23 +59,32 @@ def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Pat
     Args:
         out: Output file.
         force: Replace ``out`` if it is an existing regular file.
-        src: The input, when it is a path: never written over, ``force`` or not.
+        src: The input, if a path: never written over, ``force`` or not.
 
     Raises:
         UserError: ``out`` is a folder, the input, anything but a regular file (a device, FIFO,
             socket, dangling link), an existing file without ``force``, or under a file.
     """
+    if str(out).endswith(("/", os.sep)) or os.path.isdir(out):
+        raise UserError(
+            f"--out {out} names a folder; give a file, e.g. {Path(out, 'backbone.pth')}"
+        )
     out = Path(out)
-    if out.is_dir():
-        raise UserError(f"--out {out} is a folder; give the file to write, e.g. {out}/backbone.pth")
-    if isinstance(src, str | Path) and out.exists() and Path(src).exists() and out.samefile(src):
+    if out.name == LOCK_NAME:
+        raise UserError(f"--out {out} is the name of the folder's lock file; choose another --out")
+    if (
+        isinstance(src, str | Path)
+        and os.path.exists(out)
+        and os.path.exists(src)
+        and out.samefile(src)
+    ):
         raise UserError(
             f"--out {out} is the input checkpoint; writing the export over it would lose the"
             " original (--force never replaces the input): choose another --out"
         )
-    if out.is_symlink() or out.exists():
-        if not out.is_file():
-            mode = out.stat().st_mode if out.exists() else 0
+    if os.path.lexists(out):
+        if not os.path.isfile(out):
+            mode = out.stat().st_mode if os.path.exists(out) else 0
             kind = _SPECIAL.get(stat.S_IFMT(mode), "socket") if mode else "dangling symlink"
             raise UserError(f"--out {out} is a {kind}, not a regular file; choose another --out")
         if not force:
@@ -82,9 +92,9 @@ def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Pat
                 f"{out} already exists; not overwriting it (choose another --out or pass --force)"
             )
     parent = out.parent
-    while not parent.exists() and parent != parent.parent:
+    while not os.path.exists(parent) and parent != parent.parent:
         parent = parent.parent
-    if not parent.is_dir():
+    if not os.path.isdir(parent):
         raise UserError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
     return out
 
@@ -121,7 +131,7 @@ def save_backbone(
     Raises:
         UserError: ``out`` is refused or cannot be written, or a weight is NaN or infinite.
     """
-    check_finite(backbone.state_dict)
+    check_weights(backbone.state_dict)
     meta = {
         **backbone.meta,
         "format": EXPORT_FORMAT,
@@ -158,8 +168,7 @@ def export_backbone(
         verify: Check the weights against mmdet's backbone; ``None`` (default): when MMDetection
             can be imported, else skipped with a warning (the file is written either way).
         trust_pickle: Accept a file holding a whole pickled ``nn.Module`` (runs its code).
-        arch: The timm model name of ViT weights that do not record it (heads leave no trace
-            in the weights).
+        arch: The timm model name of ViT weights that do not record it.
 
     Returns:
         The converted :class:`Backbone` (``meta`` as written).

@@ -35,13 +35,8 @@ STEM_HINT = (
     " stem=imagenet, the default) for detection transfer; --format torchvision exports it for"
     " plain PyTorch"
 )
-# Lightly wraps a torchvision ResNet as nn.Sequential(*children()[:-1]); relu, maxpool and
-# avgpool (children 2, 3, 8) hold no weights.
-_LIGHTLY_RESNET_CHILDREN = {
-    "0": "conv1",
-    "1": "bn1",
-    **{str(i + 3): f"layer{i}" for i in range(1, 5)},
-}
+# Lightly's nn.Sequential(*resnet.children()[:-1]): relu, maxpool, avgpool hold no weights.
+_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 # (bottleneck?, blocks per stage) -> depth, as in torchvision and mmdet's ResNet.arch_settings.
 _RESNET_DEPTHS: dict[tuple[bool, tuple[int, ...]], int] = {
     (False, (2, 2, 2, 2)): 18,
@@ -103,20 +98,25 @@ def _under(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     }
 
 
-def check_finite(state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Fail on NaN or infinite values, naming the first tensor holding any.
+def check_weights(state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Fail on the first weight that is not real floating point (BatchNorm's step counters aside)
+    or holds NaN or infinite values: mmengine would copy it into the model all the same.
 
     Raises:
-        UserError: A floating-point tensor is not finite everywhere.
+        UserError: Naming the tensor and what is wrong.
     """
     for key, value in state_dict.items():
-        if value.is_floating_point() or value.is_complex():
-            bad = int((~torch.isfinite(value)).sum())
-            if bad:
-                raise UserError(
-                    f"weight {key!r} has {bad} NaN or infinite value(s) of {value.numel()}; the"
-                    " checkpoint is broken (diverged training?), export an earlier one"
-                )
+        if not value.is_floating_point() and not key.endswith("num_batches_tracked"):
+            raise UserError(
+                f"weight {key!r} is {value.dtype}, not floating point: the file does not hold"
+                " trained weights of a backbone; export another one"
+            )
+        bad = int((~torch.isfinite(value)).sum()) if value.is_floating_point() else 0
+        if bad:
+            raise UserError(
+                f"weight {key!r} has {bad} NaN or infinite value(s) of {value.numel()}; the"
+                " checkpoint is broken (diverged training?), export an earlier one"
+            )
 
 
 def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> Any:
@@ -155,7 +155,7 @@ def lightning_provenance(ckpt: Mapping[str, Any]) -> dict[str, Any]:
         "epochs": progress.epochs_done,
         "global_step": progress.global_step,
         "source_format": "lightning",
-        "backbone_name": None if name is None else str(name),
+        "backbone_name": name if isinstance(name, str) else None,
     }
 
 
@@ -205,16 +205,17 @@ def _vit(sd: Mapping[str, torch.Tensor], name: str | None) -> Backbone:
             " channels, patch, patch): the file is not a ViT checkpoint"
         )
     embed_dim, in_chans, patch_size = (int(n) for n in proj.shape[:3])
-    depth = 1 + max(int(m[1]) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
+    depth = 1 + max((int(m[1]) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
     if not (name and name.startswith("vit")):
         # The number of heads only splits qkv and leaves no trace in the weights: never guess.
         size = _VIT_SIZES.get(embed_dim)
         example = f"vit_{size[0]}_patch{patch_size}_224" if size and size[1] == depth else "vit_..."
-        found = f"{name!r} is not a timm ViT name, but" if name else "the file does not say which"
+        named = f"{name!r} names no timm ViT; " if name else ""
         raise UserError(
-            f"{found} timm ViT these weights are (width {embed_dim}, depth {depth}, patch"
-            f" {patch_size}), and its number of heads cannot be read from weights: pass --arch"
-            f" with the timm model name it was trained as, e.g. --arch {example}"
+            f"{named}the weights are a timm ViT (width {embed_dim}, depth {depth}, patch"
+            f" {patch_size}) that does not record its timm name, and its number of heads cannot"
+            f" be read from weights: pass --arch with the name it was trained as, e.g. --arch"
+            f" {example}"
         )
     cfg: dict[str, Any] = {"type": "TimmViTSimplePyramid", "patch_size": patch_size}
     reg = sd.get("reg_token")
@@ -240,31 +241,27 @@ def convert_state_dict(
     allow_cifar_stem: bool = False,
     arch: str | None = None,
 ) -> Backbone:
-    """Rename one backbone's state dict (a DDP ``module.`` / ``torch.compile`` prefix removed)
-    to mmdet's layout.
-
-    Args:
-        sd: Lightly ``nn.Sequential`` ResNet (``0.``, ``1.``, ``4.``-``7.``), torchvision ResNet
-            (``fc.`` dropped), timm ViT, or lightly's ``MaskedVisionTransformerTIMM`` (``vit.``).
-        name_hint: The architecture the checkpoint records (ResNets are read from the weights).
-        allow_cifar_stem: Accept a ResNet with a 3x3 conv1 (mmdet cannot load one).
-        arch: The user's ``--arch``: names a ViT, whose heads the weights do not show.
+    """Rename a Lightly ``nn.Sequential`` or torchvision ResNet (``fc.`` dropped), a timm ViT or
+    lightly's ``MaskedVisionTransformerTIMM`` state dict to mmdet's layout (a DDP ``module.`` or
+    ``torch.compile`` prefix removed). ``name_hint``: the architecture the checkpoint records;
+    ``arch``: the user's ``--arch`` (a ViT's heads leave no trace in its weights);
+    ``allow_cifar_stem``: accept a 3x3 conv1 (mmdet cannot load one).
 
     Raises:
-        UserError: None of the layouts above.
+        UserError: None of these layouts.
     """
     sd = {re.sub(r"^(?:module\.|_orig_mod\.)+", "", k): v for k, v in sd.items()}
     if sd and all(k[:1].isdigit() for k in sd):
         renamed = {}
         for key, value in sd.items():
             child, _, rest = key.partition(".")
-            if child not in _LIGHTLY_RESNET_CHILDREN:
+            if child not in _CHILDREN:
                 raise UserError(
                     f"unexpected key {key!r} in a Lightly-style nn.Sequential ResNet (torchvision's"
                     " children hold weights at 0, 1 and 4-7; one was removed, e.g. the max-pool"
                     " of a CIFAR-style stem); " + STEM_HINT
                 )
-            renamed[f"{_LIGHTLY_RESNET_CHILDREN[child]}.{rest}"] = value
+            renamed[f"{_CHILDREN[child]}.{rest}"] = value
         return _resnet(renamed, name_hint, allow_cifar_stem)
     if "conv1.weight" in sd and any(k.startswith("layer1.") for k in sd):
         return _resnet(sd, name_hint, allow_cifar_stem)
@@ -319,7 +316,7 @@ def load_backbone(
         # A file we exported before: keep its provenance, re-check its weights.
         meta.update({k: v for k, v in own.items() if k not in ("source", "source_sha256")})
         meta["exported_from"] = own.get("source")
-        name_hint = own.get("architecture")
+        name_hint = own.get("architecture") if isinstance(own.get("architecture"), str) else None
         sd = obj.get("state_dict")
         sd = _under(sd, "backbone.") if isinstance(sd, Mapping) else None
     elif isinstance(obj.get("state_dict"), Mapping) and (
@@ -345,10 +342,10 @@ def load_backbone(
         meta.setdefault("source_format", "state_dict")
     if not _is_state_dict(sd):
         raise UserError(
-            f"no state dict found (top-level keys: {_top_level(obj)}); expected a Lightning"
-            " checkpoint, a state dict, or a dict with 'state_dict' or 'model'"
+            f"no backbone weights (names mapped to tensors) found (top-level keys:"
+            f" {_top_level(obj)}); expected a Lightning checkpoint, a state dict, or a dict with"
+            " 'state_dict' or 'model'"
         )
-    name_hint = None if name_hint is None else str(name_hint)
     if arch is not None and name_hint is not None and arch != name_hint:
         raise UserError(
             f"--arch {arch}: the checkpoint records its backbone as {name_hint}; drop --arch"
@@ -359,7 +356,7 @@ def load_backbone(
             f"--arch {arch}: the weights are a {backbone.architecture} (a ResNet's depth is read"
             " from its weights); drop --arch"
         )
-    check_finite(backbone.state_dict)
+    check_weights(backbone.state_dict)
     meta["architecture"] = backbone.architecture
     meta["architecture_source"] = "checkpoint" if name_hint else ("--arch" if arch else "weights")
     backbone.meta = meta

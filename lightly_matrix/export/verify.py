@@ -81,38 +81,6 @@ def expected_keys(cfg: Mapping[str, Any]) -> dict[str, torch.Size]:
     return {k: sd[k].shape for k in (own() if callable(own) else sd)}
 
 
-def check_coverage(
-    state_dict: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Size], what: str
-) -> None:
-    """Fail unless ``state_dict`` has exactly the ``targets`` keys, with the same shapes.
-
-    Raises:
-        ExportError: Listing missing keys, unexpected keys and shape mismatches.
-    """
-    missing = set(targets) - set(state_dict)
-    unexpected = set(state_dict) - set(targets)
-    mismatched = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(targets[k])}"
-        for k in set(targets) & set(state_dict)
-        if state_dict[k].shape != targets[k]
-    ]
-    problems = [
-        f"{len(names)} {kind}: {listing(names)}"
-        for kind, names in [
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches", mismatched),
-        ]
-        if names
-    ]
-    if problems:
-        raise ExportError(
-            f"the weights do not fit {what} ({len(targets)} tensors expected,"
-            f" {len(state_dict)} given): {'; '.join(problems)}. Check that the checkpoint holds"
-            " the backbone you meant and that the config's backbone matches its architecture"
-        )
-
-
 def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = None) -> None:
     """Check that the converted weights cover the mmdet module(s) they are meant for.
 
@@ -125,6 +93,7 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
     Raises:
         ExportError: Missing or unexpected keys, or shape mismatches (all listed).
     """
+    sd = backbone.state_dict
     if model_cfg is None:
         targets = expected_keys(backbone.backbone_cfg)
         what = f"mmdet's {backbone.backbone_cfg['type']} ({backbone.architecture})"
@@ -135,4 +104,17 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
             if targets.setdefault(key, shape) != shape:
                 raise ExportError(f"backbone and shared head disagree on {key}")
         what = f"the config's backbone ({model_cfg['backbone'].get('type')})"
-    check_coverage(backbone.state_dict, targets, what)
+    missing, unexpected = set(targets) - set(sd), set(sd) - set(targets)
+    mismatched = [
+        f"{k} {tuple(sd[k].shape)} vs {tuple(targets[k])}"
+        for k in set(targets) & set(sd)
+        if sd[k].shape != targets[k]
+    ]
+    found = {"missing keys": missing, "unexpected keys": unexpected, "shape mismatches": mismatched}
+    problems = [f"{len(names)} {kind}: {listing(names)}" for kind, names in found.items() if names]
+    if problems:
+        raise ExportError(
+            f"the weights do not fit {what} ({len(targets)} tensors expected, {len(sd)} given):"
+            f" {'; '.join(problems)}. Check that the checkpoint holds the backbone you meant and"
+            " that the config's backbone matches its architecture"
+        )

@@ -82,7 +82,7 @@ def test_resnet_arch_on_vit_weights_says_what_the_file_is(tmp_path, capsys):
     cli_error(
         capsys,
         cli_main([*argv, "--arch", "resnet50"]),
-        "'resnet50' is not a timm ViT",
+        "'resnet50' names no timm ViT",
         "width 192, depth 12",
         "--arch vit_tiny_patch16_224",
         command="export",
@@ -159,3 +159,66 @@ def test_the_converted_export_is_never_written_over_its_own_input(resnet_file, t
         save_backbone(backbone, user_file, force=True)
     assert_names(info, str(user_file), "input")
     assert user_file.read_bytes() == resnet_file.read_bytes()
+
+
+R18 = torchvision.models.resnet18().state_dict()
+VIT = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=0).state_dict()
+EXPORT_META = {"format": "lightly_matrix.mmdet_backbone"}
+HOSTILE = {  # input, extra argv, what the one-line refusal names
+    "an empty key": ({"": torch.zeros(1)}, [], "no ResNet or ViT"),
+    "a 2-D patch embedding": (
+        {**VIT, "patch_embed.proj.weight": torch.zeros(192, 768)},
+        ["--arch", "vit_tiny_patch16_224"],
+        "patch_embed.proj.weight has shape [192, 768]",
+    ),
+    "an export whose state_dict is a list": (
+        {"state_dict": [1], "meta": EXPORT_META},
+        [],
+        "no backbone weights",
+    ),
+    "Lightning weights that are no tensors": (
+        {"state_dict": {f"backbone.{k}": 3 for k in R18}, "hyper_parameters": {}},
+        [],
+        "no backbone weights",
+    ),
+    "ViT blocks without an index": (
+        {"patch_embed.proj.weight": torch.zeros(8, 3, 4, 4), "blocks.x": torch.zeros(1)},
+        [],
+        "pass --arch",
+    ),
+    "integer weights": ({**R18, "conv1.weight": R18["conv1.weight"].long()}, [], "torch.int64"),
+    "--format timm without pos_embed": (
+        {k: v for k, v in VIT.items() if k != "pos_embed"},
+        ["--arch", "vit_tiny_patch16_224", "--format", "timm"],
+        "pos_embed",
+    ),
+    "--out ending in a slash": (R18, ["--out", "{tmp}/newdir/"], "names a folder"),
+    "--out named as the lock file": (R18, ["--out", "{tmp}/.lightly-matrix.lock"], "lock file"),
+    "a 300-character --out": (R18, ["--out", "{tmp}/" + "x" * 300], "File name too long"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_inputs_are_refused_in_one_line(tmp_path, capsys, case):
+    obj, extra, names = HOSTILE[case]
+    torch.save(obj, tmp_path / "in.pth")
+    extra = [arg.format(tmp=tmp_path) for arg in extra]
+    out = [] if "--out" in extra else ["--out", str(tmp_path / "o.pth")]
+    status = cli_main(["export", str(tmp_path / "in.pth"), *out, *extra])
+    cli_error(capsys, status, names, command="export")
+    assert sorted(p.name for p in tmp_path.iterdir()) in (
+        ["in.pth"],
+        [".lightly-matrix.lock", "in.pth"],
+    )
+
+
+def test_odd_names_in_a_checkpoint_are_not_taken_for_its_architecture(tmp_path):
+    sd = {f"backbone.{k}": v for k, v in R18.items()}
+    torch.save({"state_dict": sd, "meta": {**EXPORT_META, "architecture": 5}}, tmp_path / "e.pth")
+    torch.save({"state_dict": sd, "hyper_parameters": {"backbone": ["x"]}}, tmp_path / "l.ckpt")
+    for name in ("e.pth", "l.ckpt"):
+        backbone = load_backbone(tmp_path / name)
+        assert (backbone.architecture, backbone.meta["architecture_source"]) == (
+            "resnet18",
+            "weights",
+        )
