@@ -13,8 +13,10 @@ mmengine 0.10.7 does under torch >= 2.6). Point a config at it with::
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,118 +24,114 @@ from torch import nn
 
 from lightly_matrix import __version__
 from lightly_matrix.errors import UserError
-from lightly_matrix.export.backbone import (
+from lightly_matrix.export.convert import (
     EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION,
     Backbone,
-    check_finite,
+    check_weights,
+    load_backbone,
 )
-from lightly_matrix.export.convert import convert_state_dict, load_backbone
-from lightly_matrix.export.safe_load import TRUST_PICKLE_RISK, read_checkpoint, sha256_of
 from lightly_matrix.export.verify import (
     MMDET_INSTALL_HINT,
     ExportError,
-    build_mmdet_module,
-    check_coverage,
-    expected_keys,
     mmdet_import_error,
-    model_expected_keys,
-    require_mmdet,
+    verify_backbone,
 )
 from lightly_matrix.utils.io import atomic_torch_save
+from lightly_matrix.utils.lock import LOCK_NAME, folder_lock
 
 __all__ = [
     "EXPORT_FORMAT",
-    "TRUST_PICKLE_RISK",
     "Backbone",
     "ExportError",
-    "build_mmdet_module",
-    "check_coverage",
-    "check_finite",
-    "check_out_file",
-    "convert_state_dict",
-    "expected_keys",
     "export_backbone",
     "load_backbone",
-    "mmdet_import_error",
-    "model_expected_keys",
-    "read_checkpoint",
-    "require_mmdet",
     "save_backbone",
-    "sha256_of",
     "verify_backbone",
 ]
 
-
-def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = None) -> None:
-    """Check that the converted weights cover the mmdet module(s) they are meant for.
-
-    Args:
-        backbone: Converted weights.
-        model_cfg: A detector ``model`` config to check against (its backbone and, for C4, its
-            shared head); by default the full backbone described by ``backbone.backbone_cfg``.
-
-    Raises:
-        ExportError: Missing or unexpected keys, or shape mismatches (all listed).
-    """
-    if model_cfg is None:
-        targets = expected_keys(build_mmdet_module(backbone.backbone_cfg))
-        what = f"mmdet's {backbone.backbone_cfg['type']} ({backbone.architecture})"
-    else:
-        targets = model_expected_keys(model_cfg)
-        what = f"the config's backbone ({model_cfg['backbone'].get('type')})"
-    check_coverage(backbone.state_dict, targets, what)
+_SPECIAL = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "FIFO"}
 
 
 def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Path:
-    """Refuse an ``out`` that cannot be written, or whose writing would lose a file.
+    """Refuse an output file whose writing would fail or lose something.
 
     Args:
         out: Output file.
-        force: Replace ``out`` if it exists (never the input itself).
-        src: The input, when it is a path: writing over it is refused, ``force`` or not.
+        force: Replace ``out`` if it is an existing regular file.
+        src: The input, if a path: never written over, ``force`` or not.
 
     Raises:
-        UserError: ``out`` is a folder, the input, an existing file without ``force``, or under a
-            path that is a file.
+        UserError: ``out`` is a folder, the input, anything but a regular file (a device, FIFO,
+            socket, dangling link), an existing file without ``force``, or under a file.
     """
-    out = Path(out)
-    if out.is_dir():
+    if str(out).endswith(("/", os.sep)) or os.path.isdir(out):
         raise UserError(
-            f"--out {out} is a folder; give the file to write, e.g. {out / 'backbone.pth'}"
+            f"--out {out} names a folder; give a file, e.g. {Path(out, 'backbone.pth')}"
         )
-    if isinstance(src, str | Path) and out.exists() and os.path.samefile(src, out):
+    out = Path(out)
+    if out.name == LOCK_NAME:
+        raise UserError(f"--out {out} is the name of the folder's lock file; choose another --out")
+    if (
+        isinstance(src, str | Path)
+        and os.path.exists(out)
+        and os.path.exists(src)
+        and out.samefile(src)
+    ):
         raise UserError(
             f"--out {out} is the input checkpoint; writing the export over it would lose the"
             " original (--force never replaces the input): choose another --out"
         )
-    if out.exists() and not force:
-        raise UserError(
-            f"{out} already exists; not overwriting it (choose another --out or pass --force)"
-        )
+    if os.path.lexists(out):
+        if not os.path.isfile(out):
+            mode = out.stat().st_mode if os.path.exists(out) else 0
+            kind = _SPECIAL.get(stat.S_IFMT(mode), "socket") if mode else "dangling symlink"
+            raise UserError(f"--out {out} is a {kind}, not a regular file; choose another --out")
+        if not force:
+            raise UserError(
+                f"{out} already exists; not overwriting it (choose another --out or pass --force)"
+            )
     parent = out.parent
-    while not parent.exists() and parent != parent.parent:
+    while not os.path.exists(parent) and parent != parent.parent:
         parent = parent.parent
-    if not parent.is_dir():
+    if not os.path.isdir(parent):
         raise UserError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
     return out
 
 
-def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> Path:
-    """Write converted weights in the export format (atomically; never over an existing file).
-
-    Args:
-        backbone: Converted (and verified) weights.
-        out: Output file.
-        force: Replace ``out`` if it exists.
-
-    Returns:
-        The written path.
+def save_payload(payload: Any, out: str | Path, force: bool, src: Any, lock: bool = True) -> Path:
+    """``torch.save`` to ``out`` atomically, checking ``out`` again (:func:`check_out_file`)
+    under its folder's :func:`~lightly_matrix.utils.lock.folder_lock` (``lock``: off where the
+    caller holds it), so that two writers never both claim one file.
 
     Raises:
-        UserError: ``out`` exists and ``force`` is false, or a weight is NaN or infinite.
+        UserError: ``out`` is refused, or cannot be written (read-only, full disk, file size
+            limit): one line naming it; a previous file there is unchanged.
     """
-    out = check_out_file(out, force)
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with folder_lock(out.parent) if lock else nullcontext():
+            check_out_file(out, force, src)
+            return atomic_torch_save(payload, out)
+    except (OSError, RuntimeError) as err:  # RuntimeError: torch's zip writer on a failed write
+        why = getattr(err, "strerror", None) or "the disk is full or a file size limit was hit"
+        raise UserError(
+            f"cannot write {out} ({why}); any previous file there is unchanged: free space or"
+            " choose another --out"
+        ) from None
+
+
+def save_backbone(
+    backbone: Backbone, out: str | Path, force: bool = False, lock: bool = False
+) -> Path:
+    """Write converted weights in the export format (see :func:`save_payload`): never over the
+    file they were read from, nor over an existing file unless ``force``.
+
+    Raises:
+        UserError: ``out`` is refused or cannot be written, or a weight is NaN or infinite.
+    """
+    check_weights(backbone.state_dict)
     meta = {
         **backbone.meta,
         "format": EXPORT_FORMAT,
@@ -143,29 +141,9 @@ def save_backbone(backbone: Backbone, out: str | Path, force: bool = False) -> P
         "num_tensors": len(backbone.state_dict),
         "lightly_matrix_version": __version__,
     }
-    payload = {
-        # Own, contiguous storage per tensor: a view would drag its whole source storage along.
-        "state_dict": {
-            f"backbone.{k}": v.detach().clone().contiguous() for k, v in backbone.state_dict.items()
-        },
-        "meta": meta,
-    }
-    check_finite(backbone.state_dict)
-    return save_payload(payload, out)
-
-
-def save_payload(payload: Any, out: Path) -> Path:
-    """``torch.save`` to ``out`` atomically (:func:`lightly_matrix.utils.io.atomic_write`).
-
-    Raises:
-        UserError: ``out``'s folder cannot be created or written (read-only, no permission, full).
-    """
-    try:
-        return atomic_torch_save(payload, out)
-    except OSError as err:
-        raise UserError(
-            f"cannot write {out}: {err.strerror or err}; choose another --out"
-        ) from None
+    # Own, contiguous storage per tensor: a view would drag its whole source storage along.
+    sd = {f"backbone.{k}": v.detach().clone().contiguous() for k, v in backbone.state_dict.items()}
+    return save_payload({"state_dict": sd, "meta": meta}, out, force, meta.get("source"), lock)
 
 
 def export_backbone(
@@ -181,33 +159,30 @@ def export_backbone(
     """Convert a pretrained backbone, check it against mmdet, and write it for ``init_cfg``.
 
     Args:
-        src: Our Lightning checkpoint (any method; its online ``backbone.`` only), a Lightly
-            ``nn.Sequential`` ResNet, a torchvision ResNet, a timm ViT or lightly's
-            ``MaskedVisionTransformerTIMM`` (file, module or state dict), or a file exported before.
+        src: Any source :func:`load_backbone` reads: our Lightning checkpoint (its online
+            ``backbone.`` only), a Lightly or torchvision ResNet, a timm ViT or lightly's
+            ``MaskedVisionTransformerTIMM`` (file, module or state dict), or an export.
         out: Output file; an existing one is an error unless ``force``.
-        force: Overwrite ``out``.
-        model_cfg: Also check against this detector ``model`` config (see :func:`verify_backbone`).
+        force: Replace ``out`` if it is an existing regular file (never the input).
+        model_cfg: Also check against this detector ``model`` config (:func:`verify_backbone`).
         verify: Check the weights against mmdet's backbone; ``None`` (default): when MMDetection
-            is installed, else skipped with a warning (the file is written either way).
-        trust_pickle: Accept a file holding a whole pickled ``nn.Module``; loading it runs code
-            from the file, so only for files you made or trust.
-        arch: The architecture, for weights that do not record it (a plain timm ViT state dict:
-            its number of heads cannot be read from the weights), see :func:`load_backbone`.
+            can be imported, else skipped with a warning (the file is written either way).
+        trust_pickle: Accept a file holding a whole pickled ``nn.Module`` (runs its code).
+        arch: The timm model name of ViT weights that do not record it.
 
     Returns:
         The converted :class:`Backbone` (``meta`` as written).
 
     Raises:
         UserError: Unreadable input, unknown layout, non-finite weights, weights that do not
-            cover the mmdet backbone (:class:`ExportError`), an existing ``out`` or the input
-            itself as ``out``.
+            cover the mmdet backbone (:class:`ExportError`), or a refused ``out``.
     """
     out = check_out_file(out, force, src)
     backbone = load_backbone(src, trust_pickle=trust_pickle, arch=arch)
     if verify is None:
         reason = mmdet_import_error()
         verify = reason is None
-        if not verify:
+        if reason is not None:
             warnings.warn(
                 f"MMDetection cannot be imported ({reason}): {out} is written without checking"
                 f" it against mmdet's backbone; {MMDET_INSTALL_HINT}",
@@ -217,5 +192,5 @@ def export_backbone(
         verify_backbone(backbone)
     if model_cfg is not None:
         verify_backbone(backbone, model_cfg)
-    save_backbone(backbone, out, force=force)
+    save_backbone(backbone, out, force=force, lock=True)
     return backbone

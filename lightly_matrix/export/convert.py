@@ -1,71 +1,276 @@
-"""Load a pretrained backbone from any supported source and convert it to mmdet's key layout.
+"""Read a pretrained backbone from any supported source and rename it to mmdet's key layout.
 
-The steps live in modules of their own: :mod:`.safe_load` reads the file, :mod:`.formats` tells
-what it holds, :mod:`.lightning_meta` takes our Lightning checkpoints apart, :mod:`.resnet_keys`
-and :mod:`.vit_keys` rename the weights. Only torch is needed here; checking the result against
-an mmdet model lives in :mod:`lightly_matrix.export.verify`.
+Sources: our Lightning checkpoints (the online ``backbone.`` only), files
+:func:`~lightly_matrix.export.export_backbone` wrote, Lightly ``nn.Sequential`` and torchvision
+ResNets, timm ViTs and lightly's ``MaskedVisionTransformerTIMM`` (files, modules or state dicts).
+Only torch is needed here; :mod:`lightly_matrix.export.verify` checks the result against mmdet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import pickle
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from lightly_matrix.errors import UserError
-from lightly_matrix.export.backbone import Backbone, check_finite
-from lightly_matrix.export.formats import (
-    backbone_layout,
-    is_state_dict,
-    select_prefix,
-    source_kind,
-    strip_wrappers,
-    top_level,
+from lightly_matrix.errors import UserError, first_line
+from lightly_matrix.user_files import check_checkpoint_file
+from lightly_matrix.utils.loop_progress import checkpoint_progress
+
+#: ``meta['format']`` of the files written by :func:`lightly_matrix.export.export_backbone`.
+EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
+EXPORT_FORMAT_VERSION = 1
+#: Shown wherever a file needs ``--trust-pickle``: what the flag risks.
+TRUST_PICKLE_RISK = "runs code from the file; only for files you made or trust"
+#: Why a ResNet with another stem cannot go to mmdet, and what to do instead.
+STEM_HINT = (
+    "mmdet's ResNet has a 7x7 stride-2 stem with max-pool, so a CIFAR-stem backbone cannot be"
+    " loaded without changing the detector's stem; pretrain with the ImageNet stem (--hp"
+    " stem=imagenet, the default) for detection transfer; --format torchvision exports it for"
+    " plain PyTorch"
 )
-from lightly_matrix.export.lightning_meta import lightning_backbone
-from lightly_matrix.export.resnet_keys import from_lightly_sequential, resnet_backbone
-from lightly_matrix.export.safe_load import read_checkpoint, sha256_of
-from lightly_matrix.export.vit_keys import vit_backbone
+# Lightly's nn.Sequential(*resnet.children()[:-1]): relu, maxpool, avgpool hold no weights.
+_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+# (bottleneck?, blocks per stage) -> depth, as in torchvision and mmdet's ResNet.arch_settings.
+_RESNET_DEPTHS: dict[tuple[bool, tuple[int, ...]], int] = {
+    (False, (2, 2, 2, 2)): 18,
+    (False, (3, 4, 6, 3)): 34,
+    (True, (3, 4, 6, 3)): 50,
+    (True, (3, 4, 23, 3)): 101,
+    (True, (3, 8, 36, 3)): 152,
+}
+# ViT width -> timm size name and the depth it implies: the --arch example of a message.
+_VIT_SIZES = {192: ("tiny", 12), 384: ("small", 12), 768: ("base", 12), 1024: ("large", 24)}
+# Parts of a ViT checkpoint that a detector never uses: classifier, MAE-style mask token.
+_VIT_DROPPED = re.compile(r"^(head\.|head_drop\.|fc_norm\.|mask_token$)")
+
+
+@dataclass
+class Backbone:
+    """A backbone state dict in mmdet's key layout, with what is known about it.
+
+    Attributes:
+        state_dict: Tensors keyed as the mmdet backbone names them (without ``backbone.``).
+        architecture: ``resnet18``, ``resnet50``, ... or a timm ViT name.
+        backbone_cfg: The mmdet backbone config (``type`` included) the weights fit, e.g.
+            ``{'type': 'ResNet', 'depth': 50}``.
+        meta: Plain-typed provenance (method, epochs, source, checksum, ...).
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    architecture: str
+    backbone_cfg: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        """``'resnet'`` or ``'vit'``."""
+        return "resnet" if self.backbone_cfg["type"] == "ResNet" else "vit"
+
+
+def listing(names: Iterable[str], limit: int = 8) -> str:
+    """Sorted names shortened for a one-line message: ``a, b, ... (3 more)``."""
+    names = sorted(names)
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _top_level(keys: Iterable[str]) -> str:
+    return listing({str(k).split(".", 1)[0] for k in keys}, limit=12)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    """A non-empty mapping of names to tensors."""
+    items = obj.items() if isinstance(obj, Mapping) else ()
+    return bool(items) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in items)
+
+
+def _under(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Keys under exactly ``prefix`` (``backbone.`` but not ``teacher_backbone.``), stripped."""
+    return {
+        k[len(prefix) :]: v for k, v in sd.items() if isinstance(k, str) and k.startswith(prefix)
+    }
+
+
+def check_weights(state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Fail on the first weight that is not real floating point (BatchNorm's step counters aside)
+    or holds NaN or infinite values: mmengine would copy it into the model all the same.
+
+    Raises:
+        UserError: Naming the tensor and what is wrong.
+    """
+    for key, value in state_dict.items():
+        if not value.is_floating_point() and not key.endswith("num_batches_tracked"):
+            raise UserError(
+                f"weight {key!r} is {value.dtype}, not floating point: the file does not hold"
+                " trained weights of a backbone; export another one"
+            )
+        bad = int((~torch.isfinite(value)).sum()) if value.is_floating_point() else 0
+        if bad:
+            raise UserError(
+                f"weight {key!r} has {bad} NaN or infinite value(s) of {value.numel()}; the"
+                " checkpoint is broken (diverged training?), export an earlier one"
+            )
+
+
+def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> Any:
+    """``torch.load`` a user's file with ``weights_only`` (tensors and plain values, all that our
+    files hold); a pickled ``nn.Module`` runs code named in the file, so it needs ``trust_pickle``.
+
+    Raises:
+        UserError: Missing or unreadable file, or pickled objects without ``trust_pickle``.
+    """
+    path = check_checkpoint_file(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        needed = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if not trust_pickle and needed is not None:
+            raise UserError(
+                f"{path} holds pickled Python objects (it needs {needed.group(1)}), e.g. a whole"
+                " nn.Module saved with torch.save(model), and is not loaded: save"
+                f" model.state_dict() instead, or pass --trust-pickle, which {TRUST_PICKLE_RISK}"
+            ) from err
+        cause: Exception = err
+    except Exception as err:
+        cause = err
+    raise UserError(f"cannot read {path} as a torch checkpoint: {first_line(cause)}") from cause
+
+
+def lightning_provenance(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain-typed ``meta`` of a Lightning checkpoint: ``method``, ``epochs`` (finished),
+    ``global_step``, ``backbone_name`` (``None`` where unknown) and ``source_format``."""
+    hparams = ckpt.get("hyper_parameters")
+    hparams = hparams if isinstance(hparams, Mapping) else {}
+    progress = checkpoint_progress(ckpt)
+    method, name = hparams.get("method"), hparams.get("backbone")
+    return {
+        "method": None if method is None else str(method),
+        "epochs": progress.epochs_done,
+        "global_step": progress.global_step,
+        "source_format": "lightning",
+        "backbone_name": name if isinstance(name, str) else None,
+    }
+
+
+def _resnet(sd: Mapping[str, torch.Tensor], name_hint: str | None, cifar_ok: bool) -> Backbone:
+    """A torchvision/mmdet-named ResNet state dict (fc dropped) and its depth."""
+    sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+    conv1 = sd.get("conv1.weight")
+    if not cifar_ok and conv1 is not None and conv1.ndim == 4 and conv1.shape[-2:] != (7, 7):
+        kh, kw = conv1.shape[-2:]
+        raise UserError(
+            f"the ResNet's conv1 is a {kh}x{kw} convolution (a CIFAR-style stem); " + STEM_HINT
+        )
+    bottleneck = "layer1.0.conv3.weight" in sd
+    blocks = tuple(
+        1 + max((int(m[1]) for k in sd if (m := re.match(rf"layer{i}\.(\d+)\.", k))), default=-1)
+        for i in range(1, 5)
+    )
+    depth = _RESNET_DEPTHS.get((bottleneck, blocks))
+    if depth is None:
+        # Incomplete weights: the named (or smallest fitting) depth, so that the check against
+        # mmdet lists exactly what is missing.
+        hinted = re.fullmatch(r"resnet(\d+)", name_hint or "")
+        layouts = [(d, n) for (b, n), d in _RESNET_DEPTHS.items() if b == bottleneck]
+        fits = [d for d, n in layouts if all(x <= y for x, y in zip(blocks, n, strict=True))]
+        depth = int(hinted[1]) if hinted else min(fits, default=None)
+    if depth not in _RESNET_DEPTHS.values():
+        raise UserError(
+            f"the ResNet weights have an unknown layout ({'Bottleneck' if bottleneck else 'Basic'}"
+            f" blocks per stage {list(blocks)}); mmdet's ResNet supports depths 18, 34, 50, 101,"
+            " 152"
+        )
+    if name_hint and name_hint.startswith("resnet") and name_hint != f"resnet{depth}":
+        raise UserError(
+            f"the checkpoint says its backbone is {name_hint!r} but its weights are a"
+            f" resnet{depth}; the checkpoint is inconsistent, export another one"
+        )
+    return Backbone(sd, f"resnet{depth}", {"type": "ResNet", "depth": depth})
+
+
+def _vit(sd: Mapping[str, torch.Tensor], name: str | None) -> Backbone:
+    """A timm VisionTransformer state dict, with the timm model name and sizes it fits."""
+    sd = {k: v for k, v in sd.items() if not _VIT_DROPPED.match(k)}
+    proj = sd["patch_embed.proj.weight"]
+    if proj.ndim != 4:
+        raise UserError(
+            f"patch_embed.proj.weight has shape {list(proj.shape)}; a timm ViT's is (width,"
+            " channels, patch, patch): the file is not a ViT checkpoint"
+        )
+    embed_dim, in_chans, patch_size = (int(n) for n in proj.shape[:3])
+    depth = 1 + max((int(m[1]) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
+    if not (name and name.startswith("vit")):
+        # The number of heads only splits qkv and leaves no trace in the weights: never guess.
+        size = _VIT_SIZES.get(embed_dim)
+        example = f"vit_{size[0]}_patch{patch_size}_224" if size and size[1] == depth else "vit_..."
+        named = f"{name!r} names no timm ViT; " if name else ""
+        raise UserError(
+            f"{named}the weights are a timm ViT (width {embed_dim}, depth {depth}, patch"
+            f" {patch_size}) that does not record its timm name, and its number of heads cannot"
+            f" be read from weights: pass --arch with the name it was trained as, e.g. --arch"
+            f" {example}"
+        )
+    cfg: dict[str, Any] = {"type": "TimmViTSimplePyramid", "patch_size": patch_size}
+    reg = sd.get("reg_token")
+    num_prefix = int("cls_token" in sd) + (reg.shape[1] if reg is not None and reg.ndim == 3 else 0)
+    pos = sd.get("pos_embed")
+    if pos is not None and pos.ndim == 3:
+        # timm keeps the prefix tokens in pos_embed unless no_embed_class: try both.
+        for grid in (int(pos.shape[1]) - num_prefix, int(pos.shape[1])):
+            if grid > 0 and round(grid**0.5) ** 2 == grid:
+                cfg["img_size"] = round(grid**0.5) * patch_size
+                break
+    if in_chans != 3:
+        cfg["in_chans"] = in_chans
+    cfg["final_norm"] = "norm.weight" in sd
+    cfg["model_name"] = name
+    # Our mmdet wrapper holds the timm model as `vit`.
+    return Backbone({f"vit.{k}": v for k, v in sd.items()}, name, cfg)
 
 
 def convert_state_dict(
-    sd: Mapping[str, torch.Tensor], name_hint: str | None = None, allow_cifar_stem: bool = False
+    sd: Mapping[str, torch.Tensor],
+    name_hint: str | None = None,
+    allow_cifar_stem: bool = False,
+    arch: str | None = None,
 ) -> Backbone:
-    """Rename one backbone's state dict to mmdet's layout.
-
-    Recognised layouts: Lightly ``nn.Sequential`` ResNets (``0.``, ``1.``, ``4.``-``7.``),
-    torchvision/mmdet ResNets (``conv1.``, ``layer1.`` ...; ``fc.`` dropped), lightly's
-    ``MaskedVisionTransformerTIMM`` (``vit.`` + timm keys) and plain timm ViTs; a DDP
-    ``module.`` or ``torch.compile`` prefix is removed first.
-
-    Args:
-        sd: The backbone's tensors (no ``backbone.`` prefix).
-        name_hint: Architecture name from the checkpoint, when it has one (a timm ViT name is
-            needed to know its number of heads; ResNets are recognised from their weights).
-        allow_cifar_stem: Accept a ResNet with a 3x3 conv1 (torchvision export; mmdet cannot
-            load one).
-
-    Returns:
-        The converted :class:`Backbone` (``meta`` empty).
+    """Rename a Lightly ``nn.Sequential`` or torchvision ResNet (``fc.`` dropped), a timm ViT or
+    lightly's ``MaskedVisionTransformerTIMM`` state dict to mmdet's layout (a DDP ``module.`` or
+    ``torch.compile`` prefix removed). ``name_hint``: the architecture the checkpoint records;
+    ``arch``: the user's ``--arch`` (a ViT's heads leave no trace in its weights);
+    ``allow_cifar_stem``: accept a 3x3 conv1 (mmdet cannot load one).
 
     Raises:
-        UserError: The layout is not one of the above.
+        UserError: None of these layouts.
     """
-    sd = strip_wrappers(dict(sd))
-    layout = backbone_layout(sd)
-    if layout == "lightly_resnet":
-        return resnet_backbone(from_lightly_sequential(sd), name_hint, allow_cifar_stem)
-    if layout == "resnet":
-        return resnet_backbone(sd, name_hint, allow_cifar_stem)
-    if layout == "vit":
-        return vit_backbone(select_prefix(sd, "vit.") or sd, name_hint)
+    sd = {re.sub(r"^(?:module\.|_orig_mod\.)+", "", k): v for k, v in sd.items()}
+    if sd and all(k[:1].isdigit() for k in sd):
+        renamed = {}
+        for key, value in sd.items():
+            child, _, rest = key.partition(".")
+            if child not in _CHILDREN:
+                raise UserError(
+                    f"unexpected key {key!r} in a Lightly-style nn.Sequential ResNet (torchvision's"
+                    " children hold weights at 0, 1 and 4-7; one was removed, e.g. the max-pool"
+                    " of a CIFAR-style stem); " + STEM_HINT
+                )
+            renamed[f"{_CHILDREN[child]}.{rest}"] = value
+        return _resnet(renamed, name_hint, allow_cifar_stem)
+    if "conv1.weight" in sd and any(k.startswith("layer1.") for k in sd):
+        return _resnet(sd, name_hint, allow_cifar_stem)
+    vit = _under(sd, "vit.") or sd
+    if "patch_embed.proj.weight" in vit and any(k.startswith("blocks.") for k in vit):
+        return _vit(vit, name_hint or arch)
     raise UserError(
-        "no ResNet or ViT backbone found (top-level keys: "
-        f"{top_level(sd)}); expected a Lightly nn.Sequential ResNet, a torchvision ResNet or a"
-        " timm ViT"
+        f"no ResNet or ViT backbone found (top-level keys: {_top_level(sd)}); expected a Lightly"
+        " nn.Sequential ResNet, a torchvision ResNet or a timm ViT"
     )
 
 
@@ -79,77 +284,80 @@ def load_backbone(
     """Load a pretrained backbone from any supported source and convert it to mmdet's layout.
 
     Args:
-        src: A file (our Lightning checkpoint, a file written by :func:`export_backbone`, a saved
-            state dict or ``nn.Module``, a ``{'state_dict'|'model': ...}`` checkpoint), an
-            ``nn.Module`` or a state dict.
-        trust_pickle: Allow a file holding a whole pickled ``nn.Module``; loading it runs code
-            from the file (see :func:`read_checkpoint`).
-        arch: The architecture (``resnet50``, a timm ViT name) for weights that do not record
-            it; a plain timm ViT state dict needs it (its heads cannot be read from the weights).
-            One recorded in the checkpoint, or a ResNet depth read from the weights, must agree.
-        allow_cifar_stem: Accept a CIFAR-stem ResNet (for the torchvision export; mmdet's
-            ResNet cannot load one).
+        src: A file (our Lightning checkpoint, an export, a state dict, a
+            ``{'state_dict'|'model': ...}`` checkpoint, a pickled ``nn.Module``), a module or a
+            state dict.
+        trust_pickle: Allow a whole pickled ``nn.Module``; loading it runs code from the file.
+        arch: The architecture of weights that do not record it: a plain timm ViT state dict
+            needs its timm name. One the checkpoint records, or a ResNet depth read from the
+            weights, must agree.
+        allow_cifar_stem: Accept a CIFAR-stem ResNet (for ``--format torchvision``).
 
     Returns:
-        The converted :class:`Backbone` with ``meta`` filled in (``architecture_source``: where
-        the architecture came from: ``checkpoint``, ``--arch`` or ``weights``).
+        The :class:`Backbone`; ``meta['architecture_source']``: ``checkpoint``, ``--arch``, or
+        ``weights``.
 
     Raises:
-        UserError: The file is missing, unreadable or needs ``trust_pickle``, holds no
-            recognisable backbone, or holds NaN or infinite weights.
+        UserError: Missing or unreadable file, no recognisable backbone, non-finite weights.
     """
     meta: dict[str, Any] = {"method": None, "epochs": None}
+    obj: Any = src
     if isinstance(src, str | Path):
-        path = Path(src)
-        obj = read_checkpoint(path, trust_pickle=trust_pickle)
-        meta.update(source=str(path.resolve()), source_sha256=sha256_of(path))
-    else:
-        obj = src
+        obj = read_checkpoint(src, trust_pickle=trust_pickle)
+        with open(src, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        meta.update(source=str(Path(src).resolve()), source_sha256=digest)
     if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-        meta["source_format"] = "module"
+        obj, meta["source_format"] = obj.state_dict(), "module"
     if not isinstance(obj, Mapping):
         raise UserError(f"expected a checkpoint dict or a state dict, found {type(obj).__name__}")
-
-    name_hint = None
-    kind = source_kind(obj)
-    if kind == "export":
+    own, name_hint, sd = obj.get("meta"), None, cast(Any, None)
+    if isinstance(own, Mapping) and own.get("format") == EXPORT_FORMAT:
         # A file we exported before: keep its provenance, re-check its weights.
-        own_meta = obj["meta"]
-        sd = select_prefix(obj["state_dict"], "backbone.")
-        meta.update({k: v for k, v in own_meta.items() if k not in ("source", "source_sha256")})
-        meta["exported_from"] = own_meta.get("source")
-        name_hint = own_meta.get("architecture")
-    elif kind == "lightning":
-        sd, lightning_meta = lightning_backbone(obj, allow_cifar_stem)
-        meta.update(lightning_meta)
-        name_hint = lightning_meta["backbone_name"]
-    else:
-        for key in ("state_dict", "model"):
-            if is_state_dict(obj.get(key)):
-                obj = obj[key]
-                break
-        if not is_state_dict(obj):
+        meta.update({k: v for k, v in own.items() if k not in ("source", "source_sha256")})
+        meta["exported_from"] = own.get("source")
+        name_hint = own.get("architecture") if isinstance(own.get("architecture"), str) else None
+        sd = obj.get("state_dict")
+        sd = _under(sd, "backbone.") if isinstance(sd, Mapping) else None
+    elif isinstance(obj.get("state_dict"), Mapping) and (
+        "hyper_parameters" in obj or "pytorch-lightning_version" in obj
+    ):
+        # Exactly `backbone.`: teacher/momentum copies, heads and loss buffers are dropped.
+        sd = _under(obj["state_dict"], "backbone.")
+        if not sd:
             raise UserError(
-                f"no state dict found (top-level keys: {top_level(obj)}); expected a Lightning"
-                " checkpoint, a state dict, or a dict with 'state_dict' or 'model'"
+                "the Lightning checkpoint has no 'backbone.' weights (top-level keys: "
+                f"{_top_level(obj['state_dict'])}); only the online backbone is exported"
             )
-        sd = strip_wrappers(dict(obj))
-        # mmdet/mmselfsup-style checkpoints of a whole model: keep its backbone only.
-        sd = select_prefix(sd, "backbone.") or sd
+        hparams = obj.get("hyper_parameters")
+        stem = hparams.get("stem", "imagenet") if isinstance(hparams, Mapping) else "imagenet"
+        if stem != "imagenet" and not allow_cifar_stem:
+            raise UserError(f"the checkpoint was pretrained with stem={stem!r}; " + STEM_HINT)
+        meta.update(lightning_provenance(obj))
+        name_hint = meta["backbone_name"]
+    else:
+        sd = next((obj[k] for k in ("state_dict", "model") if _is_state_dict(obj.get(k))), obj)
+        # An mmdet/mmselfsup checkpoint of a whole model: its backbone only.
+        sd = _under(sd, "backbone.") or sd
         meta.setdefault("source_format", "state_dict")
+    if not _is_state_dict(sd):
+        raise UserError(
+            f"no backbone weights (names mapped to tensors) found (top-level keys:"
+            f" {_top_level(obj)}); expected a Lightning checkpoint, a state dict, or a dict with"
+            " 'state_dict' or 'model'"
+        )
     if arch is not None and name_hint is not None and arch != name_hint:
         raise UserError(
             f"--arch {arch}: the checkpoint records its backbone as {name_hint}; drop --arch"
         )
-    source = "checkpoint" if name_hint else ("--arch" if arch else "weights")
-    # A ResNet's depth is read from its weights; --arch only names what a ViT cannot show.
-    vit_arch = arch if arch is not None and arch.startswith("vit") else None
-    backbone = convert_state_dict(sd, name_hint or vit_arch, allow_cifar_stem)
+    backbone = convert_state_dict(sd, name_hint, allow_cifar_stem, arch=arch)
     if arch is not None and backbone.architecture != arch:
-        raise UserError(f"--arch {arch}: the weights are a {backbone.architecture}")
-    check_finite(backbone.state_dict)
+        raise UserError(
+            f"--arch {arch}: the weights are a {backbone.architecture} (a ResNet's depth is read"
+            " from its weights); drop --arch"
+        )
+    check_weights(backbone.state_dict)
     meta["architecture"] = backbone.architecture
-    meta["architecture_source"] = source
+    meta["architecture_source"] = "checkpoint" if name_hint else ("--arch" if arch else "weights")
     backbone.meta = meta
     return backbone

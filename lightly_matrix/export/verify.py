@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from lightly_matrix.errors import UserError, first_line
+from lightly_matrix.export.convert import Backbone, listing
 
 #: How to get MMDetection, for messages where it is missing.
 MMDET_INSTALL_HINT = (
@@ -24,17 +25,14 @@ MMDET_INSTALL_HINT = (
 )
 
 
-def quiet_pkg_resources_warning() -> None:
-    """Hide the deprecation warning mmengine and mmcv cause by importing ``pkg_resources``.
-
-    The project pins setuptools < 81 for them; for the command line only, so that its output
-    (and one-line errors) are not buried under it.
-    """
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-
-
 class ExportError(UserError):
     """Converted weights do not fit the mmdet model they are meant for."""
+
+
+def quiet_pkg_resources_warning() -> None:
+    """Hide the ``pkg_resources`` deprecation warning that importing mmengine and mmcv raises
+    (setuptools < 81 is pinned for them), so that the CLI's one-line errors stay readable."""
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 
 def mmdet_import_error() -> str | None:
@@ -49,10 +47,7 @@ def mmdet_import_error() -> str | None:
 
 
 def require_mmdet(what: str) -> None:
-    """Fail with one line saying how to install MMDetection if it is missing.
-
-    Args:
-        what: What needs it, e.g. ``"transfer"``.
+    """Fail with one line saying how to install MMDetection, if ``what`` cannot get it.
 
     Raises:
         UserError: mmengine, mmcv or mmdet cannot be imported.
@@ -64,14 +59,13 @@ def require_mmdet(what: str) -> None:
         )
 
 
-def build_mmdet_module(cfg: Mapping[str, Any]) -> nn.Module:
-    """Build one module from mmdet's ``MODELS`` registry (our modules registered too).
+def expected_keys(cfg: Mapping[str, Any]) -> dict[str, torch.Size]:
+    """The parameters and buffers, with shapes, that a checkpoint must give the mmdet module
+    ``cfg`` (built fresh from mmdet's registry, our modules included; ``init_cfg`` ignored).
 
-    Args:
-        cfg: Module config with ``type``; its ``init_cfg`` is ignored (nothing is loaded).
-
-    Returns:
-        The module with freshly initialised weights.
+    A module with ``pretrained_keys()`` (our ViT wrapper, the extra-norm shared head) names its
+    own subset: new layers (feature pyramid, extra norm, ViTDet's relative position tables) are
+    not expected from a pretrained backbone.
     """
     require_mmdet("checking weights against mmdet's modules")
     from mmdet.registry import MODELS
@@ -81,85 +75,46 @@ def build_mmdet_module(cfg: Mapping[str, Any]) -> nn.Module:
     module_cfg = copy.deepcopy(dict(cfg))
     module_cfg.pop("init_cfg", None)
     module_cfg.pop("pretrained", None)
-    return MODELS.build(module_cfg)
-
-
-def expected_keys(module: nn.Module, prefix: str = "") -> dict[str, torch.Size]:
-    """Parameters and buffers a pretrained checkpoint must provide, with their shapes.
-
-    Modules with a ``pretrained_keys()`` method (our ViT wrapper, the extra-norm shared head)
-    name their own subset; new layers such as a feature pyramid, the extra norm or ViTDet's
-    relative position tables (zero-initialised; no pretrained ViT has them) are not expected.
-    """
+    module: nn.Module = MODELS.build(module_cfg)
     sd = module.state_dict()
     own = getattr(module, "pretrained_keys", None)
-    keys: Iterable[str] = own() if callable(own) else sd
-    return {prefix + k: sd[k].shape for k in keys}
+    return {k: sd[k].shape for k in (own() if callable(own) else sd)}
 
 
-def _listing(keys: Iterable[str], limit: int = 8) -> str:
-    keys = sorted(keys)
-    more = f" ... ({len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
-def check_coverage(
-    state_dict: Mapping[str, torch.Tensor],
-    targets: Mapping[str, torch.Size],
-    what: str = "the mmdet backbone",
-) -> None:
-    """Fail unless ``state_dict`` has exactly the ``targets`` keys with the same shapes.
+def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = None) -> None:
+    """Check that the converted weights cover the mmdet module(s) they are meant for.
 
     Args:
-        state_dict: Converted weights (without the ``backbone.`` prefix).
-        targets: Expected keys and shapes (see :func:`expected_keys`).
-        what: Names the model in the error message.
+        backbone: Converted weights.
+        model_cfg: A detector ``model`` config to check against: the keys it loads through
+            ``prefix='backbone.'``, its backbone's and, for C4 models, its RoI shared head's
+            (res5 lives there). By default the backbone ``backbone.backbone_cfg`` describes.
 
     Raises:
-        ExportError: Listing missing keys, unexpected keys and shape mismatches.
+        ExportError: Missing or unexpected keys, or shape mismatches (all listed).
     """
-    missing = set(targets) - set(state_dict)
-    unexpected = set(state_dict) - set(targets)
-    mismatched = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(targets[k])}"
-        for k in sorted(set(targets) & set(state_dict))
-        if state_dict[k].shape != targets[k]
-    ]
-    if not (missing or unexpected or mismatched):
-        return
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
-    if mismatched:
-        more = f" ... ({len(mismatched) - 8} more)" if len(mismatched) > 8 else ""
-        problems.append(f"{len(mismatched)} shape mismatches: {', '.join(mismatched[:8])}{more}")
-    raise ExportError(
-        f"the weights do not fit {what} ({len(targets)} tensors expected,"
-        f" {len(state_dict)} given): "
-        + "; ".join(problems)
-        + ". Check that the checkpoint holds the backbone you meant and that the config's backbone"
-        " matches its architecture"
-    )
-
-
-def model_expected_keys(model_cfg: Mapping[str, Any]) -> dict[str, torch.Size]:
-    """Keys a detector config loads from an exported file through ``prefix='backbone.'``.
-
-    That is the backbone's and, for C4 models, the RoI shared head's (res5 lives there).
-
-    Args:
-        model_cfg: The detector's ``model`` config.
-
-    Returns:
-        Expected keys (without ``backbone.``) and shapes; a shared head's keys that the
-        backbone also has must agree in shape.
-    """
-    keys = expected_keys(build_mmdet_module(model_cfg["backbone"]))
-    shared = (model_cfg.get("roi_head") or {}).get("shared_head")
-    if shared is not None:
-        for key, shape in expected_keys(build_mmdet_module(shared)).items():
-            if keys.setdefault(key, shape) != shape:
+    sd = backbone.state_dict
+    if model_cfg is None:
+        targets = expected_keys(backbone.backbone_cfg)
+        what = f"mmdet's {backbone.backbone_cfg['type']} ({backbone.architecture})"
+    else:
+        targets = expected_keys(model_cfg["backbone"])
+        shared = (model_cfg.get("roi_head") or {}).get("shared_head")
+        for key, shape in (expected_keys(shared) if shared else {}).items():
+            if targets.setdefault(key, shape) != shape:
                 raise ExportError(f"backbone and shared head disagree on {key}")
-    return keys
+        what = f"the config's backbone ({model_cfg['backbone'].get('type')})"
+    missing, unexpected = set(targets) - set(sd), set(sd) - set(targets)
+    mismatched = [
+        f"{k} {tuple(sd[k].shape)} vs {tuple(targets[k])}"
+        for k in set(targets) & set(sd)
+        if sd[k].shape != targets[k]
+    ]
+    found = {"missing keys": missing, "unexpected keys": unexpected, "shape mismatches": mismatched}
+    problems = [f"{len(names)} {kind}: {listing(names)}" for kind, names in found.items() if names]
+    if problems:
+        raise ExportError(
+            f"the weights do not fit {what} ({len(targets)} tensors expected, {len(sd)} given):"
+            f" {'; '.join(problems)}. Check that the checkpoint holds the backbone you meant and"
+            " that the config's backbone matches its architecture"
+        )
