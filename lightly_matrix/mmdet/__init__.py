@@ -5,8 +5,7 @@ allow_failed_imports=False)``:
 
 - ``ResLayerExtraNorm``: the R50-C4 RoI shared head (res5) with an extra BN after it.
 - ``TimmViTSimplePyramid``: a timm ViT with a ViTDet-style simple feature pyramid.
-- ``LightlyMatrixLN2d`` (norm layer): timm's ``LayerNorm2d`` at eps 1e-5, for the pyramid and heads;
-  ``LN2d`` also resolves to it unless another module (mmdet's ViTDet project) registers that name.
+- ``LightlyMatrixLN2d`` (norm layer): timm's ``LayerNorm2d`` at eps 1e-5, for the pyramid and heads.
 - ``PretrainedOrDefault`` (weight initializer): an exported backbone when ``checkpoint`` is set,
   random weights otherwise; lets ``--cfg-options model.backbone.init_cfg.checkpoint=FILE`` work.
 - ``PreciseBNHook`` (in mmdet's ``HOOKS``): BN statistics recomputed over N training batches

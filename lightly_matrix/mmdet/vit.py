@@ -53,8 +53,8 @@ class TimmViTSimplePyramid(BaseModule):
             except in ViTDet mode (loaded, unused).
         out_channels: Channels of every pyramid level.
         norm_cfg: Norm of the pyramid convolutions: ``dict(type='LightlyMatrixLN2d')`` (ViTDet's
-            LayerNorm, :class:`~lightly_matrix.mmdet.norm.LayerNorm2d`; the old name ``LN2d``
-            gives it too) or any mmcv norm such as ``dict(type='SyncBN')``.
+            LayerNorm, :class:`~lightly_matrix.mmdet.norm.LayerNorm2d`) or any mmcv norm such as
+            ``dict(type='SyncBN')``.
         drop_path_rate: Stochastic depth of the ViT blocks.
         window_size: ViTDet window attention, tokens per window side (ViT-B: 14); 0: global.
         global_attn_indexes: Blocks keeping global attention; ``None``: the last block of each
