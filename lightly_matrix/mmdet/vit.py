@@ -103,43 +103,28 @@ class TimmViTSimplePyramid(BaseModule):
         self.final_norm = final_norm
         if not final_norm:
             self.vit.norm = nn.Identity()
-        if window_size < 0:
-            raise ValueError(f"window_size must be >= 0 (0: global attention), got {window_size}")
-        self.vitdet = window_size > 0 or use_rel_pos
+        self.vitdet = window_size != 0 or use_rel_pos
         if self.vitdet:
+            grid_size = math.ceil(det_img_size / patch_size)
             self.vit.blocks = windowed_blocks(
-                self.vit,
-                window_size,
-                global_attn_indexes,
-                use_rel_pos,
-                grid_size=math.ceil(det_img_size / patch_size),
+                self.vit, window_size, global_attn_indexes, use_rel_pos, grid_size
             )
-            # Loaded with the encoder, unused by ViTDet; frozen so that DDP and the optimiser
-            # skip them.
+            # Loaded with the encoder, unused by ViTDet: frozen, so DDP and the optimiser skip them.
             for name in ("cls_token", "reg_token"):
                 if isinstance(getattr(self.vit, name, None), nn.Parameter):
                     getattr(self.vit, name).requires_grad_(False)
             self.vit.norm.requires_grad_(False)
-        dim = int(self.vit.embed_dim)  # type: ignore[arg-type]
         self.pyramid = nn.ModuleList()
         for stride in self.strides:
-            ops: list[nn.Module] = []
-            channels: int = dim
-            ratio = patch_size / stride
-            if ratio >= 1:
-                ups = math.log2(ratio)
-                if ups != int(ups):
-                    raise ValueError(f"patch size {patch_size} cannot reach stride {stride}")
-                for i in range(int(ups)):
-                    if i:
-                        ops += [build_norm(norm_cfg, channels), nn.GELU()]
-                    ops.append(nn.ConvTranspose2d(channels, channels // 2, 2, stride=2))
-                    channels //= 2
-            else:
-                downs = math.log2(1 / ratio)
-                if downs != int(downs):
-                    raise ValueError(f"patch size {patch_size} cannot reach stride {stride}")
-                ops += [nn.MaxPool2d(2) for _ in range(int(downs))]
+            steps = math.log2(patch_size / stride)  # > 0: upsample, < 0: downsample
+            if steps != int(steps):
+                raise ValueError(f"patch size {patch_size} cannot reach stride {stride}")
+            ops: list[nn.Module] = [nn.MaxPool2d(2) for _ in range(int(-steps))]
+            channels = int(self.vit.embed_dim)  # type: ignore[arg-type]
+            for i in range(int(steps)):
+                ops += [build_norm(norm_cfg, channels), nn.GELU()] if i else []
+                ops.append(nn.ConvTranspose2d(channels, channels // 2, 2, stride=2))
+                channels //= 2
             ops += [
                 nn.Conv2d(channels, out_channels, 1, bias=False),
                 build_norm(norm_cfg, out_channels),

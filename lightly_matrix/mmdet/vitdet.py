@@ -179,28 +179,22 @@ class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             raise ValueError(f"decay_rate must be in (0, 1], got {decay_rate}")
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if num_layers is None:
-            depths = [
-                int(m.group(1)) + 1
-                for n, _ in named
-                if n.removeprefix("module.").startswith("backbone.")
-                and (m := _BLOCK_INDEX.search(n))
-            ]
-            if not depths:
+            backbone = [n for n, _ in named if n.removeprefix("module.").startswith("backbone.")]
+            blocks = [int(m.group(1)) + 1 for n in backbone if (m := _BLOCK_INDEX.search(n))]
+            num_layers = max(blocks, default=None)
+            if num_layers is None:
                 raise ValueError(
                     "no backbone.*blocks.<i> parameters found; ViTLayerDecayOptimizerConstructor is"
                     " for ViT backbones (set paramwise_cfg.num_layers or use another constructor)"
                 )
-            num_layers = max(depths)
         groups: dict[tuple[int, bool], dict[str, Any]] = {}
         for name, param in named:
             layer = block_depth(name, int(num_layers))
             no_decay = param.ndim <= 1 or name.rsplit(".", 1)[-1] in _NO_DECAY_NAMES
-            group = groups.get((layer, no_decay))
-            if group is None:
-                group = {"params": [], "lr": self.base_lr * decay_rate ** (num_layers + 1 - layer)}
-                if no_decay:
-                    group["weight_decay"] = 0.0
-                groups[(layer, no_decay)] = group
+            lr = self.base_lr * decay_rate ** (num_layers + 1 - layer)
+            group = groups.setdefault((layer, no_decay), {"params": [], "lr": lr})
+            if no_decay:
+                group["weight_decay"] = 0.0
             group["params"].append(param)
         params.extend(groups[key] for key in sorted(groups))
 
