@@ -51,14 +51,8 @@ class _SymmetricMatrixFunction(torch.autograd.Function):
 
 
 def symmetric_matrix_function(S: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:
-    """``U f(Lambda) U^T`` for a symmetric matrix ``S = U Lambda U^T`` (only ``(S + S^T) / 2`` is
-    used), with finite gradients for repeated eigenvalues.
-
-    Args:
-        S: Symmetric matrix of shape (n, n).
-        f: Elementwise scalar function applied to the eigenvalues.
-        df: Its derivative, used for the gradient where eigenvalues (nearly) coincide.
-    """
+    """``U f(Lambda) U^T`` for a symmetric ``S = U Lambda U^T``; ``df``, the derivative of ``f``,
+    gives the gradient where eigenvalues (nearly) coincide."""
     out: Tensor = _SymmetricMatrixFunction.apply(S, f, df)
     return out
 
@@ -115,11 +109,8 @@ def trace_powers(K: Tensor, order: int) -> list[Tensor]:
 
 def shifted_traces(trace0: Tensor | float, traces: Sequence[Tensor], shift: float) -> list[Tensor]:
     """``tr(X (S + shift I)^k)`` for ``k = 1..len(traces)`` from ``traces[j-1] = tr(X S^j)`` and
-    ``trace0 = tr(X)``, by the binomial theorem (``X = I``: ``trace0`` is the dimension).
-
-    This is how the ``mu * I`` part of every Matrix-SSL matrix is handled exactly without ever
-    forming a ``dim x dim`` matrix.
-    """
+    ``trace0 = tr(X)`` (for ``X = I``: the dimension), by the binomial theorem: the ``mu * I`` of
+    every Matrix-SSL matrix without forming a ``d x d`` matrix."""
     every = [torch.as_tensor(trace0, dtype=traces[0].dtype, device=traces[0].device), *traces]
     return [
         sum(comb(k, j) * shift ** (k - j) * every[j] for j in range(k + 1))  # type: ignore[misc]
@@ -149,8 +140,7 @@ def _eye_like(K: Tensor) -> Tensor:
 def logdet_identity_plus_gram(F: Tensor, scale: float) -> Tensor:
     """``logdet(I_d + scale * F^T F)`` for ``F`` of shape (m, d), on the smaller side.
 
-    By Sylvester's identity it equals ``logdet(I_m + scale * F F^T)``: the ``min(m, d)``-sized
-    Gram matrix is factorised, never the larger one.
+    By Sylvester's identity it equals ``logdet(I_m + scale * F F^T)``.
 
     Examples:
         >>> F = torch.randn(8, 64, dtype=torch.float64)
@@ -167,11 +157,9 @@ def logdet_identity_plus_cross(
 ) -> Tensor:
     """``logdet(I_d + scale * a^T b)`` for ``a``, ``b`` of shape (m, d), on the smaller side.
 
-    ``a^T b`` (d x d) and ``b a^T`` (m x m) have the same non-zero spectrum, so every
-    ``tr((scale * a^T b)^k)`` and the determinant are taken from the ``min(m, d)``-sized one.
-    The Taylor form ``sum_k (-1)^(k+1) tr((scale a^T b)^k) / k`` (MEC's Taylor-expanded coding
-    length) is valid where that spectrum lies inside the unit disc; ``taylor_order=None`` gives
-    ``log|det(...)|`` exactly.
+    ``a^T b`` and ``b a^T`` have the same non-zero spectrum. The Taylor form
+    ``sum_k (-1)^(k+1) tr((scale a^T b)^k) / k`` (MEC's) is valid where that spectrum lies inside
+    the unit disc; ``taylor_order=None`` gives ``log|det(...)|`` exactly.
 
     Examples:
         >>> a, b = torch.randn(8, 64, dtype=torch.float64), torch.randn(8, 64, dtype=torch.float64)

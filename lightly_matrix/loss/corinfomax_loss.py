@@ -28,17 +28,11 @@ class CorInfoMaxLoss(BatchLoss):
     - ``cov_loss = -(logdet(R_1 + eps I) + logdet(R_2 + eps I)) / D``
     - ``loss = alpha * mean((z_1 - z_2)^2) + cov_weight * cov_loss``
 
-    The momenta weigh the OLD estimate, as a teacher momentum does (0.01 = mostly the current
-    batch). The running statistics are buffers: saved in ``state_dict``, moved by ``.to()`` (a
-    criterion made outside the model must be moved once with ``criterion.to(device)``; another
-    device raises rather than moving them behind the caller's back), kept float64 whatever dtype
-    the module is cast to, updated in training mode and only read in eval mode. When the batch
-    is smaller than D the gradient is taken on the N x N side (matrix determinant lemma).
-
-    Batch size: each step's covariance has rank at most ``N - 1``; with a (global) batch smaller
-    than D the log-determinant is dominated by the directions the batch misses and training
-    tends to plateau, so the loss warns once. The published runs use 3 to 8 times D (CIFAR-10:
-    512 for D = 64; Tiny-ImageNet: 1024 for D = 128; ImageNet-1k: 1536 for D = 512).
+    The momenta weigh the OLD estimate (0.01: mostly the current batch). The statistics are
+    float64 buffers: saved in ``state_dict``, moved by ``.to()`` (move a criterion made outside
+    the model once with ``criterion.to(device)``), updated in training mode only. A (global)
+    batch smaller than D warns once: each step's covariance has rank < D and training tends to
+    plateau; the published runs use 3 to 8 times D.
 
     - [0] Ozsoy et al., Self-Supervised Learning with an Information Maximization Criterion,
       NeurIPS 2022, https://arxiv.org/abs/2209.07999
@@ -52,8 +46,7 @@ class CorInfoMaxLoss(BatchLoss):
         cov_init: Initial covariance ``cov_init * I``.
         eps: Ridge added before the log-determinant.
         normalize: L2-normalise the embeddings first (every published run does).
-        gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`; every process
-            then holds the same statistics.
+        gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
         la_R: The authors' name of ``cov_momentum`` (for code ported from theirs).
         la_mu: The authors' name of ``mean_momentum``.
         R_ini: The authors' name of ``cov_init``.
@@ -138,12 +131,11 @@ class CorInfoMaxLoss(BatchLoss):
                 getattr(self, name).diagonal().fill_(self.cov_init)
 
     def _updated_stats(self, z: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """New running mean and covariance, and ``logdet(new covariance + eps I)``.
+        """New running mean and covariance (old ones detached), ``logdet(new covariance + eps I)``.
 
-        The gradient flows through the batch terms only (the old estimates are detached). With
-        fewer rows than dimensions the log-determinant is taken by the matrix determinant lemma,
-        ``logdet(A + c Zc^T Zc) = logdet(A) + logdet(I_N + c W^T W)`` with ``A = L L^T`` and
-        ``W = L^-1 Zc^T``, so the D x D Cholesky factor needs no backward pass.
+        With fewer rows than dimensions, by the matrix determinant lemma
+        ``logdet(A + c Zc^T Zc) = logdet(A) + logdet(I_N + c W^T W)`` (``A = L L^T``,
+        ``W = L^-1 Zc^T``), so the D x D Cholesky factor needs no backward pass.
         """
         z = z.to(torch.float64)
         n, d = z.shape

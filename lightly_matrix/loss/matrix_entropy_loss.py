@@ -12,18 +12,12 @@ class MatrixEntropyLoss(BatchLoss):
     """Negative total coding rate ``-logdet(I_d + gram_scale / d * F^T F)``, M-MAE's regulariser
     [0].
 
-    ``F`` holds the (gathered, then L2-normalised, optionally centred) features, one row per
-    sample. The divisor is the feature dimension ``d``, not the batch size, and there is no 1/2
-    factor, as in the authors' code. By Sylvester's identity the log-determinant is computed on
-    the ``min(m, d)`` side. M-MAE adds it to the MAE loss as ``loss_mae + lamb * reg``; pass
-    ``weight=lamb`` to get ``lamb * reg`` directly (the authors' ViT-L run: ``lamb = 0.01``,
-    ``gram_scale = 3``; their argparse default is ``gram_scale = 1``). Its second-order expansion
-    is U-MAE's square term (:class:`~lightly_matrix.loss.UMAELoss`): M-MAE subsumes U-MAE.
-
-    The feature is the encoder's CLS token after the ViT's final LayerNorm: with Lightly's
-    :class:`~lightly.models.modules.MaskedVisionTransformerTIMM`, ``x_encoded[:, 0]`` for
-    ``x_encoded = backbone.encode(images, idx_keep=idx_keep)``. The authors' code applies one
-    more LayerNorm on top (``double_norm`` of the M-MAE method).
+    ``F`` holds the (gathered, L2-normalised, optionally centred) features, one row per sample;
+    the divisor is the feature dimension ``d`` and there is no 1/2 factor, as in the authors'
+    code. M-MAE adds ``lamb * reg`` to the MAE loss: pass ``weight=lamb`` (their ViT-L run:
+    ``lamb = 0.01``, ``gram_scale = 3``). Its second-order term is U-MAE's
+    (:class:`~lightly_matrix.loss.UMAELoss`). The feature is the encoder's CLS token after the
+    ViT's final LayerNorm (the authors apply one more: ``double_norm`` of the M-MAE method).
 
     - [0] Yang et al., Information Flow in Self-Supervised Learning,
       https://arxiv.org/abs/2309.17281
@@ -42,10 +36,7 @@ class MatrixEntropyLoss(BatchLoss):
         >>> import torch
         >>> from lightly_matrix.loss import MatrixEntropyLoss
         >>> reg_fn = MatrixEntropyLoss(gram_scale=3.0, weight=0.01)  # M-MAE's ViT-L run
-
-        In Lightly's MAE example (``examples/pytorch/mae.py``), take the CLS token of the
-        encoder output and add the weighted regulariser to the pixel loss:
-
+        >>> # In Lightly's MAE example (examples/pytorch/mae.py):
         >>> import timm
         >>> from lightly.models import utils
         >>> from lightly.models.modules import MaskedVisionTransformerTIMM
@@ -56,9 +47,7 @@ class MatrixEntropyLoss(BatchLoss):
         ...     size=(8, backbone.sequence_length), mask_ratio=0.75
         ... )
         >>> x_encoded = backbone.encode(images=images, idx_keep=idx_keep)
-        >>> # x_pred, target = decoder and patchify as in the example, then:
-        >>> # loss = criterion(x_pred, target) + reg_fn(x_encoded[:, 0])
-        >>> reg = reg_fn(x_encoded[:, 0])
+        >>> reg = reg_fn(x_encoded[:, 0])  # loss = criterion(x_pred, target) + reg
         >>> reg.backward()
     """
 

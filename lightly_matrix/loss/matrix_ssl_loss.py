@@ -25,10 +25,9 @@ class MatrixSSLLoss(BatchLoss):
     - loss ``U + gamma * A`` with ``MCE(P, Q) = tr(-P log Q)``.
 
     For two views the paper's objective is ``0.5 * (loss_fn(z1, p2) + loss_fn(z2, p1))``.
-    ``log`` is the authors' 4th-order Taylor series around the identity, or the exact matrix
-    logarithm with ``taylor_order=None``. The paper's ``+ tr(Q)`` term is omitted as in the
-    authors' code: it adds no gradient to ``U`` and shifts ``A`` by a constant ``tr(S_z)``.
-    Every trace is taken on the smaller of the m x m and d x d sides (no d x d matrix is formed).
+    ``log`` is the authors' Taylor series around I, or the exact logarithm with
+    ``taylor_order=None``; the paper's ``+ tr(Q)`` is omitted as in the authors' code. Every trace
+    is taken on the smaller of the m x m and d x d sides.
 
     - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024,
       https://arxiv.org/abs/2305.17326

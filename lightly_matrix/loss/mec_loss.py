@@ -26,20 +26,15 @@ class MECLoss(BatchLoss):
 
     ``loss = -1 / (m * lamda) * logdet(I + lamda * p^T z)``
 
-    where ``logdet`` is its Taylor series ``sum_k (-1)^(k+1) tr((lamda p^T z)^k) / k`` of order
-    ``taylor_order`` (4 in the authors' code), or the exact ``log|det|`` with
-    ``taylor_order=None``. The paper's objective is ``-mu * logdet(...)`` with
-    ``mu = (m + d) / 2`` (:func:`mec_mu`); the authors train on it divided by ``mu * m * lamda``,
-    as here, so that the first-order term is BYOL's negative cosine similarity whatever
-    ``lamda`` is (the higher orders spread the batch). Multiply by ``-mu * lamda`` for their
-    logged per-sample coding length.
+    where ``logdet`` is its Taylor series of order ``taylor_order``, or the exact ``log|det|``
+    with ``taylor_order=None``. The paper's objective ``-mu * logdet(...)`` (``mu = (m + d) / 2``,
+    :func:`mec_mu`) is divided by ``mu * m * lamda`` as in the authors' code, so the first-order
+    term is BYOL's negative cosine similarity whatever ``lamda`` is.
 
-    The series converges only where the spectrum of ``lamda * p^T z`` lies inside the unit disc;
-    a collapsed batch has an eigenvalue near ``lamda * m = d / eps_squared``. The authors
-    therefore start with ``eps_squared`` 8 times larger and bring it down linearly over the 10
-    warm-up epochs: pass the current value as ``forward(..., eps_squared=...)``
-    (:class:`~lightly_matrix.methods.MEC` does). The loss is symmetric in its two arguments;
-    non-finite inputs give a non-finite loss (the pretraining loop stops on it).
+    The series converges only where the spectrum of ``lamda * p^T z`` lies inside the unit disc
+    (a collapsed batch has an eigenvalue near ``d / eps_squared``), so the authors start with
+    ``eps_squared`` 8 times larger and bring it down over the 10 warm-up epochs: pass the current
+    value as ``forward(..., eps_squared=...)``. The loss is symmetric in its two arguments.
 
     - [0] Liu et al., Self-Supervised Learning via Maximum Entropy Coding, NeurIPS 2022,
       https://arxiv.org/abs/2210.11464

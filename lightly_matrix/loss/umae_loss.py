@@ -10,10 +10,8 @@ from lightly_matrix.loss._common import BatchLoss, check_number
 class UMAELoss(BatchLoss):
     """``mean((F F^T)^2)`` over all m x m entries, ``F`` the L2-normalised features [0].
 
-    Added to the MAE loss with weight 0.01 in U-MAE (``weight=0.01`` returns it weighted). It
-    is the second-order term of the expansion of :class:`~lightly_matrix.loss.MatrixEntropyLoss`
-    (up to scale), so U-MAE is the special case of M-MAE that keeps only that term. The features
-    are the encoder's CLS token, as for :class:`~lightly_matrix.loss.MatrixEntropyLoss`.
+    U-MAE adds it to the MAE loss with weight 0.01 (``weight=0.01``). It is, up to scale, the
+    second-order term of :class:`~lightly_matrix.loss.MatrixEntropyLoss`, on the same features.
 
     - [0] Zhang et al., How Mask Matters: Towards Theoretical Understandings of Masked
       Autoencoders, NeurIPS 2022, https://arxiv.org/abs/2210.08344

@@ -50,7 +50,7 @@ class _Uncopied:
 
 
 class _Forward(nn.Module):
-    """``model`` run on one batch by ``forward``, in the module form ``update_bn`` takes."""
+    """``forward(batch)`` as the module ``update_bn`` takes."""
 
     def __init__(self, model: nn.Module, forward: Callable[[Any], Any]) -> None:
         super().__init__()
@@ -97,9 +97,9 @@ def recompute_bn_stats(
 ) -> list[str]:
     """Replace the running mean and variance of every BN layer by averages over ``num_iters``.
 
-    torch's ``update_bn`` runs the model in training mode with ``momentum=None`` (a cumulative
-    average), so each layer's statistics become the mean over the calls it received of the batch
-    mean and the unbiased batch variance. Parameters, momentum and train/eval modes are kept.
+    torch's ``update_bn`` (``momentum=None``: a cumulative average) makes each layer's statistics
+    the mean over its calls of the batch means and unbiased variances. Parameters, momentum and
+    train/eval modes are kept; a failing forward leaves the statistics as they were.
 
     Args:
         model: The model (or its unwrapped module) whose BN layers are recomputed.

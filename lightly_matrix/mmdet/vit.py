@@ -1,12 +1,8 @@
 """A timm Vision Transformer with a simple feature pyramid, as an mmdet backbone (ViTDet style).
 
-mmdet 3.3.0's wheel has no ViT detection backbone, so M-MAE / MAE encoders are fine-tuned
-through this wrapper: the plain (single-scale, stride = patch size) ViT runs on the padded
-detection image with its position embedding interpolated to the input size, and a simple
-feature pyramid (Li et al., 2022) turns its last feature map into strides 4, 8, 16, 32 and 64
-(the strides of mmdet's FPN Mask R-CNN heads) with ``out_channels`` each, so no neck is needed.
-With ``window_size``/``use_rel_pos`` the ViT becomes ViTDet's backbone (window attention, a few
-global blocks, relative position biases; :mod:`lightly_matrix.mmdet.vitdet`).
+mmdet 3.3.0's wheel has no ViT detection backbone: the plain ViT runs on the padded detection
+image (position embedding interpolated) and a simple feature pyramid (Li et al., 2022) turns its
+last map into the strides 4 to 64 of mmdet's FPN heads, so no neck is needed.
 """
 
 from __future__ import annotations
@@ -36,13 +32,9 @@ class TimmViTSimplePyramid(BaseModule):
     ``init_cfg=dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``; the pyramid
     (``pyramid.``) is new and trained from scratch.
 
-    ViTDet mode (``window_size > 0`` or ``use_rel_pos``): the blocks are ViTDet's (window
-    attention except in ``global_attn_indexes``; relative position biases), with the same
-    parameter names, so the same file loads; the relative position tables
-    (``vit.blocks.<i>.attn.rel_pos_h/w``) are the only new ViT parameters and start at zero. The
-    tokens are the patch tokens plus the interpolated absolute position embedding, without the
-    class token, and the last block's output feeds the pyramid as in ViTDet: the class token and
-    a final norm are loaded but unused (frozen).
+    ViTDet mode (``window_size > 0`` or ``use_rel_pos``): the blocks are ViTDet's
+    (:mod:`lightly_matrix.mmdet.vitdet`), the same file loads, and the class token and final
+    norm are loaded but unused (frozen), as in ViTDet.
 
     Args:
         model_name: timm model name, e.g. ``'vit_base_patch16_224'``.
