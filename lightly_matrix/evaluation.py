@@ -1,10 +1,8 @@
 """Evaluation of frozen backbone features: kNN, linear probe and few-label probe.
 
-Labels are used only here (and by the online probe). The kNN classifier is Lightly's
-``knn_predict`` (cosine similarity, temperature-weighted votes); the linear probes are
-scikit-learn logistic regressions on standardised features, fast and deterministic on CPU. On the
-digits kNN saturates (raw pixels reach ~96%); the linear and few-label (10 labels per class)
-probes are the figures that separate methods.
+The kNN classifier is Lightly's ``knn_predict``; the linear probes are scikit-learn logistic
+regressions on standardised features, fast and deterministic on CPU. On the digits kNN saturates
+(raw pixels reach ~96%): the linear and few-label probes are the figures that separate methods.
 """
 
 from __future__ import annotations
@@ -42,13 +40,8 @@ EVAL_COLUMNS = (
 
 @dataclass
 class ProbeData:
-    """Labelled images for the frozen-feature probes (both with the evaluation transform).
-
-    Attributes:
-        train: Images the probes are fitted on.
-        test: Images the probes are scored on.
-        num_classes: Number of classes.
-    """
+    """Labelled images (with the evaluation transform) the probes are fitted on (``train``) and
+    scored on (``test``), and their number of classes."""
 
     train: Dataset
     test: Dataset
@@ -63,11 +56,8 @@ def extract_features(
     num_workers: int = 0,
     device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
-    """Runs ``encoder`` over ``dataset`` of ``(image, label)`` pairs.
-
-    Returns:
-        Float32 features ``(n, d)`` and int64 labels ``(n,)``, on the CPU.
-    """
+    """Float32 features ``(n, d)`` and int64 labels ``(n,)`` on the CPU: ``encoder`` run over
+    ``dataset`` of ``(image, label)`` pairs."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     features, labels = [], []
     for images, targets in loader:

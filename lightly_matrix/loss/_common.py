@@ -21,6 +21,8 @@ __all__ = ["BatchLoss", "check_number", "check_positive_int"]
 class BatchLoss(nn.Module):
     """Base of the losses: checks the inputs and runs the matrix math on the global batch.
 
+    The losses return a scalar tensor: float32, or float64 for float64 inputs.
+
     Attributes:
         gather_distributed: Gather the rows of all processes first, so the loss is that of the
             global batch (gradients stay correct; one row per process is enough). Without an

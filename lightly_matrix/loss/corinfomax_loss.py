@@ -157,11 +157,7 @@ class CorInfoMaxLoss(BatchLoss):
         return new_mean, new_cov, logdet_spd(new_cov + self.eps * eye)
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-        """Loss of the two branches' embeddings, each of shape (batch, dim).
-
-        Returns:
-            Scalar loss (float32, or float64 for float64 inputs).
-        """
+        """Loss of the two branches' embeddings, each of shape (batch, dim)."""
         with self.global_batch(z_a, z_b, normalize=self.normalize) as (za, zb):
             if za.shape[1] != self.dim:
                 raise ValueError(

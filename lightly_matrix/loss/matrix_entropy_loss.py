@@ -72,15 +72,7 @@ class MatrixEntropyLoss(BatchLoss):
         self.weight = check_number("weight", weight, low=0.0, hint="M-MAE's lamb; authors: 0.01.")
 
     def forward(self, features: Tensor) -> Tensor:
-        """Regulariser value of one batch, times ``weight``.
-
-        Args:
-            features: Features of shape (batch, dim), e.g. the encoder's CLS token
-                ``x_encoded[:, 0]``.
-
-        Returns:
-            Scalar tensor (float32, or float64 for float64 inputs).
-        """
+        """Regulariser value of one batch of features (batch, dim), times ``weight``."""
         with self.global_batch(features) as (f,):
             if self.centering:
                 f = f - f.mean(dim=0, keepdim=True)

@@ -91,9 +91,6 @@ class MatrixSSLLoss(BatchLoss):
                 gradient and plays Q in the alignment term.
             target: ``p``, the teacher projection of shape (batch, dim), usually without
                 gradient; it plays P in the alignment term.
-
-        Returns:
-            Scalar loss (float32, or float64 for float64 inputs).
         """
         if target.requires_grad and not online.requires_grad and not self._warned_swapped:
             self._warned_swapped = True

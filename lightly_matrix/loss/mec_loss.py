@@ -82,9 +82,6 @@ class MECLoss(BatchLoss):
             online: ``z``, the online predictor output of shape (batch, dim).
             target: ``p``, the teacher projection of shape (batch, dim).
             eps_squared: This step's ``eps^2`` (e.g. during the warm-up); None: the attribute.
-
-        Returns:
-            Scalar loss (float32, or float64 for float64 inputs).
         """
         eps2 = self.eps_squared if eps_squared is None else _check_eps_squared(eps_squared)
         with self.global_batch(online, target) as (z, p):
