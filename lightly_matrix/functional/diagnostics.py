@@ -38,13 +38,8 @@ def _float64(x: Tensor) -> Tensor:
 
 @torch.no_grad()
 def matrix_entropy(embeddings: Tensor) -> Tensor:
-    """Von Neumann entropy ``-tr(rho log rho)`` of ``rho = F^T F / m``, ``F`` row-normalised.
-
-    Args:
-        embeddings: Tensor of shape (m, d).
-
-    Returns:
-        Scalar float64 tensor in nats, between 0 (all rows parallel) and ``log(min(m, d))``.
+    """Von Neumann entropy ``-tr(rho log rho)`` of ``rho = F^T F / m``, ``F`` the row-normalised
+    embeddings (m, d): a float64 scalar in nats, from 0 (all rows parallel) to ``log(min(m, d))``.
 
     Examples:
         >>> x = torch.eye(4)
@@ -56,14 +51,8 @@ def matrix_entropy(embeddings: Tensor) -> Tensor:
 
 @torch.no_grad()
 def covariance_spectrum(embeddings: Tensor) -> Tensor:
-    """Eigenvalues of the sample covariance of the embeddings, largest first.
-
-    Args:
-        embeddings: Tensor of shape (m, d).
-
-    Returns:
-        Float64 tensor of the ``min(m, d)`` eigenvalues of ``X_c^T X_c / (m - 1)`` (``X_c``
-        centred), descending; the others are 0.
+    """The ``min(m, d)`` largest eigenvalues of the sample covariance ``X_c^T X_c / (m - 1)`` of
+    embeddings (m, d) (``X_c`` centred), float64, descending; the others are 0.
 
     Examples:
         >>> x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
@@ -78,13 +67,7 @@ def covariance_spectrum(embeddings: Tensor) -> Tensor:
 @torch.no_grad()
 def effective_rank(embeddings: Tensor) -> Tensor:
     """Effective rank ``exp(H(sigma / sum sigma))``, ``sigma`` the singular values of the centred
-    embeddings.
-
-    Args:
-        embeddings: Tensor of shape (m, d).
-
-    Returns:
-        Scalar float64 tensor between 1 and ``min(m, d)``.
+    embeddings (m, d): a float64 scalar between 1 and ``min(m, d)``.
 
     Examples:
         >>> x = torch.cat([torch.eye(3), -torch.eye(3)])

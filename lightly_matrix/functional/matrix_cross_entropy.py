@@ -1,10 +1,8 @@
-"""Matrix cross-entropy (Matrix-SSL [0]) in dense form and on the Gram side.
+"""Matrix cross-entropy ``MCE(P, Q) = tr(-P log Q)`` (Matrix-SSL [0]), dense and on the Gram side.
 
-Matrix-SSL compares d x d matrices ``P`` and ``Q`` with ``MCE(P, Q) = tr(-P log Q)`` (the paper
-adds ``+ tr(Q)``, which the authors' code omits and so do we). With a batch of ``m`` rows and
-``m < d`` every such matrix is ``(rank <= m) + mu * I``, so each trace can be computed exactly from
-``m x m`` Gram matrices: :func:`mce_uniformity` and :func:`mce_alignment` do that and pick whichever
-side is smaller.
+Every Matrix-SSL matrix is ``(rank <= m) + mu * I`` for a batch of ``m`` rows, so
+:func:`mce_uniformity` and :func:`mce_alignment` take each trace exactly from the smaller of the
+m x m and d x d matrices.
 
 - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024,
   https://arxiv.org/abs/2305.17326

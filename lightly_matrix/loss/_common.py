@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -21,7 +22,8 @@ __all__ = ["BatchLoss", "check_number", "check_positive_int"]
 class BatchLoss(nn.Module):
     """Base of the losses: checks the inputs and runs the matrix math on the global batch.
 
-    The losses return a scalar tensor: float32, or float64 for float64 inputs.
+    The losses return a scalar tensor: float32, or float64 for float64 inputs. A hyper-parameter
+    out of its range (NaN and inf included) is a ``ValueError`` naming it and the range.
 
     Attributes:
         gather_distributed: Gather the rows of all processes first, so the loss is that of the
@@ -37,6 +39,14 @@ class BatchLoss(nn.Module):
                 "build; set gather_distributed=False or install a PyTorch with distributed support."
             )
         self.gather_distributed = gather_distributed
+        self._warned: set[str] = set()
+
+    def warn_once(self, kind: str, message: str) -> None:
+        """``message`` as a ``UserWarning`` at the line calling the loss, once per ``kind``."""
+        if kind not in self._warned:
+            self._warned.add(kind)
+            # Past this method, forward and nn.Module's two call frames.
+            warnings.warn(f"{type(self).__name__}: {message} (warned once)", stacklevel=5)
 
     def resolve_alias(
         self, name: str, value: float, alias: str, alias_value: float | None

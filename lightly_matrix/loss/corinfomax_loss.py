@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -51,9 +50,6 @@ class CorInfoMaxLoss(BatchLoss):
         la_mu: The authors' name of ``mean_momentum``.
         R_ini: The authors' name of ``cov_init``.
 
-    Raises:
-        ValueError: If a hyper-parameter is NaN, infinite or out of range.
-
     Examples:
         >>> import torch
         >>> from lightly_matrix.loss import CorInfoMaxLoss
@@ -100,16 +96,11 @@ class CorInfoMaxLoss(BatchLoss):
             check_number(name, value, low=0.0, high=1.0, high_open=True, hint=_MOMENTUM_HINT)
             for name, value in (("cov_momentum", cov_momentum), ("mean_momentum", mean_momentum))
         )
-        self.cov_init = check_number(
-            "cov_init",
-            self.resolve_alias("cov_init", cov_init, "R_ini", R_ini),
-            low=0.0,
-            low_open=True,
-            hint="the first covariance is cov_init * I.",
-        )
+        cov_init = self.resolve_alias("cov_init", cov_init, "R_ini", R_ini)
+        hint = "the first covariance is cov_init * I."
+        self.cov_init = check_number("cov_init", cov_init, low=0.0, low_open=True, hint=hint)
         self.eps = check_number("eps", eps, low=0.0, hint="the ridge before the log-determinant.")
         self.normalize = normalize
-        self._warned_small_batch = False
         for name in _STATS:
             shape = (dim, dim) if "cov" in name else (dim,)
             self.register_buffer(name, torch.zeros(shape, dtype=torch.float64))
@@ -170,16 +161,13 @@ class CorInfoMaxLoss(BatchLoss):
                     f"but got embeddings on {za.device}; call criterion.to(device) once after "
                     "creating it (or make it a submodule of the model that is moved)."
                 )
-            if len(za) < self.dim and not self._warned_small_batch:
-                self._warned_small_batch = True
-                warnings.warn(
-                    f"CorInfoMaxLoss: the batch has {len(za)} rows (over all processes) but "
-                    f"dim={self.dim}; each batch covariance has rank < {self.dim}, so the "
-                    "log-determinant term gets little signal and training can plateau. Use a "
-                    "global batch of at least dim rows (the published runs use 3 to 8 x dim) or "
-                    "a smaller projector output. (warned once)",
-                    UserWarning,
-                    stacklevel=4,  # the caller of the module, past nn.Module's two call frames
+            if len(za) < self.dim:
+                self.warn_once(
+                    "small batch",
+                    f"the batch has {len(za)} rows (over all processes) but dim={self.dim}; each "
+                    f"batch covariance has rank < {self.dim}, so the log-determinant term gets "
+                    "little signal and training can plateau. Use a global batch of at least dim "
+                    "rows (the published runs use 3 to 8 x dim) or a smaller projector output.",
                 )
             new_a = self._updated_stats(za, self.running_mean_a, self.running_cov_a)
             new_b = self._updated_stats(zb, self.running_mean_b, self.running_cov_b)

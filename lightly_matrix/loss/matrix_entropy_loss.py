@@ -29,9 +29,6 @@ class MatrixEntropyLoss(BatchLoss):
         weight: Factor applied to the returned value (finite, >= 0); M-MAE's ``lamb``.
         mu: The authors' name of ``gram_scale`` (for code ported from theirs).
 
-    Raises:
-        ValueError: If ``gram_scale`` or ``weight`` is NaN, infinite or out of range.
-
     Examples:
         >>> import torch
         >>> from lightly_matrix.loss import MatrixEntropyLoss
@@ -61,13 +58,9 @@ class MatrixEntropyLoss(BatchLoss):
         mu: float | None = None,
     ) -> None:
         super().__init__(gather_distributed)
-        self.gram_scale = check_number(
-            "gram_scale",
-            self.resolve_alias("gram_scale", gram_scale, "mu", mu),
-            low=0.0,
-            low_open=True,
-            hint="the authors use 1 (default) or 3 (their ViT-L run).",
-        )
+        gram_scale = self.resolve_alias("gram_scale", gram_scale, "mu", mu)
+        hint = "the authors use 1 (default) or 3 (their ViT-L run)."
+        self.gram_scale = check_number("gram_scale", gram_scale, low=0.0, low_open=True, hint=hint)
         self.centering = centering
         self.weight = check_number("weight", weight, low=0.0, hint="M-MAE's lamb; authors: 0.01.")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 from torch import Tensor
 
 from lightly_matrix.functional.matrix_cross_entropy import mce_alignment, mce_uniformity
@@ -40,9 +38,6 @@ class MatrixSSLLoss(BatchLoss):
         gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
         lamda: The paper's and authors' name of ``target_scale`` (for code ported from theirs).
         mu: The authors' name of ``ridge``.
-
-    Raises:
-        ValueError: If a hyper-parameter is NaN, infinite or out of range.
 
     Examples:
         >>> import torch
@@ -81,7 +76,6 @@ class MatrixSSLLoss(BatchLoss):
         if taylor_order is not None:
             check_positive_int("taylor_order", taylor_order, hint="or None: the exact logarithm")
         self.taylor_order = taylor_order
-        self._warned_swapped = False
 
     def forward(self, online: Tensor, target: Tensor) -> Tensor:
         """Loss of one pair.
@@ -92,15 +86,12 @@ class MatrixSSLLoss(BatchLoss):
             target: ``p``, the teacher projection of shape (batch, dim), usually without
                 gradient; it plays P in the alignment term.
         """
-        if target.requires_grad and not online.requires_grad and not self._warned_swapped:
-            self._warned_swapped = True
-            warnings.warn(
-                "MatrixSSLLoss: the first argument has no gradient but the second has one; the "
-                "call is loss_fn(online, target): pass the online (student) prediction first "
-                "and the teacher's projection second (Lightly's byol.py passes them the other "
-                "way round). (warned once)",
-                UserWarning,
-                stacklevel=4,  # the caller of the module, past nn.Module's two call frames
+        if target.requires_grad and not online.requires_grad:
+            self.warn_once(
+                "swapped",
+                "the first argument has no gradient but the second has one; the call is "
+                "loss_fn(online, target): pass the online (student) prediction first and the "
+                "teacher's projection second (Lightly's byol.py passes them the other way round).",
             )
         with self.global_batch(online, target) as (z, p):
             uniformity = mce_uniformity(p, z, self.target_scale, self.ridge, self.taylor_order)

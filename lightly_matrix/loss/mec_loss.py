@@ -46,10 +46,6 @@ class MECLoss(BatchLoss):
             log-determinant.
         gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
 
-    Raises:
-        ValueError: If ``eps_squared`` is NaN, infinite or not positive, or ``taylor_order`` is
-            not a positive int or None.
-
     Examples:
         >>> import torch
         >>> from lightly_matrix.loss import MECLoss

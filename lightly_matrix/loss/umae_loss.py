@@ -20,9 +20,6 @@ class UMAELoss(BatchLoss):
         gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
         weight: Factor applied to the returned value (finite, >= 0); U-MAE's ``lamb``.
 
-    Raises:
-        ValueError: If ``weight`` is NaN, infinite or negative.
-
     Examples:
         >>> import torch
         >>> from lightly_matrix.loss import UMAELoss

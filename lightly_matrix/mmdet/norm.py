@@ -20,11 +20,9 @@ NAME = "LightlyMatrixLN2d"
 class LayerNorm2d(TimmLayerNorm2d):
     """LayerNorm over the channels of an NCHW map (ViTDet's pyramid and head norm).
 
-    timm's ``LayerNorm2d`` with ``eps=1e-5`` instead of timm's and Detectron2's ``1e-6``: 1e-5
-    is what mmcv's ``build_norm_layer`` gives every norm a config builds (the box and mask
-    heads' here, and in mmdet's own ViTDet port), so pyramid and heads agree. The two values
-    change outputs by about 5e-6 (relative) on unit-variance features; set
-    ``norm_cfg=dict(type='LightlyMatrixLN2d', eps=1e-6)`` for Detectron2's.
+    timm's ``LayerNorm2d`` at ``eps=1e-5``, what mmcv's ``build_norm_layer`` gives the heads'
+    norms, so pyramid and heads agree; ``norm_cfg=dict(type='LightlyMatrixLN2d', eps=1e-6)``
+    gives Detectron2's value (outputs change by about 5e-6).
 
     Args:
         num_channels: Channels of the input map.

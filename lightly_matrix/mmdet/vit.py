@@ -27,10 +27,8 @@ from lightly_matrix.mmdet.vitdet import token_map, windowed_blocks
 class TimmViTSimplePyramid(BaseModule):
     """timm ViT + simple feature pyramid, returning five maps (strides 4 to 64).
 
-    Pretrained weights load under ``vit.`` (timm's own key names), so a file written by
-    :func:`lightly_matrix.export.export_backbone` fits with
-    ``init_cfg=dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``; the pyramid
-    (``pyramid.``) is new and trained from scratch.
+    Pretrained weights load under ``vit.`` (timm's key names): an exported file fits with
+    ``init_cfg=dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``; the pyramid is new.
 
     ViTDet mode (``window_size > 0`` or ``use_rel_pos``): the blocks are ViTDet's
     (:mod:`lightly_matrix.mmdet.vitdet`), the same file loads, and the class token and final
@@ -89,8 +87,7 @@ class TimmViTSimplePyramid(BaseModule):
             dynamic_img_size=True,
             dynamic_img_pad=True,
         )
-        # timm initialised it; mmengine must not call its init_weights again, which would run
-        # after a PretrainedOrDefault init_cfg has loaded the checkpoint.
+        # timm initialised it; mmengine's init_weights would run after init_cfg loaded weights.
         object.__setattr__(self.vit, "is_init", True)
         self.final_norm = final_norm
         if not final_norm:

@@ -13,11 +13,8 @@ def check_positive_int(name: str, value: Any, hint: str = "") -> int:
 
     Args:
         name: The argument's name as the caller spells it (``"num_iters"``, ``"--parallel"``).
-        value: What was passed.
+        value: What was passed; returned, so a constructor can check and assign in one line.
         hint: How to fix it, appended to the message (e.g. a usual value).
-
-    Returns:
-        ``value``, so that a constructor can check and assign in one line.
 
     Examples:
         >>> check_positive_int("num_layers", 3)
