@@ -170,12 +170,10 @@ def feature_spectrum(features: Tensor) -> dict[str, Any]:
 class FrozenEvaluation(Callback):
     """Scores the frozen online backbone before training, every N epochs and at the end.
 
-    Results go to ``out_dir/metrics.json`` (``run`` info, ``history`` of evaluations, ``final``)
-    and to the Lightning loggers as ``eval/*``; the covariance spectrum of the features of the
-    probes' training images to ``out_dir/spectrum.json`` (:func:`feature_spectrum` per
-    evaluation, for ``lightly-matrix report``). The epoch-0 row is the randomly initialised
-    backbone. Only the global-zero process evaluates; the module's ``knn_k`` / ``knn_t``
-    hyper-parameters, where it has them, set the kNN probe.
+    Results go to ``out_dir/metrics.json`` (``run``, ``history``, ``final``), to the loggers as
+    ``eval/*`` and, as :func:`feature_spectrum` of the probes' training images, to
+    ``out_dir/spectrum.json``; a resumed run appends. Only the global-zero process evaluates; the
+    module's ``knn_k`` / ``knn_t`` hyper-parameters, where it has them, set the kNN probe.
 
     Args:
         data: Labelled probe data.
@@ -203,7 +201,6 @@ class FrozenEvaluation(Callback):
         self.at_start = at_start
         self.run_info = dict(run_info or {})
         self.num_workers = num_workers
-        # A resumed run appends to what its folder holds.
         self.history: list[dict[str, Any]] = _read(self.path, "history")
         self.spectra: list[dict[str, Any]] = _read(self.spectrum_path, "evaluations")
 

@@ -1,11 +1,9 @@
 """Precise BatchNorm statistics before evaluation, as Detectron2's ``TEST.PRECISE_BN`` [0].
 
-During fine-tuning every BN layer keeps an exponential moving average of batch statistics taken
-under weights that kept changing. MoCo's detection code [1] (which Matrix-SSL and CorInfoMax ran
-for their COCO tables) recomputes the running mean and variance of every BN layer with the final
-weights over 200 training batches before evaluating: the plain average of the per-batch means
-and (unbiased) variances, as fvcore's ``update_bn_stats``. mmdet and mmengine have no such hook
-(mmpretrain, not a dependency, has one), hence ``PreciseBNHook`` in mmdet's ``HOOKS``::
+MoCo's detection code [1] (which Matrix-SSL and CorInfoMax ran for their COCO tables) replaces
+the moving averages of every BN layer, taken under changing weights, by the plain average of
+the batch statistics over 200 training batches with the final weights. mmdet and mmengine have
+no such hook (mmpretrain, not a dependency, has one), hence ``PreciseBNHook``::
 
     custom_hooks = [dict(type='PreciseBNHook', num_iters=200)]
 

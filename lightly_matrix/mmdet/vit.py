@@ -39,12 +39,10 @@ class TimmViTSimplePyramid(BaseModule):
         img_size: Pretraining image size (sets the stored position-embedding grid).
         patch_size: Patch size; must make the strides 4-32 reachable by factors of 2.
         in_chans: Input channels.
-        final_norm: The ViT has a final LayerNorm (MAE-style encoders do); applied to its output
-            except in ViTDet mode (loaded, unused).
+        final_norm: The ViT has a final LayerNorm (MAE-style encoders do).
         out_channels: Channels of every pyramid level.
-        norm_cfg: Norm of the pyramid convolutions: ``dict(type='LightlyMatrixLN2d')`` (ViTDet's
-            LayerNorm, :class:`~lightly_matrix.mmdet.norm.LayerNorm2d`) or any mmcv norm such as
-            ``dict(type='SyncBN')``.
+        norm_cfg: Norm of the pyramid: ``dict(type='LightlyMatrixLN2d')`` (the default) or any
+            mmcv norm such as ``dict(type='SyncBN')``.
         drop_path_rate: Stochastic depth of the ViT blocks.
         window_size: ViTDet window attention, tokens per window side (ViT-B: 14); 0: global.
         global_attn_indexes: Blocks keeping global attention; ``None``: the last block of each

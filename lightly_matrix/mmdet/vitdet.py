@@ -53,16 +53,15 @@ def windowed_blocks(
     """ViTDet blocks carrying the weights of a timm ``VisionTransformer``'s blocks.
 
     Args:
-        vit: The timm ViT; its blocks' design (widths, heads, norms, layer scale, drop path)
-            and weights are kept.
+        vit: The timm ViT; its blocks' design and weights are kept.
         window_size: Tokens per window side; ``0``: global attention everywhere.
         global_attn_indexes: Blocks with global attention (``None``: :func:`global_block_indexes`).
         use_rel_pos: Add (zero-initialised) decomposed relative position biases to attention.
-        grid_size: Token grid side of the detector input (1024 / 16 = 64 for ViTDet); sizes the
+        grid_size: Token grid side of the detector input (ViTDet: 1024 / 16 = 64); sizes the
             global blocks' relative position tables (other grids interpolate them).
 
     Returns:
-        The blocks, taking and returning ``(batch, height, width, dim)`` token maps.
+        Blocks taking and returning ``(batch, height, width, dim)`` token maps.
 
     Raises:
         ValueError: Bad window size or global block index, or blocks of another design.

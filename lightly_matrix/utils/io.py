@@ -1,8 +1,7 @@
 """Atomic file writes: a reader (or a kill at any moment) sees the old file or the new one.
 
-Every file the package rewrites (checkpoints, exported backbones, metrics, indexes, reports)
-goes through :func:`atomic_write`: the bytes go to a temporary file beside the target, are
-fsynced, get the permissions a new file would get, and are renamed over the target.
+Every file the package rewrites goes through :func:`atomic_write`: a fsynced temporary file
+beside the target, with the permissions a new file would get, renamed over the target.
 """
 
 from __future__ import annotations
