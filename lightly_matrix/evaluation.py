@@ -1,17 +1,15 @@
 """Evaluation of frozen backbone features: kNN, linear probe and few-label probe.
 
-Labels are used only here (and by the online probe). The kNN classifier is Lightly's
-``knn_predict`` (cosine similarity, temperature-weighted votes); the linear probes are scikit-learn
-logistic regressions on standardised features, which are fast and deterministic on CPU. On the
-digits, kNN saturates (raw pixels already reach ~96%); the linear and few-label (10 labels per
-class)
-probes are the figures that separate methods.
+The kNN classifier is Lightly's ``knn_predict``; the linear probes are scikit-learn logistic
+regressions on standardised features, fast and deterministic on CPU. On the digits kNN saturates
+(raw pixels reach ~96%): the linear and few-label probes are the figures that separate methods.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,22 +24,24 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightly_matrix.utils.io import write_json_atomic
-from lightly_matrix.utils.text import markdown_table
 
 METRICS_FILE = "metrics.json"
 #: Covariance spectra of the frozen backbone's features on the probe images, per evaluation.
 SPECTRUM_FILE = "spectrum.json"
 
+EVAL_COLUMNS = (
+    ("epoch", "epoch"),
+    ("knn_top1", "kNN top-1 (%)"),
+    ("linear_top1", "linear top-1 (%)"),
+    ("few_label_top1", "10 labels/class top-1 (%)"),
+    ("eval_s", "eval time (s)"),
+)
+
 
 @dataclass
 class ProbeData:
-    """Labelled images for the frozen-feature probes (both with the evaluation transform).
-
-    Attributes:
-        train: Images the probes are fitted on.
-        test: Images the probes are scored on.
-        num_classes: Number of classes.
-    """
+    """Labelled images (with the evaluation transform) the probes are fitted on (``train``) and
+    scored on (``test``), and their number of classes."""
 
     train: Dataset
     test: Dataset
@@ -56,11 +56,8 @@ def extract_features(
     num_workers: int = 0,
     device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
-    """Runs ``encoder`` over ``dataset`` of ``(image, label)`` pairs.
-
-    Returns:
-        Float32 features ``(n, d)`` and int64 labels ``(n,)``, on the CPU.
-    """
+    """Float32 features ``(n, d)`` and int64 labels ``(n,)`` on the CPU: ``encoder`` run over
+    ``dataset`` of ``(image, label)`` pairs."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     features, labels = [], []
     for images, targets in loader:
@@ -69,73 +66,22 @@ def extract_features(
     return torch.cat(features), torch.cat(labels).long()
 
 
-def knn_top1(
-    train_x: Tensor,
-    train_y: Tensor,
-    test_x: Tensor,
-    test_y: Tensor,
-    num_classes: int,
-    k: int = 20,
-    t: float = 0.1,
-) -> float:
-    """Top-1 accuracy (%) of Lightly's weighted cosine kNN classifier."""
-    bank = F.normalize(train_x, dim=1).t().contiguous()
-    query = F.normalize(test_x, dim=1)
-    predictions = knn_predict(
-        query, bank, train_y, num_classes, knn_k=min(k, train_x.shape[0]), knn_t=t
-    )
-    return 100.0 * float((predictions[:, 0] == test_y).float().mean())
-
-
 def linear_probe_top1(
-    train_x: Tensor,
-    train_y: Tensor,
-    test_x: Tensor,
-    test_y: Tensor,
-    seed: int = 0,
-    max_iter: int = 1000,
+    train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], seed: int = 0
 ) -> float:
-    """Top-1 accuracy (%) of an L2-regularised logistic regression on standardised features."""
-    import warnings
-
+    """Top-1 accuracy (%) of an L2-regularised logistic regression on standardised features,
+    fitted on ``train`` and scored on ``test`` (``(features, labels)`` pairs)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    probe = make_pipeline(
-        StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed)
-    )
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
     with warnings.catch_warnings():
         # A probe stopped at max_iter is still a fair, fixed-budget probe for every method.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        probe.fit(train_x.double().numpy(), train_y.numpy())
-    return 100.0 * float(probe.score(test_x.double().numpy(), test_y.numpy()))
-
-
-def few_label_top1(
-    train_x: Tensor,
-    train_y: Tensor,
-    test_x: Tensor,
-    test_y: Tensor,
-    per_class: int = 10,
-    repeats: int = 5,
-    seed: int = 0,
-) -> float:
-    """Mean top-1 accuracy (%) of linear probes fitted on ``per_class`` labels per class.
-
-    The labelled subsets are drawn with fixed seeds, so every method sees the same ones.
-    """
-    rng = np.random.default_rng(seed)
-    labels = train_y.numpy()
-    scores = []
-    for _ in range(repeats):
-        chosen = np.concatenate(
-            [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
-        )
-        index = torch.as_tensor(chosen)
-        scores.append(linear_probe_top1(train_x[index], train_y[index], test_x, test_y, seed=seed))
-    return float(np.mean(scores))
+        probe.fit(train[0].double().numpy(), train[1].numpy())
+    return 100.0 * float(probe.score(test[0].double().numpy(), test[1].numpy()))
 
 
 def evaluate_features(
@@ -161,16 +107,33 @@ def evaluate_features(
         knn_t: Temperature of its weighted votes.
 
     Returns:
-        ``{"knn_top1", "linear_top1", "few_label_top1"}``.
+        ``{"knn_top1", "linear_top1", "few_label_top1"}``; the few-label probe is the mean of 5
+        linear probes on 10 labels per class, drawn with fixed seeds (the same for every method).
     """
-    linear_index = torch.linspace(0, len(train_x) - 1, min(len(train_x), max_linear_train)).long()
+    bank = F.normalize(train_x, dim=1).t().contiguous()
+    predicted = knn_predict(
+        F.normalize(test_x, dim=1), bank, train_y, num_classes, min(knn_k, len(train_x)), knn_t
+    )[:, 0]
+    linear = torch.linspace(0, len(train_x) - 1, min(len(train_x), max_linear_train)).long()
+    rng, labels = np.random.default_rng(0), train_y.numpy()
+    few_label = []
+    for _ in range(5):
+        chosen = [rng.permutation(np.flatnonzero(labels == c))[:10] for c in np.unique(labels)]
+        index = torch.as_tensor(np.concatenate(chosen))
+        few_label.append(linear_probe_top1((train_x[index], train_y[index]), (test_x, test_y)))
     return {
-        "knn_top1": knn_top1(train_x, train_y, test_x, test_y, num_classes, knn_k, knn_t),
-        "linear_top1": linear_probe_top1(
-            train_x[linear_index], train_y[linear_index], test_x, test_y
-        ),
-        "few_label_top1": few_label_top1(train_x, train_y, test_x, test_y),
+        "knn_top1": 100.0 * float((predicted == test_y).float().mean()),
+        "linear_top1": linear_probe_top1((train_x[linear], train_y[linear]), (test_x, test_y)),
+        "few_label_top1": float(np.mean(few_label)),
     }
+
+
+def _probe_features(
+    encoder: Callable[[Tensor], Tensor], data: ProbeData, device: Any, num_workers: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    train = extract_features(encoder, data.train, device=device, num_workers=num_workers)
+    test = extract_features(encoder, data.test, device=device, num_workers=num_workers)
+    return *train, *test
 
 
 def evaluate_encoder(
@@ -180,9 +143,9 @@ def evaluate_encoder(
     num_workers: int = 0,
 ) -> dict[str, float]:
     """Extracts features of ``data`` with ``encoder``; scores them (:func:`evaluate_features`)."""
-    train_x, train_y = extract_features(encoder, data.train, device=device, num_workers=num_workers)
-    test_x, test_y = extract_features(encoder, data.test, device=device, num_workers=num_workers)
-    return evaluate_features(train_x, train_y, test_x, test_y, data.num_classes)
+    return evaluate_features(
+        *_probe_features(encoder, data, device, num_workers), num_classes=data.num_classes
+    )
 
 
 def feature_spectrum(features: Tensor) -> dict[str, Any]:
@@ -204,26 +167,13 @@ def feature_spectrum(features: Tensor) -> dict[str, Any]:
     }
 
 
-#: The evaluation table's former name (benchmarks and user scripts import it from here).
-format_table = markdown_table
-
-EVAL_COLUMNS = (
-    ("epoch", "epoch"),
-    ("knn_top1", "kNN top-1 (%)"),
-    ("linear_top1", "linear top-1 (%)"),
-    ("few_label_top1", "10 labels/class top-1 (%)"),
-    ("eval_s", "eval time (s)"),
-)
-
-
 class FrozenEvaluation(Callback):
     """Scores the frozen online backbone before training, every N epochs and at the end.
 
-    Results go to ``out_dir/metrics.json`` (``run`` info, ``history`` of evaluations, ``final``)
-    and to the Lightning loggers as ``eval/*``; the covariance spectrum of the features of the
-    probes' training images to ``out_dir/spectrum.json`` (:func:`feature_spectrum` per
-    evaluation, for ``lightly-matrix report``). The epoch-0 row is the randomly initialised
-    backbone. Only the global-zero process evaluates.
+    Results go to ``out_dir/metrics.json`` (``run``, ``history``, ``final``), to the loggers as
+    ``eval/*`` and, as :func:`feature_spectrum` of the probes' training images, to
+    ``out_dir/spectrum.json``; a resumed run appends. Only the global-zero process evaluates; the
+    module's ``knn_k`` / ``knn_t`` hyper-parameters, where it has them, set the kNN probe.
 
     Args:
         data: Labelled probe data.
@@ -246,17 +196,13 @@ class FrozenEvaluation(Callback):
         super().__init__()
         self.data = data
         self.path = Path(out_dir) / METRICS_FILE
+        self.spectrum_path = self.path.with_name(SPECTRUM_FILE)
         self.every_n_epochs = every_n_epochs
         self.at_start = at_start
         self.run_info = dict(run_info or {})
         self.num_workers = num_workers
-        self.spectrum_path = self.path.with_name(SPECTRUM_FILE)
-        self.history: list[dict[str, Any]] = []
-        self.spectra: list[dict[str, Any]] = []
-        if self.path.exists():  # a resumed run appends to its history
-            self.history = json.loads(self.path.read_text()).get("history", [])
-        if self.spectrum_path.exists():
-            self.spectra = json.loads(self.spectrum_path.read_text()).get("evaluations", [])
+        self.history: list[dict[str, Any]] = _read(self.path, "history")
+        self.spectra: list[dict[str, Any]] = _read(self.spectrum_path, "evaluations")
 
     def evaluate(self, trainer: Trainer, module: LightningModule, epoch: int) -> None:
         """Evaluates the backbone after ``epoch`` completed epochs and records the result."""
@@ -267,43 +213,27 @@ class FrozenEvaluation(Callback):
         module.eval()
         try:
             with torch.autocast(device_type=module.device.type, enabled=False):
-                train_x, train_y = extract_features(
-                    module, self.data.train, device=module.device, num_workers=self.num_workers
-                )
-                test_x, test_y = extract_features(
-                    module, self.data.test, device=module.device, num_workers=self.num_workers
-                )
+                features = _probe_features(module, self.data, module.device, self.num_workers)
         finally:
             module.train(was_training)
-        # The module's Lightly-style knn_k/knn_t (20 and 0.1 for modules that predate them).
         hp = getattr(module, "hparams", {})
-        knn = {"knn_k": int(hp.get("knn_k", 20)), "knn_t": float(hp.get("knn_t", 0.1))}
-        metrics = evaluate_features(train_x, train_y, test_x, test_y, self.data.num_classes, **knn)
-        row = {
-            "epoch": epoch,
-            "step": trainer.global_step,
-            **metrics,
-            "eval_s": time.perf_counter() - start,
-        }
-        self.history.append(row)
-        if len(train_x) >= 2:
-            spectrum = feature_spectrum(train_x)
-            self.spectra.append({"epoch": epoch, "step": trainer.global_step, **spectrum})
+        knn = {key: hp[key] for key in ("knn_k", "knn_t") if key in hp}
+        metrics = evaluate_features(*features, self.data.num_classes, **knn)
+        step = trainer.global_step
+        self.history.append(
+            {"epoch": epoch, "step": step, **metrics, "eval_s": time.perf_counter() - start}
+        )
+        if len(features[0]) >= 2:
+            self.spectra.append({"epoch": epoch, "step": step, **feature_spectrum(features[0])})
         for logger in trainer.loggers:
-            logger.log_metrics(
-                {f"eval/{k}": v for k, v in metrics.items()}, step=trainer.global_step
-            )
+            logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=step)
         self.write()
 
     def write(self) -> None:
         """Writes ``metrics.json`` and ``spectrum.json``."""
         history = sorted(self.history, key=lambda row: row["epoch"])
-        payload = {
-            "run": self.run_info,
-            "history": history,
-            "final": history[-1] if history else None,
-        }
-        write_json_atomic(self.path, payload)
+        final = history[-1] if history else None
+        write_json_atomic(self.path, {"run": self.run_info, "history": history, "final": final})
         if self.spectra:
             spectra = sorted(self.spectra, key=lambda row: row["epoch"])
             write_json_atomic(
@@ -317,12 +247,13 @@ class FrozenEvaluation(Callback):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        if (
-            self.every_n_epochs > 0
-            and epoch % self.every_n_epochs == 0
-            and epoch < (trainer.max_epochs or 0)
-        ):
+        every = self.every_n_epochs
+        if every > 0 and epoch % every == 0 and epoch < (trainer.max_epochs or 0):
             self.evaluate(trainer, pl_module, epoch)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.evaluate(trainer, pl_module, trainer.current_epoch)
+
+
+def _read(path: Path, key: str) -> list[dict[str, Any]]:
+    return json.loads(path.read_text()).get(key, []) if path.exists() else []

@@ -21,7 +21,6 @@ MODULES = [
     "lightly_matrix.transfer.references",
     "lightly_matrix.data.index",
     "lightly_matrix.utils.checks",
-    "lightly_matrix.utils.deprecation",
     "lightly_matrix.utils.io",
     "lightly_matrix.utils.loop_progress",
     "lightly_matrix.utils.text",

@@ -8,7 +8,7 @@ Daleckii-Krein formula, whose divided differences have a finite limit ``f'(lambd
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from math import comb
 
 import torch
@@ -19,30 +19,21 @@ from lightly_matrix.utils.checks import check_positive_int
 ScalarFn = Callable[[Tensor], Tensor]
 
 
-def compute_dtype(x: Tensor) -> torch.dtype:
-    """The dtype matrix functions run in: float64 stays float64, everything else is float32."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 def _divided_differences(eigvals: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:
     """First divided differences ``(f(l_i) - f(l_j)) / (l_i - l_j)``, ``f'`` on (near) ties."""
     fl = f(eigvals)
     diff = eigvals[:, None] - eigvals[None, :]
     # Below this gap the quotient loses more to cancellation than f' at the midpoint is off.
-    tol = 1e-6 * eigvals.abs().max().clamp(min=1.0)
-    close = diff.abs() <= tol
-    safe = torch.where(close, torch.ones_like(diff), diff)
-    quotient = (fl[:, None] - fl[None, :]) / safe
-    midpoint = 0.5 * (eigvals[:, None] + eigvals[None, :])
-    return torch.where(close, df(midpoint), quotient)
+    close = diff.abs() <= 1e-6 * eigvals.abs().max().clamp(min=1.0)
+    quotient = (fl[:, None] - fl[None, :]) / torch.where(close, torch.ones_like(diff), diff)
+    return torch.where(close, df(0.5 * (eigvals[:, None] + eigvals[None, :])), quotient)
 
 
 class _SymmetricMatrixFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, S: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:  # type: ignore[override]
-        S = 0.5 * (S + S.mT)
         try:
-            eigvals, U = torch.linalg.eigh(S)
+            eigvals, U = torch.linalg.eigh(0.5 * (S + S.mT))
         except torch.linalg.LinAlgError as err:  # NaN/inf in S: say so, as logdet_spd does
             raise ValueError(
                 f"eigendecomposition of a matrix of shape {tuple(S.shape)} failed ({err}); "
@@ -55,35 +46,19 @@ class _SymmetricMatrixFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         eigvals, U = ctx.saved_tensors
-        D = _divided_differences(eigvals, ctx.f, ctx.df)
-        inner = D * (U.mT @ grad @ U)
-        grad_S = U @ inner @ U.mT
+        grad_S = U @ (_divided_differences(eigvals, ctx.f, ctx.df) * (U.mT @ grad @ U)) @ U.mT
         return 0.5 * (grad_S + grad_S.mT), None, None
 
 
 def symmetric_matrix_function(S: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:
-    """``f(S)`` for a symmetric matrix ``S`` via its eigendecomposition.
-
-    Args:
-        S: Symmetric matrix of shape (n, n). Only ``(S + S^T) / 2`` is used.
-        f: Elementwise scalar function applied to the eigenvalues.
-        df: Its derivative, used for the gradient where eigenvalues (nearly) coincide.
-
-    Returns:
-        ``U f(Lambda) U^T``, differentiable with finite gradients for repeated eigenvalues.
-    """
+    """``U f(Lambda) U^T`` for a symmetric ``S = U Lambda U^T``; ``df``, the derivative of ``f``,
+    gives the gradient where eigenvalues (nearly) coincide."""
     out: Tensor = _SymmetricMatrixFunction.apply(S, f, df)
     return out
 
 
 def matrix_log(Q: Tensor) -> Tensor:
     """Exact logarithm of a symmetric positive-definite matrix (eigendecomposition).
-
-    Args:
-        Q: Symmetric positive-definite matrix of shape (n, n).
-
-    Returns:
-        ``log(Q)`` of shape (n, n), with finite gradients even for repeated eigenvalues.
 
     Examples:
         >>> Q = torch.eye(3, dtype=torch.float64) * 2.0
@@ -94,17 +69,9 @@ def matrix_log(Q: Tensor) -> Tensor:
 
 
 def matrix_log_taylor(Q: Tensor, order: int = 4) -> Tensor:
-    """Taylor series of the matrix logarithm around the identity, as the Matrix-SSL code uses.
-
-    ``log(Q) ~ sum_{k=1..order} (-1)^(k+1) (Q - I)^k / k``; valid only where the spectrum of
-    ``Q - I`` lies inside the unit disc. Works for non-symmetric ``Q``.
-
-    Args:
-        Q: Square matrix of shape (n, n).
-        order: Number of series terms (the authors use 4).
-
-    Returns:
-        The truncated series, shape (n, n).
+    """``sum_{k=1..order} (-1)^(k+1) (Q - I)^k / k``: the Taylor series of the matrix logarithm
+    around the identity, as the Matrix-SSL code uses (the authors: order 4). Valid only where the
+    spectrum of ``Q - I`` lies inside the unit disc; ``Q`` need not be symmetric.
 
     Examples:
         >>> Q = torch.eye(2) * 1.1
@@ -113,51 +80,42 @@ def matrix_log_taylor(Q: Tensor, order: int = 4) -> Tensor:
     """
     check_positive_int("order", order)
     A = Q - torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
-    out = torch.zeros_like(Q)
-    power = A
-    for k in range(1, order + 1):
-        if k > 1:
-            power = power @ A
-        out = out + ((-1) ** (k + 1) / k) * power
-    return out
+    powers = [A]
+    for _ in range(1, order):
+        powers.append(powers[-1] @ A)
+    return log_series(powers)
+
+
+def log_series(terms: Sequence[Tensor]) -> Tensor:
+    """``sum_k (-1)^(k+1) terms[k-1] / k``: ``log(1 + x)`` from the powers (or their traces)."""
+    return sum(((-1) ** k / (k + 1) * t for k, t in enumerate(terms)), torch.zeros_like(terms[0]))
 
 
 def trace_powers(K: Tensor, order: int) -> list[Tensor]:
     """``[tr(K), tr(K^2), ..., tr(K^order)]`` with ``ceil(order / 2) - 1`` matrix products.
 
-    Uses ``tr(K^(a+b)) = sum(K^a * (K^b)^T)``: the fourth power needs only ``K @ K``.
-
-    Args:
-        K: Square matrix (n, n), not necessarily symmetric.
-        order: Highest power.
-
-    Returns:
-        List of ``order`` scalar tensors.
+    Uses ``tr(K^(a+b)) = sum(K^a * (K^b)^T)``: the fourth power needs only ``K @ K``. ``K`` need
+    not be symmetric.
     """
     check_positive_int("order", order)
-    half = (order + 1) // 2
     powers = [K]
-    for _ in range(1, half):
+    for _ in range(1, (order + 1) // 2):
         powers.append(powers[-1] @ K)
     traces = [torch.diagonal(K).sum()]
     for j in range(2, order + 1):
-        a, b = (j + 1) // 2, j // 2
-        traces.append((powers[a - 1] * powers[b - 1].mT).sum())
+        traces.append((powers[(j + 1) // 2 - 1] * powers[j // 2 - 1].mT).sum())
     return traces
 
 
-def shifted_trace_powers(traces: list[Tensor], dim: int, shift: float) -> list[Tensor]:
-    """``tr((C + shift * I)^k)`` for ``k = 1..len(traces)`` from ``traces[j-1] = tr(C^j)``.
-
-    Binomial expansion with ``tr(C^0) = dim``: this is how the ``mu * I`` part of every Matrix-SSL
-    matrix is handled exactly without ever forming a ``dim x dim`` matrix.
-    """
-    all_traces = [torch.as_tensor(float(dim), dtype=traces[0].dtype, device=traces[0].device)]
-    all_traces += traces
-    out = []
-    for k in range(1, len(traces) + 1):
-        out.append(sum(comb(k, j) * shift ** (k - j) * all_traces[j] for j in range(k + 1)))
-    return out  # type: ignore[return-value]
+def shifted_traces(trace0: Tensor | float, traces: Sequence[Tensor], shift: float) -> list[Tensor]:
+    """``tr(X (S + shift I)^k)`` for ``k = 1..len(traces)`` from ``traces[j-1] = tr(X S^j)`` and
+    ``trace0 = tr(X)`` (for ``X = I``: the dimension), by the binomial theorem: the ``mu * I`` of
+    every Matrix-SSL matrix without forming a ``d x d`` matrix."""
+    every = [torch.as_tensor(trace0, dtype=traces[0].dtype, device=traces[0].device), *traces]
+    return [
+        sum(comb(k, j) * shift ** (k - j) * every[j] for j in range(k + 1))  # type: ignore[misc]
+        for k in range(1, len(traces) + 1)
+    ]
 
 
 def logdet_spd(S: Tensor) -> Tensor:
@@ -175,18 +133,14 @@ def logdet_spd(S: Tensor) -> Tensor:
     return 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
 
 
+def _eye_like(K: Tensor) -> Tensor:
+    return torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+
+
 def logdet_identity_plus_gram(F: Tensor, scale: float) -> Tensor:
     """``logdet(I_d + scale * F^T F)`` for ``F`` of shape (m, d), on the smaller side.
 
-    By Sylvester's identity it equals ``logdet(I_m + scale * F F^T)``: the ``min(m, d)``-sized
-    Gram matrix is factorised, never the larger one.
-
-    Args:
-        F: Matrix of shape (m, d).
-        scale: Non-negative factor in front of the Gram matrix.
-
-    Returns:
-        Scalar tensor.
+    By Sylvester's identity it equals ``logdet(I_m + scale * F F^T)``.
 
     Examples:
         >>> F = torch.randn(8, 64, dtype=torch.float64)
@@ -194,10 +148,8 @@ def logdet_identity_plus_gram(F: Tensor, scale: float) -> Tensor:
         >>> torch.allclose(logdet_identity_plus_gram(F, 0.5), dense)
         True
     """
-    m, d = F.shape
-    gram = F @ F.mT if m <= d else F.mT @ F
-    eye = torch.eye(gram.shape[0], dtype=F.dtype, device=F.device)
-    return logdet_spd(eye + scale * gram)
+    gram = F @ F.mT if F.shape[0] <= F.shape[1] else F.mT @ F
+    return logdet_spd(_eye_like(gram) + scale * gram)
 
 
 def logdet_identity_plus_cross(
@@ -205,34 +157,19 @@ def logdet_identity_plus_cross(
 ) -> Tensor:
     """``logdet(I_d + scale * a^T b)`` for ``a``, ``b`` of shape (m, d), on the smaller side.
 
-    ``a^T b`` (d x d) and ``b a^T`` (m x m) have the same non-zero spectrum, so every
-    ``tr((scale * a^T b)^k)`` and the determinant are taken from the ``min(m, d)``-sized one.
-    The matrix is not symmetric: the Taylor form is ``sum_k (-1)^(k+1) tr((scale a^T b)^k) / k``,
-    valid where the spectrum of ``scale * a^T b`` lies inside the unit disc (MEC's
-    Taylor-expanded coding length); ``taylor_order=None`` gives ``log|det(...)|`` exactly.
-
-    Args:
-        a: Matrix of shape (m, d).
-        b: Matrix of the same shape.
-        scale: Factor in front of the cross product.
-        taylor_order: Terms of the series, or None for the exact log-determinant.
-
-    Returns:
-        Scalar tensor.
+    ``a^T b`` and ``b a^T`` have the same non-zero spectrum. The Taylor form
+    ``sum_k (-1)^(k+1) tr((scale a^T b)^k) / k`` (MEC's) is valid where that spectrum lies inside
+    the unit disc; ``taylor_order=None`` gives ``log|det(...)|`` exactly.
 
     Examples:
         >>> a, b = torch.randn(8, 64, dtype=torch.float64), torch.randn(8, 64, dtype=torch.float64)
         >>> dense = torch.logdet(torch.eye(64, dtype=torch.float64) + 0.01 * a.T @ b)
         >>> torch.allclose(logdet_identity_plus_cross(a, b, 0.01, taylor_order=None), dense)
         True
-        >>> series = logdet_identity_plus_cross(a, b, 0.01, taylor_order=40)
-        >>> torch.allclose(series, dense)
+        >>> torch.allclose(logdet_identity_plus_cross(a, b, 0.01, taylor_order=40), dense)
         True
     """
-    m, d = a.shape
-    K = scale * (b @ a.mT if m <= d else a.mT @ b)
+    K = scale * (b @ a.mT if a.shape[0] <= a.shape[1] else a.mT @ b)
     if taylor_order is None:
-        eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
-        return torch.linalg.slogdet(eye + K)[1]
-    traces = trace_powers(K, taylor_order)
-    return sum((-1) ** (k + 1) / k * t for k, t in enumerate(traces, start=1))  # type: ignore[return-value]
+        return torch.linalg.slogdet(_eye_like(K) + K)[1]
+    return log_series(trace_powers(K, taylor_order))

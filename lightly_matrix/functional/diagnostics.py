@@ -1,14 +1,8 @@
 """Collapse diagnostics to log during training: matrix entropy, effective rank, covariance spectrum.
 
-All three are computed from the smaller of the m x m and d x d Gram matrices. The two scalars
-fall when the embeddings collapse onto a few directions (dimensional collapse); the spectrum shows
-where the variance went.
-
-- Matrix entropy (von Neumann entropy of the trace-normalised covariance of L2-normalised
-  embeddings), the quantity Matrix-SSL and M-MAE [0, 1] maximise; between 0 and log(min(m, d)).
-- Effective rank (Roy and Vetterli, 2007) [2]: exp of the Shannon entropy of the normalised
-  singular values of the centred embeddings; between 1 and min(m, d).
-- Covariance spectrum: the eigenvalues of the embeddings' sample covariance, largest first.
+All three come from the smaller of the m x m and d x d Gram matrices. The scalars fall when the
+embeddings collapse onto a few directions; the spectrum shows where the variance went. Matrix
+entropy is the quantity Matrix-SSL and M-MAE [0, 1] maximise; effective rank is [2]'s.
 
 - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024
 - [1] Yang et al., Information Flow in Self-Supervised Learning, https://arxiv.org/abs/2309.17281
@@ -33,68 +27,47 @@ def _entropy(weights: Tensor) -> Tensor:
     return -torch.special.xlogy(probs, probs).sum()
 
 
-def _check_embeddings(x: Tensor) -> None:
+def _float64(x: Tensor) -> Tensor:
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(
             f"expected embeddings of shape (batch >= 2, dim), got {tuple(x.shape)}; "
             "flatten the features to 2-D and use at least two samples."
         )
+    return x.detach().to(torch.float64)
 
 
 @torch.no_grad()
 def matrix_entropy(embeddings: Tensor) -> Tensor:
-    """Von Neumann entropy ``-tr(rho log rho)`` of ``rho = F^T F / m``, ``F`` row-normalised.
-
-    Args:
-        embeddings: Tensor of shape (m, d).
-
-    Returns:
-        Scalar float64 tensor in nats, between 0 (all rows parallel) and ``log(min(m, d))``.
+    """Von Neumann entropy ``-tr(rho log rho)`` of ``rho = F^T F / m``, ``F`` the row-normalised
+    embeddings (m, d): a float64 scalar in nats, from 0 (all rows parallel) to ``log(min(m, d))``.
 
     Examples:
         >>> x = torch.eye(4)
         >>> round(float(matrix_entropy(x)), 4)  # log(4)
         1.3863
     """
-    _check_embeddings(embeddings)
-    f = F.normalize(embeddings.detach().to(torch.float64), dim=1)
-    return _entropy(_gram_eigenvalues(f))
+    return _entropy(_gram_eigenvalues(F.normalize(_float64(embeddings), dim=1)))
 
 
 @torch.no_grad()
 def covariance_spectrum(embeddings: Tensor) -> Tensor:
-    """Eigenvalues of the sample covariance of the embeddings, largest first.
-
-    Collapse shows as a spectrum that drops to zero after a few eigenvalues (dimensional
-    collapse) or after the first one (complete collapse).
-
-    Args:
-        embeddings: Tensor of shape (m, d).
-
-    Returns:
-        Float64 tensor of the ``min(m, d)`` eigenvalues of ``X_c^T X_c / (m - 1)`` (``X_c``
-        centred), descending; the others are 0.
+    """The ``min(m, d)`` largest eigenvalues of the sample covariance ``X_c^T X_c / (m - 1)`` of
+    embeddings (m, d) (``X_c`` centred), float64, descending; the others are 0.
 
     Examples:
         >>> x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
         >>> covariance_spectrum(x).tolist()  # variances 8/3 and 2/3 along the axes
         [2.6666666666666665, 0.6666666666666666]
     """
-    _check_embeddings(embeddings)
-    x = embeddings.detach().to(torch.float64)
+    x = _float64(embeddings)
     x = x - x.mean(dim=0, keepdim=True)
     return _gram_eigenvalues(x).flip(0) / (x.shape[0] - 1)
 
 
 @torch.no_grad()
 def effective_rank(embeddings: Tensor) -> Tensor:
-    """Effective rank ``exp(H(sigma / sum sigma))`` of the centred embeddings.
-
-    Args:
-        embeddings: Tensor of shape (m, d).
-
-    Returns:
-        Scalar float64 tensor between 1 and ``min(m, d)``.
+    """Effective rank ``exp(H(sigma / sum sigma))``, ``sigma`` the singular values of the centred
+    embeddings (m, d): a float64 scalar between 1 and ``min(m, d)``.
 
     Examples:
         >>> x = torch.cat([torch.eye(3), -torch.eye(3)])

@@ -1,10 +1,8 @@
-"""Matrix cross-entropy (Matrix-SSL [0]) in dense form and on the Gram side.
+"""Matrix cross-entropy ``MCE(P, Q) = tr(-P log Q)`` (Matrix-SSL [0]), dense and on the Gram side.
 
-Matrix-SSL compares d x d matrices ``P`` and ``Q`` with ``MCE(P, Q) = tr(-P log Q)`` (the paper
-adds ``+ tr(Q)``, which the authors' code omits and so do we). With a batch of ``m`` rows and
-``m < d`` every such matrix is ``(rank <= m) + mu * I``, so each trace can be computed exactly from
-``m x m`` Gram matrices: :func:`mce_uniformity` and :func:`mce_alignment` do that and pick whichever
-side is smaller.
+Every Matrix-SSL matrix is ``(rank <= m) + mu * I`` for a batch of ``m`` rows, so
+:func:`mce_uniformity` and :func:`mce_alignment` take each trace exactly from the smaller of the
+m x m and d x d matrices.
 
 - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024,
   https://arxiv.org/abs/2305.17326
@@ -13,15 +11,16 @@ side is smaller.
 from __future__ import annotations
 
 import math
-from math import comb
 
 import torch
 from torch import Tensor
 
 from lightly_matrix.functional._linalg import (
+    _eye_like,
+    log_series,
     matrix_log,
     matrix_log_taylor,
-    shifted_trace_powers,
+    shifted_traces,
     symmetric_matrix_function,
     trace_powers,
 )
@@ -34,9 +33,6 @@ def matrix_cross_entropy(P: Tensor, Q: Tensor, taylor_order: int | None = 4) -> 
         P: Matrix of shape (d, d).
         Q: Matrix of shape (d, d); symmetric positive definite when ``taylor_order`` is None.
         taylor_order: Terms of the Taylor logarithm around I, or None for the exact logarithm.
-
-    Returns:
-        Scalar tensor.
 
     Examples:
         >>> P = torch.eye(3, dtype=torch.float64)
@@ -58,11 +54,9 @@ def mce_uniformity(
 ) -> Tensor:
     """Matrix-SSL uniformity term ``MCE(lamda I, C + mu I)`` with ``C = p^T J_m z / m``.
 
-    Equals ``tr(-lamda I log(p^T J_m z / m + mu I))`` computed without any d x d matrix:
-    with ``K`` the m x m (or d x d, whichever is smaller) matrix having the same non-zero spectrum
-    as ``C``, ``tr((C + (mu - 1) I)^k)`` follows from ``tr(K^j)`` by the binomial theorem. With
-    ``taylor_order=None`` the exact value ``-lamda * log|det(C + mu I)|`` is used
-    (``tr log Q = log det Q``; ``C`` is not symmetric).
+    With ``K`` the m x m (or d x d, whichever is smaller) matrix having the same non-zero
+    spectrum as ``C``, ``tr((C + (mu - 1) I)^k)`` follows from ``tr(K^j)`` by the binomial
+    theorem. With ``taylor_order=None`` it is exactly ``-lamda * log|det(C + mu I)|``.
 
     Args:
         p: Target embeddings (m, d), rows already L2-normalised.
@@ -70,40 +64,33 @@ def mce_uniformity(
         lamda: Scale of the target matrix ``lamda * I``.
         mu: Ridge added to the cross-covariance.
         taylor_order: Taylor terms of the logarithm, or None for the exact log-determinant.
-
-    Returns:
-        Scalar tensor.
     """
     m, d = z.shape
     pc, zc = _centered(p), _centered(z)
     K = (zc @ pc.mT) / m if m <= d else (pc.mT @ zc) / m
     if taylor_order is None:
-        eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
         # det(mu I_d + C) = mu^d det(I + K / mu) (Sylvester).
-        _, logabsdet = torch.linalg.slogdet(eye + K / mu)
-        return -lamda * (d * math.log(mu) + logabsdet)
-    traces = shifted_trace_powers(trace_powers(K, taylor_order), d, mu - 1.0)
-    log_trace = sum((-1) ** (k + 1) / k * t for k, t in enumerate(traces, start=1))
-    return -lamda * log_trace  # type: ignore[return-value]
+        return -lamda * (d * math.log(mu) + torch.linalg.slogdet(_eye_like(K) + K / mu)[1])
+    return -lamda * log_series(shifted_traces(d, trace_powers(K, taylor_order), mu - 1.0))
 
 
 def _log1p_over_x(mu: float) -> tuple:
     """``g(x) = log(1 + x / mu) / x`` and ``g'(x)``, with series near ``x = 0`` (finite at 0)."""
 
-    def g(x: Tensor) -> Tensor:
+    def parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         r = x / mu
         small = r.abs() < 1e-3
-        safe = torch.where(small, torch.ones_like(x), x)
+        return r, small, torch.where(small, torch.ones_like(x), x)
+
+    def g(x: Tensor) -> Tensor:
+        r, small, safe = parts(x)
         series = (1 - r / 2 + r**2 / 3 - r**3 / 4) / mu
         return torch.where(small, series, torch.log1p(r) / safe)
 
     def dg(x: Tensor) -> Tensor:
-        r = x / mu
-        small = r.abs() < 1e-3
-        safe = torch.where(small, torch.ones_like(x), x)
+        r, small, safe = parts(x)
         series = (-1 / 2 + 2 * r / 3 - 3 * r**2 / 4 + 4 * r**3 / 5) / mu**2
-        closed = (r / (1 + r) - torch.log1p(r)) / safe**2
-        return torch.where(small, series, closed)
+        return torch.where(small, series, (r / (1 + r) - torch.log1p(r)) / safe**2)
 
     return g, dg
 
@@ -122,9 +109,6 @@ def mce_alignment(p: Tensor, z: Tensor, mu: float = 1.0, taylor_order: int | Non
         z: Online embeddings (m, d), rows already L2-normalised (plays Q).
         mu: Ridge added to both covariances.
         taylor_order: Taylor terms of the logarithm, or None for the exact logarithm.
-
-    Returns:
-        Scalar tensor.
     """
     m, d = z.shape
     pc, zc = _centered(p), _centered(z)
@@ -139,35 +123,18 @@ def mce_alignment(p: Tensor, z: Tensor, mu: float = 1.0, taylor_order: int | Non
         B = sp @ G
     if taylor_order is None:
         if m <= d:
-            g, dg = _log1p_over_x(mu)
-            gG = symmetric_matrix_function(G, g, dg)
+            gG = symmetric_matrix_function(G, *_log1p_over_x(mu))
             # tr(P log Q) = log(mu) tr(P) + tr((B + mu G) g(G))
-            value = math.log(mu) * (trace_sp + mu * d) + ((B + mu * G) * gG).sum()
-        else:
-            log_q = matrix_log(G + mu * torch.eye(d, dtype=G.dtype, device=G.device))
-            value = (sp * log_q).sum() + mu * torch.diagonal(log_q).sum()
-        return -value
+            return -(math.log(mu) * (trace_sp + mu * d) + ((B + mu * G) * gG).sum())
+        log_q = matrix_log(G + mu * _eye_like(G))
+        return -((sp * log_q).sum() + mu * torch.diagonal(log_q).sum())
     # G^1..G^(order-1) (symmetric) give tr(G^j) = sum(G^(j-1) * G) and tr(B G^(j-1)).
     powers = [G]
     for _ in range(2, taylor_order):
         powers.append(powers[-1] @ G)
-    sz_traces = [torch.trace(G)] + [(powers[j - 2] * G).sum() for j in range(2, taylor_order + 1)]
-    sp_sz_traces = [torch.trace(B)]
-    sp_sz_traces += [(B * powers[j - 2]).sum() for j in range(2, taylor_order + 1)]
-    shift = mu - 1.0
-    tr_a = shifted_trace_powers(sz_traces, d, shift)  # tr(A^k), A = S_z + (mu - 1) I
-    tr_sp_a = _shifted_cross_traces(trace_sp, sp_sz_traces, shift)  # tr(S_p A^k)
-    value = sum(
-        (-1) ** (k + 1) / k * (tr_sp_a[k - 1] + mu * tr_a[k - 1])
-        for k in range(1, taylor_order + 1)
-    )
-    return -value  # type: ignore[return-value]
-
-
-def _shifted_cross_traces(trace_sp: Tensor, cross: list[Tensor], shift: float) -> list[Tensor]:
-    """``tr(S_p (S_z + shift I)^k)`` from ``cross[j-1] = tr(S_p S_z^j)`` and ``tr(S_p)``."""
-    all_traces = [trace_sp, *cross]
-    return [
-        sum(comb(k, j) * shift ** (k - j) * all_traces[j] for j in range(k + 1))  # type: ignore[misc]
-        for k in range(1, len(cross) + 1)
-    ]
+    powers = powers[: taylor_order - 1]
+    sz_traces = [torch.trace(G)] + [(power * G).sum() for power in powers]
+    sp_sz_traces = [torch.trace(B)] + [(B * power).sum() for power in powers]
+    tr_a = shifted_traces(d, sz_traces, mu - 1.0)  # tr(A^k), A = S_z + (mu - 1) I
+    tr_sp_a = shifted_traces(trace_sp, sp_sz_traces, mu - 1.0)  # tr(S_p A^k)
+    return -log_series([a + mu * b for a, b in zip(tr_sp_a, tr_a, strict=True)])

@@ -1,19 +1,5 @@
-"""Our modules in mmdet's ``MODELS`` registry.
-
-Configs load them with ``custom_imports = dict(imports=['lightly_matrix.mmdet'],
-allow_failed_imports=False)``:
-
-- ``ResLayerExtraNorm``: the R50-C4 RoI shared head (res5) with an extra BN after it.
-- ``TimmViTSimplePyramid``: a timm ViT with a ViTDet-style simple feature pyramid.
-- ``LightlyMatrixLN2d`` (norm layer): timm's ``LayerNorm2d`` at eps 1e-5, for the pyramid and heads;
-  ``LN2d`` also resolves to it unless another module (mmdet's ViTDet project) registers that name.
-- ``PretrainedOrDefault`` (weight initializer): an exported backbone when ``checkpoint`` is set,
-  random weights otherwise; lets ``--cfg-options model.backbone.init_cfg.checkpoint=FILE`` work.
-- ``PreciseBNHook`` (in mmdet's ``HOOKS``): BN statistics recomputed over N training batches
-  before evaluation, as Detectron2's ``TEST.PRECISE_BN`` in MoCo's C4 recipe.
-- ``ClasswiseCocoMetric`` (``METRICS``): ``CocoMetric`` keeping per-category AP of boxes and masks.
-- ``FirstImagesVisualizationHook`` (``HOOKS``): mmdet's visualization hook, first N test images.
-"""
+"""Our modules in mmdet's registries, loaded by configs with
+``custom_imports = dict(imports=['lightly_matrix.mmdet'], allow_failed_imports=False)``."""
 
 from lightly_matrix.mmdet.coco_metric import ClasswiseCocoMetric
 from lightly_matrix.mmdet.init import PretrainedOrDefault, pretrained_init_cfg

@@ -1,11 +1,9 @@
 """COCO evaluation that keeps the AP of every category for boxes and for masks.
 
-mmdet's ``CocoMetric(classwise=True)`` (3.3) stores each category's AP as
-``{category}_precision`` for every IoU type it evaluates, so with ``metric=['bbox', 'segm']`` the
-mask values overwrite the box values. ``ClasswiseCocoMetric`` evaluates the IoU types one at a
-time with mmdet's own code and names the values ``{iou_type}_{category}_precision`` (logged as
-``coco/bbox_person_precision``, ...), which ``lightly-matrix report`` draws. A category without
-ground truth in the split has AP ``nan``, as in mmdet.
+mmdet's ``CocoMetric(classwise=True)`` names each category's AP ``{category}_precision`` for
+every IoU type, so with ``metric=['bbox', 'segm']`` the mask values overwrite the box values.
+``ClasswiseCocoMetric`` runs mmdet's code one IoU type at a time and logs
+``coco/{iou_type}_{category}_precision``, which ``lightly-matrix report`` draws.
 """
 
 from __future__ import annotations

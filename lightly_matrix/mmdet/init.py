@@ -1,10 +1,8 @@
-"""``init_cfg=dict(type='PretrainedOrDefault', checkpoint=None, prefix='backbone.')``.
+"""``init_cfg=dict(type='PretrainedOrDefault', checkpoint=None, prefix='backbone.')``: random
+weights as it stands, an exported file with ``--cfg-options model.backbone.init_cfg.checkpoint=F``.
 
-Our configs need a backbone ``init_cfg`` that trains from random weights as it stands (no
-``torchvision://`` download) and that mmdet's own tools can point at an exported file with
-``--cfg-options model.backbone.init_cfg.checkpoint=FILE``, the way mmselfsup users do. mmengine's
-``Pretrained`` cannot hold ``checkpoint=None``, and ``init_cfg=None`` cannot take a nested
-override (mmengine refuses to merge a dict into ``None``); this initializer does both.
+mmengine's ``Pretrained`` cannot hold ``checkpoint=None``, and ``init_cfg=None`` cannot take a
+nested override (mmengine refuses to merge a dict into ``None``); this initializer does both.
 """
 
 from __future__ import annotations
@@ -32,11 +30,8 @@ class PretrainedOrDefault(PretrainedInit):
     Without a checkpoint, mmdet's ``ResNet`` and RoI ``ResLayer`` (and our
     ``ResLayerExtraNorm``) get exactly the initialisation they get with ``init_cfg=None``
     (Kaiming convolutions, unit norms, zero-initialised last norm of each residual block where
-    ``zero_init_residual``); other modules keep the weights they were constructed with.
-
-    mmengine applies initializers other than ``Pretrained`` before the module's children run
-    their own ``init_weights``. Neither mmdet's ResNet blocks (given an ``init_cfg``) nor our
-    modules re-initialise anything there, so loaded weights stay as loaded.
+    ``zero_init_residual``); other modules keep the weights they were constructed with. (mmengine
+    runs this before the children's own ``init_weights``, which re-initialise nothing here.)
 
     Args:
         checkpoint: Exported file (see :func:`lightly_matrix.export.export_backbone`) or any
@@ -52,8 +47,6 @@ class PretrainedOrDefault(PretrainedInit):
         >>> initialize(resnet, dict(type="PretrainedOrDefault", checkpoint=None))
         >>> float(resnet.layer1[0].norm2.weight.abs().sum())  # zero_init_residual, as by default
         0.0
-        >>> # In a config: init_cfg=dict(type="PretrainedOrDefault", checkpoint=None,
-        >>> # prefix="backbone."), loading a file once --cfg-options sets checkpoint.
     """
 
     def __init__(

@@ -1,18 +1,11 @@
 """Precise BatchNorm statistics before evaluation, as Detectron2's ``TEST.PRECISE_BN`` [0].
 
-During fine-tuning every BN layer keeps an exponential moving average (momentum 0.1) of batch
-statistics taken under weights that kept changing; the last few hundred updates dominate it.
-MoCo's detection code [1] (which Matrix-SSL and CorInfoMax ran for their COCO tables)
-recomputes the running mean and variance of every BN layer with the final weights, over 200
-training batches, before the model is evaluated. mmdet and mmengine have no such hook
-(mmpretrain has one, but it is not a dependency), so this module provides
-:func:`recompute_bn_stats` and the hook ``PreciseBNHook``, registered in mmdet's ``HOOKS``::
+MoCo's detection code [1] (which Matrix-SSL and CorInfoMax ran for their COCO tables) replaces
+the moving averages of every BN layer, taken under changing weights, by the plain average of
+the batch statistics over 200 training batches with the final weights. mmdet and mmengine have
+no such hook (mmpretrain, not a dependency, has one), hence ``PreciseBNHook``::
 
     custom_hooks = [dict(type='PreciseBNHook', num_iters=200)]
-
-The statistics are those of Detectron2 (fvcore's ``update_bn_stats``): the plain average of the
-per-batch means and of the per-batch (unbiased) variances, without momentum. SyncBN layers see
-batch statistics gathered over all processes, so every process gets the same result.
 
 - [0] Wu et al., 2019. Detectron2. https://github.com/facebookresearch/detectron2
 - [1] He et al., 2020. Momentum Contrast for Unsupervised Visual Representation Learning.
@@ -22,9 +15,10 @@ batch statistics gathered over all processes, so every process gets the same res
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -37,42 +31,31 @@ from mmengine.optim import OptimWrapper
 from mmengine.runner import EpochBasedTrainLoop
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import Dataset
+from torch.optim.swa_utils import update_bn
 
 from lightly_matrix.utils.checks import check_positive_int
 
 
-class _SharedDataset(Dataset):
-    """The built training set, passed through mmengine's ``build_dataloader`` uncopied.
-
-    ``build_dataloader`` deep-copies its config; copying a built COCO training set would cost
-    seconds and its memory a second time.
-    """
+class _Uncopied:
+    """The built training set through ``build_dataloader``'s deep copy of its config: a copy of
+    a built COCO set would cost seconds and its memory a second time."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.dataset[index]
-
-    def __getattr__(self, name: str) -> Any:
-        # Samplers read the dataset's own attributes (AspectRatioBatchSampler: get_data_info).
-        dataset = self.__dict__.get("dataset")
-        if dataset is None:
-            raise AttributeError(name)
-        return getattr(dataset, name)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedDataset:
-        return self
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self.dataset
 
 
-def _running(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """A layer's running mean and variance (present: :func:`bn_layers` keeps only such)."""
-    assert bn.running_mean is not None and bn.running_var is not None
-    return bn.running_mean, bn.running_var
+class _Forward(nn.Module):
+    """``forward(batch)`` as the module ``update_bn`` takes."""
+
+    def __init__(self, model: nn.Module, forward: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.model, self.run = model, forward
+
+    def forward(self, batch: Any) -> Any:
+        return self.run(batch)
 
 
 def bn_layers(model: nn.Module) -> dict[str, _BatchNorm]:
@@ -82,6 +65,24 @@ def bn_layers(model: nn.Module) -> dict[str, _BatchNorm]:
         for name, module in model.named_modules()
         if isinstance(module, _BatchNorm) and module.track_running_stats
     }
+
+
+def _stats(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Running mean, variance and call count (there: :func:`bn_layers` keeps only such layers)."""
+    mean, var, count = bn.running_mean, bn.running_var, bn.num_batches_tracked
+    assert mean is not None and var is not None and count is not None
+    return mean, var, count
+
+
+def _cycled(batches: Iterable[Any], num_iters: int) -> Iterator[list[Any]]:
+    done = 0
+    while done < num_iters:
+        started = done
+        for batch in itertools.islice(batches, num_iters - done):
+            yield [batch]  # update_bn runs the first element of a list
+            done += 1
+        if done == started:
+            raise ValueError("recompute_bn_stats got no batches to run")
 
 
 @torch.no_grad()
@@ -94,10 +95,9 @@ def recompute_bn_stats(
 ) -> list[str]:
     """Replace the running mean and variance of every BN layer by averages over ``num_iters``.
 
-    The model runs in training mode without gradients; each BN layer's running statistics
-    become the mean over the calls it received of the batch mean and the unbiased batch
-    variance (a layer called twice in one forward pass counts twice). Nothing else changes:
-    parameters, momentum and the training/eval mode are as before.
+    torch's ``update_bn`` (``momentum=None``: a cumulative average) makes each layer's statistics
+    the mean over its calls of the batch means and unbiased variances. Parameters, momentum and
+    train/eval modes are kept; a failing forward leaves the statistics as they were.
 
     Args:
         model: The model (or its unwrapped module) whose BN layers are recomputed.
@@ -124,60 +124,39 @@ def recompute_bn_stats(
         (tensor([3., 4.]), tensor([2., 2.]))
     """
     check_positive_int("num_iters", num_iters, hint="the number of batches to average over")
-    forward = forward or model
     layers = bn_layers(model)
-    saved = {name: (bn.momentum, bn.training) for name, bn in layers.items()}
-    # Per layer: summed batch means, summed batch variances, number of calls (float64 sums).
-    sums = {
-        name: _running(bn)[0].new_zeros(2 * bn.num_features + 1, dtype=torch.float64)
-        for name, bn in layers.items()
-    }
-
-    def accumulate(name: str) -> Callable[..., None]:
-        def hook(bn: _BatchNorm, inputs: Any, output: Any) -> None:
-            # momentum 1: the running buffers now hold exactly this call's batch statistics.
-            n, (mean, var) = bn.num_features, _running(bn)
-            sums[name][:n] += mean
-            sums[name][n : 2 * n] += var
-            sums[name][-1] += 1
-
-        return hook
-
+    modes = {bn: (bn.momentum, bn.training) for bn in layers.values()}
+    old = {bn: [t.clone() for t in _stats(bn)[:2]] for bn in layers.values()}
     was_training = model.training
-    handles = [bn.register_forward_hook(accumulate(name)) for name, bn in layers.items()]
-    for bn in layers.values():
-        bn.momentum = 1.0
-    model.train()
     try:
-        done = 0
-        while done < num_iters:
-            started = done
-            for batch in itertools.islice(batches, num_iters - done):
-                forward(batch)
-                done += 1
-            if done == started:
-                raise ValueError("recompute_bn_stats got no batches to run")
+        update_bn(_cycled(batches, num_iters), _Forward(model, forward or model))
+    except BaseException:
+        for bn, (mean, var) in old.items():
+            _stats(bn)[0].copy_(mean)
+            _stats(bn)[1].copy_(var)
+        raise
     finally:
-        for handle in handles:
-            handle.remove()
         model.train(was_training)
-        for name, bn in layers.items():
-            bn.momentum, training = saved[name]
+        for bn, (momentum, training) in modes.items():
+            bn.momentum = momentum
             bn.train(training)
+    # Per layer: count * mean, count * variance, count; summed over processes by reduce.
+    sums = []
+    for bn in layers.values():
+        mean, var, count = _stats(bn)
+        n = count.to(mean).view(1)
+        sums.append(torch.cat([mean * n, var * n, n]))
     if reduce is not None and sums:
-        flat = torch.cat(list(sums.values()))
+        flat = torch.cat(sums)
         reduce(flat)
-        sums = dict(zip(sums, flat.split([len(s) for s in sums.values()]), strict=True))
+        sums = list(flat.split([len(s) for s in sums]))
     unreached = []
-    for name, bn in layers.items():
-        n, total = bn.num_features, sums[name]
-        count = total[-1].item()
-        if count == 0:
+    for (name, bn), total in zip(layers.items(), sums, strict=True):
+        c, calls = bn.num_features, float(total[-1])
+        if calls == 0:
             unreached.append(name)
-            continue
-        mean, var = _running(bn)
-        mean.copy_(total[:n] / count)
-        var.copy_(total[n : 2 * n] / count)
+        _stats(bn)[0].copy_(total[:c] / calls if calls else old[bn][0])
+        _stats(bn)[1].copy_(total[c : 2 * c] / calls if calls else old[bn][1])
     return unreached
 
 
@@ -185,13 +164,11 @@ def recompute_bn_stats(
 class PreciseBNHook(Hook):
     """Recompute BN statistics over ``num_iters`` training batches before each evaluation.
 
-    It runs after the last training iteration (iteration-based loops) or epoch (epoch-based
-    loops), and before every validation the loop runs on the way, ahead of the checkpoint hook,
-    so the saved checkpoint and the final test both use the recomputed statistics. The batches
-    come from a second data loader over the training set, built from ``train_dataloader``
-    with non-persistent workers and another seed, so the training loop's own data order is
-    untouched. In distributed runs every process runs the same number of batches and the sums
-    are all-reduced, so every process ends with the average over all processes' batches.
+    It runs after the last training iteration or epoch and before every validation on the way,
+    ahead of the checkpoint hook, so the saved checkpoint and the final test both use the
+    recomputed statistics. The batches come from a second loader over the training set (another
+    seed, non-persistent workers), so the training loop's own data order is untouched. In
+    distributed runs the sums are all-reduced: every process gets the average over all batches.
 
     Args:
         num_iters: Training batches to average over (Detectron2's ``PRECISE_BN.NUM_ITER``: 200).
@@ -214,22 +191,20 @@ class PreciseBNHook(Hook):
         loop = runner.train_loop
         if done == total:
             return True
-        if runner.val_loop is None:
-            return False
-        return done >= loop.val_begin and done % loop.val_interval == 0
+        return (
+            runner.val_loop is not None and done >= loop.val_begin and done % loop.val_interval == 0
+        )
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
-        if isinstance(runner.train_loop, EpochBasedTrainLoop):
-            return
-        if self._validates_now(runner, runner.iter + 1, runner.max_iters):
+        by_iter = not isinstance(runner.train_loop, EpochBasedTrainLoop)
+        if by_iter and self._validates_now(runner, runner.iter + 1, runner.max_iters):
             self.recompute(runner)
 
     def after_train_epoch(self, runner: Any) -> None:
-        if not isinstance(runner.train_loop, EpochBasedTrainLoop):
-            return
-        if self._validates_now(runner, runner.epoch + 1, runner.max_epochs):
+        by_epoch = isinstance(runner.train_loop, EpochBasedTrainLoop)
+        if by_epoch and self._validates_now(runner, runner.epoch + 1, runner.max_epochs):
             self.recompute(runner)
 
     def _loader(self, runner: Any) -> Any:
@@ -239,17 +214,13 @@ class PreciseBNHook(Hook):
             cfg = runner._train_dataloader
         if not isinstance(cfg, dict):
             raise ValueError("PreciseBNHook needs train_dataloader as a config dict")
-        cfg = dict(cfg, dataset=_SharedDataset(runner.train_dataloader.dataset))
-        cfg["persistent_workers"] = False
-        if not cfg.get("num_workers"):
-            cfg.pop("persistent_workers")
-        randomness = runner.cfg.get("randomness") or {}
+        cfg = dict(cfg, dataset=_Uncopied(runner.train_dataloader.dataset))
+        cfg.pop("persistent_workers", None)
+        if cfg.get("num_workers"):
+            cfg["persistent_workers"] = False
+        diff_rank_seed = bool((runner.cfg.get("randomness") or {}).get("diff_rank_seed", False))
         # Another seed than the training loader's: other batches than its first ones.
-        return runner.build_dataloader(
-            cfg,
-            seed=runner.seed + 1,
-            diff_rank_seed=bool(randomness.get("diff_rank_seed", False)),
-        )
+        return runner.build_dataloader(cfg, seed=runner.seed + 1, diff_rank_seed=diff_rank_seed)
 
     def recompute(self, runner: Any) -> None:
         """Recompute every BN layer's statistics of ``runner.model``."""
@@ -261,29 +232,22 @@ class PreciseBNHook(Hook):
 
         def forward(batch: Any) -> Any:
             # The training forward's precision (autocast under AmpOptimWrapper).
-            context = (
-                wrapper.optim_context(model)
-                if isinstance(wrapper, OptimWrapper)
-                else contextlib.nullcontext()
-            )
-            with context:
+            amp = isinstance(wrapper, OptimWrapper)
+            with wrapper.optim_context(model) if amp else contextlib.nullcontext():
                 data = model.data_preprocessor(batch, True)
-                if isinstance(data, dict):
-                    return model(**data, mode="loss")
-                return model(*data, mode="loss")
+                return (
+                    model(**data, mode="loss")
+                    if isinstance(data, dict)
+                    else model(*data, mode="loss")
+                )
 
         print_log(
             f"PreciseBN: recomputing the statistics of {len(layers)} BN layers over"
             f" {self.num_iters} training batches",
             logger="current",
         )
-        unreached = recompute_bn_stats(
-            model,
-            self._loader(runner),
-            self.num_iters,
-            forward=forward,
-            reduce=lambda t: all_reduce(t, op="sum"),
-        )
+        reduce = functools.partial(all_reduce, op="sum")
+        unreached = recompute_bn_stats(model, self._loader(runner), self.num_iters, forward, reduce)
         if unreached:
             print_log(
                 f"PreciseBN: {len(unreached)} BN layers saw no batch and keep their statistics:"

@@ -15,9 +15,8 @@ from torch import Tensor
 class ResLayerExtraNorm(ResLayer):
     """mmdet's ``ResLayer`` shared head followed by one more normalisation layer.
 
-    Self-supervised ResNets are fine-tuned with SyncBN everywhere; MoCo's C4 recipe adds a BN
-    on res5's output so that the box and mask heads see normalised features. The extra layer is
-    new (not in the pretrained checkpoint) and starts as the identity (weight 1, bias 0).
+    MoCo's C4 recipe adds a BN on res5's output so that the box and mask heads see normalised
+    features. The extra layer is new (not in the pretrained checkpoint) and starts as the identity.
 
     Args:
         depth: ResNet depth (18, 34, 50, 101, 152).

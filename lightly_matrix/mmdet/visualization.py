@@ -1,9 +1,7 @@
-"""Drawing the first few test images with mmdet's ``DetLocalVisualizer``, for the run report.
+"""The first few test images drawn by mmdet's ``DetVisualizationHook``, for the run report.
 
-mmdet's ``DetVisualizationHook`` draws every test image when ``draw=True`` (5,000 for COCO
-val2017, minutes of drawing); ``FirstImagesVisualizationHook`` is that hook stopped after
-``max_images`` images, on the main process only. With ``test_out_dir`` the images (ground truth
-left, predictions above ``score_thr`` right) are written to ``WORK_DIR/TIMESTAMP/test_out_dir``.
+mmdet's hook draws every test image when ``draw=True`` (5,000 for COCO val2017, minutes); this
+one stops after ``max_images``, on the main process, writing to ``WORK_DIR/TIMESTAMP/test_out_dir``.
 """
 
 from __future__ import annotations

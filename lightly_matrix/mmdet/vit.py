@@ -1,12 +1,8 @@
 """A timm Vision Transformer with a simple feature pyramid, as an mmdet backbone (ViTDet style).
 
-mmdet 3.3.0's wheel has no ViT detection backbone, so M-MAE / MAE encoders are fine-tuned
-through this wrapper: the plain (single-scale, stride = patch size) ViT runs on the padded
-detection image with its position embedding interpolated to the input size, and a simple
-feature pyramid (Li et al., 2022) turns its last feature map into strides 4, 8, 16, 32 and 64
-(the strides of mmdet's FPN Mask R-CNN heads) with ``out_channels`` each, so no neck is needed.
-With ``window_size``/``use_rel_pos`` the ViT becomes ViTDet's backbone (window attention, a few
-global blocks, relative position biases; :mod:`lightly_matrix.mmdet.vitdet`).
+mmdet 3.3.0's wheel has no ViT detection backbone: the plain ViT runs on the padded detection
+image (position embedding interpolated) and a simple feature pyramid (Li et al., 2022) turns its
+last map into the strides 4 to 64 of mmdet's FPN heads, so no neck is needed.
 """
 
 from __future__ import annotations
@@ -31,30 +27,22 @@ from lightly_matrix.mmdet.vitdet import token_map, windowed_blocks
 class TimmViTSimplePyramid(BaseModule):
     """timm ViT + simple feature pyramid, returning five maps (strides 4 to 64).
 
-    Pretrained weights load under ``vit.`` (timm's own key names), so a file written by
-    :func:`lightly_matrix.export.export_backbone` fits with
-    ``init_cfg=dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``; the pyramid
-    (``pyramid.``) is new and trained from scratch.
+    Pretrained weights load under ``vit.`` (timm's key names): an exported file fits with
+    ``init_cfg=dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``; the pyramid is new.
 
-    ViTDet mode (``window_size > 0`` or ``use_rel_pos``): the blocks are ViTDet's (window
-    attention except in ``global_attn_indexes``; relative position biases), with the same
-    parameter names, so the same file loads; the relative position tables
-    (``vit.blocks.<i>.attn.rel_pos_h/w``) are the only new ViT parameters and start at zero. The
-    tokens are the patch tokens plus the interpolated absolute position embedding, without the
-    class token, and the last block's output feeds the pyramid as in ViTDet: the class token and
-    a final norm are loaded but unused (frozen).
+    ViTDet mode (``window_size > 0`` or ``use_rel_pos``): the blocks are ViTDet's
+    (:mod:`lightly_matrix.mmdet.vitdet`), the same file loads, and the class token and final
+    norm are loaded but unused (frozen), as in ViTDet.
 
     Args:
         model_name: timm model name, e.g. ``'vit_base_patch16_224'``.
         img_size: Pretraining image size (sets the stored position-embedding grid).
         patch_size: Patch size; must make the strides 4-32 reachable by factors of 2.
         in_chans: Input channels.
-        final_norm: The ViT has a final LayerNorm (MAE-style encoders do); applied to its output
-            except in ViTDet mode (loaded, unused).
+        final_norm: The ViT has a final LayerNorm (MAE-style encoders do).
         out_channels: Channels of every pyramid level.
-        norm_cfg: Norm of the pyramid convolutions: ``dict(type='LightlyMatrixLN2d')`` (ViTDet's
-            LayerNorm, :class:`~lightly_matrix.mmdet.norm.LayerNorm2d`; the old name ``LN2d``
-            gives it too) or any mmcv norm such as ``dict(type='SyncBN')``.
+        norm_cfg: Norm of the pyramid: ``dict(type='LightlyMatrixLN2d')`` (the default) or any
+            mmcv norm such as ``dict(type='SyncBN')``.
         drop_path_rate: Stochastic depth of the ViT blocks.
         window_size: ViTDet window attention, tokens per window side (ViT-B: 14); 0: global.
         global_attn_indexes: Blocks keeping global attention; ``None``: the last block of each
@@ -97,49 +85,33 @@ class TimmViTSimplePyramid(BaseModule):
             dynamic_img_size=True,
             dynamic_img_pad=True,
         )
-        # timm initialised it; mmengine must not call its init_weights again, which would run
-        # after a PretrainedOrDefault init_cfg has loaded the checkpoint.
+        # timm initialised it; mmengine's init_weights would run after init_cfg loaded weights.
         object.__setattr__(self.vit, "is_init", True)
         self.final_norm = final_norm
         if not final_norm:
             self.vit.norm = nn.Identity()
-        if window_size < 0:
-            raise ValueError(f"window_size must be >= 0 (0: global attention), got {window_size}")
-        self.vitdet = window_size > 0 or use_rel_pos
+        self.vitdet = window_size != 0 or use_rel_pos
         if self.vitdet:
+            grid_size = math.ceil(det_img_size / patch_size)
             self.vit.blocks = windowed_blocks(
-                self.vit,
-                window_size,
-                global_attn_indexes,
-                use_rel_pos,
-                grid_size=math.ceil(det_img_size / patch_size),
+                self.vit, window_size, global_attn_indexes, use_rel_pos, grid_size
             )
-            # Loaded with the encoder, unused by ViTDet; frozen so that DDP and the optimiser
-            # skip them.
+            # Loaded with the encoder, unused by ViTDet: frozen, so DDP and the optimiser skip them.
             for name in ("cls_token", "reg_token"):
                 if isinstance(getattr(self.vit, name, None), nn.Parameter):
                     getattr(self.vit, name).requires_grad_(False)
             self.vit.norm.requires_grad_(False)
-        dim = int(self.vit.embed_dim)  # type: ignore[arg-type]
         self.pyramid = nn.ModuleList()
         for stride in self.strides:
-            ops: list[nn.Module] = []
-            channels: int = dim
-            ratio = patch_size / stride
-            if ratio >= 1:
-                ups = math.log2(ratio)
-                if ups != int(ups):
-                    raise ValueError(f"patch size {patch_size} cannot reach stride {stride}")
-                for i in range(int(ups)):
-                    if i:
-                        ops += [build_norm(norm_cfg, channels), nn.GELU()]
-                    ops.append(nn.ConvTranspose2d(channels, channels // 2, 2, stride=2))
-                    channels //= 2
-            else:
-                downs = math.log2(1 / ratio)
-                if downs != int(downs):
-                    raise ValueError(f"patch size {patch_size} cannot reach stride {stride}")
-                ops += [nn.MaxPool2d(2) for _ in range(int(downs))]
+            steps = math.log2(patch_size / stride)  # > 0: upsample, < 0: downsample
+            if steps != int(steps):
+                raise ValueError(f"patch size {patch_size} cannot reach stride {stride}")
+            ops: list[nn.Module] = [nn.MaxPool2d(2) for _ in range(int(-steps))]
+            channels = int(self.vit.embed_dim)  # type: ignore[arg-type]
+            for i in range(int(steps)):
+                ops += [build_norm(norm_cfg, channels), nn.GELU()] if i else []
+                ops.append(nn.ConvTranspose2d(channels, channels // 2, 2, stride=2))
+                channels //= 2
             ops += [
                 nn.Conv2d(channels, out_channels, 1, bias=False),
                 build_norm(norm_cfg, out_channels),

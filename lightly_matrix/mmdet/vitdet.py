@@ -1,18 +1,10 @@
 """ViTDet's changes to a plain ViT for detection (Li et al., 2022 [0]), on timm's building blocks.
 
-ViTDet fine-tunes a plain, MAE-pretrained ViT at 1024 px with
-
-- window attention (14 x 14 tokens for ViT-B) in most blocks and global attention in the last
-  block of each quarter (ViT-B: blocks 2, 5, 8, 11), so attention cost stays linear in the image;
-- relative position biases in every attention (new parameters, zero-initialised, since MAE has
-  none) on top of the pretrained absolute position embedding, interpolated to the input grid;
-- layer-wise lr decay (0.7 for ViT-B): block ``i`` of ``n`` trains at ``lr * 0.7 ** (n - i)``.
-
-The blocks are timm's Segment-Anything ViT blocks (``timm.models.vision_transformer_sam.Block``,
-the ViTDet design); their parameter names equal those of timm's ``VisionTransformer`` blocks, so
-MAE encoder weights (``qkv``, ``proj``, ``mlp``, norms) load into them unchanged and only the
-``rel_pos_h``/``rel_pos_w`` tables are new. :class:`~lightly_matrix.mmdet.vit.TimmViTSimplePyramid`
-uses this module when built with ``window_size`` or ``use_rel_pos``.
+ViTDet fine-tunes a plain, MAE-pretrained ViT at 1024 px with window attention in most blocks
+and global attention in the last block of each quarter, zero-initialised relative position
+biases on top of the interpolated absolute position embedding, and layer-wise lr decay. The
+blocks are timm's Segment-Anything ViT blocks (the ViTDet design), whose parameter names equal
+those of timm's ``VisionTransformer`` blocks: MAE weights load unchanged, only ``rel_pos_*`` is new.
 
 [0] Li, Mao, Girshick, He. "Exploring Plain Vision Transformer Backbones for Object Detection",
 ECCV 2022, arXiv 2203.16527.
@@ -61,16 +53,15 @@ def windowed_blocks(
     """ViTDet blocks carrying the weights of a timm ``VisionTransformer``'s blocks.
 
     Args:
-        vit: The timm ViT; its blocks' widths, heads, MLP ratio, norms, layer scale and
-            stochastic-depth rates are kept, and their current weights copied.
+        vit: The timm ViT; its blocks' design and weights are kept.
         window_size: Tokens per window side; ``0``: global attention everywhere.
         global_attn_indexes: Blocks with global attention (``None``: :func:`global_block_indexes`).
         use_rel_pos: Add (zero-initialised) decomposed relative position biases to attention.
-        grid_size: Token grid side of the detector input (1024 / 16 = 64 for ViTDet); sizes the
+        grid_size: Token grid side of the detector input (ViTDet: 1024 / 16 = 64); sizes the
             global blocks' relative position tables (other grids interpolate them).
 
     Returns:
-        The blocks, taking and returning ``(batch, height, width, dim)`` token maps.
+        Blocks taking and returning ``(batch, height, width, dim)`` token maps.
 
     Raises:
         ValueError: Bad window size or global block index, or blocks of another design.
@@ -147,15 +138,11 @@ def block_depth(name: str, num_layers: int) -> int:
 class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     """Layer-wise lr decay for a ViT detector backbone, as ViTDet fine-tunes (paper [0]).
 
-    A parameter at layer id ``l`` (see :func:`block_depth`) trains at
-    ``lr * decay_rate ** (num_layers + 1 - l)``: the heads and pyramid at ``lr``, the last block
-    at ``lr * decay_rate``, the patch embedding at ``lr * decay_rate ** (num_layers + 1)``.
-    Biases, norms, position embeddings and class tokens get no weight decay. Frozen parameters
-    are left out. mmdet's ``LearningRateDecayOptimizerConstructor`` knows ConvNeXt's layer names
-    only, hence this one.
-
-    Config (``paramwise_cfg``): ``decay_rate`` (ViTDet: 0.7 for ViT-B, 0.8 for ViT-L/H) and
-    ``num_layers`` (optional; default: counted from the backbone's ``blocks.<i>``).
+    A parameter at layer id ``l`` (:func:`block_depth`) trains at
+    ``lr * decay_rate ** (num_layers + 1 - l)``; biases, norms, position embeddings and class
+    tokens get no weight decay; frozen parameters are left out. mmdet's
+    ``LearningRateDecayOptimizerConstructor`` knows ConvNeXt's layer names only. ``paramwise_cfg``:
+    ``decay_rate`` (ViTDet: 0.7 for ViT-B, 0.8 for ViT-L/H) and ``num_layers`` (default: counted).
 
     Examples:
         >>> optim_wrapper = dict(  # in an mmdet config
@@ -179,28 +166,22 @@ class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             raise ValueError(f"decay_rate must be in (0, 1], got {decay_rate}")
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if num_layers is None:
-            depths = [
-                int(m.group(1)) + 1
-                for n, _ in named
-                if n.removeprefix("module.").startswith("backbone.")
-                and (m := _BLOCK_INDEX.search(n))
-            ]
-            if not depths:
+            backbone = [n for n, _ in named if n.removeprefix("module.").startswith("backbone.")]
+            blocks = [int(m.group(1)) + 1 for n in backbone if (m := _BLOCK_INDEX.search(n))]
+            num_layers = max(blocks, default=None)
+            if num_layers is None:
                 raise ValueError(
                     "no backbone.*blocks.<i> parameters found; ViTLayerDecayOptimizerConstructor is"
                     " for ViT backbones (set paramwise_cfg.num_layers or use another constructor)"
                 )
-            num_layers = max(depths)
         groups: dict[tuple[int, bool], dict[str, Any]] = {}
         for name, param in named:
             layer = block_depth(name, int(num_layers))
             no_decay = param.ndim <= 1 or name.rsplit(".", 1)[-1] in _NO_DECAY_NAMES
-            group = groups.get((layer, no_decay))
-            if group is None:
-                group = {"params": [], "lr": self.base_lr * decay_rate ** (num_layers + 1 - layer)}
-                if no_decay:
-                    group["weight_decay"] = 0.0
-                groups[(layer, no_decay)] = group
+            lr = self.base_lr * decay_rate ** (num_layers + 1 - layer)
+            group = groups.setdefault((layer, no_decay), {"params": [], "lr": lr})
+            if no_decay:
+                group["weight_decay"] = 0.0
             group["params"].append(param)
         params.extend(groups[key] for key in sorted(groups))
 

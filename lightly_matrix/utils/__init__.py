@@ -1,4 +1,1 @@
-"""Small helpers shared across the package.
-
-The lowest layer: nothing here imports from the rest of lightly_matrix.
-"""
+"""Small helpers shared across the package; the lowest layer (imports only utils and errors)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import numbers
 from typing import Any
 
 
@@ -11,14 +13,8 @@ def check_positive_int(name: str, value: Any, hint: str = "") -> int:
 
     Args:
         name: The argument's name as the caller spells it (``"num_iters"``, ``"--parallel"``).
-        value: What was passed.
+        value: What was passed; returned, so a constructor can check and assign in one line.
         hint: How to fix it, appended to the message (e.g. a usual value).
-
-    Returns:
-        ``value``, so that a constructor can check and assign in one line.
-
-    Raises:
-        ValueError: If ``value`` is not an ``int`` (or is a ``bool``) or is below 1.
 
     Examples:
         >>> check_positive_int("num_layers", 3)
@@ -33,6 +29,45 @@ def check_positive_int(name: str, value: Any, hint: str = "") -> int:
         fix = f"; {hint}" if hint else ""
         raise ValueError(f"{name} must be a positive int, got {value!r}{fix}")
     return value
+
+
+def check_number(
+    name: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
+) -> float:
+    """``value`` as a float if it is a finite real number in the given range, else a ValueError.
+
+    Finiteness is checked first: NaN fails every comparison, so a plain range check passes it.
+
+    Examples:
+        >>> check_number("gamma", 2, low=0.0)
+        2.0
+        >>> check_number("ridge", 0.0, low=0.0, low_open=True, hint="use 1.0.")
+        Traceback (most recent call last):
+        ...
+        ValueError: ridge must be a finite number > 0, got 0.0; use 1.0.
+    """
+    bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
+    bounds += [f"{'<' if high_open else '<='} {high:g}"] if high is not None else []
+    v = (
+        float(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool)
+        else math.nan
+    )
+    ok = math.isfinite(v)
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        valid = " ".join(["a finite number", " and ".join(bounds)]).strip()
+        raise ValueError(f"{name} must be {valid}, got {value!r}" + (f"; {hint}" if hint else "."))
+    return v
 
 
 def positive_int(text: str) -> int:

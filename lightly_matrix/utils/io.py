@@ -1,12 +1,12 @@
 """Atomic file writes: a reader (or a kill at any moment) sees the old file or the new one.
 
-Every file the package rewrites (checkpoints, exported backbones, metrics, indexes, reports)
-goes through :func:`atomic_write`: the bytes go to a temporary file beside the target, are
-fsynced, get the permissions a new file would get, and are renamed over the target.
+Every file the package rewrites goes through :func:`atomic_write`: a fsynced temporary file
+beside the target, with the permissions a new file would get, renamed over the target.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,13 +22,10 @@ def current_umask() -> int:
     ``os.umask`` can only be read by setting it, which for a moment gives files that other
     threads create (data loader workers, loggers) a umask of 0; ``/proc`` avoids that.
     """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -36,30 +33,19 @@ def current_umask() -> int:
 
 def _fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Write ``path`` through ``write(binary_file)`` so that it is never seen half-written.
 
     The temporary file (``.NAME.*.tmp`` beside ``path``) is removed if ``write`` raises, and
-    ``path`` then keeps its previous content. Parent folders are created.
-
-    Args:
-        path: The file to (re)write.
-        write: Writes the content to the open binary file it is given.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+    ``path`` then keeps its previous content. Parent folders are created. Returns ``path``.
 
     Raises:
         OSError: The folder cannot be created or written (nothing is changed).
@@ -111,13 +97,3 @@ def atomic_copy(src: str | Path, dst: str | Path) -> Path:
     """:func:`atomic_write` of a copy of the file ``src``."""
     with open(src, "rb") as source:
         return atomic_write(dst, lambda f: shutil.copyfileobj(source, f))
-
-
-__all__ = [
-    "atomic_copy",
-    "atomic_torch_save",
-    "atomic_write",
-    "atomic_write_text",
-    "current_umask",
-    "write_json_atomic",
-]

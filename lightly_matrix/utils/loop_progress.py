@@ -34,11 +34,8 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _processed(counter: Any) -> int | None:
-    """``processed`` of a progress counter's ``current`` (``completed`` where it has none).
-
-    ``processed`` counts an epoch (a batch) once its end hooks ran, where checkpoints are saved;
-    ``completed`` only after them, so it lags by one in a checkpoint written from those hooks.
-    """
+    # ``processed`` counts an epoch (a batch) once its end hooks ran, where checkpoints are
+    # saved; ``completed`` only after them, so it lags by one in a checkpoint saved from them.
     current = counter.get("current") if isinstance(counter, Mapping) else None
     if not isinstance(current, Mapping):
         return None
@@ -48,9 +45,7 @@ def _processed(counter: Any) -> int | None:
 def checkpoint_progress(ckpt: Mapping[str, Any]) -> LoopProgress:
     """The position of a Lightning checkpoint dict; missing or odd entries give ``None``.
 
-    Reads ``epoch`` and ``global_step`` (top level) and, in ``loops['fit_loop']``,
-    ``epoch_progress`` and ``epoch_loop.batch_progress`` (Lightning >= 2.0). Without loop state
-    (older or hand-made checkpoints) ``epochs_done`` falls back to ``epoch + 1``, right for the
+    Without loop state (a hand-made checkpoint) ``epochs_done`` is ``epoch + 1``, right for the
     end-of-epoch saves that such checkpoints are.
 
     Examples:
@@ -84,6 +79,3 @@ def trainer_progress(trainer: Any) -> LoopProgress:
         batches_done=int(fit.epoch_loop.batch_progress.current.processed),
         global_step=int(trainer.global_step),
     )
-
-
-__all__ = ["LoopProgress", "checkpoint_progress", "trainer_progress"]

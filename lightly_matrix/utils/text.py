@@ -26,12 +26,7 @@ def plain_cell(value: Any) -> str:
 
 
 def markdown_row(cells: Iterable[str]) -> str:
-    """One Markdown table row of already formatted cells.
-
-    Examples:
-        >>> markdown_row(["a", "1.00"])
-        '| a | 1.00 |'
-    """
+    """One Markdown table row of already formatted cells: ``| a | 1.00 |``."""
     return "| " + " | ".join(cells) + " |"
 
 
@@ -40,12 +35,8 @@ def markdown_table(
     columns: Sequence[tuple[str, str]],
     cell: Callable[[Any], str] = plain_cell,
 ) -> str:
-    """A Markdown table of ``rows`` with ``(key, header)`` columns; no trailing newline.
-
-    Args:
-        rows: One mapping per row; a missing key is the cell of ``None``.
-        columns: ``(key, header)`` pairs, in order.
-        cell: Formats one value (default :func:`plain_cell`).
+    """A Markdown table of ``rows`` (a missing key is the cell of ``None``) with ``(key, header)``
+    columns, each value formatted by ``cell``; no trailing newline.
 
     Examples:
         >>> columns = [("name", "run"), ("top1", "top-1")]

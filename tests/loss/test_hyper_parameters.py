@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from reference_losses import tcr_reference, umae_reference
@@ -64,3 +66,31 @@ def test_weight_scales_the_regularisers() -> None:
     )
     torch.testing.assert_close(UMAELoss(weight=0.25)(x), 0.25 * umae_reference(x))
     assert MatrixEntropyLoss(weight=0.0)(x) == 0.0
+
+
+@pytest.mark.parametrize(
+    "cls,required,alias,name,value",
+    [
+        (MatrixSSLLoss, {}, "lamda", "target_scale", 2.0),
+        (MatrixSSLLoss, {}, "mu", "ridge", 0.5),
+        (CorInfoMaxLoss, {"dim": 4}, "la_R", "cov_momentum", 0.3),
+        (CorInfoMaxLoss, {"dim": 4}, "la_mu", "mean_momentum", 0.2),
+        (CorInfoMaxLoss, {"dim": 4}, "R_ini", "cov_init", 2.0),
+        (MatrixEntropyLoss, {}, "mu", "gram_scale", 3.0),
+    ],
+)
+def test_the_authors_letters_are_plain_aliases(cls, required, alias, name, value) -> None:
+    # Code ported from the authors' repositories keeps their letters, without any warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = cls(**required, **{alias: value})
+    assert getattr(loss, name) == value
+    x, y = torch.randn(8, 4, dtype=torch.float64), torch.randn(8, 4, dtype=torch.float64)
+    args = (x,) if cls is MatrixEntropyLoss else (x, y)
+    torch.testing.assert_close(loss(*args), cls(**required, **{name: value})(*args), rtol=0, atol=0)
+    with pytest.raises(TypeError, match=rf"'{alias}' and '{name}'; pass one"):
+        cls(**required, **{alias: value, name: value})
+    with pytest.raises(ValueError, match=rf"^{name} must be a finite number"):
+        cls(**required, **{alias: float("nan")})
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        cls(**required, lamdba=1.0)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 
 import pytest
 import torch
@@ -203,3 +204,21 @@ def test_non_finite_input_exact_path_is_a_value_error_taylor_path_is_nan(bad) ->
         MatrixSSLLoss(taylor_order=None)(online, target)
     # The Taylor path has nothing to factorise: NaN, as Lightly's losses (the run's guard stops).
     assert not torch.isfinite(MatrixSSLLoss(taylor_order=4)(online, target))
+
+
+def test_teacher_first_warns_once_naming_the_online_argument() -> None:
+    # Lightly's benchmark byol.py calls its criterion as (teacher, student): that swaps the
+    # roles of this asymmetric loss, so it warns where the call is made.
+    online, target = _views(8, 16)
+    student = online.clone().requires_grad_(True)
+    loss_fn = MatrixSSLLoss()
+    with pytest.warns(UserWarning, match=r"loss_fn\(online, target\).*online \(student\)") as rec:
+        loss_fn(target, student)
+    assert len(rec) == 1 and rec[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss_fn(target, student)  # once per loss
+        fresh = MatrixSSLLoss()
+        fresh(student, target)  # the right order
+        fresh(online, target)  # no gradient anywhere (evaluation)
+        fresh(student, target.clone().requires_grad_(True))  # both with gradient

@@ -25,13 +25,13 @@ def test_layer_norm_2d_normalises_channels():
     torch.testing.assert_close(y.mean(1), torch.zeros(2, 3, 5), atol=1e-5, rtol=0)
 
 
-def test_layer_norm_2d_is_mmcvs_ln2d_norm():
-    """Registered as ``LN2d``, so mmdet heads take ``norm_cfg=dict(type='LN2d')`` (ViTDet)."""
+def test_layer_norm_2d_is_an_mmcv_norm():
+    """Registered, so mmdet heads take ``norm_cfg=dict(type='LightlyMatrixLN2d')``."""
     from mmcv.cnn import build_norm_layer
     from mmengine.registry import init_default_scope
 
     init_default_scope("mmdet")  # as in mmdet configs
-    name, norm = build_norm_layer(dict(type="LN2d", requires_grad=False), 8)
+    name, norm = build_norm_layer(dict(type="LightlyMatrixLN2d", requires_grad=False), 8)
     assert isinstance(norm, LayerNorm2d) and name == "ln" and norm.normalized_shape == (8,)
     assert not any(p.requires_grad for p in norm.parameters())
     x = torch.randn(2, 8, 3, 5)

@@ -124,6 +124,15 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="no batches"):
         recompute_bn_stats(model, iter([torch.randn(2, 2)]), num_iters=3)  # an exhausted iterator
     assert model[0].momentum == 0.1 and model[0].training  # restored after the failure
+    poisoned(model)
+
+    def failing(batch: torch.Tensor) -> None:
+        model(batch)
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        recompute_bn_stats(model, [torch.randn(4, 2)], num_iters=2, forward=failing)
+    assert torch.all(model[0].running_mean == 100.0) and model[0].momentum == 0.1
     for bad in (0, -1, 2.5, True, "200"):
         with pytest.raises(ValueError, match="num_iters"):
             PreciseBNHook(num_iters=bad)
