@@ -89,7 +89,7 @@ def test_checkpoints_without_loop_state_fall_back_to_the_epoch():
 
 def test_the_three_readers_agree_on_a_real_checkpoint(run):
     """Export metadata, the resume message and the datamodule's state all use these counters."""
-    from lightly_matrix.export.lightning_meta import lightning_provenance
+    from lightly_matrix.export.convert import lightning_provenance
     from lightly_matrix.pretrain.checkpoints import describe
 
     folder, _ = run
