@@ -102,6 +102,14 @@ def _corinfomax(
     return {"corinfomax": {**settings, **more}}
 
 
+_IMAGENET100 = {
+    "image_size": 224,
+    "transform": "corinfomax",
+    # CIM README --batch_size 1024, the TOTAL: imagenet100_resnet18/pretrain/main_traintest_cov_
+    # online_multi3_lin_img100_wmse_resnet18.py:46-47 gives each GPU --batch_size // world_size.
+    "batch_size": 1024,
+}
+
 # M-MAE's published run (MMAE pretrain.sh): 8 GPUs x 128 = 1024 images per step. Its all-gather
 # (loss_func.py GatherLayer.backward) returns only the local gradient slice, so after DDP's
 # average the regulariser's gradient was 1/8 of the loss it prints. Our gather keeps every rank's
@@ -243,27 +251,13 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "imagenet100_r18",
             "CorInfoMax ImageNet-100 ResNet-18 (authors' README command, 8 GPUs)",
-            common={
-                "backbone": "resnet18",
-                "image_size": 224,
-                "transform": "corinfomax",
-                # CIM imagenet100_resnet18/pretrain/main_traintest_cov_online_multi3_lin_img100_
-                # wmse_resnet18.py:46-47: per-GPU batch = --batch_size // world_size.
-                "batch_size": 1024,  # CIM README: --batch_size 1024
-                "epochs": 400,  # CIM README: --epochs 400
-            },
+            common={"backbone": "resnet18", **_IMAGENET100, "epochs": 400},  # CIM README
             methods=_corinfomax("4096-4096-128", 500.0, 0.01, lr=1.0, final_lr=5e-3),
         ),
         Preset(
             "imagenet100_r50",
             "CorInfoMax ImageNet-100 ResNet-50 (authors' README command, 8 GPUs)",
-            common={
-                "backbone": "resnet50",
-                "image_size": 224,
-                "transform": "corinfomax",
-                "batch_size": 1024,  # CIM README: --batch_size 1024 (total, as above)
-                "epochs": 200,  # CIM README: --epochs 200
-            },
+            common={"backbone": "resnet50", **_IMAGENET100, "epochs": 200},  # CIM README
             methods=_corinfomax(
                 "4096-4096-128", 500.0, 0.01, lr=1.0, final_lr=5e-3, warmup_epochs=5.0
             ),

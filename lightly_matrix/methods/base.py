@@ -246,8 +246,9 @@ class PretrainModule(LightningModule):
     #: The view set of the method's paper run, a key of
     #: :data:`lightly_matrix.data.transforms.RECIPES`.
     default_transform: ClassVar[str] = "byol"
-    #: Defaults of the :class:`SharedArgs`; a subclass lists only what its paper run changes
-    #: (at least ``lr`` and ``weight_decay``), merged over its parents'.
+    #: Defaults of the :class:`SharedArgs` (or of a base's extension of them, such as
+    #: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`); a subclass lists only what its
+    #: paper run changes (at least ``lr`` and ``weight_decay``), merged over its parents'.
     shared_defaults: ClassVar[dict[str, Any]] = {
         "backbone": "resnet50",
         "num_classes": 1000,
@@ -300,7 +301,9 @@ class PretrainModule(LightningModule):
     @classmethod
     def hparam_types(cls) -> dict[str, Any]:
         """Every hyper-parameter's annotation (``float``, ``int | None``, ...)."""
-        hints = {**typing.get_type_hints(SharedArgs), **typing.get_type_hints(cls.__init__)}
+        hints = typing.get_type_hints(cls.__init__)
+        (shared,) = typing.get_args(hints.pop("shared"))  # Unpack[SharedArgs or a subclass]
+        hints.update(typing.get_type_hints(shared))
         return {key: hints[key] for key in cls.hparam_defaults()}
 
     @classmethod
@@ -327,7 +330,8 @@ class PretrainModule(LightningModule):
         backbone = hparams["backbone"]
         if cls.masked and not is_vit(backbone):
             raise ValueError(
-                f"{cls.method} needs a ViT backbone (e.g. vit_tiny_patch16_224), got {backbone!r}"
+                f"{cls.method} needs a ViT backbone, e.g. vit_tiny_patch16_224 (--backbone on the "
+                f"command line), got {backbone!r}"
             )
         check_backbone(
             backbone,
@@ -382,6 +386,7 @@ class PretrainModule(LightningModule):
             else None
         )
         self._last_embeddings: dict[str, Tensor] = {}
+        self._feature_dim = feature_dim
         return feature_dim
 
     def forward(self, x: Tensor) -> Tensor:

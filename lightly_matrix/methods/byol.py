@@ -3,13 +3,12 @@ Matrix-SSL's EMA teacher, momentum schedule and optimiser, so a comparison isola
 
 from __future__ import annotations
 
-from typing import Unpack
+from typing import Any, ClassVar, Unpack
 
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 
-from lightly_matrix.methods.base import SharedArgs
-from lightly_matrix.methods.ema_teacher import EMATeacherModule
+from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 
 
 class BYOL(EMATeacherModule):
@@ -24,33 +23,23 @@ class BYOL(EMATeacherModule):
     lr 0.5 per 256 images, weight decay 1e-5, 10 warm-up epochs). BYOL's own ImageNet run is
     ``--optimizer lars --lr 0.2 --weight-decay 1.5e-6`` at batch 4096;
     ``hidden_dim=2048, output_dim=2048, pred_hidden_dim=512`` gives Matrix-SSL's head widths.
-    Shared arguments: :class:`~lightly_matrix.methods.base.SharedArgs`.
-
-    Args:
-        hidden_dim: Projector hidden width.
-        output_dim: Projector (and predictor) output width.
-        pred_hidden_dim: Predictor hidden width.
-        momentum_start: Teacher EMA momentum at the first step.
-        momentum_end: Teacher EMA momentum at the last step.
+    Arguments: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`.
     """
 
     method = "byol"
+    shared_defaults: ClassVar[dict[str, Any]] = {
+        "hidden_dim": 4096,
+        "output_dim": 256,
+        "pred_hidden_dim": 4096,
+    }
 
-    def __init__(
-        self,
-        *,
-        hidden_dim: int = 4096,
-        output_dim: int = 256,
-        pred_hidden_dim: int = 4096,
-        momentum_start: float = 0.996,
-        momentum_end: float = 1.0,
-        **shared: Unpack[SharedArgs],
-    ) -> None:
+    def __init__(self, **shared: Unpack[TeacherArgs]) -> None:
         super().__init__()
         self.save_hyperparameters()
         feature_dim = self._init_common()
+        hp = self.hparams
         self._init_teacher(
-            BYOLProjectionHead(feature_dim, hidden_dim, output_dim),
-            BYOLPredictionHead(output_dim, pred_hidden_dim, output_dim),
+            BYOLProjectionHead(feature_dim, hp["hidden_dim"], hp["output_dim"]),
+            BYOLPredictionHead(hp["output_dim"], hp["pred_hidden_dim"], hp["output_dim"]),
         )
         self.criterion = NegativeCosineSimilarity()

@@ -16,31 +16,66 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn, no_grad
 
 from lightly_matrix.methods._schedules import cosine
-from lightly_matrix.methods.base import PretrainModule
+from lightly_matrix.methods.base import PretrainModule, SharedArgs
+from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
+
+
+class TeacherArgs(SharedArgs, total=False):
+    """The :class:`~lightly_matrix.methods.base.SharedArgs` and what every teacher method takes.
+
+    Attributes:
+        hidden_dim: Projector hidden width.
+        output_dim: Projector (and predictor) output width.
+        pred_hidden_dim: Predictor hidden width.
+        momentum_start: Teacher EMA momentum at the first step.
+        momentum_end: Teacher EMA momentum at the last step.
+    """
+
+    hidden_dim: int
+    output_dim: int
+    pred_hidden_dim: int
+    momentum_start: float
+    momentum_end: float
 
 
 class EMATeacherModule(PretrainModule):
     """Base of the online/EMA-teacher methods.
 
-    Subclasses call :meth:`_init_teacher` with their heads and implement :meth:`pair_loss`.
-    Their hyper-parameters include ``momentum_start`` and ``momentum_end``: the teacher momentum
-    follows a cosine between them over all training steps, applied after each optimizer step.
+    Subclasses take :class:`TeacherArgs` as ``**shared``, call :meth:`_init_teacher` with their
+    heads and set ``criterion``, a loss of one (online prediction, teacher projection) pair. The
+    teacher momentum follows a cosine from ``momentum_start`` to ``momentum_end`` over all
+    training steps, applied after each optimizer step.
     """
 
     default_transform = "mocov3"
-    #: The Matrix-SSL authors' ImageNet ResNet-50 run (``main_pretrain.py``): shared by the
-    #: teacher methods, so that BYOL, MEC and Matrix-SSL differ only in heads and loss.
+    #: The Matrix-SSL authors' ImageNet ResNet-50 run (``main_pretrain.py``, ``mec/builder.py``):
+    #: shared by the teacher methods, so that BYOL, MEC and Matrix-SSL differ only in their loss
+    #: (and BYOL's heads).
     shared_defaults: ClassVar[dict[str, Any]] = {
         "zero_init_residual": True,
         "lr": 0.5,
         "weight_decay": 1e-5,
         "warmup_style": "linspace",
         "decay_norm_and_bias": True,
+        "hidden_dim": 2048,
+        "output_dim": 2048,
+        "pred_hidden_dim": 512,
+        "momentum_start": 0.996,
+        "momentum_end": 1.0,
     }
     prediction_head: nn.Module
 
-    def _init_teacher(self, projection_head: nn.Module, prediction_head: nn.Module) -> None:
-        """Sets the online heads; the teacher copies backbone and projector, without gradient."""
+    def _init_teacher(
+        self, projection_head: nn.Module | None = None, prediction_head: nn.Module | None = None
+    ) -> None:
+        """Sets the online heads (default: Matrix-SSL's); the teacher copies backbone and
+        projector, without gradient."""
+        hp, dim = self.hparams, self._feature_dim
+        if projection_head is None or prediction_head is None:
+            projection_head = MatrixSSLProjectionHead(dim, hp["hidden_dim"], hp["output_dim"])
+            prediction_head = MatrixSSLPredictionHead(
+                hp["output_dim"], hp["pred_hidden_dim"], hp["output_dim"]
+            )
         self.projection_head = projection_head
         self.prediction_head = prediction_head
         self.teacher_backbone = copy.deepcopy(self.backbone)

@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import Unpack
 
 from lightly_matrix.loss import MatrixSSLLoss
-from lightly_matrix.methods.base import SharedArgs
-from lightly_matrix.methods.ema_teacher import EMATeacherModule
-from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
+from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 
 
 class MatrixSSL(EMATeacherModule):
@@ -24,19 +22,14 @@ class MatrixSSL(EMATeacherModule):
     with ``zero_init_residual``, projector 2048-2048-2048 (last bias frozen, then a BN without
     affine), predictor 2048-512-2048, SGD (momentum 0.9) with lr 0.5 per 256 images and weight
     decay 1e-5 on every parameter, per-step linear warm-up from 0 over 10 epochs then cosine to
-    0, teacher momentum 0.996 -> 1 on a per-step cosine, Taylor order 4. Shared arguments:
-    :class:`~lightly_matrix.methods.base.SharedArgs`.
+    0, teacher momentum 0.996 -> 1 on a per-step cosine, Taylor order 4. Shared arguments
+    and heads: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`.
 
     Args:
-        hidden_dim: Projector hidden width.
-        output_dim: Projector (and predictor) output width d.
-        pred_hidden_dim: Predictor hidden width.
         gamma: Weight of the alignment term.
         target_scale: Scale of the identity target in the uniformity term (the authors' lamda).
         ridge: Ridge added to every matrix inside the logarithm (the authors' mu).
         taylor_order: Order of the Taylor matrix logarithm (``None``: exact).
-        momentum_start: Teacher EMA momentum at the first step.
-        momentum_end: Teacher EMA momentum at the last step.
     """
 
     method = "matrix_ssl"
@@ -44,24 +37,16 @@ class MatrixSSL(EMATeacherModule):
     def __init__(
         self,
         *,
-        hidden_dim: int = 2048,
-        output_dim: int = 2048,
-        pred_hidden_dim: int = 512,
         gamma: float = 1.0,
         target_scale: float = 0.5,
         ridge: float = 0.5,
         taylor_order: int | None = 4,
-        momentum_start: float = 0.996,
-        momentum_end: float = 1.0,
-        **shared: Unpack[SharedArgs],
+        **shared: Unpack[TeacherArgs],
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        feature_dim = self._init_common()
-        self._init_teacher(
-            MatrixSSLProjectionHead(feature_dim, hidden_dim, output_dim),
-            MatrixSSLPredictionHead(output_dim, pred_hidden_dim, output_dim),
-        )
+        self._init_common()
+        self._init_teacher()
         self.criterion = MatrixSSLLoss(
             gamma=gamma,
             target_scale=target_scale,

@@ -12,9 +12,7 @@ from typing import Unpack
 from torch import Tensor
 
 from lightly_matrix.loss import MECLoss
-from lightly_matrix.methods.base import SharedArgs
-from lightly_matrix.methods.ema_teacher import EMATeacherModule
-from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
+from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 
 
 def warmup_eps_squared(step: int, warmup_steps: int, eps_squared: float, factor: float) -> float:
@@ -44,18 +42,13 @@ class MEC(EMATeacherModule):
     - ``eps^2 = 64`` (``--eps 64``), Taylor order 4; ``eps^2`` starts 8 times larger and falls
       linearly over the warm-up (``lamda_scheduler(8 / lamda, 1 / lamda, ...)``).
 
-    Shared arguments: :class:`~lightly_matrix.methods.base.SharedArgs`.
+    Shared arguments and heads: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`.
 
     Args:
-        hidden_dim: Projector hidden width.
-        output_dim: Projector (and predictor) output width d.
-        pred_hidden_dim: Predictor hidden width.
         eps_squared: Squared upper bound of the expected decoding error.
         eps_warmup_factor: ``eps^2`` at the first step, as a multiple of ``eps_squared`` (>= 1;
             1 turns the warm-up off).
         taylor_order: Order of the Taylor series of the log-determinant (``None``: exact).
-        momentum_start: Teacher EMA momentum at the first step.
-        momentum_end: Teacher EMA momentum at the last step.
 
     Raises:
         ValueError: If ``eps_warmup_factor`` is below 1, or ``MECLoss`` refuses its arguments.
@@ -66,28 +59,21 @@ class MEC(EMATeacherModule):
     def __init__(
         self,
         *,
-        hidden_dim: int = 2048,
-        output_dim: int = 2048,
-        pred_hidden_dim: int = 512,
         eps_squared: float = 64.0,
         eps_warmup_factor: float = 8.0,
         taylor_order: int | None = 4,
-        momentum_start: float = 0.996,
-        momentum_end: float = 1.0,
-        **shared: Unpack[SharedArgs],
+        **shared: Unpack[TeacherArgs],
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if not eps_warmup_factor >= 1.0:
+        factor = eps_warmup_factor
+        if not (isinstance(factor, int | float) and 1.0 <= factor < float("inf")):
             raise ValueError(
-                f"eps_warmup_factor must be >= 1, got {eps_warmup_factor!r}; eps^2 starts that "
-                "many times larger (the authors use 8, 1 turns the warm-up off)"
+                f"eps_warmup_factor must be a finite number >= 1, got {factor!r}; eps^2 starts "
+                "that many times larger (the authors use 8, 1 turns the warm-up off)"
             )
-        feature_dim = self._init_common()
-        self._init_teacher(
-            MatrixSSLProjectionHead(feature_dim, hidden_dim, output_dim),
-            MatrixSSLPredictionHead(output_dim, pred_hidden_dim, output_dim),
-        )
+        self._init_common()
+        self._init_teacher()
         self.criterion = MECLoss(
             eps_squared=eps_squared,
             taylor_order=taylor_order,

@@ -58,6 +58,9 @@ AUTHORS = {
         ("optimizer", "momentum"): 0.9,
         ("optimizer", "weight_decay"): 1e-5,
         ("optimizer", "undecayed_tensors"): 0,  # model.parameters(): BN and biases decayed too
+        # ResNet-50 159 + projector 7 + predictor 5: the last projector bias is frozen
+        # (MSSL mec/builder.py:31 requires_grad = False).
+        ("optimizer", "decayed_tensors"): 171,
         ("lr_schedule", "interval"): "step",
         ("lr_schedule", "warmup_epochs"): 10,
         ("lr_schedule", "warmup_start_lr"): 0.0,
@@ -98,6 +101,9 @@ AUTHORS = {
         ("hparams", "hidden_dim"): 8192,
         ("hparams", "output_dim"): 512,
         ("hparams", "proj_batch_norm"): True,
+        # ResNet-50 159 + two biased Linear-BN hidden layers (8) + the last Linear's weight
+        # (CIM imagenet1k/model_base_resnet_bn.py: nn.Linear(..., bias=True) before each BN).
+        ("optimizer", "decayed_tensors"): 168,
     },
     ("corinfomax", "imagenet100_r50"): {
         "global_batch_size": 1024,
