@@ -1,16 +1,8 @@
 """The ``lightly-matrix`` command line.
 
-Sub-commands live beside the code they drive and are imported lazily, so ``--help`` and
-``--version`` stay fast and do not import torch or mmdet:
-
-- ``pretrain``: :mod:`lightly_matrix.pretrain` (self-supervised pretraining with Lightning)
-- ``export``: :mod:`lightly_matrix.export_cli` (Lightning, Lightly, torchvision, timm -> mmdet,
-  torchvision or timm)
-- ``transfer``: :mod:`lightly_matrix.transfer` (Mask R-CNN fine-tuning and COCO evaluation)
-- ``configs``: :mod:`lightly_matrix.transfer.configs_cli` (our mmdet configs, listed or written out)
-- ``report``: :mod:`lightly_matrix.report.cli` (an HTML report with figures of a run)
-
-Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
+Each sub-command lives beside the code it drives (:data:`SUBCOMMANDS`), in a module with
+``add_arguments(parser)`` and ``run(args) -> int``; only the one being run is imported, so
+``--help`` and ``--version`` stay fast and import neither torch nor mmdet.
 """
 
 from __future__ import annotations
@@ -19,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from lightly_matrix import __version__
 from lightly_matrix.errors import UserError
@@ -47,9 +40,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _load(name: str):
-    module_name = SUBCOMMANDS[name][0]
-    return importlib.import_module(module_name)
+def _load(name: str) -> Any:
+    return importlib.import_module(SUBCOMMANDS[name][0])
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -60,7 +52,6 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lightly-matrix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # Only the sub-command being run is imported (its arguments need its module).
     chosen = next((a for a in argv if a in SUBCOMMANDS), None)
     for name, (_, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)

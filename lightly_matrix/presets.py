@@ -1,23 +1,28 @@
 """Named pretraining settings: the authors' runs, value by value, and a short run on the digits.
 
-A preset maps each method it covers to settings. Keys in :data:`RUN_KEYS` configure the run (data
-transform, input size, GLOBAL batch, epochs, precision, backbone); all other keys are constructor
-arguments of the method's LightningModule. Command-line flags override a preset; a preset overrides
-the module's defaults. ``lightly-matrix pretrain --list-presets`` prints them and ``--dry-run``
-prints everything a run resolves to.
+A preset maps each method it covers to settings. Keys in :data:`RUN_KEYS` configure the run;
+all other keys are constructor arguments of the method's LightningModule. Command-line flags
+override a preset; a preset overrides the module's defaults (which are not repeated here).
+``lightly-matrix pretrain --list-presets`` prints them and ``--dry-run`` prints a resolved run.
 
 Every value of a paper preset carries its source in the authors' code (repository, file, line of
-the revision read on 2026-12-02); facts, not code:
+the revision read on 2026-12-02):
 
-- ``MSSL``: yifanzhang-pro/Matrix-SSL (``main_pretrain.py``, ``mec/builder.py``, ``README.md``);
+- ``MSSL``: yifanzhang-pro/Matrix-SSL (``main_pretrain.py``, ``pretrain.sh``, ``mec/builder.py``);
 - ``CIM``: serdarozsoy/corinfomax-ssl (``README.md`` commands, ``cifars-tiny/``, ``imagenet1k/``,
   ``imagenet100_resnet*/pretrain/``);
 - ``MMAE``: yifanzhang-pro/M-MAE (``pretrain.sh``, ``main_pretrain.py``, ``engine_pretrain.py``,
-  ``models_mae.py``, ``loss_func.py``, ``util/lr_sched.py``).
+  ``models_mae.py``, ``loss_func.py``).
 
 Batch sizes are the TOTAL over all GPUs in every one of those scripts (and here). Where the
-authors' code differs from their paper the code is followed. Method defaults that already equal
-the authors' value are not repeated (see each method's docstring).
+authors' sources disagree, a preset follows the code that runs as published:
+
+- Matrix-SSL ``imagenet_r50``: ``target_scale``/``ridge`` are 0.5/0.5 in ``pretrain.sh`` (and
+  the argparse defaults), 1.0/1.0 in the README command, which does not run as written (a
+  trailing ``\\ `` ends it early); the runnable script is followed.
+- M-MAE: ``pretrain.sh`` passes ``--centering False`` to a ``store_true`` flag, which argparse
+  rejects, so the published run's centering is unknown; ``centering=False`` is the flag's
+  default, what the script runs once the stray word is dropped.
 """
 
 from __future__ import annotations
@@ -25,10 +30,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Settings of the run itself rather than of the LightningModule.
-RUN_KEYS = frozenset(
-    {"backbone", "image_size", "batch_size", "epochs", "precision", "transform", "crop_min_scale"}
-)
+#: Settings of the run itself rather than of the LightningModule: preset key (and the flag of the
+#: same name) -> field of :class:`~lightly_matrix.pretrain.config.RunConfig`.
+RUN_KEYS = {
+    "image_size": "image_size",
+    "batch_size": "global_batch_size",
+    "epochs": "epochs",
+    "precision": "precision",
+    "transform": "transform",
+    "crop_min_scale": "crop_min_scale",
+}
 
 #: The optimisation the digits search (benchmarks/tune_digits.py) ran with: Lightly's per-step
 #: warm-up + cosine, lr per 256 images, biases and norms not decayed, torchvision's init.
@@ -40,8 +51,19 @@ _DIGITS_RESNET = {
     "warmup_style": "fraction",
     "warmup_start_lr": 0.0,
     "final_lr": 0.0,
+    "hidden_dim": 1024,
+    "output_dim": 1024,
 }
-
+#: The teacher methods on the digits: Matrix-SSL's tuned heads, teacher and lr, so that BYOL and
+#: MEC (untuned) differ from it only in their loss (and BYOL's head layout).
+_DIGITS_TEACHER = {
+    **_DIGITS_RESNET,
+    "pred_hidden_dim": 256,
+    # A teacher starting at 0.996 barely leaves its random init in ~100 steps.
+    "momentum_start": 0.99,
+    # Validation search (benchmarks/results/tune_digits-5ep): lr {1, 3} x gamma {1, 0.5}.
+    "lr": 3.0,
+}
 _DIGITS_VIT = {
     "backbone": "vit_tiny_patch16_224",
     "patch_size": 4,
@@ -53,18 +75,46 @@ _DIGITS_VIT = {
     "warmup_epochs": 2.0,
 }
 
-# CorInfoMax's per-epoch schedule (CIM cifars-tiny/parsing_file.py:38-40 defaults, used by every
-# README command that does not set them; imagenet1k/parsing_file_dist.py:42-44): SGD momentum 0.9,
-# lr ABSOLUTE (optim_utils.py:make_optimizer takes --learning_rate as is), warm-up from 3e-3 over
-# 10 epochs (LRscheduler.py: reaches the base lr at epoch 9), cosine to --min_lr, weight decay on
-# model.parameters() (all). These are the CorInfoMax module's defaults; presets set the rest.
+
+def _corinfomax(
+    projector: str, alpha: float, la: float, lr: float, final_lr: float, **more: Any
+) -> dict[str, dict[str, Any]]:
+    """CorInfoMax settings of a README command (``--projector H-H-D --sim_loss_weight alpha
+    --la_R la --la_mu la --learning_rate lr --min_lr final_lr --w_decay 1e-4``).
+
+    The schedule is the module's (CIM ``cifars-tiny/parsing_file.py:38-40``,
+    ``imagenet1k/parsing_file_dist.py:42-44``, ``LRscheduler.py``): absolute lr, warm-up from
+    3e-3 over 10 epochs, weight decay on every parameter. BN hidden layers are the ImageNet-1k
+    model only (``imagenet1k/model_base_resnet_bn.py``).
+    """
+    hidden, _, output = projector.rpartition("-")
+    settings = {
+        "hidden_dim": int(hidden.split("-")[0]),
+        "output_dim": int(output),
+        "proj_batch_norm": False,
+        "alpha": alpha,
+        "cov_momentum": la,
+        "mean_momentum": la,
+        "lr": lr,
+        "weight_decay": 1e-4,
+        "final_lr": final_lr,
+    }
+    return {"corinfomax": {**settings, **more}}
+
+
+_IMAGENET100 = {
+    "image_size": 224,
+    "transform": "corinfomax",
+    # CIM README --batch_size 1024, the TOTAL: imagenet100_resnet18/pretrain/main_traintest_cov_
+    # online_multi3_lin_img100_wmse_resnet18.py:46-47 gives each GPU --batch_size // world_size.
+    "batch_size": 1024,
+}
 
 # M-MAE's published run (MMAE pretrain.sh): 8 GPUs x 128 = 1024 images per step. Its all-gather
 # (loss_func.py GatherLayer.backward) returns only the local gradient slice, so after DDP's
 # average the regulariser's gradient was 1/8 of the loss it prints. Our gather keeps every rank's
 # gradient (the correct one), so the published run's effective strength is lamb 0.01 / 8.
-_MMAE_WORLD = 8
-_MMAE_LAMB = 0.01 / _MMAE_WORLD
+_MMAE_LAMB = 0.01 / 8
 _MMAE_COMMON = {
     "image_size": 224,  # MMAE main_pretrain.py:52 --input_size
     "batch_size": 1024,  # MMAE pretrain.sh: --batch_size 128 per GPU x --nproc_per_node=8
@@ -75,6 +125,16 @@ _MMAE_COMMON = {
     "mask_ratio": 0.75,  # MMAE pretrain.sh --mask_ratio
     "precision": "16-mixed",  # MMAE engine_pretrain.py:43 torch.cuda.amp.autocast + GradScaler
     "transform": "mae",  # MMAE main_pretrain.py:135-139: crop (0.2, 1) bicubic, flip
+}
+_MMAE_METHODS = {
+    "mmae": {
+        "reg_weight": _MMAE_LAMB,  # MMAE pretrain.sh --lamb 1e-2, divided by 8 (above)
+        "gram_scale": 3.0,  # MMAE pretrain.sh --uniformity_mu 3
+        "centering": False,  # see the module docstring
+        "double_norm": True,  # MMAE models_mae.py:230 self.norm(latent)
+    },
+    "umae": {"reg_weight": _MMAE_LAMB, "double_norm": True},
+    "mae": {},
 }
 
 
@@ -100,8 +160,6 @@ class Preset:
         Raises:
             KeyError: If the preset does not cover ``method``.
         """
-        if method not in self.methods:
-            raise KeyError(method)
         return {**self.common, **self.methods[method]}
 
 
@@ -110,11 +168,9 @@ PRESETS: dict[str, Preset] = {
     for preset in [
         Preset(
             "digits",
-            "ours: offline digits, 32 px, batch 64, 5 epochs (the demo's length: 1-4 minutes on 2 "
-            "CPU cores), lr and main weight of the ResNet methods chosen on the validation split "
-            "by "
-            "benchmarks/tune_digits.py (the default for --data digits; ViT-Tiny with 4 px patches "
-            "for the MAE family; ResNets keep the ImageNet stem so the demo can transfer them)",
+            "ours: offline digits, 32 px, 5 epochs (the demo: 1-4 minutes on 2 CPU cores), lr and "
+            "weight chosen on the validation split (benchmarks/tune_digits.py); ResNet-18 with the "
+            "ImageNet stem (the demo transfers it), ViT-Tiny with 4 px patches for the MAE family",
             common={
                 "backbone": "resnet18",
                 "image_size": 32,
@@ -128,72 +184,33 @@ PRESETS: dict[str, Preset] = {
                 "knn_t": 0.1,
             },
             methods={
-                "matrix_ssl": {
-                    **_DIGITS_RESNET,
-                    "hidden_dim": 1024,
-                    "output_dim": 1024,
-                    "pred_hidden_dim": 256,
-                    # A teacher starting at 0.996 barely leaves its random init in ~100 steps.
-                    "momentum_start": 0.99,
-                    # Validation search (benchmarks/results/tune_digits-5ep): lr {1, 3} x gamma
-                    # {1, 0.5}; gamma stays the paper's 1.
-                    "lr": 3.0,
-                },
+                # The search ran with the README command's target_scale/ridge 1.0 and kept gamma 1.
+                "matrix_ssl": {**_DIGITS_TEACHER, "target_scale": 1.0, "ridge": 1.0},
+                # Validation search: lr {0.5, 1.5} (per 256) x alpha {250, 1000}; lr stays 0.5.
                 "corinfomax": {
                     **_DIGITS_RESNET,
-                    "hidden_dim": 1024,
                     "output_dim": 64,
                     "proj_batch_norm": False,
-                    # Validation search: lr {0.5, 1.5} (per 256) x alpha {250, 1000}; lr stays 0.5.
                     "lr": 0.5,
                     "alpha": 1000.0,
                     "cov_momentum": 0.01,
                     "mean_momentum": 0.01,
                 },
                 # Validation search: lr {0.2, 0.6} x lambda {5e-3, 2e-2}; lambda stays 5e-3.
-                "barlowtwins": {
-                    **_DIGITS_RESNET,
-                    "hidden_dim": 1024,
-                    "output_dim": 1024,
-                    "lr": 0.6,
-                },
-                # Validation search: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)};
-                # the weights stay the paper's (25, 25, 1).
-                "vicreg": {
-                    **_DIGITS_RESNET,
-                    "hidden_dim": 1024,
-                    "output_dim": 1024,
-                    "lr": 0.9,
-                    "weight_decay": 1e-4,  # what the search ran with (the old class default)
-                },
+                "barlowtwins": {**_DIGITS_RESNET, "lr": 0.6},
+                # Validation search: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)}.
+                # The search ran with weight decay 1e-4.
+                "vicreg": {**_DIGITS_RESNET, "lr": 0.9, "weight_decay": 1e-4},
                 "mmae": dict(_DIGITS_VIT),
                 "umae": dict(_DIGITS_VIT),
                 "mae": dict(_DIGITS_VIT),
-                # Untuned: matrix_ssl's heads, teacher and lr, so the three twins differ only in
-                # their loss (and BYOL's head layout).
-                "byol": {
-                    **_DIGITS_RESNET,
-                    "hidden_dim": 1024,
-                    "output_dim": 1024,
-                    "pred_hidden_dim": 256,
-                    "momentum_start": 0.99,
-                    "lr": 3.0,
-                },
-                "mec": {
-                    **_DIGITS_RESNET,
-                    "hidden_dim": 1024,
-                    "output_dim": 1024,
-                    "pred_hidden_dim": 256,
-                    "momentum_start": 0.99,
-                    "lr": 3.0,
-                },
+                "byol": dict(_DIGITS_TEACHER),
+                "mec": dict(_DIGITS_TEACHER),
             },
         ),
         Preset(
             "cifar10_r18",
-            "CorInfoMax CIFAR-10 ResNet-18 (authors' README command): CIFAR stem, projector "
-            "2048-2048-64, alpha 250, la 0.01, batch 512, 1000 epochs, SGD lr 0.5 (absolute), wd "
-            "1e-4, per-epoch warm-up 10 + cosine to 1e-6, bicubic crops, CIFAR-10 mean/std",
+            "CorInfoMax CIFAR-10 ResNet-18 (authors' README command; CIFAR stem)",
             common={
                 "backbone": "resnet18",  # CIM README CIFAR-10: --model_name resnet18
                 "image_size": 32,  # CIM cifars-tiny/transform_utils.py:31 random_crop_size 32
@@ -201,235 +218,111 @@ PRESETS: dict[str, Preset] = {
                 # CIM cifars-tiny/model_base_resnet.py:16-19: 3x3 stride-1 conv, no max-pool,
                 # resnet18(zero_init_residual=True) (not mmdet-loadable).
                 "stem": "cifar",
+                "batch_size": 512,  # CIM README: --batch_size 512 (one GPU)
+                "epochs": 1000,  # CIM README: --epochs 1000
             },
-            methods={
-                "corinfomax": {
-                    "batch_size": 512,  # CIM README: --batch_size 512 (one GPU)
-                    "epochs": 1000,  # CIM README: --epochs 1000
-                    "hidden_dim": 2048,  # CIM README: --projector 2048-2048-64
-                    "output_dim": 64,
-                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
-                    "alpha": 250.0,  # CIM README: --sim_loss_weight 250.0
-                    "cov_momentum": 0.01,  # CIM README: --la_R 0.01 --la_mu 0.01
-                    "mean_momentum": 0.01,
-                    "lr": 0.5,  # CIM README: --learning_rate 0.5 (absolute)
-                    "weight_decay": 1e-4,  # CIM README: --w_decay 1e-4
-                    "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
-                },
-            },
+            methods=_corinfomax("2048-2048-64", 250.0, 0.01, lr=0.5, final_lr=1e-6),
         ),
         Preset(
             "cifar100_r18",
-            "CorInfoMax CIFAR-100 ResNet-18 (authors' README command): CIFAR stem, projector "
-            "4096-4096-128, alpha 1000, la 0.01, batch 512, 1000 epochs, SGD lr 0.5 (absolute), "
-            "wd 1e-4, per-epoch warm-up 10 + cosine to 1e-6, CIFAR-100 mean/std",
+            "CorInfoMax CIFAR-100 ResNet-18 (authors' README command; CIFAR stem)",
             common={
                 "backbone": "resnet18",  # CIM README CIFAR-100: --model_name resnet18
                 "image_size": 32,
                 "transform": "corinfomax_cifar100",  # CIM transform_utils.py:26-29 (CIFAR-100)
                 "stem": "cifar",  # CIM model_base_resnet.py:16-19
+                "batch_size": 512,  # CIM README: --batch_size 512
+                "epochs": 1000,  # CIM README: --epochs 1000
             },
-            methods={
-                "corinfomax": {
-                    "batch_size": 512,  # CIM README: --batch_size 512
-                    "epochs": 1000,  # CIM README: --epochs 1000
-                    "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
-                    "output_dim": 128,
-                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
-                    "alpha": 1000.0,  # CIM README: --sim_loss_weight 1000.0
-                    "cov_momentum": 0.01,
-                    "mean_momentum": 0.01,
-                    "lr": 0.5,  # CIM README: --learning_rate 0.5
-                    "weight_decay": 1e-4,  # CIM README: --w_decay 1e-4
-                    "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
-                },
-            },
+            methods=_corinfomax("4096-4096-128", 1000.0, 0.01, lr=0.5, final_lr=1e-6),
         ),
         Preset(
             "tinyimagenet_r50",
-            "CorInfoMax Tiny-ImageNet ResNet-50 (authors' README command): 64 px, projector "
-            "4096-4096-128, alpha 500, la 0.1, batch 1024, 800 epochs, SGD lr 0.5 (absolute), wd "
-            "1e-4, warm-up 10 + cosine to 1e-6",
+            "CorInfoMax Tiny-ImageNet ResNet-50, 64 px (authors' README command)",
             common={
                 "backbone": "resnet50",  # CIM README Tiny ImageNet: --model_name resnet50
                 "image_size": 64,  # CIM transform_utils.py:35 random_crop_size 64
                 "transform": "corinfomax",  # CIM transform_utils.py: ImageNet mean/std, bicubic
+                "batch_size": 1024,  # CIM README: --batch_size 1024
+                "epochs": 800,  # CIM README: --epochs 800
             },
-            methods={
-                "corinfomax": {
-                    "batch_size": 1024,  # CIM README: --batch_size 1024
-                    "epochs": 800,  # CIM README: --epochs 800
-                    "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
-                    "output_dim": 128,
-                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
-                    "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
-                    "cov_momentum": 0.1,  # CIM README: --la_R 0.1 --la_mu 0.1
-                    "mean_momentum": 0.1,
-                    "lr": 0.5,  # CIM README: --learning_rate 0.5
-                    "warmup_epochs": 10.0,  # CIM README: --warmup_epochs 10
-                    "weight_decay": 1e-4,
-                    "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
-                },
-            },
+            methods=_corinfomax("4096-4096-128", 500.0, 0.1, lr=0.5, final_lr=1e-6),
         ),
         Preset(
             "imagenet100_r18",
-            "CorInfoMax ImageNet-100 ResNet-18 (authors' README command, torchrun 8 GPUs): "
-            "projector 4096-4096-128, alpha 500, la 0.01, total batch 1024, 400 epochs, SGD lr 1.0 "
-            "(absolute), wd 1e-4, warm-up 10 + cosine to 5e-3",
-            common={"backbone": "resnet18", "image_size": 224, "transform": "corinfomax"},
-            methods={
-                "corinfomax": {
-                    # CIM imagenet100_resnet18/pretrain/main_traintest_cov_online_multi3_lin_img100_
-                    # wmse_resnet18.py:46-47: per-GPU batch = --batch_size // world_size.
-                    "batch_size": 1024,  # CIM README: --batch_size 1024
-                    "epochs": 400,  # CIM README: --epochs 400
-                    "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
-                    "output_dim": 128,
-                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
-                    "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
-                    "cov_momentum": 0.01,
-                    "mean_momentum": 0.01,
-                    "lr": 1.0,  # CIM README: --learning_rate 1.0
-                    "warmup_epochs": 10.0,  # CIM .../parsing_file_dist.py:43 default
-                    "weight_decay": 1e-4,
-                    "final_lr": 5e-3,  # CIM README: --min_lr 5e-3
-                },
-            },
+            "CorInfoMax ImageNet-100 ResNet-18 (authors' README command, 8 GPUs)",
+            common={"backbone": "resnet18", **_IMAGENET100, "epochs": 400},  # CIM README
+            methods=_corinfomax("4096-4096-128", 500.0, 0.01, lr=1.0, final_lr=5e-3),
         ),
         Preset(
             "imagenet100_r50",
-            "CorInfoMax ImageNet-100 ResNet-50 (authors' README command, torchrun 8 GPUs): "
-            "projector 4096-4096-128, alpha 500, la 0.01, total batch 1024, 200 epochs, SGD lr 1.0 "
-            "(absolute), wd 1e-4, warm-up 5 + cosine to 5e-3",
-            common={"backbone": "resnet50", "image_size": 224, "transform": "corinfomax"},
-            methods={
-                "corinfomax": {
-                    "batch_size": 1024,  # CIM README: --batch_size 1024 (total, as above)
-                    "epochs": 200,  # CIM README: --epochs 200
-                    "hidden_dim": 4096,  # CIM README: --projector 4096-4096-128
-                    "output_dim": 128,
-                    "proj_batch_norm": False,  # BN hidden layers are the ImageNet-1k setting only
-                    "alpha": 500.0,  # CIM README: --sim_loss_weight 500.0
-                    "cov_momentum": 0.01,
-                    "mean_momentum": 0.01,
-                    "lr": 1.0,  # CIM README: --learning_rate 1.0
-                    "warmup_epochs": 5.0,  # CIM README: --warmup_epochs 5
-                    "weight_decay": 1e-4,
-                    "final_lr": 5e-3,  # CIM README: --min_lr 5e-3
-                },
-            },
+            "CorInfoMax ImageNet-100 ResNet-50 (authors' README command, 8 GPUs)",
+            common={"backbone": "resnet50", **_IMAGENET100, "epochs": 200},  # CIM README
+            methods=_corinfomax(
+                "4096-4096-128", 500.0, 0.01, lr=1.0, final_lr=5e-3, warmup_epochs=5.0
+            ),
         ),
         Preset(
             "imagenet_r50",
-            "ImageNet-1k ResNet-50, 100 epochs: Matrix-SSL (authors' script: batch 1024, SGD "
-            "0.5 x batch/256 = 2.0, wd 1e-5 on all, warm-up 10 + cosine to 0 per step, crops "
-            "0.2), CorInfoMax (authors' command: batch 1536, SGD lr 0.2 absolute, wd 1e-4, "
-            "8192-8192-512 BN, alpha 2000, la 0.1, AMP), Lightly's BarlowTwins/VICReg",
+            "ImageNet-1k ResNet-50, 100 epochs: Matrix-SSL (authors' pretrain.sh), CorInfoMax "
+            "(authors' command), MEC and BYOL on Matrix-SSL's recipe, Lightly's BarlowTwins/VICReg",
             common={
                 "backbone": "resnet50",  # MSSL README -a resnet50; CIM README --model_name
                 "image_size": 224,
                 "epochs": 100,  # MSSL main_pretrain.py:57 default; CIM README --epochs 100
                 "warmup_epochs": 10.0,  # MSSL main_pretrain.py:303; CIM parsing_file_dist.py:44
+                "batch_size": 1024,  # MSSL main_pretrain.py:61, MEC -b 1024 (total)
             },
             methods={
+                # lr 0.5 per 256 (MSSL main_pretrain.py:66,191), wd 1e-5 on model.parameters()
+                # (:70), heads 2048-2048-2048 / 512 (mec/builder.py, --dim, --pred-dim), teacher
+                # 0.996 -> 1 (:118, :299), Taylor order 4 (:113), target_scale = ridge = 0.5
+                # (pretrain.sh --mce_lambd 0.5 --mce_mu 0.5), gamma 1: the module's defaults.
                 "matrix_ssl": {
-                    "batch_size": 1024,  # MSSL main_pretrain.py:61 (total over all GPUs)
-                    "lr": 0.5,  # MSSL main_pretrain.py:66,191: init_lr = 0.5 * 1024 / 256
-                    "weight_decay": 1e-5,  # MSSL main_pretrain.py:70, on model.parameters()
-                    "hidden_dim": 2048,  # MSSL mec/builder.py: 3-layer 2048 projector
-                    "output_dim": 2048,  # MSSL main_pretrain.py:95 --dim 2048
-                    "pred_hidden_dim": 512,  # MSSL main_pretrain.py:101 --pred-dim 512
-                    "momentum_start": 0.996,  # MSSL main_pretrain.py:118, cosine to 1 (:299)
-                    "target_scale": 1.0,  # MSSL README: --mce_lambd 1.0 (argparse default 0.5)
-                    "ridge": 1.0,  # MSSL README: --mce_mu 1.0 (argparse default 0.5)
-                    "gamma": 1.0,  # MSSL README: --gamma 1.0
-                    "taylor_order": 4,  # MSSL main_pretrain.py:113 --mce_order 4
                     "transform": "mocov3",  # MSSL main_pretrain.py:253-277: crops (0.2, 1)
                     "precision": "32-true",  # MSSL: no autocast in main_pretrain.py
                 },
                 "corinfomax": {
                     "batch_size": 1536,  # CIM README ImageNet-1K: --batch_size 1536 (total)
-                    "lr": 0.2,  # CIM README: --learning_rate 0.2 (absolute)
-                    "weight_decay": 1e-4,  # CIM README: --w_decay 1e-4
                     "final_lr": 1e-6,  # CIM README: --min_lr 1e-6
-                    "hidden_dim": 8192,  # CIM README: --projector 8192-8192-512
-                    "output_dim": 512,
-                    # CIM imagenet1k/model_base_resnet_bn.py: Linear-BN-ReLU hidden layers
-                    "proj_batch_norm": True,
-                    "alpha": 2000.0,  # CIM README: --sim_loss_weight 2000.0
-                    "cov_momentum": 0.1,  # CIM README: --la_R 0.1 --la_mu 0.1
-                    "mean_momentum": 0.1,
+                    # lr 0.2, wd 1e-4, projector 8192-8192-512 with BN (model_base_resnet_bn.py),
+                    # alpha 2000, la_R = la_mu = 0.1: the module's defaults.
                     "precision": "16-mixed",  # CIM README: --amp (GradScaler)
                     "transform": "corinfomax",  # CIM imagenet1k/transform_utils3.py (bicubic)
                 },
-                # MEC (xinliu20/MEC main_pretrain.py, mec/builder.py; the same files as in
-                # MSSL): the Matrix-SSL recipe above with MEC's loss (eps^2 64, order 4).
-                "mec": {
-                    "batch_size": 1024,  # MEC main_pretrain.py -b 1024 (total)
-                    "lr": 0.5,  # MEC main_pretrain.py --lr 0.5 x batch / 256
-                    "weight_decay": 1e-5,  # MEC main_pretrain.py --wd 1e-5, on all parameters
-                    "hidden_dim": 2048,
-                    "output_dim": 2048,  # MEC --dim 2048
-                    "pred_hidden_dim": 512,  # MEC --pred-dim 512
-                    "momentum_start": 0.996,  # MEC --teacher-momentum 0.996, cosine to 1
-                    "eps_squared": 64.0,  # MEC --eps 64
-                    "transform": "mocov3",  # MEC main_pretrain.py: MoCo v3 views, crops (0.2, 1)
-                    "precision": "32-true",
-                },
+                # MEC (xinliu20/MEC main_pretrain.py, mec/builder.py; the same files as in MSSL):
+                # the Matrix-SSL recipe with MEC's loss (eps^2 64, order 4), the module's defaults.
+                "mec": {"transform": "mocov3", "precision": "32-true"},
                 # Ours: BYOL's loss and heads on the Matrix-SSL recipe (the twin of matrix_ssl).
-                "byol": {"batch_size": 1024, "transform": "mocov3", "precision": "32-true"},
-                "barlowtwins": {"batch_size": 1024, "transform": "byol"},
-                "vicreg": {"batch_size": 1024, "transform": "vicreg"},
+                "byol": {"transform": "mocov3", "precision": "32-true"},
+                "barlowtwins": {"transform": "byol"},
+                "vicreg": {"transform": "vicreg"},
             },
         ),
         Preset(
             "imagenet_vitb16",
-            "ImageNet-1k ViT-B/16 with the M-MAE authors' ViT-L recipe (ours: they publish "
-            "ViT-L): batch 1024, 200 epochs, 40 warm-up, AdamW 1.5e-4 x batch/256, wd 0.05, "
-            "fp16 AMP, mask 0.75; M-MAE (mu 3, double norm), U-MAE, MAE; lamb 0.01/8 (the "
-            "published 8-GPU run's effective strength)",
+            "ImageNet-1k ViT-B/16 with the M-MAE authors' ViT-L recipe (they publish ViT-L): "
+            "M-MAE, U-MAE, MAE",
             common={"backbone": "vit_base_patch16_224", **_MMAE_COMMON},
-            methods={
-                "mmae": {
-                    "reg_weight": _MMAE_LAMB,
-                    "gram_scale": 3.0,
-                    "centering": False,
-                    "double_norm": True,
-                },
-                "umae": {"reg_weight": _MMAE_LAMB, "double_norm": True},
-                "mae": {},
-            },
+            methods=_MMAE_METHODS,
         ),
         Preset(
             "imagenet_vitl16",
-            "ImageNet-1k ViT-L/16 (the M-MAE authors' pretrain.sh): batch 1024 (128 x 8 GPUs), "
-            "200 epochs, 40 warm-up, AdamW 1.5e-4 x batch/256 = 6e-4, wd 0.05, fp16 AMP, mask "
-            "0.75, TCR mu 3, no centering, double norm, lamb 0.01/8 (their gather's effective "
-            "strength with a correct gradient)",
-            common={
-                "backbone": "vit_large_patch16_224",  # MMAE pretrain.sh --model mae_vit_large
-                **_MMAE_COMMON,
-            },
-            methods={
-                "mmae": {
-                    "reg_weight": _MMAE_LAMB,  # MMAE pretrain.sh --lamb 1e-2, divided by 8 (above)
-                    "gram_scale": 3.0,  # MMAE pretrain.sh --uniformity_mu 3
-                    "centering": False,  # MMAE pretrain.sh --centering False
-                    "double_norm": True,  # MMAE models_mae.py:230 self.norm(latent)
-                },
-                "umae": {"reg_weight": _MMAE_LAMB, "double_norm": True},
-                "mae": {},
-            },
+            "ImageNet-1k ViT-L/16: M-MAE (the authors' pretrain.sh), U-MAE, MAE",
+            # MMAE pretrain.sh --model mae_vit_large
+            common={"backbone": "vit_large_patch16_224", **_MMAE_COMMON},
+            methods=_MMAE_METHODS,
         ),
     ]
 }
 
 
 def describe_presets() -> str:
-    """One block per preset: name, methods covered, description."""
+    """Each preset: its name and description, then every method's settings."""
     lines = []
     for preset in PRESETS.values():
-        lines.append(f"{preset.name:18s} [{', '.join(preset.methods)}]")
-        lines.append(f"{'':18s} {preset.description}")
+        lines.append(f"{preset.name}: {preset.description}")
+        for method in preset.methods:
+            settings = ", ".join(f"{k}={v}" for k, v in preset.settings(method).items())
+            lines.append(f"  {method}: {settings}")
     return "\n".join(lines)

@@ -1,13 +1,21 @@
-"""The pretraining methods' names and where their classes live: the one list of methods.
+"""The names of the pretraining methods, read without importing torch (``--help`` stays fast).
 
-Torch-free, so the CLI's ``--help`` and its argument checks stay fast;
-:data:`lightly_matrix.methods.METHOD_CLASSES` imports the classes from it.
+A method registers itself when its class is defined
+(:class:`~lightly_matrix.methods.base.PretrainModule` subclasses with a ``method`` name). Another
+package makes its methods known to the command line without being imported, through the entry-point
+group :data:`ENTRY_POINT_GROUP`, as pytest and Lightning find their plugins::
+
+    [project.entry-points."lightly_matrix.methods"]
+    my_method = "my_package.my_method:MyMethod"
 """
 
 from __future__ import annotations
 
-#: ``--method`` name -> ``module:Class`` of its LightningModule, in the CLI's order.
-METHOD_SPECS: dict[str, str] = {
+from importlib.metadata import entry_points
+
+ENTRY_POINT_GROUP = "lightly_matrix.methods"
+#: The built-in methods, ``name -> module:Class``, in the CLI's order.
+BUILTIN_METHODS: dict[str, str] = {
     "matrix_ssl": "lightly_matrix.methods.matrix_ssl:MatrixSSL",
     "corinfomax": "lightly_matrix.methods.corinfomax:CorInfoMax",
     "mmae": "lightly_matrix.methods.mmae:MMAE",
@@ -18,4 +26,20 @@ METHOD_SPECS: dict[str, str] = {
     "byol": "lightly_matrix.methods.byol:BYOL",
     "mec": "lightly_matrix.methods.mec:MEC",
 }
-METHOD_NAMES = tuple(METHOD_SPECS)
+_defined: dict[str, str] = {}
+
+
+def register(name: str, spec: str) -> None:
+    """Records a method class defined in this process (``spec``: ``module:Class``)."""
+    _defined[name] = spec
+
+
+def method_specs() -> dict[str, str]:
+    """Every known method, ``name -> module:Class``: built-in, entry points, defined here."""
+    plugins = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {**BUILTIN_METHODS, **plugins, **_defined}
+
+
+def method_names() -> tuple[str, ...]:
+    """The ``--method`` choices."""
+    return tuple(method_specs())

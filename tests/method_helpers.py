@@ -8,7 +8,7 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader, Dataset
 
-from lightly_matrix.methods import MASKED_METHODS, METHOD_CLASSES
+from lightly_matrix.methods import METHOD_CLASSES
 
 TINY_VIT = {
     "backbone": "vit_tiny_patch16_224",
@@ -81,7 +81,7 @@ def fit(
     module: LightningModule, steps: int, *names: str, max_epochs: int = 1
 ) -> dict[str, list[float]]:
     """Trains ``max_epochs`` epochs of ``steps`` steps on :class:`RepeatedBatch`; the metrics."""
-    num_views = 1 if module.method in MASKED_METHODS else 2
+    num_views = module.num_views
     loader = DataLoader(RepeatedBatch(num_views, steps), batch_size=BATCH, shuffle=False)
     record = RecordMetrics(*names)
     trainer = Trainer(

@@ -1,27 +1,30 @@
 """One LightningModule per pretraining method, in the style of Lightly's benchmark modules.
 
-``METHODS`` has the entry shape of Lightly's benchmark harness
-(``benchmarks/imagenet/resnet50/main.py``): ``{"model": cls, "transform": train_transform}``,
-the transform being the method's default recipe at 224 px. ``METHOD_CLASSES`` maps the CLI's
-``--method`` names to the classes, in the order of :data:`lightly_matrix.registry.METHOD_SPECS`,
-the one list of methods.
+Each method is one file; defining its class registers it in :data:`METHOD_CLASSES` (``--method``
+name -> class) and :data:`METHODS`, entries in the shape of Lightly's benchmark harness
+(``benchmarks/imagenet/resnet50/main.py``): ``{"model": cls, "transform": train_transform}``.
+Our ``byol``, ``vicreg`` and ``barlowtwins`` share Lightly's names: :func:`add_to_harness` adds
+ours beside Lightly's instead of replacing them, as a plain ``dict.update`` would.
 
 Examples:
     >>> from lightly_matrix.methods import METHODS
     >>> entry = METHODS["corinfomax"]
     >>> model = entry["model"](batch_size_per_device=256, num_classes=1000)  # doctest: +SKIP
     >>> views = entry["transform"](pil_image)  # doctest: +SKIP
+    >>> harness = {"byol": "Lightly's BYOL entry"}
+    >>> add_to_harness(harness)[:3]
+    ['matrix_ssl', 'corinfomax', 'mmae']
+    >>> harness["byol"], harness["lightly_matrix_byol"]["model"].__name__
+    ("Lightly's BYOL entry", 'BYOL')
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
-from lightly_matrix.data.transforms import build_train_transform
 from lightly_matrix.methods.barlowtwins import BarlowTwins
-from lightly_matrix.methods.base import PretrainModule, build_backbone
+from lightly_matrix.methods.base import METHOD_CLASSES, METHODS, PretrainModule, build_backbone
 from lightly_matrix.methods.byol import BYOL
 from lightly_matrix.methods.corinfomax import CorInfoMax
 from lightly_matrix.methods.mae import MAE
@@ -30,48 +33,41 @@ from lightly_matrix.methods.mec import MEC
 from lightly_matrix.methods.mmae import MMAE
 from lightly_matrix.methods.umae import UMAE
 from lightly_matrix.methods.vicreg import VICReg
-from lightly_matrix.registry import METHOD_SPECS
+from lightly_matrix.registry import BUILTIN_METHODS, method_specs
+
+# Dependencies register first (MMAE imports MAE): keep the CLI's order.
+for _name in BUILTIN_METHODS:
+    METHOD_CLASSES[_name] = METHOD_CLASSES.pop(_name)
+    METHODS[_name] = METHODS.pop(_name)
 
 
-def _load(spec: str) -> type[PretrainModule]:
-    module, _, name = spec.partition(":")
-    cls: type[PretrainModule] = getattr(import_module(module), name)
-    return cls
+def method_class(name: str) -> type[PretrainModule]:
+    """The class of ``--method name``, importing a plugin's module (entry point) when needed.
+
+    Raises:
+        KeyError: If no method of that name is known.
+    """
+    if name not in METHOD_CLASSES:
+        import_module(method_specs()[name].partition(":")[0])
+    return METHOD_CLASSES[name]
 
 
-#: ``--method`` name -> module class.
-METHOD_CLASSES: dict[str, type[PretrainModule]] = {
-    name: _load(spec) for name, spec in METHOD_SPECS.items()
-}
+def add_to_harness(harness: dict[str, Any], prefix: str = "lightly_matrix_") -> list[str]:
+    """Adds :data:`METHODS` to a harness's ``METHODS`` dict without replacing an entry there.
 
+    A name already taken (Lightly's ``byol``, ...) gets ``prefix``. Returns the keys added.
+    """
+    added = []
+    for name, entry in METHODS.items():
+        key = name if name not in harness else prefix + name
+        harness[key] = entry
+        added.append(key)
+    return added
 
-#: Methods that train on one masked view of a ViT; the others train on two augmented views.
-MASKED_METHODS = frozenset({"mmae", "umae", "mae"})
-
-#: Image size of Lightly's ImageNet harness, which builds every method at its defaults.
-HARNESS_IMAGE_SIZE = 224
-
-
-def default_train_transform(
-    method: str, image_size: int = HARNESS_IMAGE_SIZE
-) -> Callable[[Any], list[Any]]:
-    """The training transform of ``method``'s default recipe: a list of one tensor per view."""
-    cls = METHOD_CLASSES[method]
-    num_views = 1 if method in MASKED_METHODS else 2
-    return build_train_transform(cls.default_transform, image_size, num_views)
-
-
-#: Lightly's benchmark-harness entries: ``{"model": cls, "transform": train_transform}``.
-METHODS: dict[str, dict[str, Any]] = {
-    name: {"model": cls, "transform": default_train_transform(name)}
-    for name, cls in METHOD_CLASSES.items()
-}
 
 __all__ = [
     "BYOL",
-    "HARNESS_IMAGE_SIZE",
     "MAE",
-    "MASKED_METHODS",
     "MEC",
     "METHODS",
     "METHOD_CLASSES",
@@ -82,6 +78,7 @@ __all__ = [
     "MatrixSSL",
     "PretrainModule",
     "VICReg",
+    "add_to_harness",
     "build_backbone",
-    "default_train_transform",
+    "method_class",
 ]

@@ -1,7 +1,5 @@
-"""Barlow Twins (Zbontar et al., 2021) from Lightly's building blocks.
-
-A baseline under the same harness as the matrix-information methods.
-"""
+"""Barlow Twins (Zbontar et al., ICML 2021) from Lightly's building blocks: a baseline under the
+same harness as the matrix-information methods."""
 
 from __future__ import annotations
 
@@ -9,7 +7,6 @@ from typing import Any, ClassVar, Unpack
 
 from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules import BarlowTwinsProjectionHead
-from torch import Tensor
 
 from lightly_matrix.methods.base import PretrainModule, SharedArgs
 
@@ -17,8 +14,7 @@ from lightly_matrix.methods.base import PretrainModule, SharedArgs
 class BarlowTwins(PretrainModule):
     """Barlow Twins pretraining module, as in Lightly's ImageNet benchmark (LARS, lr 0.2 per 256).
 
-    Shared arguments (backbone, batch, optimiser, schedule): see
-    :class:`~lightly_matrix.methods.base.SharedArgs`; ``recipe`` holds this method's defaults.
+    Shared arguments: :class:`~lightly_matrix.methods.base.SharedArgs`.
 
     Args:
         hidden_dim: Projector hidden width.
@@ -27,8 +23,7 @@ class BarlowTwins(PretrainModule):
     """
 
     method = "barlowtwins"
-    default_transform = "byol"
-    recipe: ClassVar[dict[str, Any]] = {
+    shared_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "lars",
         "lr": 0.2,
         "weight_decay": 1.5e-6,
@@ -49,15 +44,3 @@ class BarlowTwins(PretrainModule):
         self.criterion = BarlowTwinsLoss(
             lambda_param=lambda_param, gather_distributed=self.hparams["gather_distributed"]
         )
-
-    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
-        """One step on two views."""
-        views, targets = batch[0], batch[1]
-        features_1 = self.forward(views[0])
-        projection_1 = self.projection_head(features_1)
-        projection_2 = self.projection_head(self.forward(views[1]))
-        loss = self.criterion(projection_1, projection_2)
-
-        self.log_loss("train_loss", loss, len(targets), prog_bar=True)
-        self.track_embeddings(backbone=features_1, projection=projection_1)
-        return loss + self.online_probe(features_1, targets, batch_idx)

@@ -3,14 +3,12 @@ Matrix-SSL's EMA teacher, momentum schedule and optimiser, so a comparison isola
 
 from __future__ import annotations
 
-from typing import Unpack
+from typing import Any, ClassVar, Unpack
 
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-from torch import Tensor
 
-from lightly_matrix.methods.base import SharedArgs
-from lightly_matrix.methods.ema_teacher import EMATeacherModule
+from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 
 
 class BYOL(EMATeacherModule):
@@ -18,49 +16,30 @@ class BYOL(EMATeacherModule):
 
     Heads are BYOL's (Lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead``): projector
     ``Linear-BN-ReLU-Linear`` 2048-4096-256 and predictor 256-4096-256 (the paper's Sec. 3.3).
-    The loss is Lightly's ``NegativeCosineSimilarity`` averaged over the two view pairs: the
-    first-order term of MEC's loss, and BYOL's ``2 - 2 cos`` summed over both pairs up to a
-    constant and a factor 4.
+    The loss is Lightly's ``NegativeCosineSimilarity`` averaged over the two view pairs: BYOL's
+    ``2 - 2 cos`` up to a constant and a factor, and the first-order term of MEC's loss.
 
-    Everything else is :class:`~lightly_matrix.methods.MatrixSSL`'s, with the same argument names
-    and defaults: the EMA teacher of backbone + projector with momentum 0.996 -> 1 on a cosine
-    schedule (BYOL's own), SGD with lr 0.5 per 256 images, weight decay 1e-5, 10 warm-up epochs
-    (the Matrix-SSL authors' ImageNet ResNet-50 run). BYOL's own ImageNet recipe is LARS, lr 0.2
-    per 256, weight decay 1.5e-6, batch 4096 (``--optimizer lars --lr 0.2 --weight-decay 1.5e-6``);
+    Everything else is :class:`~lightly_matrix.methods.MatrixSSL`'s (teacher, momentum, SGD with
+    lr 0.5 per 256 images, weight decay 1e-5, 10 warm-up epochs). BYOL's own ImageNet run is
+    ``--optimizer lars --lr 0.2 --weight-decay 1.5e-6`` at batch 4096;
     ``hidden_dim=2048, output_dim=2048, pred_hidden_dim=512`` gives Matrix-SSL's head widths.
-
-    Shared arguments (backbone, batch, optimiser, schedule): see
-    :class:`~lightly_matrix.methods.base.SharedArgs`; ``recipe`` holds this method's defaults.
-
-    Args:
-        hidden_dim: Projector hidden width.
-        output_dim: Projector (and predictor) output width.
-        pred_hidden_dim: Predictor hidden width.
-        momentum_start: Teacher EMA momentum at the first step.
-        momentum_end: Teacher EMA momentum at the last step.
+    Arguments: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`.
     """
 
     method = "byol"
-    default_transform = "mocov3"
+    shared_defaults: ClassVar[dict[str, Any]] = {
+        "hidden_dim": 4096,
+        "output_dim": 256,
+        "pred_hidden_dim": 4096,
+    }
 
-    def __init__(
-        self,
-        *,
-        hidden_dim: int = 4096,
-        output_dim: int = 256,
-        pred_hidden_dim: int = 4096,
-        momentum_start: float = 0.996,
-        momentum_end: float = 1.0,
-        **shared: Unpack[SharedArgs],
-    ) -> None:
+    def __init__(self, **shared: Unpack[TeacherArgs]) -> None:
         super().__init__()
         self.save_hyperparameters()
         feature_dim = self._init_common()
-        self.projection_head = BYOLProjectionHead(feature_dim, hidden_dim, output_dim)
-        self.prediction_head = BYOLPredictionHead(output_dim, pred_hidden_dim, output_dim)
-        self._init_teacher()
+        hp = self.hparams
+        self._init_teacher(
+            BYOLProjectionHead(feature_dim, hp["hidden_dim"], hp["output_dim"]),
+            BYOLPredictionHead(hp["output_dim"], hp["pred_hidden_dim"], hp["output_dim"]),
+        )
         self.criterion = NegativeCosineSimilarity()
-
-    def pair_loss(self, online: Tensor, target: Tensor) -> Tensor:
-        """``-mean cos(online, target)`` of one (online prediction, teacher projection) pair."""
-        return self.criterion(online, target)

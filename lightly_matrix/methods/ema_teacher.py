@@ -12,36 +12,72 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
-from lightly.models.utils import deactivate_requires_grad
+from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn, no_grad
 
-from lightly_matrix.methods.base import PretrainModule
+from lightly_matrix.methods._schedules import cosine
+from lightly_matrix.methods.base import PretrainModule, SharedArgs
+from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
+
+
+class TeacherArgs(SharedArgs, total=False):
+    """The :class:`~lightly_matrix.methods.base.SharedArgs` and what every teacher method takes.
+
+    Attributes:
+        hidden_dim: Projector hidden width.
+        output_dim: Projector (and predictor) output width.
+        pred_hidden_dim: Predictor hidden width.
+        momentum_start: Teacher EMA momentum at the first step.
+        momentum_end: Teacher EMA momentum at the last step.
+    """
+
+    hidden_dim: int
+    output_dim: int
+    pred_hidden_dim: int
+    momentum_start: float
+    momentum_end: float
 
 
 class EMATeacherModule(PretrainModule):
     """Base of the online/EMA-teacher methods.
 
-    Subclasses build ``self.projection_head`` and ``self.prediction_head``, then call
-    :meth:`_init_teacher`, and implement :meth:`pair_loss`. Their hyper-parameters include
-    ``momentum_start`` and ``momentum_end``: the teacher momentum follows a cosine schedule between
-    them over all training steps, and the teacher moves after each optimizer step (BYOL's, as in
-    the Matrix-SSL and MEC code; :meth:`PretrainModule.optimizer_step`).
+    Subclasses take :class:`TeacherArgs` as ``**shared``, call :meth:`_init_teacher` with their
+    heads and set ``criterion``, a loss of one (online prediction, teacher projection) pair. The
+    teacher momentum follows a cosine from ``momentum_start`` to ``momentum_end`` over all
+    training steps, applied after each optimizer step.
     """
 
-    #: The Matrix-SSL authors' ImageNet ResNet-50 recipe (``main_pretrain.py``): the teacher
-    #: methods share it, so that BYOL, MEC and Matrix-SSL differ only in heads and loss.
-    recipe: ClassVar[dict[str, Any]] = {
+    default_transform = "mocov3"
+    #: The Matrix-SSL authors' ImageNet ResNet-50 run (``main_pretrain.py``, ``mec/builder.py``):
+    #: shared by the teacher methods, so that BYOL, MEC and Matrix-SSL differ only in their loss
+    #: (and BYOL's heads).
+    shared_defaults: ClassVar[dict[str, Any]] = {
         "zero_init_residual": True,
         "lr": 0.5,
         "weight_decay": 1e-5,
         "warmup_style": "linspace",
         "decay_norm_and_bias": True,
+        "hidden_dim": 2048,
+        "output_dim": 2048,
+        "pred_hidden_dim": 512,
+        "momentum_start": 0.996,
+        "momentum_end": 1.0,
     }
-    projection_head: nn.Module
     prediction_head: nn.Module
 
-    def _init_teacher(self) -> None:
-        """The teacher: copies of the online backbone and projector that get no gradient."""
+    def _init_teacher(
+        self, projection_head: nn.Module | None = None, prediction_head: nn.Module | None = None
+    ) -> None:
+        """Sets the online heads (default: Matrix-SSL's); the teacher copies backbone and
+        projector, without gradient."""
+        hp, dim = self.hparams, self._feature_dim
+        if projection_head is None or prediction_head is None:
+            projection_head = MatrixSSLProjectionHead(dim, hp["hidden_dim"], hp["output_dim"])
+            prediction_head = MatrixSSLPredictionHead(
+                hp["output_dim"], hp["pred_hidden_dim"], hp["output_dim"]
+            )
+        self.projection_head = projection_head
+        self.prediction_head = prediction_head
         self.teacher_backbone = copy.deepcopy(self.backbone)
         self.teacher_projection_head = copy.deepcopy(self.projection_head)
         deactivate_requires_grad(self.teacher_backbone)
@@ -59,15 +95,32 @@ class EMATeacherModule(PretrainModule):
         return self.teacher_projection_head(self.teacher_backbone(x).flatten(start_dim=1))
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """The teacher follows backbone and projector; the base updates it after each step."""
+        """(student, teacher) pairs: the teacher follows backbone and projector."""
         return [
             (self.backbone, self.teacher_backbone),
             (self.projection_head, self.teacher_projection_head),
         ]
 
+    def teacher_momentum(self, step: int) -> float:
+        """Cosine from ``momentum_start`` (step 0) to ``momentum_end`` (the last step)."""
+        total = int(self.trainer.estimated_stepping_batches)
+        return cosine(step, total, self.hparams["momentum_start"], self.hparams["momentum_end"])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Fixes this step's teacher momentum (from the global step, so a resume continues)."""
+        self._momentum = self.teacher_momentum(self.trainer.global_step)
+        self.log("momentum", self._momentum, batch_size=1)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step, then the teacher's EMA update (before any checkpoint is written)."""
+        super().optimizer_step(*args, **kwargs)
+        for student, teacher in self.ema_pairs():
+            update_momentum(student, teacher, m=self._momentum)
+
     def pair_loss(self, online: Tensor, target: Tensor) -> Tensor:
         """Loss of one (online prediction, teacher projection) pair."""
-        raise NotImplementedError
+        assert self.criterion is not None
+        return self.criterion(online, target)
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         """One step on two views: ``0.5 * (loss(z1, p2) + loss(z2, p1))`` plus the online probe."""
@@ -79,8 +132,4 @@ class EMATeacherModule(PretrainModule):
         loss = 0.5 * (
             self.pair_loss(prediction_1, teacher_2) + self.pair_loss(prediction_2, teacher_1)
         )
-
-        batch_size = len(targets)
-        self.log_loss("train_loss", loss, batch_size, prog_bar=True)
-        self.track_embeddings(backbone=features_1, projection=projection_1)
-        return loss + self.online_probe(features_1, targets, batch_idx)
+        return self.finish_step(loss, targets, batch_idx, features_1, projection_1)

@@ -27,8 +27,7 @@ class MAE(PretrainModule):
     reg_weight * regularizer(cls)`` where ``cls`` is the encoder's CLS token after its final
     LayerNorm; plain MAE has no regulariser.
 
-    Shared arguments (backbone, batch, optimiser, schedule): see
-    :class:`~lightly_matrix.methods.base.SharedArgs`; ``recipe`` holds this method's defaults.
+    Shared arguments: :class:`~lightly_matrix.methods.base.SharedArgs`.
 
     Args:
         mask_ratio: Fraction of patches hidden from the encoder.
@@ -36,10 +35,10 @@ class MAE(PretrainModule):
         decoder_depth: Decoder blocks.
         decoder_num_heads: Decoder attention heads.
         norm_pix_loss: Normalise each target patch to zero mean and unit variance.
-        reg_weight: Weight of the regulariser (``None``: the method's default, 0.01 for M-MAE and
-            U-MAE; the authors' ``lamb``, which still works with a ``DeprecationWarning``).
+        reg_weight: Weight of the regulariser (``None``: the method's ``default_reg_weight``,
+            0.01 for M-MAE and U-MAE; the authors' ``lamb``).
         gram_scale: TCR scale in ``-logdet(I + gram_scale/d F^T F)`` (M-MAE only; the authors'
-            ``mu``, likewise).
+            ``mu``).
         centering: Centre the features before the TCR term (M-MAE only).
         double_norm: Apply the encoder's final LayerNorm a second time to the CLS feature that
             the regulariser and the online probe read, as the M-MAE authors' ``models_mae.py``
@@ -47,16 +46,15 @@ class MAE(PretrainModule):
     """
 
     method = "mae"
+    masked = True
     default_transform = "mae"
-    recipe: ClassVar[dict[str, Any]] = {
+    shared_defaults: ClassVar[dict[str, Any]] = {
         "backbone": "vit_base_patch16_224",
         "optimizer": "adamw",
         "lr": 1.5e-4,
         "weight_decay": 0.05,
         "warmup_epochs": 40.0,
     }
-    renamed: ClassVar[dict[str, str]] = {"lamb": "reg_weight", "mu": "gram_scale"}
-    vit_only = True
     #: ``reg_weight`` when none is given.
     default_reg_weight: ClassVar[float] = 0.0
     backbone: MaskedVisionTransformerTIMM
@@ -78,26 +76,25 @@ class MAE(PretrainModule):
         super().__init__()
         self.save_hyperparameters()
         self._init_common()
-        hp = self.hparams
-        if hp["reg_weight"] is None:
-            hp["reg_weight"] = self.default_reg_weight
+        if reg_weight is None:
+            self.hparams["reg_weight"] = self.default_reg_weight
         vit: Any = self.backbone.vit  # timm's VisionTransformer
         self.patch_size = vit.patch_embed.patch_size[0]
         self.sequence_length = self.backbone.sequence_length
         # Lightly 1.6's decoder (MAEDecoderTIMM is deprecated) leaves the input embedding and the
         # pixel prediction layers to the method.
-        self.decoder_embed = nn.Linear(vit.embed_dim, hp["decoder_dim"])
+        self.decoder_embed = nn.Linear(vit.embed_dim, decoder_dim)
         self.decoder = MaskedVisionTransformerDecoderTIMM(
             num_patches=vit.patch_embed.num_patches,
-            embed_dim=hp["decoder_dim"],
-            depth=hp["decoder_depth"],
-            num_heads=hp["decoder_num_heads"],
+            embed_dim=decoder_dim,
+            depth=decoder_depth,
+            num_heads=decoder_num_heads,
             mlp_ratio=4.0,
         )
-        self.decoder_pred = nn.Linear(hp["decoder_dim"], self.patch_size**2 * 3)
+        self.decoder_pred = nn.Linear(decoder_dim, self.patch_size**2 * 3)
         self.decoder_embed.apply(init_weights)
         self.decoder_pred.apply(init_weights)
-        self.criterion: nn.Module | None = self.build_regularizer()
+        self.criterion = self.build_regularizer()
 
     def build_regularizer(self) -> nn.Module | None:
         """The regulariser on CLS features; plain MAE has none."""
@@ -125,30 +122,28 @@ class MAE(PretrainModule):
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         """One step on one view: rebuild the masked patches, plus ``reg_weight`` x regulariser."""
-        views, targets = batch[0], batch[1]
-        images = views[0]
+        images, targets = batch[0][0], batch[1]
+        tokens, predictions, idx_mask = self._masked_forward(images)
+        loss = self.pixel_loss(images, predictions, idx_mask)
+        cls_features = tokens[:, 0]
+        if self.hparams["double_norm"]:
+            cls_features = self.backbone.vit.norm(cls_features)
+        if self.criterion is not None:
+            regularizer = self.criterion(cls_features)
+            self.log_loss("train_pixel_loss", loss, len(targets))
+            self.log_loss("train_regularizer", regularizer, len(targets))
+            loss = loss + self.hparams["reg_weight"] * regularizer
+        return self.finish_step(loss, targets, batch_idx, cls_features)
+
+    def _masked_forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Encoder tokens (after its final norm; CLS first), predicted masked patches, mask."""
         idx_keep, idx_mask = utils.random_token_mask(
             size=(images.shape[0], self.sequence_length),
             mask_ratio=self.hparams["mask_ratio"],
             device=images.device,
         )
-        # Tokens after the encoder's final norm; the CLS token is tokens[:, 0].
         tokens = self.backbone.encode(images, idx_keep=idx_keep)
-        predictions = self.forward_decoder(tokens, idx_keep, idx_mask)
-        loss = self.pixel_loss(images, predictions, idx_mask)
-
-        cls_features = tokens[:, 0]
-        if self.hparams.get("double_norm", False):
-            cls_features = self.backbone.vit.norm(cls_features)
-        batch_size = len(targets)
-        if self.criterion is not None:
-            regularizer = self.criterion(cls_features)
-            self.log_loss("train_pixel_loss", loss, batch_size)
-            self.log_loss("train_regularizer", regularizer, batch_size)
-            loss = loss + self.hparams["reg_weight"] * regularizer
-        self.log_loss("train_loss", loss, batch_size, prog_bar=True)
-        self.track_embeddings(backbone=cls_features)
-        return loss + self.online_probe(cls_features, targets, batch_idx)
+        return tokens, self.forward_decoder(tokens, idx_keep, idx_mask), idx_mask
 
     @torch.no_grad()
     def reconstruct(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -158,10 +153,5 @@ class MAE(PretrainModule):
             The predicted patches ``(batch, num_masked, patch_pixels)`` and the masked token
             indices.
         """
-        idx_keep, idx_mask = utils.random_token_mask(
-            size=(images.shape[0], self.sequence_length),
-            mask_ratio=self.hparams["mask_ratio"],
-            device=images.device,
-        )
-        tokens = self.backbone.encode(images, idx_keep=idx_keep)
-        return self.forward_decoder(tokens, idx_keep, idx_mask), idx_mask
+        _, predictions, idx_mask = self._masked_forward(images)
+        return predictions, idx_mask

@@ -1,5 +1,9 @@
-"""Maximum Entropy Coding (Liu et al., NeurIPS 2022): BYOL-style online/EMA-teacher networks
-trained with the Taylor-expanded coding length of predictor outputs and teacher projections."""
+"""Maximum Entropy Coding [0]: BYOL-style online/EMA-teacher networks trained with the
+Taylor-expanded coding length of predictor outputs and teacher projections.
+
+- [0] Liu et al., Self-Supervised Learning via Maximum Entropy Coding, NeurIPS 2022,
+  https://arxiv.org/abs/2210.11464
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,14 @@ from typing import Unpack
 from torch import Tensor
 
 from lightly_matrix.loss import MECLoss
-from lightly_matrix.loss._common import check_number
-from lightly_matrix.methods.base import SharedArgs
-from lightly_matrix.methods.ema_teacher import EMATeacherModule
-from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
+from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 
 
 def warmup_eps_squared(step: int, warmup_steps: int, eps_squared: float, factor: float) -> float:
     """This step's ``eps^2``: ``factor * eps_squared`` at step 0, linearly down to ``eps_squared``.
 
-    The authors' ``lamda_scheduler`` interpolates ``1 / lamda`` (which is proportional to
-    ``eps^2``) with ``np.linspace(8 / lamda, 1 / lamda, warmup_iters)``: the last warm-up step
-    already has the final value.
+    The authors' ``lamda_scheduler`` interpolates ``1 / lamda`` (proportional to ``eps^2``) with
+    ``np.linspace(8 / lamda, 1 / lamda, warmup_iters)``: the last warm-up step has the final value.
     """
     if step >= warmup_steps - 1:
         return eps_squared
@@ -29,80 +29,50 @@ def warmup_eps_squared(step: int, warmup_steps: int, eps_squared: float, factor:
 class MEC(EMATeacherModule):
     """MEC pretraining module [0], with the defaults of the authors' ImageNet ResNet-50 run.
 
-    The architecture is Matrix-SSL's (which was built from this code): an online backbone,
-    projector and predictor, and an EMA teacher of backbone + projector. The loss of the two views
-    is ``0.5 * (mec(z1, p2) + mec(z2, p1))`` with :class:`~lightly_matrix.loss.MECLoss`, ``z`` the
-    online predictions and ``p`` the teacher projections.
+    Matrix-SSL's architecture (built from this code) with the loss
+    ``0.5 * (mec(z1, p2) + mec(z2, p1))`` of :class:`~lightly_matrix.loss.MECLoss`, ``z`` the
+    online predictions and ``p`` the teacher projections. Sources (``xinliu20/MEC``; the
+    ``mec/`` folder of ``yifanzhang-pro/Matrix-SSL`` holds the same files):
 
-    Defaults and their sources (``xinliu20/MEC``; the ``mec/`` folder of
-    ``yifanzhang-pro/Matrix-SSL`` holds the same ``builder.py`` and ``loader.py``):
+    - heads ``mec/builder.py`` (``dim=2048, pred_dim=512``), teacher momentum 0.996 -> 1 on a
+      per-step cosine (``main_pretrain.py --teacher-momentum 0.996``);
+    - SGD, lr 0.5 per 256 images, weight decay 1e-5 on every parameter (norms and biases
+      included), 10 warm-up epochs then cosine to 0 per step; batch 1024, 100 epochs (run
+      settings: the ``imagenet_r50`` preset);
+    - ``eps^2 = 64`` (``--eps 64``), Taylor order 4; ``eps^2`` starts 8 times larger and falls
+      linearly over the warm-up (``lamda_scheduler(8 / lamda, 1 / lamda, ...)``).
 
-    - projector ``Linear(no bias)-BN-ReLU`` x 2 then ``Linear, BN(affine=False)``, 2048 wide;
-      predictor 2048-512-2048 (``mec/builder.py``: ``dim=2048, pred_dim=512``);
-    - teacher = EMA of backbone + projector, momentum 0.996 -> 1 on a per-step cosine
-      (``main_pretrain.py``: ``--teacher-momentum 0.996``, ``cosine_scheduler(..., 1, ...)``);
-    - SGD, momentum 0.9, lr 0.5 per 256 images, weight decay 1e-5, 10 linear warm-up epochs then
-      cosine to 0 per step (``main_pretrain.py``: ``--lr 0.5``, ``init_lr = lr * batch / 256``,
-      ``--wd 1e-5``, ``warmup_epochs=10``); total batch 1024, 100 epochs (``-b 1024``,
-      ``--epochs 100``): run settings, not arguments here;
-    - ``eps^2 = 64`` (``--eps 64``), Taylor order 4 (``loss_func(..., order=4)``),
-      ``lamda = d / (m eps^2)`` and the loss divided by ``mu * m * lamda`` (see ``MECLoss``);
-    - ``lamda`` warm-up: ``eps^2`` starts 8 times larger and falls linearly to its value over the
-      warm-up epochs (``lamda_scheduler(8 / lamda, 1 / lamda, ..., warmup_epochs=10)``), here
-      over ``warmup_epochs`` like the lr.
-
-    Not arguments of this module (run settings): MoCo v3 augmentations with crop scale (0.2, 1),
-    blur 1.0 / 0.1, solarize 0 / 0.2; ``zero_init_residual=True``; SyncBN; weight decay on every
-    parameter (this package does not decay biases and norms); fp32.
-
-    - [0] Liu et al., Self-Supervised Learning via Maximum Entropy Coding, NeurIPS 2022,
-      https://arxiv.org/abs/2210.11464
-
-    Shared arguments (backbone, batch, optimiser, schedule): see
-    :class:`~lightly_matrix.methods.base.SharedArgs`; ``recipe`` holds this method's defaults.
+    Shared arguments and heads: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`.
 
     Args:
-        hidden_dim: Projector hidden width.
-        output_dim: Projector (and predictor) output width d.
-        pred_hidden_dim: Predictor hidden width.
         eps_squared: Squared upper bound of the expected decoding error.
         eps_warmup_factor: ``eps^2`` at the first step, as a multiple of ``eps_squared`` (>= 1;
             1 turns the warm-up off).
         taylor_order: Order of the Taylor series of the log-determinant (``None``: exact).
-        momentum_start: Teacher EMA momentum at the first step.
-        momentum_end: Teacher EMA momentum at the last step.
 
     Raises:
         ValueError: If ``eps_warmup_factor`` is below 1, or ``MECLoss`` refuses its arguments.
     """
 
     method = "mec"
-    default_transform = "mocov3"
 
     def __init__(
         self,
         *,
-        hidden_dim: int = 2048,
-        output_dim: int = 2048,
-        pred_hidden_dim: int = 512,
         eps_squared: float = 64.0,
         eps_warmup_factor: float = 8.0,
         taylor_order: int | None = 4,
-        momentum_start: float = 0.996,
-        momentum_end: float = 1.0,
-        **shared: Unpack[SharedArgs],
+        **shared: Unpack[TeacherArgs],
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        check_number(
-            "eps_warmup_factor",
-            eps_warmup_factor,
-            low=1.0,
-            hint="eps^2 starts that many times larger; the authors use 8, 1 turns it off.",
-        )
-        feature_dim = self._init_common()
-        self.projection_head = MatrixSSLProjectionHead(feature_dim, hidden_dim, output_dim)
-        self.prediction_head = MatrixSSLPredictionHead(output_dim, pred_hidden_dim, output_dim)
+        factor = eps_warmup_factor
+        if not (isinstance(factor, int | float) and 1.0 <= factor < float("inf")):
+            raise ValueError(
+                f"eps_warmup_factor must be a finite number >= 1, got {factor!r}; eps^2 starts "
+                "that many times larger (the authors use 8, 1 turns the warm-up off)"
+            )
+        self._init_common()
         self._init_teacher()
         self.criterion = MECLoss(
             eps_squared=eps_squared,
@@ -112,15 +82,12 @@ class MEC(EMATeacherModule):
 
     def current_eps_squared(self) -> float:
         """``eps^2`` of this step (warm-up by the global step, so a resumed run continues it)."""
-        trainer = self.trainer
-        total_steps = int(trainer.estimated_stepping_batches)
-        steps_per_epoch = total_steps / max(1, trainer.max_epochs or 1)
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = total_steps / max(1, self.trainer.max_epochs or 1)
         warmup_steps = min(int(steps_per_epoch * self.hparams["warmup_epochs"]), total_steps)
+        hp = self.hparams
         return warmup_eps_squared(
-            trainer.global_step,
-            warmup_steps,
-            self.hparams["eps_squared"],
-            self.hparams["eps_warmup_factor"],
+            self.trainer.global_step, warmup_steps, hp["eps_squared"], hp["eps_warmup_factor"]
         )
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
@@ -130,4 +97,5 @@ class MEC(EMATeacherModule):
 
     def pair_loss(self, online: Tensor, target: Tensor) -> Tensor:
         """MEC loss of one (online prediction, teacher projection) pair at this step's ``eps^2``."""
+        assert self.criterion is not None
         return self.criterion(online, target, eps_squared=self.current_eps_squared())

@@ -15,13 +15,12 @@ class MMAE(MAE):
     """M-MAE pretraining module: :class:`~lightly_matrix.methods.mae.MAE` with the TCR regulariser.
 
     Same arguments as MAE; ``reg_weight`` defaults to 0.01 and ``gram_scale``/``centering`` set
-    the TCR term (the authors' ViT-L run: lamb 0.01, mu 3, no centering). Unlike the official
-    code, no extra LayerNorm is put after the encoder's own, and the gathered features keep
-    every rank's gradient.
+    the TCR term (the authors' ViT-L run: lamb 0.01, mu 3). ``double_norm=True`` (the presets)
+    applies the encoder's final LayerNorm a second time, as the official code does. Unlike the
+    official gather, ours keeps every rank's gradient.
     """
 
     method = "mmae"
-    default_transform = "mae"
     default_reg_weight: ClassVar[float] = 0.01
 
     def build_regularizer(self) -> nn.Module:

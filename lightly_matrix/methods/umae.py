@@ -19,7 +19,6 @@ class UMAE(MAE):
     """
 
     method = "umae"
-    default_transform = "mae"
     default_reg_weight: ClassVar[float] = 0.01
 
     def build_regularizer(self) -> nn.Module:

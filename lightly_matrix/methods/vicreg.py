@@ -1,7 +1,5 @@
-"""VICReg (Bardes et al., 2022) from Lightly's building blocks.
-
-A baseline under the same harness as the matrix-information methods.
-"""
+"""VICReg (Bardes et al., ICLR 2022) from Lightly's building blocks: a baseline under the same
+harness as the matrix-information methods."""
 
 from __future__ import annotations
 
@@ -9,20 +7,16 @@ from typing import Any, ClassVar, Unpack
 
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
-from torch import Tensor
 
 from lightly_matrix.methods.base import PretrainModule, SharedArgs
 
 
 class VICReg(PretrainModule):
-    """VICReg pretraining module, as in Lightly's ImageNet benchmark.
+    """VICReg pretraining module, as Lightly's ``benchmarks/imagenet/resnet50/vicreg.py``.
 
-    Lightly's ``benchmarks/imagenet/resnet50/vicreg.py``: LARS with lr 0.3 per 256 images (its
-    value for a global batch of 1024 or more), weight decay 1e-6 (the VICReg authors' value),
-    biases and norms not decayed, 8192-8192-8192 projector, loss weights 25/25/1.
-
-    Shared arguments (backbone, batch, optimiser, schedule): see
-    :class:`~lightly_matrix.methods.base.SharedArgs`; ``recipe`` holds this method's defaults.
+    LARS with lr 0.3 per 256 images (Lightly's value for a global batch of 1024 or more), weight
+    decay 1e-6 (the VICReg authors'), biases and norms not decayed, 8192-8192-8192 projector, loss
+    weights 25/25/1. Shared arguments: :class:`~lightly_matrix.methods.base.SharedArgs`.
 
     Args:
         hidden_dim: Projector hidden width.
@@ -34,7 +28,7 @@ class VICReg(PretrainModule):
 
     method = "vicreg"
     default_transform = "vicreg"
-    recipe: ClassVar[dict[str, Any]] = {
+    shared_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "lars",
         "lr": 0.3,
         "weight_decay": 1e-6,
@@ -53,24 +47,10 @@ class VICReg(PretrainModule):
         super().__init__()
         self.save_hyperparameters()
         feature_dim = self._init_common()
-        self.projection_head = VICRegProjectionHead(
-            feature_dim, hidden_dim, output_dim, num_layers=3
-        )
+        self.projection_head = VICRegProjectionHead(feature_dim, hidden_dim, output_dim, 3)
         self.criterion = VICRegLoss(
             lambda_param=lambda_param,
             mu_param=mu_param,
             nu_param=nu_param,
             gather_distributed=self.hparams["gather_distributed"],
         )
-
-    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
-        """One step on two views."""
-        views, targets = batch[0], batch[1]
-        features_1 = self.forward(views[0])
-        projection_1 = self.projection_head(features_1)
-        projection_2 = self.projection_head(self.forward(views[1]))
-        loss = self.criterion(projection_1, projection_2)
-
-        self.log_loss("train_loss", loss, len(targets), prog_bar=True)
-        self.track_embeddings(backbone=features_1, projection=projection_1)
-        return loss + self.online_probe(features_1, targets, batch_idx)

@@ -25,29 +25,22 @@ def describe_run(config: RunConfig, cls: type, num_classes: int, num_images: int
     from lightly_matrix.methods.base import ADAMW_BETAS, SGD_MOMENTUM, is_vit
 
     module = build_module(config, cls, num_classes)
-    hp = config.hparams
-    groups = module.parameter_groups()
-    decayed = sum(len(g["params"]) for g in groups if g["name"] == "weights")
-    undecayed = sum(len(g["params"]) for g in groups if g["name"] == "no_weight_decay")
-    probe = sum(len(g["params"]) for g in groups if g["name"] == "online_classifier")
+    hp = module.hparams
+    tensors = {g["name"]: len(g["params"]) for g in module.parameter_groups()}
     optimizer: dict[str, Any] = {
         "name": hp["optimizer"],
         "lr": module.peak_lr(config.world_size),
         "base_lr": hp["lr"],
-        "lr_scaling": module.setting("lr_scaling"),
+        "lr_scaling": hp["lr_scaling"],
         "momentum": SGD_MOMENTUM if hp["optimizer"] != "adamw" else ADAMW_BETAS[0],
         "weight_decay": hp["weight_decay"],
-        "decay_norm_and_bias": module.setting("decay_norm_and_bias"),
-        "decayed_tensors": decayed,
-        "undecayed_tensors": undecayed,
-        "online_probe_tensors": probe,
+        "decay_norm_and_bias": hp["decay_norm_and_bias"],
+        "decayed_tensors": tensors.get("weights", 0),
+        "undecayed_tensors": tensors.get("no_weight_decay", 0),
+        "online_probe_tensors": tensors.get("online_classifier", 0),
     }
     if hp["optimizer"] == "adamw":
         optimizer["betas"] = list(ADAMW_BETAS)
-    steps_per_epoch = num_images // config.global_batch_size
-    limit = config.limit_train_batches
-    if limit:
-        steps_per_epoch = int(limit) if limit >= 1 else max(1, int(steps_per_epoch * limit))
     backbone = hp["backbone"]
     return {
         "method": config.method,
@@ -59,7 +52,7 @@ def describe_run(config: RunConfig, cls: type, num_classes: int, num_images: int
         "world_size": config.world_size,
         "global_batch_size": config.global_batch_size,
         "per_device_batch_size": config.per_device_batch_size,
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": config.steps_per_epoch(num_images),
         "epochs": config.epochs,
         "precision": config.precision,
         # Lightning's sync_batchnorm is set whenever more than one GPU process trains.
@@ -68,19 +61,15 @@ def describe_run(config: RunConfig, cls: type, num_classes: int, num_images: int
         "image_size": config.image_size,
         "backbone": {
             "name": backbone,
-            "stem": None if is_vit(backbone) else hp.get("stem", "imagenet"),
-            "zero_init_residual": (
-                None if is_vit(backbone) else module.setting("zero_init_residual")
-            ),
-            "patch_size": hp.get("patch_size") if is_vit(backbone) else None,
+            "stem": None if is_vit(backbone) else hp["stem"],
+            "zero_init_residual": None if is_vit(backbone) else hp["zero_init_residual"],
+            "patch_size": hp["patch_size"] if is_vit(backbone) else None,
         },
         "optimizer": optimizer,
         "lr_schedule": {
-            "interval": module.setting("lr_interval"),
-            "warmup_epochs": hp["warmup_epochs"],
-            "warmup_style": module.setting("warmup_style"),
-            "warmup_start_lr": module.setting("warmup_start_lr"),
-            "final_lr": module.setting("final_lr"),
+            **{key: hp[key] for key in ("warmup_epochs", "warmup_style", "warmup_start_lr")},
+            "interval": hp["lr_interval"],
+            "final_lr": hp["final_lr"],
         },
         "teacher_momentum": (
             {
@@ -88,7 +77,7 @@ def describe_run(config: RunConfig, cls: type, num_classes: int, num_images: int
                 "end": hp["momentum_end"],
                 "schedule": "cosine per step, applied after each optimizer step",
             }
-            if module.ema_pairs()
+            if "momentum_start" in hp
             else None
         ),
         "transform": config.transform,

@@ -10,12 +10,13 @@ import signal
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightly_matrix.errors import UserError
 from lightly_matrix.pretrain.args import validate_args
-from lightly_matrix.pretrain.outdir import ensure_writable, is_failed_start, reuse_failed_start
-from lightly_matrix.pretrain.resume import ResumePlan, plan_resume
+
+if TYPE_CHECKING:  # the rest is imported when a run starts: --help stays free of torch
+    from lightly_matrix.pretrain.resume import ResumePlan
 
 
 def _quiet_lightning() -> None:
@@ -50,6 +51,8 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
 def _check_out_dir(out: Path, plan: ResumePlan | None, dry_run: bool = False) -> None:
     """A new run needs an empty folder (or a failed start's); a resumed one may also continue in
     its own folder. ``dry_run`` only checks."""
+    from lightly_matrix.pretrain.outdir import is_failed_start, reuse_failed_start
+
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
     if plan is None and is_failed_start(out):  # no dead end after a run that never saved
@@ -70,8 +73,9 @@ def _check_out_dir(out: Path, plan: ResumePlan | None, dry_run: bool = False) ->
 
 def resolve(args: argparse.Namespace) -> tuple[Any, ResumePlan | None]:
     """The run of this command line (new or resumed), checked; nothing is written."""
-    from lightly_matrix.methods import METHOD_CLASSES
+    from lightly_matrix.methods import method_class
     from lightly_matrix.pretrain.config import resolve_resumed, resolve_run
+    from lightly_matrix.pretrain.resume import plan_resume
 
     _resume_after_requeue(args)
     plan = plan_resume(args) if args.resume else None
@@ -86,7 +90,7 @@ def resolve(args: argparse.Namespace) -> tuple[Any, ResumePlan | None]:
         args.data = args.data or "digits"
         args.seed = 0 if args.seed is None else args.seed
     validate_args(args)
-    cls = METHOD_CLASSES[args.method]
+    cls = method_class(args.method)
     if plan is None:
         return resolve_run(args, cls), None
     config, notes = resolve_resumed(args, plan.saved, cls)
@@ -107,22 +111,23 @@ def run(args: argparse.Namespace) -> int:
         plan.check_no_newer_checkpoint(out)
     if not _is_launcher_child():
         _check_out_dir(out, plan, dry_run=args.dry_run)
+        from lightly_matrix.pretrain.outdir import ensure_writable
+
         ensure_writable(out)  # a read-only place, a file in the path: one line, nothing left
 
     _quiet_lightning()
     import pytorch_lightning as pl
 
-    from lightly_matrix.methods import METHOD_CLASSES
     from lightly_matrix.pretrain.data import build_data
 
-    cls = METHOD_CLASSES[config.method]
+    cls = config.method_class
     if args.dry_run:
         return _dry_run(config, cls, plan)
     pl.seed_everything(config.seed, workers=False, verbose=False)
     train, val, probe, num_classes, workers = build_data(args, config, out)
     if plan is not None:
         plan.check_data(num_classes)
-    _check_enough_images(len(train), config)
+    config.steps_per_epoch(len(train))
     try:
         model = cls(**config.module_hparams(num_classes))
     except ValueError as err:
@@ -171,14 +176,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_enough_images(num_images: int, config: Any) -> None:
-    if num_images < config.global_batch_size:
-        raise UserError(
-            f"{num_images} training images are fewer than one global batch "
-            f"({config.global_batch_size}); lower --batch-size"
-        )
-
-
 def _dry_run(config: Any, cls: type, plan: ResumePlan | None) -> int:
     """Prints the resolved run as one JSON document on stdout; writes nothing."""
     from lightly_matrix.pretrain.data import count_data
@@ -187,7 +184,6 @@ def _dry_run(config: Any, cls: type, plan: ResumePlan | None) -> int:
     num_images, num_classes = count_data(config)
     if plan is not None:
         plan.check_data(num_classes)
-    _check_enough_images(num_images, config)
     try:
         described = describe_run(config, cls, num_classes, num_images)
     except ValueError as err:

@@ -7,11 +7,10 @@ from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from method_helpers import make_module
 
 from lightly_matrix.methods import BYOL
-from lightly_matrix.pretrain.config import module_defaults
 
 
 def test_byol_uses_lightlys_heads_and_loss_with_the_papers_widths() -> None:
-    defaults = module_defaults(BYOL)
+    defaults = BYOL.hparam_defaults()
     assert (defaults["hidden_dim"], defaults["output_dim"], defaults["pred_hidden_dim"]) == (
         4096,
         256,

@@ -11,7 +11,6 @@ from pytorch_lightning import seed_everything
 
 from lightly_matrix.methods import METHOD_CLASSES, MatrixSSL
 from lightly_matrix.methods.ema_teacher import EMATeacherModule
-from lightly_matrix.pretrain.config import module_defaults
 
 
 @pytest.mark.parametrize("method", EMA_TEACHER_METHODS)
@@ -37,7 +36,7 @@ def test_teacher_follows_the_cosine_momentum_schedule(method: str) -> None:
 
 @pytest.mark.parametrize("method", ["byol", "mec"])
 def test_twins_share_matrix_ssls_recipe_arguments(method: str) -> None:
-    ours, twin = module_defaults(METHOD_CLASSES[method]), module_defaults(MatrixSSL)
+    ours, twin = METHOD_CLASSES[method].hparam_defaults(), MatrixSSL.hparam_defaults()
     shared = (
         "backbone",
         "batch_size_per_device",

@@ -15,7 +15,7 @@ from pytorch_lightning import Callback, Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightly_matrix.data.transforms import RECIPES
-from lightly_matrix.methods import MASKED_METHODS, METHOD_CLASSES, METHODS
+from lightly_matrix.methods import METHOD_CLASSES, METHODS
 from lightly_matrix.methods.base import is_vit
 from lightly_matrix.presets import PRESETS
 
@@ -30,7 +30,7 @@ def test_entries_have_lightlys_shape() -> None:
         assert set(entry) == {"model", "transform"}
         assert entry["model"] is METHOD_CLASSES[name]
         views = entry["transform"](image)  # what LightlyDataset calls
-        assert len(views) == (1 if name in MASKED_METHODS else 2)
+        assert len(views) == entry["model"].num_views == (1 if entry["model"].masked else 2)
         assert all(v.shape == (3, 224, 224) for v in views)
 
 
@@ -38,7 +38,7 @@ def test_entries_have_lightlys_shape() -> None:
 def test_default_transform_is_the_paper_runs_recipe(name: str) -> None:
     cls = METHOD_CLASSES[name]
     assert cls.default_transform in RECIPES
-    preset = PRESETS["imagenet_vitb16" if name in MASKED_METHODS else "imagenet_r50"]
+    preset = PRESETS["imagenet_vitb16" if cls.masked else "imagenet_r50"]
     expected = preset.settings(name).get("transform")
     if expected is not None:
         assert cls.default_transform == expected
@@ -52,7 +52,7 @@ def test_defaults_are_the_imagenet_run(name: str) -> None:
     assert defaults["image_size"] == 224
     assert defaults["num_classes"] == 1000
     assert defaults["backbone"] == (
-        "vit_base_patch16_224" if name in MASKED_METHODS else "resnet50"
+        "vit_base_patch16_224" if METHOD_CLASSES[name].masked else "resnet50"
     )
     assert defaults.get("stem", "imagenet") == "imagenet"
 
@@ -64,7 +64,7 @@ def test_builds_from_the_harness_arguments_and_trains_a_step(name: str) -> None:
     model = METHODS[name]["model"](**HARNESS_KWARGS)
     # Tiny images for the ResNets; a ViT's position embeddings fix its input at 224 px.
     size = 224 if is_vit(model.hparams["backbone"]) else 32
-    views = 1 if name in MASKED_METHODS else 2
+    views = model.num_views
     images = [torch.randn(4, 3, size, size) for _ in range(views)]
     data = TensorDataset(*images, torch.arange(4) % 10)
     loader = DataLoader(data, batch_size=4, collate_fn=lambda rows: _collate(rows, views))

@@ -9,7 +9,6 @@ from lightly_matrix.loss import MECLoss
 from lightly_matrix.methods import MEC
 from lightly_matrix.methods.mec import warmup_eps_squared
 from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
-from lightly_matrix.pretrain.config import module_defaults
 
 
 def authors_lamda_inv(lamda: float, total: int, warmup: int) -> np.ndarray:
@@ -28,7 +27,7 @@ def test_eps_warmup_is_the_authors_lamda_schedule(warmup: int) -> None:
 
 
 def test_defaults_are_the_authors_imagenet_run() -> None:
-    defaults = module_defaults(MEC)
+    defaults = MEC.hparam_defaults()
     expected = {
         "backbone": "resnet50",
         "optimizer": "sgd",

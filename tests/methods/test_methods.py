@@ -7,7 +7,7 @@ import torch
 from method_helpers import EMA_TEACHER_METHODS, STEPS, make_module, train_steps
 from pytorch_lightning import seed_everything
 
-from lightly_matrix.methods import MASKED_METHODS, METHOD_CLASSES, build_backbone
+from lightly_matrix.methods import METHOD_CLASSES, build_backbone
 
 
 @pytest.mark.parametrize("method", list(METHOD_CLASSES))
@@ -27,7 +27,7 @@ def test_checkpoint_contract(method: str) -> None:
     assert module.hparams["method"] == method
     backbone = module.hparams["backbone"]
     keys = module.state_dict().keys()
-    if method in MASKED_METHODS:
+    if METHOD_CLASSES[method].masked:
         assert backbone == "vit_tiny_patch16_224"
         assert any(k.startswith("backbone.vit.blocks.") for k in keys)
     else:
@@ -46,10 +46,10 @@ def test_checkpoint_contract(method: str) -> None:
 
 
 def test_cli_method_names_are_the_registered_methods() -> None:
-    # One list (lightly_matrix.registry, torch-free for a fast --help); the CLI reads it too.
-    from lightly_matrix.pretrain.args import METHOD_NAMES
+    # The torch-free registry (a fast --help) lists the classes in the CLI's order.
+    from lightly_matrix.registry import method_names
 
-    assert tuple(METHOD_CLASSES) == METHOD_NAMES
+    assert tuple(METHOD_CLASSES) == method_names()
     for name, cls in METHOD_CLASSES.items():
         assert cls.method == name
 
@@ -101,12 +101,10 @@ def test_bad_stems_are_value_errors() -> None:
         build_backbone("vit_tiny_patch16_224", image_size=32, stem="cifar")
 
 
-@pytest.mark.parametrize("method", [m for m in METHOD_CLASSES if m not in MASKED_METHODS])
+@pytest.mark.parametrize("method", [m for m, c in METHOD_CLASSES.items() if not c.masked])
 def test_stem_is_a_hyper_parameter_of_every_resnet_method(method: str) -> None:
     """`--hp stem=cifar` reaches the backbone and the checkpoint's hyper-parameters."""
-    from lightly_matrix.pretrain.config import module_defaults
-
-    assert module_defaults(METHOD_CLASSES[method])["stem"] == "imagenet"
+    assert METHOD_CLASSES[method].hparam_defaults()["stem"] == "imagenet"
     assert make_module(method).hparams["stem"] == "imagenet"
     module = make_module(method, stem="cifar")
     assert module.hparams["stem"] == "cifar" and module.backbone[0].kernel_size == (3, 3)
@@ -116,7 +114,6 @@ def test_stem_is_a_hyper_parameter_of_every_resnet_method(method: str) -> None:
 
 def test_presets_pick_the_papers_stems() -> None:
     from lightly_matrix.presets import PRESETS, RUN_KEYS
-    from lightly_matrix.pretrain.config import module_defaults
 
     for name in ("cifar10_r18", "cifar100_r18"):
         assert PRESETS[name].settings("corinfomax")["stem"] == "cifar"
@@ -128,7 +125,7 @@ def test_presets_pick_the_papers_stems() -> None:
     # Every preset key is a run setting or a constructor argument of the method it is for.
     for preset in PRESETS.values():
         for method in preset.methods:
-            accepted = set(module_defaults(METHOD_CLASSES[method])) | RUN_KEYS
+            accepted = set(METHOD_CLASSES[method].hparam_defaults()) | set(RUN_KEYS)
             assert set(preset.settings(method)) <= accepted, (preset.name, method)
 
 
@@ -143,7 +140,5 @@ def test_build_backbone_example_runs() -> None:
 
 def test_vicreg_weight_decay_is_lightlys_and_the_authors() -> None:
     # Lightly's benchmarks/imagenet/resnet50/vicreg.py and the VICReg paper: LARS, wd 1e-6.
-    from lightly_matrix.pretrain.config import module_defaults
-
-    defaults = module_defaults(METHOD_CLASSES["vicreg"])
+    defaults = METHOD_CLASSES["vicreg"].hparam_defaults()
     assert (defaults["optimizer"], defaults["weight_decay"]) == ("lars", 1e-6)

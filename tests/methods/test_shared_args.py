@@ -1,11 +1,10 @@
-"""The shared constructor arguments, declared once (``SharedArgs``), each method's recipe on top,
-the renamed hyper-parameters with their deprecation aliases, and Lightly's ``knn_k``/``knn_t``."""
+"""The shared constructor arguments, declared once (``SharedArgs``), each method's defaults on top,
+the authors' letters the losses accept, and Lightly's ``knn_k``/``knn_t``."""
 
 from __future__ import annotations
 
 import inspect
 import typing
-import warnings
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 
 from lightly_matrix.loss import CorInfoMaxLoss, MatrixEntropyLoss, MatrixSSLLoss
 from lightly_matrix.methods import METHOD_CLASSES
-from lightly_matrix.methods.base import RESNET_ARGS, SHARED_DEFAULTS, SharedArgs
+from lightly_matrix.methods.base import RESNET_ARGS, PretrainModule, SharedArgs
 
 SHARED = set(typing.get_type_hints(SharedArgs))
 # Small heads so that building a module takes milliseconds.
@@ -32,31 +31,36 @@ TINY: dict[str, dict[str, Any]] = {
 
 def tiny(name: str, **kwargs: Any) -> Any:
     cls = METHOD_CLASSES[name]
-    backbone = {"backbone": "vit_tiny_patch16_224", "image_size": 32} if cls.vit_only else {}
+    backbone = {"backbone": "vit_tiny_patch16_224", "image_size": 32} if cls.masked else {}
     return cls(**{"backbone": "resnet18", **backbone, "num_classes": 10, **TINY[name], **kwargs})
 
 
 def test_shared_arguments_have_one_declaration_and_one_default() -> None:
-    # Every shared argument has a default, except lr and weight decay, which each recipe sets.
-    assert set(SHARED_DEFAULTS) == SHARED - {"lr", "weight_decay"}
+    # Every shared argument has a default, except lr and weight decay, which each method sets.
+    assert set(PretrainModule.shared_defaults) == SHARED - {"lr", "weight_decay"}
     for name, cls in METHOD_CLASSES.items():
         params = inspect.signature(cls.__init__).parameters.values()
         own = {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
         assert not own & SHARED, f"{name} declares shared arguments again: {own & SHARED}"
         assert [p.kind for p in params][-1] is inspect.Parameter.VAR_KEYWORD
-        assert set(cls.recipe) <= SHARED and {"lr", "weight_decay"} <= set(cls.recipe)
-        expected = SHARED - set(RESNET_ARGS) if cls.vit_only else SHARED
+        assert set(cls.shared_defaults) >= SHARED
+        expected = SHARED - set(RESNET_ARGS) if cls.masked else SHARED
         assert expected <= set(cls.hparam_defaults())
 
 
 @pytest.mark.parametrize("name", list(METHOD_CLASSES))
-def test_a_built_module_records_every_hyper_parameter_with_its_recipe(name: str) -> None:
+def test_a_built_module_records_every_hyper_parameter_with_its_defaults(name: str) -> None:
     module = tiny(name)
     cls = METHOD_CLASSES[name]
     defaults = cls.hparam_defaults()
     assert set(module.hparams) == set(defaults) | {"method"}
-    for key, value in cls.recipe.items():
-        if key != "backbone":
+    for key, value in cls.shared_defaults.items():
+        if key in module.hparams and key not in (
+            "backbone",
+            "num_classes",
+            "image_size",
+            *TINY[name],
+        ):
             assert module.hparams[key] == value
     # What is recorded is what was built: checkpoints rebuild the same module from it.
     rebuilt = cls(**dict(module.hparams))
@@ -69,36 +73,6 @@ def test_positional_and_unknown_arguments_are_refused(name: str) -> None:
         METHOD_CLASSES[name]("resnet18")
     with pytest.raises(TypeError, match="hidden_dims"):
         tiny(name, hidden_dims=3)
-
-
-RENAMED = [  # (method, old name, new name, a value that is not the default)
-    ("matrix_ssl", "lamda", "target_scale", 2.0),
-    ("matrix_ssl", "mu", "ridge", 0.5),
-    ("corinfomax", "la_R", "cov_momentum", 0.3),
-    ("corinfomax", "la_mu", "mean_momentum", 0.2),
-    ("corinfomax", "R_ini", "cov_init", 2.0),
-    ("mmae", "lamb", "reg_weight", 0.5),
-    ("mmae", "mu", "gram_scale", 3.0),
-    ("umae", "lamb", "reg_weight", 0.5),
-]
-# Where each new name ends up in the module's loss.
-CRITERION_ATTR = {"reg_weight": None}
-
-
-@pytest.mark.parametrize("name,old,new,value", RENAMED)
-def test_old_names_still_work_with_a_deprecation_warning(
-    name: str, old: str, new: str, value: float
-) -> None:
-    with pytest.warns(DeprecationWarning, match=f"'{old}'.*'{new}'"):
-        module = tiny(name, **{old: value})
-    assert module.hparams[new] == value and old not in module.hparams
-    if new != "reg_weight":
-        assert getattr(module.criterion, new) == value  # the loss got it
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the new name alone warns nothing
-        assert tiny(name, **{new: value}).hparams == module.hparams
-    with pytest.raises(TypeError, match=new):
-        tiny(name, **{old: value, new: value})
 
 
 @pytest.mark.parametrize(

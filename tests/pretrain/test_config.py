@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lightly_matrix.cli import main
+from lightly_matrix.cli import UserError, main
 from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.pretrain.args import add_arguments
 from lightly_matrix.pretrain.config import resolve_run
@@ -58,14 +58,18 @@ AUTHORS = {
         ("optimizer", "momentum"): 0.9,
         ("optimizer", "weight_decay"): 1e-5,
         ("optimizer", "undecayed_tensors"): 0,  # model.parameters(): BN and biases decayed too
+        # ResNet-50 159 + projector 7 + predictor 5: the last projector bias is frozen
+        # (MSSL mec/builder.py:31 requires_grad = False).
+        ("optimizer", "decayed_tensors"): 171,
         ("lr_schedule", "interval"): "step",
         ("lr_schedule", "warmup_epochs"): 10,
         ("lr_schedule", "warmup_start_lr"): 0.0,
         ("lr_schedule", "final_lr"): 0.0,
         ("teacher_momentum", "start"): 0.996,
         ("teacher_momentum", "end"): 1.0,
-        ("hparams", "target_scale"): 1.0,
-        ("hparams", "ridge"): 1.0,
+        # MSSL pretrain.sh --mce_lambd 0.5 --mce_mu 0.5 (the README's 1.0 does not run as written)
+        ("hparams", "target_scale"): 0.5,
+        ("hparams", "ridge"): 0.5,
         ("hparams", "gamma"): 1.0,
         ("hparams", "taylor_order"): 4,
         ("hparams", "output_dim"): 2048,
@@ -97,6 +101,9 @@ AUTHORS = {
         ("hparams", "hidden_dim"): 8192,
         ("hparams", "output_dim"): 512,
         ("hparams", "proj_batch_norm"): True,
+        # ResNet-50 159 + two biased Linear-BN hidden layers (8) + the last Linear's weight
+        # (CIM imagenet1k/model_base_resnet_bn.py: nn.Linear(..., bias=True) before each BN).
+        ("optimizer", "decayed_tensors"): 168,
     },
     ("corinfomax", "imagenet100_r50"): {
         "global_batch_size": 1024,
@@ -415,46 +422,21 @@ def test_resume_keeps_no_eval() -> None:
     assert resumed.no_eval
 
 
-LEGACY = Path(__file__).parent / "data" / "legacy_main_1fcbb68_matrix_ssl.json"
+def test_a_checkpoint_of_an_earlier_record_format_is_refused_in_one_line() -> None:
+    from lightly_matrix.pretrain.config import RECORD_FORMAT, from_checkpoint
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize("old_world_size", [1, 2])
-def test_checkpoint_written_before_the_global_batch_resumes(
-    tmp_path: Path, old_world_size: int
-) -> None:
-    """A checkpoint of main 1fcbb68 (its record, hparams and Lightly scheduler state, grafted on
-    tensors of the same shapes) resumes; its global batch is per-device x its world size."""
-    import torch
-
-    from lightly_matrix.pretrain.checkpoints import RUN_KEY
-
-    tiny = ["--method", "matrix_ssl", "--image-size", "16", "--batch-size", "16", "--no-eval"]
-    tiny += ["--limit-train-batches", "2", "--hp", "hidden_dim=64", "--hp", "output_dim=64"]
-    new = tmp_path / "new"
-    assert main(["pretrain", *tiny, "--epochs", "1", "--out", str(new)]) == 0
-    legacy = json.loads(LEGACY.read_text())
-    ckpt = torch.load(new / "last.ckpt", map_location="cpu", weights_only=False)
-    ckpt[RUN_KEY] = {**legacy[RUN_KEY], "world_size": old_world_size}
-    ckpt["hyper_parameters"] = legacy["hyper_parameters"]
-    ckpt["lr_schedulers"] = legacy["lr_schedulers"]
-    old = tmp_path / "old"
-    old.mkdir()
-    torch.save(ckpt, old / "last.ckpt")
-
-    assert main(["pretrain", "--resume", str(old), "--epochs", "2", "--no-progress"]) == 0
-    resumed = torch.load(old / "last.ckpt", map_location="cpu", weights_only=True)
-    record = resumed[RUN_KEY]
-    assert record["global_batch_size"] == 16 * old_world_size
-    assert record["per_device_batch_size"] == 16 * old_world_size
-    assert resumed["global_step"] > ckpt["global_step"]
-    # It keeps training as it did: Lightly's parameter groups and no zero-init.
-    assert resumed["hyper_parameters"]["decay_norm_and_bias"] is False
-    assert [g["name"] for g in resumed["optimizer_states"][0]["param_groups"]] == [
-        "weights",
-        "no_weight_decay",
-        "online_classifier",
-    ]
+    cls = METHOD_CLASSES["matrix_ssl"]
+    config = resolve_run(parse("--method", "matrix_ssl"), cls)
+    hparams = {**config.module_hparams(10), "method": "matrix_ssl"}
+    assert from_checkpoint(config.record(), hparams, cls) == config
+    for record, saved in (
+        ({**config.record(), "format": RECORD_FORMAT - 1}, hparams),
+        ({**config.record(), "format": None}, hparams),
+        (config.record(), {**hparams, "lamda": 1.0}),  # a former argument name
+    ):
+        with pytest.raises(UserError, match="earlier development version") as err:
+            from_checkpoint(record, saved, cls)
+        assert "\n" not in str(err.value)
 
 
 def test_resuming_a_snapshot_never_overwrites_another_runs_last_ckpt(tmp_path: Path) -> None:

@@ -23,7 +23,9 @@ class MatrixSSLProjectionHead(ProjectionHead):
     """Projection head of Matrix-SSL [0] (three layers, the last followed by a non-affine BN).
 
     ``Linear(no bias)-BN-ReLU, Linear(no bias)-BN-ReLU, Linear, BN(affine=False)`` with
-    2048 units for ResNet-50, as in the authors' code.
+    2048 units for ResNet-50, as in the authors' code. The last Linear's bias is frozen as the
+    authors freeze it (``mec/builder.py``): the BN after it removes it from every output, so it
+    only changes what the optimiser holds.
 
     Examples:
         >>> import torch
@@ -43,6 +45,7 @@ class MatrixSSLProjectionHead(ProjectionHead):
                 (hidden_dim, output_dim, nn.BatchNorm1d(output_dim, affine=False), None, True),
             ]
         )
+        self.layers[-2].bias.requires_grad_(False)
 
 
 class MatrixSSLPredictionHead(ProjectionHead):
@@ -71,14 +74,15 @@ class CorInfoMaxProjectionHead(ProjectionHead):
     """Projection head of CorInfoMax [1]: hidden layers with ReLU, last Linear without bias.
 
     The defaults are the CIFAR-10 ResNet-18 setting (512-2048-2048-64, no BN). The ImageNet-1k
-    setting uses BN in the hidden layers (``batch_norm=True``, 2048-8192-8192-512).
+    setting uses BN in the hidden layers (``batch_norm=True``, 2048-8192-8192-512); their Linear
+    layers keep a bias there too, as in the authors' ``imagenet1k`` model.
 
     Args:
         input_dim: Backbone feature size.
         hidden_dim: Width of the hidden layers.
         output_dim: Embedding size (the ``dim`` of :class:`~lightly_matrix.loss.CorInfoMaxLoss`).
         num_layers: Number of Linear layers (>= 1).
-        batch_norm: Put BatchNorm1d after each hidden Linear (which then has no bias).
+        batch_norm: Put BatchNorm1d after each hidden Linear.
 
     Examples:
         >>> import torch
@@ -102,7 +106,7 @@ class CorInfoMaxProjectionHead(ProjectionHead):
         in_dim = input_dim
         for _ in range(num_layers - 1):
             bn = nn.BatchNorm1d(hidden_dim) if batch_norm else None
-            blocks.append((in_dim, hidden_dim, bn, nn.ReLU(inplace=True), not batch_norm))
+            blocks.append((in_dim, hidden_dim, bn, nn.ReLU(inplace=True), True))
             in_dim = hidden_dim
         blocks.append((in_dim, output_dim, None, None, False))
         super().__init__(blocks)

@@ -22,6 +22,9 @@ def test_matrix_ssl_projection_head_is_the_papers() -> None:
     lin = _linears(head)
     assert [(layer.in_features, layer.out_features) for layer in lin] == [(2048, 2048)] * 3
     assert [layer.bias is not None for layer in lin] == [False, False, True]
+    # Frozen as the authors freeze it (mec/builder.py): 7 trainable tensors, not 8.
+    assert not lin[-1].bias.requires_grad
+    assert sum(p.requires_grad for p in head.parameters()) == 7
     last = head.layers[-1]
     assert isinstance(last, nn.BatchNorm1d) and not last.affine
     assert head(torch.randn(4, 2048)).shape == (4, 2048)
@@ -45,7 +48,8 @@ def test_corinfomax_head(batch_norm) -> None:
         (2048, 64),
     ]
     assert lin[-1].bias is None  # last Linear without bias
-    assert [layer.bias is None for layer in lin[:-1]] == [batch_norm, batch_norm]
+    # Hidden layers keep their bias, also before BN (the authors' imagenet1k model).
+    assert all(layer.bias is not None for layer in lin[:-1])
     n_bn = sum(isinstance(m, nn.BatchNorm1d) for m in head.modules())
     assert n_bn == (2 if batch_norm else 0)
     assert head(torch.randn(3, 512)).shape == (3, 64)

@@ -1,0 +1,100 @@
+"""Settings a hostile but realistic user tries: each is refused in one line or works as meant."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightly_matrix.cli import UserError, main
+from lightly_matrix.methods import METHOD_CLASSES, CorInfoMax
+from lightly_matrix.pretrain.args import add_arguments
+from lightly_matrix.pretrain.config import resolve_resumed, resolve_run
+
+
+def parse(*argv: str, data: str | None = "digits") -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(list(argv))
+    args.data = args.data or data
+    args.seed = 0 if args.seed is None else args.seed
+    return args
+
+
+def resolve(*argv: str) -> object:
+    args = parse(*argv)
+    return resolve_run(args, METHOD_CLASSES[args.method])
+
+
+@pytest.mark.parametrize(
+    ("method", "hp", "message"),
+    [
+        ("corinfomax", "proj_batch_norm=none", "not a valid bool"),
+        ("corinfomax", "lr=none", "not a valid float"),
+        ("corinfomax", "weight_decay=null", "not a valid float"),
+        ("matrix_ssl", "warmup_epochs=none", "not a valid float"),
+        ("matrix_ssl", "hidden_dim=none", "not a valid int"),
+        ("corinfomax", "patch_size=16", "patch_size applies to ViTs only"),
+        ("barlowtwins", "lr=nan", "finite"),
+    ],
+)
+def test_hp_values_a_method_cannot_take_are_one_line(method: str, hp: str, message: str) -> None:
+    with pytest.raises(UserError, match=message) as err:
+        resolve("--method", method, "--hp", hp)
+    assert "\n" not in str(err.value)
+
+
+def test_none_is_accepted_where_the_argument_takes_it() -> None:
+    config = resolve("--method", "matrix_ssl", "--hp", "taylor_order=none")
+    assert config.hparams["taylor_order"] is None  # type: ignore[attr-defined]
+    config = resolve("--method", "mmae", "--hp", "reg_weight=none", "--hp", "patch_size=4")
+    assert config.hparams["patch_size"] == 4  # type: ignore[attr-defined]
+
+
+def test_patch_size_on_a_resnet_is_refused_by_the_module_too() -> None:
+    with pytest.raises(ValueError, match="ViTs only"):
+        CorInfoMax(backbone="resnet18", patch_size=16)
+
+
+def test_a_limit_below_one_batch_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["pretrain", "--method", "corinfomax", "--limit-train-batches", "0.0001", "--dry-run"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--limit-train-batches 0.0001" in err and "\n" not in err
+
+
+def test_the_data_folder_is_stored_resolved_and_matched_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = parse("--method", "corinfomax", "--data", "imgs")
+    saved = resolve_run(args, CorInfoMax)
+    assert saved.data == str(tmp_path / "imgs")
+    spellings = ("./imgs", "imgs/", str(tmp_path / "imgs"), os.path.join("other", "..", "imgs"))
+    for spelling in spellings:
+        resumed = parse("--data", spelling, data=None)
+        resumed.method, resumed.seed = None, None
+        config, _ = resolve_resumed(resumed, saved, CorInfoMax)
+        assert config.data == saved.data
+    other = parse("--data", "other", data=None)
+    other.method, other.seed = None, None
+    with pytest.raises(UserError, match="--data other"):
+        resolve_resumed(other, saved, CorInfoMax)
+    # From another working directory the run reads the same folder.
+    monkeypatch.chdir(tmp_path / "other")
+    resumed = parse(data=None)
+    resumed.method, resumed.seed = None, None
+    assert resolve_resumed(resumed, saved, CorInfoMax)[0].data == str(tmp_path / "imgs")
+
+
+def test_loading_an_exported_file_as_a_module_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "exported.pth"
+    torch.save({"state_dict": {"backbone.conv1.weight": torch.zeros(1)}, "meta": {}}, path)
+    with pytest.raises(ValueError, match="not a Lightning checkpoint") as err:
+        CorInfoMax.load_from_checkpoint(path)
+    assert "\n" not in str(err.value)
