@@ -50,7 +50,7 @@ from digits_runs import (
 from lightly_matrix.data.digits import NUM_CLASSES, DigitsDataset
 from lightly_matrix.data.transforms import build_eval_transform
 from lightly_matrix.evaluation import evaluate_features, extract_features
-from lightly_matrix.methods import MASKED_METHODS
+from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.presets import PRESETS
 from lightly_matrix.utils.text import markdown_table
 
@@ -111,7 +111,7 @@ def chosen_setting(best: Path | None, method: str, shape: str | None = None) -> 
 
 def backbone_label(method: str) -> str:
     settings = PRESETS["digits"].settings(method)
-    if method in MASKED_METHODS:
+    if METHOD_CLASSES[method].masked:
         return f"{settings['backbone']} (patch {settings['patch_size']})"
     return str(settings["backbone"])
 

@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits_runs import PROBES, Job, add_run_options, hp_flags, read_log, run_jobs
 
 from lightly_matrix.methods import METHOD_CLASSES
-from lightly_matrix.pretrain.config import module_defaults
 from lightly_matrix.utils.io import atomic_write_text
 from lightly_matrix.utils.text import markdown_table
 
@@ -104,7 +103,7 @@ FIRST = (("byol", "byol"), ("mec", "mssl"), ("mec", "byol"), ("matrix_ssl", "byo
 
 def head(method: str, shape: str) -> dict[str, Any]:
     """The constructor arguments of ``shape`` that ``method`` has."""
-    defaults = module_defaults(METHOD_CLASSES[method])
+    defaults = METHOD_CLASSES[method].hparam_defaults()
     return {k: v for k, v in HEADS[shape].items() if k in defaults}
 
 

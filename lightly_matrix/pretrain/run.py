@@ -268,8 +268,9 @@ def _report(out: Path, wall: float, trainer: Any) -> None:
     """
     from pytorch_lightning.callbacks import Timer
 
-    from lightly_matrix.evaluation import EVAL_COLUMNS, METRICS_FILE, format_table
+    from lightly_matrix.evaluation import EVAL_COLUMNS, METRICS_FILE
     from lightly_matrix.utils.io import write_json_atomic
+    from lightly_matrix.utils.text import markdown_table
 
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     total = timer.time_elapsed("train")
@@ -290,4 +291,6 @@ def _report(out: Path, wall: float, trainer: Any) -> None:
         dict(row, epoch=f"{row['epoch']} (random init)" if row["epoch"] == 0 else row["epoch"])
         for row in metrics["history"]
     ]
-    print("\nFrozen-backbone evaluation (" + str(path) + "):\n" + format_table(rows, EVAL_COLUMNS))
+    print(
+        "\nFrozen-backbone evaluation (" + str(path) + "):\n" + markdown_table(rows, EVAL_COLUMNS)
+    )

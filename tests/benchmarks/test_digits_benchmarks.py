@@ -26,7 +26,6 @@ import digits_runs  # noqa: E402
 import tune_digits  # noqa: E402
 
 from lightly_matrix.methods import METHOD_CLASSES  # noqa: E402
-from lightly_matrix.pretrain.config import module_defaults  # noqa: E402
 
 
 def test_every_resnet_method_gets_the_same_search() -> None:
@@ -39,7 +38,7 @@ def test_every_resnet_method_gets_the_same_search() -> None:
         lrs = sorted({p["lr"] for p in points})
         assert lrs == [round(tune_digits.BASE_LR[method] * f, 10) for f in tune_digits.LR_FACTORS]
         # Every searched key is a real constructor argument, and the shapes really differ.
-        defaults = module_defaults(METHOD_CLASSES[method])
+        defaults = METHOD_CLASSES[method].hparam_defaults()
         assert all(key in defaults for p in points for key in p["hp"]), method
         assert tune_digits.head(method, own) != tune_digits.head(method, other)
     assert tune_digits.head("byol", "byol") == {
