@@ -44,12 +44,8 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rng: np.random.Generator
         t = np.linspace(0.0, 2.0 * math.pi, 32, endpoint=False)
         return np.stack([cx + r * np.cos(t), cy + ry * np.sin(t)], axis=1)
     # Triangle: well-spread angles so it never degenerates into a sliver.
-    start = rng.uniform(0.0, 2.0 * math.pi)
-    t = (
-        start
-        + np.array([0.0, 2.0 * math.pi / 3.0, 4.0 * math.pi / 3.0])
-        + rng.uniform(-0.3, 0.3, 3)
-    )
+    t = rng.uniform(0.0, 2.0 * math.pi) + np.arange(3) * (2.0 * math.pi / 3.0)
+    t = t + rng.uniform(-0.3, 0.3, 3)
     return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
 
@@ -108,16 +104,13 @@ def check_shapes_root(root: str | Path, **params: int) -> bool:
         raise ValueError(f"{root} is a file, not a directory for the coloured shapes")
     done = _read_json(root / _DONE_MARKER)
     owner = _read_json(root / _OWNER_MARKER)
-    # Data sets from before the ownership marker carry only the completion marker.
-    ours = isinstance(owner, dict) or (isinstance(done, dict) and set(done) == set(params))
-    if root.is_dir() and not ours and any(root.iterdir()):
+    if root.is_dir() and not isinstance(owner, dict) and any(root.iterdir()):
         raise ValueError(
             f"{root} is not empty and was not created by make_coco_shapes; not writing into it"
             " (the coloured shapes need a new or empty directory)"
         )
-    found = done if isinstance(done, dict) else owner
-    if isinstance(found, dict) and found != params:
-        raise ValueError(f"{root} holds coloured shapes made with {found}, not {params}")
+    if isinstance(owner, dict) and owner != params:
+        raise ValueError(f"{root} holds coloured shapes made with {owner}, not {params}")
     return isinstance(done, dict)
 
 
@@ -160,13 +153,13 @@ def make_coco_shapes(
     for name, count in (("num_train", num_train), ("num_val", num_val), ("max_shapes", max_shapes)):
         check_positive_int(name, count, hint="an empty split cannot train or evaluate a detector")
     root = Path(root)
-    params = {
-        "num_train": num_train,
-        "num_val": num_val,
-        "image_size": image_size,
-        "seed": seed,
-        "max_shapes": max_shapes,
-    }
+    params = dict(
+        num_train=num_train,
+        num_val=num_val,
+        image_size=image_size,
+        seed=seed,
+        max_shapes=max_shapes,
+    )
     if check_shapes_root(root, **params):
         return root
     # Claim the directory before writing anything else into it.

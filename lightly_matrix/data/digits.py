@@ -1,15 +1,8 @@
-"""scikit-learn's bundled handwritten digits as a small, offline image data set.
+"""scikit-learn's bundled handwritten digits (1,797 real 8x8 images, no download) as RGB images.
 
-1,797 real 8x8 grey-level images of the digits 0-9 ship inside scikit-learn, so this data needs no
-download. They are upsampled to ``image_size`` pixels and converted to RGB so that the
-ImageNet-style backbones and Lightly's transforms apply unchanged. The train/test split is
-stratified and fixed (``random_state=0``), so every run and every method sees the same 1,257
-training and 540 test images.
-
-For choosing hyper-parameters, a validation split of 252 images (20%, stratified,
-``random_state=1``) is carved from the training split: tuning pretrains on the other 1,005
-(``"train_minus_val"``) and scores the probes on ``"val"``; the test split is then used once, for
-the final numbers.
+The train/test split is stratified and fixed (1,257 / 540 images). For tuning, a stratified 20%
+validation split (252 images) is carved from the training split: tuning pretrains on the other
+1,005 (``"train_minus_val"``) and scores on ``"val"``; the test split is used once, at the end.
 """
 
 from __future__ import annotations
@@ -33,7 +26,7 @@ SPLITS = ("train", "test", "all", "val", "train_minus_val")
 
 @lru_cache(maxsize=1)
 def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Returns the raw 8x8 images (0-16), labels, and the fixed train and test indices."""
+    """The raw 8x8 images (0-16), labels, and the fixed train and test indices."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -73,15 +66,8 @@ def split_indices(split: str) -> np.ndarray:
 
 
 def load_digits_images(split: str, image_size: int = 32) -> tuple[list[Image.Image], np.ndarray]:
-    """Loads one split of the digits as upsampled RGB PIL images.
-
-    Args:
-        split: ``"train"`` (1,257 images), ``"test"`` (540), ``"all"`` (1,797), or for tuning
-            ``"val"`` (252 of the training split) and ``"train_minus_val"`` (the other 1,005).
-        image_size: Side length in pixels of the returned images (bilinear upsampling of 8x8).
-
-    Returns:
-        The images and their integer labels (0-9).
+    """One split (see :data:`SPLITS`) as RGB PIL images upsampled (bilinear) to ``image_size``
+    pixels, and their labels (0-9).
 
     Raises:
         ValueError: If ``split`` is not one of :data:`SPLITS`.

@@ -14,7 +14,7 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 
 from lightly_matrix.errors import UserError
 
-#: Exit status for an interrupted run: 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
+#: The signals that save and stop a run; its exit status is then 128 + the signal number.
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
@@ -25,14 +25,12 @@ class RunStopped(Exception):  # noqa: N818 (a stop, not an error)
         super().__init__(f"{SIGNAL_NAMES.get(signum, signum)} at {where}")
         self.signum = signum
         self.checkpoint = checkpoint
-        self.where = where
 
 
 class Interrupted:
     """Records the first SIGINT / SIGTERM; the run saves and stops after the current step.
 
-    A second Ctrl-C stops at once (Python's ``KeyboardInterrupt``); the checkpoint on disk is then
-    the previous one, intact (writes are atomic).
+    A second Ctrl-C stops at once (``KeyboardInterrupt``), leaving the previous checkpoint intact.
     """
 
     def __init__(self) -> None:
@@ -55,12 +53,8 @@ class Interrupted:
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def take_over(self) -> None:
-        """Handles SIGTERM again after Lightning's fit installed its own.
-
-        Lightning's handler stops the loop at its next check, before the step's callbacks, so the
-        run would exit without our save; with ours the step ends, saves and stops as on Ctrl-C
-        (the stop is agreed on by all processes in :class:`RunCheckpoint`).
-        """
+        """Handles SIGTERM again after Lightning's fit installed its own, which would stop the
+        loop before the step's callbacks, without our save."""
         if self._previous and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._handle)
 
@@ -90,12 +84,11 @@ def check_weights_finite(module: torch.nn.Module, step: int, keeping: Path | Non
 
 
 class NonFiniteGuard(Callback):
-    """Stops at the first non-finite loss, before its backward pass changes any weight.
-
-    It reads the loss on the host once per step (a device sync; small next to an SSL step).
+    """Stops at the first non-finite loss, before its backward pass changes any weight (one
+    host sync per step, small next to an SSL step).
 
     Args:
-        checkpoint: The run's checkpoint file, named in the message (it holds the last good state).
+        checkpoint: The run's checkpoint file, named in the message.
         hint: What to try, e.g. the run's lr.
     """
 

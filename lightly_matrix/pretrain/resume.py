@@ -1,12 +1,5 @@
-"""``--resume``: which checkpoint, and the run it was trained with.
-
-A resumed run takes its whole :class:`~lightly_matrix.pretrain.config.RunConfig` from the
-checkpoint, so ``lightly-matrix pretrain --resume RUN`` is enough. Flags that would change what
-is being trained (lr, global batch, ``--hp``, data, seed...) and differ from the checkpoint are an
-error (:func:`~lightly_matrix.pretrain.config.resolve_resumed`); flags that only change how it
-runs (``--epochs``, devices, precision, workers, logging) are applied and printed. A different
-device count keeps the global batch: the per-device batch follows.
-"""
+"""``--resume``: which checkpoint, and the run it was trained with (its whole
+:class:`~lightly_matrix.pretrain.config.RunConfig`, so ``--resume RUN`` alone is enough)."""
 
 from __future__ import annotations
 
@@ -29,8 +22,8 @@ class ResumePlan:
     where: str
     saved: RunConfig
     saved_hparams: dict[str, Any]
+    identity: tuple[Any, ...]
     notes: list[str] = field(default_factory=list)
-    identity: tuple[Any, ...] = ()
 
     def check_no_newer_checkpoint(self, out: Path) -> None:
         """Refuses to continue in a folder whose last.ckpt is further on, or of another run."""
@@ -48,8 +41,8 @@ class ResumePlan:
             other = load_training_checkpoint(last)
         except UserError:
             return
-        if self.identity:  # continuing here would overwrite another run's last.ckpt
-            check_one_run(str(out), {self.checkpoint: self.identity, last: run_identity(other)})
+        # Continuing here would overwrite another run's last.ckpt.
+        check_one_run(str(out), {self.checkpoint: self.identity, last: run_identity(other)})
         newer = int(other.get("global_step", 0))
         if newer > self.global_step:
             raise UserError(
