@@ -17,18 +17,8 @@ _TORCH_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x80")
 
 
 def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
-    """Refuse, in one line, a path that cannot hold a ``torch.save`` checkpoint.
-
-    Args:
-        path: The file given by the user.
-        what: How the message names it, e.g. ``"--resume 'runs/x/last.ckpt'"``.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-
-    Raises:
-        UserError: The path is missing, a folder, empty, or starts with other bytes than
-            ``torch.save`` writes.
+    """Refuse, in one line naming it as ``what``, a path that cannot hold a ``torch.save``
+    checkpoint: missing, a folder, empty, or starting with other bytes; returns it as a Path.
 
     Examples:
         >>> check_checkpoint_file("no/such/file.ckpt")
@@ -62,11 +52,7 @@ def check_writable(path: str | Path, what: str) -> None:
     """Refuse, in one line and leaving nothing behind, a folder that cannot be made and written.
 
     A nameless temporary file is made in ``path`` or, where it does not exist yet, in the nearest
-    folder above it (where ``path`` would be created).
-
-    Args:
-        path: The folder to be written.
-        what: How the message names it, e.g. ``"--out runs/x"``.
+    folder above it. ``what`` names it in the message, e.g. ``"--out runs/x"``.
 
     Raises:
         UserError: A part of the path is a file or a dangling symbolic link, or the place is

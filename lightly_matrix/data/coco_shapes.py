@@ -1,16 +1,9 @@
 """A generated COCO-format instance-segmentation data set of coloured shapes.
 
 Images hold a few non-overlapping rectangles, ellipses and triangles on a noisy background; the
-category is the shape (colour carries no information). Every instance has a polygon mask (the
-exact polygon the shape was drawn with), a box and an area, written in the standard COCO layout::
-
-    root/annotations/instances_train2017.json
-    root/annotations/instances_val2017.json
-    root/train2017/000000000001.jpg ...
-    root/val2017/...
-
-so the demo and the tests go through exactly the same mmdet code path (``CocoDataset``,
-``CocoMetric``) as real MS-COCO.
+category is the shape (colour carries no information). Each instance has its exact polygon mask,
+box and area, in MS-COCO's layout (``annotations/instances_{train,val}2017.json``,
+``{train,val}2017/*.jpg``), so the demo and the tests take mmdet's real COCO code path.
 """
 
 from __future__ import annotations
@@ -85,15 +78,9 @@ def _make_image(
 
 
 def check_shapes_root(root: str | Path, **params: int) -> bool:
-    """Whether ``root`` may hold the data set made with ``params``, without writing anything.
-
-    Args:
-        root: Output directory of :func:`make_coco_shapes`.
-        **params: Its generation arguments (``num_train``, ``num_val``, ``image_size``, ...).
-
-    Returns:
-        ``True`` if a complete data set made with ``params`` is there (to reuse), ``False`` if
-        it is to be generated (``root`` absent, empty, or an incomplete one of ours).
+    """Whether a complete data set made with the arguments ``params`` of
+    :func:`make_coco_shapes` is at ``root`` (to reuse; ``False``: absent, empty or an incomplete
+    one of ours, to generate), without writing anything.
 
     Raises:
         ValueError: ``root`` is a file, a non-empty directory this module did not create (such
@@ -129,11 +116,9 @@ def make_coco_shapes(
     seed: int = 0,
     max_shapes: int = 4,
 ) -> Path:
-    """Write the coloured-shapes data set in the standard COCO layout under ``root``.
-
-    Generation is deterministic for a given set of arguments. A complete data set already at
-    ``root`` made with the same arguments is reused as it is. Only a new or empty directory, or
-    one this function created before, is written into (see :func:`check_shapes_root`).
+    """Writes the coloured-shapes data set (deterministic) under ``root``, or reuses a complete
+    one made with the same arguments; only a new or empty folder, or one this function created,
+    is written into (see :func:`check_shapes_root`).
 
     Args:
         root: Output directory (created, with an ownership marker written first).
@@ -143,23 +128,15 @@ def make_coco_shapes(
         seed: Seed of the generator; train and val use independent streams.
         max_shapes: Most shapes per image (at least one each).
 
-    Returns:
-        ``root`` as a :class:`~pathlib.Path`.
-
     Raises:
-        ValueError: ``root`` is not ours to write into, or holds a data set generated with other
+        ValueError: ``root`` is not ours to write into, holds a data set made with other
             arguments, or a count is not a positive int.
     """
     for name, count in (("num_train", num_train), ("num_val", num_val), ("max_shapes", max_shapes)):
         check_positive_int(name, count, hint="an empty split cannot train or evaluate a detector")
     root = Path(root)
-    params = dict(
-        num_train=num_train,
-        num_val=num_val,
-        image_size=image_size,
-        seed=seed,
-        max_shapes=max_shapes,
-    )
+    params = {"num_train": num_train, "num_val": num_val, "image_size": image_size}
+    params.update(seed=seed, max_shapes=max_shapes)
     if check_shapes_root(root, **params):
         return root
     # Claim the directory before writing anything else into it.

@@ -30,8 +30,8 @@ from PIL import Image, UnidentifiedImageError
 from lightly_matrix.errors import UserError
 from lightly_matrix.utils.io import atomic_write_text
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
-IMAGE_EXTENSIONS += (".pgm",)
+_SUFFIXES = ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm"
+IMAGE_EXTENSIONS = tuple(_SUFFIXES.split())
 #: The folder of the index files inside a run folder.
 INDEX_DIR = "data_index"
 _FORMAT = 1

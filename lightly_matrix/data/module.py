@@ -11,6 +11,7 @@ ranks' step randomness differs after a mid-epoch resume (data and augmentations 
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Iterator
@@ -92,9 +93,7 @@ class _SkipFirst(Sampler[int]):
         self.skip = skip
 
     def __iter__(self) -> Iterator[int]:
-        for position, index in enumerate(self.sampler):
-            if position >= self.skip:
-                yield index
+        return itertools.islice(iter(self.sampler), self.skip, None)
 
     def __len__(self) -> int:
         # Lightning counts the skipped batches as done (its progress is restored), so the length
@@ -113,22 +112,18 @@ class _ResumableLoader(DataLoader):
 
 
 def _rng_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    # Plain values and tensors, so that checkpoints load with ``weights_only=True`` (the uint32
+    # keys as int64: older torch cannot save uint32 tensors).
+    keys64 = torch.from_numpy(np.asarray(keys, dtype=np.int64))
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        # As plain values and tensors, so that checkpoints load with ``weights_only=True``.
-        "numpy": _numpy_state(),
+        "numpy": (str(name), keys64, int(pos), int(has_gauss), float(cached)),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
-
-
-def _numpy_state() -> tuple[Any, ...]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
-    # The uint32 keys as int64 (exact): torch 2.3 and older cannot save uint32 tensors.
-    keys64 = torch.from_numpy(np.asarray(keys, dtype=np.int64))
-    return (str(name), keys64, int(pos), int(has_gauss), float(cached))
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
@@ -230,7 +225,5 @@ class PretrainDataModule(LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Remembers a mid-epoch position for the next :meth:`train_dataloader`."""
-        if not state_dict:
-            return
-        if 0 < state_dict["batches_done"] < state_dict["num_batches"]:
+        if state_dict and 0 < state_dict["batches_done"] < state_dict["num_batches"]:
             self._resume = state_dict

@@ -50,7 +50,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             atomic_torch_save(checkpoint, Path(path))
         except (OSError, RuntimeError) as err:  # torch's zip writer: RuntimeError "enforce fail"
-            if isinstance(err, RuntimeError) and "PytorchStreamWriter" not in str(err):
+            if isinstance(err, RuntimeError) and "inline_container" not in str(err):
                 raise
             raise UserError(
                 f"cannot write the checkpoint {path} ({first_line(err)}): the disk is full or a"
@@ -60,19 +60,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunCheckpoint(Checkpoint):
-    """Writes ``OUT/last.ckpt`` at every epoch end, on a step / time cadence and on interrupts.
+    """Writes ``OUT/last.ckpt`` at every epoch end, every ``every_steps`` steps and
+    ``every_minutes`` minutes (0: off), and when ``interrupted``; stores ``run_info`` in every
+    checkpoint under :data:`RUN_KEY`.
 
     Lightning 2.6's ``ModelCheckpoint`` writes ``last.ckpt`` at an epoch end only beside a top-k
     file and takes one cadence at a time; its SIGTERM stop comes before the step's callbacks, and
     ``OnExceptionCheckpoint`` saves whatever state an exception left, so resuming bit-exactly
     needs this save at the step's end.
-
-    Args:
-        out: The run folder.
-        run_info: Settings of the run stored in every checkpoint under ``"lightly_matrix"``.
-        every_steps: Also save every this many training steps (0: off).
-        every_minutes: Also save after this many minutes since the last save (0: off).
-        interrupted: Set by the signal handlers; checked after every step.
     """
 
     def __init__(
@@ -134,11 +129,9 @@ class RunCheckpoint(Checkpoint):
 
 
 class RunFolderLock(Callback):
-    """Holds the run folder's lock (:func:`~lightly_matrix.utils.lock.folder_lock`) until the fit
-    ends, so two runs started on one ``--out`` never both write there.
-
-    Acquired by :meth:`acquire` (global rank 0 only), before the loggers create their folders. A
-    new run also checks, under the lock, that no other run saved a checkpoint there meanwhile.
+    """Holds the run folder's :func:`~lightly_matrix.utils.lock.folder_lock` from :meth:`acquire`
+    (before the loggers create their folders) until the fit ends: two runs started on one
+    ``--out`` never both write there. A new run re-checks, locked, that no other one saved there.
     """
 
     def __init__(self, out: Path) -> None:
