@@ -37,9 +37,9 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rng: np.random.Generator
         t = np.linspace(0.0, 2.0 * math.pi, 32, endpoint=False)
         return np.stack([cx + r * np.cos(t), cy + ry * np.sin(t)], axis=1)
     # Triangle: well-spread angles so it never degenerates into a sliver.
-    t = rng.uniform(0.0, 2.0 * math.pi) + np.arange(3) * (2.0 * math.pi / 3.0)
-    t = t + rng.uniform(-0.3, 0.3, 3)
-    return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+    start = rng.uniform(0.0, 2.0 * math.pi) + np.arange(3) * (2.0 * math.pi / 3.0)
+    angles = start + rng.uniform(-0.3, 0.3, 3)
+    return np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], axis=1)
 
 
 def _area(poly: np.ndarray) -> float:

@@ -25,29 +25,22 @@ SPLITS = ("train", "test", "all", "val", "train_minus_val")
 
 
 @lru_cache(maxsize=1)
-def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The raw 8x8 images (0-16), labels, and the fixed train and test indices."""
+def _splits() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The raw 8x8 images (0-16), labels, and the fixed indices of every split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    indices = np.arange(len(digits.target))
-    train_idx, test_idx = train_test_split(
-        indices, test_size=TEST_FRACTION, stratify=digits.target, random_state=SPLIT_SEED
+    labels, every = digits.target, np.arange(len(digits.target))
+    fit, held_out = train_test_split(
+        every, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED
     )
-    return digits.images, digits.target, np.sort(train_idx), np.sort(test_idx)
-
-
-@lru_cache(maxsize=1)
-def _val_indices() -> tuple[np.ndarray, np.ndarray]:
-    """The fixed (train minus val, val) indices, both inside the training split."""
-    from sklearn.model_selection import train_test_split
-
-    _, labels, train_idx, _ = _split_indices()
+    train, test = np.sort(fit), np.sort(held_out)
     rest, val = train_test_split(
-        train_idx, test_size=VAL_FRACTION, stratify=labels[train_idx], random_state=VAL_SEED
+        train, test_size=VAL_FRACTION, stratify=labels[train], random_state=VAL_SEED
     )
-    return np.sort(rest), np.sort(val)
+    splits = {"train": train, "test": test, "all": every, "val": val, "train_minus_val": rest}
+    return digits.images, labels, {name: np.sort(index) for name, index in splits.items()}
 
 
 def split_indices(split: str) -> np.ndarray:
@@ -58,11 +51,7 @@ def split_indices(split: str) -> np.ndarray:
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
-    _, labels, train_idx, test_idx = _split_indices()
-    if split in ("val", "train_minus_val"):
-        rest, val = _val_indices()
-        return val if split == "val" else rest
-    return {"train": train_idx, "test": test_idx, "all": np.arange(len(labels))}[split]
+    return _splits()[2][split]
 
 
 def load_digits_images(split: str, image_size: int = 32) -> tuple[list[Image.Image], np.ndarray]:
@@ -72,8 +61,8 @@ def load_digits_images(split: str, image_size: int = 32) -> tuple[list[Image.Ima
     Raises:
         ValueError: If ``split`` is not one of :data:`SPLITS`.
     """
-    images, labels, _, _ = _split_indices()
     chosen = split_indices(split)
+    images, labels, _ = _splits()
     pil_images = []
     for raw in images[chosen]:
         grey = Image.fromarray((raw * (255.0 / 16.0)).round().astype(np.uint8), mode="L")

@@ -45,17 +45,13 @@ class UnreadableImageError(UserError):
         self.path = Path(path)
         # A string is a reason recorded earlier (the run folder's index of checked files).
         self.reason = err if isinstance(err, str) else read_error(err)
-        if self.reason.startswith(BOMB):
-            advice = (
-                "resize the file, or if you trust it raise the limit before loading with "
-                "PIL.Image.MAX_IMAGE_PIXELS = <pixels> (None disables the check)"
-            )
-        else:
-            advice = (
-                "the file is corrupt, truncated or not an image: remove or replace it, or skip "
-                "unreadable files (skip_bad_images=True; --skip-bad-images in lightly-matrix "
-                "pretrain)"
-            )
+        advice = (
+            "resize the file, or if you trust it raise the limit before loading with "
+            "PIL.Image.MAX_IMAGE_PIXELS = <pixels> (None disables the check)"
+            if self.reason.startswith(BOMB)
+            else "the file is corrupt, truncated or not an image: remove or replace it, or skip "
+            "unreadable files (skip_bad_images=True; --skip-bad-images in lightly-matrix pretrain)"
+        )
         super().__init__(f"cannot read image {str(path)!r} ({self.reason}); {advice}")
 
     def __reduce__(self) -> tuple:
@@ -123,20 +119,18 @@ class ImageFolderDataset(Dataset):
         root: The image folder (see the module docstring for the layouts).
         transform: Applied to each RGB PIL image.
         check: Read every file's header now so unreadable files fail fast.
-        paths: Use these files instead of scanning ``root`` (with ``labels``; for splits).
+        paths: Use these files, ``labels`` and ``classes`` instead of scanning ``root``.
         labels: Labels of ``paths``.
         classes: Class names of ``paths``.
-        skip_bad_images: Leave unreadable files out instead of raising (the headers are then
-            always read); a file that fails later, when decoded, is replaced by the next
-            readable image with a warning naming it.
-        index_dir: Keep the result of the check in this run folder and reuse it for files that
-            have not changed since (see :mod:`lightly_matrix.data.index`; implies ``check``).
+        skip_bad_images: Leave unreadable files out instead of raising; a file that fails when
+            decoded is replaced by the next readable image, with a warning naming it.
+        index_dir: Keep the check in this run folder's index (implies ``check``).
 
     Attributes:
-        skipped: The files skipped as unreadable, in the order found (with DataLoader workers,
-            the main process's list holds only those found when scanning; warnings name all).
+        skipped: The files skipped as unreadable (in DataLoader workers' copies those found when
+            decoding; the warnings name all).
         files: The image files as strings.
-        checked: What the check with ``index_dir`` did, or ``None`` (for the log).
+        checked: What the check with ``index_dir`` did, or ``None``.
     """
 
     def __init__(

@@ -139,14 +139,8 @@ class PretrainDataModule(LightningDataModule):
     """Training images (multi-view, with labels or ``-1``) and optional validation images.
 
     Use with ``Trainer(reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False)``: this
-    module shards the data itself and builds every epoch's loader anew.
-
-    Args:
-        train: Training data set of ``(views, label)``.
-        val: Validation data set of ``(image, label)`` for the online probe, or ``None``.
-        batch_size: Batch size per device.
-        num_workers: Data-loading worker processes per device.
-        seed: Base seed of the run.
+    module shards the data itself and builds every epoch's loader anew. ``batch_size`` and
+    ``num_workers`` are per device; ``val`` feeds the online probe.
     """
 
     def __init__(

@@ -106,11 +106,10 @@ class RunCheckpoint(Checkpoint):
     ) -> None:
         # One collective decision per step, so that every process saves (a collective) together.
         since = time.monotonic() - self._last_save
-        local: list[Any] = [self.interrupted.signum is not None, 0 < self.every_seconds <= since]
+        flags = torch.tensor([self.interrupted.signum is not None, 0 < self.every_seconds <= since])
         if trainer.world_size > 1:
-            local = trainer.strategy.reduce(torch.tensor(local, dtype=torch.float), reduce_op="max")
-            local = local.tolist()
-        stop, time_due = bool(local[0]), bool(local[1])
+            flags = trainer.strategy.reduce(flags.float(), reduce_op="max")
+        stop, time_due = (bool(flag) for flag in flags.tolist())
         if stop:
             self._save(trainer)
             raise self.interrupted.exception(trainer, self.last_path)
@@ -162,8 +161,8 @@ def _describe_foreign(obj: Any) -> str:
     if isinstance(obj, torch.Tensor):
         return "a single tensor"
     if isinstance(obj, dict):
-        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-        if meta.get("format") == "lightly_matrix.mmdet_backbone":
+        meta = obj.get("meta")
+        if isinstance(meta, dict) and meta.get("format") == "lightly_matrix.mmdet_backbone":
             return (
                 "a backbone exported for mmdet (lightly-matrix export), not a training checkpoint"
             )
@@ -211,9 +210,8 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]]:
-    """The checkpoint to continue from: ``resume`` itself, or the most trained valid one in a
-    folder (highest ``global_step``, then newest). Returns it, its path and notes on skipped files.
-    """
+    """The path, content and notes on skipped files of the checkpoint to continue from:
+    ``resume`` itself, or the most trained valid one in a folder (then the newest)."""
     path = Path(resume)
     if path.is_file():
         return path, load_training_checkpoint(path), []
@@ -250,8 +248,9 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
 
 def run_identity(ckpt: dict[str, Any]) -> tuple[Any, ...]:
     """``(method, data, backbone, image_size, seed)`` of a checkpoint (``None`` where unknown)."""
-    run = ckpt.get(RUN_KEY) if isinstance(ckpt.get(RUN_KEY), dict) else {}
-    known = {**(ckpt.get("hyper_parameters") or {}), **(run.get("hparams") or {}), **run}
+    run, known = ckpt.get(RUN_KEY), dict(ckpt.get("hyper_parameters") or {})
+    if isinstance(run, dict):
+        known.update(run.get("hparams") or {}, **run)
     return tuple(known.get(key) for key in RUN_IDENTITY)
 
 

@@ -35,12 +35,12 @@ def build_data(
 
         eval_transform = build_eval_transform(size, resize=False, **norm)
         # Tuning (--eval-split val) never sees the test split, nor the validation images' pixels.
-        fit, held_out = (
+        fitted, scored = (
             ("train_minus_val", "val") if config.eval_split == "val" else ("train", "test")
         )
-        train: Any = DigitsDataset(fit, train_transform, image_size=size)
-        test = DigitsDataset(held_out, eval_transform, image_size=size)
-        probe = ProbeData(DigitsDataset(fit, eval_transform, image_size=size), test, NUM_CLASSES)
+        train: Any = DigitsDataset(fitted, train_transform, image_size=size)
+        test = DigitsDataset(scored, eval_transform, image_size=size)
+        probe = ProbeData(DigitsDataset(fitted, eval_transform, image_size=size), test, NUM_CLASSES)
         workers = 0 if args.num_workers is None else args.num_workers
         return train, test, probe, NUM_CLASSES, workers
 
@@ -68,9 +68,10 @@ def build_data(
             raise UserError(
                 f"--eval-data {config.eval_data!r} must have the same class sub-folders as --data"
             )
-    fit, test = _kept_split(out, train, tested, args, config.seed)
+    fit_ids, test_ids = _kept_split(out, train, tested, args, config.seed)
     eval_transform = build_eval_transform(size, **norm)
-    probe_fit, probe_test = train.subset(fit, eval_transform), tested.subset(test, eval_transform)
+    probe_fit = train.subset(fit_ids, eval_transform)
+    probe_test = tested.subset(test_ids, eval_transform)
     return train, probe_test, ProbeData(probe_fit, probe_test, num_classes), num_classes, workers
 
 

@@ -85,6 +85,7 @@ def build_trainer(
     accelerator = args.accelerator
     cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     multi = config.world_size > 1
+    precision: Any = config.precision  # a str Lightning checks itself
     trainer = Trainer(
         max_epochs=config.epochs,
         accelerator=accelerator,
@@ -93,7 +94,7 @@ def build_trainer(
         strategy=DDPStrategy(process_group_backend="gloo" if cpu else None) if multi else "auto",
         # PyTorch's SyncBatchNorm runs on GPUs only; CPU processes keep per-process statistics.
         sync_batchnorm=multi and not cpu,
-        precision=config.precision,
+        precision=precision,
         default_root_dir=out,
         # A SLURM job gets Lightning's SLURMEnvironment (auto_requeue) on its own.
         plugins=[AtomicCheckpointIO()],
