@@ -16,7 +16,7 @@ import torch
 from messages import cli_error
 
 from lightly_matrix.cli import main
-from lightly_matrix.pretrain.checkpoints import atomic_torch_save
+from lightly_matrix.utils.io import atomic_torch_save
 
 TINY = [
     "--method", "matrix_ssl", "--image-size", "16", "--batch-size", "16", "--no-eval",
