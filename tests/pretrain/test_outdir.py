@@ -171,11 +171,11 @@ def test_a_run_that_diverged_before_its_first_checkpoint_starts_afresh(
     data, out = tmp_path / "data", tmp_path / "run"
     for c in range(2):
         (data / f"c{c}").mkdir(parents=True)
-        for i in range(8):
-            Image.new("RGB", (20, 20), (30 * i, 100 * c, 0)).save(data / f"c{c}" / f"{i}.png")
+        for i in range(16):
+            Image.new("RGB", (20, 20), (15 * i, 100 * c, 0)).save(data / f"c{c}" / f"{i}.png")
     evaluated = [a for a in MATRIX if a != "--no-eval"]
     command = ["pretrain", *evaluated, "--data", str(data), "--lr", "1e30", "--epochs", "1"]
-    command += ["--batch-size", "8", "--out", str(out)]
+    command += ["--batch-size", "4", "--limit-train-batches", "8", "--out", str(out)]
     cli_error(capsys, main(command), "diverged")
     assert (out / "spectrum.json").is_file() and not list(out.rglob("*.ckpt"))
     assert is_failed_start(out)
