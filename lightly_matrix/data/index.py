@@ -195,12 +195,20 @@ def other_rank_from_env() -> str:
     return " ".join(f"{key}={env[key]}" for key in keys if key in env)
 
 
+#: The per-file columns of an index (columns, not records: faster to read and to compare).
+COLUMNS = ("paths", "labels", "sizes", "mtimes")
+
+
+def _columns(scan: FolderScan, rel: list[str]) -> dict[str, list]:
+    return dict(zip(COLUMNS, (rel, scan.labels, scan.sizes, scan.mtimes), strict=True))
+
+
 def _read(path: Path, root: Path) -> dict[str, Any] | None:
     """The index at ``path`` if it is one of ``root`` (a damaged or foreign file is ignored)."""
     try:
         data = json.loads(path.read_text())
         ours = data.get("format") == _FORMAT and data.get("root") == str(root.resolve())
-        same = len({len(data[key]) for key in ("paths", "labels", "sizes", "mtimes")}) == 1
+        same = len({len(data[key]) for key in COLUMNS}) == 1
         return data if ours and same and isinstance(data["unreadable"], dict) else None
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -208,10 +216,7 @@ def _read(path: Path, root: Path) -> dict[str, Any] | None:
 
 def _unchanged(index: dict[str, Any] | None, scan: FolderScan, rel: list[str]) -> bool:
     """The index lists exactly these files, labels, sizes and times (the common case: fast)."""
-    columns = [rel, scan.labels, scan.sizes, scan.mtimes]
-    return (
-        index is not None and [index[k] for k in ("paths", "labels", "sizes", "mtimes")] == columns
-    )
+    return index is not None and all(index[k] == v for k, v in _columns(scan, rel).items())
 
 
 @dataclass(frozen=True)
@@ -296,16 +301,7 @@ def checked_folder(
     bad = {i: recorded[r] for i, r in enumerate(rel) if r in recorded and i not in fresh}
     bad.update((stale[j], reason) for j, reason in found.items())
     if not unchanged:
-        data = {
-            "format": _FORMAT,
-            "root": str(root.resolve()),
-            "classes": scan.classes,
-            # Columns, not one record per file: faster to read back, and compared list to list.
-            "paths": rel,
-            "labels": scan.labels,
-            "sizes": scan.sizes,
-            "mtimes": scan.mtimes,
-            "unreadable": {rel[i]: reason for i, reason in sorted(bad.items())},
-        }
+        data = {"format": _FORMAT, "root": str(root.resolve()), "classes": scan.classes}
+        data.update(_columns(scan, rel), unreadable={rel[i]: why for i, why in sorted(bad.items())})
         atomic_write_text(path, json.dumps(data, separators=(",", ":")))
     return CheckedFolder(scan, dict(sorted(bad.items())), path, "", len(stale), seconds)
