@@ -27,22 +27,18 @@ class ResumePlan:
 
     def check_no_newer_checkpoint(self, out: Path) -> None:
         """Refuses to continue in a folder whose last.ckpt is further on, or of another run."""
-        from lightly_matrix.pretrain.checkpoints import (
-            LAST,
-            check_one_run,
-            load_training_checkpoint,
-            run_identity,
-        )
+        from lightly_matrix.pretrain import checkpoints
 
-        last = out / LAST
+        last = out / checkpoints.LAST
         if not last.is_file() or last.resolve() == self.checkpoint.resolve():
             return
         try:
-            other = load_training_checkpoint(last)
+            other = checkpoints.load_training_checkpoint(last)
         except UserError:
             return
         # Continuing here would overwrite another run's last.ckpt.
-        check_one_run(str(out), {self.checkpoint: self.identity, last: run_identity(other)})
+        identities = {self.checkpoint: self.identity, last: checkpoints.run_identity(other)}
+        checkpoints.check_one_run(str(out), identities)
         newer = int(other.get("global_step", 0))
         if newer > self.global_step:
             raise UserError(
@@ -73,17 +69,12 @@ def _run_dir_of(checkpoint: Path) -> Path:
 def plan_resume(args: argparse.Namespace) -> ResumePlan:
     """Finds the checkpoint and reads the run it was trained with."""
     from lightly_matrix.methods import METHOD_CLASSES
-    from lightly_matrix.pretrain.checkpoints import (
-        RUN_KEY,
-        describe,
-        find_resume_checkpoint,
-        run_identity,
-    )
+    from lightly_matrix.pretrain import checkpoints
     from lightly_matrix.pretrain.config import from_checkpoint
 
-    path, ckpt, skipped = find_resume_checkpoint(args.resume)
+    path, ckpt, skipped = checkpoints.find_resume_checkpoint(args.resume)
     hparams: dict[str, Any] = dict(ckpt.get("hyper_parameters") or {})
-    saved_run: dict[str, Any] = dict(ckpt.get(RUN_KEY) or {})
+    saved_run: dict[str, Any] = dict(ckpt.get(checkpoints.RUN_KEY) or {})
     method = saved_run.get("method") or hparams.get("method")
     if method not in METHOD_CLASSES:
         raise UserError(
@@ -95,9 +86,9 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
         checkpoint=path,
         run_dir=Path(args.resume) if Path(args.resume).is_dir() else _run_dir_of(path),
         global_step=int(ckpt.get("global_step", 0)),
-        where=describe(ckpt),
+        where=checkpoints.describe(ckpt),
         saved=from_checkpoint(saved_run, hparams, METHOD_CLASSES[method]),
         saved_hparams=hparams,
         notes=list(skipped),
-        identity=run_identity(ckpt),
+        identity=checkpoints.run_identity(ckpt),
     )
