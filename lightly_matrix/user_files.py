@@ -1,35 +1,24 @@
 """Paths a user names: checkpoints handed in, and places to write into (torch-free).
 
-What a path handed in as a checkpoint is, is told before ``torch.load`` guesses: ``torch.save``
-writes a zip archive (``PK``), or with the legacy format a pickle of protocol 2 or higher (first
-byte ``0x80``). Anything else, a folder or an empty file cannot be a checkpoint; saying so beats
-torch's "weights only load failed", which reads as if the file held code to trust.
+A file that cannot be a checkpoint is named as such before ``torch.load`` guesses: its "weights
+only load failed" reads as if the file held code to trust.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 from lightly_matrix.errors import UserError
 
-#: First bytes of what ``torch.save`` writes: a zip archive (new format) or a pickle (legacy).
+#: First bytes of what ``torch.save`` writes: a zip archive, or a pickle (its legacy format).
 _TORCH_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x80")
 
 
 def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
-    """Refuse, in one line, a path that cannot hold a ``torch.save`` checkpoint.
-
-    Args:
-        path: The file given by the user.
-        what: How the message names it, e.g. ``"--resume 'runs/x/last.ckpt'"``.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-
-    Raises:
-        UserError: The path is missing, a folder, empty, or starts with other bytes than
-            ``torch.save`` writes.
+    """Refuse, in one line naming it as ``what``, a path that cannot hold a ``torch.save``
+    checkpoint: missing, a folder, empty, or starting with other bytes; returns it as a Path.
 
     Examples:
         >>> check_checkpoint_file("no/such/file.ckpt")
@@ -63,17 +52,19 @@ def check_writable(path: str | Path, what: str) -> None:
     """Refuse, in one line and leaving nothing behind, a folder that cannot be made and written.
 
     A nameless temporary file is made in ``path`` or, where it does not exist yet, in the nearest
-    folder above it (where ``path`` would be created).
-
-    Args:
-        path: The folder to be written.
-        what: How the message names it, e.g. ``"--out runs/x"``.
+    folder above it. ``what`` names it in the message, e.g. ``"--out runs/x"``.
 
     Raises:
-        UserError: A part of the path is a file, or the place is read-only or not permitted.
+        UserError: A part of the path is a file or a dangling symbolic link, or the place is
+            read-only or not permitted.
     """
     existing = Path(path)
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise UserError(
+                f"{what}: {existing} is a symbolic link to {os.readlink(existing)!r}, which does"
+                " not exist; create that folder or choose another place"
+            )
         existing = existing.parent
     try:
         if not existing.is_dir():

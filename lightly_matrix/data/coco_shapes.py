@@ -1,16 +1,9 @@
 """A generated COCO-format instance-segmentation data set of coloured shapes.
 
 Images hold a few non-overlapping rectangles, ellipses and triangles on a noisy background; the
-category is the shape (colour carries no information). Every instance has a polygon mask (the
-exact polygon the shape was drawn with), a box and an area, written in the standard COCO layout::
-
-    root/annotations/instances_train2017.json
-    root/annotations/instances_val2017.json
-    root/train2017/000000000001.jpg ...
-    root/val2017/...
-
-so the demo and the tests go through exactly the same mmdet code path (``CocoDataset``,
-``CocoMetric``) as real MS-COCO.
+category is the shape (colour carries no information). Each instance has its exact polygon mask,
+box and area, in MS-COCO's layout (``annotations/instances_{train,val}2017.json``,
+``{train,val}2017/*.jpg``), so the demo and the tests take mmdet's real COCO code path.
 """
 
 from __future__ import annotations
@@ -44,13 +37,9 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rng: np.random.Generator
         t = np.linspace(0.0, 2.0 * math.pi, 32, endpoint=False)
         return np.stack([cx + r * np.cos(t), cy + ry * np.sin(t)], axis=1)
     # Triangle: well-spread angles so it never degenerates into a sliver.
-    start = rng.uniform(0.0, 2.0 * math.pi)
-    t = (
-        start
-        + np.array([0.0, 2.0 * math.pi / 3.0, 4.0 * math.pi / 3.0])
-        + rng.uniform(-0.3, 0.3, 3)
-    )
-    return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+    start = rng.uniform(0.0, 2.0 * math.pi) + np.arange(3) * (2.0 * math.pi / 3.0)
+    angles = start + rng.uniform(-0.3, 0.3, 3)
+    return np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], axis=1)
 
 
 def _area(poly: np.ndarray) -> float:
@@ -89,15 +78,9 @@ def _make_image(
 
 
 def check_shapes_root(root: str | Path, **params: int) -> bool:
-    """Whether ``root`` may hold the data set made with ``params``, without writing anything.
-
-    Args:
-        root: Output directory of :func:`make_coco_shapes`.
-        **params: Its generation arguments (``num_train``, ``num_val``, ``image_size``, ...).
-
-    Returns:
-        ``True`` if a complete data set made with ``params`` is there (to reuse), ``False`` if
-        it is to be generated (``root`` absent, empty, or an incomplete one of ours).
+    """Whether a complete data set made with the arguments ``params`` of
+    :func:`make_coco_shapes` is at ``root`` (to reuse; ``False``: absent, empty or an incomplete
+    one of ours, to generate), without writing anything.
 
     Raises:
         ValueError: ``root`` is a file, a non-empty directory this module did not create (such
@@ -108,16 +91,13 @@ def check_shapes_root(root: str | Path, **params: int) -> bool:
         raise ValueError(f"{root} is a file, not a directory for the coloured shapes")
     done = _read_json(root / _DONE_MARKER)
     owner = _read_json(root / _OWNER_MARKER)
-    # Data sets from before the ownership marker carry only the completion marker.
-    ours = isinstance(owner, dict) or (isinstance(done, dict) and set(done) == set(params))
-    if root.is_dir() and not ours and any(root.iterdir()):
+    if root.is_dir() and not isinstance(owner, dict) and any(root.iterdir()):
         raise ValueError(
             f"{root} is not empty and was not created by make_coco_shapes; not writing into it"
             " (the coloured shapes need a new or empty directory)"
         )
-    found = done if isinstance(done, dict) else owner
-    if isinstance(found, dict) and found != params:
-        raise ValueError(f"{root} holds coloured shapes made with {found}, not {params}")
+    if isinstance(owner, dict) and owner != params:
+        raise ValueError(f"{root} holds coloured shapes made with {owner}, not {params}")
     return isinstance(done, dict)
 
 
@@ -136,11 +116,9 @@ def make_coco_shapes(
     seed: int = 0,
     max_shapes: int = 4,
 ) -> Path:
-    """Write the coloured-shapes data set in the standard COCO layout under ``root``.
-
-    Generation is deterministic for a given set of arguments. A complete data set already at
-    ``root`` made with the same arguments is reused as it is. Only a new or empty directory, or
-    one this function created before, is written into (see :func:`check_shapes_root`).
+    """Writes the coloured-shapes data set (deterministic) under ``root``, or reuses a complete
+    one made with the same arguments; only a new or empty folder, or one this function created,
+    is written into (see :func:`check_shapes_root`).
 
     Args:
         root: Output directory (created, with an ownership marker written first).
@@ -150,23 +128,15 @@ def make_coco_shapes(
         seed: Seed of the generator; train and val use independent streams.
         max_shapes: Most shapes per image (at least one each).
 
-    Returns:
-        ``root`` as a :class:`~pathlib.Path`.
-
     Raises:
-        ValueError: ``root`` is not ours to write into, or holds a data set generated with other
+        ValueError: ``root`` is not ours to write into, holds a data set made with other
             arguments, or a count is not a positive int.
     """
     for name, count in (("num_train", num_train), ("num_val", num_val), ("max_shapes", max_shapes)):
         check_positive_int(name, count, hint="an empty split cannot train or evaluate a detector")
     root = Path(root)
-    params = {
-        "num_train": num_train,
-        "num_val": num_val,
-        "image_size": image_size,
-        "seed": seed,
-        "max_shapes": max_shapes,
-    }
+    params = {"num_train": num_train, "num_val": num_val, "image_size": image_size}
+    params.update(seed=seed, max_shapes=max_shapes)
     if check_shapes_root(root, **params):
         return root
     # Claim the directory before writing anything else into it.

@@ -1,15 +1,8 @@
-"""scikit-learn's bundled handwritten digits as a small, offline image data set.
+"""scikit-learn's bundled handwritten digits (1,797 real 8x8 images, no download) as RGB images.
 
-1,797 real 8x8 grey-level images of the digits 0-9 ship inside scikit-learn, so this data needs no
-download. They are upsampled to ``image_size`` pixels and converted to RGB so that the
-ImageNet-style backbones and Lightly's transforms apply unchanged. The train/test split is
-stratified and fixed (``random_state=0``), so every run and every method sees the same 1,257
-training and 540 test images.
-
-For choosing hyper-parameters, a validation split of 252 images (20%, stratified,
-``random_state=1``) is carved from the training split: tuning pretrains on the other 1,005
-(``"train_minus_val"``) and scores the probes on ``"val"``; the test split is then used once, for
-the final numbers.
+The train/test split is stratified and fixed (1,257 / 540 images). For tuning, a stratified 20%
+validation split (252 images) is carved from the training split: tuning pretrains on the other
+1,005 (``"train_minus_val"``) and scores on ``"val"``; the test split is used once, at the end.
 """
 
 from __future__ import annotations
@@ -32,29 +25,22 @@ SPLITS = ("train", "test", "all", "val", "train_minus_val")
 
 
 @lru_cache(maxsize=1)
-def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Returns the raw 8x8 images (0-16), labels, and the fixed train and test indices."""
+def _splits() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The raw 8x8 images (0-16), labels, and the fixed indices of every split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    indices = np.arange(len(digits.target))
-    train_idx, test_idx = train_test_split(
-        indices, test_size=TEST_FRACTION, stratify=digits.target, random_state=SPLIT_SEED
+    labels, every = digits.target, np.arange(len(digits.target))
+    fit, held_out = train_test_split(
+        every, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED
     )
-    return digits.images, digits.target, np.sort(train_idx), np.sort(test_idx)
-
-
-@lru_cache(maxsize=1)
-def _val_indices() -> tuple[np.ndarray, np.ndarray]:
-    """The fixed (train minus val, val) indices, both inside the training split."""
-    from sklearn.model_selection import train_test_split
-
-    _, labels, train_idx, _ = _split_indices()
+    train, test = np.sort(fit), np.sort(held_out)
     rest, val = train_test_split(
-        train_idx, test_size=VAL_FRACTION, stratify=labels[train_idx], random_state=VAL_SEED
+        train, test_size=VAL_FRACTION, stratify=labels[train], random_state=VAL_SEED
     )
-    return np.sort(rest), np.sort(val)
+    splits = {"train": train, "test": test, "all": every, "val": val, "train_minus_val": rest}
+    return digits.images, labels, {name: np.sort(index) for name, index in splits.items()}
 
 
 def split_indices(split: str) -> np.ndarray:
@@ -65,29 +51,18 @@ def split_indices(split: str) -> np.ndarray:
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
-    _, labels, train_idx, test_idx = _split_indices()
-    if split in ("val", "train_minus_val"):
-        rest, val = _val_indices()
-        return val if split == "val" else rest
-    return {"train": train_idx, "test": test_idx, "all": np.arange(len(labels))}[split]
+    return _splits()[2][split]
 
 
 def load_digits_images(split: str, image_size: int = 32) -> tuple[list[Image.Image], np.ndarray]:
-    """Loads one split of the digits as upsampled RGB PIL images.
-
-    Args:
-        split: ``"train"`` (1,257 images), ``"test"`` (540), ``"all"`` (1,797), or for tuning
-            ``"val"`` (252 of the training split) and ``"train_minus_val"`` (the other 1,005).
-        image_size: Side length in pixels of the returned images (bilinear upsampling of 8x8).
-
-    Returns:
-        The images and their integer labels (0-9).
+    """One split (see :data:`SPLITS`) as RGB PIL images upsampled (bilinear) to ``image_size``
+    pixels, and their labels (0-9).
 
     Raises:
         ValueError: If ``split`` is not one of :data:`SPLITS`.
     """
-    images, labels, _, _ = _split_indices()
     chosen = split_indices(split)
+    images, labels, _ = _splits()
     pil_images = []
     for raw in images[chosen]:
         grey = Image.fromarray((raw * (255.0 / 16.0)).round().astype(np.uint8), mode="L")

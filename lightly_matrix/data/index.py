@@ -1,18 +1,10 @@
-"""The checked files of an image folder, kept in the run folder for restarts and other ranks.
+"""An image folder's listing and unreadable files, kept in the run folder for restarts and ranks.
 
-Reading every file's header (:func:`~lightly_matrix.data.folder.find_unreadable`) costs 0.1 to
-0.3 ms per file on a local disk and about 1 ms on network storage: minutes for ImageNet's 1.28 M
-images. The result is saved as ``RUN/data_index/<folder>-<hash>.json``: each file's path relative
-to the folder, label, size and modification time, and the unreadable files with the reason. A
-later start in the same run folder (a resume, a requeued job) lists the folder again and reads
-only the headers of files that are new or whose size or modification time changed; files no
-longer there are dropped. The index is plain JSON: nothing in it is ever executed.
-
-In a distributed run only global rank 0 checks and writes the index; the other ranks list the
-folder and wait for an index that matches their listing. With Lightning's DDP launcher the extra
-processes start after rank 0 has built its data, so they find it at once; under ``torchrun`` or
-``srun`` they wait, which needs ``--out`` on storage every node sees (a run folder already must be,
-for the checkpoints).
+Reading every header costs minutes for ImageNet's 1.28 M images (0.1 to 1 ms a file), so the
+result is kept as JSON in ``RUN/data_index/``: each file's relative path, label, size and mtime,
+and the unreadable ones with the reason. A later start (a resume, a requeued job) reads only the
+headers of new or changed files. Only global rank 0 checks; the other ranks wait for its index,
+which needs ``--out`` on storage every node sees (as the checkpoints already do).
 """
 
 from __future__ import annotations
@@ -21,37 +13,176 @@ import hashlib
 import json
 import os
 import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.data.folder import CHECK_THREADS, FolderScan, find_unreadable, scan_folder_stats
+from PIL import Image, UnidentifiedImageError
+
 from lightly_matrix.errors import UserError
 from lightly_matrix.utils.io import atomic_write_text
 
+_SUFFIXES = ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm"
+IMAGE_EXTENSIONS = tuple(_SUFFIXES.split())
 #: The folder of the index files inside a run folder.
 INDEX_DIR = "data_index"
 _FORMAT = 1
 #: How long ranks other than 0 wait for rank 0's index before stopping with an error.
 WAIT_S = 4 * 3600.0
+#: Threads reading headers at once: header reads wait on storage, so more threads than cores pay.
+CHECK_THREADS = 16
+_CHUNK = 256  # files per task: amortises the pool's overhead
+READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+BOMB = "too large for PIL's decompression-bomb guard"
+
+
+def read_error(err: BaseException) -> str:
+    """The reason an image cannot be read, as stored in the index and shown to the user."""
+    if isinstance(err, Image.DecompressionBombError):
+        return f"{BOMB} ({err})"
+    return f"{type(err).__name__}: {err}"
+
+
+def warn_large(path: str, detail: object) -> None:
+    """Names a file near PIL's decompression-bomb limit (PIL's own warning does not)."""
+    warnings.warn(
+        f"image {path!r} is close to PIL's decompression-bomb limit ({detail}); consider"
+        " resizing it; PIL.Image.MAX_IMAGE_PIXELS sets the limit",
+        Image.DecompressionBombWarning,
+        stacklevel=3,
+    )
+
+
+@dataclass
+class FolderScan:
+    """A folder's image files (strings: fast for millions) in ``sorted(rglob)`` order within
+    each class, their labels (``-1`` when unlabelled), the class names, sizes and mtimes (ns)."""
+
+    paths: list[str]
+    labels: list[int]
+    classes: list[str]
+    sizes: list[int]
+    mtimes: list[int]
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _listing(folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError as err:
+        raise UserError(
+            f"cannot list {folder!r} ({err.strerror or err}); fix its permissions or remove it"
+        ) from None
+
+
+def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, int, int]]:
+    """``(path, size, mtime_ns)`` of the images under ``folder``, depth first in name order
+    (the order of ``sorted(rglob)``); symbolic links are followed, loops refused."""
+    found: list[tuple[str, int, int]] = []
+    for entry in _listing(folder):
+        if entry.is_dir():
+            stat = entry.stat()
+            if (stat.st_dev, stat.st_ino) in parents:
+                raise UserError(
+                    f"{entry.path!r} links back to a folder that contains it (a symbolic link"
+                    " loop); remove or fix that link"
+                )
+            found += _walk(entry.path, parents | {(stat.st_dev, stat.st_ino)})
+        elif _is_image_name(entry.name) and entry.is_file():
+            stat = entry.stat()
+            found.append((entry.path, stat.st_size, stat.st_mtime_ns))
+    return found
+
+
+def scan_folder_stats(root: str | Path, threads: int = 16) -> FolderScan:
+    """Lists an image folder: ``root/<class>/**/<image>`` (labelled) or images directly in
+    ``root`` (unlabelled, label ``-1``); class folders in parallel threads (network storage).
+
+    Raises:
+        UserError: If the folder does not exist, is not a folder, or holds no image.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a folder"
+        raise UserError(
+            f"data folder {str(root)!r} {what}; pass --data digits or a folder of images"
+        )
+    entries = _listing(str(root))
+    has_top_images = any(_is_image_name(e.name) and e.is_file() for e in entries)
+    class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+    top = frozenset({(root.stat().st_dev, root.stat().st_ino)})
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        listed = pool.map(lambda e: _walk(e.path, top), class_dirs)
+        per_class = {e.name: files for e, files in zip(class_dirs, listed, strict=True) if files}
+    if per_class and not has_top_images:
+        classes = list(per_class)
+        files = [f for name in classes for f in per_class[name]]
+        labels = [i for i, name in enumerate(classes) for _ in per_class[name]]
+    else:  # images at the top level: no trustworthy class structure
+        classes, files = [], _walk(str(root), top)
+        labels = [-1] * len(files)
+    if not files:
+        raise UserError(
+            f"no images found in {str(root)!r} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+            "put images in it, directly or in one sub-folder per class"
+        )
+    paths, sizes, mtimes = (list(column) for column in zip(*files, strict=True))
+    return FolderScan(paths, labels, classes, sizes, mtimes)
+
+
+def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tuple[int, int]]]:
+    """(position, reason) of the unreadable files and (position, pixels) of very large ones."""
+    bad, large = [], []
+    limit = Image.MAX_IMAGE_PIXELS
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                width, height = image.size  # parsing the header is the check
+        except READ_ERRORS as err:
+            bad.append((i, read_error(err)))
+            continue
+        if limit is not None and width * height > limit:
+            large.append((i, width * height))
+    return bad, large
+
+
+def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -> dict[int, str]:
+    """``{position in paths: reason}`` of the files PIL cannot open, reading headers only (no
+    decoding) in parallel threads; files near the decompression-bomb limit get a warning."""
+    names = [str(p) for p in paths]
+    starts = range(0, len(names), _CHUNK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            results = list(pool.map(lambda s: _check_chunk(names[s : s + _CHUNK]), starts))
+    bad: dict[int, str] = {}
+    for start, (chunk_bad, chunk_large) in zip(starts, results, strict=True):
+        bad.update((start + i, reason) for i, reason in chunk_bad)
+        for i, pixels in chunk_large:
+            warn_large(names[start + i], f"{pixels} pixels > {Image.MAX_IMAGE_PIXELS}")
+    return bad
 
 
 def index_file(index_dir: str | Path, root: str | Path) -> Path:
-    """The index of the image folder ``root`` inside ``index_dir`` (a run folder)."""
-    resolved = str(Path(root).resolve())
-    digest = hashlib.sha1(resolved.encode()).hexdigest()[:12]
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(resolved).name)
-    return Path(index_dir) / INDEX_DIR / f"{name or 'root'}-{digest}.json"
+    """The index of the image folder ``root`` inside the run folder ``index_dir``."""
+    resolved = os.fsencode(Path(root).resolve())
+    digest = hashlib.sha1(resolved).hexdigest()[:12]
+    # Short enough for the atomic writer's temporary name within the 255-byte name limit.
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(root).resolve().name)
+    return Path(index_dir) / INDEX_DIR / f"{name[:64] or 'root'}-{digest}.json"
 
 
 def other_rank_from_env() -> str:
-    """``""`` on global rank 0 (and outside distributed runs), else the variables naming the rank.
-
-    Read before the Trainer exists, from the launchers' variables: ``RANK`` (``torchrun``), then
-    ``NODE_RANK`` and ``LOCAL_RANK`` (Lightning's launcher sets them in the processes it starts; a
-    user sets ``NODE_RANK`` on later nodes), then ``SLURM_PROCID`` (``srun``; a SLURM job's
-    variables are also inherited by processes Lightning starts itself, hence last).
-    """
+    """``""`` on global rank 0 (and outside distributed runs), else the variables naming the rank:
+    ``RANK`` (torchrun), ``NODE_RANK``/``LOCAL_RANK`` (Lightning's launcher), then
+    ``SLURM_PROCID`` (last: Lightning's own processes inherit a SLURM job's variables)."""
     env = os.environ
     if env.get("RANK"):
         keys: tuple[str, ...] = ("RANK",)
@@ -64,65 +195,35 @@ def other_rank_from_env() -> str:
     return " ".join(f"{key}={env[key]}" for key in keys if key in env)
 
 
-def _relative(scan: FolderScan, root: Path) -> list[str]:
-    prefix = len(os.path.join(str(root), ""))
-    return [p[prefix:] for p in scan.paths]
+#: The per-file columns of an index (columns, not records: faster to read and to compare).
+COLUMNS = ("paths", "labels", "sizes", "mtimes")
+
+
+def _columns(scan: FolderScan, rel: list[str]) -> dict[str, list]:
+    return dict(zip(COLUMNS, (rel, scan.labels, scan.sizes, scan.mtimes), strict=True))
 
 
 def _read(path: Path, root: Path) -> dict[str, Any] | None:
     """The index at ``path`` if it is one of ``root`` (a damaged or foreign file is ignored)."""
     try:
         data = json.loads(path.read_text())
-        if data.get("format") != _FORMAT or data.get("root") != str(root.resolve()):
-            return None
-        lengths = {len(data[key]) for key in ("paths", "labels", "sizes", "mtimes")}
-        if len(lengths) != 1 or not isinstance(data["unreadable"], dict):
-            return None
-        return data
+        ours = data.get("format") == _FORMAT and data.get("root") == str(root.resolve())
+        same = len({len(data[key]) for key in COLUMNS}) == 1
+        return data if ours and same and isinstance(data["unreadable"], dict) else None
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
-def _write(path: Path, root: Path, scan: FolderScan, rel: list[str], bad: dict[int, str]) -> None:
-    """Writes the index atomically: a reader sees the old file or the new one, never a part."""
-    data = {
-        "format": _FORMAT,
-        "root": str(root.resolve()),
-        "classes": scan.classes,
-        # Columns, not one record per file: faster to read back, and compared list to list.
-        "paths": rel,
-        "labels": scan.labels,
-        "sizes": scan.sizes,
-        "mtimes": scan.mtimes,
-        "unreadable": {rel[i]: reason for i, reason in sorted(bad.items())},
-    }
-    atomic_write_text(path, json.dumps(data, separators=(",", ":")))
-
-
 def _unchanged(index: dict[str, Any] | None, scan: FolderScan, rel: list[str]) -> bool:
     """The index lists exactly these files, labels, sizes and times (the common case: fast)."""
-    return (
-        index is not None
-        and index["paths"] == rel
-        and index["sizes"] == scan.sizes
-        and index["mtimes"] == scan.mtimes
-        and index["labels"] == scan.labels
-    )
+    return index is not None and all(index[k] == v for k, v in _columns(scan, rel).items())
 
 
 @dataclass(frozen=True)
 class CheckedFolder:
-    """An image folder's listing and unreadable files, as :func:`checked_folder` found them.
-
-    Attributes:
-        scan: The listing.
-        unreadable: ``{position in scan.paths: reason}`` of the files PIL cannot open.
-        index: The index file.
-        rank: ``""`` if made by global rank 0, else the rank's variables (such a process takes
-            rank 0's index, see :func:`other_rank_from_env`).
-        checked: How many headers this process read (0: all results came from the index).
-        seconds: How long reading them took.
-    """
+    """What :func:`checked_folder` found: the listing, ``{position: reason}`` of the unreadable
+    files, the index file, this process's rank (``""`` on rank 0), and how many headers it read
+    in how many seconds."""
 
     scan: FolderScan
     unreadable: dict[int, str]
@@ -147,18 +248,11 @@ def checked_folder(
 ) -> CheckedFolder:
     """Lists ``root`` and finds its unreadable files, reusing and updating a run folder's index.
 
-    Args:
-        root: The image folder.
-        index_dir: The run folder holding the index (see the module docstring).
-        threads: Threads reading headers at once.
-        wait_s: How long a rank other than 0 waits for rank 0's index.
-
     Raises:
         UserError: If the folder cannot be listed, or rank 0's index did not come in time.
 
     Examples:
         >>> import tempfile
-        >>> from PIL import Image
         >>> data, run = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
         >>> Image.new("RGB", (8, 8)).save(data / "a.png")
         >>> _ = (data / "b.png").write_text("not an image")
@@ -170,14 +264,26 @@ def checked_folder(
     """
     root = Path(root)
     scan = scan_folder_stats(root, threads)
-    rel = _relative(scan, root)
+    prefix = len(os.path.join(str(root), ""))
+    rel = [p[prefix:] for p in scan.paths]
     path = index_file(index_dir, root)
     rank = other_rank_from_env()
-    if rank:
-        bad = _wait_for_rank_zero(path, root, scan, rel, rank, wait_s)
-        return CheckedFolder(scan, bad, path, rank)
+    deadline = time.monotonic() + wait_s
+    while rank:  # other ranks take rank 0's result, never check themselves
+        index = _read(path, root)
+        if _unchanged(index, scan, rel):
+            assert index is not None
+            bad = {i: index["unreadable"][r] for i, r in enumerate(rel) if r in index["unreadable"]}
+            return CheckedFolder(scan, bad, path, rank)
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"process {rank} waited {wait_s:.0f} s for rank 0's index of {str(root)!r} "
+                f"({path}); put --out on storage every node sees, and do not change the image "
+                "folder while a run starts"
+            )
+        time.sleep(0.5)
 
-    index = _read(path, root) if path.exists() else None
+    index = _read(path, root)
     recorded = index["unreadable"] if index is not None else {}
     unchanged = _unchanged(index, scan, rel)
     stale: list[int] = []
@@ -195,24 +301,7 @@ def checked_folder(
     bad = {i: recorded[r] for i, r in enumerate(rel) if r in recorded and i not in fresh}
     bad.update((stale[j], reason) for j, reason in found.items())
     if not unchanged:
-        _write(path, root, scan, rel, bad)
+        data = {"format": _FORMAT, "root": str(root.resolve()), "classes": scan.classes}
+        data.update(_columns(scan, rel), unreadable={rel[i]: why for i, why in sorted(bad.items())})
+        atomic_write_text(path, json.dumps(data, separators=(",", ":")))
     return CheckedFolder(scan, dict(sorted(bad.items())), path, "", len(stale), seconds)
-
-
-def _wait_for_rank_zero(
-    path: Path, root: Path, scan: FolderScan, rel: list[str], rank: str, wait_s: float
-) -> dict[int, str]:
-    """Polls until rank 0 has written an index matching this rank's listing."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        index = _read(path, root) if path.exists() else None
-        if index is not None and _unchanged(index, scan, rel):
-            recorded = index["unreadable"]
-            return {i: recorded[r] for i, r in enumerate(rel) if r in recorded}
-        if time.monotonic() > deadline:
-            raise UserError(
-                f"process {rank} waited {wait_s:.0f} s for rank 0's index of {str(root)!r} "
-                f"({path}); put --out on storage every node sees, and do not change the image "
-                "folder while a run starts"
-            )
-        time.sleep(0.5)

@@ -1,23 +1,17 @@
 """The Lightning data module of a pretraining run, with exactly reproducible epochs and resumes.
 
-Randomness is split in two streams so that a run resumed from any checkpoint, end of epoch or
-mid-epoch, continues exactly as the uninterrupted run would have:
-
-- **Augmentations** are seeded per sample from ``(seed, epoch, index)`` inside the data set
-  (:class:`SeededSamples`), so they depend neither on the number of workers, nor on the number of
-  processes, nor on how many batches were loaded ahead.
-- **The training step's own random numbers** (e.g. MAE masks) come from the global generators,
-  re-seeded from ``(seed, epoch, rank)`` when each epoch's loader is built; their state is stored in
-  every checkpoint and restored when a run resumes mid-epoch.
-
-A mid-epoch resume skips the batches the checkpoint already trained on (the shuffled order of an
-epoch is fixed by ``(seed, epoch)``), so every image is still seen once per epoch. On one process
-a resume is bit-exact; with several, only rank 0's generators are saved, so the step randomness of
-the other ranks (MAE masks) differs after a mid-epoch resume; data and augmentations do not.
+Augmentations are seeded per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`), so
+they depend neither on the number of workers or processes nor on how far loading ran ahead. The
+training step's own randomness (e.g. MAE masks) comes from the global generators, re-seeded from
+``(seed, epoch, rank)`` for each epoch's loader and stored in every checkpoint. A mid-epoch resume
+skips the batches already trained on (an epoch's order is fixed by ``(seed, epoch)``). On one
+process a resume is bit-exact; with several, only rank 0's generators are saved, so the other
+ranks' step randomness differs after a mid-epoch resume (data and augmentations do not).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Iterator
@@ -30,17 +24,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, g
 
 from lightly_matrix.utils.loop_progress import trainer_progress
 
-#: Most data-loading workers per device by default: a ResNet-50 at 224 px on one GPU needs about
-#: its images/s divided by one worker's two-view images/s (README, "Large image folders").
+#: Most data-loading workers per device by default (README, "Large image folders").
 MAX_DEFAULT_WORKERS = 16
 
 
 def default_num_workers(devices_per_node: int) -> int:
-    """Workers per device: the cores this process may use, shared by the node's devices.
-
-    One core per device is left to its training process; the count honours CPU affinity (the
-    cores a SLURM job or ``taskset`` grants), not only the machine's total.
-    """
+    """Workers per device: the cores granted to this process (CPU affinity, e.g. by SLURM)
+    shared by the node's devices, one core each left to the training process."""
     affinity = getattr(os, "sched_getaffinity", None)
     cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
     return max(1, min(MAX_DEFAULT_WORKERS, cores // max(1, devices_per_node) - 1))
@@ -59,9 +49,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 class SeededSamples(Dataset):
     """Wraps a data set so that each sample's random transforms are seeded by its index.
 
-    The global CPU generators (torch, ``random``, NumPy) are forked around each ``__getitem__`` in
-    the main process, so loading data never consumes the training step's random numbers either;
-    DataLoader workers only seed theirs (no save and restore: 0.1 to 1 ms a sample less).
+    In the main process the global CPU generators are restored after each sample, so loading
+    never consumes the training step's random numbers; DataLoader workers only seed theirs.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
@@ -104,9 +93,7 @@ class _SkipFirst(Sampler[int]):
         self.skip = skip
 
     def __iter__(self) -> Iterator[int]:
-        for position, index in enumerate(self.sampler):
-            if position >= self.skip:
-                yield index
+        return itertools.islice(iter(self.sampler), self.skip, None)
 
     def __len__(self) -> int:
         # Lightning counts the skipped batches as done (its progress is restored), so the length
@@ -115,11 +102,7 @@ class _SkipFirst(Sampler[int]):
 
 
 class _ResumableLoader(DataLoader):
-    """A loader that declares itself resumable mid-epoch to Lightning.
-
-    The resume state lives in :class:`PretrainDataModule` (saved with the checkpoint); this only
-    tells Lightning that continuing in the middle of an epoch is exact.
-    """
+    """Tells Lightning that continuing mid-epoch is exact (the state is the data module's)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -129,22 +112,18 @@ class _ResumableLoader(DataLoader):
 
 
 def _rng_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    # Plain values and tensors, so that checkpoints load with ``weights_only=True`` (the uint32
+    # keys as int64: older torch cannot save uint32 tensors).
+    keys64 = torch.from_numpy(np.asarray(keys, dtype=np.int64))
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        # As plain values and tensors, so that checkpoints load with ``weights_only=True``.
-        "numpy": _numpy_state(),
+        "numpy": (str(name), keys64, int(pos), int(has_gauss), float(cached)),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
-
-
-def _numpy_state() -> tuple[Any, ...]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
-    # The uint32 keys as int64 (exact): torch 2.3 and older cannot save uint32 tensors.
-    keys64 = torch.from_numpy(np.asarray(keys, dtype=np.int64))
-    return (str(name), keys64, int(pos), int(has_gauss), float(cached))
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
@@ -160,15 +139,8 @@ class PretrainDataModule(LightningDataModule):
     """Training images (multi-view, with labels or ``-1``) and optional validation images.
 
     Use with ``Trainer(reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False)``: this
-    module shards the data itself (``DistributedSampler`` with the epoch already set) and builds
-    every epoch's loader anew.
-
-    Args:
-        train: Training data set of ``(views, label)``.
-        val: Validation data set of ``(image, label)`` for the online probe, or ``None``.
-        batch_size: Batch size per device.
-        num_workers: Data-loading worker processes per device.
-        seed: Base seed of the run.
+    module shards the data itself and builds every epoch's loader anew. ``batch_size`` and
+    ``num_workers`` are per device; ``val`` feeds the online probe.
     """
 
     def __init__(
@@ -247,7 +219,5 @@ class PretrainDataModule(LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Remembers a mid-epoch position for the next :meth:`train_dataloader`."""
-        if not state_dict:
-            return
-        if 0 < state_dict["batches_done"] < state_dict["num_batches"]:
+        if state_dict and 0 < state_dict["batches_done"] < state_dict["num_batches"]:
             self._resume = state_dict

@@ -154,12 +154,8 @@ def build_view(spec: ViewSpec, image_size: int) -> Callable:
 def build_train_transform(
     views: str | tuple[ViewSpec, ...], image_size: int, num_views: int = 2
 ) -> Callable:
-    """The training transform: a callable returning a list of one tensor per view.
-
-    Args:
-        views: A recipe name (one of :data:`TRANSFORMS`) or the views themselves.
-        image_size: Output size in pixels.
-        num_views: With a recipe name: 2 for two-view methods, 1 for masked-image methods.
+    """The training transform (a list of one tensor per view) of a recipe name with its first
+    ``num_views`` views (2 for two-view methods, 1 for masked-image ones), or of the views.
 
     Raises:
         ValueError: For an unknown recipe or ``num_views``.

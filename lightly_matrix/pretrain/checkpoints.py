@@ -1,18 +1,16 @@
-"""Checkpoints of a pretraining run: atomic writes, a regular cadence, and safe resuming.
+"""Checkpoints of a pretraining run: atomic writes, a regular cadence, one writer, safe resuming.
 
-Guarantees (what the README promises):
-
-- ``OUT/last.ckpt`` is the newest state of the run. It is rewritten at every epoch end, every
-  ``--checkpoint-every-steps`` steps and ``--checkpoint-every-minutes`` minutes, and when the run is
-  interrupted (Ctrl-C, SIGTERM). Every write goes to a temporary file in the same folder that is
-  renamed over the old one, so a kill at any moment leaves the previous checkpoint intact.
-- A checkpoint is never written from non-finite weights (see :mod:`.guards`).
-- ``--resume`` loads with ``torch.load(weights_only=True)``: a file holding pickled Python objects
-  (which could run code) is refused, never executed.
+``OUT/last.ckpt`` is the newest state of the run, rewritten at every epoch end, every
+``--checkpoint-every-steps`` steps, ``--checkpoint-every-minutes`` minutes and on Ctrl-C /
+SIGTERM; each write goes through a temporary file renamed over the old one, and none is made from
+non-finite weights. ``--keep-every`` snapshots are Lightning's ``ModelCheckpoint``; a SLURM job's
+requeue saves are Lightning's ``SLURMEnvironment`` (``hpc_ckpt_N.ckpt``). ``--resume`` loads with
+``weights_only=True``: a file holding pickled Python objects is refused, never executed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import time
 import zipfile
@@ -21,43 +19,55 @@ from typing import Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.callbacks import Checkpoint
 
 from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.pretrain.guards import Interrupted, check_weights_finite
 from lightly_matrix.pretrain.outdir import is_failed_start
 from lightly_matrix.user_files import check_checkpoint_file
-from lightly_matrix.utils.io import atomic_copy, atomic_torch_save
+from lightly_matrix.utils.io import atomic_torch_save
+from lightly_matrix.utils.lock import folder_lock
 from lightly_matrix.utils.loop_progress import checkpoint_progress
 
 LAST = "last.ckpt"
 SNAPSHOT_DIR = "checkpoints"
 #: Key of our own record in every checkpoint: the run's settings, for ``--resume``.
 RUN_KEY = "lightly_matrix"
+#: What makes two checkpoints the same run (a hand-copied file of another run differs here).
+RUN_IDENTITY = ("method", "data", "backbone", "image_size", "seed")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's ``TorchCheckpointIO`` with atomic local writes (Lightning writes in place)."""
+    """``TorchCheckpointIO`` writing through a renamed temporary file: Lightning's own writes in
+    place, so a kill or a full disk during a save would destroy the previous checkpoint."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
     ) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
-        atomic_torch_save(checkpoint, Path(path))
+        try:
+            atomic_torch_save(checkpoint, Path(path))
+        except (OSError, RuntimeError) as err:  # torch's zip writer: RuntimeError "enforce fail"
+            if isinstance(err, RuntimeError) and "inline_container" not in str(err):
+                raise
+            raise UserError(
+                f"cannot write the checkpoint {path} ({first_line(err)}): the disk is full or a"
+                " file size limit (ulimit -f) was hit; the previous file there is intact; free"
+                " space and continue with --resume"
+            ) from None
 
 
 class RunCheckpoint(Checkpoint):
-    """Writes ``OUT/last.ckpt`` at every epoch end, on a step / time cadence and on interrupts.
+    """Writes ``OUT/last.ckpt`` at every epoch end, every ``every_steps`` steps and
+    ``every_minutes`` minutes (0: off), and when ``interrupted``; stores ``run_info`` in every
+    checkpoint under :data:`RUN_KEY`.
 
-    Args:
-        out: The run folder.
-        run_info: Settings of the run stored in every checkpoint under ``"lightly_matrix"``.
-        every_steps: Also save every this many training steps (0: off).
-        every_minutes: Also save after this many minutes since the last save (0: off).
-        keep_every: Also keep ``OUT/checkpoints/epochNNNN.ckpt`` every this many epochs (0: off).
-        interrupted: Set by the signal handlers; checked after every step.
+    Lightning 2.6's ``ModelCheckpoint`` writes ``last.ckpt`` at an epoch end only beside a top-k
+    file and takes one cadence at a time; its SIGTERM stop comes before the step's callbacks, and
+    ``OnExceptionCheckpoint`` saves whatever state an exception left, so resuming bit-exactly
+    needs this save at the step's end.
     """
 
     def __init__(
@@ -66,32 +76,28 @@ class RunCheckpoint(Checkpoint):
         run_info: dict[str, Any],
         every_steps: int = 0,
         every_minutes: float = 0.0,
-        keep_every: int = 0,
         interrupted: Interrupted | None = None,
     ) -> None:
-        self.out = Path(out)
+        self.last_path = Path(out) / LAST
         self.run_info = run_info
         self.every_steps = every_steps
         self.every_seconds = every_minutes * 60.0
-        self.keep_every = keep_every
         self.interrupted = interrupted or Interrupted()
         self._last_save = time.monotonic()
 
-    @property
-    def last_path(self) -> Path:
-        return self.out / LAST
-
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_save = time.monotonic()
-        self.interrupted.take_over()  # SIGTERM saves and stops like Ctrl-C (issue 21)
+        self.interrupted.take_over()
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        # Every save passes here (snapshots and SLURM's too): none is made of diverged weights.
+        keeping = self.last_path if self.last_path.exists() else None
+        check_weights_finite(pl_module, trainer.global_step, keeping)
         checkpoint[RUN_KEY] = dict(self.run_info)
 
-    def _save(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        check_weights_finite(pl_module, trainer.global_step, self.last_path)
+    def _save(self, trainer: Trainer) -> None:
         trainer.save_checkpoint(self.last_path, weights_only=False)
         self._last_save = time.monotonic()
 
@@ -99,36 +105,55 @@ class RunCheckpoint(Checkpoint):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # One collective decision per step, so that every process saves (a collective) together.
-        local = [
-            float(self.interrupted.signum is not None),
-            float(
-                self.every_seconds > 0 and time.monotonic() - self._last_save >= self.every_seconds
-            ),
-        ]
+        since = time.monotonic() - self._last_save
+        flags = torch.tensor([self.interrupted.signum is not None, 0 < self.every_seconds <= since])
         if trainer.world_size > 1:
-            decided = trainer.strategy.reduce(torch.tensor(local), reduce_op="max")
-            local = [float(v) for v in decided.tolist()]
-        stop, time_due = bool(local[0]), bool(local[1])
+            flags = trainer.strategy.reduce(flags.float(), reduce_op="max")
+        stop, time_due = (bool(flag) for flag in flags.tolist())
         if stop:
-            self._save(trainer, pl_module)
+            self._save(trainer)
             raise self.interrupted.exception(trainer, self.last_path)
-        # The epoch-end save follows the last batch; a save there too would be redundant.
+        # The epoch-end save follows the last batch (a save there too would be redundant).
         last_batch = batch_idx + 1 >= trainer.num_training_batches
         step_due = self.every_steps > 0 and trainer.global_step % self.every_steps == 0
         if (step_due or time_due) and not last_batch:
-            self._save(trainer, pl_module)
+            self._save(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.world_size > 1:
-            # Lightning syncs epoch metrics lazily, at their first read: on rank 0 the progress bar
-            # has just read them (collectives), the other ranks would only do so after this hook.
-            # Reading them here on every rank keeps the collectives in the same order everywhere,
-            # so the save's barrier below does not meet a metric's all-reduce.
+            # Lightning syncs epoch metrics at their first read, which on rank 0 the progress bar
+            # has just done: reading them on every rank keeps the collectives in the same order.
             _ = trainer.progress_bar_metrics
-        self._save(trainer, pl_module)
-        epoch = trainer.current_epoch  # 0-based index of the epoch just finished
-        if self.keep_every and (epoch + 1) % self.keep_every == 0 and trainer.is_global_zero:
-            atomic_copy(self.last_path, self.out / SNAPSHOT_DIR / f"epoch{epoch:04d}.ckpt")
+        self._save(trainer)
+
+
+class RunFolderLock(Callback):
+    """Holds the run folder's :func:`~lightly_matrix.utils.lock.folder_lock` from :meth:`acquire`
+    (before the loggers create their folders) until the fit ends: two runs started on one
+    ``--out`` never both write there. A new run re-checks, locked, that no other one saved there.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._held = contextlib.ExitStack()
+
+    def acquire(self, new_run: bool) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._held.enter_context(folder_lock(self.out))
+        if new_run and has_checkpoint(self.out):
+            self._held.close()
+            raise UserError(
+                f"--out {self.out} received another run's checkpoint while this one started; "
+                f"choose another --out, or pass --resume {self.out} to continue that run"
+            )
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._held.close()
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        self._held.close()
 
 
 # ----------------------------------------------------------------------------------------- resume
@@ -136,8 +161,8 @@ def _describe_foreign(obj: Any) -> str:
     if isinstance(obj, torch.Tensor):
         return "a single tensor"
     if isinstance(obj, dict):
-        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-        if meta.get("format") == "lightly_matrix.mmdet_backbone":
+        meta = obj.get("meta")
+        if isinstance(meta, dict) and meta.get("format") == "lightly_matrix.mmdet_backbone":
             return (
                 "a backbone exported for mmdet (lightly-matrix export), not a training checkpoint"
             )
@@ -160,10 +185,10 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
             ) from None
         raise UserError(f"--resume {str(path)!r}: not a readable checkpoint ({err})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        reason = first_line(err)
         raise UserError(
-            f"--resume {str(path)!r}: the file is corrupted or truncated ({reason}); resume from "
-            "another checkpoint of the run (e.g. its folder, or checkpoints/epochNNNN.ckpt)"
+            f"--resume {str(path)!r}: the file is corrupted or truncated ({first_line(err)}); "
+            "resume from another checkpoint of the run (e.g. its folder, or "
+            "checkpoints/epochNNNN.ckpt)"
         ) from None
     if not (isinstance(ckpt, dict) and "state_dict" in ckpt and "loops" in ckpt):
         raise UserError(
@@ -185,14 +210,8 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]]:
-    """The checkpoint to continue from: ``resume`` itself, or the newest valid one in a folder.
-
-    "Newest" is the most trained (highest ``global_step``; the newest file on a tie). Files that
-    fail to load are skipped and reported.
-
-    Returns:
-        The path, the loaded checkpoint and notes on skipped files.
-    """
+    """The path, content and notes on skipped files of the checkpoint to continue from:
+    ``resume`` itself, or the most trained valid one in a folder (then the newest)."""
     path = Path(resume)
     if path.is_file():
         return path, load_training_checkpoint(path), []
@@ -227,33 +246,25 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
     return best[1], best[2], notes
 
 
-#: What makes two checkpoints the same run (a hand-copied file of another run differs here).
-RUN_IDENTITY = ("method", "data", "backbone", "image_size", "seed")
-
-
 def run_identity(ckpt: dict[str, Any]) -> tuple[Any, ...]:
     """``(method, data, backbone, image_size, seed)`` of a checkpoint (``None`` where unknown)."""
-    run = ckpt.get(RUN_KEY) if isinstance(ckpt.get(RUN_KEY), dict) else {}
-    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt.get("hyper_parameters"), dict) else {}
-    return tuple(run.get(key, hparams.get(key)) for key in RUN_IDENTITY)
+    run, known = ckpt.get(RUN_KEY), dict(ckpt.get("hyper_parameters") or {})
+    if isinstance(run, dict):
+        known.update(run.get("hparams") or {}, **run)
+    return tuple(known.get(key) for key in RUN_IDENTITY)
 
 
 def check_one_run(resume: str, runs: dict[Path, tuple[Any, ...]]) -> None:
-    """Refuses a run folder whose checkpoints belong to different runs, listing them.
-
-    Continuing "the most trained" of them would overwrite the others' ``last.ckpt``.
-    """
-    # Older checkpoints may not record every field: only values both sides know can disagree.
+    """Refuses checkpoints of different runs in one folder, listing them (continuing the most
+    trained would overwrite the others' ``last.ckpt``)."""
+    # A value a checkpoint does not record cannot disagree.
     known = [{v for v in values if v is not None} for values in zip(*runs.values(), strict=True)]
     if all(len(values) <= 1 for values in known):
         return
 
     def name(identity: tuple[Any, ...]) -> str:
-        parts = dict(zip(RUN_IDENTITY, identity, strict=True))
-        return (
-            f"{parts['method']} on {parts['data']}, {parts['backbone']} at {parts['image_size']}"
-            f" px, seed {parts['seed']}"
-        )
+        method, data, backbone, size, seed = identity
+        return f"{method} on {data}, {backbone} at {size} px, seed {seed}"
 
     listed = "; ".join(f"{path}: {name(identity)}" for path, identity in runs.items())
     raise UserError(
@@ -263,18 +274,6 @@ def check_one_run(resume: str, runs: dict[Path, tuple[Any, ...]]) -> None:
 
 
 def describe(ckpt: dict[str, Any]) -> str:
-    """``epoch E, step S`` of a checkpoint (E = finished epochs, mid-epoch shown as a fraction)."""
+    """``epoch E, step S`` of a checkpoint (E = finished epochs)."""
     progress = checkpoint_progress(ckpt)
     return f"epoch {progress.epochs_done}, step {progress.global_step}"
-
-
-__all__ = [
-    "LAST",
-    "RUN_KEY",
-    "AtomicCheckpointIO",
-    "RunCheckpoint",
-    "atomic_torch_save",
-    "describe",
-    "find_resume_checkpoint",
-    "load_training_checkpoint",
-]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError
 from lightly_matrix.pretrain.config import RunConfig
+from lightly_matrix.pretrain.outdir import SPLIT_FILE
+from lightly_matrix.utils.io import write_json_atomic
 
 
 def build_data(
@@ -16,14 +20,13 @@ def build_data(
     """Builds (train set, validation set or None, probe data or None, num_classes, num_workers).
 
     What is read and how it is augmented come from ``config``; ``args`` sets the loading
-    (workers, the probes' image cap). An image folder's check is kept in the run folder ``out``
-    (:mod:`lightly_matrix.data.index`).
+    (workers, the probes' image cap). An image folder's check and the probes' split are kept in
+    the run folder ``out``, so that a resumed run scores the same images.
     """
     from lightly_matrix.data.transforms import build_eval_transform, build_train_transform
     from lightly_matrix.evaluation import ProbeData
 
-    size = config.image_size
-    views = config.views
+    size, views = config.image_size, config.views
     train_transform = build_train_transform(views, size)
     # The probes see the training views' normalisation (CIFAR statistics for CIFAR recipes).
     norm = {"mean": views[0].normalize_mean, "std": views[0].normalize_std}
@@ -32,12 +35,12 @@ def build_data(
 
         eval_transform = build_eval_transform(size, resize=False, **norm)
         # Tuning (--eval-split val) never sees the test split, nor the validation images' pixels.
-        fit, held_out = (
+        fitted, scored = (
             ("train_minus_val", "val") if config.eval_split == "val" else ("train", "test")
         )
-        train: Any = DigitsDataset(fit, train_transform, image_size=size)
-        test = DigitsDataset(held_out, eval_transform, image_size=size)
-        probe = ProbeData(DigitsDataset(fit, eval_transform, image_size=size), test, NUM_CLASSES)
+        train: Any = DigitsDataset(fitted, train_transform, image_size=size)
+        test = DigitsDataset(scored, eval_transform, image_size=size)
+        probe = ProbeData(DigitsDataset(fitted, eval_transform, image_size=size), test, NUM_CLASSES)
         workers = 0 if args.num_workers is None else args.num_workers
         return train, test, probe, NUM_CLASSES, workers
 
@@ -45,49 +48,78 @@ def build_data(
     from lightly_matrix.data.module import default_num_workers
 
     workers = default_num_workers(config.devices) if args.num_workers is None else args.num_workers
-    train = ImageFolderDataset(
-        config.data, train_transform, skip_bad_images=config.skip_bad_images, index_dir=out
-    )
+    skip = config.skip_bad_images
+    train = ImageFolderDataset(config.data, train_transform, skip_bad_images=skip, index_dir=out)
     if train.checked is not None:
         print(f"{config.data}: {train.checked.summary()}", flush=True)
     if train.skipped:
         print(
             f"--skip-bad-images: left out {len(train.skipped)} unreadable file(s) of "
-            f"{config.data}, "
-            f"e.g. {train.skipped[0]}",
+            f"{config.data}, e.g. {train.skipped[0]}",
             flush=True,
         )
-    eval_transform = build_eval_transform(size, **norm)
     num_classes = train.num_classes if train.num_classes > 1 else 0
     if config.no_eval or num_classes == 0:  # no held-out images needed
         return train, None, None, num_classes, workers
+    tested = train
     if config.eval_data is not None:
-        held_out = ImageFolderDataset(
-            config.eval_data, skip_bad_images=config.skip_bad_images, index_dir=out
-        )
-        if held_out.classes != train.classes:
+        tested = ImageFolderDataset(config.eval_data, skip_bad_images=skip, index_dir=out)
+        if tested.classes != train.classes:
             raise UserError(
                 f"--eval-data {config.eval_data!r} must have the same class sub-folders as --data"
             )
-        probe_train = train.subset(_even_subset(len(train), args.eval_max_images), eval_transform)
-        probe_test = held_out.subset(
-            _even_subset(len(held_out), args.eval_max_images), eval_transform
-        )
+    fit_ids, test_ids = _kept_split(out, train, tested, args, config.seed)
+    eval_transform = build_eval_transform(size, **norm)
+    probe_fit = train.subset(fit_ids, eval_transform)
+    probe_test = tested.subset(test_ids, eval_transform)
+    return train, probe_test, ProbeData(probe_fit, probe_test, num_classes), num_classes, workers
+
+
+def _kept_split(
+    out: Path | None, train: Any, tested: Any, args: argparse.Namespace, seed: int
+) -> tuple[list[int], list[int]]:
+    """The probes' (fit, test) images: drawn for a new run and kept in ``out``; a resumed run
+    takes them from there (by path, so images added since do not move them).
+
+    Raises:
+        UserError: A kept probe image is gone (scores on another test set would share the table).
+    """
+    limit, sets = args.eval_max_images, (train, tested)
+    key = {"data": [str(d.root.resolve()) for d in sets], "seed": seed, "max": limit}
+    cut = [len(os.path.join(str(d.root), "")) for d in sets]  # paths relative to their folder
+    path = out / SPLIT_FILE if out is not None else None
+    if path is not None and getattr(args, "resume", None) and path.is_file():
+        kept = json.loads(path.read_text())
+        if kept.get("key") == key:
+            where = [
+                {f[n:]: i for i, f in enumerate(d.files)} for d, n in zip(sets, cut, strict=True)
+            ]
+            ids = [[where[side].get(f) for f in files] for side, files in enumerate(kept["split"])]
+            gone = [
+                f for side, files in enumerate(kept["split"]) for f in files if f not in where[side]
+            ]
+            if gone:
+                raise UserError(
+                    f"--resume: {len(gone)} of the run's probe images are gone from the data"
+                    f" (e.g. {gone[0]!r}); its table would mix scores on different test sets:"
+                    " put them back, or start a new run with another --out"
+                )
+            return ids[0], ids[1]  # type: ignore[return-value]
+    if tested is train:
+        fit, test = _probe_split(train.labels, limit, seed)
     else:
-        train_idx, test_idx = _probe_split(train.labels, args.eval_max_images, config.seed)
-        probe_train, probe_test = (
-            train.subset(train_idx, eval_transform),
-            train.subset(test_idx, eval_transform),
-        )
-    return train, probe_test, ProbeData(probe_train, probe_test, num_classes), num_classes, workers
+        fit, test = _even_subset(len(train), limit), _even_subset(len(tested), limit)
+    if path is not None:
+        split = [
+            [d.files[i][n:] for i in ids] for d, n, ids in zip(sets, cut, (fit, test), strict=True)
+        ]
+        write_json_atomic(path, {"key": key, "split": split})
+    return fit, test
 
 
 def count_data(config: RunConfig) -> tuple[int, int]:
-    """(training images, classes) of ``config.data``, checked as a run would, nothing written.
-
-    For ``--dry-run``: digits are counted from their split, an image folder is scanned and its
-    files checked (without keeping an index) but no probe set is built.
-    """
+    """(training images, classes) of ``config.data``, checked as a run would, nothing written
+    (for ``--dry-run``)."""
     if config.data == "digits":
         from lightly_matrix.data.digits import NUM_CLASSES, split_indices
 
@@ -105,10 +137,8 @@ def _even_subset(n: int, limit: int) -> list[int]:
 
 
 def _probe_split(labels: Any, limit: int, seed: int) -> tuple[list[int], list[int]]:
-    """A fixed split of at most ``limit`` images: 30% of each class is held out.
-
-    Every class with two or more of the chosen images has at least one on each side, so classes
-    of any size fit; a class with a single image stays on the fitting side.
+    """A fixed split of at most ``limit`` images: 30% of each class is held out, and every class
+    with two or more chosen images has one on each side (a single image stays on the fit side).
 
     Raises:
         UserError: If no class has two images among the chosen ones (nothing to score on).

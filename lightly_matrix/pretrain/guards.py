@@ -14,25 +14,23 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 
 from lightly_matrix.errors import UserError
 
-#: Exit status for an interrupted run: 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
-SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+#: The signals that save and stop a run; its exit status is then 128 + the signal number.
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class RunStopped(Exception):  # noqa: N818 (a stop, not an error)
     """Raised after the interrupt checkpoint is saved; carries the signal and the file."""
 
     def __init__(self, signum: int, checkpoint: Path, where: str) -> None:
-        super().__init__(f"{SIGNAL_NAMES.get(signum, signum)} at {where}")
+        super().__init__(f"{signal.Signals(signum).name} at {where}")
         self.signum = signum
         self.checkpoint = checkpoint
-        self.where = where
 
 
 class Interrupted:
     """Records the first SIGINT / SIGTERM; the run saves and stops after the current step.
 
-    A second Ctrl-C stops at once (Python's ``KeyboardInterrupt``); the checkpoint on disk is then
-    the previous one, intact (writes are atomic).
+    A second Ctrl-C stops at once (``KeyboardInterrupt``), leaving the previous checkpoint intact.
     """
 
     def __init__(self) -> None:
@@ -44,23 +42,19 @@ class Interrupted:
             raise KeyboardInterrupt
         if self.signum is None:
             print(
-                f"\n{SIGNAL_NAMES.get(signum, signum)} received: saving after this step "
+                f"\n{signal.Signals(signum).name} received: saving after this step "
                 "(Ctrl-C again to stop at once)",
                 flush=True,
             )
         self.signum = signum
 
     def install(self) -> None:
-        for signum in SIGNAL_NAMES:
+        for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def take_over(self) -> None:
-        """Handles SIGTERM again after Lightning's fit installed its own.
-
-        Lightning's handler stops the loop at its next check, before the step's callbacks, so the
-        run would exit without our save; with ours the step ends, saves and stops as on Ctrl-C
-        (the stop is agreed on by all processes in :class:`RunCheckpoint`).
-        """
+        """Handles SIGTERM again after Lightning's fit installed its own, which would stop the
+        loop before the step's callbacks, without our save."""
         if self._previous and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._handle)
 
@@ -90,13 +84,9 @@ def check_weights_finite(module: torch.nn.Module, step: int, keeping: Path | Non
 
 
 class NonFiniteGuard(Callback):
-    """Stops at the first non-finite loss, before its backward pass changes any weight.
-
-    It reads the loss on the host once per step (a device sync; small next to an SSL step).
-
-    Args:
-        checkpoint: The run's checkpoint file, named in the message (it holds the last good state).
-        hint: What to try, e.g. the run's lr.
+    """Stops at the first non-finite loss, before its backward pass changes any weight (one host
+    sync per step); the message names the run's ``checkpoint`` and a ``hint``. Lightning's
+    ``EarlyStopping(check_finite=True)`` checks only at epoch ends, after the weights changed.
     """
 
     def __init__(self, checkpoint: Path, hint: str) -> None:
@@ -108,11 +98,9 @@ class NonFiniteGuard(Callback):
     ) -> None:
         value = float(loss.detach())
         if not math.isfinite(value):
-            saved = (
-                f"the last good checkpoint is {self.checkpoint}"
-                if self.checkpoint.exists()
-                else "no checkpoint was saved yet"
-            )
+            saved = "no checkpoint was saved yet"
+            if self.checkpoint.exists():
+                saved = f"the last good checkpoint is {self.checkpoint}"
             raise Diverged(
                 f"training diverged at step {trainer.global_step} (epoch "
                 f"{trainer.current_epoch + 1}): loss is {value}; {saved}; {self.hint}"

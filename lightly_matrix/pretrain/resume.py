@@ -1,12 +1,5 @@
-"""``--resume``: which checkpoint, and the run it was trained with.
-
-A resumed run takes its whole :class:`~lightly_matrix.pretrain.config.RunConfig` from the
-checkpoint, so ``lightly-matrix pretrain --resume RUN`` is enough. Flags that would change what
-is being trained (lr, global batch, ``--hp``, data, seed...) and differ from the checkpoint are an
-error (:func:`~lightly_matrix.pretrain.config.resolve_resumed`); flags that only change how it
-runs (``--epochs``, devices, precision, workers, logging) are applied and printed. A different
-device count keeps the global batch: the per-device batch follows.
-"""
+"""``--resume``: which checkpoint, and the run it was trained with (its whole
+:class:`~lightly_matrix.pretrain.config.RunConfig`, so ``--resume RUN`` alone is enough)."""
 
 from __future__ import annotations
 
@@ -29,27 +22,23 @@ class ResumePlan:
     where: str
     saved: RunConfig
     saved_hparams: dict[str, Any]
+    identity: tuple[Any, ...]
     notes: list[str] = field(default_factory=list)
-    identity: tuple[Any, ...] = ()
 
     def check_no_newer_checkpoint(self, out: Path) -> None:
         """Refuses to continue in a folder whose last.ckpt is further on, or of another run."""
-        from lightly_matrix.pretrain.checkpoints import (
-            LAST,
-            check_one_run,
-            load_training_checkpoint,
-            run_identity,
-        )
+        from lightly_matrix.pretrain import checkpoints
 
-        last = out / LAST
+        last = out / checkpoints.LAST
         if not last.is_file() or last.resolve() == self.checkpoint.resolve():
             return
         try:
-            other = load_training_checkpoint(last)
+            other = checkpoints.load_training_checkpoint(last)
         except UserError:
             return
-        if self.identity:  # continuing here would overwrite another run's last.ckpt
-            check_one_run(str(out), {self.checkpoint: self.identity, last: run_identity(other)})
+        # Continuing here would overwrite another run's last.ckpt.
+        identities = {self.checkpoint: self.identity, last: checkpoints.run_identity(other)}
+        checkpoints.check_one_run(str(out), identities)
         newer = int(other.get("global_step", 0))
         if newer > self.global_step:
             raise UserError(
@@ -80,17 +69,12 @@ def _run_dir_of(checkpoint: Path) -> Path:
 def plan_resume(args: argparse.Namespace) -> ResumePlan:
     """Finds the checkpoint and reads the run it was trained with."""
     from lightly_matrix.methods import METHOD_CLASSES
-    from lightly_matrix.pretrain.checkpoints import (
-        RUN_KEY,
-        describe,
-        find_resume_checkpoint,
-        run_identity,
-    )
+    from lightly_matrix.pretrain import checkpoints
     from lightly_matrix.pretrain.config import from_checkpoint
 
-    path, ckpt, skipped = find_resume_checkpoint(args.resume)
+    path, ckpt, skipped = checkpoints.find_resume_checkpoint(args.resume)
     hparams: dict[str, Any] = dict(ckpt.get("hyper_parameters") or {})
-    saved_run: dict[str, Any] = dict(ckpt.get(RUN_KEY) or {})
+    saved_run: dict[str, Any] = dict(ckpt.get(checkpoints.RUN_KEY) or {})
     method = saved_run.get("method") or hparams.get("method")
     if method not in METHOD_CLASSES:
         raise UserError(
@@ -102,9 +86,9 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
         checkpoint=path,
         run_dir=Path(args.resume) if Path(args.resume).is_dir() else _run_dir_of(path),
         global_step=int(ckpt.get("global_step", 0)),
-        where=describe(ckpt),
+        where=checkpoints.describe(ckpt),
         saved=from_checkpoint(saved_run, hparams, METHOD_CLASSES[method]),
         saved_hparams=hparams,
         notes=list(skipped),
-        identity=run_identity(ckpt),
+        identity=checkpoints.run_identity(ckpt),
     )

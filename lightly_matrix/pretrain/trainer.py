@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import LearningRateMonitor, Timer
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy
 
-from lightly_matrix.pretrain.checkpoints import LAST, AtomicCheckpointIO, RunCheckpoint
+from lightly_matrix.data.index import other_rank_from_env
+from lightly_matrix.pretrain.checkpoints import (
+    LAST,
+    SNAPSHOT_DIR,
+    AtomicCheckpointIO,
+    RunCheckpoint,
+    RunFolderLock,
+)
 from lightly_matrix.pretrain.config import RunConfig
 from lightly_matrix.pretrain.guards import Interrupted, NonFiniteGuard
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def build_trainer(
@@ -33,34 +35,45 @@ def build_trainer(
     interrupted: Interrupted,
     peak_lr: float | None = None,
 ) -> Trainer:
-    """A Trainer of ``config`` writing into ``out``; see :mod:`lightly_matrix.pretrain.checkpoints`.
+    """A Trainer of ``config`` writing into ``out``, which it locks until the fit ends (see
+    :mod:`lightly_matrix.pretrain.checkpoints`). ``args`` sets how the run is carried out
+    (accelerator, checkpoint cadence, logging)."""
+    import torch
 
-    ``args`` only sets how the run is carried out (accelerator, checkpoint cadence, logging).
-    """
     from lightly_matrix.evaluation import FrozenEvaluation
 
     run_info = config.record()
-    world_size = config.world_size
     lr = config.hparams.get("lr")
+    peak = f" (now {lr}, peak {peak_lr:g})" if lr is not None and peak_lr else ""
+    lock = RunFolderLock(out)
     callbacks: list[Any] = [
-        NonFiniteGuard(
-            out / LAST,
-            hint="lower --lr"
-            + (f" (now {lr}, peak {peak_lr:g})" if lr is not None and peak_lr else "")
-            + " or check --hp values",
-        ),
+        lock,
+        NonFiniteGuard(out / LAST, hint=f"lower --lr{peak} or check --hp values"),
         LearningRateMonitor(logging_interval="step"),
-        # Its state rides in the checkpoint: a resumed run's time covers every session.
-        Timer(),
+        Timer(),  # its state rides in the checkpoint: a resumed run's time covers every session
         RunCheckpoint(
             out,
             run_info,
             every_steps=args.checkpoint_every_steps,
             every_minutes=args.checkpoint_every_minutes,
-            keep_every=args.keep_every,
             interrupted=interrupted,
         ),
     ]
+    # A resume finds its snapshots there, may continue elsewhere or change --keep-every: intended.
+    for message in ("Checkpoint directory", "The dirpath has changed", "Be aware that when using"):
+        warnings.filterwarnings("ignore", message)
+    if args.keep_every:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=out / SNAPSHOT_DIR,
+                filename="epoch{epoch:04d}",
+                auto_insert_metric_name=False,
+                every_n_epochs=args.keep_every,
+                save_top_k=-1,
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            )
+        )
     if probe is not None and not config.no_eval:
         callbacks.append(
             FrozenEvaluation(probe, out, args.eval_every, run_info=run_info, num_workers=workers)
@@ -70,23 +83,21 @@ def build_trainer(
     if limit:
         steps = int(limit) if limit >= 1 else max(1, int(steps * limit))
     accelerator = args.accelerator
-    strategy: Any = "auto"
-    cpu = accelerator == "cpu" or (accelerator == "auto" and not _cuda_available())
-    if world_size > 1:
-        strategy = DDPStrategy(process_group_backend="gloo" if cpu else None)
-    return Trainer(
+    cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    multi = config.world_size > 1
+    precision: Any = config.precision  # a str Lightning checks itself
+    trainer = Trainer(
         max_epochs=config.epochs,
         accelerator=accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
-        strategy=strategy,
+        strategy=DDPStrategy(process_group_backend="gloo" if cpu else None) if multi else "auto",
         # PyTorch's SyncBatchNorm runs on GPUs only; CPU processes keep per-process statistics.
-        sync_batchnorm=world_size > 1 and not cpu,
-        precision=config.precision,
+        sync_batchnorm=multi and not cpu,
+        precision=precision,
         default_root_dir=out,
+        # A SLURM job gets Lightning's SLURMEnvironment (auto_requeue) on its own.
         plugins=[AtomicCheckpointIO()],
-        # RunCheckpoint replaces ModelCheckpoint (which never writes last.ckpt mid-run).
-        enable_checkpointing=True,
         callbacks=callbacks,
         logger=[
             TensorBoardLogger(save_dir=out, name="tensorboard"),
@@ -102,3 +113,6 @@ def build_trainer(
         enable_model_summary=False,
         enable_progress_bar=not args.no_progress,
     )
+    if not other_rank_from_env():  # global rank 0 writes the run folder
+        lock.acquire(new_run=args.resume is None)
+    return trainer

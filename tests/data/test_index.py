@@ -12,14 +12,19 @@ from messages import assert_names
 from PIL import Image
 
 from lightly_matrix.cli import UserError
-from lightly_matrix.data import folder, index
+from lightly_matrix.data import index
 from lightly_matrix.data.folder import (
     ImageFolderDataset,
     UnreadableImageError,
-    check_images,
+    load_image,
     scan_folder,
 )
-from lightly_matrix.data.index import checked_folder, index_file, other_rank_from_env
+from lightly_matrix.data.index import (
+    checked_folder,
+    find_unreadable,
+    index_file,
+    other_rank_from_env,
+)
 
 
 def _write(path: Path, seed: int = 0, size: int = 12) -> Path:
@@ -40,13 +45,13 @@ def _folder(root: Path, classes: int = 3, per_class: int = 4) -> Path:
 def headers_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every header the check reads, in this process."""
     read: list[str] = []
-    real = folder._check_chunk
+    real = index._check_chunk
 
     def spy(paths: list[str]) -> tuple[list, list]:
         read.extend(paths)
         return real(paths)
 
-    monkeypatch.setattr(folder, "_check_chunk", spy)
+    monkeypatch.setattr(index, "_check_chunk", spy)
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.delenv("NODE_RANK", raising=False)
@@ -171,7 +176,7 @@ def test_unreadable_error_pickles_with_its_reason(tmp_path: Path) -> None:
 
     (tmp_path / "x.png").write_text("not an image")
     with pytest.raises(UnreadableImageError) as info:
-        check_images([tmp_path / "x.png"])
+        load_image(tmp_path / "x.png")
     copy = pickle.loads(pickle.dumps(info.value))
     original = info.value
     assert (copy.path, copy.reason, str(copy)) == (original.path, original.reason, str(original))
@@ -196,9 +201,7 @@ def test_threaded_check_equals_one_file_at_a_time(tmp_path: Path) -> None:
             expected.append(path)
     assert len(expected) == 7
     for threads in (1, 8):
-        assert check_images(paths, skip_bad_images=True, threads=threads) == expected
-    with pytest.raises(UnreadableImageError, match=r"005\.png"):
-        check_images(paths, threads=8)
+        assert [paths[i] for i in find_unreadable(paths, threads=threads)] == expected
 
 
 @pytest.mark.parametrize(

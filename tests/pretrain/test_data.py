@@ -157,3 +157,42 @@ def test_ddp_checks_the_folder_once(tmp_path: Path) -> None:
     assert log.count("LOCAL_RANK=1 took the checked files from rank 0's index") == 1, log[-3000:]
     assert "all headers known" not in log
     assert len(list((out / "data_index").iterdir())) == 1
+
+
+# ---------------------------------------------------------- the probes' split on --resume
+def test_resume_scores_the_same_probe_images_after_images_were_added(tmp_path: Path) -> None:
+    data, out = _folder(tmp_path / "data", classes=2, per_class=10), tmp_path / "run"
+    first = _build(_args(data), out)[2]
+    _folder(tmp_path / "more", classes=2, per_class=5)
+    for new in (tmp_path / "more").rglob("*.png"):
+        new.rename(data / new.parent.name / f"new_{new.name}")
+    resumed = _build(_args(data, resume=str(out)), out)[2]
+    assert (resumed.train.files, resumed.test.files) == (first.train.files, first.test.files)
+    assert _build(_args(data), out)[2].test.files != first.test.files  # a new run redraws
+
+    _build(_args(data), tmp_path / "again")
+    gone = Path(
+        _build(_args(data, resume=str(tmp_path / "again")), tmp_path / "again")[2].test.files[0]
+    )
+    gone.unlink()
+    with pytest.raises(UserError) as info:
+        _build(_args(data, resume=str(tmp_path / "again")), tmp_path / "again")
+    assert_names(info, gone.name, "--out")
+
+
+# ---------------------------------------------------------- folders that are hard to list
+def test_a_symbolic_link_loop_is_one_line(tmp_path: Path) -> None:
+    data = _folder(tmp_path / "data", classes=2, per_class=2)
+    (data / "c001" / "loop").symlink_to("..")
+    with pytest.raises(UserError) as info:
+        _build(_args(data), None)
+    assert_names(info, str(data / "c001" / "loop"), "link")
+
+
+@pytest.mark.parametrize("name", [os.fsdecode(b"imgs\xff"), "a" * 250])
+def test_folder_names_that_are_not_utf8_or_very_long(tmp_path: Path, name: str) -> None:
+    data, out = _folder(tmp_path / name, classes=2, per_class=4), tmp_path / "run"
+    train, _, probe, num_classes, _ = _build(_args(data), out)
+    assert (len(train), num_classes) == (8, 2) and len(probe.test) == 2
+    assert len(list((out / "data_index").iterdir())) == 1
+    assert _build(_args(data, resume=str(out)), out)[2].test.files == probe.test.files

@@ -13,7 +13,7 @@ import torch
 from messages import cli_error
 
 from lightly_matrix.cli import main
-from lightly_matrix.pretrain.outdir import STALE_METRICS, is_failed_start
+from lightly_matrix.pretrain.outdir import is_failed_start
 
 TINY = [
     "--image-size", "16", "--batch-size", "16", "--no-eval", "--limit-train-batches", "2",
@@ -98,7 +98,7 @@ def test_a_folder_left_by_a_failed_start_is_reused_and_resume_says_so(
     # The old logs are kept, the new ones go beside them.
     assert (out / "csv" / "version_0" / "hparams.yaml").read_text() == "lr: 0.1\n"
     assert (out / "csv" / "version_1").is_dir()
-    assert json.loads((out / STALE_METRICS).read_text()) == random_init
+    assert json.loads((out / "metrics.failed_start.json").read_text()) == random_init
 
 
 @pytest.mark.parametrize(
@@ -158,3 +158,36 @@ def test_missing_eval_data_folder_names_the_flag(
     argv = [*MATRIX, "--data", str(tmp_path / "train"), "--eval-data", str(tmp_path / "nope")]
     last = cli_error(capsys, main(["pretrain", *argv, "--out", str(tmp_path / "o")]))
     assert "--eval-data" in last and str(tmp_path / "nope") in last and "digits" not in last
+
+
+@pytest.mark.slow
+def test_a_run_that_diverged_before_its_first_checkpoint_starts_afresh(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It leaves the random-init evaluation (metrics.json, spectrum.json), the probe split and
+    logs: the same command starts afresh, --resume says there is nothing to resume."""
+    from PIL import Image
+
+    data, out = tmp_path / "data", tmp_path / "run"
+    for c in range(2):
+        (data / f"c{c}").mkdir(parents=True)
+        for i in range(16):
+            Image.new("RGB", (20, 20), (15 * i, 100 * c, 0)).save(data / f"c{c}" / f"{i}.png")
+    evaluated = [a for a in MATRIX if a != "--no-eval"]
+    command = ["pretrain", *evaluated, "--data", str(data), "--lr", "1e30", "--epochs", "1"]
+    command += ["--batch-size", "4", "--limit-train-batches", "8", "--out", str(out)]
+    cli_error(capsys, main(command), "diverged")
+    assert (out / "spectrum.json").is_file() and not list(out.rglob("*.ckpt"))
+    assert is_failed_start(out)
+    cli_error(capsys, main(["pretrain", "--resume", str(out)]), "before its first checkpoint")
+    last = cli_error(capsys, main(command), "diverged")  # started again, not "not empty"
+    assert "not empty" not in last
+    assert (out / "spectrum.failed_start.json").is_file()
+
+
+def test_out_that_is_not_utf8_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / os.fsdecode(b"run\xff")
+    cli_error(capsys, main(["pretrain", *MATRIX, "--out", str(out)]), "UTF-8")
+    assert not out.exists()

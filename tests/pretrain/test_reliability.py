@@ -16,7 +16,7 @@ import torch
 from messages import cli_error
 
 from lightly_matrix.cli import main
-from lightly_matrix.pretrain.checkpoints import atomic_torch_save
+from lightly_matrix.utils.io import atomic_torch_save
 
 TINY = [
     "--method", "matrix_ssl", "--image-size", "16", "--batch-size", "16", "--no-eval",
@@ -397,3 +397,85 @@ def test_sigterm_between_steps_saves_and_says_so_like_ctrl_c(
     assert status == 143
     assert f"interrupted (SIGTERM at epoch 2, step 3); saved {out / 'last.ckpt'}" in stdout
     assert step_of(out / "last.ckpt") == 3
+
+
+# ------------------------------------------------------------------- one writer, full disks
+@pytest.mark.slow
+def test_two_runs_started_at_once_never_write_one_folder(tmp_path: Path) -> None:
+    out = tmp_path / "conc"
+    common = [*TINY, "--epochs", "2", "--limit-train-batches", "2", "--no-progress"]
+    runs = [
+        subprocess.Popen(
+            cli(*common, "--seed", str(seed), "--out", str(out)),
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    results = [(*run.communicate(timeout=600), run.returncode) for run in runs]
+    results = [(status, stdout, stderr) for stdout, stderr, status in results]
+    assert sorted(status for status, _, _ in results) == [0, 2], results
+    _, _, refused = next(result for result in results if result[0] == 2)
+    last = refused.strip().splitlines()[-1]
+    assert "Traceback" not in refused and str(out) in last
+    assert "in use by another lightly-matrix process" in last or "another run" in last
+    assert [p.name for p in (out / "csv").iterdir()] == ["version_0"]  # one run's logs
+    assert step_of(out / "last.ckpt") == 4  # the winner's two epochs, nobody else's
+
+
+def _limit_file_size(limit: int):
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.slow
+def test_full_disk_during_a_save_is_one_line_and_keeps_the_previous_file(
+    tmp_path: Path, finished_run: Path
+) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before = (run / "last.ckpt").read_bytes()
+    done = subprocess.run(
+        cli("--resume", str(run), "--epochs", "2", "--limit-train-batches", "2"),
+        env=ENV, capture_output=True, text=True, preexec_fn=_limit_file_size(len(before) // 2),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr and str(run / "last.ckpt") in last and "disk" in last
+    assert (run / "last.ckpt").read_bytes() == before
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_atomic_checkpoint_io_on_a_full_disk(tmp_path: Path) -> None:
+    import resource
+
+    from lightly_matrix.cli import UserError
+    from lightly_matrix.pretrain.checkpoints import AtomicCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(UserError) as info:
+            io.save_checkpoint({"step": 2, "x": torch.zeros(100_000)}, path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(path) in str(info.value) and "ulimit" in str(info.value)
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_out_as_a_dangling_symlink_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "out").symlink_to(tmp_path / "nowhere")
+    status = main(["pretrain", *TINY, "--out", str(tmp_path / "out")])
+    cli_error(capsys, status, str(tmp_path / "out"), "symbolic link")
+    assert not (tmp_path / "nowhere").exists()
