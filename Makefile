@@ -8,7 +8,7 @@ DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 help:
 	@echo "make demo      pretrain CorInfoMax on digits (DEMO_METHOD=matrix_ssl: Matrix-SSL), export, Mask R-CNN transfer on generated shapes"
-	@echo "make test      install if needed, then ruff and the whole test suite (all but gpu tests; docs included)"
+	@echo "make test      install if needed, then ruff, mypy and the whole test suite (all but gpu tests; docs included)"
 	@echo "make docs      build the manual into docs/_build/html (offline)"
 	@echo "make check-install  wheel into fresh venvs, used from outside the checkout (also in make test)"
 	@echo "make install   create/refresh .venv (idempotent; seconds when nothing changed)"
@@ -32,7 +32,7 @@ typecheck: install
 	$(PY) -m mypy
 
 # tests/docs builds the manual with -W -n, checks its links, runs its code blocks and the examples.
-test: lint
+test: lint typecheck
 	$(PY) -m pytest -m "not gpu" -p no:cacheprovider
 
 docs: install

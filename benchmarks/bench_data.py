@@ -62,8 +62,12 @@ def evict(paths: list[str]) -> None:
 
 
 def startup(work: Path, files: int, rounds: int) -> dict:
-    from lightly_matrix.data.folder import CHECK_THREADS, find_unreadable, scan_folder_stats
-    from lightly_matrix.data.index import checked_folder
+    from lightly_matrix.data.index import (
+        CHECK_THREADS,
+        checked_folder,
+        find_unreadable,
+        scan_folder_stats,
+    )
 
     large = make_folder(work / f"startup_{files}", 100, files // 100, (64, 64))
     small = make_folder(work / "startup_200", 100, 2, (64, 64))

@@ -37,6 +37,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "lightly_matrix.report.cli",
         "write RUN/report.html: probes, spectrum, curves, transfer AP and detections",
     ),
+    "check-coco": (
+        "lightly_matrix.transfer.coco_check",
+        "check a COCO dataset (ids, files, classes, boxes, masks) before training",
+    ),
 }
 
 

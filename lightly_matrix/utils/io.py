@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -91,9 +90,3 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     import torch  # here: the text and JSON writers stay usable without torch
 
     return atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_copy(src: str | Path, dst: str | Path) -> Path:
-    """:func:`atomic_write` of a copy of the file ``src``."""
-    with open(src, "rb") as source:
-        return atomic_write(dst, lambda f: shutil.copyfileobj(source, f))

@@ -8,9 +8,7 @@ import typing
 from typing import Any
 
 import pytest
-import torch
 
-from lightly_matrix.loss import CorInfoMaxLoss, MatrixEntropyLoss, MatrixSSLLoss
 from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.methods.base import RESNET_ARGS, PretrainModule, SharedArgs
 
@@ -73,34 +71,6 @@ def test_positional_and_unknown_arguments_are_refused(name: str) -> None:
         METHOD_CLASSES[name]("resnet18")
     with pytest.raises(TypeError, match="hidden_dims"):
         tiny(name, hidden_dims=3)
-
-
-@pytest.mark.parametrize(
-    "cls,kwargs,old,new,value",
-    [
-        (MatrixSSLLoss, {}, "lamda", "target_scale", 2.0),
-        (MatrixSSLLoss, {}, "mu", "ridge", 0.5),
-        (CorInfoMaxLoss, {"dim": 4}, "la_R", "cov_momentum", 0.3),
-        (CorInfoMaxLoss, {"dim": 4}, "la_mu", "mean_momentum", 0.2),
-        (CorInfoMaxLoss, {"dim": 4}, "R_ini", "cov_init", 2.0),
-        (MatrixEntropyLoss, {}, "mu", "gram_scale", 3.0),
-    ],
-)
-def test_losses_accept_the_authors_names_with_a_deprecation_warning(
-    cls: type, kwargs: dict[str, Any], old: str, new: str, value: float
-) -> None:
-    with pytest.warns(DeprecationWarning, match=f"'{old}'") as record:
-        loss = cls(**kwargs, **{old: value})
-    assert record[0].filename == __file__  # points at the caller's line
-    assert getattr(loss, new) == value
-    x, y = torch.randn(8, 4, dtype=torch.float64), torch.randn(8, 4, dtype=torch.float64)
-    new_loss = cls(**kwargs, **{new: value})
-    args = (x,) if cls is MatrixEntropyLoss else (x, y)
-    torch.testing.assert_close(loss(*args), new_loss(*args), rtol=0, atol=0)
-    with pytest.raises(TypeError, match="unexpected keyword"):
-        cls(**kwargs, lamdba=1.0)
-    with pytest.raises(TypeError, match=new):
-        cls(**kwargs, **{old: value, new: value})
 
 
 def test_knn_arguments_are_lightlys_and_checked() -> None:
