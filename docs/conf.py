@@ -82,22 +82,38 @@ _DOCSTRING_PROBLEMS = {
         "SharedArgs",
         "lightly_matrix.methods.base.SharedArgs",
         "lightly_matrix.methods.ema_teacher.EMATeacherModule",
+        "TeacherArgs",
+        "lightly_matrix.methods.ema_teacher.TeacherArgs",
+        "lightly_matrix.loss._common.BatchLoss",
         "lightly_matrix.errors.UserError",
         "Image.Image",
         "dict tuple",
         "numeric",
-        "The method's paper run",  # recipe: first line as a type
         "Lightly's benchmark-harness entries",  # METHODS: first line as a type
         "Most data-loading workers per device by default",  # first line as a type
         "Threads reading headers at once",  # first line as a type
+        "Views per image",  # num_views: first line as a type
+        *("The per-file columns", "an index", "columns", "not records"),  # data.index.COLUMNS
     ],
     "py:exc": ["UserError"],
-    "py:data": ["SPLITS", "TRANSFORMS", "LEGACY_HPARAMS", "lightly_matrix.registry.METHOD_SPECS"],
-    "py:func": ["mec_mu", "mec_lamda", "default_patch_size", "plain_cell", "atomic_write"],
+    "py:data": ["SPLITS", "TRANSFORMS"],
+    "py:func": [
+        "mec_mu",
+        "mec_lamda",
+        "default_patch_size",
+        "plain_cell",
+        "atomic_write",
+        "save_payload",
+        "check_backbone",
+    ],
     "py:meth": ["_init_common"],
     # Public names without a docstring (a ``#:`` comment), so autodoc leaves them out.
     "py:obj": ["lightly_matrix.export.EXPORT_FORMAT", "lightly_matrix.export.TRUST_PICKLE_RISK"],
-    "py:mod": ["lightly_matrix.presets", "lightly_matrix.methods._schedules"],
+    "py:mod": [
+        "lightly_matrix.presets",
+        "lightly_matrix.methods._schedules",
+        "lightly_matrix.mmdet.vitdet",
+    ],
 }
 nitpick_ignore = [
     (role, target) for role, targets in _DOCSTRING_PROBLEMS.items() for target in targets
@@ -114,7 +130,16 @@ class _KnownDocstringProblems(logging.Filter):
         )
 
 
+def _drop_builtin_docstrings(app, what, name, obj, options, lines) -> None:
+    """A re-exported dict or tuple (``methods.METHODS``) has no ``#:`` comment where it is
+    documented, so autodoc would show the builtin type's own docstring."""
+    builtin = type(obj).__doc__ if what in ("data", "attribute") else None
+    if builtin and lines and lines[0].strip() == builtin.strip().splitlines()[0].strip():
+        lines.clear()
+
+
 def setup(app) -> None:
+    app.connect("autodoc-process-docstring", _drop_builtin_docstrings, priority=100)
     # First in line: before -W turns the record into an error.
     for handler in logging.getLogger("sphinx").handlers:
         handler.filters.insert(0, _KnownDocstringProblems())
