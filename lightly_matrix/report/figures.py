@@ -112,10 +112,7 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
 
 
 def draw_bars(
-    title: str,
-    categories: Sequence[str],
-    values: Mapping[str, Sequence[float | None]],
-    xlabel: str,
+    title: str, categories: Sequence[str], values: Mapping[str, Sequence[float | None]], xlabel: str
 ) -> bytes:
     """Horizontal grouped bars: one group per category, one bar per ``values`` entry.
 

@@ -10,11 +10,7 @@ from lightly_matrix.report.figures import Panel, Series, draw_panels
 from lightly_matrix.report.html import Section, paragraph, table
 
 #: metrics.json keys of the frozen-backbone probes, with their names in the report.
-PROBES = (
-    ("knn_top1", "kNN"),
-    ("linear_top1", "linear"),
-    ("few_label_top1", "10 labels/class"),
-)
+PROBES = (("knn_top1", "kNN"), ("linear_top1", "linear"), ("few_label_top1", "10 labels/class"))
 #: Run settings shown at the top, from metrics.json's ``run``.
 RUN_KEYS = {
     "method": "method", "data": "data", "preset": "preset", "backbone": "backbone",

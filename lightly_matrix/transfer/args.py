@@ -97,9 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the fine-tuning")
     parser.add_argument(
-        "--no-report",
-        action="store_true",
-        help="do not write WORK_DIR/report.html",
+        "--no-report", action="store_true", help="do not write WORK_DIR/report.html"
     )
     parser.add_argument(
         "--cfg-options",

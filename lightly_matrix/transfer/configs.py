@@ -34,10 +34,7 @@ PROTOCOLS = {
 #: The protocol of ResNet runs without ``--protocol`` or ``--config``.
 DEFAULT_PROTOCOL = "matrix_ssl"
 #: Config for each architecture without ``--config``/``--protocol`` (ViTs: the simple pyramid).
-DEFAULT_CONFIGS = {
-    **PROTOCOLS[DEFAULT_PROTOCOL],
-    "vit": "mask-rcnn_vit-b16_sfp_ms-1x_coco",
-}
+DEFAULT_CONFIGS = {**PROTOCOLS[DEFAULT_PROTOCOL], "vit": "mask-rcnn_vit-b16_sfp_ms-1x_coco"}
 DEMO_CONFIG = "mask-rcnn_r18_fpn_demo_coco-shapes"
 
 
