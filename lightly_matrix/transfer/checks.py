@@ -13,12 +13,8 @@ from lightly_matrix.user_files import check_writable
 DEMO_DATA = {"num_train": 400, "num_val": 100, "image_size": 160, "seed": 0, "max_shapes": 4}
 DEMO_DATA_ROOT = Path("work_dirs") / "coco_shapes"
 #: What a COCO root must hold (the standard layout).
-COCO_LAYOUT = (
-    "annotations/instances_train2017.json",
-    "annotations/instances_val2017.json",
-    "train2017",
-    "val2017",
-)
+COCO_LAYOUT = ("annotations/instances_train2017.json", "annotations/instances_val2017.json",
+               "train2017", "val2017")  # fmt: skip
 #: Written first into every work dir we create; other non-empty directories are never used.
 WORK_DIR_MARKER = ".lightly_matrix_transfer"
 

@@ -11,19 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError
+from lightly_matrix.transfer import checks
 from lightly_matrix.transfer.build import build_config
-from lightly_matrix.transfer.checks import (
-    DEMO_DATA,
-    DEMO_DATA_ROOT,
-    check_coco_root,
-    check_counts,
-    check_demo_root,
-    check_devices,
-    check_work_dir,
-    claim_work_dir,
-    require_mmdet,
-    resolve_work_dir,
-)
 from lightly_matrix.transfer.coco_check import check_config_data
 from lightly_matrix.transfer.configs import config_protocol, default_config, resolve_config
 from lightly_matrix.transfer.references import comparison_table
@@ -68,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from lightly_matrix.export.verify import quiet_pkg_resources_warning
 
     quiet_pkg_resources_warning()
-    require_mmdet()
-    check_counts(args)
-    check_devices(args)
+    checks.require_mmdet()
+    checks.check_counts(args)
+    checks.check_devices(args)
     distributed_child = args.launcher != "none"
     backbone = (
         export.load_backbone(args.checkpoint, trust_pickle=args.trust_pickle, arch=args.arch)
@@ -87,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
         args.config or default_config(architecture, args.demo, protocol=protocol)
     )
     config_name = config_path.stem
-    work_dir = resolve_work_dir(args, config_name)
-    data_root = Path(args.coco_root or (DEMO_DATA_ROOT if args.demo else "data/coco"))
-    demo_ready = not args.demo or check_demo_root(data_root)
+    work_dir = checks.resolve_work_dir(args, config_name)
+    data_root = Path(args.coco_root or (checks.DEMO_DATA_ROOT if args.demo else "data/coco"))
+    demo_ready = not args.demo or checks.check_demo_root(data_root)
     if demo_ready:
-        check_coco_root(data_root)
+        checks.check_coco_root(data_root)
 
     backbone_file: Path | None = None
     is_exported = backbone is not None and backbone.meta.get("format") == export.EXPORT_FORMAT
@@ -119,13 +108,13 @@ def run(args: argparse.Namespace) -> int:
     if args.demo and not demo_ready:
         from lightly_matrix.data.coco_shapes import make_coco_shapes
 
-        make_coco_shapes(data_root, **DEMO_DATA)
-        check_coco_root(data_root)
+        make_coco_shapes(data_root, **checks.DEMO_DATA)
+        checks.check_coco_root(data_root)
         check_config_data(cfg)
-    claim_work_dir(work_dir)
+    checks.claim_work_dir(work_dir)
     # torchrun's children run under their parent's lock.
     with contextlib.nullcontext() if distributed_child else folder_lock(work_dir, "--work-dir"):
-        check_work_dir(work_dir)  # a run that held the lock may have finished meanwhile
+        checks.check_work_dir(work_dir)  # a run that held the lock may have finished meanwhile
         if backbone is not None and not is_exported and not distributed_child:
             assert backbone_file is not None
             export.save_backbone(backbone, backbone_file, force=True)
