@@ -26,27 +26,18 @@ DEFAULT_IMAGES = 6
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``report`` options to ``parser``."""
-    parser.add_argument(
-        "run_dir",
-        metavar="RUN",
+    # fmt: off
+    parser.add_argument("run_dir", metavar="RUN",
         help="a pretraining run folder, a transfer work dir, or a folder with pretrain/ and "
-        "transfer/ (make demo)",
-    )
+        "transfer/ (make demo)")
     parser.add_argument("--out", help=f"the HTML file to write (default RUN/{REPORT_FILE})")
-    parser.add_argument(
-        "--reference",
-        metavar="JSON",
+    parser.add_argument("--reference", metavar="JSON",
         help="reference spreads to draw beside the run (e.g. benchmarks/results/"
         "demo_reference-corinfomax-20ep.json: probes before/after and transfer AP, mean ± std over "
-        "seeds)",
-    )
-    parser.add_argument(
-        "--images",
-        type=int,
-        default=DEFAULT_IMAGES,
-        metavar="N",
-        help=f"validation images with detections to embed (default {DEFAULT_IMAGES})",
-    )
+        "seeds)")
+    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, metavar="N",
+        help=f"validation images with detections to embed (default {DEFAULT_IMAGES})")
+    # fmt: on
 
 
 #: What a ``--reference`` file must look like, by key (benchmarks/results/demo_reference-*.json).
@@ -64,15 +55,11 @@ def _read_reference(path: str | None) -> dict[str, Any] | None:
         reference = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"--reference {path}: not a readable JSON file ({err})") from None
-    wrong = (
-        [
-            k
-            for k, kind in _REFERENCE_SHAPE.items()
-            if not isinstance(reference.get(k, kind()), kind)
-        ]
-        if isinstance(reference, dict)
-        else ["the whole file"]
-    )
+    if not isinstance(reference, dict):
+        raise UserError(f"--reference {path}: the whole file has the wrong type; {hint}")
+    wrong = [
+        k for k, kind in _REFERENCE_SHAPE.items() if not isinstance(reference.get(k, kind()), kind)
+    ]
     if not wrong and not all(isinstance(v, dict) for v in reference.get("probes", {}).values()):
         wrong = ["probes"]
     if not wrong and not all(isinstance(v, dict) for v in reference.get("transfer", [])):
@@ -80,13 +67,6 @@ def _read_reference(path: str | None) -> dict[str, Any] | None:
     if wrong:
         raise UserError(f"--reference {path}: {', '.join(wrong)} has the wrong type; {hint}")
     return reference
-
-
-def _find(run_dir: Path) -> tuple[Path | None, Path | None]:
-    """The pretraining run and the transfer work dir in ``run_dir`` (itself or sub-folders)."""
-    pretrain = next((p for p in (run_dir, run_dir / "pretrain") if is_pretrain_run(p)), None)
-    transfer = next((p for p in (run_dir, run_dir / "transfer") if is_transfer_run(p)), None)
-    return pretrain, transfer
 
 
 def _check_target(out: Path) -> None:
@@ -122,7 +102,8 @@ def write_report(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a folder; pass a run folder or a transfer work dir")
-    pretrain_dir, transfer_dir = _find(run_dir)
+    pretrain_dir = next((p for p in (run_dir, run_dir / "pretrain") if is_pretrain_run(p)), None)
+    transfer_dir = next((p for p in (run_dir, run_dir / "transfer") if is_transfer_run(p)), None)
     if pretrain_dir is None and transfer_dir is None:
         raise UserError(
             f"{run_dir} holds no run: expected metrics.json, csv/ or last.ckpt (pretrain), "
@@ -175,10 +156,8 @@ def write_report(
 
 
 def report_after_run(run_dir: Path, enabled: bool = True) -> Path | None:
-    """The report at the end of ``pretrain`` or ``transfer``: printed path, or why not.
-
-    A report that cannot be written never fails the run it describes: its results are saved.
-    """
+    """The report at the end of ``pretrain`` or ``transfer``: printed path, or why not (a report
+    that cannot be written never fails the run it describes)."""
     if not enabled:
         return None
     try:

@@ -1,9 +1,4 @@
-"""What a run saved, read for the report (standard library only): nothing is recomputed.
-
-A pretraining run: ``metrics.json``, ``spectrum.json`` and Lightning's ``csv/version_*/metrics.csv``
-(one version per start of a resumed run). A transfer work dir: ``results.json``, mmengine's
-``TIMESTAMP/vis_data/scalars.json`` and the test's drawn images in ``TIMESTAMP/vis_test/``.
-"""
+"""What a run saved, read for the report (standard library only): nothing is recomputed."""
 
 from __future__ import annotations
 
@@ -14,11 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The run's own file names (lightly_matrix.evaluation, lightly_matrix.transfer.launch).
 METRICS_FILE = "metrics.json"
 SPECTRUM_FILE = "spectrum.json"
 RESULTS_FILE = "results.json"
-#: Sub-folder of mmengine's timestamped log folder where the test's drawn images go.
+#: Sub-folder of mmengine's ``TIMESTAMP`` log folder holding the test's drawn images.
 VIS_TEST_DIR = "vis_test"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -28,8 +22,7 @@ Curve = list[tuple[int, int | None, float]]
 
 @dataclass
 class PretrainRun:
-    """A pretraining run folder as saved: ``metrics.json`` (or ``None``), the evaluations of
-    ``spectrum.json``, Lightning's logged scalars by name, and ``"file: reason"`` problems."""
+    """A pretraining run folder as saved, and ``"file: reason"`` problems."""
 
     path: Path
     metrics: dict[str, Any] | None = None
@@ -40,8 +33,7 @@ class PretrainRun:
 
 @dataclass
 class TransferRun:
-    """A transfer work dir as saved: ``results.json`` (``None`` if interrupted), mmengine's
-    scalars (one dict per logged iteration), the test's drawn images, and problems."""
+    """A transfer work dir as saved, and ``"file: reason"`` problems."""
 
     path: Path
     results: dict[str, Any] | None = None
@@ -96,8 +88,7 @@ def _version(path: Path) -> int:
 def read_csv_logs(log_root: Path, problems: list[str] | None = None) -> dict[str, Curve]:
     """Lightning's ``CSVLogger`` files under ``log_root`` (``version_*/metrics.csv``), merged.
 
-    A resumed run logs into a new version that starts at its checkpoint's step; rows an earlier
-    version logged from that step on belong to training that was redone, and are dropped.
+    Rows an earlier version logged from a resumed version's first step on were redone: dropped.
     """
     problems = [] if problems is None else problems
     rows: list[dict[str, str]] = []
@@ -133,7 +124,7 @@ def load_pretrain(path: Path) -> PretrainRun:
     """Reads what a pretraining run saved (any part may be missing)."""
     run = PretrainRun(path)
     run.metrics = _read_json(path / METRICS_FILE, run.problems)
-    if run.metrics is not None:  # rows a section can draw (an edited file may hold others)
+    if run.metrics is not None:  # an edited file may hold rows a section cannot draw
         history = _rows(run.metrics.get("history"), {"epoch": int})
         run.metrics["history"] = [{k: v for k, v in r.items() if _is_number(v)} for r in history]
         if not isinstance(run.metrics.get("run"), dict):
@@ -151,11 +142,9 @@ def load_pretrain(path: Path) -> PretrainRun:
 
 def _log_folders(work_dir: Path) -> list[Path]:
     """mmengine's ``TIMESTAMP`` folders of a work dir, oldest first (one per Runner)."""
-    return (
-        sorted(p for p in work_dir.iterdir() if p.is_dir() and (p / "vis_data").is_dir())
-        if work_dir.is_dir()
-        else []
-    )
+    if not work_dir.is_dir():
+        return []
+    return sorted(p for p in work_dir.iterdir() if p.is_dir() and (p / "vis_data").is_dir())
 
 
 def read_scalars(path: Path, problems: list[str]) -> list[dict[str, Any]]:
@@ -184,8 +173,7 @@ def load_transfer(path: Path) -> TransferRun:
         if run.results is not None and not isinstance(run.results.get(key, {}), dict):
             run.problems.append(f"{RESULTS_FILE}: '{key}' is not a JSON object")
             del run.results[key]
-    folders = _log_folders(path)
-    scalar_files = [f / "vis_data" / "scalars.json" for f in folders]
+    scalar_files = [f / "vis_data" / "scalars.json" for f in _log_folders(path)]
     scalar_files = [f for f in scalar_files if f.is_file()]
     if scalar_files:
         run.scalars = read_scalars(scalar_files[-1], run.problems)

@@ -1,5 +1,5 @@
-"""The report's figures as PNG bytes: matplotlib ``Figure`` objects on an Agg canvas, no pyplot,
-so no global backend is switched in the caller's process and nothing opens a window."""
+"""The report's figures as PNG bytes: matplotlib ``Figure`` on an Agg canvas, no pyplot (no global
+backend switched, no window)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,13 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UserError(
-            f"the report draws its figures with matplotlib: {MATPLOTLIB_HINT}"
-        ) from None
+        msg = f"the report draws its figures with matplotlib: {MATPLOTLIB_HINT}"
+        raise UserError(msg) from None
 
 
 @dataclass
 class Series:
-    """One line (or set of points) of a panel: matplotlib's ``fmt``, ``color`` and ``alpha``;
-    ``yerr`` draws symmetric error bars, ``label=""`` no legend entry."""
+    """One line of a panel; ``yerr``: symmetric error bars, ``label=""``: no legend entry."""
 
     label: str
     x: Sequence[float]
@@ -41,8 +39,8 @@ class Series:
 
 @dataclass
 class Panel:
-    """One set of axes: ``vlines`` are ``(x, label, color)`` markers (e.g. the effective rank),
-    ``legend`` is ``"best"`` (inside), ``"right"`` or ``"below"`` the axes."""
+    """One set of axes: ``vlines`` are ``(x, label, color)`` markers, ``legend`` a key of
+    ``_LEGEND``."""
 
     title: str
     xlabel: str
@@ -54,7 +52,6 @@ class Panel:
     legend: str = "best"
 
 
-#: Where each ``Panel.legend`` goes.
 _LEGEND = {
     "right": dict(loc="upper left", bbox_to_anchor=(1.01, 1.0)),
     "below": dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2),
@@ -112,15 +109,9 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
 
 
 def draw_bars(
-    title: str,
-    categories: Sequence[str],
-    values: Mapping[str, Sequence[float | None]],
-    xlabel: str,
+    title: str, categories: Sequence[str], values: Mapping[str, Sequence[float | None]], xlabel: str
 ) -> bytes:
-    """Horizontal grouped bars: one group per category, one bar per ``values`` entry.
-
-    ``None`` values (no such objects) are left out and labelled ``n/a``.
-    """
+    """Horizontal grouped bars, one group per category; ``None`` values are labelled ``n/a``."""
     import numpy as np
 
     height = 1.2 + 0.32 * len(categories) * max(1, len(values))

@@ -1,5 +1,5 @@
-"""One self-contained HTML page (inline style, ``data:`` images, no scripts, no links out) that is
-also well-formed XML, so tests parse it strictly."""
+"""One self-contained HTML page (inline style, ``data:`` images, no scripts) that is also
+well-formed XML."""
 
 from __future__ import annotations
 
@@ -74,7 +74,6 @@ class Section:
     missing: list[str] = field(default_factory=list)
 
     def add(self, fragment: str) -> None:
-        """Appends an HTML fragment."""
         self.parts.append(fragment)
 
     def figure(self, heading: str, png: bytes | None, what: str, why: str) -> None:
@@ -87,7 +86,6 @@ class Section:
             self.add(image(png, heading))
 
     def lack(self, heading: str, what: str, why: str) -> None:
-        """A sub-heading with only the not-available notice."""
         self.figure(heading, None, what, why)
 
 

@@ -1,5 +1,4 @@
-"""What the report shows of a pretraining run: settings, probes and training curves; a figure
-whose data is missing becomes a notice naming the absent file or logged value."""
+"""What the report shows of a pretraining run: settings, probes and training curves."""
 
 from __future__ import annotations
 
@@ -10,11 +9,7 @@ from lightly_matrix.report.figures import Panel, Series, draw_panels
 from lightly_matrix.report.html import Section, paragraph, table
 
 #: metrics.json keys of the frozen-backbone probes, with their names in the report.
-PROBES = (
-    ("knn_top1", "kNN"),
-    ("linear_top1", "linear"),
-    ("few_label_top1", "10 labels/class"),
-)
+PROBES = (("knn_top1", "kNN"), ("linear_top1", "linear"), ("few_label_top1", "10 labels/class"))
 #: Run settings shown at the top, from metrics.json's ``run``.
 RUN_KEYS = {
     "method": "method", "data": "data", "preset": "preset", "backbone": "backbone",
@@ -24,7 +19,6 @@ RUN_KEYS = {
     "train_wall_s": "training wall time, all sessions (s)",
     "session_wall_s": "wall time of the last session (s)",
 }  # fmt: skip
-#: Losses the methods log (``*_step`` per step, ``*_epoch`` per epoch).
 LOSSES = ("train_loss", "train_pixel_loss", "train_regularizer")
 #: Why a method's logs may lack a panel's values.
 WHY_NOT_LOGGED = {
@@ -68,14 +62,8 @@ def _probe_rows(history: list[dict[str, Any]]) -> list[list[Any]]:
         )
     first, last = history[0], history[-1]
     if first["epoch"] == 0 and last["epoch"] > 0:
-        rows.append(
-            [f"change 0 -> {last['epoch']}", None]
-            + [
-                last[key] - first[key] if key in last and key in first else None
-                for key, _ in PROBES
-            ]
-            + [None]
-        )
+        change = [last[k] - first[k] if k in last and k in first else None for k, _ in PROBES]
+        rows.append([f"change 0 -> {last['epoch']}", None, *change, None])
     return rows
 
 
@@ -88,15 +76,9 @@ def _reference_series(reference: dict[str, Any], key: str, name: str, color: Any
     if not points:
         return None
     seeds = len(reference.get("seeds") or [])
-    return Series(
-        f"{name}, reference mean ± std" + (f" of {seeds} seeds" if seeds else ""),
-        [p[0] for p in points],
-        [p[1][0] for p in points],
-        yerr=[p[1][1] for p in points],
-        fmt="s",
-        color=color,
-        alpha=0.45,
-    )
+    label = f"{name}, reference mean ± std" + (f" of {seeds} seeds" if seeds else "")
+    return Series(label, [p[0] for p in points], [p[1][0] for p in points],
+                  yerr=[p[1][1] for p in points], fmt="s", color=color, alpha=0.45)  # fmt: skip
 
 
 def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section:
@@ -128,14 +110,8 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
         ref = _reference_series(reference, key, name, color) if reference else None
         if ref is not None:
             series.append(ref)
-    panel = Panel(
-        "Frozen-backbone probes",
-        "epoch (0 = random init)",
-        "top-1 accuracy (%)",
-        series,
-        integer_x=True,
-        legend="right",
-    )
+    panel = Panel("Frozen-backbone probes", "epoch (0 = random init)", "top-1 accuracy (%)",
+                  series, integer_x=True, legend="right")  # fmt: skip
     section.figure("Probe accuracy over training", draw_panels([panel], size=(10.0, 4.4)), "", "")
     return section
 
@@ -150,14 +126,13 @@ def _xy(curve: Curve, by_epoch: bool, scale: float) -> tuple[list[float], list[f
 
 def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
     """The panels whose values were logged, and the titles of those that were not."""
+    # fmt: off
     losses = [(f"{n}_step", f"{n} (per step)", "-") for n in LOSSES] + [
         (f"{n}_epoch", f"{n} (epoch mean)", "o") for n in LOSSES
     ]
     lrs = [(c, c.split("/", 1)[-1], "-") for c in sorted(curves) if c.startswith("lr-")]
-    probe = [
-        ("train_online_cls_top1", "train batches", "-"),
-        ("val_online_cls_top1", "validation", "-o"),
-    ]
+    probe = [("train_online_cls_top1", "train batches", "-"),
+             ("val_online_cls_top1", "validation", "-o")]
     parts = ("backbone", "projection")
     # (title, y label, [(column, legend, fmt)], per epoch, scale)
     specs = [
@@ -169,7 +144,8 @@ def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
          [(f"diag/{p}_effective_rank", p, "-o") for p in parts], True, 1.0),
         ("Matrix entropy of the last training batch", "matrix entropy (nats)",
          [(f"diag/{p}_matrix_entropy", p, "-o") for p in parts], True, 1.0),
-    ]  # fmt: skip
+    ]
+    # fmt: on
     panels, missing = [], []
     for title, ylabel, columns, by_epoch, scale in specs:
         series = [

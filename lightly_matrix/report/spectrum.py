@@ -1,6 +1,4 @@
-"""The report's eigenvalue spectrum of the backbone features (``spectrum.json``), as shares of
-their sum on a log scale, effective rank marked: a spectrum that falls to zero after a few
-components is dimensional collapse, after the first one complete collapse."""
+"""The report's eigenvalue spectrum of the backbone features (``spectrum.json``)."""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ from lightly_matrix.report.data import SPECTRUM_FILE, PretrainRun
 from lightly_matrix.report.figures import Panel, Series, draw_panels
 from lightly_matrix.report.html import Section, paragraph, table
 
-#: Shares below this are numerically zero (float64 eigenvalues of a rank-deficient covariance).
+#: Shares below this are numerically zero.
 ZERO_SHARE = 1e-12
 
 
@@ -43,12 +41,10 @@ def _panels(spectra: list[dict[str, Any]]) -> list[Panel]:
         share = _share(evaluation["eigenvalues"])
         drawn = [(i + 1, v) for i, v in enumerate(share) if v > ZERO_SHARE]
         fmt = "-" if len(drawn) > 2 else "-o"  # a collapsed spectrum is one or two points
-        spectrum.append(
-            Series(label, [p[0] for p in drawn], [p[1] for p in drawn], fmt=fmt, **style)
-        )
-        cumulative.append(
-            Series(label, range(1, len(share) + 1), _cumulative(share), fmt="-", **style)
-        )
+        spectrum.append(Series(label, [p[0] for p in drawn], [p[1] for p in drawn], fmt=fmt,
+                               **style))  # fmt: skip
+        cumulative.append(Series(label, range(1, len(share) + 1), _cumulative(share), fmt="-",
+                                 **style))  # fmt: skip
         marks.append((rank, f"effective rank, {label}: {rank:.1f}", style["color"]))
     return [
         Panel("Covariance spectrum", "component (sorted by eigenvalue)",
@@ -86,12 +82,8 @@ def spectrum_section(run: PretrainRun) -> Section:
             "drawn."
         )
     )
-    section.figure(
-        "Spectrum at random init and after training",
-        draw_panels(_panels(spectra), size=(5.6, 4.8)),
-        "",
-        "",
-    )
+    png = draw_panels(_panels(spectra), size=(5.6, 4.8))
+    section.figure("Spectrum at random init and after training", png, "", "")
     headers = ("epoch", "effective rank", "matrix entropy (nats)", "top eigenvalue share (%)",
                "components for 90% of variance")  # fmt: skip
     rows = []

@@ -17,7 +17,7 @@ AP_KEYS = (("mAP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP small"
 IOU_TYPES = (("bbox", "box"), ("segm", "mask"))
 #: mmdet's Mask R-CNN losses, in the order of the model.
 LOSSES = ("loss", "loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask")
-#: Longest side of an embedded detection image (px): enough to read the boxes, small to embed.
+#: Longest side of an embedded detection image (px).
 MAX_IMAGE_SIDE = 900
 #: Larger images are not decoded (a 40000 x 40000 PNG would take gigabytes).
 MAX_IMAGE_PIXELS = 50_000_000
@@ -83,11 +83,8 @@ def _category_part(section: Section, results: dict[str, Any]) -> None:
     classes = {name: per_category(metrics, t) for t, name in IOU_TYPES}
     names = sorted({c for values in classes.values() for c in values})
     if not names:
-        section.lack(
-            "AP per category",
-            "AP per category",
-            "results.json has no per-category AP: the run predates classwise evaluation",
-        )
+        why = "results.json has no per-category AP: the run predates classwise evaluation"
+        section.lack("AP per category", "AP per category", why)
         return
     section.add("<h3>AP per category</h3>")
     rows = [[c] + [_percent(classes[name].get(c)) for _, name in IOU_TYPES] for c in names]
@@ -111,9 +108,8 @@ def curves_section(run: TransferRun) -> Section:
     """mmdet's training losses, lr, RCNN accuracy and validation AP from ``scalars.json``."""
     section = Section("Mask R-CNN training curves")
     if not run.scalars:
-        section.lack(
-            "Losses", "the mmdet loss curves", "no TIMESTAMP/vis_data/scalars.json in the work dir"
-        )
+        why = "no TIMESTAMP/vis_data/scalars.json in the work dir"
+        section.lack("Losses", "the mmdet loss curves", why)
         return section
     panels = []
     losses = [s for s in (_scalar_series(run.scalars, k) for k in LOSSES) if s is not None]
@@ -127,14 +123,11 @@ def curves_section(run: TransferRun) -> Section:
         if series is not None:
             series.label = ""
             panels.append(Panel(title, "iteration", unit, [series]))
-    validation = [
-        s
-        for s in (_scalar_series(run.scalars, f"coco/{t}_mAP", 100.0) for t, _ in IOU_TYPES)
-        if s is not None
-    ]
+    found = (_scalar_series(run.scalars, f"coco/{t}_mAP", 100.0) for t, _ in IOU_TYPES)
+    validation = [s for s in found if s is not None]
+    for s in validation:
+        s.fmt = "-o"
     if validation:
-        for s in validation:
-            s.fmt = "-o"
         panels.append(Panel("Validation AP while training", "iteration", "AP (%)", validation))
     section.add(paragraph("From mmengine's log of the run (TIMESTAMP/vis_data/scalars.json)."))
     png = draw_panels(panels) if panels else None
@@ -159,12 +152,9 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
     """A few validation images with ground truth and predictions drawn by mmdet's visualizer."""
     section = Section("Detections on validation images")
     if not run.images:
-        section.lack(
-            "Images",
-            "validation images with predictions",
-            "the work dir has no TIMESTAMP/vis_test/ images: the run predates them, or drawing "
-            "was turned off (default_hooks.visualization.draw=False)",
-        )
+        section.lack("Images", "validation images with predictions",
+                     "the work dir has no TIMESTAMP/vis_test/ images: the run predates them, or "
+                     "drawing was turned off (default_hooks.visualization.draw=False)")  # fmt: skip
         return section
     section.add(
         paragraph(

@@ -25,20 +25,10 @@ from lightly_matrix.transfer.configs import (
 from lightly_matrix.transfer.launch import run
 from lightly_matrix.transfer.results import markdown_row, markdown_table, summarise
 
+# fmt: off
 __all__ = [
-    "DEFAULT_CONFIGS",
-    "DEFAULT_PROTOCOL",
-    "DEMO_CONFIG",
-    "PROTOCOLS",
-    "add_arguments",
-    "available_configs",
-    "config_dir",
-    "config_protocol",
-    "default_config",
-    "main",
-    "markdown_row",
-    "markdown_table",
-    "resolve_config",
-    "run",
-    "summarise",
+    "DEFAULT_CONFIGS", "DEFAULT_PROTOCOL", "DEMO_CONFIG", "PROTOCOLS", "add_arguments",
+    "available_configs", "config_dir", "config_protocol", "default_config", "main",
+    "markdown_row", "markdown_table", "resolve_config", "run", "summarise",
 ]
+# fmt: on

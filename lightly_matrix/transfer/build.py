@@ -24,8 +24,7 @@ def walk_dicts(node: Any):
 
 
 def set_data_root(cfg: Any, root: str | Path) -> None:
-    """Point every dataloader and COCO evaluator of ``cfg`` at ``root`` (each one: mmengine
-    resolved the file's ``data_root`` variable when it parsed it)."""
+    """Point every dataloader and COCO evaluator of ``cfg`` at ``root``."""
     root = str(Path(root).resolve()) + os.sep
     for split in ("train", "val", "test"):
         loader = cfg.get(f"{split}_dataloader")
@@ -55,20 +54,10 @@ def _resize_for_resnet(cfg: Any, depth: int) -> None:
     cfg.model.neck.in_channels = [64 * expansion * 2**i for i in range(4)]
 
 
-def _cap_precise_bn(cfg: Any, max_iters: int) -> None:
-    """A shortened run spends no more batches on precise BN statistics than on training."""
-    for hook in cfg.get("custom_hooks") or []:
-        if hook.get("type") == "PreciseBNHook":
-            hook["num_iters"] = max(1, min(hook.get("num_iters", 200), max_iters))
-
-
 def iteration_schedule(cfg: Any, max_iters: int) -> None:
     """Replace the schedule by ``max_iters`` iterations, lr steps scaled to fit.
 
-    Epoch-based configs: positions in epochs become iterations (``max_iters / max_epochs`` each).
-    Iteration-based configs: the schedulers that run to the end are scaled by ``max_iters`` over
-    the config's ``max_iters``. In both, an iteration warm-up keeps its length, capped at a
-    quarter of the run, and precise BN at most ``max_iters`` batches.
+    An iteration warm-up keeps its length, capped at a quarter of the run.
     """
     loop = cfg.train_cfg
     epochs = loop.get("max_epochs") if loop.get("type") != "IterBasedTrainLoop" else None
@@ -93,7 +82,9 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
             scheduler["end"] = min(scheduler.get("end", max_iters), max(1, max_iters // 4))
         schedulers.append(scheduler)
     cfg.param_scheduler = schedulers
-    _cap_precise_bn(cfg, max_iters)
+    for hook in cfg.get("custom_hooks") or []:
+        if hook.get("type") == "PreciseBNHook":
+            hook["num_iters"] = max(1, min(hook.get("num_iters", 200), max_iters))
     cfg.default_hooks.checkpoint = dict(
         type="CheckpointHook", by_epoch=False, interval=max_iters, max_keep_ckpts=1
     )
@@ -106,11 +97,8 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
 def scale_iterations(cfg: Any, total_batch: int) -> float:
     """Stretch an iteration-based schedule stated at ``auto_scale_lr.base_batch_size`` images.
 
-    Detectron2's ``REFERENCE_WORLD_SIZE`` rule, the counterpart of mmengine's ``auto_scale_lr``
-    (which scales the lr by ``total_batch / base``): iterations, lr steps, warm-up, validation
-    and checkpoint intervals are multiplied by ``base / total_batch``, so that the run sees as
-    many images, with the same lr per image, as the published schedule. Epoch-based configs are
-    left alone (their epochs already fix the images seen).
+    Detectron2's ``REFERENCE_WORLD_SIZE`` rule (mmengine's ``auto_scale_lr`` scales only the lr):
+    iterations, lr steps and intervals times ``base / total_batch``. Epoch configs are left alone.
 
     Returns:
         The factor applied (1.0 when nothing changed).
@@ -147,12 +135,6 @@ def world_size(args: argparse.Namespace) -> int:
     return int(os.environ.get("WORLD_SIZE") or args.gpus * args.nnodes)
 
 
-def _replace_norm(node: Any, old: str, new: str) -> None:
-    for d in walk_dicts(node):
-        if d.get("type") == old:
-            d["type"] = new
-
-
 def _set_pretrained(model: Any, backbone_file: Path) -> None:
     """Load ``backbone_file`` into the backbone and, for C4 models, the RoI shared head (res5)."""
     pretrained = dict(type="Pretrained", checkpoint=str(backbone_file), prefix="backbone.")
@@ -167,8 +149,7 @@ REPORT_IMAGES = 6
 
 
 def add_report_outputs(cfg: Any) -> None:
-    """The test also saves what the report shows: AP per category (``ClasswiseCocoMetric``) and
-    the first :data:`REPORT_IMAGES` test images drawn into ``TIMESTAMP/vis_test``."""
+    """The test also saves AP per category and the first test images drawn, for the report."""
     import lightly_matrix.mmdet  # noqa: F401  (registers the metric and the hook in mmdet)
     from lightly_matrix.report.data import VIS_TEST_DIR
 
@@ -236,9 +217,7 @@ def build_config(
     backbone: Any | None,
     backbone_file: Path | None,
 ) -> Any:
-    """The run's mmengine ``Config``: data, weights (``backbone``, an exported
-    :class:`lightly_matrix.export.Backbone` saved as ``backbone_file``; ``None``: random init),
-    schedule, batch, launcher and ``--cfg-options`` applied."""
+    """The run's mmengine ``Config`` (``backbone`` ``None``: random init)."""
     cfg = load_config(config_path, data_root)
     cfg.work_dir = str(work_dir)
     cfg.launcher = args.launcher
@@ -256,8 +235,7 @@ def build_config(
         assert backbone_file is not None
         _set_pretrained(model, backbone_file)
     else:
-        # Ours give random weights as they are; stock configs name torchvision:// weights, and
-        # random-init runs download nothing either.
+        # Stock configs name torchvision:// weights; random-init runs download nothing.
         for part in (model.backbone, (model.get("roi_head") or {}).get("shared_head")):
             init = (part or {}).get("init_cfg")
             if part is not None and not (
@@ -291,7 +269,9 @@ def build_config(
         cfg.env_cfg.dist_cfg = dict(backend="gloo")
         if args.launcher != "none":
             # torch's SyncBatchNorm needs CUDA; CPU processes (tests, debugging) use plain BN.
-            _replace_norm(cfg.model, "SyncBN", "BN")
+            for d in walk_dicts(cfg.model):
+                if d.get("type") == "SyncBN":
+                    d["type"] = "BN"
     if options:
         refuse_options(options)
         check_cfg_options(cfg, options)

@@ -1,9 +1,5 @@
-"""``--cfg-options`` checked against the config: a mistyped key is an error, not a silent no-op.
-
-mmengine's ``Config.merge_from_dict`` adds any key. A new key must be accepted where it lands: by
-the constructor its dict's ``type`` names, by mmengine's ``Runner`` (top level and the sections it
-reads), by torch's ``DataLoader``, or anywhere in a dict without ``type`` (nothing to check).
-"""
+"""``--cfg-options`` checked against the config: a mistyped key is an error, not a silent no-op
+(mmengine's ``Config.merge_from_dict`` adds any key)."""
 
 from __future__ import annotations
 
@@ -16,8 +12,7 @@ from typing import Any
 
 from lightly_matrix.errors import UserError, first_line
 
-# Keys that builders consume before the constructor sees the rest (mmcv's build_norm_layer,
-# mmengine's optimizer-wrapper constructor).
+# Keys that builders consume before the constructor sees the rest.
 _BUILDER_KEYS = frozenset(
     {"type", "_delete_", "_scope_", "requires_grad", "paramwise_cfg", "constructor"}
 )
@@ -86,7 +81,7 @@ def _constructors(type_name: Any) -> list[Any]:
 
 
 def _arguments(obj: Any) -> set[str] | None:
-    """Keyword arguments of a class (all ``__init__`` in its MRO) or function; None: unknown."""
+    """Keyword arguments of a class (its MRO's ``__init__``) or function; None: unknown."""
     import torch
 
     functions = []
@@ -174,10 +169,6 @@ def _check_type(key: str, old: Any, new: Any) -> None:
 def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
     """Fail on ``--cfg-options`` keys that neither exist in ``cfg`` nor are accepted there.
 
-    Args:
-        cfg: The mmengine ``Config`` before the options are merged.
-        options: Parsed options (:func:`parse_cfg_options`), dotted keys to values.
-
     Raises:
         UserError: One line naming the unknown key and the closest existing ones.
     """
@@ -186,8 +177,7 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
     try:
         merged.merge_from_dict(options)
     except (TypeError, KeyError, ValueError) as err:
-        first = first_line(err)
-        raise UserError(f"--cfg-options do not fit the config: {first}") from err
+        raise UserError(f"--cfg-options do not fit the config: {first_line(err)}") from err
     merged_dict = merged.to_dict()
     for key in options:
         parts = key.split(".")
@@ -205,10 +195,8 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
         accepted = _accepted_names(parent_path, parent)
         if accepted is None or new in accepted:
             continue
-        # Names at the same level: the parent's keys and what its constructor takes.
         siblings = set(parent) if isinstance(parent, dict) else set()
-        candidates = sorted((siblings | accepted) - {new})
-        close = difflib.get_close_matches(new, candidates, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(new, sorted((siblings | accepted) - {new}), n=3)
         prefix = ".".join([*parent_path, ""])
         hint = (
             f"did you mean {' or '.join(prefix + name for name in close)}?"

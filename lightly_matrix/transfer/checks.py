@@ -13,19 +13,14 @@ from lightly_matrix.user_files import check_writable
 DEMO_DATA = {"num_train": 400, "num_val": 100, "image_size": 160, "seed": 0, "max_shapes": 4}
 DEMO_DATA_ROOT = Path("work_dirs") / "coco_shapes"
 #: What a COCO root must hold (the standard layout).
-COCO_LAYOUT = (
-    "annotations/instances_train2017.json",
-    "annotations/instances_val2017.json",
-    "train2017",
-    "val2017",
-)
+COCO_LAYOUT = ("annotations/instances_train2017.json", "annotations/instances_val2017.json",
+               "train2017", "val2017")  # fmt: skip
 #: Written first into every work dir we create; other non-empty directories are never used.
 WORK_DIR_MARKER = ".lightly_matrix_transfer"
 
 
 def check_demo_root(root: Path) -> bool:
-    """Whether the demo data at ``root`` is complete (``False``: to be generated there); a
-    ``root`` that is not ours to write into (e.g. a real COCO) is refused."""
+    """Whether the demo data at ``root`` is complete (``False``: to be generated there)."""
     from lightly_matrix.data.coco_shapes import check_shapes_root
 
     try:
@@ -41,11 +36,7 @@ def check_demo_root(root: Path) -> bool:
 
 
 def check_coco_root(root: Path) -> None:
-    """Fail before training on an incomplete COCO layout, listing everything missing at once.
-
-    The annotations and images themselves are checked by
-    :func:`~lightly_matrix.transfer.coco_check.check_config_data`.
-    """
+    """Fail before training on an incomplete COCO layout, listing everything missing at once."""
     missing = [rel for rel in COCO_LAYOUT if not (root / rel).exists()]
     if missing:
         raise UserError(
@@ -99,12 +90,8 @@ def check_counts(args: argparse.Namespace) -> None:
     if not 1 <= args.master_port <= 65535:
         problems.append(f"--master-port must be a TCP port (1-65535), got {args.master_port}")
     if problems:
-        hint = (
-            " (omit them for the config's own)"
-            if args.max_iters is not None or args.batch_size is not None
-            else ""
-        )
-        raise UserError("; ".join(problems) + hint)
+        own = args.max_iters is not None or args.batch_size is not None
+        raise UserError("; ".join(problems) + (" (omit them for the config's own)" if own else ""))
 
 
 def require_mmdet() -> None:
@@ -115,8 +102,7 @@ def require_mmdet() -> None:
 
 
 def check_work_dir(work_dir: Path) -> None:
-    """Refuse a work dir that holds results, or that is not empty and not made by ``transfer``
-    (one with our marker is an unfinished run of ours, or the torchrun parent's, used again)."""
+    """Refuse a work dir that holds results, or that is not empty and not made by ``transfer``."""
     if work_dir.exists() and not work_dir.is_dir():
         raise UserError(f"--work-dir {work_dir} is a file; choose a directory")
     if (work_dir / "results.json").exists():
@@ -140,7 +126,7 @@ def claim_work_dir(work_dir: Path) -> None:
 
 
 def resolve_work_dir(args: argparse.Namespace, config_name: str) -> Path:
-    """The output directory, checked (:func:`check_work_dir`) but not created yet."""
+    """The output directory, checked but not created yet."""
     if args.work_dir:
         work_dir = Path(args.work_dir)
         check_work_dir(work_dir)

@@ -1,9 +1,7 @@
 """``lightly-matrix check-coco``: a COCO dataset checked before any training, in one line.
 
-mmdet skips what it cannot use without a word (unknown categories, crowd-only or degenerate
-boxes) and finds missing images or keys only mid-run, so a broken dataset either trains on
-nothing (losses 0.0, mAP -1) or fails hours in. ``transfer`` runs this check first; run it alone
-with ``lightly-matrix check-coco data/coco`` (``--config`` for the classes of another config).
+mmdet silently skips unusable annotations and finds missing images only mid-run, so a broken
+dataset trains on nothing (mAP -1) or fails hours in.
 """
 
 from __future__ import annotations
@@ -104,7 +102,7 @@ def check_split(
     Args:
         ann_file: The COCO annotation file.
         image_dir: The folder its ``file_name`` entries are relative to.
-        classes: The config's class names; every category of the file must be one of them.
+        classes: The config's class names; every category must be one of them.
         split: ``train`` or ``val``/``test``, for the messages.
 
     Raises:

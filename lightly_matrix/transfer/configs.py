@@ -1,5 +1,4 @@
-"""Where our mmdet configs live (the wheel's ``lightly_matrix.mmdet_configs``, or a checkout's
-``mmdet_configs/``) and which one a backbone gets. Nothing here imports mmdet."""
+"""Where our mmdet configs live and which one a backbone gets. Nothing here imports mmdet."""
 
 from __future__ import annotations
 
@@ -12,11 +11,9 @@ from typing import Any
 
 from lightly_matrix.errors import UserError
 
-#: The package the wheel installs ``mmdet_configs/`` as.
 CONFIG_PACKAGE = "lightly_matrix.mmdet_configs"
-#: ``--protocol``: published COCO tables (ResNet-50; R18 for small experiments) and our configs.
-#: matrix_ssl: R50-C4 1x, MoCo's Detectron2 code; corinfomax: R50-C4 2x
-#: (coco_R_50_C4_2x_moco.yaml, as the CorInfoMax code runs); mmselfsup_fpn: mmselfsup's R50-FPN 1x.
+#: ``--protocol`` -> our config per architecture: matrix_ssl: R50-C4 1x (MoCo's Detectron2 code);
+#: corinfomax: R50-C4 2x (coco_R_50_C4_2x_moco.yaml); mmselfsup_fpn: mmselfsup's R50-FPN 1x.
 PROTOCOLS = {
     "matrix_ssl": {
         "resnet50": "mask-rcnn_r50-c4_ms-1x_coco",
@@ -31,13 +28,8 @@ PROTOCOLS = {
         "resnet18": "mask-rcnn_r18_fpn_ms-1x_coco",
     },
 }
-#: The protocol of ResNet runs without ``--protocol`` or ``--config``.
 DEFAULT_PROTOCOL = "matrix_ssl"
-#: Config for each architecture without ``--config``/``--protocol`` (ViTs: the simple pyramid).
-DEFAULT_CONFIGS = {
-    **PROTOCOLS[DEFAULT_PROTOCOL],
-    "vit": "mask-rcnn_vit-b16_sfp_ms-1x_coco",
-}
+DEFAULT_CONFIGS = {**PROTOCOLS[DEFAULT_PROTOCOL], "vit": "mask-rcnn_vit-b16_sfp_ms-1x_coco"}
 DEMO_CONFIG = "mask-rcnn_r18_fpn_demo_coco-shapes"
 
 
@@ -49,7 +41,7 @@ def config_dir() -> Path:
         installed = None
     if installed is not None and installed.is_dir():
         return installed
-    # A checkout on PYTHONPATH without `pip install`: the folder beside the package.
+    # A checkout on PYTHONPATH without `pip install`.
     beside = Path(__file__).resolve().parents[2] / "mmdet_configs"
     if beside.is_dir():
         return beside
@@ -59,13 +51,9 @@ def config_dir() -> Path:
     )
 
 
-def _config_files() -> list[Path]:
-    return sorted(p for p in config_dir().glob("*.py") if not p.name.startswith("_"))
-
-
 def available_configs() -> list[str]:
     """Names of our configs (file names without ``.py``)."""
-    return [p.stem for p in _config_files()]
+    return [p.stem for p in sorted(config_dir().glob("*.py")) if not p.name.startswith("_")]
 
 
 def describe_config(path: Path) -> str:
@@ -103,8 +91,7 @@ def config_protocol(name: str) -> str | None:
 
 
 def default_config(architecture: str | None, demo: bool, protocol: str | None = None) -> str:
-    """The config name for an architecture (``None``: random-init ResNet-50 / demo ResNet-18) in
-    ``protocol`` (``None``: :data:`DEFAULT_PROTOCOL` for ResNets)."""
+    """The config name for an architecture (``None``: random init) in ``protocol``."""
     if protocol is not None:
         if protocol not in PROTOCOLS:
             raise UserError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")
@@ -134,7 +121,6 @@ def default_config(architecture: str | None, demo: bool, protocol: str | None = 
     return DEFAULT_CONFIGS[key]
 
 
-#: Shell expression for mmdet's training script where mmdet is not installed here.
 _TRAIN_PY_EXPR = (
     "$(python -c 'import mmdet,os;print(os.path.dirname(mmdet.__file__))')/.mim/tools/train.py"
 )
@@ -154,12 +140,8 @@ def mmdet_train_py() -> str:
 
 
 def mmdet_train_command(architecture: str, backbone_cfg: Mapping[str, Any], weights: Path) -> str:
-    """mmdet's own ``tools/train.py`` command that fine-tunes from exported ``weights``.
-
-    The config is the default one for the architecture (C4 for ResNets, where res5 is the RoI
-    shared head's and loads from the same file); ViT sizes come from ``backbone_cfg`` (the
-    export's mmdet backbone arguments).
-    """
+    """mmdet's own ``tools/train.py`` command that fine-tunes from exported ``weights``
+    (C4 configs load res5 of the RoI shared head from the same file)."""
     config = resolve_config(default_config(architecture, demo=False))
     checkpoint = shlex.quote(str(weights.resolve()))
     options = [f"model.backbone.init_cfg.checkpoint={checkpoint}"]

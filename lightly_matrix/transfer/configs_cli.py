@@ -5,9 +5,8 @@
     lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco --out my_c4.py
     lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco --out c4_resolved.py --resolved
 
-A copy keeps inheriting: its relative ``_base_`` points at the installed config instead. With
-``--resolved`` the whole config is written out (``mmengine.Config.dump``), bases included, so it
-loads in mmdet's ``tools/train.py`` from anywhere. An existing ``--out`` is never overwritten.
+A copy's relative ``_base_`` points at the installed config; ``--resolved`` writes the whole
+config (``mmengine.Config.dump``). An existing ``--out`` is never overwritten.
 """
 
 from __future__ import annotations
@@ -34,30 +33,15 @@ _RELATIVE_BASE = re.compile(r"""^_base_ = (["'])(\.{1,2}/[^"']+)\1""", re.MULTIL
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``configs`` options."""
-    parser.add_argument(
-        "name", nargs="?", default=None, help="a config name; without one, all are listed"
-    )
-    parser.add_argument(
-        "--out", default=None, help="write the config to this file (never overwritten)"
-    )
-    parser.add_argument(
-        "--resolved",
-        action="store_true",
-        help="with --out: write the fully resolved config (no _base_; needs mmengine)",
-    )
+    add = parser.add_argument
+    add("name", nargs="?", default=None, help="a config name; without one, all are listed")
+    add("--out", default=None, help="write the config to this file (never overwritten)")
+    add("--resolved", action="store_true",
+        help="with --out: write the fully resolved config (no _base_; needs mmengine)")  # fmt: skip
 
 
 def config_text(path: Path, resolved: bool = False) -> str:
-    """A config's text that loads from any directory.
-
-    Args:
-        path: One of our configs.
-        resolved: Resolve all bases (``mmengine.Config.dump``) instead of pointing relative
-            ``_base_`` paths at the installed files.
-
-    Returns:
-        Python config text.
-    """
+    """A config's text that loads from any directory (``resolved``: all bases merged in)."""
     if resolved:
         from lightly_matrix.export.verify import require_mmdet
 
@@ -68,14 +52,8 @@ def config_text(path: Path, resolved: bool = False) -> str:
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
             return str(Config.fromfile(str(path)).dump())
     # Lint directives are for this repository, not for the user's copy.
-    text = (
-        "".join(
-            line
-            for line in path.read_text().splitlines(keepends=True)
-            if not line.startswith("# ruff:")
-        ).rstrip()
-        + "\n"
-    )
+    lines = path.read_text().splitlines(keepends=True)
+    text = "".join(line for line in lines if not line.startswith("# ruff:")).rstrip() + "\n"
 
     def absolute(match: re.Match[str]) -> str:
         return f'_base_ = "{(path.parent / match.group(2)).resolve()}"'

@@ -11,19 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError
+from lightly_matrix.transfer import checks
 from lightly_matrix.transfer.build import build_config
-from lightly_matrix.transfer.checks import (
-    DEMO_DATA,
-    DEMO_DATA_ROOT,
-    check_coco_root,
-    check_counts,
-    check_demo_root,
-    check_devices,
-    check_work_dir,
-    claim_work_dir,
-    require_mmdet,
-    resolve_work_dir,
-)
 from lightly_matrix.transfer.coco_check import check_config_data
 from lightly_matrix.transfer.configs import config_protocol, default_config, resolve_config
 from lightly_matrix.transfer.references import comparison_table
@@ -40,7 +29,7 @@ from lightly_matrix.utils.lock import folder_lock
 def _torchrun(
     args: argparse.Namespace, checkpoint: Path | None, config: Path, work_dir: Path, data_root: Path
 ) -> int:
-    """Launch this module in ``--gpus`` processes per node with torchrun (prepared inputs)."""
+    """Launch this module in ``--gpus`` processes per node with torchrun."""
     command = [
         sys.executable, "-m", "torch.distributed.run",
         f"--nproc_per_node={args.gpus}", f"--nnodes={args.nnodes}",
@@ -63,28 +52,17 @@ def _torchrun(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check every input, then export (if needed), train, test and report.
-
-    Nothing is written anywhere until every option has been checked: the checkpoint, the
-    config and the exported weights against it, ``--cfg-options``, the data and the work dir.
-    """
-    from lightly_matrix.export import (
-        EXPORT_FORMAT,
-        ExportError,
-        load_backbone,
-        save_backbone,
-        verify_backbone,
-    )
+    """Check every input (nothing is written before), then export, train, test and report."""
+    from lightly_matrix import export
     from lightly_matrix.export.verify import quiet_pkg_resources_warning
 
     quiet_pkg_resources_warning()
-    require_mmdet()
-    check_counts(args)
-    check_devices(args)
+    checks.require_mmdet()
+    checks.check_counts(args)
+    checks.check_devices(args)
     distributed_child = args.launcher != "none"
-    # Inputs first, so that a wrong path fails in seconds, before anything heavy is built.
     backbone = (
-        load_backbone(args.checkpoint, trust_pickle=args.trust_pickle, arch=args.arch)
+        export.load_backbone(args.checkpoint, trust_pickle=args.trust_pickle, arch=args.arch)
         if args.checkpoint
         else None
     )
@@ -98,14 +76,14 @@ def run(args: argparse.Namespace) -> int:
         args.config or default_config(architecture, args.demo, protocol=protocol)
     )
     config_name = config_path.stem
-    work_dir = resolve_work_dir(args, config_name)
-    data_root = Path(args.coco_root or (DEMO_DATA_ROOT if args.demo else "data/coco"))
-    demo_ready = not args.demo or check_demo_root(data_root)
+    work_dir = checks.resolve_work_dir(args, config_name)
+    data_root = Path(args.coco_root or (checks.DEMO_DATA_ROOT if args.demo else "data/coco"))
+    demo_ready = not args.demo or checks.check_demo_root(data_root)
     if demo_ready:
-        check_coco_root(data_root)
+        checks.check_coco_root(data_root)
 
     backbone_file: Path | None = None
-    is_exported = backbone is not None and backbone.meta.get("format") == EXPORT_FORMAT
+    is_exported = backbone is not None and backbone.meta.get("format") == export.EXPORT_FORMAT
     if backbone is not None:
         backbone_file = (
             Path(args.checkpoint).resolve() if is_exported else work_dir / "backbone.pth"
@@ -118,30 +96,28 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args, config_path, work_dir, data_root, backbone, backbone_file)
     if backbone is not None:
         if not distributed_child:
-            verify_backbone(backbone)
+            export.verify_backbone(backbone)
         try:
-            verify_backbone(backbone, cfg.model)
-        except ExportError as err:
-            raise ExportError(
-                f"{backbone.architecture} checkpoint vs {config_name}: {err}"
-            ) from err
+            export.verify_backbone(backbone, cfg.model)
+        except export.ExportError as err:
+            msg = f"{backbone.architecture} checkpoint vs {config_name}: {err}"
+            raise export.ExportError(msg) from err
     if not distributed_child and demo_ready:
         check_config_data(cfg)
 
-    # Everything checked: now the writes (demo data, work dir, exported backbone).
     if args.demo and not demo_ready:
         from lightly_matrix.data.coco_shapes import make_coco_shapes
 
-        make_coco_shapes(data_root, **DEMO_DATA)
-        check_coco_root(data_root)
+        make_coco_shapes(data_root, **checks.DEMO_DATA)
+        checks.check_coco_root(data_root)
         check_config_data(cfg)
-    claim_work_dir(work_dir)
+    checks.claim_work_dir(work_dir)
     # torchrun's children run under their parent's lock.
     with contextlib.nullcontext() if distributed_child else folder_lock(work_dir, "--work-dir"):
-        check_work_dir(work_dir)  # a run that held the lock may have finished meanwhile
+        checks.check_work_dir(work_dir)  # a run that held the lock may have finished meanwhile
         if backbone is not None and not is_exported and not distributed_child:
             assert backbone_file is not None
-            save_backbone(backbone, backbone_file, force=True)
+            export.save_backbone(backbone, backbone_file, force=True)
         if (args.gpus > 1 or args.nnodes > 1) and not distributed_child:
             return _torchrun(args, backbone_file, config_path, work_dir, data_root)
         return _train_and_test(cfg, args, config_name, backbone, backbone_file, data_root)
@@ -155,15 +131,14 @@ def _train_and_test(
     backbone_file: Path | None,
     data_root: Path,
 ) -> int:
-    """Run mmengine's Runner (train, then test) and, on rank 0, write and print the results."""
+    """Train and test with mmengine's Runner; rank 0 writes and prints the results."""
     from mmengine.dist import get_world_size, is_main_process
     from mmengine.runner import Runner
 
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()
-    train_s = time.perf_counter() - start
-    start = time.perf_counter()
+    train_s, start = time.perf_counter() - start, time.perf_counter()
     metrics = runner.test()
     test_s = time.perf_counter() - start
     if not is_main_process():
@@ -189,8 +164,8 @@ def _train_and_test(
         "train_time_s": round(train_s, 1),
         "test_time_s": round(test_s, 1),
         "metrics": {k: float(v) for k, v in metrics.items()},
+        "protocol": config_protocol(config_name),
     }
-    results["protocol"] = config_protocol(config_name)
     results["markdown_row"] = markdown_row(results)
     work_dir = Path(cfg.work_dir)
     write_json_atomic(work_dir / "results.json", results)

@@ -1,10 +1,5 @@
-"""Published COCO numbers beside ours: ``coco_references.json`` and the comparison table.
-
-The file ships in the wheel (``package-data`` in ``pyproject.toml``); every number in it names
-its source (repository file at a commit, and table). After a run, ``lightly-matrix transfer``
-prints our row above the references whose protocol (:data:`~lightly_matrix.transfer.configs.
-PROTOCOLS`) is the config's own, so a run of the full schedule shows where it stands.
-"""
+"""Published COCO numbers beside ours: ``coco_references.json`` (shipped in the wheel, each
+number with its source) and the comparison table printed after a run."""
 
 from __future__ import annotations
 
@@ -15,7 +10,6 @@ from typing import Any
 
 from lightly_matrix.utils.text import markdown_table
 
-#: The references file inside this package.
 REFERENCES_FILE = "coco_references.json"
 #: Metric names in the file, and where our results.json keeps each one.
 METRICS = {
@@ -27,7 +21,7 @@ METRICS = {
 
 @functools.cache
 def load_references() -> dict[str, Any]:
-    """The parsed references file (its form is checked by the tests)."""
+    """The parsed references file."""
     return json.loads(importlib.resources.files(__package__).joinpath(REFERENCES_FILE).read_text())
 
 
@@ -46,10 +40,8 @@ def comparison_table(results: dict[str, Any], full_schedule: bool = True) -> str
     """Our row and the published ones of the same protocol, as Markdown (``""``: none apply).
 
     Args:
-        results: A run's ``results.json`` content (``protocol``, ``architecture``, metrics as
-            fractions in ``bbox`` / ``segm``).
-        full_schedule: Whether the run trained the config's whole schedule; a shortened run
-            (``--max-iters``) is shown with a warning that it is not comparable.
+        results: A run's ``results.json`` content.
+        full_schedule: Whether the run trained the config's whole schedule (else a warning).
 
     Examples:
         >>> ours = {"protocol": "mmselfsup_fpn", "architecture": "resnet50", "method": "matrix_ssl",

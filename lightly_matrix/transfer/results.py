@@ -14,10 +14,8 @@ _HEADERS += tuple(f"{n}_{t}" for t in ("bb", "mk") for n in ("AP", "AP50", "AP75
 
 
 def summarise(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
-    """CocoMetric's ``coco/bbox_mAP``-style keys as ``{'bbox': {'mAP', 'AP50', ...}, 'segm': ...}``.
-
-    Values are mmdet's, i.e. fractions in [0, 1] (-1 where COCO has no such objects).
-    """
+    """CocoMetric's ``coco/bbox_mAP``-style keys as ``{'bbox': {'mAP', 'AP50', ...}, 'segm': ...}``
+    (fractions; -1 where COCO has no such objects)."""
     out: dict[str, dict[str, float]] = {}
     for iou_type in ("bbox", "segm"):
         values = {
