@@ -1,8 +1,4 @@
-"""The error type for a user's mistake, shared by the library and the CLI (imports only utils).
-
-The CLI prints a :class:`UserError` as one line without a traceback; library functions raise it
-for bad input files, folders and options, so they never import the CLI.
-"""
+"""The error type for a user's mistake, shared by the library and the CLI (imports only utils)."""
 
 from __future__ import annotations
 

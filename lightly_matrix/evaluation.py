@@ -1,8 +1,7 @@
 """Evaluation of frozen backbone features: kNN, linear probe and few-label probe.
 
-The kNN classifier is Lightly's ``knn_predict``; the linear probes are scikit-learn logistic
-regressions on standardised features, fast and deterministic on CPU. On the digits kNN saturates
-(raw pixels reach ~96%): the linear and few-label probes are the figures that separate methods.
+kNN is Lightly's ``knn_predict``; the probes are scikit-learn logistic regressions on standardised
+features. On the digits kNN saturates (raw pixels: ~96%); the probes separate methods.
 """
 
 from __future__ import annotations
@@ -40,8 +39,7 @@ EVAL_COLUMNS = (
 
 @dataclass
 class ProbeData:
-    """Labelled images (with the evaluation transform) the probes are fitted on (``train``) and
-    scored on (``test``), and their number of classes."""
+    """Labelled images the probes are fitted on (``train``) and scored on (``test``)."""
 
     train: Dataset
     test: Dataset
@@ -56,8 +54,7 @@ def extract_features(
     num_workers: int = 0,
     device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
-    """Float32 features ``(n, d)`` and int64 labels ``(n,)`` on the CPU: ``encoder`` run over
-    ``dataset`` of ``(image, label)`` pairs."""
+    """Float32 features ``(n, d)`` and int64 labels of ``(image, label)`` pairs, on the CPU."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     features, labels = [], []
     for images, targets in loader:
@@ -69,8 +66,7 @@ def extract_features(
 def linear_probe_top1(
     train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], seed: int = 0
 ) -> float:
-    """Top-1 accuracy (%) of an L2-regularised logistic regression on standardised features,
-    fitted on ``train`` and scored on ``test`` (``(features, labels)`` pairs)."""
+    """Top-1 (%) on ``test`` of a logistic regression fitted on ``train`` (features, labels)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -107,8 +103,8 @@ def evaluate_features(
         knn_t: Temperature of its weighted votes.
 
     Returns:
-        ``{"knn_top1", "linear_top1", "few_label_top1"}``; the few-label probe is the mean of 5
-        linear probes on 10 labels per class, drawn with fixed seeds (the same for every method).
+        ``{"knn_top1", "linear_top1", "few_label_top1"}``; few-label: the mean of 5 fixed draws
+        of 10 labels per class.
     """
     bank = F.normalize(train_x, dim=1).t().contiguous()
     predicted = knn_predict(
@@ -170,10 +166,8 @@ def feature_spectrum(features: Tensor) -> dict[str, Any]:
 class FrozenEvaluation(Callback):
     """Scores the frozen online backbone before training, every N epochs and at the end.
 
-    Results go to ``out_dir/metrics.json`` (``run``, ``history``, ``final``), to the loggers as
-    ``eval/*`` and, as :func:`feature_spectrum` of the probes' training images, to
-    ``out_dir/spectrum.json``; a resumed run appends. Only the global-zero process evaluates; the
-    module's ``knn_k`` / ``knn_t`` hyper-parameters, where it has them, set the kNN probe.
+    Writes ``metrics.json``, ``spectrum.json`` (a resumed run appends) and logs ``eval/*``, on
+    global zero only; the module's ``knn_k`` / ``knn_t`` hyper-parameters set the kNN probe.
 
     Args:
         data: Labelled probe data.
@@ -194,13 +188,10 @@ class FrozenEvaluation(Callback):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        self.data = data
+        self.data, self.every_n_epochs, self.at_start = data, every_n_epochs, at_start
         self.path = Path(out_dir) / METRICS_FILE
         self.spectrum_path = self.path.with_name(SPECTRUM_FILE)
-        self.every_n_epochs = every_n_epochs
-        self.at_start = at_start
-        self.run_info = dict(run_info or {})
-        self.num_workers = num_workers
+        self.run_info, self.num_workers = dict(run_info or {}), num_workers
         self.history: list[dict[str, Any]] = _read(self.path, "history")
         self.spectra: list[dict[str, Any]] = _read(self.spectrum_path, "evaluations")
 

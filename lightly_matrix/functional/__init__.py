@@ -1,7 +1,4 @@
-"""Pure matrix functions behind the losses, and collapse diagnostics.
-
-Everything here is a plain typed function of tensors, with no state and no distribution logic.
-"""
+"""Pure, stateless matrix functions behind the losses, and collapse diagnostics."""
 
 from lightly_matrix.functional._linalg import (
     logdet_identity_plus_cross,

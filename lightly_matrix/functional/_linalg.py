@@ -1,9 +1,8 @@
 """Matrix functions with gradients that stay finite where eigenvalues repeat.
 
-``torch.linalg.eigh`` differentiates through eigenvectors with ``1 / (lambda_i - lambda_j)``
-terms, which are infinite for the repeated eigenvalues that every "low rank + mu * I" matrix in
-these losses has. :func:`symmetric_matrix_function` instead differentiates with the
-Daleckii-Krein formula, whose divided differences have a finite limit ``f'(lambda)``.
+``eigh``'s backward has ``1 / (lambda_i - lambda_j)`` terms, infinite for the repeated eigenvalues
+of every "low rank + mu * I" matrix here; the Daleckii-Krein formula's divided differences
+tend to the finite ``f'(lambda)``.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ class _SymmetricMatrixFunction(torch.autograd.Function):
     def forward(ctx, S: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:  # type: ignore[override]
         try:
             eigvals, U = torch.linalg.eigh(0.5 * (S + S.mT))
-        except torch.linalg.LinAlgError as err:  # NaN/inf in S: say so, as logdet_spd does
+        except torch.linalg.LinAlgError as err:
             raise ValueError(
                 f"eigendecomposition of a matrix of shape {tuple(S.shape)} failed ({err}); "
                 "inputs contain inf/NaN."
@@ -53,8 +52,7 @@ class _SymmetricMatrixFunction(torch.autograd.Function):
 def symmetric_matrix_function(S: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:
     """``U f(Lambda) U^T`` for a symmetric ``S = U Lambda U^T``; ``df``, the derivative of ``f``,
     gives the gradient where eigenvalues (nearly) coincide."""
-    out: Tensor = _SymmetricMatrixFunction.apply(S, f, df)
-    return out
+    return _SymmetricMatrixFunction.apply(S, f, df)  # type: ignore[no-any-return]
 
 
 def matrix_log(Q: Tensor) -> Tensor:
@@ -69,9 +67,8 @@ def matrix_log(Q: Tensor) -> Tensor:
 
 
 def matrix_log_taylor(Q: Tensor, order: int = 4) -> Tensor:
-    """``sum_{k=1..order} (-1)^(k+1) (Q - I)^k / k``: the Taylor series of the matrix logarithm
-    around the identity, as the Matrix-SSL code uses (the authors: order 4). Valid only where the
-    spectrum of ``Q - I`` lies inside the unit disc; ``Q`` need not be symmetric.
+    """``sum_{k=1..order} (-1)^(k+1) (Q - I)^k / k``: the Matrix-SSL code's Taylor logarithm
+    (order 4), valid only for a spectrum of ``Q - I`` inside the unit disc.
 
     Examples:
         >>> Q = torch.eye(2) * 1.1
@@ -92,11 +89,8 @@ def log_series(terms: Sequence[Tensor]) -> Tensor:
 
 
 def trace_powers(K: Tensor, order: int) -> list[Tensor]:
-    """``[tr(K), tr(K^2), ..., tr(K^order)]`` with ``ceil(order / 2) - 1`` matrix products.
-
-    Uses ``tr(K^(a+b)) = sum(K^a * (K^b)^T)``: the fourth power needs only ``K @ K``. ``K`` need
-    not be symmetric.
-    """
+    """``[tr(K), ..., tr(K^order)]`` with ``ceil(order / 2) - 1`` products, by
+    ``tr(K^(a+b)) = sum(K^a * (K^b)^T)``."""
     check_positive_int("order", order)
     powers = [K]
     for _ in range(1, (order + 1) // 2):
@@ -108,9 +102,8 @@ def trace_powers(K: Tensor, order: int) -> list[Tensor]:
 
 
 def shifted_traces(trace0: Tensor | float, traces: Sequence[Tensor], shift: float) -> list[Tensor]:
-    """``tr(X (S + shift I)^k)`` for ``k = 1..len(traces)`` from ``traces[j-1] = tr(X S^j)`` and
-    ``trace0 = tr(X)`` (for ``X = I``: the dimension), by the binomial theorem: the ``mu * I`` of
-    every Matrix-SSL matrix without forming a ``d x d`` matrix."""
+    """``tr(X (S + shift I)^k)``, ``k = 1..len(traces)``, from ``traces[j-1] = tr(X S^j)`` and
+    ``trace0 = tr(X)`` by the binomial theorem (no ``d x d`` matrix)."""
     every = [torch.as_tensor(trace0, dtype=traces[0].dtype, device=traces[0].device), *traces]
     return [
         sum(comb(k, j) * shift ** (k - j) * every[j] for j in range(k + 1))  # type: ignore[misc]
@@ -138,9 +131,7 @@ def _eye_like(K: Tensor) -> Tensor:
 
 
 def logdet_identity_plus_gram(F: Tensor, scale: float) -> Tensor:
-    """``logdet(I_d + scale * F^T F)`` for ``F`` of shape (m, d), on the smaller side.
-
-    By Sylvester's identity it equals ``logdet(I_m + scale * F F^T)``.
+    """``logdet(I_d + scale * F^T F)`` for ``F`` (m, d), on the smaller side (Sylvester).
 
     Examples:
         >>> F = torch.randn(8, 64, dtype=torch.float64)
@@ -157,8 +148,7 @@ def logdet_identity_plus_cross(
 ) -> Tensor:
     """``logdet(I_d + scale * a^T b)`` for ``a``, ``b`` of shape (m, d), on the smaller side.
 
-    ``a^T b`` and ``b a^T`` have the same non-zero spectrum. The Taylor form
-    ``sum_k (-1)^(k+1) tr((scale a^T b)^k) / k`` (MEC's) is valid where that spectrum lies inside
+    The Taylor form ``sum_k (-1)^(k+1) tr((scale a^T b)^k) / k`` (MEC's) needs the spectrum in
     the unit disc; ``taylor_order=None`` gives ``log|det(...)|`` exactly.
 
     Examples:

@@ -1,8 +1,7 @@
 """Collapse diagnostics to log during training: matrix entropy, effective rank, covariance spectrum.
 
-All three come from the smaller of the m x m and d x d Gram matrices. The scalars fall when the
-embeddings collapse onto a few directions; the spectrum shows where the variance went. Matrix
-entropy is the quantity Matrix-SSL and M-MAE [0, 1] maximise; effective rank is [2]'s.
+From the smaller Gram matrix; the scalars fall when the embeddings collapse. Matrix entropy is
+what Matrix-SSL and M-MAE [0, 1] maximise; effective rank is [2]'s.
 
 - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024
 - [1] Yang et al., Information Flow in Self-Supervised Learning, https://arxiv.org/abs/2309.17281
@@ -74,7 +73,7 @@ def effective_rank(embeddings: Tensor) -> Tensor:
         >>> round(float(effective_rank(x)), 4)
         3.0
     """
-    # Singular values of the centred embeddings, up to a factor sqrt(m - 1) (entropy ignores it).
+    # Singular values up to a factor sqrt(m - 1), which the entropy ignores.
     singular_values = covariance_spectrum(embeddings).sqrt()
     if float(singular_values.sum()) == 0.0:
         return torch.ones((), dtype=torch.float64)

@@ -1,8 +1,7 @@
 """Matrix cross-entropy ``MCE(P, Q) = tr(-P log Q)`` (Matrix-SSL [0]), dense and on the Gram side.
 
-Every Matrix-SSL matrix is ``(rank <= m) + mu * I`` for a batch of ``m`` rows, so
-:func:`mce_uniformity` and :func:`mce_alignment` take each trace exactly from the smaller of the
-m x m and d x d matrices.
+Every Matrix-SSL matrix is ``(rank <= m) + mu * I``, so each trace is taken exactly from the
+smaller of the m x m and d x d matrices.
 
 - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024,
   https://arxiv.org/abs/2305.17326
@@ -54,9 +53,8 @@ def mce_uniformity(
 ) -> Tensor:
     """Matrix-SSL uniformity term ``MCE(lamda I, C + mu I)`` with ``C = p^T J_m z / m``.
 
-    With ``K`` the m x m (or d x d, whichever is smaller) matrix having the same non-zero
-    spectrum as ``C``, ``tr((C + (mu - 1) I)^k)`` follows from ``tr(K^j)`` by the binomial
-    theorem. With ``taylor_order=None`` it is exactly ``-lamda * log|det(C + mu I)|``.
+    ``tr((C + (mu - 1) I)^k)`` follows from ``tr(K^j)``, ``K`` the smaller matrix with C's
+    non-zero spectrum; ``taylor_order=None`` gives exactly ``-lamda * log|det(C + mu I)|``.
 
     Args:
         p: Target embeddings (m, d), rows already L2-normalised.
@@ -98,10 +96,8 @@ def _log1p_over_x(mu: float) -> tuple:
 def mce_alignment(p: Tensor, z: Tensor, mu: float = 1.0, taylor_order: int | None = 4) -> Tensor:
     """Matrix-SSL alignment term ``MCE(S_p + mu I, S_z + mu I)`` of the two covariances.
 
-    ``S_p = p^T J_m p / m`` and ``S_z = z^T J_m z / m``. All traces ``tr(S_p S_z^j)`` and
-    ``tr(S_z^j)`` are computed from the m x m matrices ``G = z_c z_c^T / m`` and
-    ``B = (z_c p_c^T)(p_c z_c^T) / m^2`` when ``m <= d`` (and from the d x d ones otherwise).
-    With ``taylor_order=None`` the exact logarithm is used:
+    ``S_p = p^T J_m p / m``, ``S_z = z^T J_m z / m``; for ``m <= d`` the traces come from
+    ``G = z_c z_c^T / m`` and ``B = (z_c p_c^T)(p_c z_c^T) / m^2``, and the exact logarithm is
     ``log(S_z + mu I) = log(mu) I + z_c^T g(G) z_c / m`` with ``g(x) = log(1 + x / mu) / x``.
 
     Args:

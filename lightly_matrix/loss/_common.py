@@ -22,13 +22,12 @@ __all__ = ["BatchLoss", "check_number", "check_positive_int"]
 class BatchLoss(nn.Module):
     """Base of the losses: checks the inputs and runs the matrix math on the global batch.
 
-    The losses return a scalar tensor: float32, or float64 for float64 inputs. A hyper-parameter
-    out of its range (NaN and inf included) is a ``ValueError`` naming it and the range.
+    The losses return a float32 scalar (float64 for float64 inputs); a hyper-parameter out of
+    range is a ``ValueError`` naming it.
 
     Attributes:
-        gather_distributed: Gather the rows of all processes first, so the loss is that of the
-            global batch (gradients stay correct; one row per process is enough). Without an
-            initialised process group the local batch is used, as in Lightly's losses.
+        gather_distributed: Gather the rows of all processes first (the global batch's loss);
+            without an initialised process group the local batch is used, as in Lightly's.
     """
 
     def __init__(self, gather_distributed: bool = False) -> None:
@@ -62,8 +61,7 @@ class BatchLoss(nn.Module):
     def global_batch(self, *inputs: Tensor, normalize: bool = True) -> Iterator[list[Tensor]]:
         """The checked inputs in float32 (float64 if any is), gathered, rows L2-normalised.
 
-        The block runs with autocast off: logdet, eigh and logs need fp32 or fp64, so the
-        matrix math is an fp32 island whatever precision the model trains in.
+        The block runs with autocast off: logdet, eigh and logs need fp32 or fp64.
 
         Raises:
             ValueError: Inputs that are not 2-D floating-point tensors of one shape, or a
@@ -72,11 +70,9 @@ class BatchLoss(nn.Module):
         name = type(self).__name__
         for x in inputs:
             if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point():
-                got = (
-                    f"shape {tuple(x.shape)}, {x.dtype}"
-                    if isinstance(x, Tensor)
-                    else type(x).__name__
-                )
+                got = type(x).__name__
+                if isinstance(x, Tensor):
+                    got = f"shape {tuple(x.shape)}, {x.dtype}"
                 raise ValueError(
                     f"{name} expects 2-D floating-point inputs of shape (batch, dim), got {got}; "
                     "flatten the features first, e.g. x.flatten(start_dim=1)."
@@ -89,12 +85,8 @@ class BatchLoss(nn.Module):
             )
         dtype = torch.float64 if any(x.dtype == torch.float64 for x in inputs) else torch.float32
         device = inputs[0].device.type
-        island = (
-            torch.autocast(device, enabled=False)
-            if is_autocast_available(device)
-            else nullcontext()
-        )
-        with island:
+        amp = is_autocast_available(device)
+        with torch.autocast(device, enabled=False) if amp else nullcontext():
             rows = [self._gather(x.to(dtype)) for x in inputs]
             if rows[0].shape[0] < 2:
                 raise ValueError(
@@ -105,8 +97,7 @@ class BatchLoss(nn.Module):
             yield [F.normalize(r, dim=1) for r in rows] if normalize else rows
 
     def _gather(self, x: Tensor) -> Tensor:
-        # Lightly's autograd-aware all-gather: its backward sums every rank's contribution
-        # (the M-MAE reference code keeps only the local one, off by the world size).
+        # Lightly's gather sums every rank's gradient (M-MAE's code keeps the local one only).
         if not self.gather_distributed or lightly_dist.world_size() == 1:
             return x
         return torch.cat(lightly_dist.gather(x.contiguous()), dim=0)

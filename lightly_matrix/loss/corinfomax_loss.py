@@ -27,11 +27,9 @@ class CorInfoMaxLoss(BatchLoss):
     - ``cov_loss = -(logdet(R_1 + eps I) + logdet(R_2 + eps I)) / D``
     - ``loss = alpha * mean((z_1 - z_2)^2) + cov_weight * cov_loss``
 
-    The momenta weigh the OLD estimate (0.01: mostly the current batch). The statistics are
-    float64 buffers: saved in ``state_dict``, moved by ``.to()`` (move a criterion made outside
-    the model once with ``criterion.to(device)``), updated in training mode only. A (global)
-    batch smaller than D warns once: each step's covariance has rank < D and training tends to
-    plateau; the published runs use 3 to 8 times D.
+    The momenta weigh the OLD estimate. The float64 statistics are saved in ``state_dict``,
+    moved by ``.to()`` and updated in training mode only. A (global) batch smaller than D warns
+    once (rank-deficient covariances; the published runs use 3 to 8 times D).
 
     - [0] Ozsoy et al., Self-Supervised Learning with an Information Maximization Criterion,
       NeurIPS 2022, https://arxiv.org/abs/2209.07999
@@ -46,7 +44,7 @@ class CorInfoMaxLoss(BatchLoss):
         eps: Ridge added before the log-determinant.
         normalize: L2-normalise the embeddings first (every published run does).
         gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
-        la_R: The authors' name of ``cov_momentum`` (for code ported from theirs).
+        la_R: The authors' name of ``cov_momentum``.
         la_mu: The authors' name of ``mean_momentum``.
         R_ini: The authors' name of ``cov_init``.
 
@@ -54,7 +52,7 @@ class CorInfoMaxLoss(BatchLoss):
         >>> import torch
         >>> from lightly_matrix.loss import CorInfoMaxLoss
         >>> loss_fn = CorInfoMaxLoss(dim=64)
-        >>> z0 = torch.randn(128, 64, requires_grad=True)  # batch >= dim, see above
+        >>> z0 = torch.randn(128, 64, requires_grad=True)  # batch >= dim
         >>> z1 = torch.randn(128, 64, requires_grad=True)
         >>> loss = loss_fn(z0, z1)
         >>> loss.backward()
@@ -87,9 +85,8 @@ class CorInfoMaxLoss(BatchLoss):
         super().__init__(gather_distributed)
         self.dim = check_positive_int("dim", dim, hint="it is the projector output size")
         self.alpha = check_number("alpha", alpha, low=0.0, hint="the invariance weight (250-2000).")
-        self.cov_weight = check_number(
-            "cov_weight", cov_weight, low=0.0, hint="the log-determinant weight (1 in the paper)."
-        )
+        hint = "the log-determinant weight (1 in the paper)."
+        self.cov_weight = check_number("cov_weight", cov_weight, low=0.0, hint=hint)
         cov_momentum = self.resolve_alias("cov_momentum", cov_momentum, "la_R", la_R)
         mean_momentum = self.resolve_alias("mean_momentum", mean_momentum, "la_mu", la_mu)
         self.cov_momentum, self.mean_momentum = (
@@ -124,7 +121,7 @@ class CorInfoMaxLoss(BatchLoss):
     def _updated_stats(self, z: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """New running mean and covariance (old ones detached), ``logdet(new covariance + eps I)``.
 
-        With fewer rows than dimensions, by the matrix determinant lemma
+        For N < D, by the matrix determinant lemma
         ``logdet(A + c Zc^T Zc) = logdet(A) + logdet(I_N + c W^T W)`` (``A = L L^T``,
         ``W = L^-1 Zc^T``), so the D x D Cholesky factor needs no backward pass.
         """

@@ -9,15 +9,12 @@ from lightly_matrix.loss._common import BatchLoss, check_number
 
 
 class MatrixEntropyLoss(BatchLoss):
-    """Negative total coding rate ``-logdet(I_d + gram_scale / d * F^T F)``, M-MAE's regulariser
-    [0].
+    """Negative coding rate ``-logdet(I_d + gram_scale / d * F^T F)``: M-MAE's regulariser [0].
 
-    ``F`` holds the (gathered, L2-normalised, optionally centred) features, one row per sample;
-    the divisor is the feature dimension ``d`` and there is no 1/2 factor, as in the authors'
-    code. M-MAE adds ``lamb * reg`` to the MAE loss: pass ``weight=lamb`` (their ViT-L run:
-    ``lamb = 0.01``, ``gram_scale = 3``). Its second-order term is U-MAE's
-    (:class:`~lightly_matrix.loss.UMAELoss`). The feature is the encoder's CLS token after the
-    ViT's final LayerNorm (the authors apply one more: ``double_norm`` of the M-MAE method).
+    ``F``: the gathered, L2-normalised (optionally centred) features, one row per sample; divisor
+    ``d`` and no 1/2 factor, as in the authors' code. M-MAE adds ``lamb * reg`` to the MAE loss
+    (``weight=lamb``; their ViT-L run: 0.01, ``gram_scale = 3``) on the CLS token after the final
+    LayerNorm. Its second-order term is U-MAE's (:class:`~lightly_matrix.loss.UMAELoss`).
 
     - [0] Yang et al., Information Flow in Self-Supervised Learning,
       https://arxiv.org/abs/2309.17281
@@ -27,7 +24,7 @@ class MatrixEntropyLoss(BatchLoss):
         centering: Subtract the batch mean of the normalised features first.
         gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
         weight: Factor applied to the returned value (finite, >= 0); M-MAE's ``lamb``.
-        mu: The authors' name of ``gram_scale`` (for code ported from theirs).
+        mu: The authors' name of ``gram_scale``.
 
     Examples:
         >>> import torch

@@ -11,21 +11,18 @@ from lightly_matrix.loss._common import BatchLoss, check_number, check_positive_
 class MatrixSSLLoss(BatchLoss):
     """Matrix-SSL loss of one (online, target) pair, as proposed in [0].
 
-    The letters are the paper's and the authors' code's: ``z`` is the ONLINE output (predictor
-    of the student network, receives the gradient) and ``p`` the TARGET (projection of the EMA
-    teacher, no gradient); the call is ``loss_fn(z, p)``, i.e. ``loss_fn(online, target)``.
-    The loss is not symmetric: a call whose first argument has no gradient while the second
-    has one (Lightly's ``byol.py`` calls its criterion as (teacher, student)) warns once.
-    After gathering and L2-normalising every row, with ``J_m`` the centering matrix:
+    ``z`` is the ONLINE output (student predictor, gets the gradient) and ``p`` the TARGET (EMA
+    teacher projection): ``loss_fn(z, p)``. The loss is not symmetric; a first argument without
+    gradient and a second with one warns once. With rows gathered and L2-normalised, ``J_m`` the
+    centering matrix:
 
     - uniformity ``U = MCE(target_scale I, p^T J_m z / m + ridge I)``,
     - alignment ``A = MCE(p^T J_m p / m + ridge I, z^T J_m z / m + ridge I)``,
     - loss ``U + gamma * A`` with ``MCE(P, Q) = tr(-P log Q)``.
 
-    For two views the paper's objective is ``0.5 * (loss_fn(z1, p2) + loss_fn(z2, p1))``.
-    ``log`` is the authors' Taylor series around I, or the exact logarithm with
-    ``taylor_order=None``; the paper's ``+ tr(Q)`` is omitted as in the authors' code. Every trace
-    is taken on the smaller of the m x m and d x d sides.
+    For two views: ``0.5 * (loss_fn(z1, p2) + loss_fn(z2, p1))``. ``log`` is the authors' Taylor
+    series around I (``taylor_order=None``: exact); the paper's ``+ tr(Q)`` is omitted as in
+    their code.
 
     - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024,
       https://arxiv.org/abs/2305.17326
@@ -36,7 +33,7 @@ class MatrixSSLLoss(BatchLoss):
         ridge: Ridge ``ridge * I`` added to every covariance (finite, > 0).
         taylor_order: Terms of the Taylor logarithm, or None for the exact logarithm.
         gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
-        lamda: The paper's and authors' name of ``target_scale`` (for code ported from theirs).
+        lamda: The paper's and authors' name of ``target_scale``.
         mu: The authors' name of ``ridge``.
 
     Examples:
@@ -70,9 +67,8 @@ class MatrixSSLLoss(BatchLoss):
         self.target_scale = check_number(
             "target_scale", target_scale, low=0.0, low_open=True, hint="the paper's runs use 1.0."
         )
-        self.ridge = check_number(
-            "ridge", ridge, low=0.0, low_open=True, hint="it keeps the logarithm defined (use 1.0)."
-        )
+        hint = "it keeps the logarithm defined (use 1.0)."
+        self.ridge = check_number("ridge", ridge, low=0.0, low_open=True, hint=hint)
         if taylor_order is not None:
             check_positive_int("taylor_order", taylor_order, hint="or None: the exact logarithm")
         self.taylor_order = taylor_order
@@ -81,10 +77,8 @@ class MatrixSSLLoss(BatchLoss):
         """Loss of one pair.
 
         Args:
-            online: ``z``, the online predictor output of shape (batch, dim); it receives the
-                gradient and plays Q in the alignment term.
-            target: ``p``, the teacher projection of shape (batch, dim), usually without
-                gradient; it plays P in the alignment term.
+            online: ``z``, the online predictor output (batch, dim); Q of the alignment term.
+            target: ``p``, the teacher projection (batch, dim); P of the alignment term.
         """
         if target.requires_grad and not online.requires_grad:
             self.warn_once(

@@ -21,29 +21,25 @@ def mec_mu(batch_size: int, dim: int) -> float:
 class MECLoss(BatchLoss):
     """Maximum Entropy Coding loss of one (online, target) pair, as in the authors' code [0].
 
-    After gathering and L2-normalising every row of the online output ``z`` and the target
-    ``p`` (both m x d), with ``lamda = d / (m * eps_squared)`` (:func:`mec_lamda`):
+    With the rows of ``z`` (online) and ``p`` (target), m x d, gathered and L2-normalised and
+    ``lamda = d / (m * eps_squared)``:
 
     ``loss = -1 / (m * lamda) * logdet(I + lamda * p^T z)``
 
-    where ``logdet`` is its Taylor series of order ``taylor_order``, or the exact ``log|det|``
-    with ``taylor_order=None``. The paper's objective ``-mu * logdet(...)`` (``mu = (m + d) / 2``,
-    :func:`mec_mu`) is divided by ``mu * m * lamda`` as in the authors' code, so the first-order
-    term is BYOL's negative cosine similarity whatever ``lamda`` is.
+    with ``logdet`` the Taylor series of order ``taylor_order`` (None: exact ``log|det|``). The
+    paper's ``-mu * logdet(...)`` (``mu = (m + d) / 2``) is divided by ``mu * m * lamda`` as in
+    the authors' code: the first-order term is BYOL's negative cosine similarity.
 
-    The series converges only where the spectrum of ``lamda * p^T z`` lies inside the unit disc
-    (a collapsed batch has an eigenvalue near ``d / eps_squared``), so the authors start with
-    ``eps_squared`` 8 times larger and bring it down over the 10 warm-up epochs: pass the current
-    value as ``forward(..., eps_squared=...)``. The loss is symmetric in its two arguments.
+    The series converges only for a spectrum of ``lamda * p^T z`` inside the unit disc, so the
+    authors start with ``eps_squared`` 8 times larger over the 10 warm-up epochs: pass it as
+    ``forward(..., eps_squared=...)``. The loss is symmetric in its two arguments.
 
     - [0] Liu et al., Self-Supervised Learning via Maximum Entropy Coding, NeurIPS 2022,
       https://arxiv.org/abs/2210.11464
 
     Args:
-        eps_squared: ``eps^2``, the squared upper bound of the expected decoding error (finite,
-            > 0); the authors' default 64 (``--eps`` in their ``main_pretrain.py``).
-        taylor_order: Terms of the Taylor series (the authors use 4), or None for the exact
-            log-determinant.
+        eps_squared: ``eps^2``, the squared decoding error bound (> 0); the authors' ``--eps`` 64.
+        taylor_order: Terms of the Taylor series (authors: 4), or None for the exact logdet.
         gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
 
     Examples:
@@ -75,8 +71,8 @@ class MECLoss(BatchLoss):
         """Loss of one pair.
 
         Args:
-            online: ``z``, the online predictor output of shape (batch, dim).
-            target: ``p``, the teacher projection of shape (batch, dim).
+            online: ``z``, the online predictor output (batch, dim).
+            target: ``p``, the teacher projection (batch, dim).
             eps_squared: This step's ``eps^2`` (e.g. during the warm-up); None: the attribute.
         """
         eps2 = self.eps_squared if eps_squared is None else _check_eps_squared(eps_squared)

@@ -2,7 +2,7 @@
 ``custom_imports = dict(imports=['lightly_matrix.mmdet'], allow_failed_imports=False)``."""
 
 from lightly_matrix.mmdet.coco_metric import ClasswiseCocoMetric
-from lightly_matrix.mmdet.init import PretrainedOrDefault, pretrained_init_cfg
+from lightly_matrix.mmdet.init import PretrainedOrDefault
 from lightly_matrix.mmdet.norm import LayerNorm2d
 from lightly_matrix.mmdet.precise_bn import PreciseBNHook, recompute_bn_stats
 from lightly_matrix.mmdet.res_layer import ResLayerExtraNorm
@@ -17,6 +17,5 @@ __all__ = [
     "PretrainedOrDefault",
     "ResLayerExtraNorm",
     "TimmViTSimplePyramid",
-    "pretrained_init_cfg",
     "recompute_bn_stats",
 ]

@@ -1,9 +1,7 @@
 """COCO evaluation that keeps the AP of every category for boxes and for masks.
 
-mmdet's ``CocoMetric(classwise=True)`` names each category's AP ``{category}_precision`` for
-every IoU type, so with ``metric=['bbox', 'segm']`` the mask values overwrite the box values.
-``ClasswiseCocoMetric`` runs mmdet's code one IoU type at a time and logs
-``coco/{iou_type}_{category}_precision``, which ``lightly-matrix report`` draws.
+mmdet's ``CocoMetric(classwise=True)`` lets the mask APs overwrite the box APs of a category;
+this one logs ``coco/{iou_type}_{category}_precision``, which ``lightly-matrix report`` draws.
 """
 
 from __future__ import annotations

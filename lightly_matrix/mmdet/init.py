@@ -1,13 +1,11 @@
 """``init_cfg=dict(type='PretrainedOrDefault', checkpoint=None, prefix='backbone.')``: random
 weights as it stands, an exported file with ``--cfg-options model.backbone.init_cfg.checkpoint=F``.
 
-mmengine's ``Pretrained`` cannot hold ``checkpoint=None``, and ``init_cfg=None`` cannot take a
-nested override (mmengine refuses to merge a dict into ``None``); this initializer does both.
+mmengine's ``Pretrained`` cannot hold ``checkpoint=None`` and ``init_cfg=None`` takes no nested
+override.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from mmdet.models.backbones import ResNet
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
@@ -27,11 +25,8 @@ _RESNET_DEFAULT_INIT = [
 class PretrainedOrDefault(PretrainedInit):
     """mmengine's ``Pretrained`` when ``checkpoint`` is set; else the module's default init.
 
-    Without a checkpoint, mmdet's ``ResNet`` and RoI ``ResLayer`` (and our
-    ``ResLayerExtraNorm``) get exactly the initialisation they get with ``init_cfg=None``
-    (Kaiming convolutions, unit norms, zero-initialised last norm of each residual block where
-    ``zero_init_residual``); other modules keep the weights they were constructed with. (mmengine
-    runs this before the children's own ``init_weights``, which re-initialise nothing here.)
+    Without a checkpoint, mmdet's ``ResNet`` and RoI ``ResLayer`` get exactly their
+    ``init_cfg=None`` initialisation; other modules keep their constructed weights.
 
     Args:
         checkpoint: Exported file (see :func:`lightly_matrix.export.export_backbone`) or any
@@ -72,8 +67,3 @@ class PretrainedOrDefault(PretrainedInit):
         if self.checkpoint is None:
             return f"{self.__class__.__name__}: default initialisation (no checkpoint)"
         return super()._get_init_info()
-
-
-def pretrained_init_cfg(checkpoint: Any = None) -> dict[str, Any]:
-    """The ``init_cfg`` our configs use, loading ``checkpoint`` (``None``: random weights)."""
-    return dict(type="PretrainedOrDefault", checkpoint=checkpoint, prefix="backbone.")

@@ -20,9 +20,7 @@ NAME = "LightlyMatrixLN2d"
 class LayerNorm2d(TimmLayerNorm2d):
     """LayerNorm over the channels of an NCHW map (ViTDet's pyramid and head norm).
 
-    timm's ``LayerNorm2d`` at ``eps=1e-5``, what mmcv's ``build_norm_layer`` gives the heads'
-    norms, so pyramid and heads agree; ``norm_cfg=dict(type='LightlyMatrixLN2d', eps=1e-6)``
-    gives Detectron2's value (outputs change by about 5e-6).
+    timm's ``LayerNorm2d`` at mmcv's ``eps=1e-5``, as the heads' norms (Detectron2: 1e-6).
 
     Args:
         num_channels: Channels of the input map.
@@ -42,12 +40,8 @@ class LayerNorm2d(TimmLayerNorm2d):
 
 
 def build_norm(norm_cfg: dict[str, Any], channels: int) -> nn.Module:
-    """mmcv's ``build_norm_layer``, with our name resolved here: mmcv looks names up in the
-    current default scope, which is not mmdet's when a backbone is built on its own."""
+    """mmcv's ``build_norm_layer``, our name resolved here (the default scope may not be mmdet)."""
     cfg = dict(norm_cfg)
     if cfg["type"] == NAME:
         cfg["type"] = LayerNorm2d
     return build_norm_layer(cfg, channels)[1]
-
-
-__all__ = ["NAME", "LayerNorm2d", "build_norm"]

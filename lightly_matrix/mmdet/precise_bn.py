@@ -1,9 +1,8 @@
 """Precise BatchNorm statistics before evaluation, as Detectron2's ``TEST.PRECISE_BN`` [0].
 
-MoCo's detection code [1] (which Matrix-SSL and CorInfoMax ran for their COCO tables) replaces
-the moving averages of every BN layer, taken under changing weights, by the plain average of
-the batch statistics over 200 training batches with the final weights. mmdet and mmengine have
-no such hook (mmpretrain, not a dependency, has one), hence ``PreciseBNHook``::
+MoCo's detection code [1] (used for Matrix-SSL's and CorInfoMax's COCO tables) replaces every
+BN layer's moving averages by the batch statistics averaged over 200 training batches with the
+final weights; mmdet and mmengine have no such hook::
 
     custom_hooks = [dict(type='PreciseBNHook', num_iters=200)]
 
@@ -37,8 +36,7 @@ from lightly_matrix.utils.checks import check_positive_int
 
 
 class _Uncopied:
-    """The built training set through ``build_dataloader``'s deep copy of its config: a copy of
-    a built COCO set would cost seconds and its memory a second time."""
+    """The built training set, not deep-copied by ``build_dataloader`` (seconds and memory)."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -68,7 +66,7 @@ def bn_layers(model: nn.Module) -> dict[str, _BatchNorm]:
 
 
 def _stats(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Running mean, variance and call count (there: :func:`bn_layers` keeps only such layers)."""
+    """Running mean, variance and call count."""
     mean, var, count = bn.running_mean, bn.running_var, bn.num_batches_tracked
     assert mean is not None and var is not None and count is not None
     return mean, var, count
@@ -95,17 +93,15 @@ def recompute_bn_stats(
 ) -> list[str]:
     """Replace the running mean and variance of every BN layer by averages over ``num_iters``.
 
-    torch's ``update_bn`` (``momentum=None``: a cumulative average) makes each layer's statistics
-    the mean over its calls of the batch means and unbiased variances. Parameters, momentum and
-    train/eval modes are kept; a failing forward leaves the statistics as they were.
+    Uses torch's ``update_bn`` (a cumulative average of batch means and unbiased variances);
+    momentum and train/eval modes are kept; a failing forward leaves the statistics unchanged.
 
     Args:
         model: The model (or its unwrapped module) whose BN layers are recomputed.
         batches: Training batches (a list, a data loader); iterated anew if it ends early.
         num_iters: How many batches to run.
         forward: Runs one batch through ``model`` (default: ``model(batch)``).
-        reduce: Sums a tensor in place over processes (distributed runs: ``all_reduce``), so
-            that every process averages over all processes' batches.
+        reduce: Sums a tensor in place over processes (``all_reduce``), to average over all.
 
     Returns:
         Names of the BN layers that no batch reached; they keep their statistics.
@@ -164,11 +160,8 @@ def recompute_bn_stats(
 class PreciseBNHook(Hook):
     """Recompute BN statistics over ``num_iters`` training batches before each evaluation.
 
-    It runs after the last training iteration or epoch and before every validation on the way,
-    ahead of the checkpoint hook, so the saved checkpoint and the final test both use the
-    recomputed statistics. The batches come from a second loader over the training set (another
-    seed, non-persistent workers), so the training loop's own data order is untouched. In
-    distributed runs the sums are all-reduced: every process gets the average over all batches.
+    It runs before every validation and after training, ahead of the checkpoint hook, on a
+    second loader over the training set (another seed), so the loop's data order is untouched.
 
     Args:
         num_iters: Training batches to average over (Detectron2's ``PRECISE_BN.NUM_ITER``: 200).
@@ -189,9 +182,7 @@ class PreciseBNHook(Hook):
     @staticmethod
     def _validates_now(runner: Any, done: int, total: int) -> bool:
         loop = runner.train_loop
-        if done == total:
-            return True
-        return (
+        return done == total or (
             runner.val_loop is not None and done >= loop.val_begin and done % loop.val_interval == 0
         )
 
@@ -208,18 +199,14 @@ class PreciseBNHook(Hook):
             self.recompute(runner)
 
     def _loader(self, runner: Any) -> Any:
-        """A second loader over the already-built training set (the loop's stays untouched)."""
         cfg = runner.cfg.get("train_dataloader")
         if not isinstance(cfg, dict):  # a Runner built from arguments keeps them here
             cfg = runner._train_dataloader
         if not isinstance(cfg, dict):
             raise ValueError("PreciseBNHook needs train_dataloader as a config dict")
         cfg = dict(cfg, dataset=_Uncopied(runner.train_dataloader.dataset))
-        cfg.pop("persistent_workers", None)
-        if cfg.get("num_workers"):
-            cfg["persistent_workers"] = False
+        cfg["persistent_workers"] = False
         diff_rank_seed = bool((runner.cfg.get("randomness") or {}).get("diff_rank_seed", False))
-        # Another seed than the training loader's: other batches than its first ones.
         return runner.build_dataloader(cfg, seed=runner.seed + 1, diff_rank_seed=diff_rank_seed)
 
     def recompute(self, runner: Any) -> None:
@@ -235,23 +222,14 @@ class PreciseBNHook(Hook):
             amp = isinstance(wrapper, OptimWrapper)
             with wrapper.optim_context(model) if amp else contextlib.nullcontext():
                 data = model.data_preprocessor(batch, True)
-                return (
-                    model(**data, mode="loss")
-                    if isinstance(data, dict)
-                    else model(*data, mode="loss")
-                )
+                if isinstance(data, dict):
+                    return model(**data, mode="loss")
+                return model(*data, mode="loss")
 
-        print_log(
-            f"PreciseBN: recomputing the statistics of {len(layers)} BN layers over"
-            f" {self.num_iters} training batches",
-            logger="current",
-        )
+        msg = f"PreciseBN: recomputing {len(layers)} BN layers over {self.num_iters} batches"
+        print_log(msg, logger="current")
         reduce = functools.partial(all_reduce, op="sum")
         unreached = recompute_bn_stats(model, self._loader(runner), self.num_iters, forward, reduce)
         if unreached:
-            print_log(
-                f"PreciseBN: {len(unreached)} BN layers saw no batch and keep their statistics:"
-                f" {', '.join(unreached[:5])}",
-                logger="current",
-                level=logging.WARNING,
-            )
+            msg = f"PreciseBN: {len(unreached)} BN layers saw no batch and keep their statistics"
+            print_log(f"{msg}: {', '.join(unreached[:5])}", logger="current", level=logging.WARNING)

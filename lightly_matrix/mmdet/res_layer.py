@@ -15,8 +15,7 @@ from torch import Tensor
 class ResLayerExtraNorm(ResLayer):
     """mmdet's ``ResLayer`` shared head followed by one more normalisation layer.
 
-    MoCo's C4 recipe adds a BN on res5's output so that the box and mask heads see normalised
-    features. The extra layer is new (not in the pretrained checkpoint) and starts as the identity.
+    MoCo's C4 recipe adds a BN on res5's output; it is new (not pretrained).
 
     Args:
         depth: ResNet depth (18, 34, 50, 101, 152).
@@ -24,12 +23,7 @@ class ResLayerExtraNorm(ResLayer):
         **kwargs: Passed on to mmdet's ``ResLayer`` (``stage``, ``stride``, ``style`` ...).
     """
 
-    def __init__(
-        self,
-        depth: int,
-        norm_cfg: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, depth: int, norm_cfg: dict[str, Any] | None = None, **kwargs: Any) -> None:
         norm_cfg = norm_cfg or dict(type="BN", requires_grad=True)
         super().__init__(depth, norm_cfg=norm_cfg, **kwargs)
         block, _ = ResNet.arch_settings[depth]

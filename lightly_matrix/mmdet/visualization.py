@@ -1,7 +1,6 @@
 """The first few test images drawn by mmdet's ``DetVisualizationHook``, for the run report.
 
-mmdet's hook draws every test image when ``draw=True`` (5,000 for COCO val2017, minutes); this
-one stops after ``max_images``, on the main process, writing to ``WORK_DIR/TIMESTAMP/test_out_dir``.
+mmdet's hook draws every test image (5,000 for COCO val2017, minutes); this one stops early.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ class FirstImagesVisualizationHook(DetVisualizationHook):
 
     Args:
         max_images: Test images to draw (0: none).
-        **kwargs: ``DetVisualizationHook``'s arguments (``draw``, ``score_thr``,
-            ``test_out_dir``, ...).
+        **kwargs: ``DetVisualizationHook``'s arguments (``draw``, ``test_out_dir``, ...).
     """
 
     test_out_dir: str | None
@@ -35,8 +33,7 @@ class FirstImagesVisualizationHook(DetVisualizationHook):
         self._drawn = 0
 
     def before_test(self, runner: Any) -> None:
-        # mmdet joins work_dir/timestamp onto test_out_dir at every iteration; made absolute
-        # once here, the join leaves it as it is.
+        # Absolute once here: mmdet joins work_dir/timestamp onto it at every iteration.
         if self.test_out_dir is not None:
             self.test_out_dir = osp.abspath(
                 osp.join(runner.work_dir, runner.timestamp, self.test_out_dir)

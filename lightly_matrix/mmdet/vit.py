@@ -1,7 +1,6 @@
 """A timm Vision Transformer with a simple feature pyramid, as an mmdet backbone (ViTDet style).
 
-mmdet 3.3.0's wheel has no ViT detection backbone: the plain ViT runs on the padded detection
-image (position embedding interpolated) and a simple feature pyramid (Li et al., 2022) turns its
+mmdet 3.3.0 has no ViT detection backbone: a simple feature pyramid (Li et al., 2022) turns the
 last map into the strides 4 to 64 of mmdet's FPN heads, so no neck is needed.
 """
 
@@ -27,12 +26,10 @@ from lightly_matrix.mmdet.vitdet import token_map, windowed_blocks
 class TimmViTSimplePyramid(BaseModule):
     """timm ViT + simple feature pyramid, returning five maps (strides 4 to 64).
 
-    Pretrained weights load under ``vit.`` (timm's key names): an exported file fits with
-    ``init_cfg=dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``; the pyramid is new.
+    Pretrained weights load under ``vit.`` (timm's key names); the pyramid is new.
 
-    ViTDet mode (``window_size > 0`` or ``use_rel_pos``): the blocks are ViTDet's
-    (:mod:`lightly_matrix.mmdet.vitdet`), the same file loads, and the class token and final
-    norm are loaded but unused (frozen), as in ViTDet.
+    ViTDet mode (``window_size > 0`` or ``use_rel_pos``): ViTDet's blocks; the same file loads,
+    the class token and final norm stay unused (frozen).
 
     Args:
         model_name: timm model name, e.g. ``'vit_base_patch16_224'``.
@@ -41,16 +38,13 @@ class TimmViTSimplePyramid(BaseModule):
         in_chans: Input channels.
         final_norm: The ViT has a final LayerNorm (MAE-style encoders do).
         out_channels: Channels of every pyramid level.
-        norm_cfg: Norm of the pyramid: ``dict(type='LightlyMatrixLN2d')`` (the default) or any
-            mmcv norm such as ``dict(type='SyncBN')``.
+        norm_cfg: Norm of the pyramid (default ``dict(type='LightlyMatrixLN2d')``) or any mmcv norm.
         drop_path_rate: Stochastic depth of the ViT blocks.
         window_size: ViTDet window attention, tokens per window side (ViT-B: 14); 0: global.
-        global_attn_indexes: Blocks keeping global attention; ``None``: the last block of each
-            quarter (ViT-B: 2, 5, 8, 11).
+        global_attn_indexes: Blocks keeping global attention; ``None``: the last of each quarter.
         use_rel_pos: ViTDet's relative position biases (new, zero-initialised parameters).
-        det_img_size: Detector input side the global blocks' relative position tables are made
-            for (ViTDet: 1024, the padded LSJ crop); other inputs interpolate them.
-        init_cfg: mmengine initialisation config (``Pretrained`` for our exported files).
+        det_img_size: Detector input side the relative position tables are sized for (1024).
+        init_cfg: mmengine initialisation config.
     """
 
     strides: tuple[int, ...] = (4, 8, 16, 32)
@@ -135,14 +129,10 @@ class TimmViTSimplePyramid(BaseModule):
         return tuple(outs)
 
     def pretrained_keys(self) -> list[str]:
-        """State-dict keys a pretrained checkpoint must provide: the ViT's, except ViTDet's
-        relative position tables (new, like the pyramid)."""
+        """State-dict keys a pretrained checkpoint must provide: the ViT's but ``new_keys``."""
         new = set(self.new_keys())
         return [k for k in self.state_dict() if k.startswith("vit.") and k not in new]
 
     def new_keys(self) -> list[str]:
         """The ViT's parameters no pretrained ViT has: ViTDet's relative position tables."""
         return [k for k in self.state_dict() if re.search(r"\.attn\.rel_pos_[hw]$", k)]
-
-
-__all__ = ["TimmViTSimplePyramid"]

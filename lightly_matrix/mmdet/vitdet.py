@@ -1,10 +1,8 @@
 """ViTDet's changes to a plain ViT for detection (Li et al., 2022 [0]), on timm's building blocks.
 
-ViTDet fine-tunes a plain, MAE-pretrained ViT at 1024 px with window attention in most blocks
-and global attention in the last block of each quarter, zero-initialised relative position
-biases on top of the interpolated absolute position embedding, and layer-wise lr decay. The
-blocks are timm's Segment-Anything ViT blocks (the ViTDet design), whose parameter names equal
-those of timm's ``VisionTransformer`` blocks: MAE weights load unchanged, only ``rel_pos_*`` is new.
+Window attention except in the last block of each quarter, zero-initialised relative position
+biases and layer-wise lr decay, on timm's Segment-Anything blocks, whose parameter names equal
+``VisionTransformer``'s: MAE weights load unchanged, only ``rel_pos_*`` is new.
 
 [0] Li, Mao, Girshick, He. "Exploring Plain Vision Transformer Backbones for Object Detection",
 ECCV 2022, arXiv 2203.16527.
@@ -30,9 +28,7 @@ _BLOCK_INDEX = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
 
 def global_block_indexes(depth: int) -> tuple[int, ...]:
-    """The last block of each quarter of a ``depth``-block ViT: ViTDet's global-attention blocks.
-
-    Depths not divisible by 4 get the last block only.
+    """ViTDet's global-attention blocks: the last of each quarter (else the last block only).
 
     Examples:
         >>> global_block_indexes(12), global_block_indexes(24)
@@ -57,8 +53,7 @@ def windowed_blocks(
         window_size: Tokens per window side; ``0``: global attention everywhere.
         global_attn_indexes: Blocks with global attention (``None``: :func:`global_block_indexes`).
         use_rel_pos: Add (zero-initialised) decomposed relative position biases to attention.
-        grid_size: Token grid side of the detector input (ViTDet: 1024 / 16 = 64); sizes the
-            global blocks' relative position tables (other grids interpolate them).
+        grid_size: Token grid side of the detector input (ViTDet: 1024 / 16 = 64).
 
     Returns:
         Blocks taking and returning ``(batch, height, width, dim)`` token maps.
@@ -106,8 +101,7 @@ def windowed_blocks(
 
 
 def token_map(vit: Any, x: Tensor) -> Tensor:
-    """Patch tokens of images ``x`` plus the ViT's absolute position embedding, interpolated to
-    the input's token grid, without class/register tokens: ``(batch, height, width, dim)``."""
+    """Patch tokens plus interpolated position embedding, no prefix tokens: ``(B, H, W, dim)``."""
     x = vit.patch_embed(x)  # NHWC (timm with dynamic_img_size), padded to whole patches
     height, width = int(x.shape[1]), int(x.shape[2])
     prefix = 0 if vit.no_embed_class else int(vit.num_prefix_tokens)
@@ -138,11 +132,9 @@ def block_depth(name: str, num_layers: int) -> int:
 class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     """Layer-wise lr decay for a ViT detector backbone, as ViTDet fine-tunes (paper [0]).
 
-    A parameter at layer id ``l`` (:func:`block_depth`) trains at
-    ``lr * decay_rate ** (num_layers + 1 - l)``; biases, norms, position embeddings and class
-    tokens get no weight decay; frozen parameters are left out. mmdet's
-    ``LearningRateDecayOptimizerConstructor`` knows ConvNeXt's layer names only. ``paramwise_cfg``:
-    ``decay_rate`` (ViTDet: 0.7 for ViT-B, 0.8 for ViT-L/H) and ``num_layers`` (default: counted).
+    Layer id ``l`` (``block_depth``) trains at ``lr * decay_rate ** (num_layers + 1 - l)``; 1-D
+    parameters and tokens get no weight decay (mmdet's constructor knows only ConvNeXt's names).
+    ``paramwise_cfg``: ``decay_rate`` (ViTDet: 0.7 ViT-B, 0.8 ViT-L/H), ``num_layers`` (counted).
 
     Examples:
         >>> optim_wrapper = dict(  # in an mmdet config
@@ -153,7 +145,6 @@ class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     """
 
     def add_params(self, params: list[dict[str, Any]], module: nn.Module, **kwargs: Any) -> None:
-        """Append one parameter group per (layer id, decayed or not) to ``params``."""
         cfg = dict(self.paramwise_cfg)
         decay_rate = float(cfg.pop("decay_rate", 1.0))
         num_layers = cfg.pop("num_layers", None)
@@ -184,12 +175,3 @@ class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                 group["weight_decay"] = 0.0
             group["params"].append(param)
         params.extend(groups[key] for key in sorted(groups))
-
-
-__all__ = [
-    "ViTLayerDecayOptimizerConstructor",
-    "block_depth",
-    "global_block_indexes",
-    "token_map",
-    "windowed_blocks",
-]

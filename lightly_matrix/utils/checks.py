@@ -42,8 +42,6 @@ def check_number(
 ) -> float:
     """``value`` as a float if it is a finite real number in the given range, else a ValueError.
 
-    Finiteness is checked first: NaN fails every comparison, so a plain range check passes it.
-
     Examples:
         >>> check_number("gamma", 2, low=0.0)
         2.0
@@ -54,11 +52,9 @@ def check_number(
     """
     bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
     bounds += [f"{'<' if high_open else '<='} {high:g}"] if high is not None else []
-    v = (
-        float(value)
-        if isinstance(value, numbers.Real) and not isinstance(value, bool)
-        else math.nan
-    )
+    v = math.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        v = float(value)
     ok = math.isfinite(v)
     if ok and low is not None:
         ok = v > low if low_open else v >= low

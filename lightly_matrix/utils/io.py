@@ -1,7 +1,6 @@
 """Atomic file writes: a reader (or a kill at any moment) sees the old file or the new one.
 
-Every file the package rewrites goes through :func:`atomic_write`: a fsynced temporary file
-beside the target, with the permissions a new file would get, renamed over the target.
+A fsynced temporary file beside the target, with a new file's permissions, renamed over it.
 """
 
 from __future__ import annotations
@@ -16,11 +15,8 @@ from typing import IO, Any
 
 
 def current_umask() -> int:
-    """The process's umask, read without changing it where Linux shows it.
-
-    ``os.umask`` can only be read by setting it, which for a moment gives files that other
-    threads create (data loader workers, loggers) a umask of 0; ``/proc`` avoids that.
-    """
+    """The process's umask, from ``/proc`` where possible: ``os.umask`` reads it only by setting
+    it, briefly giving other threads' new files a umask of 0."""
     with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/status") as status:
         for line in status:
             if line.startswith("Umask:"):
@@ -31,7 +27,7 @@ def current_umask() -> int:
 
 
 def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
+    """Make a rename in ``folder`` durable (POSIX)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -43,8 +39,7 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Write ``path`` through ``write(binary_file)`` so that it is never seen half-written.
 
-    The temporary file (``.NAME.*.tmp`` beside ``path``) is removed if ``write`` raises, and
-    ``path`` then keeps its previous content. Parent folders are created. Returns ``path``.
+    If ``write`` raises, the temporary file is removed and ``path`` keeps its content.
 
     Raises:
         OSError: The folder cannot be created or written (nothing is changed).

@@ -1,11 +1,8 @@
 """One writer per output folder: an exclusive OS lock held for as long as a command writes there.
 
-Two ``pretrain``/``transfer``/``export`` processes started on one ``--out`` at the same moment
-would both pass the "is it empty?" check and then write into each other's files. The lock file
-is hidden (``.lightly-matrix.lock``), so the empty-folder checks ignore it; the kernel drops
-the lock when its process dies (``kill -9`` included), so a stale file never blocks a new run.
-``filelock`` (torch's dependency) is not used: it truncates the file when it *tries* to lock,
-erasing the holder's pid that the refusal names.
+Two processes on one ``--out`` would both pass the "is it empty?" check. The hidden lock file is
+ignored by those checks; the kernel drops the lock when its process dies. Not ``filelock``: it
+truncates the file when it *tries* to lock, erasing the holder's pid that the refusal names.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ def folder_lock(folder: Path, option: str = "--out") -> Iterator[None]:
 
     Args:
         folder: The output folder.
-        option: How the user named it, for the message (``--out``, ``--work-dir``).
+        option: Its option name for the message (``--out``, ``--work-dir``).
 
     Raises:
         UserError: Another process holds the folder's lock.

@@ -1,7 +1,6 @@
-"""Where a Lightning fit loop stands: read from a checkpoint dict or a live trainer, in one place.
+"""Where a Lightning fit loop stands, from a checkpoint dict or a live trainer.
 
-Lightning keeps no public "epochs finished" or "batches done in this epoch"; both live in its loop
-progress counters (``pytorch_lightning.loops.progress``), whose layout this module alone reads.
+Lightning has no public "epochs finished"; this module alone reads its loop progress counters.
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ class LoopProgress:
     """A fit loop's position; ``None`` where the source does not record it.
 
     Attributes:
-        epoch: Lightning's ``current_epoch``: the epoch in progress (for a save at an epoch's
-            end, the one just finished; for the end-of-training save, already the next one).
-        epochs_done: Epochs whose end hooks have run (where our checkpoint callback saves).
+        epoch: Lightning's ``current_epoch`` (at the end-of-training save, already the next).
+        epochs_done: Epochs whose end hooks have run.
         batches_done: Training batches finished in ``epoch``.
         global_step: Optimizer steps taken.
     """
@@ -34,8 +32,7 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _processed(counter: Any) -> int | None:
-    # ``processed`` counts an epoch (a batch) once its end hooks ran, where checkpoints are
-    # saved; ``completed`` only after them, so it lags by one in a checkpoint saved from them.
+    # ``completed`` lags ``processed`` by one in a checkpoint saved from the end hooks.
     current = counter.get("current") if isinstance(counter, Mapping) else None
     if not isinstance(current, Mapping):
         return None
@@ -45,8 +42,7 @@ def _processed(counter: Any) -> int | None:
 def checkpoint_progress(ckpt: Mapping[str, Any]) -> LoopProgress:
     """The position of a Lightning checkpoint dict; missing or odd entries give ``None``.
 
-    Without loop state (a hand-made checkpoint) ``epochs_done`` is ``epoch + 1``, right for the
-    end-of-epoch saves that such checkpoints are.
+    Without loop state (a hand-made checkpoint) ``epochs_done`` is ``epoch + 1``.
 
     Examples:
         >>> checkpoint_progress({"epoch": 2, "global_step": 30}).epochs_done

@@ -20,9 +20,7 @@ def first_line(err: BaseException) -> str:
 
 def plain_cell(value: Any) -> str:
     """A table cell: floats with 2 decimals, ``None`` empty, anything else ``str``."""
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return "" if value is None else str(value)
+    return f"{value:.2f}" if isinstance(value, float) else "" if value is None else str(value)
 
 
 def markdown_row(cells: Iterable[str]) -> str:
@@ -35,8 +33,7 @@ def markdown_table(
     columns: Sequence[tuple[str, str]],
     cell: Callable[[Any], str] = plain_cell,
 ) -> str:
-    """A Markdown table of ``rows`` (a missing key is the cell of ``None``) with ``(key, header)``
-    columns, each value formatted by ``cell``; no trailing newline.
+    """A Markdown table of ``rows`` with ``(key, header)`` columns, cells formatted by ``cell``.
 
     Examples:
         >>> columns = [("name", "run"), ("top1", "top-1")]
