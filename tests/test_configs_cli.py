@@ -87,7 +87,7 @@ def test_a_full_disk_leaves_no_file_and_the_retry_works(tmp_path, capsys, monkey
 
     out = tmp_path / "c4.py"
     argv = ["configs", "mask-rcnn_r50-c4_ms-1x_coco", "--out", str(out)]
-    monkeypatch.setattr(configs_cli.os, "fdopen", FullDisk)
+    monkeypatch.setattr(os, "fdopen", FullDisk)
     assert cli_main(argv) == 2
     assert str(out) in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one

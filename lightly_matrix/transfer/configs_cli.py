@@ -12,9 +12,7 @@ config (``mmengine.Config.dump``). An existing ``--out`` is never overwritten.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from lightly_matrix.transfer.configs import (
     resolve_config,
 )
 from lightly_matrix.user_files import check_writable
-from lightly_matrix.utils.io import current_umask
+from lightly_matrix.utils.io import atomic_write_text
 
 _RELATIVE_BASE = re.compile(r"""^_base_ = (["'])(\.{1,2}/[^"']+)\1""", re.MULTILINE)
 
@@ -64,14 +62,8 @@ def config_text(path: Path, resolved: bool = False) -> str:
 def write_new(out: Path, text: str) -> None:
     """Write ``text`` to ``out``, which must not exist yet; a failed write leaves no ``out``."""
     check_writable(out.parent, f"--out {out}")
-    tmp = None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.link(tmp, out)  # unlike a rename, never replaces an existing file
+        atomic_write_text(out, text, replace=False)
     except FileExistsError as err:
         what = "is a folder" if out.is_dir() else "already exists"
         raise UserError(f"{out} {what}; not overwriting it (choose another --out)") from err
@@ -79,9 +71,6 @@ def write_new(out: Path, text: str) -> None:
         raise UserError(
             f"cannot write {out}: {err.strerror or type(err).__name__}; choose another --out"
         ) from None
-    finally:
-        if tmp is not None:
-            os.unlink(tmp)
 
 
 def run(args: argparse.Namespace) -> int:

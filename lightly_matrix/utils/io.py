@@ -36,10 +36,11 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], replace: bool = True) -> Path:
     """Write ``path`` through ``write(binary_file)`` so that it is never seen half-written.
 
-    If ``write`` raises, the temporary file is removed and ``path`` keeps its content.
+    If ``write`` raises, the temporary file is removed and ``path`` keeps its content. With
+    ``replace=False`` an existing ``path`` is never replaced (``FileExistsError``), even by a race.
 
     Raises:
         OSError: The folder cannot be created or written (nothing is changed).
@@ -62,7 +63,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             os.fsync(f.fileno())
         # mkstemp creates 0600; give the file the permissions any new file would get.
         os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:  # a hard link, unlike a rename, fails on an existing target
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -70,9 +75,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     return path
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: str | Path, text: str, replace: bool = True) -> Path:
     """:func:`atomic_write` of a UTF-8 text."""
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")), replace)
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
