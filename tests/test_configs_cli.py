@@ -68,7 +68,6 @@ def test_a_full_disk_leaves_no_file_and_the_retry_works(tmp_path, capsys, monkey
     import errno
     import os
 
-
     real_fdopen = os.fdopen
 
     class FullDisk:
