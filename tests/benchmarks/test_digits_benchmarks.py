@@ -300,7 +300,9 @@ def test_search_resumes_and_chooses_each_method_and_twin_once_complete(
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(RuntimeError, match="killed"):
         tune_digits.main()
-    assert len(digits_runs.read_log(log)) == 8 and ran[0] == "byol/byol-cfg0"
+    # The first two searches start side by side, so either may log its first run first.
+    assert len(digits_runs.read_log(log)) == 8
+    assert set(ran[:2]) == {"byol/byol-cfg0", "mec/mssl-cfg0"}
     best = json.loads((tmp_path / "results" / "best.json").read_text())
     assert best["best"] == {} and best["pending"] == ["byol", "mec"]
     monkeypatch.setattr(sys, "argv", [*argv[:2], "byol", *argv[4:]])
