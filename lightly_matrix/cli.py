@@ -30,7 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "transfer": ("lightly_matrix.transfer", "Mask R-CNN fine-tuning and COCO evaluation (mmdet)"),
     "configs": (
-        "lightly_matrix.transfer.configs_cli",
+        "lightly_matrix.transfer.configs",
         "list the shipped mmdet configs, or write one out for mmdet's tools",
     ),
     "report": (

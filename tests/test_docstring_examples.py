@@ -18,7 +18,7 @@ MODULES = [
     "lightly_matrix.loss.umae_loss",
     "lightly_matrix.models.modules.heads",
     "lightly_matrix.mmdet.precise_bn",
-    "lightly_matrix.transfer.references",
+    "lightly_matrix.transfer.results",
     "lightly_matrix.data.index",
     "lightly_matrix.utils.checks",
     "lightly_matrix.utils.io",

@@ -96,7 +96,7 @@ def write_report(
     Raises:
         UserError: ``run_dir`` holds no run, matplotlib is missing, or ``out`` is not ours.
     """
-    from lightly_matrix.report import pretrain, spectrum, transfer
+    from lightly_matrix.report import pretrain, transfer
     from lightly_matrix.report.figures import require_matplotlib
 
     run_dir = Path(run_dir)
@@ -123,7 +123,7 @@ def write_report(
         parts += [
             pretrain.run_section(run),
             pretrain.probe_section(run, reference),
-            spectrum.spectrum_section(run),
+            pretrain.spectrum_section(run),
             pretrain.curves_section(run),
         ]
         info = (run.metrics or {}).get("run") or {}
@@ -162,15 +162,10 @@ def report_after_run(run_dir: Path, enabled: bool = True) -> Path | None:
         return None
     try:
         path = write_report(run_dir)
-    except UserError as err:
-        print(f"report not written: {err}", flush=True)
-        return None
     except Exception as err:  # a figure's failure must not turn a finished run into an error
-        print(
-            f"report not written ({type(err).__name__}: {err}); "
-            f"retry with: lightly-matrix report {run_dir}",
-            flush=True,
-        )
+        retry = f"; retry with: lightly-matrix report {run_dir}"
+        why = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}{retry}"
+        print(f"report not written: {why}", flush=True)
         return None
     print(f"report: {path}", flush=True)
     return path

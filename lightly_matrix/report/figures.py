@@ -10,7 +10,6 @@ from typing import Any
 
 from lightly_matrix.errors import UserError
 
-MATPLOTLIB_HINT = "pip install 'lightly-matrix[report]' (or pip install matplotlib)"
 DPI = 100
 
 
@@ -19,8 +18,8 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        msg = f"the report draws its figures with matplotlib: {MATPLOTLIB_HINT}"
-        raise UserError(msg) from None
+        hint = "pip install 'lightly-matrix[report]' (or pip install matplotlib)"
+        raise UserError(f"the report draws its figures with matplotlib: {hint}") from None
 
 
 @dataclass
@@ -68,19 +67,14 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
 def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, float] = (5.4, 3.5)):
     """Draws ``panels`` in a grid of ``columns``; returns the PNG bytes."""
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     columns = max(1, min(columns, len(panels)))
     rows = -(-len(panels) // columns)
-    figure = _new_figure(size[0] * columns, size[1] * rows)
+    figure = Figure(figsize=(size[0] * columns, size[1] * rows), layout="constrained")
     axes_grid = figure.subplots(rows, columns, squeeze=False)
     for index, axes in enumerate(axes_grid.flat):
         if index >= len(panels):
@@ -113,9 +107,10 @@ def draw_bars(
 ) -> bytes:
     """Horizontal grouped bars, one group per category; ``None`` values are labelled ``n/a``."""
     import numpy as np
+    from matplotlib.figure import Figure
 
     height = 1.2 + 0.32 * len(categories) * max(1, len(values))
-    figure = _new_figure(7.5, min(height, 40.0))
+    figure = Figure(figsize=(7.5, min(height, 40.0)), layout="constrained")
     axes = figure.subplots()
     positions = np.arange(len(categories))
     bar = 0.8 / max(1, len(values))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from lightly_matrix.utils.text import plain_cell
 
 #: Marks pages written by the report, so that no other file called report.html is replaced.
 GENERATOR = "lightly-matrix report"
@@ -43,26 +45,22 @@ def image(data: bytes, alt: str, mime: str = "image/png") -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str | None = None) -> str:
     """A table; cells are escaped, floats printed with 2 decimals, ``None`` as an empty cell."""
-
-    def cell(value: Any) -> str:
-        if value is None:
-            return ""
-        return f"{value:.2f}" if isinstance(value, float) else esc(value)
-
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    cells = ("".join(f"<td>{esc(plain_cell(v))}</td>" for v in row) for row in rows)
+    body = "".join(f"<tr>{row}</tr>" for row in cells)
     opening = f'<table class="{css}">' if css else "<table>"
     return f"{opening}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def not_available(what: str, why: str) -> str:
-    """The notice that replaces a figure or table whose data the run did not save."""
-    return f'<p class="na">Not available: {esc(what)} ({esc(why)}).</p>'
 
 
 def paragraph(text: str, css: str | None = None) -> str:
     """A paragraph of escaped text."""
     return f'<p class="{css}">{esc(text)}</p>' if css else f"<p>{esc(text)}</p>"
+
+
+def settings(values: dict[str, Any], keys: Iterable[str]) -> str:
+    """A setting/value table of the ``keys`` of ``values`` that are set."""
+    rows = [(k.replace("_", " "), str(values[k])) for k in keys if values.get(k) is not None]
+    return table(("setting", "value"), rows, css="kv")
 
 
 @dataclass
@@ -77,10 +75,10 @@ class Section:
         self.parts.append(fragment)
 
     def figure(self, heading: str, png: bytes | None, what: str, why: str) -> None:
-        """A sub-heading and the figure, or the not-available notice (recorded as missing)."""
+        """A sub-heading and the figure, or a notice that the run did not save it (listed)."""
         self.add(f"<h3>{esc(heading)}</h3>")
         if png is None:
-            self.add(not_available(what, why))
+            self.add(f'<p class="na">Not available: {esc(what)} ({esc(why)}).</p>')
             self.missing.append(f"{what} ({why})")
         else:
             self.add(image(png, heading))

@@ -1,30 +1,25 @@
-"""What the report shows of a pretraining run: settings, probes and training curves."""
+"""What the report shows of a pretraining run: settings, probes, the eigenvalue spectrum of the
+backbone features (``spectrum.json``) and training curves."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from lightly_matrix.report.data import Curve, PretrainRun, parse_spread
+from lightly_matrix.report.data import SPECTRUM_FILE, Curve, PretrainRun, parse_spread
 from lightly_matrix.report.figures import Panel, Series, draw_panels
-from lightly_matrix.report.html import Section, paragraph, table
+from lightly_matrix.report.html import Section, paragraph, settings, table
 
 #: metrics.json keys of the frozen-backbone probes, with their names in the report.
 PROBES = (("knn_top1", "kNN"), ("linear_top1", "linear"), ("few_label_top1", "10 labels/class"))
-#: Run settings shown at the top, from metrics.json's ``run``.
-RUN_KEYS = {
-    "method": "method", "data": "data", "preset": "preset", "backbone": "backbone",
-    "epochs": "epochs", "batch_size": "batch size per device", "image_size": "image size (px)",
-    "transform": "augmentations", "precision": "precision", "seed": "seed",
-    "limit_train_batches": "batches per epoch (limit)", "eval_split": "probes scored on",
-    "train_wall_s": "training wall time, all sessions (s)",
-    "session_wall_s": "wall time of the last session (s)",
-}  # fmt: skip
 LOSSES = ("train_loss", "train_pixel_loss", "train_regularizer")
 #: Why a method's logs may lack a panel's values.
 WHY_NOT_LOGGED = {
     "Teacher momentum": "only methods with an EMA teacher log it",
     "Online linear probe": "the data have no labels",
 }
+#: Eigenvalue shares below this are numerically zero.
+ZERO_SHARE = 1e-12
 NO_METRICS = (
     "no metrics.json: the run was made with --no-eval or stopped before its first evaluation"
 )
@@ -38,8 +33,9 @@ def run_section(run: PretrainRun) -> Section:
     if not info:
         section.lack("Settings", "the run's settings", NO_METRICS)
         return section
-    rows = [(label, str(info[key])) for key, label in RUN_KEYS.items() if info.get(key) is not None]
-    section.add(table(("setting", "value"), rows, css="kv"))
+    # The run's record as saved (RunConfig.record), less the record's version and the hparams.
+    shown = [k for k, v in info.items() if k != "format" and not isinstance(v, dict | list)]
+    section.add(settings(info, shown))
     if "train_wall_s" not in info:  # written when training ends (pretrain/run.py)
         last = ((run.metrics or {}).get("final") or {}).get("epoch", "-")
         section.add(
@@ -113,6 +109,85 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
     panel = Panel("Frozen-backbone probes", "epoch (0 = random init)", "top-1 accuracy (%)",
                   series, integer_x=True, legend="right")  # fmt: skip
     section.figure("Probe accuracy over training", draw_panels([panel], size=(10.0, 4.4)), "", "")
+    return section
+
+
+def _share(eigenvalues: list[float]) -> list[float]:
+    total = sum(eigenvalues)
+    return [v / total for v in eigenvalues] if total > 0 else []
+
+
+def _cumulative(share: list[float]) -> list[float]:
+    return [100.0 * total for total in itertools.accumulate(share)]
+
+
+def _style(index: int, count: int, epoch: int) -> dict[str, Any]:
+    """Random init grey, the last evaluation red and bold, those between thin."""
+    emphasised = index in (0, count - 1)
+    color = "C7" if epoch == 0 else ("C3" if index == count - 1 else f"C{index % 6}")
+    return dict(color=color, alpha=1.0 if emphasised else 0.5, linewidth=2 if emphasised else 1)
+
+
+def _spectrum_panels(spectra: list[dict[str, Any]]) -> list[Panel]:
+    spectrum, cumulative, marks = [], [], []
+    for index, evaluation in enumerate(spectra):
+        epoch, rank = evaluation["epoch"], evaluation["effective_rank"]
+        label = "random init (epoch 0)" if epoch == 0 else f"epoch {epoch}"
+        style = _style(index, len(spectra), epoch)
+        share = _share(evaluation["eigenvalues"])
+        drawn = [(i + 1, v) for i, v in enumerate(share) if v > ZERO_SHARE]
+        fmt = "-" if len(drawn) > 2 else "-o"  # a collapsed spectrum is one or two points
+        spectrum.append(Series(label, [p[0] for p in drawn], [p[1] for p in drawn], fmt=fmt,
+                               **style))  # fmt: skip
+        cumulative.append(Series(label, range(1, len(share) + 1), _cumulative(share), fmt="-",
+                                 **style))  # fmt: skip
+        marks.append((rank, f"effective rank, {label}: {rank:.1f}", style["color"]))
+    return [
+        Panel("Covariance spectrum", "component (sorted by eigenvalue)",
+              "eigenvalue / sum of eigenvalues", spectrum, logy=True, vlines=marks,
+              legend="below"),
+        Panel("Cumulative variance", "number of components", "variance explained (%)",
+              cumulative, vlines=marks, legend="below"),
+    ]  # fmt: skip
+
+
+def _components_for(share: list[float], percent: float) -> int:
+    return next((i + 1 for i, c in enumerate(_cumulative(share)) if c >= percent), len(share))
+
+
+def spectrum_section(run: PretrainRun) -> Section:
+    """The covariance spectrum of the backbone features per evaluation, effective rank marked."""
+    section = Section("Eigenvalue spectrum of the backbone features")
+    spectra = [e for e in run.spectra if _share(e["eigenvalues"])]
+    if not spectra:
+        why = (
+            "spectrum.json holds no evaluation"
+            if (run.path / SPECTRUM_FILE).exists()
+            else "no spectrum.json: the run predates saved spectra or ran with --no-eval"
+        )
+        section.lack("Spectrum", "the eigenvalue spectrum", why)
+        return section
+    first = spectra[0]
+    section.add(
+        paragraph(
+            f"Eigenvalues of the covariance of the frozen backbone's {first['feature_dim']}-d "
+            f"features on the {first['num_images']} probe training images, as a share of their "
+            "sum (log scale), largest first. A spectrum that drops after a few components is "
+            "(dimensional) collapse. Dashed lines: effective rank (exp of the entropy of the "
+            f"normalised singular values). Shares below {ZERO_SHARE:g} (numerically zero) are not "
+            "drawn."
+        )
+    )
+    png = draw_panels(_spectrum_panels(spectra), size=(5.6, 4.8))
+    section.figure("Spectrum at random init and after training", png, "", "")
+    headers = ("epoch", "effective rank", "matrix entropy (nats)", "top eigenvalue share (%)",
+               "components for 90% of variance")  # fmt: skip
+    rows = []
+    for e in spectra:
+        share = _share(e["eigenvalues"])
+        rows.append((e["epoch"], e["effective_rank"], e.get("matrix_entropy"), 100 * share[0],
+                     _components_for(share, 90.0)))  # fmt: skip
+    section.add(table(headers, rows))
     return section
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from lightly_matrix.report.data import TransferRun
 from lightly_matrix.report.figures import Panel, Series, draw_bars, draw_panels
-from lightly_matrix.report.html import Section, esc, image, paragraph, table
+from lightly_matrix.report.html import Section, esc, image, paragraph, settings, table
 
 #: results.json's summary keys, as COCO names them.
 AP_KEYS = (("mAP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP small"),
@@ -51,8 +51,7 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
         return section
     keys = ("config", "method", "architecture", "pretrain_epochs", "checkpoint", "schedule",
             "total_batch_size", "base_lr", "train_time_s", "test_time_s")  # fmt: skip
-    settings = [(k.replace("_", " "), str(results[k])) for k in keys if results.get(k) is not None]
-    section.add(table(("setting", "value"), settings, css="kv"))
+    section.add(settings(results, keys))
     rows = [
         [f"{name} AP (%)"] + [_percent(results.get(t, {}).get(key)) for key, _ in AP_KEYS]
         for t, name in IOU_TYPES

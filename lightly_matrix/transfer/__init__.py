@@ -10,7 +10,6 @@ data (:mod:`~lightly_matrix.transfer.coco_check`), trains and tests with mmengin
 and writes ``WORK_DIR/results.json`` with a Markdown row beside the protocol's published numbers.
 """
 
-from lightly_matrix.transfer.args import add_arguments, main
 from lightly_matrix.transfer.configs import (
     DEFAULT_CONFIGS,
     DEFAULT_PROTOCOL,
@@ -22,13 +21,13 @@ from lightly_matrix.transfer.configs import (
     default_config,
     resolve_config,
 )
-from lightly_matrix.transfer.launch import run
+from lightly_matrix.transfer.launch import add_arguments, run
 from lightly_matrix.transfer.results import markdown_row, markdown_table, summarise
 
 # fmt: off
 __all__ = [
     "DEFAULT_CONFIGS", "DEFAULT_PROTOCOL", "DEMO_CONFIG", "PROTOCOLS", "add_arguments",
-    "available_configs", "config_dir", "config_protocol", "default_config", "main",
+    "available_configs", "config_dir", "config_protocol", "default_config",
     "markdown_row", "markdown_table", "resolve_config", "run", "summarise",
 ]
 # fmt: on

@@ -2,6 +2,6 @@
 
 import sys
 
-from lightly_matrix.transfer.args import main
+from lightly_matrix.cli import main
 
-sys.exit(main())
+sys.exit(main(["transfer", *sys.argv[1:]]))

@@ -9,35 +9,40 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError
-from lightly_matrix.transfer.cfg_options import check_cfg_options, parse_cfg_options
+from lightly_matrix.transfer.cfg_options import (
+    check_cfg_options,
+    parse_cfg_options,
+    refuse_options,
+    walk_dicts,
+)
+
+#: Test images drawn for ``lightly-matrix report`` (the first ones of the test split).
+REPORT_IMAGES = 6
 
 
-def walk_dicts(node: Any):
-    """Every dict in a nested structure of dicts, lists and tuples (``node`` included)."""
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from walk_dicts(value)
-    elif isinstance(node, list | tuple):
-        for value in node:
-            yield from walk_dicts(value)
+def inner_dataset(cfg: Any, split: str) -> Any:
+    """The dataset that ``{split}_dataloader`` reads, inside its wrappers (RepeatDataset, ...)."""
+    dataset = cfg[f"{split}_dataloader"]["dataset"]
+    while "dataset" in dataset:
+        dataset = dataset["dataset"]
+    return dataset
 
 
-def set_data_root(cfg: Any, root: str | Path) -> None:
-    """Point every dataloader and COCO evaluator of ``cfg`` at ``root``."""
-    root = str(Path(root).resolve()) + os.sep
+def load_config(config_path: Path, data_root: Path) -> Any:
+    """A config file with every dataloader and COCO evaluator pointed at ``data_root``."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(config_path))
+    root = str(Path(data_root).resolve()) + os.sep
     for split in ("train", "val", "test"):
-        loader = cfg.get(f"{split}_dataloader")
-        if not loader:
+        if not cfg.get(f"{split}_dataloader"):
             continue
-        dataset = loader["dataset"]
-        while "dataset" in dataset:  # dataset wrappers (RepeatDataset, ...)
-            dataset = dataset["dataset"]
+        dataset = inner_dataset(cfg, split)
         dataset["data_root"] = root
-        evaluator = cfg.get(f"{split}_evaluator")
-        for metric in walk_dicts(evaluator):
+        for metric in walk_dicts(cfg.get(f"{split}_evaluator")):
             if "ann_file" in metric:
                 metric["ann_file"] = os.path.join(root, dataset["ann_file"])
+    return cfg
 
 
 def _resize_for_resnet(cfg: Any, depth: int) -> None:
@@ -52,6 +57,15 @@ def _resize_for_resnet(cfg: Any, depth: int) -> None:
     expansion = 4 if depth >= 50 else 1
     backbone.depth = depth
     cfg.model.neck.in_channels = [64 * expansion * 2**i for i in range(4)]
+
+
+def _scale_steps(scheduler: dict[str, Any], factor: float) -> None:
+    """Scale a scheduler's iteration ``begin``, ``end`` and ``milestones`` by ``factor``."""
+    for key in ("begin", "end"):
+        if key in scheduler:
+            scheduler[key] = round(scheduler[key] * factor)
+    if "milestones" in scheduler:
+        scheduler["milestones"] = [max(1, round(m * factor)) for m in scheduler["milestones"]]
 
 
 def iteration_schedule(cfg: Any, max_iters: int) -> None:
@@ -69,14 +83,9 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
         by_epoch = scheduler.get("by_epoch", True)
         span = epochs if by_epoch else total
         if span and (by_epoch or scheduler.get("end", span) >= span):
-            scale = max_iters / span
-            begin, end = scheduler.get("begin", 0), scheduler.get("end", span)
-            scheduler.update(by_epoch=False, begin=round(begin * scale))
-            scheduler["end"] = min(max_iters, round(end * scale))
-            if "milestones" in scheduler:
-                scheduler["milestones"] = [
-                    max(1, round(m * scale)) for m in scheduler["milestones"]
-                ]
+            scheduler = {"begin": 0, "end": span, **scheduler, "by_epoch": False}
+            _scale_steps(scheduler, max_iters / span)
+            scheduler["end"] = min(max_iters, scheduler["end"])
         else:
             # An iteration warm-up longer than a quarter of a short run would be the whole run.
             scheduler["end"] = min(scheduler.get("end", max_iters), max(1, max_iters // 4))
@@ -94,58 +103,26 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
     cfg.log_processor = dict(cfg.get("log_processor") or {}, by_epoch=False)
 
 
-def scale_iterations(cfg: Any, total_batch: int) -> float:
+def scale_iterations(cfg: Any, total_batch: int) -> None:
     """Stretch an iteration-based schedule stated at ``auto_scale_lr.base_batch_size`` images.
 
     Detectron2's ``REFERENCE_WORLD_SIZE`` rule (mmengine's ``auto_scale_lr`` scales only the lr):
     iterations, lr steps and intervals times ``base / total_batch``. Epoch configs are left alone.
-
-    Returns:
-        The factor applied (1.0 when nothing changed).
     """
     loop = cfg.train_cfg
     base = (cfg.get("auto_scale_lr") or {}).get("base_batch_size")
     if loop.get("type") != "IterBasedTrainLoop" or not base or total_batch == base:
-        return 1.0
+        return
     factor = base / total_batch
-
-    def scaled(value: int) -> int:
-        return max(1, round(value * factor))
-
-    total = loop.max_iters
-    loop.max_iters = scaled(total)
-    if loop.get("val_interval"):
-        loop.val_interval = scaled(loop.val_interval)
-    for scheduler in cfg.get("param_scheduler") or []:
-        if scheduler.get("by_epoch", True):
-            continue
-        for key in ("begin", "end"):
-            if key in scheduler:
-                scheduler[key] = round(scheduler[key] * factor)
-        if "milestones" in scheduler:
-            scheduler["milestones"] = [scaled(m) for m in scheduler["milestones"]]
     checkpoint = cfg.default_hooks.get("checkpoint")
     if checkpoint is not None and not checkpoint.get("by_epoch", True):
-        checkpoint["interval"] = scaled(checkpoint.get("interval", total))
-    return factor
-
-
-def world_size(args: argparse.Namespace) -> int:
-    """Processes of the run: torchrun's ``WORLD_SIZE`` in its children, else gpus x nnodes."""
-    return int(os.environ.get("WORLD_SIZE") or args.gpus * args.nnodes)
-
-
-def _set_pretrained(model: Any, backbone_file: Path) -> None:
-    """Load ``backbone_file`` into the backbone and, for C4 models, the RoI shared head (res5)."""
-    pretrained = dict(type="Pretrained", checkpoint=str(backbone_file), prefix="backbone.")
-    model.backbone.init_cfg = pretrained
-    shared = model.get("roi_head", {}).get("shared_head")
-    if shared is not None:
-        shared.init_cfg = dict(pretrained)
-
-
-#: Test images drawn for ``lightly-matrix report`` (the first ones of the test split).
-REPORT_IMAGES = 6
+        checkpoint["interval"] = max(1, round(checkpoint.get("interval", loop.max_iters) * factor))
+    for key in ("max_iters", "val_interval"):
+        if loop.get(key):
+            loop[key] = max(1, round(loop[key] * factor))
+    for scheduler in cfg.get("param_scheduler") or []:
+        if not scheduler.get("by_epoch", True):
+            _scale_steps(scheduler, factor)
 
 
 def add_report_outputs(cfg: Any) -> None:
@@ -170,45 +147,6 @@ def add_report_outputs(cfg: Any) -> None:
         )
 
 
-def load_config(config_path: Path, data_root: Path) -> Any:
-    """A config file with its datasets and evaluators pointed at ``data_root``."""
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(str(config_path))
-    set_data_root(cfg, data_root)
-    return cfg
-
-
-#: Option names that place files: only ``--work-dir`` does, through its checks.
-OUTPUT_KEYS = frozenset(
-    {"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir", "log_dir", "out_file"}
-)
-#: What loads weights besides the checked CHECKPOINT, and what imports code.
-WEIGHT_KEYS = frozenset({"init_cfg", "load_from", "pretrained"})
-
-
-def refuse_options(options: dict[str, Any]) -> None:
-    """Refuse ``--cfg-options`` that write outside ``--work-dir``, load weights or import code."""
-    for key, value in options.items():
-        names = set(key.split(".")) | {k for d in walk_dicts(value) for k in d}
-        if names & OUTPUT_KEYS:
-            raise UserError(
-                f"--cfg-options {key}: transfer writes everything under --work-dir (checked so"
-                " that no one's files are overwritten); choose the place with --work-dir"
-            )
-        if names & WEIGHT_KEYS:
-            raise UserError(
-                f"--cfg-options {key}: transfer loads pretrained weights from its CHECKPOINT"
-                " argument (exported and checked against the config); such options are for"
-                " mmdet's own tools/train.py"
-            )
-        if "custom_imports" in names:
-            raise UserError(
-                f"--cfg-options {key}: transfer imports no module named on its command line"
-                " (it would run that module's code); register your modules in a --config file"
-            )
-
-
 def build_config(
     args: argparse.Namespace,
     config_path: Path,
@@ -222,26 +160,25 @@ def build_config(
     cfg.work_dir = str(work_dir)
     cfg.launcher = args.launcher
     model = cfg.model
-    if backbone is not None:
-        if backbone.family == "vit":
-            if model.backbone.get("type") != backbone.backbone_cfg["type"]:
-                raise UserError(
-                    f"{config_path.name} has a {model.backbone.get('type')} backbone, the"
-                    f" checkpoint a {backbone.architecture}; pass a ViT config"
-                )
-            model.backbone.update({k: v for k, v in backbone.backbone_cfg.items() if k != "type"})
-        elif args.demo:
-            _resize_for_resnet(cfg, backbone.backbone_cfg["depth"])
-        assert backbone_file is not None
-        _set_pretrained(model, backbone_file)
-    else:
-        # Stock configs name torchvision:// weights; random-init runs download nothing.
-        for part in (model.backbone, (model.get("roi_head") or {}).get("shared_head")):
-            init = (part or {}).get("init_cfg")
-            if part is not None and not (
-                isinstance(init, dict) and init.get("type") == "PretrainedOrDefault"
-            ):
-                part["init_cfg"] = None
+    if backbone is not None and backbone.family == "vit":
+        if model.backbone.get("type") != backbone.backbone_cfg["type"]:
+            raise UserError(
+                f"{config_path.name} has a {model.backbone.get('type')} backbone, the"
+                f" checkpoint a {backbone.architecture}; pass a ViT config"
+            )
+        model.backbone.update({k: v for k, v in backbone.backbone_cfg.items() if k != "type"})
+    elif backbone is not None and args.demo:
+        _resize_for_resnet(cfg, backbone.backbone_cfg["depth"])
+    # The backbone and a C4 model's RoI shared head (res5) load the exported file; random-init
+    # runs download none of the torchvision:// weights that stock configs name.
+    for part in filter(None, (model.backbone, (model.get("roi_head") or {}).get("shared_head"))):
+        init = part.get("init_cfg")
+        if backbone_file is not None:
+            part.init_cfg = dict(
+                type="Pretrained", checkpoint=str(backbone_file), prefix="backbone."
+            )
+        elif not (isinstance(init, dict) and init.get("type") == "PretrainedOrDefault"):
+            part.init_cfg = None
     if args.batch_size is not None:
         cfg.train_dataloader.batch_size = args.batch_size
     cfg.auto_scale_lr = dict(cfg.get("auto_scale_lr") or {"base_batch_size": 16})
@@ -251,8 +188,10 @@ def build_config(
         iteration_schedule(cfg, args.max_iters)
     elif not args.no_auto_scale_lr:
         batch = options.get("train_dataloader.batch_size", cfg.train_dataloader.batch_size)
+        # Processes: torchrun's WORLD_SIZE in its children, else the parent's gpus x nnodes.
+        world = int(os.environ.get("WORLD_SIZE") or args.gpus * args.nnodes)
         if isinstance(batch, int) and batch >= 1:  # else check_cfg_options below says why
-            scale_iterations(cfg, world_size(args) * batch)
+            scale_iterations(cfg, world * batch)
     if args.val_interval > 0:
         cfg.train_cfg.val_interval = args.val_interval
     else:

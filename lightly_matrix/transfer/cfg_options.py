@@ -27,6 +27,44 @@ _SECTION_KEYS = {
     "auto_scale_lr": frozenset({"enable", "base_batch_size"}),
 }
 _MISSING = object()
+#: Option names refused, and why: only ``--work-dir`` places files (through its checks), only the
+#: checked CHECKPOINT loads weights, and no module named on the command line is imported.
+_REFUSED = (
+    (
+        {
+            "work_dir",
+            "out_dir",
+            "outfile_prefix",
+            "test_out_dir",
+            "save_dir",
+            "log_dir",
+            "out_file",
+        },
+        "transfer writes everything under --work-dir (checked so that no one's files are"
+        " overwritten); choose the place with --work-dir",
+    ),
+    (
+        {"init_cfg", "load_from", "pretrained"},
+        "transfer loads pretrained weights from its CHECKPOINT argument (exported and checked"
+        " against the config); such options are for mmdet's own tools/train.py",
+    ),
+    (
+        {"custom_imports"},
+        "transfer imports no module named on its command line (it would run that module's"
+        " code); register your modules in a --config file",
+    ),
+)
+
+
+def walk_dicts(node: Any):
+    """Every dict in a nested structure of dicts, lists and tuples (``node`` included)."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk_dicts(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from walk_dicts(value)
 
 
 def parse_cfg_options(options: list[str]) -> dict[str, Any]:
@@ -164,6 +202,15 @@ def _check_type(key: str, old: Any, new: Any) -> None:
     else:
         return
     raise UserError(f"--cfg-options {key}={new!r}: expected {expected}")
+
+
+def refuse_options(options: dict[str, Any]) -> None:
+    """Refuse ``--cfg-options`` that write outside ``--work-dir``, load weights or import code."""
+    for key, value in options.items():
+        names = set(key.split(".")) | {k for d in walk_dicts(value) for k in d}
+        for refused, why in _REFUSED:
+            if names & refused:
+                raise UserError(f"--cfg-options {key}: {why}")
 
 
 def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:

@@ -94,13 +94,6 @@ def check_counts(args: argparse.Namespace) -> None:
         raise UserError("; ".join(problems) + (" (omit them for the config's own)" if own else ""))
 
 
-def require_mmdet() -> None:
-    """Fail in one line, saying how to install it, where MMDetection cannot be imported."""
-    from lightly_matrix.export.verify import require_mmdet as require
-
-    require("lightly-matrix transfer")
-
-
 def check_work_dir(work_dir: Path) -> None:
     """Refuse a work dir that holds results, or that is not empty and not made by ``transfer``."""
     if work_dir.exists() and not work_dir.is_dir():

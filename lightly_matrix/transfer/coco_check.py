@@ -12,12 +12,16 @@ import io
 import json
 import math
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError, first_line
+from lightly_matrix.transfer.build import inner_dataset, load_config
+from lightly_matrix.transfer.checks import check_coco_root
+from lightly_matrix.transfer.configs import default_config, resolve_config
 
 #: Keys each entry must have: mmdet's CocoDataset and pycocotools read them unchecked.
 REQUIRED = {
@@ -161,9 +165,7 @@ def check_config_data(cfg: Any) -> None:
     from mmdet.registry import DATASETS
 
     for split in ("train", "test"):
-        dataset = cfg[f"{split}_dataloader"]["dataset"]
-        while "dataset" in dataset:  # dataset wrappers (RepeatDataset, ...)
-            dataset = dataset["dataset"]
+        dataset = inner_dataset(cfg, split)
         root = dataset.get("data_root") or ""
         classes = (dataset.get("metainfo") or {}).get("classes")
         if classes is None:
@@ -184,14 +186,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check ``ROOT`` as the config would read it; print one line."""
-    import time
+    from lightly_matrix.export.verify import quiet_pkg_resources_warning, require_mmdet
 
-    from lightly_matrix.export.verify import quiet_pkg_resources_warning
-    from lightly_matrix.transfer.build import load_config
-    from lightly_matrix.transfer.checks import check_coco_root, require_mmdet
-    from lightly_matrix.transfer.configs import default_config, resolve_config
-
-    require_mmdet()
+    require_mmdet("lightly-matrix check-coco")
     quiet_pkg_resources_warning()
     root = Path(args.coco_root)
     check_coco_root(root)

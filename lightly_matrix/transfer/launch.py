@@ -1,4 +1,5 @@
-"""Running a transfer: prepare (export, checks), then train and test, here or under torchrun."""
+"""The ``transfer`` options and the run: prepare (export, checks), then train and test, here or
+under torchrun."""
 
 from __future__ import annotations
 
@@ -14,16 +15,70 @@ from lightly_matrix.errors import UserError
 from lightly_matrix.transfer import checks
 from lightly_matrix.transfer.build import build_config
 from lightly_matrix.transfer.coco_check import check_config_data
-from lightly_matrix.transfer.configs import config_protocol, default_config, resolve_config
-from lightly_matrix.transfer.references import comparison_table
+from lightly_matrix.transfer.configs import (
+    DEFAULT_PROTOCOL,
+    PROTOCOLS,
+    config_protocol,
+    default_config,
+    resolve_config,
+)
 from lightly_matrix.transfer.results import (
+    comparison_table,
     config_architecture,
     markdown_row,
     markdown_table,
     summarise,
 )
+from lightly_matrix.utils.checks import positive_int
 from lightly_matrix.utils.io import write_json_atomic
 from lightly_matrix.utils.lock import folder_lock
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``transfer`` options."""
+    add = parser.add_argument
+    # fmt: off
+    add("checkpoint", nargs="?", default=None,
+        help="training checkpoint or exported backbone; none: random init (baseline)")
+    add("--config", default=None,
+        help="a config name (lightly-matrix configs) or path; default: the --protocol's")
+    add("--protocol", choices=list(PROTOCOLS), default=None,
+        help="the published COCO tables to compare with (ResNets): matrix_ssl = R50-C4 1x,"
+        " MoCo's recipe; corinfomax = R50-C4 2x; mmselfsup_fpn = R50-FPN 1x of mmselfsup."
+        f" Default: {DEFAULT_PROTOCOL}")
+    add("--demo", action="store_true",
+        help="generated coloured-shapes data and the small R18-FPN demo schedule (CPU, minutes)")
+    add("--coco-root", default=None,
+        help="COCO in the standard layout (annotations/instances_{train,val}2017.json, train2017/,"
+        f" val2017/); default data/coco, or {checks.DEMO_DATA_ROOT} (generated) with --demo")
+    add("--arch", default=None,
+        help="the checkpoint's architecture where it does not record it, as for export")
+    add("--trust-pickle", action="store_true",
+        help="also read a pickled nn.Module (runs code from the file: only files you trust)")
+    add("--gpus", type=positive_int, default=1,
+        help="processes per node (torchrun), one per CUDA GPU")
+    add("--allow-cpu-ddp", action="store_true",
+        help="debugging only: --gpus/--nnodes as CPU processes (gloo) without CUDA")
+    add("--nnodes", type=positive_int, default=1, help="nodes (torchrun, multi-node)")
+    add("--node-rank", type=int, default=0, help="this node's rank (torchrun)")
+    add("--master-addr", default="127.0.0.1", help="rank 0's address (torchrun)")
+    add("--master-port", type=int, default=29500, help="rank 0's port (torchrun)")
+    add("--work-dir", default=None,
+        help="output folder (never one holding results); default work_dirs/transfer/CONFIG/TIME")
+    add("--max-iters", type=int, default=None,
+        help="train this many iterations instead of the config's schedule (lr steps scaled)")
+    add("--batch-size", type=int, default=None, help="images per GPU (default: the config's)")
+    add("--no-auto-scale-lr", action="store_true",
+        help="keep the config's lr and iterations instead of scaling them with the total batch")
+    add("--val-interval", type=int, default=0,
+        help="also validate every N epochs (iterations) while training; 0: only the final test")
+    add("--seed", type=int, default=0, help="random seed of the fine-tuning")
+    add("--no-report", action="store_true", help="do not write WORK_DIR/report.html")
+    add("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
+        help="override config entries (e.g. train_dataloader.num_workers=4); not output paths")
+    add("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
+        help="set by the torchrun launch (or slurm/mpi jobs); leave it for --gpus")
+    # fmt: on
 
 
 def _torchrun(
@@ -43,8 +98,8 @@ def _torchrun(
     ]  # fmt: skip
     for flag, value in (("--max-iters", args.max_iters), ("--batch-size", args.batch_size)):
         command += [flag, str(value)] if value is not None else []
-    switches = {"--demo": args.demo, "--no-auto-scale-lr": args.no_auto_scale_lr}
-    command += [f for f, on in {**switches, "--no-report": args.no_report}.items() if on]
+    switches = ("--demo", args.demo), ("--no-auto-scale-lr", args.no_auto_scale_lr)
+    command += [f for f, on in (*switches, ("--no-report", args.no_report)) if on]
     if args.cfg_options:
         command += ["--cfg-options", *args.cfg_options]
     print("launching: " + " ".join(command), flush=True)
@@ -54,10 +109,10 @@ def _torchrun(
 def run(args: argparse.Namespace) -> int:
     """Check every input (nothing is written before), then export, train, test and report."""
     from lightly_matrix import export
-    from lightly_matrix.export.verify import quiet_pkg_resources_warning
+    from lightly_matrix.export.verify import quiet_pkg_resources_warning, require_mmdet
 
     quiet_pkg_resources_warning()
-    checks.require_mmdet()
+    require_mmdet("lightly-matrix transfer")
     checks.check_counts(args)
     checks.check_devices(args)
     distributed_child = args.launcher != "none"
@@ -67,13 +122,12 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     architecture = backbone.architecture if backbone else None
-    protocol = getattr(args, "protocol", None)
-    if protocol and args.config:
+    if args.protocol and args.config:
         raise UserError(
-            f"--protocol {protocol} picks the config itself; give --protocol or --config, not both"
+            f"--protocol {args.protocol} picks the config; give --protocol or --config, not both"
         )
     config_path = resolve_config(
-        args.config or default_config(architecture, args.demo, protocol=protocol)
+        args.config or default_config(architecture, args.demo, protocol=args.protocol)
     )
     config_name = config_path.stem
     work_dir = checks.resolve_work_dir(args, config_name)
@@ -82,17 +136,15 @@ def run(args: argparse.Namespace) -> int:
     if demo_ready:
         checks.check_coco_root(data_root)
 
-    backbone_file: Path | None = None
     is_exported = backbone is not None and backbone.meta.get("format") == export.EXPORT_FORMAT
-    if backbone is not None:
-        backbone_file = (
-            Path(args.checkpoint).resolve() if is_exported else work_dir / "backbone.pth"
+    backbone_file = None if backbone is None else work_dir / "backbone.pth"
+    if is_exported:
+        backbone_file = Path(args.checkpoint).resolve()
+    elif backbone_file is not None and backbone_file.resolve() == Path(args.checkpoint).resolve():
+        raise UserError(
+            f"{args.checkpoint} is where transfer writes the exported backbone of --work-dir"
+            f" {work_dir}; move the checkpoint out of it or choose another --work-dir"
         )
-        if not is_exported and backbone_file.resolve() == Path(args.checkpoint).resolve():
-            raise UserError(
-                f"{args.checkpoint} is where transfer writes the exported backbone of --work-dir"
-                f" {work_dir}; move the checkpoint out of it or choose another --work-dir"
-            )
     cfg = build_config(args, config_path, work_dir, data_root, backbone, backbone_file)
     if backbone is not None:
         if not distributed_child:
@@ -176,5 +228,5 @@ def _train_and_test(
         print("\n" + comparison)
     from lightly_matrix.report import report_after_run
 
-    report_after_run(work_dir, enabled=not getattr(args, "no_report", False))
+    report_after_run(work_dir, enabled=not args.no_report)
     return 0

@@ -1,16 +1,26 @@
-"""What a transfer run reports: COCO metrics by name, and the Markdown table row."""
+"""What a transfer run reports: COCO metrics by name, its Markdown row, and the published numbers
+beside it (``coco_references.json``, shipped in the wheel, each number with its source)."""
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import json
 from typing import Any
 
 from lightly_matrix.utils import text
 
+REFERENCES_FILE = "coco_references.json"
 #: mmdet's CocoMetric keys -> our result names.
 _METRIC_NAMES = {"mAP": "mAP", "mAP_50": "AP50", "mAP_75": "AP75", "mAP_s": "APs", "mAP_m": "APm",
                  "mAP_l": "APl"}  # fmt: skip
-_HEADERS: tuple[str, ...] = ("method", "backbone", "pretrain epochs", "config")
-_HEADERS += tuple(f"{n}_{t}" for t in ("bb", "mk") for n in ("AP", "AP50", "AP75"))
+#: The tables' AP columns (the references file's names) -> where results.json keeps each one.
+METRICS = {
+    f"{name.replace('mAP', 'AP')}_{suffix}": (iou, name)
+    for iou, suffix in (("bbox", "bb"), ("segm", "mk"))
+    for name in ("mAP", "AP50", "AP75")
+}
+_HEADERS = ("method", "backbone", "pretrain epochs", "config", *METRICS)
 
 
 def summarise(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -28,21 +38,25 @@ def summarise(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _cell(percent: float | None) -> str:
+    return "-" if percent is None else f"{percent:.1f}"
+
+
+def _ap_cells(results: dict[str, Any]) -> list[str]:
+    """A run's AP columns in percent, as papers report them (-1: COCO had no such objects)."""
+    values = [results.get(iou_type, {}).get(name) for iou_type, name in METRICS.values()]
+    return [_cell(None if v is None or v < 0 else 100 * v) for v in values]
+
+
+def _method(results: dict[str, Any]) -> str:
+    return results.get("method") or ("random init" if not results.get("checkpoint") else "-")
+
+
 def markdown_row(results: dict[str, Any]) -> str:
     """One row of the transfer table (AP in percent, as papers report it)."""
-
-    def ap(iou_type: str, name: str) -> str:
-        value = results.get(iou_type, {}).get(name)
-        return "-" if value is None or value < 0 else f"{100 * value:.1f}"
-
-    cells = [
-        results.get("method") or ("random init" if not results.get("checkpoint") else "-"),
-        results.get("architecture") or "-",
-        str(results.get("pretrain_epochs") or "-"),
-        results["config"],
-        *(ap(t, n) for t in ("bbox", "segm") for n in ("mAP", "AP50", "AP75")),
-    ]
-    return text.markdown_row(cells)
+    epochs = str(results.get("pretrain_epochs") or "-")
+    cells = [_method(results), results.get("architecture") or "-", epochs, results["config"]]
+    return text.markdown_row([*cells, *_ap_cells(results)])
 
 
 def markdown_table(rows: list[str]) -> str:
@@ -57,3 +71,78 @@ def config_architecture(cfg: Any) -> str:
     if backbone.get("type") == "ResNet":
         return f"resnet{backbone.depth}"
     return str(backbone.get("model_name", backbone.get("type")))
+
+
+@functools.cache
+def load_references() -> dict[str, Any]:
+    """The parsed references file."""
+    return json.loads(importlib.resources.files(__package__).joinpath(REFERENCES_FILE).read_text())
+
+
+def references_for(protocol: str | None) -> list[dict[str, Any]]:
+    """The published rows of a protocol (none for ``None`` or a protocol without numbers)."""
+    if protocol is None:
+        return []
+    return [e for e in load_references()["references"] if e["protocol"] == protocol]
+
+
+def comparison_table(results: dict[str, Any], full_schedule: bool = True) -> str:
+    """Our row and the published ones of the same protocol, as Markdown (``""``: none apply).
+
+    Args:
+        results: A run's ``results.json`` content.
+        full_schedule: Whether the run trained the config's whole schedule (else a warning).
+
+    Examples:
+        >>> ours = {"protocol": "mmselfsup_fpn", "architecture": "resnet50", "method": "matrix_ssl",
+        ...         "pretrain_epochs": 100, "bbox": {"mAP": 0.401, "AP50": 0.6, "AP75": 0.44},
+        ...         "segm": {"mAP": 0.36, "AP50": 0.57, "AP75": 0.38}}
+        >>> print(comparison_table(ours).splitlines()[4])
+        | ours: matrix_ssl | 100 | 40.1 | 60.0 | 44.0 | 36.0 | 57.0 | 38.0 | this run |
+    """
+    protocol = results.get("protocol")
+    rows = references_for(protocol)
+    if not rows:
+        return ""
+    table = [
+        {
+            "method": f"ours: {_method(results)}",
+            "epochs": str(results.get("pretrain_epochs") or "-"),
+            **dict(zip(METRICS, _ap_cells(results), strict=True)),
+            "source": "this run",
+        }
+    ]
+    urls: list[str] = []
+    for entry in rows:
+        source = entry["source"]
+        short, kind = source["short"], source["kind"]
+        table.append(
+            {
+                "method": entry["method"],
+                "epochs": str(entry["pretrain_epochs"]),
+                **{m: _cell(entry[m]) for m in METRICS},
+                "source": short if kind in short else f"{short} ({kind})",
+            }
+        )
+        if source["url"] not in urls:
+            urls.append(source["url"])
+    columns = [("method", "method"), ("epochs", "pretrain epochs"), *((m, m) for m in METRICS)]
+    described = load_references()["protocols"][protocol]
+    lines = [
+        f"Published numbers for protocol {protocol} ({described['detector']}):",
+        "",
+        text.markdown_table(table, [*columns, ("source", "source")]),
+    ]
+    notes = ["Sources:", *(f"- {url}" for url in urls)]
+    if described.get("missing"):
+        notes.append(described["missing"])
+    if results.get("architecture") != "resnet50":
+        notes.append(
+            f"The published rows are ResNet-50; this run's backbone is a"
+            f" {results.get('architecture')}, so the numbers are not comparable."
+        )
+    if not full_schedule:
+        notes.append(
+            "This run used --max-iters (a shortened schedule); compare only full-schedule runs."
+        )
+    return "\n".join([*lines, "", *notes])

@@ -13,8 +13,7 @@ from torch import nn
 
 from lightly_matrix.export import export_backbone
 from lightly_matrix.transfer.cfg_options import parse_cfg_options
-from lightly_matrix.transfer.configs import available_configs, config_dir
-from lightly_matrix.transfer.configs_cli import config_text
+from lightly_matrix.transfer.configs import available_configs, config_dir, config_text
 
 CONFIG_DIR = config_dir()
 CONFIGS = [f"{name}.py" for name in available_configs()]

@@ -14,7 +14,7 @@ from mmengine.config import Config
 from lightly_matrix import transfer
 from lightly_matrix.cli import UserError
 from lightly_matrix.cli import main as cli_main
-from lightly_matrix.transfer import build, references
+from lightly_matrix.transfer import build, results
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,15 +152,15 @@ def test_reference_file_ships_in_the_wheel_and_is_well_formed():
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"
     ]
-    assert references.REFERENCES_FILE in package_data["lightly_matrix.transfer"]
-    packaged = ROOT / "lightly_matrix" / "transfer" / references.REFERENCES_FILE
-    data = references.load_references()
+    assert results.REFERENCES_FILE in package_data["lightly_matrix.transfer"]
+    packaged = ROOT / "lightly_matrix" / "transfer" / results.REFERENCES_FILE
+    data = results.load_references()
     assert data == json.loads(packaged.read_text())
     for protocol, entry in data["protocols"].items():
         assert transfer.PROTOCOLS[protocol]["resnet50"] == entry["config"]
     for entry in data["references"]:
         source = entry["source"]
-        assert entry["protocol"] in transfer.PROTOCOLS and set(references.METRICS) <= set(entry)
+        assert entry["protocol"] in transfer.PROTOCOLS and set(results.METRICS) <= set(entry)
         assert {"url", "table", "short", "kind"} <= set(source)
         # Pinned sources: a commit or a release tag in every address.
         assert source["commit"] in source["url"] or "/v0.11.0/" in source["url"]
@@ -174,7 +174,7 @@ def test_reference_numbers_agree_with_the_project_notes():
              "SwAV": (40.2, 36.3), "SimSiam": (38.8, 34.9)}  # fmt: skip
     rows = {
         e["method"]: (e["AP_bb"], e["AP_mk"])
-        for e in references.references_for("mmselfsup_fpn")
+        for e in results.references_for("mmselfsup_fpn")
         if e["pretrain_epochs"] == 200
     }
     assert rows == notes
@@ -185,19 +185,19 @@ def test_comparison_table_puts_our_row_above_the_protocols_rows():
             "pretrain_epochs": 400, "checkpoint": "x.ckpt",
             "bbox": {"mAP": 0.4123, "AP50": 0.61, "AP75": 0.449},
             "segm": {"mAP": 0.37, "AP50": 0.58, "AP75": -1.0}}  # fmt: skip
-    table = references.comparison_table(ours)
+    table = results.comparison_table(ours)
     lines = table.splitlines()
     row = "| ours: matrix_ssl | 400 | 41.2 | 61.0 | 44.9 | 37.0 | 58.0 | - | this run |"
     assert lines[4] == row
     assert "| BYOL | 200 | 40.9 | 61.0 | 44.6 | 36.8 | 58.1 | 39.5 | mmselfsup model zoo |" in lines
     assert "InsLoc" not in table  # other protocols' rows stay out
     assert "not comparable" not in table and "--max-iters" not in table
-    short = references.comparison_table({**ours, "architecture": "resnet18"}, full_schedule=False)
+    short = results.comparison_table({**ours, "architecture": "resnet18"}, full_schedule=False)
     assert "a resnet18, so the numbers are not comparable" in short and "--max-iters" in short
-    c4 = references.comparison_table({**ours, "protocol": "matrix_ssl"})
+    c4 = results.comparison_table({**ours, "protocol": "matrix_ssl"})
     assert "| MoCo v2 | 800 | 39.3 | - | - | 34.3 | - | - | InsLoc README (third-party run) |" in c4
     assert "not in this file yet" in c4
-    assert references.comparison_table({**ours, "protocol": None}) == ""
+    assert results.comparison_table({**ours, "protocol": None}) == ""
 
 
 # --- a short run of the C4 protocol config ---------------------------------------------------

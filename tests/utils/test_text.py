@@ -11,7 +11,7 @@ import pytest
 
 import lightly_matrix.utils
 from lightly_matrix import errors, evaluation
-from lightly_matrix.transfer import references, results
+from lightly_matrix.transfer import results
 from lightly_matrix.utils.text import first_line, markdown_row, markdown_table, plain_cell
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def test_comparison_table_is_unchanged():
         "bbox": {"mAP": 0.401, "AP50": 0.6, "AP75": 0.44},
         "segm": {"mAP": 0.36, "AP50": 0.57, "AP75": -1},
     }
-    lines = references.comparison_table(ours).splitlines()
+    lines = results.comparison_table(ours).splitlines()
     assert lines[2:6] == COMPARISON_TABLE_LINES
     assert lines[1] == "" and lines[0].startswith("Published numbers for protocol mmselfsup_fpn")
 
