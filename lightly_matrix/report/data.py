@@ -37,7 +37,7 @@ class TransferRun:
 
     path: Path
     results: dict[str, Any] | None = None
-    scalars: list[dict[str, Any]] = field(default_factory=list)
+    curves: dict[str, Curve] = field(default_factory=dict)
     images: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -147,22 +147,25 @@ def _log_folders(work_dir: Path) -> list[Path]:
     return sorted(p for p in work_dir.iterdir() if p.is_dir() and (p / "vis_data").is_dir())
 
 
-def read_scalars(path: Path, problems: list[str]) -> list[dict[str, Any]]:
-    """mmengine's ``scalars.json``: one JSON object per line; unreadable lines are skipped."""
-    records = []
+def read_scalars(path: Path, problems: list[str]) -> dict[str, Curve]:
+    """mmengine's ``scalars.json`` (one JSON object per line) by name; bad lines are skipped."""
+    curves: dict[str, Curve] = {}
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as err:
         problems.append(f"{path.name}: {err}")
-        return []
+        return curves
     for line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue  # a run killed mid-write leaves a partial last line
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            continue
+        for name, value in record.items():
+            if name not in ("step", "iter", "epoch") and _is_number(value):
+                curves.setdefault(name, []).append((record["step"], None, float(value)))
+    return curves
 
 
 def load_transfer(path: Path) -> TransferRun:
@@ -176,7 +179,7 @@ def load_transfer(path: Path) -> TransferRun:
     scalar_files = [f / "vis_data" / "scalars.json" for f in _log_folders(path)]
     scalar_files = [f for f in scalar_files if f.is_file()]
     if scalar_files:
-        run.scalars = read_scalars(scalar_files[-1], run.problems)
+        run.curves = read_scalars(scalar_files[-1], run.problems)
     # The test may run in a Runner of its own, whose TIMESTAMP folder has no scalars.
     drawn = sorted(p.parent for p in path.glob(f"*/{VIS_TEST_DIR}") if p.is_dir())
     for folder in reversed(drawn):

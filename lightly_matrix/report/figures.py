@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightly_matrix.errors import UserError
+from lightly_matrix.report.data import Curve
 
 DPI = 100
 
@@ -56,6 +57,38 @@ _LEGEND = {
     "below": dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2),
     "best": dict(loc="best"),
 }
+
+
+#: A panel of logged curves: title, y label, ``[(curve, legend, fmt)]``, whether x is epochs (else
+#: steps), and the values' scale.
+CurvePanel = tuple[str, str, list[tuple[str, str, str]], bool, float]
+
+
+def _xy(curve: Curve, by_epoch: bool, scale: float) -> tuple[list[float], list[float]]:
+    if by_epoch:  # logged at an epoch's end: the epoch column is 0-based, x is epochs done
+        points = [(epoch + 1, value) for _, epoch, value in curve if epoch is not None]
+    else:
+        points = [(step, value) for step, _, value in curve]
+    return [p[0] for p in points], [scale * p[1] for p in points]
+
+
+def curve_panels(
+    curves: Mapping[str, Curve], specs: Sequence[CurvePanel], steps: str = "training step"
+) -> tuple[list[Panel], list[str]]:
+    """The panels of ``specs`` with a logged curve, and the titles of the others."""
+    panels, missing = [], []
+    for title, ylabel, columns, by_epoch, scale in specs:
+        series = [
+            Series(label, *_xy(curves[column], by_epoch, scale), fmt=fmt, linewidth=1.2)
+            for column, label, fmt in columns
+            if column in curves
+        ]
+        if series:
+            xlabel = "epoch" if by_epoch else steps
+            panels.append(Panel(title, xlabel, ylabel, series, integer_x=by_epoch))
+        else:
+            missing.append(title)
+    return panels, missing
 
 
 def _png(figure: Any) -> bytes:

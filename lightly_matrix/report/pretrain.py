@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 from lightly_matrix.report.data import SPECTRUM_FILE, Curve, PretrainRun, parse_spread
-from lightly_matrix.report.figures import Panel, Series, draw_panels
+from lightly_matrix.report.figures import Panel, Series, curve_panels, draw_panels
 from lightly_matrix.report.html import Section, paragraph, settings, table
 
 #: metrics.json keys of the frozen-backbone probes, with their names in the report.
@@ -191,14 +191,6 @@ def spectrum_section(run: PretrainRun) -> Section:
     return section
 
 
-def _xy(curve: Curve, by_epoch: bool, scale: float) -> tuple[list[float], list[float]]:
-    if by_epoch:  # logged at an epoch's end: the epoch column is 0-based, x is epochs done
-        points = [(epoch + 1, value) for _, epoch, value in curve if epoch is not None]
-    else:
-        points = [(step, value) for step, _, value in curve]
-    return [p[0] for p in points], [scale * p[1] for p in points]
-
-
 def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
     """The panels whose values were logged, and the titles of those that were not."""
     # fmt: off
@@ -221,20 +213,11 @@ def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
          [(f"diag/{p}_matrix_entropy", p, "-o") for p in parts], True, 1.0),
     ]
     # fmt: on
-    panels, missing = [], []
-    for title, ylabel, columns, by_epoch, scale in specs:
-        series = [
-            Series(label, *_xy(curves[column], by_epoch, scale), fmt=fmt, linewidth=1.2)
-            for column, label, fmt in columns
-            if column in curves
-        ]
-        if series:
-            xlabel = "epoch" if by_epoch else "training step"
-            panels.append(Panel(title, xlabel, ylabel, series, integer_x=by_epoch))
-        else:
-            why = WHY_NOT_LOGGED.get(title)
-            missing.append(title.lower() + (f" ({why})" if why else ""))
-    return panels, missing
+    panels, missing = curve_panels(curves, specs)
+    return panels, [
+        title.lower() + (f" ({WHY_NOT_LOGGED[title]})" if title in WHY_NOT_LOGGED else "")
+        for title in missing
+    ]
 
 
 def curves_section(run: PretrainRun) -> Section:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.report.data import TransferRun
-from lightly_matrix.report.figures import Panel, Series, draw_bars, draw_panels
+from lightly_matrix.report.figures import curve_panels, draw_bars, draw_panels
 from lightly_matrix.report.html import Section, esc, image, paragraph, settings, table
 
 #: results.json's summary keys, as COCO names them.
@@ -92,42 +92,22 @@ def _category_part(section: Section, results: dict[str, Any]) -> None:
     section.add(image(draw_bars("AP per category", names, bars, "AP (%)"), "AP per category"))
 
 
-def _scalar_series(scalars: list[dict[str, Any]], key: str, scale: float = 1.0) -> Series | None:
-    points = [
-        (record["step"], scale * float(record[key]))
-        for record in scalars
-        if key in record and "step" in record and isinstance(record[key], int | float)
-    ]
-    if not points:
-        return None
-    return Series(key, [p[0] for p in points], [p[1] for p in points], fmt="-", linewidth=1.2)
-
-
 def curves_section(run: TransferRun) -> Section:
     """mmdet's training losses, lr, RCNN accuracy and validation AP from ``scalars.json``."""
     section = Section("Mask R-CNN training curves")
-    if not run.scalars:
+    if not run.curves:
         why = "no TIMESTAMP/vis_data/scalars.json in the work dir"
         section.lack("Losses", "the mmdet loss curves", why)
         return section
-    panels = []
-    losses = [s for s in (_scalar_series(run.scalars, k) for k in LOSSES) if s is not None]
-    if losses:
-        panels.append(Panel("Mask R-CNN losses", "iteration", "loss", losses, legend="right"))
-    for key, title, unit, scale in (
-        ("lr", "Learning rate", "learning rate", 1.0),
-        ("acc", "RoI head classification accuracy (training)", "accuracy (%)", 1.0),
-    ):
-        series = _scalar_series(run.scalars, key, scale)
-        if series is not None:
-            series.label = ""
-            panels.append(Panel(title, "iteration", unit, [series]))
-    found = (_scalar_series(run.scalars, f"coco/{t}_mAP", 100.0) for t, _ in IOU_TYPES)
-    validation = [s for s in found if s is not None]
-    for s in validation:
-        s.fmt = "-o"
-    if validation:
-        panels.append(Panel("Validation AP while training", "iteration", "AP (%)", validation))
+    validation = [(f"coco/{t}_mAP", f"coco/{t}_mAP", "-o") for t, _ in IOU_TYPES]
+    specs = [
+        ("Mask R-CNN losses", "loss", [(k, k, "-") for k in LOSSES], False, 1.0),
+        ("Learning rate", "learning rate", [("lr", "", "-")], False, 1.0),
+        ("RoI head classification accuracy (training)", "accuracy (%)", [("acc", "", "-")],
+         False, 1.0),
+        ("Validation AP while training", "AP (%)", validation, False, 100.0),
+    ]  # fmt: skip
+    panels, _ = curve_panels(run.curves, specs, steps="iteration")
     section.add(paragraph("From mmengine's log of the run (TIMESTAMP/vis_data/scalars.json)."))
     png = draw_panels(panels) if panels else None
     section.figure("Losses and schedule", png, "the mmdet loss curves", "no losses were logged")
