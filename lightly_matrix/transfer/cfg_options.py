@@ -27,19 +27,14 @@ _SECTION_KEYS = {
     "auto_scale_lr": frozenset({"enable", "base_batch_size"}),
 }
 _MISSING = object()
+_OUTPUT_KEYS = frozenset(
+    {"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir", "log_dir", "out_file"}
+)
 #: Option names refused, and why: only ``--work-dir`` places files (through its checks), only the
 #: checked CHECKPOINT loads weights, and no module named on the command line is imported.
 _REFUSED = (
     (
-        {
-            "work_dir",
-            "out_dir",
-            "outfile_prefix",
-            "test_out_dir",
-            "save_dir",
-            "log_dir",
-            "out_file",
-        },
+        _OUTPUT_KEYS,
         "transfer writes everything under --work-dir (checked so that no one's files are"
         " overwritten); choose the place with --work-dir",
     ),

@@ -106,33 +106,26 @@ def config_protocol(name: str) -> str | None:
 
 def default_config(architecture: str | None, demo: bool, protocol: str | None = None) -> str:
     """The config name for an architecture (``None``: random init) in ``protocol``."""
-    if protocol is not None:
-        if protocol not in PROTOCOLS:
-            raise UserError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")
-        if demo:
-            raise UserError("--demo has its own small config; leave out --protocol")
-        key = architecture or "resnet50"
-        if key not in PROTOCOLS[protocol]:
-            raise UserError(
-                f"--protocol {protocol} is a ResNet Mask R-CNN protocol; a {architecture}"
-                " needs --config (one of: " + ", ".join(available_configs()) + ")"
-            )
-        return PROTOCOLS[protocol][key]
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")
     if demo:
+        if protocol is not None:
+            raise UserError("--demo has its own small config; leave out --protocol")
         if architecture is not None and not architecture.startswith("resnet"):
             raise UserError(
                 f"the demo config is a ResNet Mask R-CNN; a {architecture} needs --config"
             )
         return DEMO_CONFIG
-    if architecture is None:
-        return DEFAULT_CONFIGS["resnet50"]
-    key = "vit" if architecture.startswith("vit") else architecture
-    if key not in DEFAULT_CONFIGS:
+    configs = PROTOCOLS[protocol] if protocol else DEFAULT_CONFIGS
+    key = architecture or "resnet50"
+    key = "vit" if key.startswith("vit") else key
+    if key not in configs:
+        what = f"--protocol {protocol} (ResNet Mask R-CNNs) has" if protocol else "we have"
         raise UserError(
-            f"no default config for a {architecture}; pass --config (one of: "
+            f"{what} no default config for a {architecture}; pass --config (one of: "
             f"{', '.join(available_configs())})"
         )
-    return DEFAULT_CONFIGS[key]
+    return configs[key]
 
 
 _TRAIN_PY_EXPR = (
