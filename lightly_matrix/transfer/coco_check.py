@@ -7,8 +7,6 @@ dataset trains on nothing (mAP -1) or fails hours in.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import math
 import os
@@ -64,10 +62,8 @@ def _usable(ann: dict[str, Any], image: dict[str, Any]) -> bool:
     return not crowd and w >= 1 and h >= 1 and inside_w > 0 and inside_h > 0
 
 
-def _load(path: Path) -> Any:
-    """The annotation file as a pycocotools ``COCO`` index, its structure checked first."""
-    from pycocotools.coco import COCO
-
+def _load(path: Path) -> dict[str, Any]:
+    """The annotation file, its structure checked."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -88,14 +84,11 @@ def _load(path: Path) -> Any:
     _fail(path, [i for i in data["images"] if not _finite([i["width"], i["height"]])],
           "images lack a numeric width and height", lambda i: i["file_name"],
           "give each image its size in pixels")  # fmt: skip
-    coco = COCO()
-    coco.dataset = data
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-            coco.createIndex()
-    except TypeError as err:  # a list or object as an id
-        raise UserError(f"{path}: ids must be numbers or strings ({first_line(err)})") from None
-    return coco
+    ids = [e["id"] for key in REQUIRED for e in data[key]]
+    ids += [a[key] for a in data["annotations"] for key in ("image_id", "category_id")]
+    _fail(path, [i for i in ids if isinstance(i, list | dict)], "ids are lists or objects",
+          str, "ids must be numbers or strings")  # fmt: skip
+    return data
 
 
 def check_split(
@@ -113,8 +106,8 @@ def check_split(
         UserError: One line naming the first bad entry and how many there are.
     """
     path, image_dir = Path(ann_file), Path(image_dir)
-    coco = _load(path)
-    images = coco.dataset["images"]
+    data = _load(path)
+    images, anns = data["images"], data["annotations"]
     if not images:
         raise UserError(f"{path} lists no images; the {split} split would be empty")
     counts = Counter(i["id"] for i in images)
@@ -131,18 +124,19 @@ def check_split(
     ]
     _fail(path, missing, f"images are missing under {image_dir}", lambda i: i["file_name"],
           "add them, or remove them from the annotation file")  # fmt: skip
-    names = [str(c["name"]) for c in coco.dataset["categories"]]
+    names = [str(c["name"]) for c in data["categories"]]
     # mmdet keeps the categories named in the config's classes and drops the others' boxes.
     _fail(path, [n for n in names if n not in classes], f"categories are not among the config's"
           f" {len(classes)} classes", str, "use annotations of the config's classes, or a --config"
           " for these")  # fmt: skip
     _fail(path, [n for i, n in enumerate(names) if n in names[:i]], "category names repeat", str,
           "name each category once")  # fmt: skip
-    anns = coco.dataset["annotations"]
-    _fail(path, [a for a in anns if a["image_id"] not in coco.imgs],
+    by_id = {i["id"]: i for i in images}
+    _fail(path, [a for a in anns if a["image_id"] not in by_id],
           "annotations refer to an image not listed", lambda a: f"id {a['id']}, image_id"
           f" {a['image_id']}", "list the image or remove the annotation")  # fmt: skip
-    _fail(path, [a for a in anns if a["category_id"] not in coco.cats],
+    category_ids = {c["id"] for c in data["categories"]}
+    _fail(path, [a for a in anns if a["category_id"] not in category_ids],
           "annotations have an unknown category_id", lambda a: f"id {a['id']}, category_id"
           f" {a['category_id']}", "use a category listed in the file")  # fmt: skip
     _fail(path, [a for a in anns if not _finite(a["bbox"], 4) or min(a["bbox"][2:]) < 0],
@@ -151,7 +145,7 @@ def check_split(
     _fail(path, [a for a in anns if not _polygons_ok(a["segmentation"])],
           "masks are not polygons of at least 3 points (or RLE)", lambda a: f"id {a['id']}",
           "each polygon is [x1, y1, x2, y2, x3, y3, ...]")  # fmt: skip
-    usable = sum(_usable(a, coco.imgs[a["image_id"]]) for a in anns)
+    usable = sum(_usable(a, by_id[a["image_id"]]) for a in anns)
     if not usable:
         raise UserError(
             f"{path}: none of its {len(anns)} annotations can be used for the {split} split"
