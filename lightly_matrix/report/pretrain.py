@@ -201,7 +201,6 @@ def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
     probe = [("train_online_cls_top1", "train batches", "-"),
              ("val_online_cls_top1", "validation", "-o")]
     parts = ("backbone", "projection")
-    # (title, y label, [(column, legend, fmt)], per epoch, scale)
     specs = [
         ("Training loss", "loss", losses, False, 1.0),
         ("Learning rate", "learning rate", lrs, False, 1.0),
