@@ -15,7 +15,7 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 from lightly_matrix.mmdet import TimmViTSimplePyramid
-from lightly_matrix.mmdet.norm import NAME, LayerNorm2d
+from lightly_matrix.mmdet.vit import NAME, LayerNorm2d
 from lightly_matrix.transfer.configs import config_dir
 
 
