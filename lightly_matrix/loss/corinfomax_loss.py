@@ -43,7 +43,7 @@ class CorInfoMaxLoss(BatchLoss):
         cov_init: Initial covariance ``cov_init * I``.
         eps: Ridge added before the log-determinant.
         normalize: L2-normalise the embeddings first (every published run does).
-        gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
+        gather_distributed: See :class:`~lightly_matrix.loss.BatchLoss`.
         la_R: The authors' name of ``cov_momentum``.
         la_mu: The authors' name of ``mean_momentum``.
         R_ini: The authors' name of ``cov_init``.

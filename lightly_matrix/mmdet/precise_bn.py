@@ -111,10 +111,8 @@ def recompute_bn_stats(
     layers = bn_layers(model)
     if not layers:
         return []
-    saved = {
-        bn: (bn.momentum, bn.training, *[t.clone() for t in _stats(bn)[:2]])
-        for bn in layers.values()
-    }
+    modes = {bn: (bn.momentum, bn.training) for bn in layers.values()}
+    old = {bn: [t.clone() for t in _stats(bn)[:2]] for bn in layers.values()}
     was_training = model.training
     model.train()
     for bn in layers.values():
@@ -124,13 +122,13 @@ def recompute_bn_stats(
         for batch in _cycled(batches, num_iters):
             (forward or model)(batch)
     except BaseException:
-        for bn, (_, _, mean, var) in saved.items():
+        for bn, (mean, var) in old.items():
             _stats(bn)[0].copy_(mean)
             _stats(bn)[1].copy_(var)
         raise
     finally:
         model.train(was_training)
-        for bn, (momentum, training, _, _) in saved.items():
+        for bn, (momentum, training) in modes.items():
             bn.momentum = momentum
             bn.train(training)
     # Per layer: count * (mean, variance, 1), summed over processes by reduce.
@@ -146,8 +144,8 @@ def recompute_bn_stats(
         c, calls = bn.num_features, float(total[-1])
         if calls == 0:
             unreached.append(name)
-        _stats(bn)[0].copy_(total[:c] / calls if calls else saved[bn][2])
-        _stats(bn)[1].copy_(total[c : 2 * c] / calls if calls else saved[bn][3])
+        _stats(bn)[0].copy_(total[:c] / calls if calls else old[bn][0])
+        _stats(bn)[1].copy_(total[c : 2 * c] / calls if calls else old[bn][1])
     return unreached
 
 
