@@ -182,11 +182,13 @@ class PreciseBNHook(Hook):
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
+        """Recompute after an iteration-based loop's last iteration and before its validations."""
         by_iter = not isinstance(runner.train_loop, EpochBasedTrainLoop)
         if by_iter and self._validates_now(runner, runner.iter + 1, runner.max_iters):
             self.recompute(runner)
 
     def after_train_epoch(self, runner: Any) -> None:
+        """Recompute after an epoch-based loop's last epoch and before its validations."""
         by_epoch = isinstance(runner.train_loop, EpochBasedTrainLoop)
         if by_epoch and self._validates_now(runner, runner.epoch + 1, runner.max_epochs):
             self.recompute(runner)

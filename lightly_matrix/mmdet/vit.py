@@ -33,10 +33,11 @@ from timm.models.vision_transformer_sam import Block as WindowBlock
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-NAME = "LightlyMatrixLN2d"
+#: The registry name of :class:`LayerNorm2d` (mmdet's ViTDet project has ``LN2d``).
+LN2D = "LightlyMatrixLN2d"
 
 
-@MODELS.register_module(NAME)
+@MODELS.register_module(LN2D)
 class LayerNorm2d(TimmLayerNorm2d):
     """LayerNorm over the channels of an NCHW map (ViTDet's pyramid and head norm).
 
@@ -62,7 +63,7 @@ class LayerNorm2d(TimmLayerNorm2d):
 def build_norm(norm_cfg: dict[str, Any], channels: int) -> nn.Module:
     """mmcv's ``build_norm_layer``, our name resolved here (the default scope may not be mmdet)."""
     cfg = dict(norm_cfg)
-    if cfg["type"] == NAME:
+    if cfg["type"] == LN2D:
         cfg["type"] = LayerNorm2d
     return build_norm_layer(cfg, channels)[1]
 
@@ -204,7 +205,7 @@ class TimmViTSimplePyramid(BaseModule):
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(init_cfg)
-        norm_cfg = norm_cfg or dict(type=NAME)
+        norm_cfg = norm_cfg or dict(type=LN2D)
         # dynamic_img_size: position embeddings are resized to each (padded) detection input.
         self.vit = timm.create_model(
             model_name,
