@@ -85,28 +85,14 @@ def global_block_indexes(depth: int) -> tuple[int, ...]:
     return tuple(depth // 4 * (q + 1) - 1 for q in range(4))
 
 
-def windowed_blocks(
+def _windowed_blocks(
     vit: Any,
     window_size: int,
     global_attn_indexes: Sequence[int] | None,
     use_rel_pos: bool,
     grid_size: int,
 ) -> nn.Sequential:
-    """ViTDet blocks carrying the weights of a timm ``VisionTransformer``'s blocks.
-
-    Args:
-        vit: The timm ViT; its blocks' design and weights are kept.
-        window_size: Tokens per window side; ``0``: global attention everywhere.
-        global_attn_indexes: Blocks with global attention (``None``: :func:`global_block_indexes`).
-        use_rel_pos: Add (zero-initialised) decomposed relative position biases to attention.
-        grid_size: Token grid side of the detector input (ViTDet: 1024 / 16 = 64).
-
-    Returns:
-        Blocks taking and returning ``(batch, height, width, dim)`` token maps.
-
-    Raises:
-        ValueError: Bad window size or global block index, or blocks of another design.
-    """
+    """ViTDet blocks holding the weights of ``vit``'s, on ``(B, H, W, dim)`` token maps."""
     depth = len(vit.blocks)
     if window_size < 0:
         raise ValueError(f"window_size must be >= 0 (0: global attention), got {window_size}")
@@ -184,6 +170,10 @@ class TimmViTSimplePyramid(BaseModule):
         use_rel_pos: ViTDet's relative position biases (new, zero-initialised parameters).
         det_img_size: Detector input side the relative position tables are sized for (1024).
         init_cfg: mmengine initialisation config.
+
+    Raises:
+        ValueError: A patch size that cannot reach the strides, a negative window size, a
+            global block index out of range, or ViT blocks of another design than timm's.
     """
 
     strides: tuple[int, ...] = (4, 8, 16, 32)
@@ -226,7 +216,7 @@ class TimmViTSimplePyramid(BaseModule):
         self.vitdet = window_size != 0 or use_rel_pos
         if self.vitdet:
             grid_size = math.ceil(det_img_size / patch_size)
-            self.vit.blocks = windowed_blocks(
+            self.vit.blocks = _windowed_blocks(
                 self.vit, window_size, global_attn_indexes, use_rel_pos, grid_size
             )
             # Loaded with the encoder, unused by ViTDet: frozen, so DDP and the optimiser skip them.
