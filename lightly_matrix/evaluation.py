@@ -22,6 +22,7 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from lightly_matrix.errors import UserError
 from lightly_matrix.utils.io import write_json_atomic
 
 METRICS_FILE = "metrics.json"
@@ -207,6 +208,13 @@ class FrozenEvaluation(Callback):
                 features = _probe_features(module, self.data, module.device, self.num_workers)
         finally:
             module.train(was_training)
+        rows = torch.cat(features[::2])
+        if bad := int((~torch.isfinite(rows)).any(dim=1).sum()):
+            raise UserError(
+                f"evaluation at epoch {epoch}: the backbone's features of {bad} of {len(rows)} "
+                "probe images are not finite (NaN or inf); lower --lr or check the --hp values (a "
+                "diverged run) or the starting weights"
+            )
         hp = getattr(module, "hparams", {})
         knn = {key: hp[key] for key in ("knn_k", "knn_t") if key in hp}
         metrics = evaluate_features(*features, self.data.num_classes, **knn)

@@ -24,7 +24,8 @@ MODULES = [
     "lightly_matrix.utils.io",
     "lightly_matrix.utils.loop_progress",
     "lightly_matrix.utils.text",
-    "lightly_matrix.mmdet.norm",
+    "lightly_matrix.mmdet.vit",
+    "lightly_matrix.errors",
 ]
 
 

@@ -13,19 +13,22 @@ from pytorch_lightning import LightningModule
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
+from lightly_matrix.errors import UserError
 from lightly_matrix.evaluation import SPECTRUM_FILE, FrozenEvaluation, ProbeData, feature_spectrum
 from lightly_matrix.functional import effective_rank, matrix_entropy
 from lightly_matrix.report import data as report_data
 
 
 class Encoder(LightningModule):
-    def __init__(self, dim: int, collapse: bool = False) -> None:
+    def __init__(self, dim: int, collapse: bool = False, poison: float | None = None) -> None:
         super().__init__()
         self.net = nn.Linear(3 * 4 * 4, dim)
-        self.collapse = collapse
+        self.collapse, self.poison = collapse, poison
 
     def forward(self, x: Tensor) -> Tensor:
         features = self.net(x.flatten(1))
+        if self.poison is not None:
+            features[::3, 0] = self.poison
         return torch.ones_like(features) if self.collapse else features
 
 
@@ -97,3 +100,14 @@ def test_knn_probe_takes_k_and_t_and_k1_is_the_nearest_cosine_neighbour() -> Non
     expected = 100.0 * float((train_y[sim.argmax(dim=1)] == test_y).float().mean())
     got = evaluate_features(train_x, train_y, test_x, test_y, 3, knn_k=1, knn_t=0.1)
     assert got["knn_top1"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_features_that_are_not_finite_are_one_line_and_write_nothing(tmp_path, poison) -> None:
+    evaluation = FrozenEvaluation(probe_data(), tmp_path)
+    with pytest.raises(UserError) as info:
+        evaluation.evaluate(trainer(7), Encoder(dim=4, poison=poison), epoch=3)
+    message = str(info.value)
+    assert "\n" not in message and "epoch 3" in message and "18 of 50 probe images" in message
+    assert "not finite" in message and "--lr" in message
+    assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.utils.text import first_line, markdown_row
+from lightly_matrix.errors import first_line
+from lightly_matrix.utils.text import markdown_row
 from lightly_matrix.utils.text import markdown_table as _markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -101,3 +101,7 @@ class BatchLoss(nn.Module):
         if not self.gather_distributed or lightly_dist.world_size() == 1:
             return x
         return torch.cat(lightly_dist.gather(x.contiguous()), dim=0)
+
+
+# Where it is documented and imported from: the losses' "Bases:" line links there.
+BatchLoss.__module__ = "lightly_matrix.loss"

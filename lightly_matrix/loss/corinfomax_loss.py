@@ -43,7 +43,7 @@ class CorInfoMaxLoss(BatchLoss):
         cov_init: Initial covariance ``cov_init * I``.
         eps: Ridge added before the log-determinant.
         normalize: L2-normalise the embeddings first (every published run does).
-        gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
+        gather_distributed: See :class:`~lightly_matrix.loss.BatchLoss`.
         la_R: The authors' name of ``cov_momentum``.
         la_mu: The authors' name of ``mean_momentum``.
         R_ini: The authors' name of ``cov_init``.
@@ -119,12 +119,7 @@ class CorInfoMaxLoss(BatchLoss):
                 getattr(self, name).diagonal().fill_(self.cov_init)
 
     def _updated_stats(self, z: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """New running mean and covariance (old ones detached), ``logdet(new covariance + eps I)``.
-
-        For N < D, by the matrix determinant lemma
-        ``logdet(A + c Zc^T Zc) = logdet(A) + logdet(I_N + c W^T W)`` (``A = L L^T``,
-        ``W = L^-1 Zc^T``), so the D x D Cholesky factor needs no backward pass.
-        """
+        """New running mean and covariance (old ones detached), ``logdet(new cov + eps I)``."""
         z = z.to(torch.float64)
         n, d = z.shape
         new_mean = self.mean_momentum * mean.detach() + (1.0 - self.mean_momentum) * z.mean(dim=0)
@@ -133,6 +128,8 @@ class CorInfoMaxLoss(BatchLoss):
         eye = torch.eye(d, dtype=torch.float64, device=z.device)
         base = self.cov_momentum * cov.detach() + self.eps * eye
         if n < d:
+            # logdet(A + c Zc^T Zc) = logdet(A) + logdet(I_N + c W^T W), A = L L^T, W = L^-1 Zc^T
+            # (determinant lemma): the D x D Cholesky factor needs no backward pass.
             chol, info = torch.linalg.cholesky_ex(base)
             if not bool(info.any()):
                 w = torch.linalg.solve_triangular(chol, zc.mT, upper=False)

@@ -22,7 +22,7 @@ class MatrixEntropyLoss(BatchLoss):
     Args:
         gram_scale: Scale of the Gram term (finite, > 0).
         centering: Subtract the batch mean of the normalised features first.
-        gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
+        gather_distributed: See :class:`~lightly_matrix.loss.BatchLoss`.
         weight: Factor applied to the returned value (finite, >= 0); M-MAE's ``lamb``.
         mu: The authors' name of ``gram_scale``.
 

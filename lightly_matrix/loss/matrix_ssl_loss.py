@@ -32,7 +32,7 @@ class MatrixSSLLoss(BatchLoss):
         target_scale: Scale of the identity target of the uniformity term (finite, > 0).
         ridge: Ridge ``ridge * I`` added to every covariance (finite, > 0).
         taylor_order: Terms of the Taylor logarithm, or None for the exact logarithm.
-        gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
+        gather_distributed: See :class:`~lightly_matrix.loss.BatchLoss`.
         lamda: The paper's and authors' name of ``target_scale``.
         mu: The authors' name of ``ridge``.
 

@@ -40,7 +40,7 @@ class MECLoss(BatchLoss):
     Args:
         eps_squared: ``eps^2``, the squared decoding error bound (> 0); the authors' ``--eps`` 64.
         taylor_order: Terms of the Taylor series (authors: 4), or None for the exact logdet.
-        gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
+        gather_distributed: See :class:`~lightly_matrix.loss.BatchLoss`.
 
     Examples:
         >>> import torch

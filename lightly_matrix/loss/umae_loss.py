@@ -17,7 +17,7 @@ class UMAELoss(BatchLoss):
       Autoencoders, NeurIPS 2022, https://arxiv.org/abs/2210.08344
 
     Args:
-        gather_distributed: See :class:`~lightly_matrix.loss._common.BatchLoss`.
+        gather_distributed: See :class:`~lightly_matrix.loss.BatchLoss`.
         weight: Factor applied to the returned value (finite, >= 0); U-MAE's ``lamb``.
 
     Examples:

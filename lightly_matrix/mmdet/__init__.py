@@ -1,13 +1,14 @@
 """Our modules in mmdet's registries, loaded by configs with
 ``custom_imports = dict(imports=['lightly_matrix.mmdet'], allow_failed_imports=False)``."""
 
-from lightly_matrix.mmdet.coco_metric import ClasswiseCocoMetric
-from lightly_matrix.mmdet.init import PretrainedOrDefault
-from lightly_matrix.mmdet.norm import LayerNorm2d
 from lightly_matrix.mmdet.precise_bn import PreciseBNHook, recompute_bn_stats
-from lightly_matrix.mmdet.res_layer import ResLayerExtraNorm
-from lightly_matrix.mmdet.visualization import FirstImagesVisualizationHook
-from lightly_matrix.mmdet.vit import TimmViTSimplePyramid
+from lightly_matrix.mmdet.report_outputs import ClasswiseCocoMetric, FirstImagesVisualizationHook
+from lightly_matrix.mmdet.resnet import PretrainedOrDefault, ResLayerExtraNorm
+from lightly_matrix.mmdet.vit import (
+    LayerNorm2d,
+    TimmViTSimplePyramid,
+    ViTLayerDecayOptimizerConstructor,
+)
 
 __all__ = [
     "ClasswiseCocoMetric",
@@ -17,5 +18,6 @@ __all__ = [
     "PretrainedOrDefault",
     "ResLayerExtraNorm",
     "TimmViTSimplePyramid",
+    "ViTLayerDecayOptimizerConstructor",
     "recompute_bn_stats",
 ]

@@ -30,7 +30,6 @@ from mmengine.optim import OptimWrapper
 from mmengine.runner import EpochBasedTrainLoop
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.optim.swa_utils import update_bn
 
 from lightly_matrix.utils.checks import check_positive_int
 
@@ -45,17 +44,6 @@ class _Uncopied:
         return self.dataset
 
 
-class _Forward(nn.Module):
-    """``forward(batch)`` as the module ``update_bn`` takes."""
-
-    def __init__(self, model: nn.Module, forward: Callable[[Any], Any]) -> None:
-        super().__init__()
-        self.model, self.run = model, forward
-
-    def forward(self, batch: Any) -> Any:
-        return self.run(batch)
-
-
 def bn_layers(model: nn.Module) -> dict[str, _BatchNorm]:
     """Every BatchNorm layer (BN, SyncBN, ...) of ``model`` that keeps running statistics."""
     return {
@@ -66,18 +54,17 @@ def bn_layers(model: nn.Module) -> dict[str, _BatchNorm]:
 
 
 def _stats(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Running mean, variance and call count."""
     mean, var, count = bn.running_mean, bn.running_var, bn.num_batches_tracked
     assert mean is not None and var is not None and count is not None
     return mean, var, count
 
 
-def _cycled(batches: Iterable[Any], num_iters: int) -> Iterator[list[Any]]:
+def _cycled(batches: Iterable[Any], num_iters: int) -> Iterator[Any]:
     done = 0
     while done < num_iters:
         started = done
         for batch in itertools.islice(batches, num_iters - done):
-            yield [batch]  # update_bn runs the first element of a list
+            yield batch
             done += 1
         if done == started:
             raise ValueError("recompute_bn_stats got no batches to run")
@@ -93,8 +80,9 @@ def recompute_bn_stats(
 ) -> list[str]:
     """Replace the running mean and variance of every BN layer by averages over ``num_iters``.
 
-    Uses torch's ``update_bn`` (a cumulative average of batch means and unbiased variances);
-    momentum and train/eval modes are kept; a failing forward leaves the statistics unchanged.
+    As torch's ``update_bn``: a cumulative average of batch means and unbiased variances, the
+    model in training mode; momentum and train/eval modes are kept; a failing forward leaves the
+    statistics unchanged.
 
     Args:
         model: The model (or its unwrapped module) whose BN layers are recomputed.
@@ -121,11 +109,18 @@ def recompute_bn_stats(
     """
     check_positive_int("num_iters", num_iters, hint="the number of batches to average over")
     layers = bn_layers(model)
+    if not layers:
+        return []
     modes = {bn: (bn.momentum, bn.training) for bn in layers.values()}
     old = {bn: [t.clone() for t in _stats(bn)[:2]] for bn in layers.values()}
     was_training = model.training
+    model.train()
+    for bn in layers.values():
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average
     try:
-        update_bn(_cycled(batches, num_iters), _Forward(model, forward or model))
+        for batch in _cycled(batches, num_iters):
+            (forward or model)(batch)
     except BaseException:
         for bn, (mean, var) in old.items():
             _stats(bn)[0].copy_(mean)
@@ -136,18 +131,16 @@ def recompute_bn_stats(
         for bn, (momentum, training) in modes.items():
             bn.momentum = momentum
             bn.train(training)
-    # Per layer: count * mean, count * variance, count; summed over processes by reduce.
-    sums = []
-    for bn in layers.values():
-        mean, var, count = _stats(bn)
-        n = count.to(mean).view(1)
-        sums.append(torch.cat([mean * n, var * n, n]))
-    if reduce is not None and sums:
-        flat = torch.cat(sums)
+    # Per layer: count * (mean, variance, 1), summed over processes by reduce.
+    sums = [
+        torch.cat([mean, var, mean.new_ones(1)]) * n.to(mean)
+        for mean, var, n in map(_stats, layers.values())
+    ]
+    flat = torch.cat(sums)
+    if reduce is not None:
         reduce(flat)
-        sums = list(flat.split([len(s) for s in sums]))
     unreached = []
-    for (name, bn), total in zip(layers.items(), sums, strict=True):
+    for (name, bn), total in zip(layers.items(), flat.split([len(s) for s in sums]), strict=True):
         c, calls = bn.num_features, float(total[-1])
         if calls == 0:
             unreached.append(name)
@@ -189,11 +182,13 @@ class PreciseBNHook(Hook):
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
+        """Recompute after an iteration-based loop's last iteration and before its validations."""
         by_iter = not isinstance(runner.train_loop, EpochBasedTrainLoop)
         if by_iter and self._validates_now(runner, runner.iter + 1, runner.max_iters):
             self.recompute(runner)
 
     def after_train_epoch(self, runner: Any) -> None:
+        """Recompute after an epoch-based loop's last epoch and before its validations."""
         by_epoch = isinstance(runner.train_loop, EpochBasedTrainLoop)
         if by_epoch and self._validates_now(runner, runner.epoch + 1, runner.max_epochs):
             self.recompute(runner)

@@ -1,25 +1,150 @@
-"""A timm Vision Transformer with a simple feature pyramid, as an mmdet backbone (ViTDet style).
+"""A timm Vision Transformer with a simple feature pyramid, as an mmdet backbone, and ViTDet [0].
 
-mmdet 3.3.0 has no ViT detection backbone: a simple feature pyramid (Li et al., 2022) turns the
-last map into the strides 4 to 64 of mmdet's FPN heads, so no neck is needed.
+mmdet 3.3.0 has no ViT detection backbone: a simple feature pyramid turns the last map into the
+strides 4 to 64 of mmdet's FPN heads, so no neck is needed. ViTDet's changes for detection: window
+attention except in the last block of each quarter, zero-initialised relative position biases and
+layer-wise lr decay, on timm's Segment-Anything blocks, whose parameter names equal
+``VisionTransformer``'s: MAE weights load unchanged, only ``rel_pos_*`` is new.
+
+The pyramid's and heads' channel LayerNorm is registered as ``LightlyMatrixLN2d``: mmdet's ViTDet
+project registers ``LN2d`` for its class and mmengine refuses a second registration of one name,
+so both projects import side by side.
+
+- [0] Li, Mao, Girshick, He. "Exploring Plain Vision Transformer Backbones for Object Detection",
+  ECCV 2022, https://arxiv.org/abs/2203.16527
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import timm
-from mmdet.registry import MODELS
+from mmcv.cnn import build_norm_layer
+from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.model import BaseModule
+from mmengine.optim import DefaultOptimWrapperConstructor
+from timm.layers import LayerNorm2d as TimmLayerNorm2d
+from timm.layers import resample_abs_pos_embed
+from timm.models.vision_transformer_sam import Block as WindowBlock
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from lightly_matrix.mmdet.norm import NAME as LN2D
-from lightly_matrix.mmdet.norm import build_norm
-from lightly_matrix.mmdet.vitdet import token_map, windowed_blocks
+#: The registry name of :class:`LayerNorm2d` (mmdet's ViTDet project has ``LN2d``).
+LN2D = "LightlyMatrixLN2d"
+
+
+@MODELS.register_module(LN2D)
+class LayerNorm2d(TimmLayerNorm2d):
+    """LayerNorm over the channels of an NCHW map (ViTDet's pyramid and head norm).
+
+    timm's ``LayerNorm2d`` at mmcv's ``eps=1e-5``, as the heads' norms (Detectron2: 1e-6).
+
+    Args:
+        num_channels: Channels of the input map.
+        eps: Added to the variance.
+        affine: Learnable per-channel scale and shift.
+
+    Examples:
+        >>> import torch
+        >>> norm = LayerNorm2d(8)
+        >>> y = norm(torch.randn(2, 8, 4, 4) * 3 + 1)
+        >>> bool(y.mean(1).abs().max() < 1e-5)
+        True
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5, affine: bool = True) -> None:
+        super().__init__(num_channels, eps=eps, affine=affine)
+
+
+def build_norm(norm_cfg: dict[str, Any], channels: int) -> nn.Module:
+    """mmcv's ``build_norm_layer``, our name resolved here (the default scope may not be mmdet)."""
+    cfg = dict(norm_cfg)
+    if cfg["type"] == LN2D:
+        cfg["type"] = LayerNorm2d
+    return build_norm_layer(cfg, channels)[1]
+
+
+#: Parameter names that get no weight decay beyond the 1-D ones (biases, norms).
+_NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token")
+_BLOCK_INDEX = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+
+
+def global_block_indexes(depth: int) -> tuple[int, ...]:
+    """ViTDet's global-attention blocks: the last of each quarter (else the last block only).
+
+    Examples:
+        >>> global_block_indexes(12), global_block_indexes(24)
+        ((2, 5, 8, 11), (5, 11, 17, 23))
+    """
+    if depth < 4 or depth % 4:
+        return (depth - 1,) if depth > 0 else ()
+    return tuple(depth // 4 * (q + 1) - 1 for q in range(4))
+
+
+def _windowed_blocks(
+    vit: Any,
+    window_size: int,
+    global_attn_indexes: Sequence[int] | None,
+    use_rel_pos: bool,
+    grid_size: int,
+) -> nn.Sequential:
+    """ViTDet blocks holding the weights of ``vit``'s, on ``(B, H, W, dim)`` token maps."""
+    depth = len(vit.blocks)
+    if window_size < 0:
+        raise ValueError(f"window_size must be >= 0 (0: global attention), got {window_size}")
+    indexes = (
+        global_block_indexes(depth) if global_attn_indexes is None else tuple(global_attn_indexes)
+    )
+    if any(not 0 <= i < depth for i in indexes):
+        raise ValueError(f"global_attn_indexes {indexes} must lie in 0..{depth - 1}")
+    blocks = []
+    for i, old in enumerate(vit.blocks):
+        attn = old.attn
+        norm: Any = old.norm1
+        norm_layer: Any = functools.partial(norm.__class__, eps=norm.eps)
+        block = WindowBlock(
+            dim=int(vit.embed_dim),
+            num_heads=int(attn.num_heads),
+            mlp_ratio=old.mlp.fc1.out_features / vit.embed_dim,
+            qkv_bias=attn.qkv.bias is not None,
+            qk_norm=not isinstance(attn.q_norm, nn.Identity),
+            # Layer scale: any value; the copied gamma replaces it.
+            init_values=1.0 if hasattr(old.ls1, "gamma") else None,
+            drop_path=float(getattr(old.drop_path1, "drop_prob", 0.0)),
+            act_layer=type(old.mlp.act),
+            norm_layer=norm_layer,
+            use_rel_pos=use_rel_pos,
+            window_size=0 if i in indexes else window_size,
+            input_size=(grid_size, grid_size),
+        )
+        result = block.load_state_dict(old.state_dict(), strict=False)
+        new = [k for k in result.missing_keys if not k.startswith("attn.rel_pos_")]
+        if new or result.unexpected_keys:
+            raise ValueError(
+                f"block {i} of {type(vit).__name__} is not a plain ViT block (unmatched weights:"
+                f" {sorted(new + list(result.unexpected_keys))[:4]}); ViTDet needs a standard ViT"
+            )
+        blocks.append(block)
+    return nn.Sequential(*blocks)
+
+
+def token_map(vit: Any, x: Tensor) -> Tensor:
+    """Patch tokens plus interpolated position embedding, no prefix tokens: ``(B, H, W, dim)``."""
+    x = vit.patch_embed(x)  # NHWC (timm with dynamic_img_size), padded to whole patches
+    height, width = int(x.shape[1]), int(x.shape[2])
+    prefix = 0 if vit.no_embed_class else int(vit.num_prefix_tokens)
+    pos = resample_abs_pos_embed(
+        vit.pos_embed,
+        new_size=[height, width],
+        old_size=list(vit.patch_embed.grid_size),
+        num_prefix_tokens=prefix,
+    )[:, prefix:]
+    x = x + pos.reshape(1, height, width, -1)
+    return vit.norm_pre(vit.pos_drop(x))
 
 
 @MODELS.register_module()
@@ -45,6 +170,10 @@ class TimmViTSimplePyramid(BaseModule):
         use_rel_pos: ViTDet's relative position biases (new, zero-initialised parameters).
         det_img_size: Detector input side the relative position tables are sized for (1024).
         init_cfg: mmengine initialisation config.
+
+    Raises:
+        ValueError: A patch size that cannot reach the strides, a negative window size, a
+            global block index out of range, or ViT blocks of another design than timm's.
     """
 
     strides: tuple[int, ...] = (4, 8, 16, 32)
@@ -87,7 +216,7 @@ class TimmViTSimplePyramid(BaseModule):
         self.vitdet = window_size != 0 or use_rel_pos
         if self.vitdet:
             grid_size = math.ceil(det_img_size / patch_size)
-            self.vit.blocks = windowed_blocks(
+            self.vit.blocks = _windowed_blocks(
                 self.vit, window_size, global_attn_indexes, use_rel_pos, grid_size
             )
             # Loaded with the encoder, unused by ViTDet: frozen, so DDP and the optimiser skip them.
@@ -136,3 +265,65 @@ class TimmViTSimplePyramid(BaseModule):
     def new_keys(self) -> list[str]:
         """The ViT's parameters no pretrained ViT has: ViTDet's relative position tables."""
         return [k for k in self.state_dict() if re.search(r"\.attn\.rel_pos_[hw]$", k)]
+
+
+def block_depth(name: str, num_layers: int) -> int:
+    """ViTDet's layer id of a detector parameter: 0 for the patch and position embeddings,
+    ``i + 1`` for backbone block ``i``, ``num_layers + 1`` for all else (pyramid, heads)."""
+    name = name.removeprefix("module.")
+    if not name.startswith("backbone."):
+        return num_layers + 1
+    if (match := _BLOCK_INDEX.search(name)) is not None:
+        return int(match.group(1)) + 1
+    if any(part in name for part in ("patch_embed", "pos_embed", "cls_token", "reg_token")):
+        return 0
+    return num_layers + 1
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
+    """Layer-wise lr decay for a ViT detector backbone, as ViTDet fine-tunes [0].
+
+    Layer id ``l`` (``block_depth``) trains at ``lr * decay_rate ** (num_layers + 1 - l)``; 1-D
+    parameters and tokens get no weight decay (mmdet's constructor knows only ConvNeXt's names).
+    ``paramwise_cfg``: ``decay_rate`` (ViTDet: 0.7 ViT-B, 0.8 ViT-L/H), ``num_layers`` (counted).
+
+    Examples:
+        >>> optim_wrapper = dict(  # in an mmdet config
+        ...     constructor="ViTLayerDecayOptimizerConstructor",
+        ...     optimizer=dict(type="AdamW", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
+        ...     paramwise_cfg=dict(decay_rate=0.7),
+        ... )
+    """
+
+    def add_params(self, params: list[dict[str, Any]], module: nn.Module, **kwargs: Any) -> None:
+        cfg = dict(self.paramwise_cfg)
+        decay_rate = float(cfg.pop("decay_rate", 1.0))
+        num_layers = cfg.pop("num_layers", None)
+        if cfg:
+            raise ValueError(
+                f"ViTLayerDecayOptimizerConstructor: unsupported paramwise_cfg keys {sorted(cfg)};"
+                " it takes decay_rate and num_layers"
+            )
+        if not 0.0 < decay_rate <= 1.0 or not math.isfinite(decay_rate):
+            raise ValueError(f"decay_rate must be in (0, 1], got {decay_rate}")
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        if num_layers is None:
+            backbone = [n for n, _ in named if n.removeprefix("module.").startswith("backbone.")]
+            blocks = [int(m.group(1)) + 1 for n in backbone if (m := _BLOCK_INDEX.search(n))]
+            num_layers = max(blocks, default=None)
+            if num_layers is None:
+                raise ValueError(
+                    "no backbone.*blocks.<i> parameters found; ViTLayerDecayOptimizerConstructor is"
+                    " for ViT backbones (set paramwise_cfg.num_layers or use another constructor)"
+                )
+        groups: dict[tuple[int, bool], dict[str, Any]] = {}
+        for name, param in named:
+            layer = block_depth(name, int(num_layers))
+            no_decay = param.ndim <= 1 or name.rsplit(".", 1)[-1] in _NO_DECAY_NAMES
+            lr = self.base_lr * decay_rate ** (num_layers + 1 - layer)
+            group = groups.setdefault((layer, no_decay), {"params": [], "lr": lr})
+            if no_decay:
+                group["weight_decay"] = 0.0
+            group["params"].append(param)
+        params.extend(groups[key] for key in sorted(groups))

@@ -1,1 +1,1 @@
-"""Small helpers shared across the package; the lowest layer (imports only utils and errors)."""
+"""Small helpers shared across the package: they import only utils and ``errors``."""

@@ -55,7 +55,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], replace: b
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The name's start only: name + random part + suffix could exceed the 255-byte name limit.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:32]}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

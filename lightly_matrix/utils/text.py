@@ -1,21 +1,9 @@
-"""Text for people: an exception's first line, Markdown tables."""
+"""Text for people: Markdown tables."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-
-
-def first_line(err: BaseException) -> str:
-    """The first non-empty line of an exception's message, or its type name if it has none.
-
-    Examples:
-        >>> first_line(ValueError("bad value\\n  detail"))
-        'bad value'
-        >>> first_line(KeyError())
-        'KeyError'
-    """
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def plain_cell(value: Any) -> str:

@@ -92,7 +92,7 @@ def test_pretrained_or_default_loads_a_checkpoint(tmp_path):
 def test_docstring_examples_run():
     import doctest
 
-    import lightly_matrix.mmdet.init
+    import lightly_matrix.mmdet.resnet
 
-    result = doctest.testmod(lightly_matrix.mmdet.init)
+    result = doctest.testmod(lightly_matrix.mmdet.resnet)
     assert result.attempted > 0 and result.failed == 0

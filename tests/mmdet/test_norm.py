@@ -15,7 +15,7 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 from lightly_matrix.mmdet import TimmViTSimplePyramid
-from lightly_matrix.mmdet.norm import NAME, LayerNorm2d
+from lightly_matrix.mmdet.vit import LN2D, LayerNorm2d
 from lightly_matrix.transfer.configs import config_dir
 
 
@@ -34,7 +34,7 @@ def _built(type_name: str) -> nn.Module:
 
 
 def test_is_timms_layer_norm_2d_at_eps_1e_5():
-    norm = _built(NAME)
+    norm = _built(LN2D)
     assert isinstance(norm, LayerNorm2d) and isinstance(norm, timm.layers.LayerNorm2d)
     assert norm.eps == 1e-5 and LayerNorm2d(8).eps == 1e-5
     with torch.no_grad():
@@ -54,7 +54,7 @@ def test_mmdets_vitdet_ln2d_registers_beside_ours():
     MODELS.register_module(module=_OtherLN2d, name="LN2d")
     try:
         assert isinstance(_built("LN2d"), _OtherLN2d)
-        assert isinstance(_built(NAME), LayerNorm2d)
+        assert isinstance(_built(LN2D), LayerNorm2d)
         backbone = TimmViTSimplePyramid("vit_tiny_patch16_224", img_size=32, out_channels=16)
         norms = [m for m in backbone.pyramid.modules() if isinstance(m, nn.LayerNorm)]
         assert norms and all(type(m) is LayerNorm2d and m.eps == 1e-5 for m in norms)

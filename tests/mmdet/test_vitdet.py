@@ -16,7 +16,7 @@ from torch import nn
 
 from lightly_matrix.export import export_backbone, verify_backbone
 from lightly_matrix.mmdet import TimmViTSimplePyramid
-from lightly_matrix.mmdet.vitdet import (
+from lightly_matrix.mmdet.vit import (
     ViTLayerDecayOptimizerConstructor,
     global_block_indexes,
     token_map,
@@ -367,7 +367,7 @@ def test_exported_mae_trains_and_tests_through_transfer_with_the_vitdet_config(t
 def test_docstring_examples_run():
     import doctest
 
-    import lightly_matrix.mmdet.vitdet
+    import lightly_matrix.mmdet.vit
 
-    result = doctest.testmod(lightly_matrix.mmdet.vitdet)
+    result = doctest.testmod(lightly_matrix.mmdet.vit)
     assert result.attempted > 0 and result.failed == 0

@@ -74,6 +74,16 @@ def test_a_killed_writer_leaves_the_old_file(tmp_path):
     assert partial.startswith(".last.ckpt.")
 
 
+@pytest.mark.parametrize("name", ["a" * 250 + ".json", "é" * 127 + "x"])  # 255 bytes each
+def test_a_name_of_the_longest_length_is_written(tmp_path, name):
+    assert len(name.encode()) == 255
+    assert atomic_write_text(tmp_path / name, "x").read_text() == "x"
+    assert atomic_write_text(tmp_path / name, "y").read_text() == "y"
+    with pytest.raises(FileExistsError):
+        atomic_write_text(tmp_path / name, "z", replace=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
 def test_permissions_follow_the_umask(tmp_path):
     old = os.umask(0o027)
     try:

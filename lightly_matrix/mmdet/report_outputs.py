@@ -1,17 +1,47 @@
-"""The first few test images drawn by mmdet's ``DetVisualizationHook``, for the run report.
+"""What a test run saves for ``lightly-matrix report``: every category's AP, a few drawn images.
 
-mmdet's hook draws every test image (5,000 for COCO val2017, minutes); this one stops early.
+mmdet's ``CocoMetric(classwise=True)`` lets the mask APs overwrite the box APs of a category, and
+its ``DetVisualizationHook`` draws every test image (5,000 for COCO val2017, minutes).
 """
 
 from __future__ import annotations
 
 import os.path as osp
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from mmdet.engine.hooks import DetVisualizationHook
-from mmdet.registry import HOOKS
+from mmdet.evaluation.metrics import CocoMetric
+from mmdet.registry import HOOKS, METRICS
 from mmengine.dist import is_main_process
+
+
+@METRICS.register_module()
+class ClasswiseCocoMetric(CocoMetric):
+    """mmdet's ``CocoMetric`` with ``classwise=True``, per-category AP kept per IoU type.
+
+    It logs ``coco/{iou_type}_{category}_precision``, which ``lightly-matrix report`` draws.
+    """
+
+    metrics: list[str]
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("classwise", True)
+        super().__init__(*args, **kwargs)
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        """mmdet's metrics for each of ``self.metrics``, per-category keys prefixed by its name."""
+        metrics, out = self.metrics, OrderedDict()
+        try:
+            for metric in metrics:
+                self.metrics = [metric]
+                for key, value in super().compute_metrics(results).items():
+                    # Only the per-category keys end in _precision (mAP, mAP_50, ... do not).
+                    out[f"{metric}_{key}" if key.endswith("_precision") else key] = value
+        finally:
+            self.metrics = metrics
+        return out
 
 
 @HOOKS.register_module()
