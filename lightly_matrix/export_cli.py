@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                 " model as below before loading; mmdet's ResNet cannot load it"
             )
         print("use (a strict load: every key matches):")
-        print("\n".join("  " + line for line in plain.usage(args.out)))
+        load = f"model.load_state_dict(torch.load({args.out!r}, weights_only=True))"
+        print(f"  {plain.build}\n  {load}")
         return 0
     quiet_pkg_resources_warning()
     reason = mmdet_import_error()
