@@ -24,13 +24,7 @@ from torch import nn
 
 from lightly_matrix import __version__
 from lightly_matrix.errors import UserError
-from lightly_matrix.export.convert import (
-    EXPORT_FORMAT,
-    EXPORT_FORMAT_VERSION,
-    Backbone,
-    check_weights,
-    load_backbone,
-)
+from lightly_matrix.export.convert import Backbone, check_weights, load_backbone
 from lightly_matrix.export.verify import (
     MMDET_INSTALL_HINT,
     ExportError,
@@ -51,6 +45,11 @@ __all__ = [
     "verify_backbone",
 ]
 
+#: ``meta['format']`` of the files :func:`export_backbone` writes; :func:`load_backbone` reads
+#: them back (keeping their provenance).
+EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
+#: ``meta['format_version']``: raised when the file's layout changes.
+EXPORT_FORMAT_VERSION = 1
 _SPECIAL = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "FIFO"}
 
 

@@ -18,9 +18,6 @@ from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.user_files import check_checkpoint_file
 from lightly_matrix.utils.loop_progress import checkpoint_progress
 
-#: ``meta['format']`` of the files written by :func:`lightly_matrix.export.export_backbone`.
-EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
-EXPORT_FORMAT_VERSION = 1
 #: Shown wherever a file needs ``--trust-pickle``: what the flag risks.
 TRUST_PICKLE_RISK = "runs code from the file; only for files you made or trust"
 #: Why a ResNet with another stem cannot go to mmdet, and what to do instead.
@@ -213,8 +210,7 @@ def _vit(sd: Mapping[str, torch.Tensor], name: str | None) -> Backbone:
                 break
     if in_chans != 3:
         cfg["in_chans"] = in_chans
-    cfg["final_norm"] = "norm.weight" in sd
-    cfg["model_name"] = name
+    cfg.update(final_norm="norm.weight" in sd, model_name=name)
     # Our mmdet wrapper holds the timm model as `vit`.
     return Backbone({f"vit.{k}": v for k, v in sd.items()}, name, cfg)
 
@@ -278,6 +274,8 @@ def load_backbone(
     Raises:
         UserError: Missing or unreadable file, no recognisable backbone, non-finite weights.
     """
+    from lightly_matrix.export import EXPORT_FORMAT  # the package's own fact, defined above us
+
     meta: dict[str, Any] = {"method": None, "epochs": None}
     obj: Any = src
     if isinstance(src, str | Path):

@@ -63,10 +63,8 @@ def expected_keys(cfg: Mapping[str, Any]) -> dict[str, torch.Size]:
 
     import lightly_matrix.mmdet  # noqa: F401 - registers our backbone and shared head
 
-    module_cfg = copy.deepcopy(dict(cfg))
-    module_cfg.pop("init_cfg", None)
-    module_cfg.pop("pretrained", None)
-    module: nn.Module = MODELS.build(module_cfg)
+    module_cfg = {k: v for k, v in cfg.items() if k not in ("init_cfg", "pretrained")}
+    module: nn.Module = MODELS.build(copy.deepcopy(module_cfg))
     sd = module.state_dict()
     own = getattr(module, "pretrained_keys", None)
     return {k: sd[k].shape for k in (own() if callable(own) else sd)}

@@ -57,6 +57,14 @@ def test_out_that_is_a_folder_or_unwritable_is_one_line(
     one_line_error(capsys, cli_main(argv), str(tmp_path / "afile"))
 
 
+def test_an_unwritable_out_is_refused_before_the_input_is_read(tmp_path, unwritable_dir, capsys):
+    # Before loading (a large checkpoint takes a while): a place that cannot be written is the
+    # error, not whatever reading the input would have found.
+    argv = ["export", str(tmp_path / "missing.ckpt"), "--out", str(unwritable_dir / "b.pth")]
+    err = one_line_error(capsys, cli_main(argv), "--out", "cannot write there")
+    assert "missing.ckpt" not in err
+
+
 def test_a_folder_as_checkpoint_is_called_a_folder(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
