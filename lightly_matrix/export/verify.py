@@ -64,7 +64,13 @@ def expected_keys(cfg: Mapping[str, Any]) -> dict[str, torch.Size]:
     import lightly_matrix.mmdet  # noqa: F401 - registers our backbone and shared head
 
     module_cfg = {k: v for k, v in cfg.items() if k not in ("init_cfg", "pretrained")}
-    module: nn.Module = MODELS.build(copy.deepcopy(module_cfg))
+    try:
+        module: nn.Module = MODELS.build(copy.deepcopy(module_cfg))
+    except (ValueError, TypeError, KeyError, AssertionError) as err:  # what the modules refuse
+        raise ExportError(
+            f"mmdet's {cfg.get('type')} cannot take these weights ({first_line(err)}); --format"
+            " torchvision|timm exports them for plain PyTorch"
+        ) from None
     sd = module.state_dict()
     own = getattr(module, "pretrained_keys", None)
     return {k: sd[k].shape for k in (own() if callable(own) else sd)}
