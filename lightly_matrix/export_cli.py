@@ -20,17 +20,16 @@ from lightly_matrix.export.verify import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``export`` options."""
-    parser.add_argument(
+    add = parser.add_argument
+    add(
         "checkpoint",
         help="our Lightning checkpoint (online backbone only), a Lightly nn.Sequential or"
         " torchvision ResNet, or a timm ViT (state dict; a whole pickled module needs"
         " --trust-pickle)",
     )
-    parser.add_argument("--out", required=True, help="output file (.pth); never overwritten")
-    parser.add_argument(
-        "--force", action="store_true", help="replace --out if it is an existing regular file"
-    )
-    parser.add_argument(
+    add("--out", required=True, help="output file (.pth); never overwritten")
+    add("--force", action="store_true", help="replace --out if it is an existing regular file")
+    add(
         "--format",
         choices=FORMATS,
         default="mmdet",
@@ -38,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " dict for torchvision.models.resnetNN() with fc = nn.Identity(); timm: a ViT state"
         " dict for timm.create_model(arch, num_classes=0)",
     )
-    parser.add_argument("--arch", help="timm name of ViT weights that do not record it")
-    parser.add_argument(
+    add("--arch", help="timm name of ViT weights that do not record it")
+    add(
         "--trust-pickle",
         action="store_true",
         help=f"also read a whole pickled nn.Module (torch.save(model)); this {TRUST_PICKLE_RISK}",
@@ -66,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                 " model as below before loading; mmdet's ResNet cannot load it"
             )
         print("use (a strict load: every key matches):")
-        print("\n".join("  " + line for line in plain.usage(args.out)))
+        load = f"model.load_state_dict(torch.load({args.out!r}, weights_only=True))"
+        print(f"  {plain.build}\n  {load}")
         return 0
     quiet_pkg_resources_warning()
     reason = mmdet_import_error()

@@ -24,19 +24,14 @@ from torch import nn
 
 from lightly_matrix import __version__
 from lightly_matrix.errors import UserError
-from lightly_matrix.export.convert import (
-    EXPORT_FORMAT,
-    EXPORT_FORMAT_VERSION,
-    Backbone,
-    check_weights,
-    load_backbone,
-)
+from lightly_matrix.export.convert import Backbone, check_weights, load_backbone
 from lightly_matrix.export.verify import (
     MMDET_INSTALL_HINT,
     ExportError,
     mmdet_import_error,
     verify_backbone,
 )
+from lightly_matrix.user_files import check_writable
 from lightly_matrix.utils.io import atomic_torch_save
 from lightly_matrix.utils.lock import LOCK_NAME, folder_lock
 
@@ -50,21 +45,18 @@ __all__ = [
     "verify_backbone",
 ]
 
+#: ``meta['format']`` of the files :func:`export_backbone` writes; :func:`load_backbone` reads
+#: them back (keeping their provenance).
+EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
+#: ``meta['format_version']``: raised when the file's layout changes.
+EXPORT_FORMAT_VERSION = 1
 _SPECIAL = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "FIFO"}
 
 
 def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Path:
-    """Refuse an output file whose writing would fail or lose something.
-
-    Args:
-        out: Output file.
-        force: Replace ``out`` if it is an existing regular file.
-        src: The input, if a path: never written over, ``force`` or not.
-
-    Raises:
-        UserError: ``out`` is a folder, the input, anything but a regular file (a device, FIFO,
-            socket, dangling link), an existing file without ``force``, or under a file.
-    """
+    """Refuse in one line an ``out`` that is a folder, the input ``src`` (``force`` or not), no
+    regular file (a device, FIFO, socket, dangling link), an existing file without ``force``, or
+    in a place that cannot be written."""
     if str(out).endswith(("/", os.sep)) or os.path.isdir(out):
         raise UserError(
             f"--out {out} names a folder; give a file, e.g. {Path(out, 'backbone.pth')}"
@@ -72,12 +64,8 @@ def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Pat
     out = Path(out)
     if out.name == LOCK_NAME:
         raise UserError(f"--out {out} is the name of the folder's lock file; choose another --out")
-    if (
-        isinstance(src, str | Path)
-        and os.path.exists(out)
-        and os.path.exists(src)
-        and out.samefile(src)
-    ):
+    both = isinstance(src, str | Path) and os.path.exists(out) and os.path.exists(src)
+    if both and out.samefile(src):
         raise UserError(
             f"--out {out} is the input checkpoint; writing the export over it would lose the"
             " original (--force never replaces the input): choose another --out"
@@ -91,23 +79,14 @@ def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Pat
             raise UserError(
                 f"{out} already exists; not overwriting it (choose another --out or pass --force)"
             )
-    parent = out.parent
-    while not os.path.exists(parent) and parent != parent.parent:
-        parent = parent.parent
-    if not os.path.isdir(parent):
-        raise UserError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+    check_writable(out.parent, f"--out {out}")
     return out
 
 
 def save_payload(payload: Any, out: str | Path, force: bool, src: Any, lock: bool = True) -> Path:
-    """``torch.save`` to ``out`` atomically, checking ``out`` again (:func:`check_out_file`)
-    under its folder's :func:`~lightly_matrix.utils.lock.folder_lock` (``lock``: off where the
-    caller holds it), so that two writers never both claim one file.
-
-    Raises:
-        UserError: ``out`` is refused, or cannot be written (read-only, full disk, file size
-            limit): one line naming it; a previous file there is unchanged.
-    """
+    """``torch.save`` to ``out`` atomically, re-checking ``out`` under its folder's lock (``lock``:
+    off where the caller holds it) so that two writers never both claim one file; on a failed
+    write, one line, and a previous file there is unchanged."""
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,11 +104,18 @@ def save_payload(payload: Any, out: str | Path, force: bool, src: Any, lock: boo
 def save_backbone(
     backbone: Backbone, out: str | Path, force: bool = False, lock: bool = False
 ) -> Path:
-    """Write converted weights in the export format (see :func:`save_payload`): never over the
-    file they were read from, nor over an existing file unless ``force``.
+    """Write converted weights in the export format, atomically: never over the file they were
+    read from, nor over an existing file unless ``force``.
+
+    Args:
+        backbone: Converted weights, e.g. from :func:`load_backbone`.
+        out: Output file.
+        force: Replace ``out`` if it is an existing regular file (never the input).
+        lock: Hold ``out``'s folder lock while writing (off where the caller holds it).
 
     Raises:
-        UserError: ``out`` is refused or cannot be written, or a weight is NaN or infinite.
+        UserError: ``out`` is refused or cannot be written (one line; a previous file there is
+            unchanged), or a weight is NaN or infinite.
     """
     check_weights(backbone.state_dict)
     meta = {

@@ -1,10 +1,5 @@
-"""Read a pretrained backbone from any supported source and rename it to mmdet's key layout.
-
-Sources: our Lightning checkpoints (the online ``backbone.`` only), files
-:func:`~lightly_matrix.export.export_backbone` wrote, Lightly ``nn.Sequential`` and torchvision
-ResNets, timm ViTs and lightly's ``MaskedVisionTransformerTIMM`` (files, modules or state dicts).
-Only torch is needed here; :mod:`lightly_matrix.export.verify` checks the result against mmdet.
-"""
+"""Read a pretrained backbone from any supported source and rename it to mmdet's key layout
+(torch only: :mod:`lightly_matrix.export.verify` checks the result against mmdet)."""
 
 from __future__ import annotations
 
@@ -23,9 +18,6 @@ from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.user_files import check_checkpoint_file
 from lightly_matrix.utils.loop_progress import checkpoint_progress
 
-#: ``meta['format']`` of the files written by :func:`lightly_matrix.export.export_backbone`.
-EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
-EXPORT_FORMAT_VERSION = 1
 #: Shown wherever a file needs ``--trust-pickle``: what the flag risks.
 TRUST_PICKLE_RISK = "runs code from the file; only for files you made or trust"
 #: Why a ResNet with another stem cannot go to mmdet, and what to do instead.
@@ -99,12 +91,8 @@ def _under(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def check_weights(state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Fail on the first weight that is not real floating point (BatchNorm's step counters aside)
-    or holds NaN or infinite values: mmengine would copy it into the model all the same.
-
-    Raises:
-        UserError: Naming the tensor and what is wrong.
-    """
+    """Refuse (UserError) the first weight that is not floating point (BatchNorm's step counters
+    aside) or holds NaN or infinite values: mmengine would copy it into the model all the same."""
     for key, value in state_dict.items():
         if not value.is_floating_point() and not key.endswith("num_batches_tracked"):
             raise UserError(
@@ -121,26 +109,19 @@ def check_weights(state_dict: Mapping[str, torch.Tensor]) -> None:
 
 def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> Any:
     """``torch.load`` a user's file with ``weights_only`` (tensors and plain values, all that our
-    files hold); a pickled ``nn.Module`` runs code named in the file, so it needs ``trust_pickle``.
-
-    Raises:
-        UserError: Missing or unreadable file, or pickled objects without ``trust_pickle``.
-    """
+    files hold) unless ``trust_pickle``: a pickled ``nn.Module`` runs code named in the file."""
     path = check_checkpoint_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as err:
+    except Exception as err:
         needed = re.search(r"GLOBAL ([\w.]+)", str(err))
-        if not trust_pickle and needed is not None:
+        if isinstance(err, pickle.UnpicklingError) and needed and not trust_pickle:
             raise UserError(
                 f"{path} holds pickled Python objects (it needs {needed.group(1)}), e.g. a whole"
                 " nn.Module saved with torch.save(model), and is not loaded: save"
                 f" model.state_dict() instead, or pass --trust-pickle, which {TRUST_PICKLE_RISK}"
             ) from err
-        cause: Exception = err
-    except Exception as err:
-        cause = err
-    raise UserError(f"cannot read {path} as a torch checkpoint: {first_line(cause)}") from cause
+        raise UserError(f"cannot read {path} as a torch checkpoint: {first_line(err)}") from err
 
 
 def lightning_provenance(ckpt: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,8 +210,7 @@ def _vit(sd: Mapping[str, torch.Tensor], name: str | None) -> Backbone:
                 break
     if in_chans != 3:
         cfg["in_chans"] = in_chans
-    cfg["final_norm"] = "norm.weight" in sd
-    cfg["model_name"] = name
+    cfg.update(final_norm="norm.weight" in sd, model_name=name)
     # Our mmdet wrapper holds the timm model as `vit`.
     return Backbone({f"vit.{k}": v for k, v in sd.items()}, name, cfg)
 
@@ -241,15 +221,9 @@ def convert_state_dict(
     allow_cifar_stem: bool = False,
     arch: str | None = None,
 ) -> Backbone:
-    """Rename a Lightly ``nn.Sequential`` or torchvision ResNet (``fc.`` dropped), a timm ViT or
-    lightly's ``MaskedVisionTransformerTIMM`` state dict to mmdet's layout (a DDP ``module.`` or
-    ``torch.compile`` prefix removed). ``name_hint``: the architecture the checkpoint records;
-    ``arch``: the user's ``--arch`` (a ViT's heads leave no trace in its weights);
-    ``allow_cifar_stem``: accept a 3x3 conv1 (mmdet cannot load one).
-
-    Raises:
-        UserError: None of these layouts.
-    """
+    """Rename a Lightly ``nn.Sequential`` or torchvision ResNet, a timm ViT or lightly's
+    ``MaskedVisionTransformerTIMM`` state dict (DDP/``torch.compile`` prefixes removed) to mmdet's
+    layout; see :func:`load_backbone` for the arguments."""
     sd = {re.sub(r"^(?:module\.|_orig_mod\.)+", "", k): v for k, v in sd.items()}
     if sd and all(k[:1].isdigit() for k in sd):
         renamed = {}
@@ -300,6 +274,8 @@ def load_backbone(
     Raises:
         UserError: Missing or unreadable file, no recognisable backbone, non-finite weights.
     """
+    from lightly_matrix.export import EXPORT_FORMAT  # the package's own fact, defined above us
+
     meta: dict[str, Any] = {"method": None, "epochs": None}
     obj: Any = src
     if isinstance(src, str | Path):

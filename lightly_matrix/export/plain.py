@@ -20,16 +20,10 @@ import torch
 from torch import nn
 
 from lightly_matrix.errors import UserError
-from lightly_matrix.export import Backbone, check_out_file, load_backbone, save_payload
+from lightly_matrix.export import check_out_file, load_backbone, save_payload
 
 #: ``lightly-matrix export --format`` choices; ``mmdet`` is the default.
 FORMATS = ("mmdet", "torchvision", "timm")
-#: What to change in torchvision's ResNet before loading a CIFAR-stem backbone.
-CIFAR_STEM_CHANGE = (
-    "model.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False); "
-    "model.maxpool = torch.nn.Identity()"
-)
-_NO_FC = "model.fc = torch.nn.Identity()"  # the export has no classifier
 
 
 @dataclass
@@ -56,54 +50,22 @@ class PlainExport:
             args = [repr(self.architecture), "num_classes=0"]
             args += [f"{k}={v}" for k, v in self.timm_kwargs.items()]
             return f"model = timm.create_model({', '.join(args)})"
-        stem = CIFAR_STEM_CHANGE + "; " if self.cifar_stem else ""
-        return f"model = torchvision.models.{self.architecture}(); {stem}{_NO_FC}"
-
-    def usage(self, out: str | Path) -> list[str]:
-        """The lines that build the model and load ``out`` into it, strictly."""
-        return [self.build, f"model.load_state_dict(torch.load({str(out)!r}, weights_only=True))"]
-
-
-def to_plain(backbone: Backbone, fmt: str) -> PlainExport:
-    """The torchvision (ResNet) or timm (ViT) state dict of a converted backbone.
-
-    Raises:
-        UserError: The format does not fit the architecture.
-        KeyError: ``fmt`` is none of ``FORMATS[1:]``.
-    """
-    wanted = {"torchvision": "resnet", "timm": "vit"}[fmt]
-    if backbone.family != wanted:
-        other = "timm for a ViT" if fmt == "torchvision" else "torchvision for a ResNet"
-        raise UserError(
-            f"--format {fmt} is for {'ResNets' if wanted == 'resnet' else 'ViTs'}, this backbone"
-            f" is {backbone.architecture}; use --format {other}"
+        stem = (
+            "model.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False);"
+            " model.maxpool = torch.nn.Identity(); "
         )
-    if fmt == "torchvision":
-        # mmdet's ResNet keys are torchvision's (conv1, bn1, layer1..4, downsample.0/1).
-        cifar = backbone.state_dict["conv1.weight"].shape[-2:] != (7, 7)
-        return PlainExport(dict(backbone.state_dict), backbone.architecture, cifar_stem=cifar)
-    sd = {k.removeprefix("vit."): v for k, v in backbone.state_dict.items()}
-    cfg = backbone.backbone_cfg
-    sizes: dict[str, Any] = {
-        k: int(cfg[k]) for k in ("img_size", "patch_size", "in_chans") if k in cfg
-    }
-    return PlainExport(sd, backbone.architecture, timm_kwargs=sizes)
+        build = f"model = torchvision.models.{self.architecture}(); "
+        return build + (stem if self.cifar_stem else "") + "model.fc = torch.nn.Identity()"
 
 
 def build_model(plain: PlainExport) -> nn.Module:
-    """The randomly initialised model of ``plain.build``, which ``plain.state_dict`` loads into."""
-    if plain.architecture.startswith("vit"):
-        import timm
-
-        return timm.create_model(plain.architecture, num_classes=0, **plain.timm_kwargs)
+    """The randomly initialised model of ``plain.build``: the printed line itself is run."""
+    import timm
     import torchvision
 
-    model = torchvision.models.get_model(plain.architecture)
-    if plain.cifar_stem:
-        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        model.maxpool = nn.Identity()
-    model.fc = nn.Identity()
-    return model
+    scope = {"torch": torch, "torchvision": torchvision, "timm": timm}
+    exec(plain.build, scope)  # our own line: the architecture is a known name, sizes are ints
+    return scope["model"]
 
 
 def export_plain(
@@ -127,7 +89,7 @@ def export_plain(
         arch: The timm model name of ViT weights that do not record it.
 
     Returns:
-        The :class:`PlainExport` written; :meth:`PlainExport.usage` says how to load it.
+        The :class:`PlainExport` written; :attr:`PlainExport.build` builds its model.
 
     Raises:
         UserError: Unreadable input, a format that does not fit the backbone, weights that do
@@ -137,7 +99,24 @@ def export_plain(
         raise UserError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     out = check_out_file(out, force, src)
     backbone = load_backbone(src, trust_pickle=trust_pickle, arch=arch, allow_cifar_stem=True)
-    plain = to_plain(backbone, fmt)
+    wanted = {"torchvision": "resnet", "timm": "vit"}[fmt]
+    if backbone.family != wanted:
+        other = "timm for a ViT" if fmt == "torchvision" else "torchvision for a ResNet"
+        raise UserError(
+            f"--format {fmt} is for {'ResNets' if wanted == 'resnet' else 'ViTs'}, this backbone"
+            f" is {backbone.architecture}; use --format {other}"
+        )
+    if fmt == "torchvision":
+        # mmdet's ResNet keys are torchvision's (conv1, bn1, layer1..4, downsample.0/1).
+        cifar = backbone.state_dict["conv1.weight"].shape[-2:] != (7, 7)
+        plain = PlainExport(dict(backbone.state_dict), backbone.architecture, cifar_stem=cifar)
+    else:
+        cfg = backbone.backbone_cfg
+        sizes: dict[str, Any] = {
+            k: int(cfg[k]) for k in ("img_size", "patch_size", "in_chans") if k in cfg
+        }
+        sd = {k.removeprefix("vit."): v for k, v in backbone.state_dict.items()}
+        plain = PlainExport(sd, backbone.architecture, timm_kwargs=sizes)
     try:
         build_model(plain).load_state_dict(plain.state_dict, strict=True)
     except RuntimeError as err:  # missing, unexpected or differently shaped keys

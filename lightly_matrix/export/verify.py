@@ -30,8 +30,7 @@ class ExportError(UserError):
 
 
 def quiet_pkg_resources_warning() -> None:
-    """Hide the ``pkg_resources`` deprecation warning that importing mmengine and mmcv raises
-    (setuptools < 81 is pinned for them), so that the CLI's one-line errors stay readable."""
+    """Hide the ``pkg_resources`` deprecation warning of importing mmengine and mmcv."""
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 
@@ -47,11 +46,7 @@ def mmdet_import_error() -> str | None:
 
 
 def require_mmdet(what: str) -> None:
-    """Fail with one line saying how to install MMDetection, if ``what`` cannot get it.
-
-    Raises:
-        UserError: mmengine, mmcv or mmdet cannot be imported.
-    """
+    """Refuse (UserError) in one line saying how to install MMDetection, if it is missing."""
     reason = mmdet_import_error()
     if reason is not None:
         raise UserError(
@@ -61,21 +56,21 @@ def require_mmdet(what: str) -> None:
 
 def expected_keys(cfg: Mapping[str, Any]) -> dict[str, torch.Size]:
     """The parameters and buffers, with shapes, that a checkpoint must give the mmdet module
-    ``cfg`` (built fresh from mmdet's registry, our modules included; ``init_cfg`` ignored).
-
-    A module with ``pretrained_keys()`` (our ViT wrapper, the extra-norm shared head) names its
-    own subset: new layers (feature pyramid, extra norm, ViTDet's relative position tables) are
-    not expected from a pretrained backbone.
-    """
+    ``cfg`` (built without ``init_cfg``); a module's ``pretrained_keys()`` leaves out its new
+    layers (feature pyramid, extra norm, ViTDet's relative position tables)."""
     require_mmdet("checking weights against mmdet's modules")
     from mmdet.registry import MODELS
 
     import lightly_matrix.mmdet  # noqa: F401 - registers our backbone and shared head
 
-    module_cfg = copy.deepcopy(dict(cfg))
-    module_cfg.pop("init_cfg", None)
-    module_cfg.pop("pretrained", None)
-    module: nn.Module = MODELS.build(module_cfg)
+    module_cfg = {k: v for k, v in cfg.items() if k not in ("init_cfg", "pretrained")}
+    try:
+        module: nn.Module = MODELS.build(copy.deepcopy(module_cfg))
+    except (ValueError, TypeError, KeyError, AssertionError) as err:  # what the modules refuse
+        raise ExportError(
+            f"mmdet's {cfg.get('type')} cannot take these weights ({first_line(err)}); --format"
+            " torchvision|timm exports them for plain PyTorch"
+        ) from None
     sd = module.state_dict()
     own = getattr(module, "pretrained_keys", None)
     return {k: sd[k].shape for k in (own() if callable(own) else sd)}

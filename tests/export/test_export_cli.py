@@ -57,6 +57,24 @@ def test_out_that_is_a_folder_or_unwritable_is_one_line(
     one_line_error(capsys, cli_main(argv), str(tmp_path / "afile"))
 
 
+def test_an_unwritable_out_is_refused_before_the_input_is_read(tmp_path, unwritable_dir, capsys):
+    # Before loading (a large checkpoint takes a while): a place that cannot be written is the
+    # error, not whatever reading the input would have found.
+    argv = ["export", str(tmp_path / "missing.ckpt"), "--out", str(unwritable_dir / "b.pth")]
+    err = one_line_error(capsys, cli_main(argv), "--out", "cannot write there")
+    assert "missing.ckpt" not in err
+
+
+def test_a_vit_that_mmdets_pyramid_cannot_take_is_one_line(tmp_path, capsys):
+    # pretrain picks patch 3 for 30-pixel images; the simple pyramid needs power-of-two strides.
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=30, patch_size=3, num_classes=0)
+    torch.save(vit.state_dict(), tmp_path / "vit.pth")
+    argv = ["export", str(tmp_path / "vit.pth"), "--out", str(tmp_path / "o.pth")]
+    status = cli_main([*argv, "--arch", "vit_tiny_patch16_224"])
+    cli_error(capsys, status, "patch size 3 cannot reach stride 4", "--format", command="export")
+    assert not (tmp_path / "o.pth").exists()
+
+
 def test_a_folder_as_checkpoint_is_called_a_folder(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
