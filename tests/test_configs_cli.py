@@ -92,3 +92,29 @@ def test_a_full_disk_leaves_no_file_and_the_retry_works(tmp_path, capsys, monkey
     monkeypatch.undo()
     assert cli_main(argv) == 0  # the retry is not refused as "already exists"
     assert out.read_text().startswith("# ")
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("model = dict(\n", ("SyntaxError", "never closed")),
+        ("_base_ = ['./nonexistent_base.py']\n", ("nonexistent_base.py",)),
+    ],
+)
+def test_a_config_mmengine_cannot_read_is_one_line(tmp_path, capsys, text, tokens):
+    config = tmp_path / "broken.py"
+    config.write_text(text)
+    argv = ["configs", str(config), "--out", str(tmp_path / "o.py"), "--resolved"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert str(config) in err and all(t in err for t in tokens) and "fix the file" in err
+    assert not (tmp_path / "o.py").exists()
+
+
+def test_a_file_that_is_not_python_is_no_config(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list\n")
+    assert cli_main(["configs", str(notes), "--out", str(tmp_path / "c.py")]) == 2
+    assert "notes.txt' is not a .py file" in capsys.readouterr().err
+    assert not (tmp_path / "c.py").exists()

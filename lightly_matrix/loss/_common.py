@@ -23,7 +23,10 @@ class BatchLoss(nn.Module):
     """Base of the losses: checks the inputs and runs the matrix math on the global batch.
 
     The losses return a float32 scalar (float64 for float64 inputs); a hyper-parameter out of
-    range is a ``ValueError`` naming it.
+    range is a ``ValueError`` naming it. Inputs are not checked for inf/NaN (that would cost a
+    host sync per step): a loss that factorises a matrix (CorInfoMax, matrix entropy, the exact
+    logarithms) raises a ``ValueError`` naming the loss, the others return NaN, which the
+    training loop's non-finite guard stops before the backward pass.
 
     Attributes:
         gather_distributed: Gather the rows of all processes first (the global batch's loss);
@@ -64,8 +67,9 @@ class BatchLoss(nn.Module):
         The block runs with autocast off: logdet, eigh and logs need fp32 or fp64.
 
         Raises:
-            ValueError: Inputs that are not 2-D floating-point tensors of one shape, or a
-                (global) batch of fewer than 2 rows.
+            ValueError: Inputs that are not 2-D floating-point tensors of one shape, of dim 0,
+                or a (global) batch of fewer than 2 rows; a ``ValueError`` of the block gets
+                the loss name and the input shapes in front.
         """
         name = type(self).__name__
         for x in inputs:
@@ -77,11 +81,15 @@ class BatchLoss(nn.Module):
                     f"{name} expects 2-D floating-point inputs of shape (batch, dim), got {got}; "
                     "flatten the features first, e.g. x.flatten(start_dim=1)."
                 )
+        shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
         if len({x.shape for x in inputs}) > 1:
             raise ValueError(
-                f"{name} expects inputs of equal shape, got "
-                f"{' and '.join(str(tuple(x.shape)) for x in inputs)}; both views must come from "
+                f"{name} expects inputs of equal shape, got {shapes}; both views must come from "
                 "the same batch and the same head output size."
+            )
+        if inputs[0].shape[1] == 0:
+            raise ValueError(
+                f"{name} got features of dim 0 ({shapes}); check the projector's output size."
             )
         dtype = torch.float64 if any(x.dtype == torch.float64 for x in inputs) else torch.float32
         device = inputs[0].device.type
@@ -94,7 +102,12 @@ class BatchLoss(nn.Module):
                     f"covariances, got {rows[0].shape[0]} ({inputs[0].shape[0]} per process); "
                     "increase the batch size."
                 )
-            yield [F.normalize(r, dim=1) for r in rows] if normalize else rows
+            try:
+                yield [F.normalize(r, dim=1) for r in rows] if normalize else rows
+            except ValueError as err:
+                if str(err).startswith(name):
+                    raise
+                raise ValueError(f"{name} on inputs of shape {shapes}: {err}") from err
 
     def _gather(self, x: Tensor) -> Tensor:
         # Lightly's gather sums every rank's gradient (M-MAE's code keeps the local one only).

@@ -80,13 +80,14 @@ class MatrixSSLLoss(BatchLoss):
             online: ``z``, the online predictor output (batch, dim); Q of the alignment term.
             target: ``p``, the teacher projection (batch, dim); P of the alignment term.
         """
-        if target.requires_grad and not online.requires_grad:
-            self.warn_once(
-                "swapped",
-                "the first argument has no gradient but the second has one; the call is "
-                "loss_fn(online, target): pass the online (student) prediction first and the "
-                "teacher's projection second (Lightly's byol.py passes them the other way round).",
-            )
         with self.global_batch(online, target) as (z, p):
+            if target.requires_grad and not online.requires_grad:
+                self.warn_once(
+                    "swapped",
+                    "the first argument has no gradient but the second has one; the call is "
+                    "loss_fn(online, target): pass the online (student) prediction first and the "
+                    "teacher's projection second (Lightly's byol.py passes them the other way "
+                    "round).",
+                )
             uniformity = mce_uniformity(p, z, self.target_scale, self.ridge, self.taylor_order)
             return uniformity + self.gamma * mce_alignment(p, z, self.ridge, self.taylor_order)

@@ -145,6 +145,7 @@ def write_report(
         problems += work.problems
     if problems:
         parts.append(Section("Files that could not be read", [paragraph(p) for p in problems]))
+        print(f"note: unreadable in {run_dir}, left out of the report: {'; '.join(problems)}")
     stamp = time.strftime("%Y-%m-%d %H:%M")
     subtitle.append(f"report written {stamp} by lightly-matrix {__version__}")
     document = page(f"Run report: {run_dir.resolve().name}", "; ".join(subtitle), parts)

@@ -6,7 +6,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from lightly_matrix.report.data import SPECTRUM_FILE, Curve, PretrainRun, parse_spread
+from lightly_matrix.report.data import (
+    METRICS_FILE,
+    SPECTRUM_FILE,
+    Curve,
+    PretrainRun,
+    parse_spread,
+)
 from lightly_matrix.report.figures import Panel, Series, curve_panels, draw_panels
 from lightly_matrix.report.html import Section, paragraph, settings, table
 
@@ -25,13 +31,21 @@ NO_METRICS = (
 )
 
 
+def _unreadable_or(run: PretrainRun, name: str, absent: str) -> str:
+    """Why ``name`` gave nothing: the problem noted when reading it, else ``absent``."""
+    noted = [p.split(": ", 1)[1] for p in run.problems if p.startswith(f"{name}: ")]
+    return f"{name} is unreadable ({noted[0]})" if noted else absent
+
+
 def run_section(run: PretrainRun) -> Section:
     """The run's settings (``metrics.json``'s ``run``) and where it lives."""
     section = Section("Pretraining run")
     section.add(paragraph(f"Run folder: {run.path.resolve()}", "meta"))
     info = (run.metrics or {}).get("run") or {}
     if not info:
-        section.lack("Settings", "the run's settings", NO_METRICS)
+        section.lack(
+            "Settings", "the run's settings", _unreadable_or(run, METRICS_FILE, NO_METRICS)
+        )
         return section
     # The run's record as saved (RunConfig.record), less the record's version and the hparams.
     shown = [k for k, v in info.items() if k != "format" and not isinstance(v, dict | list)]
@@ -82,7 +96,8 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
     section = Section("Frozen-backbone probes")
     history = (run.metrics or {}).get("history") or []
     if not history:
-        why = NO_METRICS if run.metrics is None else "metrics.json holds no evaluation"
+        why = _unreadable_or(run, METRICS_FILE, NO_METRICS)
+        why = why if run.metrics is None else "metrics.json holds no evaluation"
         section.lack("Probe table", "the probe table and chart", why)
         return section
     info = (run.metrics or {}).get("run") or {}
@@ -160,10 +175,12 @@ def spectrum_section(run: PretrainRun) -> Section:
     section = Section("Eigenvalue spectrum of the backbone features")
     spectra = [e for e in run.spectra if _share(e["eigenvalues"])]
     if not spectra:
-        why = (
+        why = _unreadable_or(
+            run,
+            SPECTRUM_FILE,
             "spectrum.json holds no evaluation"
             if (run.path / SPECTRUM_FILE).exists()
-            else "no spectrum.json: the run predates saved spectra or ran with --no-eval"
+            else "no spectrum.json: the run predates saved spectra or ran with --no-eval",
         )
         section.lack("Spectrum", "the eigenvalue spectrum", why)
         return section

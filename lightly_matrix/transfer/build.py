@@ -15,6 +15,7 @@ from lightly_matrix.transfer.cfg_options import (
     refuse_options,
     walk_dicts,
 )
+from lightly_matrix.transfer.configs import read_config
 
 #: Test images drawn for ``lightly-matrix report`` (the first ones of the test split).
 REPORT_IMAGES = 6
@@ -30,9 +31,7 @@ def inner_dataset(cfg: Any, split: str) -> Any:
 
 def load_config(config_path: Path, data_root: Path) -> Any:
     """A config file with every dataloader and COCO evaluator pointed at ``data_root``."""
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(str(config_path))
+    cfg = read_config(config_path)
     root = str(Path(data_root).resolve()) + os.sep
     for split in ("train", "val", "test"):
         if not cfg.get(f"{split}_dataloader"):

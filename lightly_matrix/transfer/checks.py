@@ -37,6 +37,11 @@ def check_demo_root(root: Path) -> bool:
 
 def check_coco_root(root: Path) -> None:
     """Fail before training on an incomplete COCO layout, listing everything missing at once."""
+    if root.is_file():
+        raise UserError(
+            f"--coco-root {root} is a file, not a folder; pass the folder holding annotations/,"
+            " train2017/ and val2017/"
+        )
     missing = [rel for rel in COCO_LAYOUT if not (root / rel).exists()]
     if missing:
         raise UserError(
@@ -82,7 +87,10 @@ def check_counts(args: argparse.Namespace) -> None:
         ("--node-rank", args.node_rank, 0),
     ):
         if value is not None and value < low:
-            problems.append(f"{flag} must be >= {low}, got {value}")
+            own = (
+                " (omit it for the config's own)" if flag in ("--max-iters", "--batch-size") else ""
+            )
+            problems.append(f"{flag} must be >= {low}, got {value}{own}")
     if args.seed >= 2**32:
         problems.append(f"--seed must be < 2**32 (numpy's limit), got {args.seed}")
     if args.node_rank >= args.nnodes:
@@ -90,8 +98,7 @@ def check_counts(args: argparse.Namespace) -> None:
     if not 1 <= args.master_port <= 65535:
         problems.append(f"--master-port must be a TCP port (1-65535), got {args.master_port}")
     if problems:
-        own = args.max_iters is not None or args.batch_size is not None
-        raise UserError("; ".join(problems) + (" (omit them for the config's own)" if own else ""))
+        raise UserError("; ".join(problems))
 
 
 def check_work_dir(work_dir: Path) -> None:

@@ -31,7 +31,8 @@ REQUIRED = {
 
 def _fail(path: Path, bad: list[Any], what: str, show: Callable[[Any], str], fix: str) -> None:
     if bad:
-        raise UserError(f"{path}: {len(bad)} {what} (first: {show(bad[0])}); {fix}")
+        count, which = (f"{len(bad)} ", "first") if len(bad) > 1 else ("", "just one")
+        raise UserError(f"{path}: {count}{what} ({which}: {show(bad[0])}); {fix}")
 
 
 def _finite(values: Any, length: int | None = None) -> bool:
@@ -51,6 +52,13 @@ def _polygons_ok(segmentation: Any) -> bool:
         and bool(segmentation)
         and all(_finite(p) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation)
     )
+
+
+def _outside(ann: dict[str, Any], image: dict[str, Any]) -> bool:
+    """A box of positive size that does not overlap its image: it can never be detected."""
+    x, y, w, h = ann["bbox"]
+    far = x >= image["width"] or y >= image["height"] or x + w <= 0 or y + h <= 0
+    return min(w, h) > 0 and far
 
 
 def _usable(ann: dict[str, Any], image: dict[str, Any]) -> bool:
@@ -142,6 +150,10 @@ def check_split(
     _fail(path, [a for a in anns if not _finite(a["bbox"], 4) or min(a["bbox"][2:]) < 0],
           "boxes are not 4 finite numbers of non-negative size", lambda a: f"id {a['id']},"
           f" bbox {a['bbox']}", "boxes are [x, y, width, height]")  # fmt: skip
+    _fail(path, [a for a in anns if _outside(a, by_id[a["image_id"]])],
+          "boxes lie wholly outside their image", lambda a: f"id {a['id']}, bbox {a['bbox']},"
+          f" image {by_id[a['image_id']]['width']}x{by_id[a['image_id']]['height']}",
+          "fix the boxes, or the image's width and height")  # fmt: skip
     _fail(path, [a for a in anns if not _polygons_ok(a["segmentation"])],
           "masks are not polygons of at least 3 points (or RLE)", lambda a: f"id {a['id']}",
           "each polygon is [x1, y1, x2, y2, x3, y3, ...]")  # fmt: skip

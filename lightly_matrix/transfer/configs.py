@@ -86,6 +86,8 @@ def resolve_config(name: str) -> Path:
     """A config path from one of our names (``.py`` optional) or a file path."""
     path = Path(name)
     if path.is_file():
+        if path.suffix != ".py":
+            raise UserError(f"config {name!r} is not a .py file; pass an mmdet config file")
         return path.resolve()
     candidate = config_dir() / (name if name.endswith(".py") else f"{name}.py")
     if candidate.is_file() and not candidate.name.startswith("_"):
@@ -173,6 +175,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --out: write the fully resolved config (no _base_; needs mmengine)")  # fmt: skip
 
 
+def read_config(path: Path) -> Any:
+    """mmengine's ``Config`` of a file; one the user must fix is a one-line ``UserError``."""
+    from mmengine.config import Config
+
+    try:
+        return Config.fromfile(str(path))
+    except Exception as err:  # the file is the user's Python: any error in it is theirs to fix
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise UserError(
+            f"config {path}: mmengine cannot read it ({type(err).__name__}: {first}); fix the "
+            "file or use one of ours (see `lightly-matrix configs`)"
+        ) from None
+
+
 def config_text(path: Path, resolved: bool = False) -> str:
     """A config's text that loads from any directory (``resolved``: all bases merged in)."""
     if resolved:
@@ -180,9 +196,7 @@ def config_text(path: Path, resolved: bool = False) -> str:
 
         require_mmdet("--resolved")
         quiet_pkg_resources_warning()  # mmengine imports pkg_resources for `mmdet::` bases
-        from mmengine.config import Config
-
-        return str(Config.fromfile(str(path)).dump())
+        return str(read_config(path).dump())
     # Lint directives are for this repository, not for the user's copy.
     lines = path.read_text().splitlines(keepends=True)
     text = "".join(line for line in lines if not line.startswith("# ruff:")).rstrip() + "\n"

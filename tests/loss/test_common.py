@@ -58,3 +58,36 @@ def test_gather_without_process_group_still_needs_two_rows(name: str) -> None:
     build, n_inputs = LOSSES[name]
     with pytest.raises(ValueError, match="2 rows"):
         build(True)(*[torch.randn(1, 16) for _ in range(n_inputs)])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_non_finite_inputs_give_nan_or_a_value_error_naming_the_loss(name: str, bad) -> None:
+    # BatchLoss's documented contract: no host sync to check; NaN for the guard, or one
+    # ValueError that says which loss and which inputs when a factorisation fails.
+    build, n_inputs = LOSSES[name]
+    inputs = [torch.randn(24, 16) for _ in range(n_inputs)]
+    inputs[0][3, 2] = bad
+    loss_fn = build(False)
+    try:
+        assert torch.isnan(loss_fn(*inputs))
+    except ValueError as err:
+        prefix = (
+            f"{type(loss_fn).__name__} on inputs of shape {' and '.join(['(24, 16)'] * n_inputs)}: "
+        )
+        assert str(err).startswith(prefix) and "inf/NaN" in str(err)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_zero_width_features_are_refused(name: str) -> None:
+    build, n_inputs = LOSSES[name]
+    with pytest.raises(ValueError, match=r"dim 0 \(\(8, 0\).*projector's output size"):
+        build(False)(*[torch.randn(8, 0, requires_grad=True) for _ in range(n_inputs)])
+
+
+@pytest.mark.parametrize("to_input", [lambda x: x.tolist(), lambda x: x.numpy()])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_lists_and_arrays_get_the_type_message(name: str, to_input) -> None:
+    build, n_inputs = LOSSES[name]
+    with pytest.raises(ValueError, match=r"expects 2-D floating-point inputs.*got (list|ndarray)"):
+        build(False)(*[to_input(torch.randn(8, 16)) for _ in range(n_inputs)])

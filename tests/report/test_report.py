@@ -292,3 +292,17 @@ def test_unreadable_or_foreign_files_are_listed_not_fatal(tmp_path: Path) -> Non
     assert len(table_with(root, "effective rank")) == 2  # header + the one valid evaluation
     (run / "metrics.json").write_text('{"history": [{"epoch": 0, "knn_top1": 90.0')  # truncated
     assert "metrics.json" in "".join(parse(write_report(run)).itertext())
+
+
+def test_a_truncated_metrics_file_is_called_unreadable_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_pretrain_run(tmp_path / "run")
+    (run / "metrics.json").write_text((run / "metrics.json").read_text()[:50])
+    assert cli_main(["report", str(run)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "metrics.json: Expecting" in notes[0]
+    root = parse(run / REPORT_FILE)
+    notices = not_available(root)
+    assert sum("metrics.json is unreadable (Expecting" in n for n in notices) == 2
+    assert "--no-eval" not in "".join(root.itertext()).replace("spectrum.json", "")

@@ -61,6 +61,12 @@ BROKEN = {
     ),
     "empty_train": ("train", lambda d: d.update(images=[], annotations=[]), ("no images",)),
     "unlisted_image": ("train", _set("image_id", 12345), ("12345", "not listed")),
+    "boxes_outside": ("val", _set("bbox", [1000, 1000, 20, 20]), ("outside their image", "48x48")),
+    "one_box_outside": (
+        "train",
+        lambda d: d["annotations"][0].update(bbox=[-30, 2, 20, 20]),
+        ("boxes lie wholly outside their image (just one: id", "[-30, 2, 20, 20]"),
+    ),
 }
 
 

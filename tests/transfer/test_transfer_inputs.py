@@ -106,3 +106,31 @@ def test_a_diverging_loss_stops_the_transfer_without_results(root, tmp_path, cap
     err = assert_names(capsys.readouterr().err, "diverged", "lr")
     assert "Traceback" not in err
     assert not (work / "results.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("model = dict(\n", ("SyntaxError", "never closed")),
+        ("_base_ = ['./nonexistent_base.py']\n", ("nonexistent_base.py",)),
+    ],
+)
+def test_a_config_mmengine_cannot_read_is_one_line(root, tmp_path, capsys, text, tokens):
+    config = tmp_path / "mine.py"
+    config.write_text(text)
+    argv = ["transfer", "--config", str(config), "--coco-root", str(root)]
+    assert cli_main([*argv, "--work-dir", str(tmp_path / "w")]) == 2
+    err = assert_names(capsys.readouterr().err, str(config), *tokens, "fix the file")
+    assert "Traceback" not in err and not (tmp_path / "w").exists()
+
+
+def test_a_coco_root_that_is_a_file_says_so(tmp_path, capsys):
+    afile = tmp_path / "coco.txt"
+    afile.write_text("x")
+    assert transfer(afile, tmp_path / "w") == 2
+    assert_names(capsys.readouterr().err, f"--coco-root {afile} is a file, not a folder")
+
+
+def test_a_count_out_of_range_says_omit_it(root, tmp_path, capsys):
+    assert transfer(root, tmp_path / "w", "--max-iters", "0") == 2
+    assert_names(capsys.readouterr().err, "--max-iters must be >= 1, got 0 (omit it for")
