@@ -25,7 +25,7 @@ from pytorch_lightning.callbacks import Checkpoint
 from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.pretrain.guards import Interrupted, check_weights_finite
 from lightly_matrix.pretrain.outdir import is_failed_start
-from lightly_matrix.user_files import check_checkpoint_file
+from lightly_matrix.user_files import check_checkpoint_file, path_kind
 from lightly_matrix.utils.io import atomic_torch_save
 from lightly_matrix.utils.lock import folder_lock
 from lightly_matrix.utils.loop_progress import checkpoint_progress
@@ -216,7 +216,9 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
     if path.is_file():
         return path, load_training_checkpoint(path), []
     if not path.is_dir():
-        raise UserError(f"--resume {resume!r}: no checkpoint there (no such file or run folder)")
+        kind = path_kind(path)
+        what = f"it is {kind}, not" if kind else "there is no such"
+        raise UserError(f"--resume {resume!r}: {what} checkpoint file or run folder")
     best: tuple[tuple[int, float], Path, dict[str, Any]] | None = None
     notes = []
     runs: dict[Path, tuple[Any, ...]] = {}

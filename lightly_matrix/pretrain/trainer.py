@@ -78,23 +78,23 @@ def build_trainer(
         callbacks.append(
             FrozenEvaluation(probe, out, args.eval_every, run_info=run_info, num_workers=workers)
         )
-    steps = num_images // config.global_batch_size
     limit = config.limit_train_batches
+    steps = num_images // config.global_batch_size
     if limit:
         steps = int(limit) if limit >= 1 else max(1, int(steps * limit))
-    accelerator = args.accelerator
-    cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    cpu = args.accelerator == "cpu" or (
+        args.accelerator == "auto" and not torch.cuda.is_available()
+    )
     multi = config.world_size > 1
-    precision: Any = config.precision  # a str Lightning checks itself
     trainer = Trainer(
         max_epochs=config.epochs,
-        accelerator=accelerator,
+        accelerator=args.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
         strategy=DDPStrategy(process_group_backend="gloo" if cpu else None) if multi else "auto",
         # PyTorch's SyncBatchNorm runs on GPUs only; CPU processes keep per-process statistics.
         sync_batchnorm=multi and not cpu,
-        precision=precision,
+        precision=config.precision,  # type: ignore[arg-type]  # a str Lightning checks itself
         default_root_dir=out,
         # A SLURM job gets Lightning's SLURMEnvironment (auto_requeue) on its own.
         plugins=[AtomicCheckpointIO()],
