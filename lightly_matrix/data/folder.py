@@ -55,12 +55,6 @@ class UnreadableImageError(UserError):
         return (UnreadableImageError, (self.path, self.reason))
 
 
-def scan_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
-    """The image paths of a folder, their labels (``-1`` when unlabelled) and the class names."""
-    scan = scan_folder_stats(root)
-    return [Path(p) for p in scan.paths], scan.labels, scan.classes
-
-
 def to_rgb(image: Image.Image) -> Image.Image:
     """Converts to 8-bit RGB. PIL's own conversion clips ``I;16``/``I``/``F`` values to 0..255
     (16-bit images saturate, float ones in [0, 1] turn black); here 16-bit values (``I`` in
@@ -165,11 +159,6 @@ class ImageFolderDataset(Dataset):
         self.classes = list(classes or [])
         self.transform = transform
         self._skipped_set = {str(p) for p in self.skipped}
-
-    @property
-    def paths(self) -> list[Path]:
-        """The image files (built on each access; :attr:`files` holds them as strings)."""
-        return [Path(f) for f in self.files]
 
     @property
     def num_classes(self) -> int:

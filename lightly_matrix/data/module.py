@@ -62,31 +62,26 @@ class SeededSamples(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> Any:
+        # A worker's generators serve only its samples: nothing to restore there.
+        main = get_worker_info() is None
+        states = (torch.get_rng_state(), random.getstate(), np.random.get_state()) if main else None
         seed = sample_seed(self.seed, self.epoch, index)
-        if get_worker_info() is not None:
-            # A worker process: nothing else draws from its generators, nothing to restore.
-            _seed_cpu_generators(seed)
-            return self.dataset[index]
-        states = torch.get_rng_state(), random.getstate(), np.random.get_state()
+        # Not torch.manual_seed: it would also seed every CUDA generator (0.6 ms a call) and
+        # with it the training step's CUDA randomness.
+        torch.default_generator.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
         try:
-            _seed_cpu_generators(seed)
             return self.dataset[index]
         finally:
-            torch.set_rng_state(states[0])
-            random.setstate(states[1])
-            np.random.set_state(states[2])
-
-
-def _seed_cpu_generators(seed: int) -> None:
-    # torch.manual_seed would also queue the seeding of every CUDA generator (0.6 ms a call,
-    # it records a stack trace) and re-seed the training step's CUDA randomness.
-    torch.default_generator.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
+            if states is not None:
+                torch.set_rng_state(states[0])
+                random.setstate(states[1])
+                np.random.set_state(states[2])
 
 
 class _SkipFirst(Sampler[int]):
-    """The indices of ``sampler`` without the first ``skip``; its length stays the epoch's."""
+    """The indices of ``sampler`` after the first ``skip``."""
 
     def __init__(self, sampler: Sampler[int], skip: int) -> None:
         self.sampler = sampler
@@ -96,8 +91,7 @@ class _SkipFirst(Sampler[int]):
         return itertools.islice(iter(self.sampler), self.skip, None)
 
     def __len__(self) -> int:
-        # Lightning counts the skipped batches as done (its progress is restored), so the length
-        # must stay the full epoch's for the epoch to end where the uninterrupted one did.
+        # The full epoch's: Lightning counts the skipped batches as done (restored progress).
         return len(self.sampler)  # type: ignore[arg-type]
 
 

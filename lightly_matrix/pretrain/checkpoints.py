@@ -61,28 +61,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class RunCheckpoint(Checkpoint):
     """Writes ``OUT/last.ckpt`` at every epoch end, every ``every_steps`` steps and
-    ``every_minutes`` minutes (0: off), and when ``interrupted``; stores ``run_info`` in every
-    checkpoint under :data:`RUN_KEY`.
-
-    Lightning 2.6's ``ModelCheckpoint`` writes ``last.ckpt`` at an epoch end only beside a top-k
-    file and takes one cadence at a time; its SIGTERM stop comes before the step's callbacks, and
-    ``OnExceptionCheckpoint`` saves whatever state an exception left, so resuming bit-exactly
-    needs this save at the step's end.
+    ``every_minutes`` minutes (0: off), and when ``interrupted``, with ``run_info`` under
+    :data:`RUN_KEY`. Lightning's ``ModelCheckpoint`` takes one cadence at a time and its SIGTERM
+    stop comes before the step's callbacks: resuming bit-exactly needs this save at a step's end.
     """
 
     def __init__(
         self,
         out: Path,
         run_info: dict[str, Any],
-        every_steps: int = 0,
-        every_minutes: float = 0.0,
-        interrupted: Interrupted | None = None,
+        every_steps: int,
+        every_minutes: float,
+        interrupted: Interrupted,
     ) -> None:
         self.last_path = Path(out) / LAST
         self.run_info = run_info
         self.every_steps = every_steps
         self.every_seconds = every_minutes * 60.0
-        self.interrupted = interrupted or Interrupted()
+        self.interrupted = interrupted
         self._last_save = time.monotonic()
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -128,10 +124,8 @@ class RunCheckpoint(Checkpoint):
 
 
 class RunFolderLock(Callback):
-    """Holds the run folder's :func:`~lightly_matrix.utils.lock.folder_lock` from :meth:`acquire`
-    (before the loggers create their folders) until the fit ends: two runs started on one
-    ``--out`` never both write there. A new run re-checks, locked, that no other one saved there.
-    """
+    """Holds the ``--out`` folder's lock from :meth:`acquire` (before the loggers create their
+    folders) until the fit ends; a new run re-checks, locked, that no other one saved there."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -160,15 +154,11 @@ class RunFolderLock(Callback):
 def _describe_foreign(obj: Any) -> str:
     if isinstance(obj, torch.Tensor):
         return "a single tensor"
-    if isinstance(obj, dict):
-        meta = obj.get("meta")
-        if isinstance(meta, dict) and meta.get("format") == "lightly_matrix.mmdet_backbone":
-            return (
-                "a backbone exported for mmdet (lightly-matrix export), not a training checkpoint"
-            )
-        keys = ", ".join(list(map(str, obj))[:6])
-        return f"a dict with keys {keys} (no Lightning training state)"
-    return f"a {type(obj).__name__}"
+    if not isinstance(obj, dict):
+        return f"a {type(obj).__name__}"
+    if "lightly_matrix.mmdet_backbone" in str(obj.get("meta")):
+        return "a backbone exported for mmdet (lightly-matrix export), not a training checkpoint"
+    return f"a dict with keys {', '.join(list(map(str, obj))[:6])} (no Lightning training state)"
 
 
 def load_training_checkpoint(path: Path) -> dict[str, Any]:
@@ -263,12 +253,10 @@ def check_one_run(resume: str, runs: dict[Path, tuple[Any, ...]]) -> None:
     known = [{v for v in values if v is not None} for values in zip(*runs.values(), strict=True)]
     if all(len(values) <= 1 for values in known):
         return
-
-    def name(identity: tuple[Any, ...]) -> str:
-        method, data, backbone, size, seed = identity
-        return f"{method} on {data}, {backbone} at {size} px, seed {seed}"
-
-    listed = "; ".join(f"{path}: {name(identity)}" for path, identity in runs.items())
+    listed = "; ".join(
+        f"{path}: {method} on {data}, {backbone} at {size} px, seed {seed}"
+        for path, (method, data, backbone, size, seed) in runs.items()
+    )
     raise UserError(
         f"--resume {resume!r}: the folder holds checkpoints of different runs ({listed}); move"
         " the ones of other runs out of it, or pass --resume FILE.ckpt with an empty --out"
