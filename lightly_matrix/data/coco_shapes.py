@@ -42,12 +42,6 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rng: np.random.Generator
     return np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], axis=1)
 
 
-def _area(poly: np.ndarray) -> float:
-    """Shoelace area of a simple polygon."""
-    x, y = poly[:, 0], poly[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
-
-
 def _make_image(
     size: int, rng: np.random.Generator, max_shapes: int
 ) -> tuple[Image.Image, list[tuple[int, np.ndarray]]]:
@@ -162,15 +156,15 @@ def make_coco_shapes(
                 {"id": image_id, "file_name": file_name, "width": image_size, "height": image_size}
             )
             for label, poly in instances:
-                x0, y0 = poly.min(axis=0)
-                x1, y1 = poly.max(axis=0)
+                (x0, y0), (x1, y1), (x, y) = poly.min(axis=0), poly.max(axis=0), poly.T
+                area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))  # shoelace
                 annotations.append(
                     {
                         "id": ann_id,
                         "image_id": image_id,
                         "category_id": label + 1,
                         "segmentation": [[round(v, 2) for v in poly.reshape(-1).tolist()]],
-                        "area": round(_area(poly), 2),
+                        "area": round(float(area), 2),
                         "bbox": [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
                         "iscrowd": 0,
                     }

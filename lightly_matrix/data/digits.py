@@ -77,7 +77,7 @@ class DigitsDataset(Dataset):
     def __init__(
         self,
         split: str = "train",
-        transform: Callable[[Image.Image], Any] | None = None,
+        transform: Callable[..., Any] | None = None,
         image_size: int = 32,
     ) -> None:
         self.images, self.labels = load_digits_images(split, image_size)

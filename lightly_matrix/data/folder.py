@@ -122,7 +122,7 @@ class ImageFolderDataset(Dataset):
     def __init__(
         self,
         root: str | Path,
-        transform: Callable[[Image.Image], Any] | None = None,
+        transform: Callable[..., Any] | None = None,
         check: bool = True,
         paths: Sequence[Path | str] | None = None,
         labels: Sequence[int] | None = None,

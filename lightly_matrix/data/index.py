@@ -222,7 +222,7 @@ def _read(path: Path, root: Path) -> dict[str, Any] | None:
         return None
 
 
-def _unchanged(index: dict[str, Any] | None, columns: dict[str, list]) -> bool:
+def _unchanged(index: dict[str, Any] | None, columns: dict[str, Any]) -> bool:
     return index is not None and all(index[k] == v for k, v in columns.items())
 
 
@@ -273,9 +273,7 @@ def checked_folder(
     scan = scan_folder_stats(root, threads)
     prefix = len(os.path.join(str(root), ""))
     rel = [p[prefix:] for p in scan.paths]
-    columns: dict[str, list] = dict(
-        zip(COLUMNS, (rel, scan.labels, scan.sizes, scan.mtimes), strict=True)
-    )
+    columns = dict(zip(COLUMNS, (rel, scan.labels, scan.sizes, scan.mtimes), strict=True))
     path, rank = index_file(index_dir, root), other_rank_from_env()
     deadline = time.monotonic() + wait_s
     index = _read(path, root)
@@ -290,12 +288,12 @@ def checked_folder(
         index = _read(path, root)
     unchanged = _unchanged(index, columns)
     recorded = index["unreadable"] if index is not None else {}
-    known = {}
-    if index is not None and not unchanged:
-        old = zip(index["paths"], index["sizes"], index["mtimes"], strict=True)
+    stale: list[int] = []
+    if not unchanged:
+        old = zip(*(index[k] for k in ("paths", "sizes", "mtimes")), strict=True) if index else ()
         known = {r: (s, m) for r, s, m in old}
-    stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
-    stale = [] if unchanged else [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
+        stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
+        stale = [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
     start = time.perf_counter()
     found = find_unreadable([scan.paths[i] for i in stale], threads)
     seconds = time.perf_counter() - start

@@ -120,8 +120,8 @@ def _kept_split(
             return fit, test
     if tested is fitted:
         fit, test = _probe_split(tested.labels, limit, seed)
-    else:
-        fit, test = _even_subset(len(fitted), limit), _even_subset(len(tested), limit)
+    else:  # at most ``limit`` images of each folder, evenly spread
+        fit, test = (list(range(0, n, max(1, n // max(1, limit))))[:limit] for n in map(len, sets))
     if path is not None:
         split = [
             [d.files[i][n:] for i in ids] for d, n, ids in zip(sets, cut, (fit, test), strict=True)
@@ -142,11 +142,6 @@ def count_data(config: RunConfig) -> tuple[int, int]:
 
     train = ImageFolderDataset(config.data, skip_bad_images=config.skip_bad_images)
     return len(train), train.num_classes
-
-
-def _even_subset(n: int, limit: int) -> list[int]:
-    step = max(1, n // max(1, limit))
-    return list(range(0, n, step))[:limit]
 
 
 def _probe_split(labels: Any, limit: int, seed: int) -> tuple[list[int], list[int]]:

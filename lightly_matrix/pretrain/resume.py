@@ -61,11 +61,6 @@ class ResumePlan:
         return "\n".join(lines)
 
 
-def _run_dir_of(checkpoint: Path) -> Path:
-    parent = checkpoint.parent
-    return parent.parent if parent.name == "checkpoints" else parent
-
-
 def plan_resume(args: argparse.Namespace) -> ResumePlan:
     """Finds the checkpoint and reads the run it was trained with."""
     from lightly_matrix.methods import METHOD_CLASSES
@@ -83,7 +78,9 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
         )
     saved_run["method"] = method
     saved = from_checkpoint(saved_run, hparams, METHOD_CLASSES[method])
-    run_dir = Path(args.resume) if Path(args.resume).is_dir() else _run_dir_of(path)
+    run_dir = Path(args.resume) if Path(args.resume).is_dir() else path.parent
+    if run_dir.name == checkpoints.SNAPSHOT_DIR:  # a snapshot's run is the folder above
+        run_dir = run_dir.parent
     evaluated = not (saved.no_eval or getattr(args, "no_eval", False))
     for key in ("data", "eval_data") if evaluated else ("data",):
         folder = getattr(saved, key)
