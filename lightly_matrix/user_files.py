@@ -85,13 +85,11 @@ def check_writable(path: str | Path, what: str) -> None:
                 " not exist; create that folder or choose another place"
             )
         existing = existing.parent
+    reason = f"{existing} is {path_kind(existing)}, not a folder"
     try:
-        if not existing.is_dir():
-            raise NotADirectoryError(existing)
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        if existing.is_dir():
+            with tempfile.TemporaryFile(dir=existing):
+                return
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        if isinstance(err, NotADirectoryError):
-            reason = f"{existing} is a file, not a folder"
-        raise UserError(f"{what}: cannot write there ({reason}); choose another place") from None
+    raise UserError(f"{what}: cannot write there ({reason}); choose another place")

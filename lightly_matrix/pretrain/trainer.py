@@ -35,9 +35,8 @@ def build_trainer(
     interrupted: Interrupted,
     peak_lr: float | None = None,
 ) -> Trainer:
-    """A Trainer of ``config`` writing into ``out``, which it locks until the fit ends (see
-    :mod:`lightly_matrix.pretrain.checkpoints`). ``args`` sets how the run is carried out
-    (accelerator, checkpoint cadence, logging)."""
+    """A Trainer of ``config`` writing into ``out``, which it locks until the fit ends; ``args``
+    sets how the run is carried out (accelerator, checkpoint cadence, logging)."""
     import torch
 
     from lightly_matrix.evaluation import FrozenEvaluation
@@ -52,11 +51,7 @@ def build_trainer(
         LearningRateMonitor(logging_interval="step"),
         Timer(),  # its state rides in the checkpoint: a resumed run's time covers every session
         RunCheckpoint(
-            out,
-            run_info,
-            every_steps=args.checkpoint_every_steps,
-            every_minutes=args.checkpoint_every_minutes,
-            interrupted=interrupted,
+            out, run_info, args.checkpoint_every_steps, args.checkpoint_every_minutes, interrupted
         ),
     ]
     # A resume finds its snapshots there, may continue elsewhere or change --keep-every: intended.
