@@ -19,8 +19,8 @@ from lightly_matrix.utils.checks import check_positive_int
 
 CATEGORIES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
 SPLITS: tuple[str, ...] = ("train", "val")
-# Written first: this module created the directory and may write into it. Nothing is ever
-# written into a non-empty directory without it (it could be a real COCO with the same names).
+# Written first: this module created the directory, so may write into it (never into a non-empty
+# one without it: it could be a real COCO).
 _OWNER_MARKER = ".lightly_matrix_coco_shapes"
 # Written last: its presence marks a complete data set (an interrupted run is regenerated).
 _DONE_MARKER = ".complete"

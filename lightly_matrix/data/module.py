@@ -1,12 +1,10 @@
 """The Lightning data module of a pretraining run, with exactly reproducible epochs and resumes.
 
-Augmentations are seeded per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`), so
-they depend neither on the number of workers or processes nor on how far loading ran ahead. The
-training step's own randomness (e.g. MAE masks) comes from the global generators, re-seeded from
-``(seed, epoch, rank)`` for each epoch's loader and stored in every checkpoint. A mid-epoch resume
-skips the batches already trained on (an epoch's order is fixed by ``(seed, epoch)``). On one
-process a resume is bit-exact; with several, only rank 0's generators are saved, so the other
-ranks' step randomness differs after a mid-epoch resume (data and augmentations do not).
+Augmentations are seeded per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`): the
+number of workers or processes does not change them. The training step's own randomness (e.g.
+MAE masks) comes from the global generators, re-seeded from ``(seed, epoch, rank)`` each epoch and
+saved in every checkpoint. A mid-epoch resume skips the batches already trained on; it is
+bit-exact on one process (with several, only rank 0's generators are saved).
 """
 
 from __future__ import annotations
@@ -171,8 +169,6 @@ class PretrainDataModule(LightningDataModule):
         # Lightning may build a loader before the restored epoch is current (to count steps).
         if resume is not None and resume["epoch"] == epoch:
             self._resume = None
-            # Mid-epoch checkpoint: continue after the batches it trained on, with the generators
-            # exactly as they were when it was saved.
             sampler = _SkipFirst(sampler, resume["batches_done"] * self.batch_size)
             if rank == 0:
                 _set_rng_state(resume["rng"])

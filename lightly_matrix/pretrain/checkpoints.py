@@ -1,11 +1,9 @@
 """Checkpoints of a pretraining run: atomic writes, a regular cadence, one writer, safe resuming.
 
-``OUT/last.ckpt`` is the newest state of the run, rewritten at every epoch end, every
-``--checkpoint-every-steps`` steps, ``--checkpoint-every-minutes`` minutes and on Ctrl-C /
-SIGTERM; each write goes through a temporary file renamed over the old one, and none is made from
-non-finite weights. ``--keep-every`` snapshots are Lightning's ``ModelCheckpoint``; a SLURM job's
-requeue saves are Lightning's ``SLURMEnvironment`` (``hpc_ckpt_N.ckpt``). ``--resume`` loads with
-``weights_only=True``: a file holding pickled Python objects is refused, never executed.
+``OUT/last.ckpt`` is rewritten (through a renamed temporary file, never from non-finite weights) at
+every epoch end, the ``--checkpoint-every-*`` cadence and on Ctrl-C / SIGTERM. ``--keep-every``
+snapshots are Lightning's ``ModelCheckpoint``, SLURM requeue saves its ``hpc_ckpt_N.ckpt``.
+``--resume`` loads with ``weights_only=True``: pickled Python objects are refused, never run.
 """
 
 from __future__ import annotations
@@ -209,20 +207,14 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
         kind = path_kind(path)
         what = f"it is {kind}, not" if kind else "there is no such"
         raise UserError(f"--resume {resume!r}: {what} checkpoint file or run folder")
-    best: tuple[tuple[int, float], Path, dict[str, Any]] | None = None
+    loaded: dict[Path, dict[str, Any]] = {}
     notes = []
-    runs: dict[Path, tuple[Any, ...]] = {}
     for candidate in _candidates(path):
         try:
-            ckpt = load_training_checkpoint(candidate)
+            loaded[candidate] = load_training_checkpoint(candidate)
         except UserError as err:
             notes.append(f"skipped {candidate}: {str(err).split(': ', 1)[-1]}")
-            continue
-        runs[candidate] = run_identity(ckpt)
-        key = (int(ckpt.get("global_step", 0)), candidate.stat().st_mtime)
-        if best is None or key > best[0]:
-            best = (key, candidate, ckpt)
-    if best is None:
+    if not loaded:
         if is_failed_start(path):
             raise UserError(
                 f"--resume {resume!r}: that run stopped before its first checkpoint, there is"
@@ -234,8 +226,9 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
             f"--resume {resume!r}: no valid checkpoint in that folder (looked for {LAST}, "
             f"{SNAPSHOT_DIR}/*.ckpt, hpc_ckpt_*.ckpt){detail}"
         )
-    check_one_run(resume, runs)
-    return best[1], best[2], notes
+    check_one_run(resume, {p: run_identity(ckpt) for p, ckpt in loaded.items()})
+    best = max(loaded, key=lambda p: (int(loaded[p].get("global_step", 0)), p.stat().st_mtime))
+    return best, loaded[best], notes
 
 
 def run_identity(ckpt: dict[str, Any]) -> tuple[Any, ...]:
