@@ -205,8 +205,8 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
         return path, load_training_checkpoint(path), []
     if not path.is_dir():
         kind = path_kind(path)
-        what = f"it is {kind}, not" if kind else "there is no such"
-        raise UserError(f"--resume {resume!r}: {what} checkpoint file or run folder")
+        what = f"it is {kind}, not a file or run folder" if kind else "no such file or run folder"
+        raise UserError(f"--resume {resume!r}: no checkpoint there ({what})")
     loaded: dict[Path, dict[str, Any]] = {}
     notes = []
     for candidate in _candidates(path):
