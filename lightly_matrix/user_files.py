@@ -7,6 +7,7 @@ only load failed" reads as if the file held code to trust.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,21 @@ from lightly_matrix.errors import UserError
 
 #: First bytes of what ``torch.save`` writes: a zip archive, or a pickle (its legacy format).
 _TORCH_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x80")
+_KINDS = {stat.S_IFREG: "a file", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe (FIFO)"}
+_KINDS.update({stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"})
+
+
+def path_kind(path: str | Path) -> str | None:
+    """What is at ``path`` (``"a file"``, ``"a named pipe (FIFO)"``, ...), ``None`` if nothing.
+
+    Examples:
+        >>> path_kind("/dev/null"), path_kind("no/such/file")
+        ('a device', None)
+    """
+    try:
+        return _KINDS.get(stat.S_IFMT(os.stat(path).st_mode), "a special file")
+    except OSError:
+        return None
 
 
 def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
@@ -32,7 +48,10 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
         hint = f"; did you mean {inside}?" if inside else "; pass the checkpoint file in it"
         raise UserError(f"{what} {path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
-        raise UserError(f"{what} {path} does not exist")
+        kind = path_kind(path)
+        raise UserError(
+            f"{what} {path} " + (f"is {kind}, not a file" if kind else "does not exist")
+        )
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -66,13 +85,11 @@ def check_writable(path: str | Path, what: str) -> None:
                 " not exist; create that folder or choose another place"
             )
         existing = existing.parent
+    reason = f"{existing} is {path_kind(existing)}, not a folder"
     try:
-        if not existing.is_dir():
-            raise NotADirectoryError(existing)
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        if existing.is_dir():
+            with tempfile.TemporaryFile(dir=existing):
+                return
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        if isinstance(err, NotADirectoryError):
-            reason = f"{existing} is a file, not a folder"
-        raise UserError(f"{what}: cannot write there ({reason}); choose another place") from None
+    raise UserError(f"{what}: cannot write there ({reason}); choose another place")

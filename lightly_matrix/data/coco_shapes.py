@@ -19,11 +19,12 @@ from lightly_matrix.utils.checks import check_positive_int
 
 CATEGORIES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
 SPLITS: tuple[str, ...] = ("train", "val")
-# Written first: this module created the directory and may write into it. Nothing is ever
-# written into a non-empty directory without it (it could be a real COCO with the same names).
+# Written first: this module created the directory, so may write into it (never into a non-empty
+# one without it: it could be a real COCO).
 _OWNER_MARKER = ".lightly_matrix_coco_shapes"
 # Written last: its presence marks a complete data set (an interrupted run is regenerated).
 _DONE_MARKER = ".complete"
+_ANNOTATION_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
 
 
 def _polygon(kind: str, cx: float, cy: float, r: float, rng: np.random.Generator) -> np.ndarray:
@@ -40,12 +41,6 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rng: np.random.Generator
     start = rng.uniform(0.0, 2.0 * math.pi) + np.arange(3) * (2.0 * math.pi / 3.0)
     angles = start + rng.uniform(-0.3, 0.3, 3)
     return np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], axis=1)
-
-
-def _area(poly: np.ndarray) -> float:
-    """Shoelace area of a simple polygon."""
-    x, y = poly[:, 0], poly[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
 def _make_image(
@@ -89,7 +84,6 @@ def check_shapes_root(root: str | Path, **params: int) -> bool:
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise ValueError(f"{root} is a file, not a directory for the coloured shapes")
-    done = _read_json(root / _DONE_MARKER)
     owner = _read_json(root / _OWNER_MARKER)
     if root.is_dir() and not isinstance(owner, dict) and any(root.iterdir()):
         raise ValueError(
@@ -98,7 +92,7 @@ def check_shapes_root(root: str | Path, **params: int) -> bool:
         )
     if isinstance(owner, dict) and owner != params:
         raise ValueError(f"{root} holds coloured shapes made with {owner}, not {params}")
-    return isinstance(done, dict)
+    return isinstance(_read_json(root / _DONE_MARKER), dict)
 
 
 def _read_json(path: Path) -> object:
@@ -162,28 +156,16 @@ def make_coco_shapes(
                 {"id": image_id, "file_name": file_name, "width": image_size, "height": image_size}
             )
             for label, poly in instances:
-                x0, y0 = poly.min(axis=0)
-                x1, y1 = poly.max(axis=0)
-                annotations.append(
-                    {
-                        "id": ann_id,
-                        "image_id": image_id,
-                        "category_id": label + 1,
-                        "segmentation": [[round(v, 2) for v in poly.reshape(-1).tolist()]],
-                        "area": round(_area(poly), 2),
-                        "bbox": [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
-                        "iscrowd": 0,
-                    }
-                )
+                (x0, y0), (x1, y1), (x, y) = poly.min(axis=0), poly.max(axis=0), poly.T
+                area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))  # shoelace
+                polygon = [[round(v, 2) for v in poly.reshape(-1).tolist()]]
+                box = [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)]
+                values = (ann_id, image_id, label + 1, polygon, round(float(area), 2), box, 0)
+                annotations.append(dict(zip(_ANNOTATION_KEYS, values, strict=True)))
                 ann_id += 1
-        coco = {
-            "info": {"description": "lightly_matrix coloured shapes", "version": "1.0"},
-            "licenses": [],
-            "images": images,
-            "annotations": annotations,
-            "categories": categories,
-        }
-        with open(root / "annotations" / f"instances_{split}2017.json", "w") as f:
-            json.dump(coco, f)
+        info = {"description": "lightly_matrix coloured shapes", "version": "1.0"}
+        coco = {"info": info, "licenses": [], "images": images, "annotations": annotations}
+        coco["categories"] = categories
+        (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(coco))
     (root / _DONE_MARKER).write_text(json.dumps(params))
     return root

@@ -1,8 +1,9 @@
 """scikit-learn's bundled handwritten digits (1,797 real 8x8 images, no download) as RGB images.
 
-The train/test split is stratified and fixed (1,257 / 540 images). For tuning, a stratified 20%
-validation split (252 images) is carved from the training split: tuning pretrains on the other
-1,005 (``"train_minus_val"``) and scores on ``"val"``; the test split is used once, at the end.
+The train/test split is stratified and fixed (1,257 / 540 images, seed 0). For tuning, a
+stratified 20% validation split (252 images, seed 1) is carved from the training split: tuning
+pretrains on the other 1,005 (``"train_minus_val"``) and scores on ``"val"``; the test split is
+used once, at the end.
 """
 
 from __future__ import annotations
@@ -16,29 +17,21 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 NUM_CLASSES = 10
-TEST_FRACTION = 0.3
-SPLIT_SEED = 0
-#: Fraction of the training split held out for validation, and the seed of that split.
-VAL_FRACTION = 0.2
-VAL_SEED = 1
+#: The named splits of :func:`split_indices`.
 SPLITS = ("train", "test", "all", "val", "train_minus_val")
 
 
 @lru_cache(maxsize=1)
 def _splits() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """The raw 8x8 images (0-16), labels, and the fixed indices of every split."""
+    """The raw 8x8 images (0-16), labels, and the fixed indices of every split (module doc)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     labels, every = digits.target, np.arange(len(digits.target))
-    fit, held_out = train_test_split(
-        every, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED
-    )
+    fit, held_out = train_test_split(every, test_size=0.3, stratify=labels, random_state=0)
     train, test = np.sort(fit), np.sort(held_out)
-    rest, val = train_test_split(
-        train, test_size=VAL_FRACTION, stratify=labels[train], random_state=VAL_SEED
-    )
+    rest, val = train_test_split(train, test_size=0.2, stratify=labels[train], random_state=1)
     splits = {"train": train, "test": test, "all": every, "val": val, "train_minus_val": rest}
     return digits.images, labels, {name: np.sort(index) for name, index in splits.items()}
 
@@ -63,12 +56,11 @@ def load_digits_images(split: str, image_size: int = 32) -> tuple[list[Image.Ima
     """
     chosen = split_indices(split)
     images, labels, _ = _splits()
-    pil_images = []
-    for raw in images[chosen]:
-        grey = Image.fromarray((raw * (255.0 / 16.0)).round().astype(np.uint8), mode="L")
-        grey = grey.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        pil_images.append(grey.convert("RGB"))
-    return pil_images, labels[chosen].astype(np.int64)
+    pixels = (images[chosen] * (255.0 / 16.0)).round().astype(np.uint8)
+    grey = [Image.fromarray(raw, mode="L") for raw in pixels]
+    size = (image_size, image_size)
+    rgb = [g.resize(size, Image.Resampling.BILINEAR).convert("RGB") for g in grey]
+    return rgb, labels[chosen].astype(np.int64)
 
 
 class DigitsDataset(Dataset):
@@ -85,7 +77,7 @@ class DigitsDataset(Dataset):
     def __init__(
         self,
         split: str = "train",
-        transform: Callable[[Image.Image], Any] | None = None,
+        transform: Callable[..., Any] | None = None,
         image_size: int = 32,
     ) -> None:
         self.images, self.labels = load_digits_images(split, image_size)

@@ -1,12 +1,10 @@
-"""Any folder of images as a pretraining data set.
-
-Two layouts are accepted: ``PATH/<class>/**/<image>`` (labels, used only to evaluate) and
-``PATH/**/<image>`` with images directly in ``PATH`` (unlabelled, label ``-1``).
+"""Any folder of images as a pretraining data set: ``PATH/<class>/**/<image>`` (labels, used only
+to evaluate) or ``PATH/**/<image>`` with images directly in ``PATH`` (unlabelled, label ``-1``).
 
 Every file's header is read when the folder is listed (:mod:`lightly_matrix.data.index`), so an
-unreadable file is named before training starts instead of crashing a run hours later; damage
-behind a valid header is found when the image is decoded. Either way the error names the file,
-or with ``skip_bad_images=True`` the file is skipped and listed in ``dataset.skipped``.
+unreadable file is named before training starts; damage behind a valid header is found when the
+image is decoded. Either way the error names the file, or with ``skip_bad_images=True`` the file
+is skipped and listed in ``dataset.skipped``.
 """
 
 from __future__ import annotations
@@ -43,7 +41,6 @@ class UnreadableImageError(UserError):
 
     def __init__(self, path: str | Path, err: BaseException | str) -> None:
         self.path = Path(path)
-        # A string is a reason recorded earlier (the run folder's index of checked files).
         self.reason = err if isinstance(err, str) else read_error(err)
         advice = (
             "resize the file, or if you trust it raise the limit before loading with "
@@ -54,32 +51,21 @@ class UnreadableImageError(UserError):
         )
         super().__init__(f"cannot read image {str(path)!r} ({self.reason}); {advice}")
 
-    def __reduce__(self) -> tuple:
-        # Rebuilt from (path, reason), so that the error crosses process boundaries intact.
+    def __reduce__(self) -> tuple:  # crosses from DataLoader workers intact
         return (UnreadableImageError, (self.path, self.reason))
 
 
-def scan_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
-    """The image paths of a folder, their labels (``-1`` when unlabelled) and the class names."""
-    scan = scan_folder_stats(root)
-    return [Path(p) for p in scan.paths], scan.labels, scan.classes
-
-
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Converts to 8-bit RGB, scaling high-bit-depth and float grey images to 0..255 first.
-
-    PIL's own conversion clips ``I;16``/``I``/``F`` values to 0..255, which saturates 16-bit
-    images and turns float images in [0, 1] black. Here 16-bit values are divided by 257, ``I``
-    images in 0..65535 count as 16-bit, float images in [0, 1] are multiplied by 255, and other
-    ranges are min-max scaled (NaN becomes 0).
-    """
+    """Converts to 8-bit RGB. PIL's own conversion clips ``I;16``/``I``/``F`` values to 0..255
+    (16-bit images saturate, float ones in [0, 1] turn black); here 16-bit values (``I`` in
+    0..65535 too) are divided by 257, floats in [0, 1] multiplied by 255, other ranges min-max
+    scaled (NaN becomes 0)."""
     mode = image.mode
     if not (mode.startswith("I;16") or mode in ("I", "F")):
         return image.convert("RGB")
     values = np.asarray(image).astype(np.float64)
     finite = np.isfinite(values)
-    low = float(values[finite].min()) if finite.any() else 0.0
-    high = float(values[finite].max()) if finite.any() else 0.0
+    low, high = (float(f(values[finite])) if finite.any() else 0.0 for f in (np.min, np.max))
     if mode.startswith("I;16") or (mode == "I" and low >= 0 and high <= 65535):
         scaled = values / 257.0
     elif mode == "F" and low >= 0 and high <= 1:
@@ -136,7 +122,7 @@ class ImageFolderDataset(Dataset):
     def __init__(
         self,
         root: str | Path,
-        transform: Callable[[Image.Image], Any] | None = None,
+        transform: Callable[..., Any] | None = None,
         check: bool = True,
         paths: Sequence[Path | str] | None = None,
         labels: Sequence[int] | None = None,
@@ -165,20 +151,14 @@ class ImageFolderDataset(Dataset):
                     f"none of the {len(paths)} images in {str(self.root)!r} can be read "
                     f"(first: {str(self.skipped[0])!r}); check the files"
                 )
-            if bad:
-                paths = [p for i, p in enumerate(paths) if i not in bad]
-                labels = [y for i, y in enumerate(labels) if i not in bad]
+            kept = [i for i in range(len(paths)) if i not in bad]
+            paths, labels = [paths[i] for i in kept], [labels[i] for i in kept]
         # Strings, not Paths: a Path costs ~10 us to build, a minute for ImageNet's 1.28 M files.
         self.files = [str(p) for p in paths]
         self.labels = np.asarray(labels if labels is not None else [-1] * len(self.files), np.int64)
         self.classes = list(classes or [])
         self.transform = transform
         self._skipped_set = {str(p) for p in self.skipped}
-
-    @property
-    def paths(self) -> list[Path]:
-        """The image files (built on each access; :attr:`files` holds them as strings)."""
-        return [Path(f) for f in self.files]
 
     @property
     def num_classes(self) -> int:
@@ -213,12 +193,8 @@ class ImageFolderDataset(Dataset):
                     raise
                 self.skipped.append(Path(self.files[i]))
                 self._skipped_set.add(self.files[i])
-                warnings.warn(
-                    f"skipping unreadable image {str(err.path)!r} ({err.reason}); "
-                    "skip_bad_images=True",
-                    UserWarning,
-                    stacklevel=2,
-                )
+                message = f"skipping unreadable image {str(err.path)!r} ({err.reason})"
+                warnings.warn(f"{message}; skip_bad_images=True", UserWarning, stacklevel=2)
                 continue
             return (self.transform(image) if self.transform else image), int(self.labels[i])
         raise UserError(

@@ -23,16 +23,27 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from lightly_matrix.errors import UserError
+from lightly_matrix.user_files import path_kind
 from lightly_matrix.utils.io import atomic_write_text
 
-_SUFFIXES = ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm"
-IMAGE_EXTENSIONS = tuple(_SUFFIXES.split())
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
 #: The folder of the index files inside a run folder.
 INDEX_DIR = "data_index"
 _FORMAT = 1
 #: How long ranks other than 0 wait for rank 0's index before stopping with an error.
 WAIT_S = 4 * 3600.0
-#: Threads reading headers at once: header reads wait on storage, so more threads than cores pay.
+#: Threads reading headers at once (reads wait on storage, so more threads than cores pay).
 CHECK_THREADS = 16
 _CHUNK = 256  # files per task: amortises the pool's overhead
 READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
@@ -110,7 +121,8 @@ def scan_folder_stats(root: str | Path, threads: int = 16) -> FolderScan:
     """
     root = Path(root)
     if not root.is_dir():
-        what = "does not exist" if not root.exists() else "is not a folder"
+        kind = path_kind(root)
+        what = f"is {kind}, not a folder" if kind else "does not exist"
         raise UserError(
             f"data folder {str(root)!r} {what}; pass --data digits or a folder of images"
         )
@@ -195,12 +207,8 @@ def other_rank_from_env() -> str:
     return " ".join(f"{key}={env[key]}" for key in keys if key in env)
 
 
-#: The per-file columns of an index (columns, not records: faster to read and to compare).
+#: The per-file lists of an index, kept as columns rather than records to read and compare fast.
 COLUMNS = ("paths", "labels", "sizes", "mtimes")
-
-
-def _columns(scan: FolderScan, rel: list[str]) -> dict[str, list]:
-    return dict(zip(COLUMNS, (rel, scan.labels, scan.sizes, scan.mtimes), strict=True))
 
 
 def _read(path: Path, root: Path) -> dict[str, Any] | None:
@@ -214,9 +222,8 @@ def _read(path: Path, root: Path) -> dict[str, Any] | None:
         return None
 
 
-def _unchanged(index: dict[str, Any] | None, scan: FolderScan, rel: list[str]) -> bool:
-    """The index lists exactly these files, labels, sizes and times (the common case: fast)."""
-    return index is not None and all(index[k] == v for k, v in _columns(scan, rel).items())
+def _unchanged(index: dict[str, Any] | None, columns: dict[str, Any]) -> bool:
+    return index is not None and all(index[k] == v for k, v in columns.items())
 
 
 @dataclass(frozen=True)
@@ -266,15 +273,11 @@ def checked_folder(
     scan = scan_folder_stats(root, threads)
     prefix = len(os.path.join(str(root), ""))
     rel = [p[prefix:] for p in scan.paths]
-    path = index_file(index_dir, root)
-    rank = other_rank_from_env()
+    columns = dict(zip(COLUMNS, (rel, scan.labels, scan.sizes, scan.mtimes), strict=True))
+    path, rank = index_file(index_dir, root), other_rank_from_env()
     deadline = time.monotonic() + wait_s
-    while rank:  # other ranks take rank 0's result, never check themselves
-        index = _read(path, root)
-        if _unchanged(index, scan, rel):
-            assert index is not None
-            bad = {i: index["unreadable"][r] for i, r in enumerate(rel) if r in index["unreadable"]}
-            return CheckedFolder(scan, bad, path, rank)
+    index = _read(path, root)
+    while rank and not _unchanged(index, columns):  # other ranks take rank 0's, never check
         if time.monotonic() > deadline:
             raise UserError(
                 f"process {rank} waited {wait_s:.0f} s for rank 0's index of {str(root)!r} "
@@ -282,16 +285,13 @@ def checked_folder(
                 "folder while a run starts"
             )
         time.sleep(0.5)
-
-    index = _read(path, root)
+        index = _read(path, root)
+    unchanged = _unchanged(index, columns)
     recorded = index["unreadable"] if index is not None else {}
-    unchanged = _unchanged(index, scan, rel)
     stale: list[int] = []
     if not unchanged:
-        known = {}
-        if index is not None:
-            columns = (index["paths"], index["sizes"], index["mtimes"])
-            known = {r: (s, m) for r, s, m in zip(*columns, strict=True)}
+        old = zip(*(index[k] for k in ("paths", "sizes", "mtimes")), strict=True) if index else ()
+        known = {r: (s, m) for r, s, m in old}
         stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
         stale = [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
     start = time.perf_counter()
@@ -301,7 +301,7 @@ def checked_folder(
     bad = {i: recorded[r] for i, r in enumerate(rel) if r in recorded and i not in fresh}
     bad.update((stale[j], reason) for j, reason in found.items())
     if not unchanged:
-        data = {"format": _FORMAT, "root": str(root.resolve()), "classes": scan.classes}
-        data.update(_columns(scan, rel), unreadable={rel[i]: why for i, why in sorted(bad.items())})
+        data = {"format": _FORMAT, "root": str(root.resolve()), "classes": scan.classes, **columns}
+        data["unreadable"] = {rel[i]: why for i, why in sorted(bad.items())}
         atomic_write_text(path, json.dumps(data, separators=(",", ":")))
-    return CheckedFolder(scan, dict(sorted(bad.items())), path, "", len(stale), seconds)
+    return CheckedFolder(scan, dict(sorted(bad.items())), path, rank, len(stale), seconds)

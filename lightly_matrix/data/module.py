@@ -1,12 +1,10 @@
 """The Lightning data module of a pretraining run, with exactly reproducible epochs and resumes.
 
-Augmentations are seeded per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`), so
-they depend neither on the number of workers or processes nor on how far loading ran ahead. The
-training step's own randomness (e.g. MAE masks) comes from the global generators, re-seeded from
-``(seed, epoch, rank)`` for each epoch's loader and stored in every checkpoint. A mid-epoch resume
-skips the batches already trained on (an epoch's order is fixed by ``(seed, epoch)``). On one
-process a resume is bit-exact; with several, only rank 0's generators are saved, so the other
-ranks' step randomness differs after a mid-epoch resume (data and augmentations do not).
+Augmentations are seeded per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`): the
+number of workers or processes does not change them. The training step's own randomness (e.g.
+MAE masks) comes from the global generators, re-seeded from ``(seed, epoch, rank)`` each epoch and
+saved in every checkpoint. A mid-epoch resume skips the batches already trained on; it is
+bit-exact on one process (with several, only rank 0's generators are saved).
 """
 
 from __future__ import annotations
@@ -62,31 +60,26 @@ class SeededSamples(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> Any:
+        # A worker's generators serve only its samples: nothing to restore there.
+        main = get_worker_info() is None
+        states = (torch.get_rng_state(), random.getstate(), np.random.get_state()) if main else None
         seed = sample_seed(self.seed, self.epoch, index)
-        if get_worker_info() is not None:
-            # A worker process: nothing else draws from its generators, nothing to restore.
-            _seed_cpu_generators(seed)
-            return self.dataset[index]
-        states = torch.get_rng_state(), random.getstate(), np.random.get_state()
+        # Not torch.manual_seed: it would also seed every CUDA generator (0.6 ms a call) and
+        # with it the training step's CUDA randomness.
+        torch.default_generator.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
         try:
-            _seed_cpu_generators(seed)
             return self.dataset[index]
         finally:
-            torch.set_rng_state(states[0])
-            random.setstate(states[1])
-            np.random.set_state(states[2])
-
-
-def _seed_cpu_generators(seed: int) -> None:
-    # torch.manual_seed would also queue the seeding of every CUDA generator (0.6 ms a call,
-    # it records a stack trace) and re-seed the training step's CUDA randomness.
-    torch.default_generator.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
+            if states is not None:
+                torch.set_rng_state(states[0])
+                random.setstate(states[1])
+                np.random.set_state(states[2])
 
 
 class _SkipFirst(Sampler[int]):
-    """The indices of ``sampler`` without the first ``skip``; its length stays the epoch's."""
+    """The indices of ``sampler`` after the first ``skip``."""
 
     def __init__(self, sampler: Sampler[int], skip: int) -> None:
         self.sampler = sampler
@@ -96,8 +89,7 @@ class _SkipFirst(Sampler[int]):
         return itertools.islice(iter(self.sampler), self.skip, None)
 
     def __len__(self) -> int:
-        # Lightning counts the skipped batches as done (its progress is restored), so the length
-        # must stay the full epoch's for the epoch to end where the uninterrupted one did.
+        # The full epoch's: Lightning counts the skipped batches as done (restored progress).
         return len(self.sampler)  # type: ignore[arg-type]
 
 
@@ -177,8 +169,6 @@ class PretrainDataModule(LightningDataModule):
         # Lightning may build a loader before the restored epoch is current (to count steps).
         if resume is not None and resume["epoch"] == epoch:
             self._resume = None
-            # Mid-epoch checkpoint: continue after the batches it trained on, with the generators
-            # exactly as they were when it was saved.
             sampler = _SkipFirst(sampler, resume["batches_done"] * self.batch_size)
             if rank == 0:
                 _set_rng_state(resume["rng"])

@@ -32,10 +32,6 @@ IMAGENET_STD = tuple(IMAGENET_NORMALIZE["std"])
 # CorInfoMax's cifars-tiny/transform_utils.py.
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-INTERPOLATIONS = {
-    "bilinear": T.InterpolationMode.BILINEAR,
-    "bicubic": T.InterpolationMode.BICUBIC,
-}
 
 
 @dataclass(frozen=True)
@@ -82,6 +78,13 @@ _DIGITS = ViewSpec(
     color_jitter=(0.4, 0.4, 0.0, 0.0),
     grayscale_prob=0.0,
 )
+_MAE = ViewSpec(
+    crop_min_scale=0.2,
+    interpolation="bicubic",
+    color_jitter_prob=0.0,
+    color_jitter=(0.0, 0.0, 0.0, 0.0),
+    grayscale_prob=0.0,
+)
 
 #: Recipe name -> its views (view 1, view 2).
 RECIPES: dict[str, tuple[ViewSpec, ...]] = {
@@ -92,17 +95,9 @@ RECIPES: dict[str, tuple[ViewSpec, ...]] = {
     "corinfomax_cifar10": _corinfomax(CIFAR10_MEAN, CIFAR10_STD),
     "corinfomax_cifar100": _corinfomax(CIFAR100_MEAN, CIFAR100_STD),
     "vicreg": (ViewSpec(blur_prob=0.5, solarize_prob=0.1),) * 2,
-    "mae": (
-        ViewSpec(
-            crop_min_scale=0.2,
-            interpolation="bicubic",
-            color_jitter_prob=0.0,
-            color_jitter=(0.0, 0.0, 0.0, 0.0),
-            grayscale_prob=0.0,
-        ),
-    )
-    * 2,
+    "mae": (_MAE, _MAE),
 }
+#: The recipe names (``--transform``).
 TRANSFORMS = tuple(RECIPES)
 
 
@@ -132,7 +127,7 @@ def build_view(spec: ViewSpec, image_size: int) -> Callable:
         T.RandomResizedCrop(
             image_size,
             scale=(spec.crop_min_scale, spec.crop_max_scale),
-            interpolation=INTERPOLATIONS[spec.interpolation],
+            interpolation=T.InterpolationMode(spec.interpolation),
         )
     ]
     if spec.rotation_prob > 0:

@@ -1,11 +1,9 @@
 """Checkpoints of a pretraining run: atomic writes, a regular cadence, one writer, safe resuming.
 
-``OUT/last.ckpt`` is the newest state of the run, rewritten at every epoch end, every
-``--checkpoint-every-steps`` steps, ``--checkpoint-every-minutes`` minutes and on Ctrl-C /
-SIGTERM; each write goes through a temporary file renamed over the old one, and none is made from
-non-finite weights. ``--keep-every`` snapshots are Lightning's ``ModelCheckpoint``; a SLURM job's
-requeue saves are Lightning's ``SLURMEnvironment`` (``hpc_ckpt_N.ckpt``). ``--resume`` loads with
-``weights_only=True``: a file holding pickled Python objects is refused, never executed.
+``OUT/last.ckpt`` is rewritten (through a renamed temporary file, never from non-finite weights) at
+every epoch end, the ``--checkpoint-every-*`` cadence and on Ctrl-C / SIGTERM. ``--keep-every``
+snapshots are Lightning's ``ModelCheckpoint``, SLURM requeue saves its ``hpc_ckpt_N.ckpt``.
+``--resume`` loads with ``weights_only=True``: pickled Python objects are refused, never run.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from pytorch_lightning.callbacks import Checkpoint
 from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.pretrain.guards import Interrupted, check_weights_finite
 from lightly_matrix.pretrain.outdir import is_failed_start
-from lightly_matrix.user_files import check_checkpoint_file
+from lightly_matrix.user_files import check_checkpoint_file, path_kind
 from lightly_matrix.utils.io import atomic_torch_save
 from lightly_matrix.utils.lock import folder_lock
 from lightly_matrix.utils.loop_progress import checkpoint_progress
@@ -61,28 +59,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class RunCheckpoint(Checkpoint):
     """Writes ``OUT/last.ckpt`` at every epoch end, every ``every_steps`` steps and
-    ``every_minutes`` minutes (0: off), and when ``interrupted``; stores ``run_info`` in every
-    checkpoint under :data:`RUN_KEY`.
-
-    Lightning 2.6's ``ModelCheckpoint`` writes ``last.ckpt`` at an epoch end only beside a top-k
-    file and takes one cadence at a time; its SIGTERM stop comes before the step's callbacks, and
-    ``OnExceptionCheckpoint`` saves whatever state an exception left, so resuming bit-exactly
-    needs this save at the step's end.
+    ``every_minutes`` minutes (0: off), and when ``interrupted``, with ``run_info`` under
+    :data:`RUN_KEY`. Lightning's ``ModelCheckpoint`` takes one cadence at a time and its SIGTERM
+    stop comes before the step's callbacks: resuming bit-exactly needs this save at a step's end.
     """
 
     def __init__(
         self,
         out: Path,
         run_info: dict[str, Any],
-        every_steps: int = 0,
-        every_minutes: float = 0.0,
-        interrupted: Interrupted | None = None,
+        every_steps: int,
+        every_minutes: float,
+        interrupted: Interrupted,
     ) -> None:
         self.last_path = Path(out) / LAST
         self.run_info = run_info
         self.every_steps = every_steps
         self.every_seconds = every_minutes * 60.0
-        self.interrupted = interrupted or Interrupted()
+        self.interrupted = interrupted
         self._last_save = time.monotonic()
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -128,10 +122,8 @@ class RunCheckpoint(Checkpoint):
 
 
 class RunFolderLock(Callback):
-    """Holds the run folder's :func:`~lightly_matrix.utils.lock.folder_lock` from :meth:`acquire`
-    (before the loggers create their folders) until the fit ends: two runs started on one
-    ``--out`` never both write there. A new run re-checks, locked, that no other one saved there.
-    """
+    """Holds the ``--out`` folder's lock from :meth:`acquire` (before the loggers create their
+    folders) until the fit ends; a new run re-checks, locked, that no other one saved there."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -160,15 +152,11 @@ class RunFolderLock(Callback):
 def _describe_foreign(obj: Any) -> str:
     if isinstance(obj, torch.Tensor):
         return "a single tensor"
-    if isinstance(obj, dict):
-        meta = obj.get("meta")
-        if isinstance(meta, dict) and meta.get("format") == "lightly_matrix.mmdet_backbone":
-            return (
-                "a backbone exported for mmdet (lightly-matrix export), not a training checkpoint"
-            )
-        keys = ", ".join(list(map(str, obj))[:6])
-        return f"a dict with keys {keys} (no Lightning training state)"
-    return f"a {type(obj).__name__}"
+    if not isinstance(obj, dict):
+        return f"a {type(obj).__name__}"
+    if "lightly_matrix.mmdet_backbone" in str(obj.get("meta")):
+        return "a backbone exported for mmdet (lightly-matrix export), not a training checkpoint"
+    return f"a dict with keys {', '.join(list(map(str, obj))[:6])} (no Lightning training state)"
 
 
 def load_training_checkpoint(path: Path) -> dict[str, Any]:
@@ -216,21 +204,17 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
     if path.is_file():
         return path, load_training_checkpoint(path), []
     if not path.is_dir():
-        raise UserError(f"--resume {resume!r}: no checkpoint there (no such file or run folder)")
-    best: tuple[tuple[int, float], Path, dict[str, Any]] | None = None
+        kind = path_kind(path)
+        what = f"it is {kind}, not a file or run folder" if kind else "no such file or run folder"
+        raise UserError(f"--resume {resume!r}: no checkpoint there ({what})")
+    loaded: dict[Path, dict[str, Any]] = {}
     notes = []
-    runs: dict[Path, tuple[Any, ...]] = {}
     for candidate in _candidates(path):
         try:
-            ckpt = load_training_checkpoint(candidate)
+            loaded[candidate] = load_training_checkpoint(candidate)
         except UserError as err:
             notes.append(f"skipped {candidate}: {str(err).split(': ', 1)[-1]}")
-            continue
-        runs[candidate] = run_identity(ckpt)
-        key = (int(ckpt.get("global_step", 0)), candidate.stat().st_mtime)
-        if best is None or key > best[0]:
-            best = (key, candidate, ckpt)
-    if best is None:
+    if not loaded:
         if is_failed_start(path):
             raise UserError(
                 f"--resume {resume!r}: that run stopped before its first checkpoint, there is"
@@ -242,8 +226,9 @@ def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]
             f"--resume {resume!r}: no valid checkpoint in that folder (looked for {LAST}, "
             f"{SNAPSHOT_DIR}/*.ckpt, hpc_ckpt_*.ckpt){detail}"
         )
-    check_one_run(resume, runs)
-    return best[1], best[2], notes
+    check_one_run(resume, {p: run_identity(ckpt) for p, ckpt in loaded.items()})
+    best = max(loaded, key=lambda p: (int(loaded[p].get("global_step", 0)), p.stat().st_mtime))
+    return best, loaded[best], notes
 
 
 def run_identity(ckpt: dict[str, Any]) -> tuple[Any, ...]:
@@ -261,12 +246,10 @@ def check_one_run(resume: str, runs: dict[Path, tuple[Any, ...]]) -> None:
     known = [{v for v in values if v is not None} for values in zip(*runs.values(), strict=True)]
     if all(len(values) <= 1 for values in known):
         return
-
-    def name(identity: tuple[Any, ...]) -> str:
-        method, data, backbone, size, seed = identity
-        return f"{method} on {data}, {backbone} at {size} px, seed {seed}"
-
-    listed = "; ".join(f"{path}: {name(identity)}" for path, identity in runs.items())
+    listed = "; ".join(
+        f"{path}: {method} on {data}, {backbone} at {size} px, seed {seed}"
+        for path, (method, data, backbone, size, seed) in runs.items()
+    )
     raise UserError(
         f"--resume {resume!r}: the folder holds checkpoints of different runs ({listed}); move"
         " the ones of other runs out of it, or pass --resume FILE.ckpt with an empty --out"

@@ -59,42 +59,52 @@ def build_data(
             flush=True,
         )
     num_classes = train.num_classes if train.num_classes > 1 else 0
-    if config.no_eval or num_classes == 0:  # no held-out images needed
+    if config.no_eval:
         return train, None, None, num_classes, workers
     tested = train
     if config.eval_data is not None:
         tested = ImageFolderDataset(config.eval_data, skip_bad_images=skip, index_dir=out)
-        if tested.classes != train.classes:
+        if num_classes and tested.classes != train.classes:
             raise UserError(
                 f"--eval-data {config.eval_data!r} must have the same class sub-folders as --data"
             )
-    fit_ids, test_ids = _kept_split(out, train, tested, args, config.seed)
+    if tested.num_classes < 2:
+        print(
+            f"note: no evaluation: {tested.root} has {tested.num_classes} class sub-folders and"
+            " the probes need 2 or more; pass a labelled --eval-data folder, or --no-eval",
+            flush=True,
+        )
+        return train, None, None, num_classes, workers
+    # Unlabelled training images: the probes fit and score on the --eval-data folder alone.
+    fitted = train if num_classes else tested
+    fit_ids, test_ids = _kept_split(out, fitted, tested, args, config.seed)
     eval_transform = build_eval_transform(size, **norm)
-    probe_fit = train.subset(fit_ids, eval_transform)
     probe_test = tested.subset(test_ids, eval_transform)
-    return train, probe_test, ProbeData(probe_fit, probe_test, num_classes), num_classes, workers
+    probe = ProbeData(fitted.subset(fit_ids, eval_transform), probe_test, tested.num_classes)
+    # The module's online probe learns from the training images' labels: none, no validation.
+    return train, probe_test if num_classes else None, probe, num_classes, workers
 
 
 def _kept_split(
-    out: Path | None, train: Any, tested: Any, args: argparse.Namespace, seed: int
+    out: Path | None, fitted: Any, tested: Any, args: argparse.Namespace, seed: int
 ) -> tuple[list[int], list[int]]:
-    """The probes' (fit, test) images: drawn for a new run and kept in ``out``; a resumed run
-    takes them from there (by path, so images added since do not move them).
+    """The probes' (fit, test) images: drawn for a new run and kept in ``out`` by their paths in
+    their folders, so that a resumed run scores the same images after images were added or the
+    folder moved.
 
     Raises:
         UserError: A kept probe image is gone (scores on another test set would share the table).
     """
-    limit, sets = args.eval_max_images, (train, tested)
-    key = {"data": [str(d.root.resolve()) for d in sets], "seed": seed, "max": limit}
-    cut = [len(os.path.join(str(d.root), "")) for d in sets]  # paths relative to their folder
+    limit, sets = args.eval_max_images, (fitted, tested)
+    key = {"seed": seed, "max": limit}
+    cut = [len(os.path.join(str(d.root), "")) for d in sets]
     path = out / SPLIT_FILE if out is not None else None
     if path is not None and getattr(args, "resume", None) and path.is_file():
         kept = json.loads(path.read_text())
-        if kept.get("key") == key:
+        if all(kept["key"].get(k) == v for k, v in key.items()):
             where = [
                 {f[n:]: i for i, f in enumerate(d.files)} for d, n in zip(sets, cut, strict=True)
             ]
-            ids = [[where[side].get(f) for f in files] for side, files in enumerate(kept["split"])]
             gone = [
                 f for side, files in enumerate(kept["split"]) for f in files if f not in where[side]
             ]
@@ -104,11 +114,14 @@ def _kept_split(
                     f" (e.g. {gone[0]!r}); its table would mix scores on different test sets:"
                     " put them back, or start a new run with another --out"
                 )
-            return ids[0], ids[1]  # type: ignore[return-value]
-    if tested is train:
-        fit, test = _probe_split(train.labels, limit, seed)
-    else:
-        fit, test = _even_subset(len(train), limit), _even_subset(len(tested), limit)
+            fit, test = (
+                [where[side][f] for f in files] for side, files in enumerate(kept["split"])
+            )
+            return fit, test
+    if tested is fitted:
+        fit, test = _probe_split(tested.labels, limit, seed)
+    else:  # at most ``limit`` images of each folder, evenly spread
+        fit, test = (list(range(0, n, max(1, n // max(1, limit))))[:limit] for n in map(len, sets))
     if path is not None:
         split = [
             [d.files[i][n:] for i in ids] for d, n, ids in zip(sets, cut, (fit, test), strict=True)
@@ -129,11 +142,6 @@ def count_data(config: RunConfig) -> tuple[int, int]:
 
     train = ImageFolderDataset(config.data, skip_bad_images=config.skip_bad_images)
     return len(train), train.num_classes
-
-
-def _even_subset(n: int, limit: int) -> list[int]:
-    step = max(1, n // max(1, limit))
-    return list(range(0, n, step))[:limit]
 
 
 def _probe_split(labels: Any, limit: int, seed: int) -> tuple[list[int], list[int]]:

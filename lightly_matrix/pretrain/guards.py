@@ -14,12 +14,9 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 
 from lightly_matrix.errors import UserError
 
-#: The signals that save and stop a run; its exit status is then 128 + the signal number.
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
 
 class RunStopped(Exception):  # noqa: N818 (a stop, not an error)
-    """Raised after the interrupt checkpoint is saved; carries the signal and the file."""
+    """Raised after the interrupt checkpoint is saved."""
 
     def __init__(self, signum: int, checkpoint: Path, where: str) -> None:
         super().__init__(f"{signal.Signals(signum).name} at {where}")
@@ -28,10 +25,8 @@ class RunStopped(Exception):  # noqa: N818 (a stop, not an error)
 
 
 class Interrupted:
-    """Records the first SIGINT / SIGTERM; the run saves and stops after the current step.
-
-    A second Ctrl-C stops at once (``KeyboardInterrupt``), leaving the previous checkpoint intact.
-    """
+    """Records the first SIGINT / SIGTERM: the run saves and stops after the current step; a
+    second Ctrl-C stops at once (``KeyboardInterrupt``), leaving the previous checkpoint intact."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -49,12 +44,11 @@ class Interrupted:
         self.signum = signum
 
     def install(self) -> None:
-        for signum in SIGNALS:
+        for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def take_over(self) -> None:
-        """Handles SIGTERM again after Lightning's fit installed its own, which would stop the
-        loop before the step's callbacks, without our save."""
+        """Handles SIGTERM again after Lightning's fit installed its own (no save of ours)."""
         if self._previous and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._handle)
 
@@ -85,9 +79,7 @@ def check_weights_finite(module: torch.nn.Module, step: int, keeping: Path | Non
 
 class NonFiniteGuard(Callback):
     """Stops at the first non-finite loss, before its backward pass changes any weight (one host
-    sync per step); the message names the run's ``checkpoint`` and a ``hint``. Lightning's
-    ``EarlyStopping(check_finite=True)`` checks only at epoch ends, after the weights changed.
-    """
+    sync per step; Lightning's ``EarlyStopping(check_finite=True)`` checks only at epoch ends)."""
 
     def __init__(self, checkpoint: Path, hint: str) -> None:
         self.checkpoint = checkpoint

@@ -1,9 +1,8 @@
 """The run folder ``--out``: which folders a new run may use, and that it can be written.
 
-A new run needs an empty folder, or one left by a run that stopped before its first checkpoint (a
-crash or divergence in the first steps): such a folder holds only our logs, the image folder's
-index, the probe split and at most the random-initialisation evaluation. Nothing in it is a
-result, and refusing it while ``--resume`` finds no checkpoint would leave no way forward.
+A new run needs an empty folder, or one left by a run that stopped before its first checkpoint:
+nothing in it is a result, and refusing it while ``--resume`` finds no checkpoint would leave no
+way forward.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ EVALUATIONS = {"metrics.json": "history", "spectrum.json": "evaluations"}
 
 
 def _only_random_init(path: Path, key: str) -> bool:
-    """Whether an evaluation file holds no evaluation after training began (epoch 0 only)."""
+    """Whether an evaluation file holds only the random-initialisation one (epoch 0)."""
     try:
         rows = json.loads(path.read_text()).get(key, [])
     except (OSError, ValueError, AttributeError):
@@ -34,8 +33,8 @@ def _only_random_init(path: Path, key: str) -> bool:
 
 
 def is_failed_start(out: Path) -> bool:
-    """Whether ``out`` holds only what a run writes before its first checkpoint (hidden files,
-    e.g. a killed save's temporary file or the lock, are ignored)."""
+    """Whether ``out`` holds only what a run writes before its first checkpoint: logs, the image
+    folder's index, the probe split, the random-init evaluation and hidden files (the lock)."""
     if not out.is_dir():
         return False
     for entry in out.iterdir():
@@ -50,11 +49,8 @@ def is_failed_start(out: Path) -> bool:
 
 
 def reuse_failed_start(out: Path) -> str:
-    """Makes a failed start's folder ready for a new run; returns the note to print.
-
-    Its logs stay (the new run logs to new ``version_N`` folders); its random-init evaluations,
-    which a new run would append to, are renamed aside (``*.failed_start.json``).
-    """
+    """Makes a failed start's folder ready for a new run and returns the note to print: its logs
+    stay, its evaluations (which a new run would append to) become ``*.failed_start.json``."""
     for name in EVALUATIONS:
         if (out / name).is_file():
             os.replace(out / name, out / name.replace(".json", ".failed_start.json"))
@@ -72,7 +68,7 @@ def ensure_writable(out: Path) -> None:
             the path is not UTF-8 (TensorBoard cannot write there).
     """
     check_writable(out, f"--out {out}")
-    if not os.fsencode(out).decode("utf-8", "ignore") == str(out):
+    if os.fsencode(out).decode("utf-8", "ignore") != str(out):
         raise UserError(
             f"--out {out!r} is not a UTF-8 path, which TensorBoard cannot write to;"
             " choose another name"

@@ -61,11 +61,6 @@ class ResumePlan:
         return "\n".join(lines)
 
 
-def _run_dir_of(checkpoint: Path) -> Path:
-    parent = checkpoint.parent
-    return parent.parent if parent.name == "checkpoints" else parent
-
-
 def plan_resume(args: argparse.Namespace) -> ResumePlan:
     """Finds the checkpoint and reads the run it was trained with."""
     from lightly_matrix.methods import METHOD_CLASSES
@@ -82,12 +77,27 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
             f"({method!r})"
         )
     saved_run["method"] = method
+    saved = from_checkpoint(saved_run, hparams, METHOD_CLASSES[method])
+    run_dir = Path(args.resume) if Path(args.resume).is_dir() else path.parent
+    if run_dir.name == checkpoints.SNAPSHOT_DIR:  # a snapshot's run is the folder above
+        run_dir = run_dir.parent
+    evaluated = not (saved.no_eval or getattr(args, "no_eval", False))
+    for key in ("data", "eval_data") if evaluated else ("data",):
+        folder = getattr(saved, key)
+        # --data cannot change on resume (another folder would be another run): a moved folder
+        # is found again through a link at its recorded place.
+        if folder not in (None, "digits") and not Path(folder).is_dir():
+            raise UserError(
+                f"--resume: the run's --{key.replace('_', '-')} folder {folder} is gone; a resumed"
+                f" run reads its images from there: move them back, or link their new place there"
+                f" (ln -s NEWPLACE {folder}) and pass --resume {run_dir} alone"
+            )
     return ResumePlan(
         checkpoint=path,
-        run_dir=Path(args.resume) if Path(args.resume).is_dir() else _run_dir_of(path),
+        run_dir=run_dir,
         global_step=int(ckpt.get("global_step", 0)),
         where=checkpoints.describe(ckpt),
-        saved=from_checkpoint(saved_run, hparams, METHOD_CLASSES[method]),
+        saved=saved,
         saved_hparams=hparams,
         notes=list(skipped),
         identity=checkpoints.run_identity(ckpt),

@@ -35,9 +35,8 @@ def build_trainer(
     interrupted: Interrupted,
     peak_lr: float | None = None,
 ) -> Trainer:
-    """A Trainer of ``config`` writing into ``out``, which it locks until the fit ends (see
-    :mod:`lightly_matrix.pretrain.checkpoints`). ``args`` sets how the run is carried out
-    (accelerator, checkpoint cadence, logging)."""
+    """A Trainer of ``config`` writing into ``out``, which it locks until the fit ends; ``args``
+    sets how the run is carried out (accelerator, checkpoint cadence, logging)."""
     import torch
 
     from lightly_matrix.evaluation import FrozenEvaluation
@@ -52,11 +51,7 @@ def build_trainer(
         LearningRateMonitor(logging_interval="step"),
         Timer(),  # its state rides in the checkpoint: a resumed run's time covers every session
         RunCheckpoint(
-            out,
-            run_info,
-            every_steps=args.checkpoint_every_steps,
-            every_minutes=args.checkpoint_every_minutes,
-            interrupted=interrupted,
+            out, run_info, args.checkpoint_every_steps, args.checkpoint_every_minutes, interrupted
         ),
     ]
     # A resume finds its snapshots there, may continue elsewhere or change --keep-every: intended.
@@ -78,23 +73,23 @@ def build_trainer(
         callbacks.append(
             FrozenEvaluation(probe, out, args.eval_every, run_info=run_info, num_workers=workers)
         )
-    steps = num_images // config.global_batch_size
     limit = config.limit_train_batches
+    steps = num_images // config.global_batch_size
     if limit:
         steps = int(limit) if limit >= 1 else max(1, int(steps * limit))
-    accelerator = args.accelerator
-    cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    cpu = args.accelerator == "cpu" or (
+        args.accelerator == "auto" and not torch.cuda.is_available()
+    )
     multi = config.world_size > 1
-    precision: Any = config.precision  # a str Lightning checks itself
     trainer = Trainer(
         max_epochs=config.epochs,
-        accelerator=accelerator,
+        accelerator=args.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
         strategy=DDPStrategy(process_group_backend="gloo" if cpu else None) if multi else "auto",
         # PyTorch's SyncBatchNorm runs on GPUs only; CPU processes keep per-process statistics.
         sync_batchnorm=multi and not cpu,
-        precision=precision,
+        precision=config.precision,  # type: ignore[arg-type]  # a str Lightning checks itself
         default_root_dir=out,
         # A SLURM job gets Lightning's SLURMEnvironment (auto_requeue) on its own.
         plugins=[AtomicCheckpointIO()],

@@ -32,7 +32,7 @@ def test_truncated_data_is_named_when_decoded(tmp_path: Path, suffix: str) -> No
     _write_rgb(tmp_path / f"good{suffix}")
     bad = _truncate(_write_rgb(tmp_path / f"truncated{suffix}", seed=1), 0.5)
     dataset = ImageFolderDataset(tmp_path)  # headers are fine
-    index = dataset.paths.index(bad)
+    index = dataset.files.index(str(bad))
     with pytest.raises(UnreadableImageError) as info:
         dataset[index]
     assert info.value.path == bad
@@ -63,7 +63,7 @@ def test_skip_bad_images(tmp_path: Path) -> None:
     assert dataset.labels.tolist() == [0, 0, 1, 1, 1]
 
     # The truncated data is found when decoded: named in a warning, replaced by the next image.
-    index = dataset.paths.index(late)
+    index = dataset.files.index(str(late))
     with pytest.warns(UserWarning, match=r"2_late\.png"):
         image, label = dataset[index]
     assert image.size == (48, 48) and label == int(dataset.labels[(index + 1) % len(dataset)])

@@ -17,13 +17,13 @@ from lightly_matrix.data.folder import (
     ImageFolderDataset,
     UnreadableImageError,
     load_image,
-    scan_folder,
 )
 from lightly_matrix.data.index import (
     checked_folder,
     find_unreadable,
     index_file,
     other_rank_from_env,
+    scan_folder_stats,
 )
 
 
@@ -65,7 +65,8 @@ def test_scan_matches_sorted_rglob(tmp_path: Path) -> None:
         _write(tmp_path / name)
     (tmp_path / "a" / "notes.txt").write_text("no image")
     (tmp_path / ".cache").mkdir()
-    paths, labels, classes = scan_folder(tmp_path)
+    scan = scan_folder_stats(tmp_path)
+    paths, labels, classes = [Path(p) for p in scan.paths], scan.labels, scan.classes
     expected = {
         name: sorted(
             p

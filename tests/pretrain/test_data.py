@@ -196,3 +196,30 @@ def test_folder_names_that_are_not_utf8_or_very_long(tmp_path: Path, name: str) 
     assert (len(train), num_classes) == (8, 2) and len(probe.test) == 2
     assert len(list((out / "data_index").iterdir())) == 1
     assert _build(_args(data, resume=str(out)), out)[2].test.files == probe.test.files
+
+
+# ------------------------------------------------------- which images the probes use (issue 32)
+def test_unlabelled_data_with_a_labelled_eval_folder_probes_that_folder(tmp_path: Path) -> None:
+    flat, labelled = tmp_path / "flat", _folder(tmp_path / "labelled", classes=2, per_class=5)
+    flat.mkdir()
+    for i in range(6):
+        Image.new("RGB", (20, 20), (i * 30, 0, 0)).save(flat / f"{i}.png")
+    run = tmp_path / "run"
+    train, val, probe, num_classes, _ = _build(_args(flat, eval_data=str(labelled)), run)
+    assert (len(train), num_classes, val) == (6, 0, None)  # no labels to train an online probe on
+    assert probe is not None and probe.num_classes == 2
+    fitted = {Path(f).parent.name for f in probe.train.files}
+    assert fitted == {"c000", "c001"} and set(probe.test.files).isdisjoint(probe.train.files)
+    resumed = _build(_args(flat, eval_data=str(labelled), resume=str(run)), run)[2]
+    assert (resumed.train.files, resumed.test.files) == (probe.train.files, probe.test.files)
+
+
+def test_a_single_class_folder_says_there_is_no_evaluation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _folder(tmp_path / "one", classes=1, per_class=4)
+    assert _build(_args(data), None)[1:4] == (None, None, 0)
+    note = capsys.readouterr().out.strip().splitlines()[-1]
+    assert_names(note, "no evaluation", str(data), "--eval-data", "--no-eval")
+    assert _build(_args(data, no_eval=True), None)[1:3] == (None, None)
+    assert "no evaluation" not in capsys.readouterr().out

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from messages import cli_error
+from messages import assert_names, cli_error
 
-from lightly_matrix.cli import main
+from lightly_matrix.cli import UserError, main
+from lightly_matrix.data.index import scan_folder_stats
 from lightly_matrix.pretrain.outdir import is_failed_start
+from lightly_matrix.user_files import check_checkpoint_file
 
 TINY = [
     "--image-size", "16", "--batch-size", "16", "--no-eval", "--limit-train-batches", "2",
@@ -191,3 +193,34 @@ def test_out_that_is_not_utf8_is_one_line(
     out = tmp_path / os.fsdecode(b"run\xff")
     cli_error(capsys, main(["pretrain", *MATRIX, "--out", str(out)]), "UTF-8")
     assert not out.exists()
+
+
+# -------------------------------------------------------------- inputs that are not files
+def test_a_named_pipe_is_called_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "pipe.ckpt"
+    os.mkfifo(fifo)
+    cli_error(capsys, main(["pretrain", "--resume", str(fifo)]), str(fifo), "named pipe")
+    for check in (check_checkpoint_file, scan_folder_stats):
+        with pytest.raises(UserError) as info:
+            check(fifo)
+        assert_names(info, str(fifo), "is a named pipe (FIFO), not a")
+
+
+def test_a_moved_data_folder_is_resumed_as_the_advice_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    old, new, run = tmp_path / "old" / "imgs", tmp_path / "new", tmp_path / "run"
+    for c in range(2):
+        (old / f"c{c}").mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (20, 20), (c * 99, i * 20, 0)).save(old / f"c{c}" / f"{i}.png")
+    assert main(["pretrain", *MATRIX, "--epochs", "1", "--data", str(old), "--out", str(run)]) == 0
+    old.rename(new)
+    capsys.readouterr()
+    for extra in ([], ["--data", str(new)]):  # the new place passed or not: the same advice
+        argv = ["pretrain", "--resume", str(run), "--epochs", "2", *extra]
+        cli_error(capsys, main(argv), str(old), f"ln -s NEWPLACE {old}")
+    old.symlink_to(new)  # what the advice says
+    assert main(["pretrain", "--resume", str(run), "--epochs", "2"]) == 0

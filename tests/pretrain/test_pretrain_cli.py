@@ -16,7 +16,8 @@ from messages import cli_error
 from PIL import Image
 
 from lightly_matrix.cli import main
-from lightly_matrix.data.folder import ImageFolderDataset, scan_folder
+from lightly_matrix.data.folder import ImageFolderDataset
+from lightly_matrix.data.index import scan_folder_stats
 
 TINY = ["--image-size", "16", "--batch-size", "16", "--epochs", "1", "--limit-train-batches", "2"]
 TINY_HEADS = ["--hp", "hidden_dim=64", "--hp", "output_dim=64"]
@@ -159,8 +160,9 @@ def test_eval_split_val_never_reads_the_test_split() -> None:
 def test_folder_layouts(tmp_path: Path) -> None:
     write_images(tmp_path / "labelled" / "cat", 2)
     write_images(tmp_path / "labelled" / "dog" / "nested", 3)
-    paths, labels, classes = scan_folder(tmp_path / "labelled")
-    assert classes == ["cat", "dog"] and labels == [0, 0, 1, 1, 1] and len(paths) == 5
+    scan = scan_folder_stats(tmp_path / "labelled")
+    assert scan.classes == ["cat", "dog"] and scan.labels == [0, 0, 1, 1, 1]
+    assert len(scan.paths) == 5
 
     write_images(tmp_path / "flat", 4)
     dataset = ImageFolderDataset(tmp_path / "flat")
