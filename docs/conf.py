@@ -8,7 +8,6 @@ repository's own files by ``_ext/lm_docs.py`` at build time.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import sys
 from pathlib import Path
 
@@ -84,50 +83,16 @@ _DOCSTRING_PROBLEMS = {
         "lightly_matrix.methods.ema_teacher.EMATeacherModule",
         "TeacherArgs",
         "lightly_matrix.methods.ema_teacher.TeacherArgs",
-        "lightly_matrix.loss._common.BatchLoss",
-        "lightly_matrix.errors.UserError",
-        "Image.Image",
-        "dict tuple",
-        "numeric",
         "Lightly's benchmark-harness entries",  # METHODS: first line as a type
-        "Most data-loading workers per device by default",  # first line as a type
-        "Threads reading headers at once",  # first line as a type
         "Views per image",  # num_views: first line as a type
-        *("The per-file columns", "an index", "columns", "not records"),  # data.index.COLUMNS
     ],
-    "py:exc": ["UserError"],
-    "py:data": ["SPLITS", "TRANSFORMS"],
-    "py:func": [
-        "mec_mu",
-        "mec_lamda",
-        "default_patch_size",
-        "plain_cell",
-        "atomic_write",
-        "save_payload",
-        "check_backbone",
-    ],
+    "py:func": ["mec_mu", "mec_lamda", "default_patch_size", "check_backbone"],
     "py:meth": ["_init_common"],
-    # Public names without a docstring (a ``#:`` comment), so autodoc leaves them out.
-    "py:obj": ["lightly_matrix.export.EXPORT_FORMAT", "lightly_matrix.export.TRUST_PICKLE_RISK"],
-    "py:mod": [
-        "lightly_matrix.presets",
-        "lightly_matrix.methods._schedules",
-        "lightly_matrix.mmdet.vitdet",
-    ],
+    "py:mod": ["lightly_matrix.presets", "lightly_matrix.methods._schedules"],
 }
 nitpick_ignore = [
     (role, target) for role, targets in _DOCSTRING_PROBLEMS.items() for target in targets
 ]
-# Docstring markup that docutils warns about: (object, message start).
-_DOCUTILS_PROBLEMS = [("lightly_matrix.data.folder", "Bullet list ends without a blank line")]
-
-
-class _KnownDocstringProblems(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message, location = record.getMessage(), str(getattr(record, "location", ""))
-        return not any(
-            obj in location and message.startswith(text) for obj, text in _DOCUTILS_PROBLEMS
-        )
 
 
 def _drop_builtin_docstrings(app, what, name, obj, options, lines) -> None:
@@ -140,9 +105,6 @@ def _drop_builtin_docstrings(app, what, name, obj, options, lines) -> None:
 
 def setup(app) -> None:
     app.connect("autodoc-process-docstring", _drop_builtin_docstrings, priority=100)
-    # First in line: before -W turns the record into an error.
-    for handler in logging.getLogger("sphinx").handlers:
-        handler.filters.insert(0, _KnownDocstringProblems())
 
 
 html_theme = "furo"

@@ -24,6 +24,7 @@ MODULES = [
     "lightly_matrix.utils.io",
     "lightly_matrix.utils.loop_progress",
     "lightly_matrix.utils.text",
+    "lightly_matrix.user_files",
     "lightly_matrix.mmdet.vit",
     "lightly_matrix.errors",
 ]

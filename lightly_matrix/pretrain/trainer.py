@@ -99,8 +99,9 @@ def build_trainer(
             CSVLogger(save_dir=out, name="csv"),
         ],
         log_every_n_steps=args.log_every_n_steps or max(1, min(50, steps)),
-        limit_train_batches=int(limit) if limit and limit >= 1 else (limit or 1.0),
-        limit_val_batches=1.0 if val is not None else 0,
+        # None, not 1.0, for "all": Lightning prints a line for an explicit 1.0.
+        limit_train_batches=int(limit) if limit and limit >= 1 else (limit or None),
+        limit_val_batches=None if val is not None else 0,
         num_sanity_val_steps=0,
         # The data module re-seeds and re-shards each epoch (exact resume); see data/module.py.
         reload_dataloaders_every_n_epochs=1,
