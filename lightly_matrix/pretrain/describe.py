@@ -27,45 +27,37 @@ def describe_run(config: RunConfig, cls: type, num_classes: int, num_images: int
     module = build_module(config, cls, num_classes)
     hp = module.hparams
     tensors = {g["name"]: len(g["params"]) for g in module.parameter_groups()}
-    optimizer: dict[str, Any] = {
-        "name": hp["optimizer"],
-        "lr": module.peak_lr(config.world_size),
-        "base_lr": hp["lr"],
-        "lr_scaling": hp["lr_scaling"],
-        "momentum": SGD_MOMENTUM if hp["optimizer"] != "adamw" else ADAMW_BETAS[0],
-        "weight_decay": hp["weight_decay"],
-        "decay_norm_and_bias": hp["decay_norm_and_bias"],
-        "decayed_tensors": tensors.get("weights", 0),
-        "undecayed_tensors": tensors.get("no_weight_decay", 0),
-        "online_probe_tensors": tensors.get("online_classifier", 0),
-    }
-    if hp["optimizer"] == "adamw":
-        optimizer["betas"] = list(ADAMW_BETAS)
-    backbone = hp["backbone"]
+    adamw, vit = hp["optimizer"] == "adamw", is_vit(hp["backbone"])
+    run = ("seed", "world_size", "global_batch_size", "per_device_batch_size")
     return {
-        "method": config.method,
-        "preset": config.preset,
-        "data": config.data,
+        **{key: getattr(config, key) for key in ("method", "preset", "data")},
         "num_images": num_images,
         "num_classes": num_classes,
-        "seed": config.seed,
-        "world_size": config.world_size,
-        "global_batch_size": config.global_batch_size,
-        "per_device_batch_size": config.per_device_batch_size,
+        **{key: getattr(config, key) for key in run},
         "steps_per_epoch": config.steps_per_epoch(num_images),
-        "epochs": config.epochs,
-        "precision": config.precision,
+        **{key: getattr(config, key) for key in ("epochs", "precision")},
         # Lightning's sync_batchnorm is set whenever more than one GPU process trains.
         "sync_batchnorm": "when distributed on GPUs",
         "drop_last": True,
         "image_size": config.image_size,
         "backbone": {
-            "name": backbone,
-            "stem": None if is_vit(backbone) else hp["stem"],
-            "zero_init_residual": None if is_vit(backbone) else hp["zero_init_residual"],
-            "patch_size": hp["patch_size"] if is_vit(backbone) else None,
+            "name": hp["backbone"],
+            **{key: None if vit else hp[key] for key in ("stem", "zero_init_residual")},
+            "patch_size": hp["patch_size"] if vit else None,
         },
-        "optimizer": optimizer,
+        "optimizer": {
+            "name": hp["optimizer"],
+            "lr": module.peak_lr(config.world_size),
+            "base_lr": hp["lr"],
+            "lr_scaling": hp["lr_scaling"],
+            "momentum": ADAMW_BETAS[0] if adamw else SGD_MOMENTUM,
+            **({"betas": list(ADAMW_BETAS)} if adamw else {}),
+            "weight_decay": hp["weight_decay"],
+            "decay_norm_and_bias": hp["decay_norm_and_bias"],
+            "decayed_tensors": tensors.get("weights", 0),
+            "undecayed_tensors": tensors.get("no_weight_decay", 0),
+            "online_probe_tensors": tensors.get("online_classifier", 0),
+        },
         "lr_schedule": {
             **{key: hp[key] for key in ("warmup_epochs", "warmup_style", "warmup_start_lr")},
             "interval": hp["lr_interval"],
@@ -84,8 +76,7 @@ def describe_run(config: RunConfig, cls: type, num_classes: int, num_images: int
         "views": [view.to_dict() for view in config.views],
         "evaluation": {
             "enabled": not config.no_eval,
-            "eval_data": config.eval_data,
-            "eval_split": config.eval_split,
+            **{key: getattr(config, key) for key in ("eval_data", "eval_split")},
         },
         # The per-device batch and gather_distributed (world_size > 1) are derived, above.
         "hparams": {

@@ -194,18 +194,10 @@ def _dry_run(config: Any, cls: type, plan: ResumePlan | None) -> int:
 
 def _summary(config: Any, model: Any) -> str:
     """One line of what is trained (``--dry-run`` prints all of it)."""
-    parts = {
-        "preset": config.preset,
-        "global_batch": config.global_batch_size,
-        "per_device_batch": config.per_device_batch_size,
-        "world_size": config.world_size,
-        "epochs": config.epochs,
-        "precision": config.precision,
-        "transform": config.transform,
-        "peak_lr": f"{model.peak_lr(config.world_size):g}",
-        **{k: v for k, v in config.hparams.items()},
-    }
-    return ", ".join(f"{k}={v}" for k, v in parts.items())
+    run = ("preset", "global_batch_size", "per_device_batch_size", "world_size", "epochs")
+    parts = {key: getattr(config, key) for key in (*run, "precision", "transform")}
+    parts["peak_lr"] = f"{model.peak_lr(config.world_size):g}"
+    return ", ".join(f"{k}={v}" for k, v in {**parts, **config.hparams}.items())
 
 
 def _fit(
