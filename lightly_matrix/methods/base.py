@@ -36,6 +36,7 @@ LR_INTERVALS = ("step", "epoch")
 STEMS = ("imagenet", "cifar")
 WARMUP_STYLES = ("linspace", "fraction")
 SGD_MOMENTUM = 0.9
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 ADAMW_BETAS = (0.9, 0.95)
 #: Shared arguments that only a ResNet has (the masked ViT methods do not take them).
 RESNET_ARGS = ("stem", "zero_init_residual")
@@ -250,8 +251,9 @@ def check_optimisation(hparams: dict[str, Any]) -> None:
             raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {hparams[key]!r}")
     for key in ("lr", "weight_decay", "warmup_epochs", "warmup_start_lr", "final_lr"):
         value = hparams[key]
-        if not isinstance(value, int | float) or not 0 <= value < float("inf"):
-            raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+        # The optimizer applies the lr to float32 weights: a larger one cannot even be stepped.
+        if not isinstance(value, int | float) or not 0 <= value <= FLOAT32_MAX:
+            raise ValueError(f"{key} must be a number in [0, {FLOAT32_MAX:.3g}], got {value!r}")
     check_positive_int("knn_k", hparams["knn_k"], hint="Lightly uses 200")
     knn_t = hparams["knn_t"]
     if not (isinstance(knn_t, int | float) and 0 < knn_t < float("inf")):

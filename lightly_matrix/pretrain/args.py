@@ -77,7 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-eval", action="store_true", help="skip the frozen-feature evaluation")
     add("--eval-data", type=path, help="labelled folder to score the probes on (default: 30%%)")
     add("--eval-split", choices=("test", "val"), help="digits: 'val' scores 252 held-out images")
-    add("--eval-max-images", type=int, default=10000, help="images used by a folder's probes")
+    add(
+        "--eval-max-images",
+        type=int,
+        default=10000,
+        help="images used by a folder's probes (>= 20)",
+    )
     add("--log-every-n-steps", type=int)
     add("--no-progress", action="store_true", help="no progress bar (for logs and batch jobs)")
     add("--no-report", action="store_true", help="do not write OUT/report.html at the end")
@@ -106,7 +111,8 @@ _LOWER_BOUNDS = {
     "checkpoint_every_steps": (0, True),
     "checkpoint_every_minutes": (0, True),
     "log_every_n_steps": (1, True),
-    "eval_max_images": (2, True),
+    # The probes fit on 70% of them and need two classes on each side.
+    "eval_max_images": (20, True),
     "epochs": (1, True),
     "batch_size": (1, True),
     "image_size": (1, True),

@@ -237,6 +237,11 @@ def _fit(
             check_weights_finite(model, trainer.global_step, last if last.exists() else None)
         except Diverged as diverged:
             raise diverged from err
+        if "without overflow" in str(err):  # the batch-scaled lr is beyond float32
+            raise Diverged(
+                f"training stopped at step {trainer.global_step}: {err} (the lr is "
+                f"{model.peak_lr(trainer.world_size):g} after scaling to the batch); lower --lr"
+            ) from None
         _raise_data_error(err)
         raise
     finally:
