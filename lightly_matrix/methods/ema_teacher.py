@@ -40,7 +40,7 @@ class TeacherArgs(SharedArgs, total=False):
 class EMATeacherModule(PretrainModule):
     """Base of the online/EMA-teacher methods.
 
-    Subclasses take :class:`TeacherArgs` as ``**shared``, call :meth:`_init_teacher` with their
+    Subclasses take :class:`TeacherArgs` as ``**shared``, call ``_init_teacher()`` with their
     heads and set ``criterion``, a loss of one (online prediction, teacher projection) pair. The
     teacher momentum follows a cosine from ``momentum_start`` to ``momentum_end`` over all
     training steps, applied after each optimizer step.
