@@ -3,26 +3,12 @@
 A preset maps each method it covers to settings. Keys in :data:`RUN_KEYS` configure the run;
 all other keys are constructor arguments of the method's LightningModule. Command-line flags
 override a preset; a preset overrides the module's defaults (which are not repeated here).
-``lightly-matrix pretrain --list-presets`` prints them and ``--dry-run`` prints a resolved run.
 
-Every value of a paper preset carries its source in the authors' code (repository, file, line of
-the revision read on 2026-12-02):
-
-- ``MSSL``: yifanzhang-pro/Matrix-SSL (``main_pretrain.py``, ``pretrain.sh``, ``mec/builder.py``);
-- ``CIM``: serdarozsoy/corinfomax-ssl (``README.md`` commands, ``cifars-tiny/``, ``imagenet1k/``,
-  ``imagenet100_resnet*/pretrain/``);
-- ``MMAE``: yifanzhang-pro/M-MAE (``pretrain.sh``, ``main_pretrain.py``, ``engine_pretrain.py``,
-  ``models_mae.py``, ``loss_func.py``).
-
-Batch sizes are the TOTAL over all GPUs in every one of those scripts (and here). Where the
-authors' sources disagree, a preset follows the code that runs as published:
-
-- Matrix-SSL ``imagenet_r50``: ``target_scale``/``ridge`` are 0.5/0.5 in ``pretrain.sh`` (and
-  the argparse defaults), 1.0/1.0 in the README command, which does not run as written (a
-  trailing ``\\ `` ends it early); the runnable script is followed.
-- M-MAE: ``pretrain.sh`` passes ``--centering False`` to a ``store_true`` flag, which argparse
-  rejects, so the published run's centering is unknown; ``centering=False`` is the flag's
-  default, what the script runs once the stray word is dropped.
+Every value of a paper preset carries its source in the authors' code as a comment (the docs'
+presets page shows them): ``MSSL`` yifanzhang-pro/Matrix-SSL, ``CIM`` serdarozsoy/corinfomax-ssl,
+``MMAE`` yifanzhang-pro/M-MAE, as read on 2026-12-02. Batch sizes are the TOTAL over all GPUs in
+every one of those scripts (and here). Where the authors' sources disagree, a preset follows the
+code that runs as published (docs/presets.md lists each difference).
 """
 
 from __future__ import annotations
@@ -79,14 +65,8 @@ _DIGITS_VIT = {
 def _corinfomax(
     projector: str, alpha: float, la: float, lr: float, final_lr: float, **more: Any
 ) -> dict[str, dict[str, Any]]:
-    """CorInfoMax settings of a README command (``--projector H-H-D --sim_loss_weight alpha
-    --la_R la --la_mu la --learning_rate lr --min_lr final_lr --w_decay 1e-4``).
-
-    The schedule is the module's (CIM ``cifars-tiny/parsing_file.py:38-40``,
-    ``imagenet1k/parsing_file_dist.py:42-44``, ``LRscheduler.py``): absolute lr, warm-up from
-    3e-3 over 10 epochs, weight decay on every parameter. BN hidden layers are the ImageNet-1k
-    model only (``imagenet1k/model_base_resnet_bn.py``).
-    """
+    """CIM README's ``--projector H-H-D --sim_loss_weight alpha --la_R la --la_mu la
+    --learning_rate lr --min_lr final_lr --w_decay 1e-4``; the schedule is the module's."""
     hidden, _, output = projector.rpartition("-")
     settings = {
         "hidden_dim": int(hidden.split("-")[0]),
@@ -130,7 +110,9 @@ _MMAE_METHODS = {
     "mmae": {
         "reg_weight": _MMAE_LAMB,  # MMAE pretrain.sh --lamb 1e-2, divided by 8 (above)
         "gram_scale": 3.0,  # MMAE pretrain.sh --uniformity_mu 3
-        "centering": False,  # see the module docstring
+        # pretrain.sh passes --centering False to a store_true flag, which argparse rejects; False
+        # is what the script runs once the stray word is dropped.
+        "centering": False,  # MMAE main_pretrain.py: the store_true flag's default
         "double_norm": True,  # MMAE models_mae.py:230 self.norm(latent)
     },
     "umae": {"reg_weight": _MMAE_LAMB, "double_norm": True},

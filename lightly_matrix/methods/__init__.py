@@ -24,9 +24,16 @@ from importlib import import_module
 from typing import Any
 
 from lightly_matrix.methods.barlowtwins import BarlowTwins
-from lightly_matrix.methods.base import METHOD_CLASSES, METHODS, PretrainModule, build_backbone
+from lightly_matrix.methods.base import (
+    METHOD_CLASSES,
+    METHODS,
+    PretrainModule,
+    SharedArgs,
+    build_backbone,
+)
 from lightly_matrix.methods.byol import BYOL
 from lightly_matrix.methods.corinfomax import CorInfoMax
+from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 from lightly_matrix.methods.mae import MAE
 from lightly_matrix.methods.matrix_ssl import MatrixSSL
 from lightly_matrix.methods.mec import MEC
@@ -75,8 +82,11 @@ __all__ = [
     "UMAE",
     "BarlowTwins",
     "CorInfoMax",
+    "EMATeacherModule",
     "MatrixSSL",
     "PretrainModule",
+    "SharedArgs",
+    "TeacherArgs",
     "VICReg",
     "add_to_harness",
     "build_backbone",

@@ -38,9 +38,7 @@ class BarlowTwins(PretrainModule):
         **shared: Unpack[SharedArgs],
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        feature_dim = self._init_common()
-        self.projection_head = BarlowTwinsProjectionHead(feature_dim, hidden_dim, output_dim)
+        self.projection_head = BarlowTwinsProjectionHead(self.feature_dim, hidden_dim, output_dim)
         self.criterion = BarlowTwinsLoss(
             lambda_param=lambda_param, gather_distributed=self.hparams["gather_distributed"]
         )

@@ -10,6 +10,7 @@ command line, ``--dry-run`` and the harness entries :data:`METHODS` read it from
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from typing import Any, ClassVar, TypedDict
 
@@ -24,21 +25,19 @@ from torch import Tensor, nn
 
 from lightly_matrix.data.transforms import build_train_transform
 from lightly_matrix.functional import effective_rank, matrix_entropy
-from lightly_matrix.methods._schedules import WARMUP_STYLES, warmup_cosine
 from lightly_matrix.registry import register
 from lightly_matrix.utils.checks import check_positive_int
 
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
+# The choices of the SharedArgs of the same names.
 OPTIMIZERS = ("sgd", "lars", "adamw")
-#: ``lr`` is per 256 images of the global batch (``"linear"``) or used as given (``"none"``).
 LR_SCALINGS = ("linear", "none")
-#: The lr schedule is stepped after every optimizer step or after every epoch.
 LR_INTERVALS = ("step", "epoch")
-SGD_MOMENTUM = 0.9
-ADAMW_BETAS = (0.9, 0.95)
-#: ResNet input stems: torchvision's ImageNet stem (7x7 stride-2 conv + max-pool, what mmdet's
-#: ResNet loads) or the CIFAR stem of CorInfoMax's CIFAR code (3x3 stride-1 conv, no max-pool).
 STEMS = ("imagenet", "cifar")
+WARMUP_STYLES = ("linspace", "fraction")
+SGD_MOMENTUM = 0.9
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+ADAMW_BETAS = (0.9, 0.95)
 #: Shared arguments that only a ResNet has (the masked ViT methods do not take them).
 RESNET_ARGS = ("stem", "zero_init_residual")
 
@@ -65,7 +64,8 @@ class SharedArgs(TypedDict, total=False):
         warmup_epochs: Linear warm-up length in epochs.
         lr_scaling: ``"linear"`` or ``"none"``, see ``lr``.
         lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
-        warmup_style: ``"linspace"`` or ``"fraction"``; see :mod:`.._schedules`.
+        warmup_style: Where the warm-up peaks: ``"linspace"`` at its last unit (Matrix-SSL,
+            CorInfoMax) or ``"fraction"`` at the first unit after it (MAE, M-MAE).
         warmup_start_lr: The lr at the first warm-up unit.
         final_lr: The lr the cosine decays to at the end of the run.
         decay_norm_and_bias: Decay every parameter, or leave biases and norms out (Lightly's).
@@ -150,6 +150,11 @@ def check_backbone(
         )
 
 
+def _backbone_options(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`build_backbone` arguments among ``hparams`` (a ViT method has no ResNet's)."""
+    return {k: hparams[k] for k in ("image_size", "patch_size", *RESNET_ARGS) if k in hparams}
+
+
 def build_backbone(
     name: str,
     image_size: int = 224,
@@ -170,7 +175,8 @@ def build_backbone(
         The backbone (output ``(batch, dim)`` after ``flatten(1)``) and its feature dimension.
 
     Raises:
-        ValueError: If :func:`check_backbone` refuses the arguments.
+        ValueError: For an unknown name, an option of the other kind of backbone, or an image
+            size that is not a multiple of the ViT patch size.
 
     Examples:
         >>> backbone, dim = build_backbone("resnet18", stem="cifar")
@@ -198,6 +204,41 @@ def build_backbone(
     return backbone, int(vit.embed_dim)
 
 
+def cosine(index: float, total: float, start: float, end: float) -> float:
+    """Half-cycle cosine from ``start`` (index 0) to ``end`` (index ``total`` and after)."""
+    progress = min(max(index / total, 0.0), 1.0) if total > 0 else 1.0
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(
+    index: int,
+    total: int,
+    warmup: int,
+    peak: float,
+    start: float = 0.0,
+    final: float = 0.0,
+    style: str = "linspace",
+) -> float:
+    """The authors' schedules: linear warm-up over ``warmup`` units, then cosine to ``final``.
+
+    ``"linspace"`` warms up as ``start + (peak - start) * i / (W - 1)``, the peak at the last
+    warm-up unit (Matrix-SSL's ``np.linspace``, CorInfoMax); ``"fraction"`` as
+    ``start + (peak - start) * i / W``, the peak at the first unit after it (MAE, M-MAE). Then
+    ``final + (peak - final) * (1 + cos(pi * (i - W) / (T - W))) / 2``.
+
+    Examples:
+        >>> [round(warmup_cosine(i, 10, 3, 1.0), 3) for i in (0, 1, 2, 3, 10)]
+        [0.0, 0.5, 1.0, 1.0, 0.0]
+        >>> round(warmup_cosine(1, 10, 4, 1.0, style="fraction"), 3)
+        0.25
+    """
+    warmup = min(warmup, total)
+    if index < warmup:
+        span = warmup - 1 if style == "linspace" else warmup
+        return peak if span <= 0 else start + (peak - start) * index / span
+    return cosine(index - warmup, total - warmup, peak, final)
+
+
 def check_optimisation(hparams: dict[str, Any]) -> None:
     """Raises ``ValueError`` for optimiser, schedule or kNN settings no module can train with."""
     for key, allowed in (
@@ -210,8 +251,9 @@ def check_optimisation(hparams: dict[str, Any]) -> None:
             raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {hparams[key]!r}")
     for key in ("lr", "weight_decay", "warmup_epochs", "warmup_start_lr", "final_lr"):
         value = hparams[key]
-        if not isinstance(value, int | float) or not 0 <= value < float("inf"):
-            raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+        # The optimizer applies the lr to float32 weights: a larger one cannot even be stepped.
+        if not isinstance(value, int | float) or not 0 <= value <= FLOAT32_MAX:
+            raise ValueError(f"{key} must be a number in [0, {FLOAT32_MAX:.3g}], got {value!r}")
     check_positive_int("knn_k", hparams["knn_k"], hint="Lightly uses 200")
     knn_t = hparams["knn_t"]
     if not (isinstance(knn_t, int | float) and 0 < knn_t < float("inf")):
@@ -220,8 +262,8 @@ def check_optimisation(hparams: dict[str, Any]) -> None:
 
 #: ``--method`` name -> module class, in definition order (the built-in ones in the CLI's order).
 METHOD_CLASSES: dict[str, type[PretrainModule]] = {}
-#: Lightly's benchmark-harness entries (``benchmarks/imagenet/resnet50/main.py``):
-#: ``{"model": cls, "transform": train_transform}``, the method's default transform at 224 px.
+#: Entries for Lightly's benchmark harness (``benchmarks/imagenet/resnet50/main.py``), each
+#: ``{"model": cls, "transform": train_transform}`` with the method's default transform at 224 px.
 METHODS: dict[str, dict[str, Any]] = {}
 
 
@@ -229,9 +271,10 @@ class PretrainModule(LightningModule):
     """Base of the pretraining modules; a subclass with a ``method`` name registers itself.
 
     A method's ``__init__`` takes its own hyper-parameters as keyword-only arguments and the
-    :class:`SharedArgs` as ``**shared``; it calls ``super().__init__()``,
-    ``self.save_hyperparameters()`` and :meth:`_init_common` (completes and checks the
-    hyper-parameters, builds the backbone and the online probe), then reads ``self.hparams``.
+    :class:`SharedArgs` as ``**shared``. Its first line, ``super().__init__()``, records them all
+    in ``self.hparams`` (completed with the defaults and checked), builds ``backbone`` (of
+    ``feature_dim`` features) and the online probe; the method then adds its heads and
+    ``criterion``.
 
     The default :meth:`training_step` is the symmetric two-view step: both views through
     ``backbone`` and ``projection_head``, then ``criterion(z1, z2)``.
@@ -241,13 +284,13 @@ class PretrainModule(LightningModule):
     method: ClassVar[str] = ""
     #: One masked view of a ViT (MAE family) instead of two augmented views of any backbone.
     masked: ClassVar[bool] = False
-    #: Views per image: 1 for masked methods, else 2 (set from ``masked``).
+    #: Number of views per image (1 for masked methods, else 2; set from ``masked``).
     num_views: ClassVar[int] = 2
     #: The view set of the method's paper run, a key of
     #: :data:`lightly_matrix.data.transforms.RECIPES`.
     default_transform: ClassVar[str] = "byol"
     #: Defaults of the :class:`SharedArgs` (or of a base's extension of them, such as
-    #: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`); a subclass lists only what its
+    #: :class:`TeacherArgs`); a subclass lists only what its
     #: paper run changes (at least ``lr`` and ``weight_decay``), merged over its parents'.
     shared_defaults: ClassVar[dict[str, Any]] = {
         "backbone": "resnet50",
@@ -270,9 +313,28 @@ class PretrainModule(LightningModule):
         "knn_t": 0.1,
     }
     backbone: nn.Module
+    feature_dim: int
     projection_head: nn.Module
     criterion: nn.Module | None
     online_classifier: OnlineLinearClassifier | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Lightning collects the arguments of the calling subclasses' constructors.
+        self.save_hyperparameters()
+        hparams = self.check_hparams(dict(self.hparams))
+        self.save_hyperparameters(hparams)
+        self.backbone, self.feature_dim = build_backbone(
+            hparams["backbone"], **_backbone_options(hparams)
+        )
+        num_classes = hparams["num_classes"]
+        # The online probe trains on detached features (Lightly's benchmarks); it needs labels.
+        self.online_classifier = (
+            OnlineLinearClassifier(self.feature_dim, num_classes, topk=(1, min(5, num_classes)))
+            if num_classes > 1
+            else None
+        )
+        self._last_embeddings: dict[str, Tensor] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -333,13 +395,7 @@ class PretrainModule(LightningModule):
                 f"{cls.method} needs a ViT backbone, e.g. vit_tiny_patch16_224 (--backbone on the "
                 f"command line), got {backbone!r}"
             )
-        check_backbone(
-            backbone,
-            hparams["image_size"],
-            hparams["patch_size"],
-            hparams.get("stem", "imagenet"),
-            hparams.get("zero_init_residual", False),
-        )
+        check_backbone(backbone, **_backbone_options(hparams))
         return {**hparams, "method": cls.method}
 
     @classmethod
@@ -360,34 +416,6 @@ class PretrainModule(LightningModule):
             f"{checkpoint_path} is not a Lightning checkpoint of a pretraining run (an exported "
             "backbone?); pass a run's .ckpt, or read an export with torch.load"
         )
-
-    def _init_common(self) -> int:
-        """Completes and checks ``self.hparams``, builds the backbone and the online probe.
-
-        Returns:
-            The backbone's feature dimension.
-        """
-        hparams = self.check_hparams(dict(self.hparams))
-        self.save_hyperparameters(hparams)
-        self.backbone, feature_dim = build_backbone(
-            hparams["backbone"],
-            hparams["image_size"],
-            hparams["patch_size"],
-            hparams.get("stem", "imagenet"),
-            hparams.get("zero_init_residual", False),
-        )
-        num_classes = hparams["num_classes"]
-        # The online probe trains on detached features (Lightly's benchmarks); it needs labels.
-        self.online_classifier = (
-            OnlineLinearClassifier(
-                feature_dim=feature_dim, num_classes=num_classes, topk=(1, min(5, num_classes))
-            )
-            if num_classes > 1
-            else None
-        )
-        self._last_embeddings: dict[str, Tensor] = {}
-        self._feature_dim = feature_dim
-        return feature_dim
 
     def forward(self, x: Tensor) -> Tensor:
         """Frozen-feature view of the online backbone: ``(batch, feature_dim)``."""
@@ -455,14 +483,6 @@ class PretrainModule(LightningModule):
         self.log_dict(cls_log, prog_bar=True, sync_dist=True, batch_size=len(targets))
 
     # -------------------------------------------------------------------------------- optimisation
-    def trainable_modules(self) -> list[nn.Module]:
-        """Modules optimised by the main loss: all but the online probe and frozen copies."""
-        return [
-            module
-            for name, module in self.named_children()
-            if name != "online_classifier" and any(p.requires_grad for p in module.parameters())
-        ]
-
     def peak_lr(self, world_size: int) -> float:
         """The lr reached after warm-up: ``lr`` scaled to the global batch unless absolute."""
         lr = float(self.hparams["lr"])
@@ -472,11 +492,17 @@ class PretrainModule(LightningModule):
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The optimizer's groups: decayed, not decayed (unless all are), the online probe."""
+        # The main loss's modules: all but the online probe and the frozen copies.
+        modules = [
+            module
+            for name, module in self.named_children()
+            if name != "online_classifier" and any(p.requires_grad for p in module.parameters())
+        ]
         if self.hparams["decay_norm_and_bias"]:
-            params = [p for m in self.trainable_modules() for p in m.parameters()]
+            params = [p for m in modules for p in m.parameters()]
             no_decay: list[nn.Parameter] = []
         else:
-            params, no_decay = get_weight_decay_parameters(self.trainable_modules())
+            params, no_decay = get_weight_decay_parameters(modules)
         groups: list[dict[str, Any]] = [
             {"name": "weights", "params": [p for p in params if p.requires_grad]}
         ]
@@ -488,24 +514,10 @@ class PretrainModule(LightningModule):
             groups.append({"name": "online_classifier", "params": probe, "weight_decay": 0.0})
         return groups
 
-    def lr_at(self, index: int, total: int, units_per_epoch: float, world_size: int) -> float:
-        """The lr at step (or epoch) ``index`` of ``total``: warm-up, then cosine."""
-        hp = self.hparams
-        return warmup_cosine(
-            index,
-            total,
-            warmup=round(units_per_epoch * float(hp["warmup_epochs"])),
-            peak=self.peak_lr(world_size),
-            start=float(hp["warmup_start_lr"]),
-            final=float(hp["final_lr"]),
-            style=hp["warmup_style"],
-        )
-
     def configure_optimizers(self) -> Any:
         """SGD, LARS or AdamW with the warm-up + cosine schedule, per step or per epoch."""
         hp = self.hparams
-        world_size = self.trainer.world_size
-        peak = self.peak_lr(world_size)
+        peak = self.peak_lr(self.trainer.world_size)
         groups = self.parameter_groups()
         optimizer: torch.optim.Optimizer
         if hp["optimizer"] == "adamw":
@@ -519,11 +531,14 @@ class PretrainModule(LightningModule):
         epochs = max(1, self.trainer.max_epochs or 1)
         steps = int(self.trainer.estimated_stepping_batches)
         total, per_epoch = (epochs, 1.0) if interval == "epoch" else (steps, steps / epochs)
+        warmup = round(per_epoch * float(hp["warmup_epochs"]))
+        start, final = float(hp["warmup_start_lr"]), float(hp["final_lr"])
 
         # A closure (not a callable object), so that a resumed run's scheduler state does not
         # bring back the old run's length: --resume with more epochs stretches the schedule.
         def factor(index: int) -> float:
-            return self.lr_at(index, total, per_epoch, world_size) / peak if peak > 0 else 0.0
+            lr = warmup_cosine(index, total, warmup, peak, start, final, hp["warmup_style"])
+            return lr / peak if peak > 0 else 0.0
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return [optimizer], [{"scheduler": scheduler, "interval": interval}]

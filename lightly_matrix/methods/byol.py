@@ -14,16 +14,11 @@ from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 class BYOL(EMATeacherModule):
     """BYOL pretraining module with Lightly's heads and loss.
 
-    Heads are BYOL's (Lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead``): projector
-    ``Linear-BN-ReLU-Linear`` 2048-4096-256 and predictor 256-4096-256 (the paper's Sec. 3.3).
-    The loss is Lightly's ``NegativeCosineSimilarity`` averaged over the two view pairs: BYOL's
-    ``2 - 2 cos`` up to a constant and a factor, and the first-order term of MEC's loss.
-
-    Everything else is :class:`~lightly_matrix.methods.MatrixSSL`'s (teacher, momentum, SGD with
-    lr 0.5 per 256 images, weight decay 1e-5, 10 warm-up epochs). BYOL's own ImageNet run is
-    ``--optimizer lars --lr 0.2 --weight-decay 1.5e-6`` at batch 4096;
-    ``hidden_dim=2048, output_dim=2048, pred_hidden_dim=512`` gives Matrix-SSL's head widths.
-    Arguments: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`.
+    Lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead`` of the paper's widths (Sec. 3.3)
+    and ``NegativeCosineSimilarity`` averaged over the two view pairs (BYOL's ``2 - 2 cos`` up to
+    a constant and a factor; the first-order term of MEC's loss). Everything else is the
+    :class:`EMATeacherModule` recipe of Matrix-SSL. BYOL's own ImageNet run is ``--optimizer lars
+    --lr 0.2 --weight-decay 1.5e-6`` at batch 4096. Arguments: :class:`TeacherArgs`.
     """
 
     method = "byol"
@@ -35,11 +30,9 @@ class BYOL(EMATeacherModule):
 
     def __init__(self, **shared: Unpack[TeacherArgs]) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        feature_dim = self._init_common()
         hp = self.hparams
         self._init_teacher(
-            BYOLProjectionHead(feature_dim, hp["hidden_dim"], hp["output_dim"]),
+            BYOLProjectionHead(self.feature_dim, hp["hidden_dim"], hp["output_dim"]),
             BYOLPredictionHead(hp["output_dim"], hp["pred_hidden_dim"], hp["output_dim"]),
         )
         self.criterion = NegativeCosineSimilarity()

@@ -18,14 +18,12 @@ class CorInfoMax(PretrainModule):
     """CorInfoMax pretraining module [0].
 
     Defaults are the authors' ImageNet-1k ResNet-50 setting (README command of
-    serdarozsoy/corinfomax-ssl, ``imagenet1k/``): projector 8192-8192-512 with biased
-    Linear-BN-ReLU hidden layers, alpha 2000, cov_momentum = mean_momentum = 0.1, eps 1e-8,
-    normalised embeddings, ``zero_init_residual``; SGD (momentum 0.9) with an ABSOLUTE lr of 0.2
-    and weight decay 1e-4 on every parameter, stepped per epoch: linear warm-up from 3e-3 reaching
-    the peak at epoch 9, then cosine to 1e-6. The CIFAR, Tiny-ImageNet and ImageNet-100 settings
-    are presets (:mod:`lightly_matrix.presets`). The running means and covariances are float64
-    buffers of ``criterion``: checkpoints hold them and a resumed run continues exactly.
-    Shared arguments: :class:`~lightly_matrix.methods.base.SharedArgs`.
+    serdarozsoy/corinfomax-ssl, ``imagenet1k/``), with normalised embeddings and an ABSOLUTE lr
+    (``lr_scaling="none"``) stepped per epoch: linear warm-up from 3e-3 reaching the peak at epoch
+    9, then cosine to 1e-6. The CIFAR, Tiny-ImageNet and ImageNet-100 settings are presets
+    (``--list-presets``). The running means and covariances are float64 buffers of
+    ``criterion``: checkpoints hold them and a resumed run continues exactly. Shared arguments:
+    :class:`SharedArgs`.
 
     Args:
         hidden_dim: Projector hidden width.
@@ -69,10 +67,8 @@ class CorInfoMax(PretrainModule):
         **shared: Unpack[SharedArgs],
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        feature_dim = self._init_common()
         self.projection_head = CorInfoMaxProjectionHead(
-            feature_dim, hidden_dim, output_dim, batch_norm=proj_batch_norm
+            self.feature_dim, hidden_dim, output_dim, batch_norm=proj_batch_norm
         )
         self.criterion = CorInfoMaxLoss(
             output_dim,

@@ -15,13 +15,12 @@ from typing import Any, ClassVar
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn, no_grad
 
-from lightly_matrix.methods._schedules import cosine
-from lightly_matrix.methods.base import PretrainModule, SharedArgs
+from lightly_matrix.methods.base import PretrainModule, SharedArgs, cosine
 from lightly_matrix.models.modules import MatrixSSLPredictionHead, MatrixSSLProjectionHead
 
 
 class TeacherArgs(SharedArgs, total=False):
-    """The :class:`~lightly_matrix.methods.base.SharedArgs` and what every teacher method takes.
+    """The :class:`SharedArgs` and what every teacher method takes.
 
     Attributes:
         hidden_dim: Projector hidden width.
@@ -41,16 +40,16 @@ class TeacherArgs(SharedArgs, total=False):
 class EMATeacherModule(PretrainModule):
     """Base of the online/EMA-teacher methods.
 
-    Subclasses take :class:`TeacherArgs` as ``**shared``, call :meth:`_init_teacher` with their
+    Subclasses take :class:`TeacherArgs` as ``**shared``, call ``_init_teacher()`` with their
     heads and set ``criterion``, a loss of one (online prediction, teacher projection) pair. The
     teacher momentum follows a cosine from ``momentum_start`` to ``momentum_end`` over all
     training steps, applied after each optimizer step.
     """
 
     default_transform = "mocov3"
-    #: The Matrix-SSL authors' ImageNet ResNet-50 run (``main_pretrain.py``, ``mec/builder.py``):
-    #: shared by the teacher methods, so that BYOL, MEC and Matrix-SSL differ only in their loss
-    #: (and BYOL's heads).
+    #: The Matrix-SSL authors' ImageNet ResNet-50 run (``main_pretrain.py``, ``mec/builder.py``)
+    #: for every teacher method, so that BYOL, MEC and Matrix-SSL differ only in their loss (and
+    #: BYOL's heads).
     shared_defaults: ClassVar[dict[str, Any]] = {
         "zero_init_residual": True,
         "lr": 0.5,
@@ -70,7 +69,7 @@ class EMATeacherModule(PretrainModule):
     ) -> None:
         """Sets the online heads (default: Matrix-SSL's); the teacher copies backbone and
         projector, without gradient."""
-        hp, dim = self.hparams, self._feature_dim
+        hp, dim = self.hparams, self.feature_dim
         if projection_head is None or prediction_head is None:
             projection_head = MatrixSSLProjectionHead(dim, hp["hidden_dim"], hp["output_dim"])
             prediction_head = MatrixSSLPredictionHead(
@@ -94,28 +93,21 @@ class EMATeacherModule(PretrainModule):
         """Returns the teacher projection (no gradient)."""
         return self.teacher_projection_head(self.teacher_backbone(x).flatten(start_dim=1))
 
-    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """(student, teacher) pairs: the teacher follows backbone and projector."""
-        return [
-            (self.backbone, self.teacher_backbone),
-            (self.projection_head, self.teacher_projection_head),
-        ]
-
-    def teacher_momentum(self, step: int) -> float:
-        """Cosine from ``momentum_start`` (step 0) to ``momentum_end`` (the last step)."""
-        total = int(self.trainer.estimated_stepping_batches)
-        return cosine(step, total, self.hparams["momentum_start"], self.hparams["momentum_end"])
-
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """Fixes this step's teacher momentum (from the global step, so a resume continues)."""
-        self._momentum = self.teacher_momentum(self.trainer.global_step)
+        """Fixes this step's teacher momentum: a cosine from ``momentum_start`` (step 0) to
+        ``momentum_end`` (the last step), by the global step so that a resume continues it."""
+        total = int(self.trainer.estimated_stepping_batches)
+        hp = self.hparams
+        self._momentum = cosine(
+            self.trainer.global_step, total, hp["momentum_start"], hp["momentum_end"]
+        )
         self.log("momentum", self._momentum, batch_size=1)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """The optimizer step, then the teacher's EMA update (before any checkpoint is written)."""
         super().optimizer_step(*args, **kwargs)
-        for student, teacher in self.ema_pairs():
-            update_momentum(student, teacher, m=self._momentum)
+        update_momentum(self.backbone, self.teacher_backbone, m=self._momentum)
+        update_momentum(self.projection_head, self.teacher_projection_head, m=self._momentum)
 
     def pair_loss(self, online: Tensor, target: Tensor) -> Tensor:
         """Loss of one (online prediction, teacher projection) pair."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Unpack
 
-import torch
 import torch.nn.functional as F
 from lightly.models import utils
 from lightly.models.modules import MaskedVisionTransformerDecoderTIMM
@@ -74,8 +73,6 @@ class MAE(PretrainModule):
         **shared: Unpack[SharedArgs],
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self._init_common()
         if reg_weight is None:
             self.hparams["reg_weight"] = self.default_reg_weight
         vit: Any = self.backbone.vit  # timm's VisionTransformer
@@ -123,7 +120,14 @@ class MAE(PretrainModule):
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         """One step on one view: rebuild the masked patches, plus ``reg_weight`` x regulariser."""
         images, targets = batch[0][0], batch[1]
-        tokens, predictions, idx_mask = self._masked_forward(images)
+        idx_keep, idx_mask = utils.random_token_mask(
+            size=(images.shape[0], self.sequence_length),
+            mask_ratio=self.hparams["mask_ratio"],
+            device=images.device,
+        )
+        # The encoder's tokens after its final norm, CLS first.
+        tokens = self.backbone.encode(images, idx_keep=idx_keep)
+        predictions = self.forward_decoder(tokens, idx_keep, idx_mask)
         loss = self.pixel_loss(images, predictions, idx_mask)
         cls_features = tokens[:, 0]
         if self.hparams["double_norm"]:
@@ -134,24 +138,3 @@ class MAE(PretrainModule):
             self.log_loss("train_regularizer", regularizer, len(targets))
             loss = loss + self.hparams["reg_weight"] * regularizer
         return self.finish_step(loss, targets, batch_idx, cls_features)
-
-    def _masked_forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Encoder tokens (after its final norm; CLS first), predicted masked patches, mask."""
-        idx_keep, idx_mask = utils.random_token_mask(
-            size=(images.shape[0], self.sequence_length),
-            mask_ratio=self.hparams["mask_ratio"],
-            device=images.device,
-        )
-        tokens = self.backbone.encode(images, idx_keep=idx_keep)
-        return tokens, self.forward_decoder(tokens, idx_keep, idx_mask), idx_mask
-
-    @torch.no_grad()
-    def reconstruct(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Masks ``images`` and predicts the hidden patches (for inspection).
-
-        Returns:
-            The predicted patches ``(batch, num_masked, patch_pixels)`` and the masked token
-            indices.
-        """
-        _, predictions, idx_mask = self._masked_forward(images)
-        return predictions, idx_mask

@@ -16,14 +16,10 @@ from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 class MatrixSSL(EMATeacherModule):
     """Matrix-SSL pretraining module [0].
 
-    Defaults are the authors' ImageNet ResNet-50 run (``main_pretrain.py`` of
-    yifanzhang-pro/Matrix-SSL as ``pretrain.sh`` runs it: ``--mce_lambd 0.5 --mce_mu 0.5
-    --gamma 1``; see :mod:`lightly_matrix.presets` for the README's 1.0/1.0): ResNet-50
-    with ``zero_init_residual``, projector 2048-2048-2048 (last bias frozen, then a BN without
-    affine), predictor 2048-512-2048, SGD (momentum 0.9) with lr 0.5 per 256 images and weight
-    decay 1e-5 on every parameter, per-step linear warm-up from 0 over 10 epochs then cosine to
-    0, teacher momentum 0.996 -> 1 on a per-step cosine, Taylor order 4. Shared arguments
-    and heads: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`.
+    Defaults are the authors' ImageNet ResNet-50 run, ``main_pretrain.py`` of
+    yifanzhang-pro/Matrix-SSL as their ``pretrain.sh`` runs it (``--mce_lambd 0.5 --mce_mu 0.5
+    --gamma 1``, Taylor order 4; the docs' presets page compares it with their README): the
+    :class:`EMATeacherModule` recipe. Shared arguments and heads: :class:`TeacherArgs`.
 
     Args:
         gamma: Weight of the alignment term.
@@ -44,8 +40,6 @@ class MatrixSSL(EMATeacherModule):
         **shared: Unpack[TeacherArgs],
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self._init_common()
         self._init_teacher()
         self.criterion = MatrixSSLLoss(
             gamma=gamma,

@@ -16,33 +16,23 @@ from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 
 
 def warmup_eps_squared(step: int, warmup_steps: int, eps_squared: float, factor: float) -> float:
-    """This step's ``eps^2``: ``factor * eps_squared`` at step 0, linearly down to ``eps_squared``.
-
-    The authors' ``lamda_scheduler`` interpolates ``1 / lamda`` (proportional to ``eps^2``) with
-    ``np.linspace(8 / lamda, 1 / lamda, warmup_iters)``: the last warm-up step has the final value.
-    """
+    """``factor * eps_squared`` at step 0, linearly down to ``eps_squared`` at the last warm-up
+    step (the authors' ``np.linspace(8 / lamda, 1 / lamda, warmup_iters)``)."""
     if step >= warmup_steps - 1:
         return eps_squared
     return eps_squared * (factor + (1.0 - factor) * step / (warmup_steps - 1))
 
 
 class MEC(EMATeacherModule):
-    """MEC pretraining module [0], with the defaults of the authors' ImageNet ResNet-50 run.
-
-    Matrix-SSL's architecture (built from this code) with the loss
+    """MEC pretraining module [0]: Matrix-SSL's networks with the loss
     ``0.5 * (mec(z1, p2) + mec(z2, p1))`` of :class:`~lightly_matrix.loss.MECLoss`, ``z`` the
-    online predictions and ``p`` the teacher projections. Sources (``xinliu20/MEC``; the
-    ``mec/`` folder of ``yifanzhang-pro/Matrix-SSL`` holds the same files):
+    online predictions and ``p`` the teacher projections.
 
-    - heads ``mec/builder.py`` (``dim=2048, pred_dim=512``), teacher momentum 0.996 -> 1 on a
-      per-step cosine (``main_pretrain.py --teacher-momentum 0.996``);
-    - SGD, lr 0.5 per 256 images, weight decay 1e-5 on every parameter (norms and biases
-      included), 10 warm-up epochs then cosine to 0 per step; batch 1024, 100 epochs (run
-      settings: the ``imagenet_r50`` preset);
-    - ``eps^2 = 64`` (``--eps 64``), Taylor order 4; ``eps^2`` starts 8 times larger and falls
-      linearly over the warm-up (``lamda_scheduler(8 / lamda, 1 / lamda, ...)``).
-
-    Shared arguments and heads: :class:`~lightly_matrix.methods.ema_teacher.TeacherArgs`.
+    Defaults are the authors' ImageNet ResNet-50 run (``xinliu20/MEC``, the files of Matrix-SSL's
+    ``mec/`` folder): the :class:`EMATeacherModule` recipe, ``eps^2 = 64`` (``--eps 64``) and
+    Taylor order 4; ``eps^2`` starts 8 times larger and falls linearly over the warm-up
+    (``lamda_scheduler(8 / lamda, 1 / lamda, ...)``). Shared arguments and heads:
+    :class:`TeacherArgs`.
 
     Args:
         eps_squared: Squared upper bound of the expected decoding error.
@@ -65,14 +55,12 @@ class MEC(EMATeacherModule):
         **shared: Unpack[TeacherArgs],
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
         factor = eps_warmup_factor
         if not (isinstance(factor, int | float) and 1.0 <= factor < float("inf")):
             raise ValueError(
                 f"eps_warmup_factor must be a finite number >= 1, got {factor!r}; eps^2 starts "
                 "that many times larger (the authors use 8, 1 turns the warm-up off)"
             )
-        self._init_common()
         self._init_teacher()
         self.criterion = MECLoss(
             eps_squared=eps_squared,

@@ -45,9 +45,7 @@ class VICReg(PretrainModule):
         **shared: Unpack[SharedArgs],
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        feature_dim = self._init_common()
-        self.projection_head = VICRegProjectionHead(feature_dim, hidden_dim, output_dim, 3)
+        self.projection_head = VICRegProjectionHead(self.feature_dim, hidden_dim, output_dim, 3)
         self.criterion = VICRegLoss(
             lambda_param=lambda_param,
             mu_param=mu_param,

@@ -77,7 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-eval", action="store_true", help="skip the frozen-feature evaluation")
     add("--eval-data", type=path, help="labelled folder to score the probes on (default: 30%%)")
     add("--eval-split", choices=("test", "val"), help="digits: 'val' scores 252 held-out images")
-    add("--eval-max-images", type=int, default=10000, help="images used by a folder's probes")
+    add(
+        "--eval-max-images",
+        type=int,
+        default=10000,
+        help="images used by a folder's probes (>= 20)",
+    )
     add("--log-every-n-steps", type=int)
     add("--no-progress", action="store_true", help="no progress bar (for logs and batch jobs)")
     add("--no-report", action="store_true", help="do not write OUT/report.html at the end")
@@ -95,23 +100,14 @@ def _check(ok: bool, message: str) -> None:
         raise UserError(message)
 
 
-#: Flag -> (lowest value, whether the lowest is allowed); every value must also be finite.
-_LOWER_BOUNDS = {
-    "lr": (0, False),
-    "weight_decay": (0, True),
-    "warmup_epochs": (0, True),
-    "num_workers": (0, True),
-    "keep_every": (0, True),
-    "eval_every": (0, True),
-    "checkpoint_every_steps": (0, True),
-    "checkpoint_every_minutes": (0, True),
-    "log_every_n_steps": (1, True),
-    "eval_max_images": (2, True),
-    "epochs": (1, True),
-    "batch_size": (1, True),
-    "image_size": (1, True),
-    "devices": (1, True),
-    "num_nodes": (1, True),
+#: Flag -> its lowest value (``lr``: above it); every value must also be finite.
+_MINIMA = {
+    **dict.fromkeys(("lr", "weight_decay", "warmup_epochs", "num_workers", "keep_every"), 0),
+    **dict.fromkeys(("eval_every", "checkpoint_every_steps", "checkpoint_every_minutes"), 0),
+    **dict.fromkeys(("log_every_n_steps", "epochs", "batch_size", "image_size"), 1),
+    **dict.fromkeys(("devices", "num_nodes"), 1),
+    # The probes fit on 70% of them and need two classes on each side.
+    "eval_max_images": 20,
 }
 
 
@@ -120,8 +116,8 @@ def validate_args(args: argparse.Namespace) -> None:
     names = ", ".join(method_names())
     _check(args.method is not None, f"--method is required; choose one of: {names}")
     _check(args.method in method_names(), f"unknown method {args.method!r}; choose one of: {names}")
-    for key, (low, inclusive) in _LOWER_BOUNDS.items():
-        value, flag = getattr(args, key), "--" + key.replace("_", "-")
+    for key, low in _MINIMA.items():
+        value, flag, inclusive = getattr(args, key), "--" + key.replace("_", "-"), key != "lr"
         _check(
             value is None or math.isfinite(value), f"{flag} must be a finite number, got {value}"
         )

@@ -128,14 +128,10 @@ class RunConfig:
         return method_class(self.method)
 
     @property
-    def num_views(self) -> int:
-        return int(self.method_class.num_views)
-
-    @property
     def views(self) -> tuple[Any, ...]:
         from lightly_matrix.data.transforms import recipe_views
 
-        return recipe_views(self.transform, self.num_views, self.crop_min_scale)
+        return recipe_views(self.transform, self.method_class.num_views, self.crop_min_scale)
 
     def module_hparams(self, num_classes: int) -> dict[str, Any]:
         """The arguments the method module is built with."""

@@ -1,4 +1,5 @@
-"""Orchestration of ``lightly-matrix pretrain``: check, resume, build, train, report."""
+"""Orchestration of ``lightly-matrix pretrain``: check, resume, build, train, report (or print
+the ``--dry-run`` document)."""
 
 from __future__ import annotations
 
@@ -179,7 +180,6 @@ def run(args: argparse.Namespace) -> int:
 def _dry_run(config: Any, cls: type, plan: ResumePlan | None) -> int:
     """Prints the resolved run as one JSON document on stdout; writes nothing."""
     from lightly_matrix.pretrain.data import count_data
-    from lightly_matrix.pretrain.describe import describe_run
 
     num_images, num_classes = count_data(config)
     if plan is not None:
@@ -192,20 +192,89 @@ def _dry_run(config: Any, cls: type, plan: ResumePlan | None) -> int:
     return 0
 
 
+def build_module(config: Any, cls: type, num_classes: int, device: str = "meta") -> Any:
+    """The method module of ``config`` (on ``device``)."""
+    import torch
+
+    with torch.device(device):
+        return cls(**config.module_hparams(num_classes))
+
+
+def describe_run(config: Any, cls: type, num_classes: int, num_images: int) -> dict[str, Any]:
+    """Everything the run trains with, as plain JSON values, read off the module itself (built on
+    the ``meta`` device) through what ``configure_optimizers`` uses: it cannot drift from training.
+    """
+    from lightly_matrix.methods.base import ADAMW_BETAS, SGD_MOMENTUM, is_vit
+
+    module = build_module(config, cls, num_classes)
+    hp = module.hparams
+    tensors = {g["name"]: len(g["params"]) for g in module.parameter_groups()}
+    adamw, vit = hp["optimizer"] == "adamw", is_vit(hp["backbone"])
+    run = ("seed", "world_size", "global_batch_size", "per_device_batch_size")
+    return {
+        **{key: getattr(config, key) for key in ("method", "preset", "data")},
+        "num_images": num_images,
+        "num_classes": num_classes,
+        **{key: getattr(config, key) for key in run},
+        "steps_per_epoch": config.steps_per_epoch(num_images),
+        **{key: getattr(config, key) for key in ("epochs", "precision")},
+        # Lightning's sync_batchnorm is set whenever more than one GPU process trains.
+        "sync_batchnorm": "when distributed on GPUs",
+        "drop_last": True,
+        "image_size": config.image_size,
+        "backbone": {
+            "name": hp["backbone"],
+            **{key: None if vit else hp[key] for key in ("stem", "zero_init_residual")},
+            "patch_size": hp["patch_size"] if vit else None,
+        },
+        "optimizer": {
+            "name": hp["optimizer"],
+            "lr": module.peak_lr(config.world_size),
+            "base_lr": hp["lr"],
+            "lr_scaling": hp["lr_scaling"],
+            "momentum": ADAMW_BETAS[0] if adamw else SGD_MOMENTUM,
+            **({"betas": list(ADAMW_BETAS)} if adamw else {}),
+            "weight_decay": hp["weight_decay"],
+            "decay_norm_and_bias": hp["decay_norm_and_bias"],
+            "decayed_tensors": tensors.get("weights", 0),
+            "undecayed_tensors": tensors.get("no_weight_decay", 0),
+            "online_probe_tensors": tensors.get("online_classifier", 0),
+        },
+        "lr_schedule": {
+            **{key: hp[key] for key in ("warmup_epochs", "warmup_style", "warmup_start_lr")},
+            "interval": hp["lr_interval"],
+            "final_lr": hp["final_lr"],
+        },
+        "teacher_momentum": (
+            {
+                "start": hp["momentum_start"],
+                "end": hp["momentum_end"],
+                "schedule": "cosine per step, applied after each optimizer step",
+            }
+            if "momentum_start" in hp
+            else None
+        ),
+        "transform": config.transform,
+        "views": [view.to_dict() for view in config.views],
+        "evaluation": {
+            "enabled": not config.no_eval,
+            **{key: getattr(config, key) for key in ("eval_data", "eval_split")},
+        },
+        # The per-device batch and gather_distributed (world_size > 1) are derived, above.
+        "hparams": {
+            k: v
+            for k, v in sorted(config.module_hparams(num_classes).items())
+            if k not in ("batch_size_per_device", "gather_distributed")
+        },
+    }
+
+
 def _summary(config: Any, model: Any) -> str:
     """One line of what is trained (``--dry-run`` prints all of it)."""
-    parts = {
-        "preset": config.preset,
-        "global_batch": config.global_batch_size,
-        "per_device_batch": config.per_device_batch_size,
-        "world_size": config.world_size,
-        "epochs": config.epochs,
-        "precision": config.precision,
-        "transform": config.transform,
-        "peak_lr": f"{model.peak_lr(config.world_size):g}",
-        **{k: v for k, v in config.hparams.items()},
-    }
-    return ", ".join(f"{k}={v}" for k, v in parts.items())
+    run = ("preset", "global_batch_size", "per_device_batch_size", "world_size", "epochs")
+    parts = {key: getattr(config, key) for key in (*run, "precision", "transform")}
+    parts["peak_lr"] = f"{model.peak_lr(config.world_size):g}"
+    return ", ".join(f"{k}={v}" for k, v in {**parts, **config.hparams}.items())
 
 
 def _fit(
@@ -245,6 +314,11 @@ def _fit(
             check_weights_finite(model, trainer.global_step, last if last.exists() else None)
         except Diverged as diverged:
             raise diverged from err
+        if "without overflow" in str(err):  # the batch-scaled lr is beyond float32
+            raise Diverged(
+                f"training stopped at step {trainer.global_step}: {err} (the lr is "
+                f"{model.peak_lr(trainer.world_size):g} after scaling to the batch); lower --lr"
+            ) from None
         _raise_data_error(err)
         raise
     finally:
@@ -260,12 +334,8 @@ def _raise_data_error(err: Exception) -> None:
 
 
 def _report(out: Path, wall: float, trainer: Any) -> None:
-    """Adds the wall times to metrics.json and prints the evaluation table.
-
-    ``train_wall_s`` is the training time summed over all sessions of a resumed run (Lightning's
-    ``Timer``, restored from the checkpoint; the work redone after a kill counts once, the lost
-    part not at all); ``session_wall_s`` is this process's ``fit``.
-    """
+    """Adds the wall times to metrics.json (``train_wall_s``: over all sessions of a resumed run,
+    from Lightning's ``Timer``; ``session_wall_s``: this ``fit``), prints the evaluation table."""
     from pytorch_lightning.callbacks import Timer
 
     from lightly_matrix.evaluation import EVAL_COLUMNS, METRICS_FILE

@@ -27,10 +27,8 @@ class TinyExtra(PretrainModule):
     shared_defaults: ClassVar[dict[str, Any]] = {"lr": 0.1, "weight_decay": 0.0}
 
     def __init__(self, *, output_dim: int = 8, **shared: Unpack[SharedArgs]) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        feature_dim = self._init_common()
-        self.projection_head = nn.Linear(feature_dim, output_dim)
+        super().__init__()  # records the arguments, builds the backbone and the probe
+        self.projection_head = nn.Linear(self.feature_dim, output_dim)
         self.criterion = VICRegLoss()
 '''
 

@@ -20,7 +20,7 @@ from lightly_matrix.cli import UserError, main
 from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.pretrain.args import add_arguments
 from lightly_matrix.pretrain.config import resolve_run
-from lightly_matrix.pretrain.describe import build_module, describe_run
+from lightly_matrix.pretrain.run import build_module, describe_run
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -98,3 +98,34 @@ def test_loading_an_exported_file_as_a_module_is_one_line(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="not a Lightning checkpoint") as err:
         CorInfoMax.load_from_checkpoint(path)
     assert "\n" not in str(err.value)
+
+
+def test_an_lr_beyond_float32_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 32: ``--lr 1e300`` ended in SGD's overflow traceback."""
+    tiny = ["pretrain", "--method", "matrix_ssl", "--image-size", "16", "--no-eval", "--no-report"]
+    tiny += ["--hp", "hidden_dim=16", "--hp", "output_dim=16", "--hp", "pred_hidden_dim=8"]
+    assert main([*tiny, "--lr", "1e300", "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lr must be a number in [0, 3.4e+38], got 1e+300" in err and "\n" not in err
+    assert not (tmp_path / "refused").exists()
+    # Within float32 per 256 images, beyond it once scaled to a batch of 512: one line too.
+    scaled = ["--lr", "3e38", "--batch-size", "512", "--warmup-epochs", "0"]
+    out = ["--limit-train-batches", "1", "--epochs", "1", "--out", str(tmp_path / "scaled")]
+    assert main([*tiny, *scaled, *out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "without overflow" in err and "6e+38 after scaling" in err and "--lr" in err
+
+
+def test_too_few_probe_images_are_refused_with_the_minimum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 32: ``--eval-max-images 2`` could leave one class to fit: a traceback of sklearn."""
+    data = tmp_path / "folder"
+    for label in ("a", "b"):
+        (data / label).mkdir(parents=True)
+    argv = ["pretrain", "--method", "corinfomax", "--data", str(data), "--eval-max-images", "2"]
+    assert main([*argv, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--eval-max-images must be >= 20, got 2" in err and "\n" not in err

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from lightly.models.modules.heads import ProjectionHead
+from lightly.models.modules.heads import BYOLPredictionHead, ProjectionHead
 from torch import nn
 
 from lightly_matrix.utils.checks import check_positive_int
@@ -48,8 +48,8 @@ class MatrixSSLProjectionHead(ProjectionHead):
         self.layers[-2].bias.requires_grad_(False)
 
 
-class MatrixSSLPredictionHead(ProjectionHead):
-    """Prediction head of Matrix-SSL [0]: ``Linear(no bias)-BN-ReLU, Linear``, 2048-512-2048.
+class MatrixSSLPredictionHead(BYOLPredictionHead):
+    """Prediction head of Matrix-SSL [0]: BYOL's ``Linear(no bias)-BN-ReLU, Linear``, 2048-512-2048.
 
     Examples:
         >>> import torch
@@ -62,12 +62,7 @@ class MatrixSSLPredictionHead(ProjectionHead):
         self, input_dim: int = 2048, hidden_dim: int = 512, output_dim: int = 2048
     ) -> None:
         _check_dims(input_dim=input_dim, hidden_dim=hidden_dim, output_dim=output_dim)
-        super().__init__(
-            [
-                (input_dim, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True), False),
-                (hidden_dim, output_dim, None, None, True),
-            ]
-        )
+        super().__init__(input_dim, hidden_dim, output_dim)
 
 
 class CorInfoMaxProjectionHead(ProjectionHead):
