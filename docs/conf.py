@@ -72,28 +72,6 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(lightning_fabric|torchmetrics|DeviceMesh|DetDataSample)(\..*)?"),
 ]
 
-# Problems in lightly_matrix's docstrings that this build reports, each listed until its docstring
-# is fixed (then remove the entry: the build fails on any new one). Most are references to names
-# the API reference does not document; "first line as a type": napoleon reads ``Text: more`` as
-# a type.
-_DOCSTRING_PROBLEMS = {
-    "py:class": [
-        "SharedArgs",
-        "lightly_matrix.methods.base.SharedArgs",
-        "lightly_matrix.methods.ema_teacher.EMATeacherModule",
-        "TeacherArgs",
-        "lightly_matrix.methods.ema_teacher.TeacherArgs",
-        "Lightly's benchmark-harness entries",  # METHODS: first line as a type
-        "Views per image",  # num_views: first line as a type
-    ],
-    "py:func": ["mec_mu", "mec_lamda", "default_patch_size", "check_backbone"],
-    "py:meth": ["_init_common"],
-    "py:mod": ["lightly_matrix.presets", "lightly_matrix.methods._schedules"],
-}
-nitpick_ignore = [
-    (role, target) for role, targets in _DOCSTRING_PROBLEMS.items() for target in targets
-]
-
 
 def _drop_builtin_docstrings(app, what, name, obj, options, lines) -> None:
     """A re-exported dict or tuple (``methods.METHODS``) has no ``#:`` comment where it is
