@@ -42,7 +42,7 @@ def probe_table(metrics: dict, reference: dict | None) -> list[str]:
         method = reference.get("label", method)
     lines = [
         f"Frozen ResNet-18 on the digits test split (%), before and after {after['epoch']} "
-        f"epochs of {method}:",
+        f"epoch{'s' * (after['epoch'] != 1)} of {method}:",
         *markdown_table([], [(h, h) for h in headers]).splitlines(),
     ]
     for key, name in PROBES:

@@ -346,8 +346,9 @@ def _report(out: Path, wall: float, trainer: Any) -> None:
     total = timer.time_elapsed("train")
     path = out / METRICS_FILE
     resumed = f" ({total:.1f} s over all sessions)" if total > wall else ""
+    epochs = trainer.current_epoch
     print(
-        f"finished {trainer.current_epoch} epochs in {wall:.1f} s{resumed}; "
+        f"finished {epochs} epoch{'s' * (epochs != 1)} in {wall:.1f} s{resumed}; "
         f"checkpoint {out / 'last.ckpt'}"
     )
     if not path.exists():
