@@ -6,12 +6,15 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightly_matrix.errors import UserError
 from lightly_matrix.pretrain.config import RunConfig
 from lightly_matrix.pretrain.outdir import SPLIT_FILE
 from lightly_matrix.utils.io import write_json_atomic
+
+if TYPE_CHECKING:
+    from lightly_matrix.data.folder import ImageFolderDataset
 
 
 def build_data(
@@ -44,12 +47,13 @@ def build_data(
         workers = 0 if args.num_workers is None else args.num_workers
         return train, test, probe, NUM_CLASSES, workers
 
-    from lightly_matrix.data.folder import ImageFolderDataset
     from lightly_matrix.data.module import default_num_workers
 
     workers = default_num_workers(config.devices) if args.num_workers is None else args.num_workers
     skip = config.skip_bad_images
-    train = ImageFolderDataset(config.data, train_transform, skip_bad_images=skip, index_dir=out)
+    train = _image_folder(
+        "--data", config.data, train_transform, skip_bad_images=skip, index_dir=out
+    )
     if train.checked is not None:
         print(f"{config.data}: {train.checked.summary()}", flush=True)
     if train.skipped:
@@ -63,7 +67,7 @@ def build_data(
         return train, None, None, num_classes, workers
     tested = train
     if config.eval_data is not None:
-        tested = ImageFolderDataset(config.eval_data, skip_bad_images=skip, index_dir=out)
+        tested = _image_folder("--eval-data", config.eval_data, skip_bad_images=skip, index_dir=out)
         if num_classes and tested.classes != train.classes:
             raise UserError(
                 f"--eval-data {config.eval_data!r} must have the same class sub-folders as --data"
@@ -83,6 +87,16 @@ def build_data(
     probe = ProbeData(fitted.subset(fit_ids, eval_transform), probe_test, tested.num_classes)
     # The module's online probe learns from the training images' labels: none, no validation.
     return train, probe_test if num_classes else None, probe, num_classes, workers
+
+
+def _image_folder(flag: str, root: str, *args: Any, **kwargs: Any) -> ImageFolderDataset:
+    """The ``ImageFolderDataset`` of ``flag``; its errors name the folder only, so add the flag."""
+    from lightly_matrix.data.folder import ImageFolderDataset
+
+    try:
+        return ImageFolderDataset(root, *args, **kwargs)
+    except UserError as err:
+        raise UserError(f"{flag}: {err}") from None
 
 
 def _kept_split(
@@ -138,9 +152,7 @@ def count_data(config: RunConfig) -> tuple[int, int]:
 
         fit = "train_minus_val" if config.eval_split == "val" else "train"
         return len(split_indices(fit)), NUM_CLASSES
-    from lightly_matrix.data.folder import ImageFolderDataset
-
-    train = ImageFolderDataset(config.data, skip_bad_images=config.skip_bad_images)
+    train = _image_folder("--data", config.data, skip_bad_images=config.skip_bad_images)
     return len(train), train.num_classes
 
 

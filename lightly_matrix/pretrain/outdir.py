@@ -48,6 +48,13 @@ def is_failed_start(out: Path) -> bool:
     return not any(p.suffix == ".ckpt" for p in out.rglob("*"))
 
 
+def foreign_file(out: Path) -> str | None:
+    """A file of ``out`` if nothing in it is a run's (a folder of the user's), else ``None``."""
+    names = sorted(entry.name for entry in out.iterdir() if not entry.name.startswith("."))
+    ours = {*LOG_DIRS, SPLIT_FILE, *EVALUATIONS}  # every run writes its logs first
+    return None if ours.intersection(names) else next(iter(names), None)
+
+
 def reuse_failed_start(out: Path) -> str:
     """Makes a failed start's folder ready for a new run and returns the note to print: its logs
     stay, its evaluations (which a new run would append to) become ``*.failed_start.json``."""

@@ -52,7 +52,7 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
 def _check_out_dir(out: Path, plan: ResumePlan | None, dry_run: bool = False) -> None:
     """A new run needs an empty folder (or a failed start's); a resumed one may also continue in
     its own folder. ``dry_run`` only checks."""
-    from lightly_matrix.pretrain.outdir import is_failed_start, reuse_failed_start
+    from lightly_matrix.pretrain.outdir import foreign_file, is_failed_start, reuse_failed_start
 
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
@@ -62,11 +62,16 @@ def _check_out_dir(out: Path, plan: ResumePlan | None, dry_run: bool = False) ->
         return
     if plan is not None and out.resolve() == plan.run_dir.resolve():
         return
-    hint = (
-        f"pass --resume {out} to continue that run, or choose a new --out"
-        if plan is None
-        else "choose an empty --out for the continued run"
-    )
+    from lightly_matrix.pretrain.checkpoints import has_checkpoint
+
+    if plan is not None:
+        hint = "choose an empty --out for the continued run"
+    elif has_checkpoint(out) or not out.is_dir():
+        hint = f"pass --resume {out} to continue that run, or choose a new --out"
+    else:  # --resume would find no checkpoint: don't send the user there
+        stray = foreign_file(out)
+        what = f"files that are not a run ({stray})" if stray else "no checkpoint to --resume"
+        hint = f"it holds {what}; choose a new --out"
     raise UserError(
         f"output folder {str(out)!r} is not empty; {hint} (existing runs are never overwritten)"
     )

@@ -93,6 +93,17 @@ def test_hundred_classes_of_two_images(tmp_path: Path) -> None:
     assert (val, probe, num_classes, len(train)) == (None, None, 100, 200)
 
 
+@pytest.mark.parametrize("flag", ["--data", "--eval-data"])
+def test_an_empty_folder_names_its_flag(tmp_path: Path, flag: str) -> None:
+    data = _folder(tmp_path / "data", classes=2, per_class=2)
+    (tmp_path / "empty").mkdir()
+    args = _args(data)
+    setattr(args, flag[2:].replace("-", "_"), str(tmp_path / "empty"))
+    with pytest.raises(UserError) as info:
+        _build(args, None)
+    assert str(info.value).startswith(f"{flag}: no images found in {str(tmp_path / 'empty')!r}")
+
+
 def test_no_eval_does_not_read_the_eval_folder(tmp_path: Path) -> None:
     data = _folder(tmp_path / "data", classes=2, per_class=2)
     args = _args(data, no_eval=True, eval_data=str(tmp_path / "missing"))

@@ -124,8 +124,22 @@ def test_folders_that_hold_a_result_are_still_refused(
         (out / "checkpoints").mkdir()
         torch.save({"x": torch.zeros(1)}, out / "checkpoints" / "epoch0004.ckpt")
     before = tree(out)
-    cli_error(capsys, main(["pretrain", *MATRIX, "--out", str(out)]), "not empty")
+    last = cli_error(capsys, main(["pretrain", *MATRIX, "--out", str(out)]), "not empty")
     assert tree(out) == before
+    # --resume is advised only where it finds a checkpoint to continue from.
+    assert ("pass --resume" in last) == (keep == "checkpoint"), last
+
+
+def test_a_folder_that_is_not_a_run_is_not_sent_to_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    status = main(["pretrain", *MATRIX, "--out", str(out)])
+    last = cli_error(capsys, status, str(out), "files that are not a run (notes.txt)", "new --out")
+    assert "--resume" not in last
+    assert tree(out) == {"notes.txt": b"mine"}
 
 
 # ---------------------------------------------------------------- where --out cannot be written
