@@ -129,3 +129,16 @@ def test_too_few_probe_images_are_refused_with_the_minimum(
     assert main([*argv, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--eval-max-images must be >= 20, got 2" in err and "\n" not in err
+
+
+def test_a_warm_up_longer_than_the_run_is_noted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warm-up clamped to the run never decays the lr: said once, at the start."""
+    tiny = ["pretrain", "--method", "matrix_ssl", "--image-size", "16", "--batch-size", "16"]
+    tiny += ["--hp", "hidden_dim=16", "--hp", "output_dim=16", "--hp", "pred_hidden_dim=8"]
+    tiny += ["--epochs", "1", "--warmup-epochs", "5", "--limit-train-batches", "1", "--no-eval"]
+    assert main([*tiny, "--no-report", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    note = "note: warm-up (5 epochs) covers the whole 1-epoch run: the lr only ramps up; lower"
+    assert out.count(note) == 1, out
