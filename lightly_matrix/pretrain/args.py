@@ -104,8 +104,8 @@ def _check(ok: bool, message: str) -> None:
 _MINIMA = {
     **dict.fromkeys(("lr", "weight_decay", "warmup_epochs", "num_workers", "keep_every"), 0),
     **dict.fromkeys(("eval_every", "checkpoint_every_steps", "checkpoint_every_minutes"), 0),
-    **dict.fromkeys(("log_every_n_steps", "epochs", "batch_size", "image_size"), 1),
-    **dict.fromkeys(("devices", "num_nodes"), 1),
+    # --epochs, --batch-size and --image-size: RunConfig.check (a preset may set them too).
+    **dict.fromkeys(("log_every_n_steps", "devices", "num_nodes"), 1),
     # The probes fit on 70% of them and need two classes on each side.
     "eval_max_images": 20,
 }

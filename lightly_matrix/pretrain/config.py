@@ -28,6 +28,13 @@ HPARAM_FLAGS = ("backbone", "optimizer", "lr", "weight_decay", "warmup_epochs")
 RESUMABLE = ("epochs", "precision", "limit_train_batches", "devices", "num_nodes")
 #: Version of the record saved in checkpoints; another one is refused on ``--resume``.
 RECORD_FORMAT = 3
+#: The one lower bound of each of these settings, from a flag, a preset or a checkpoint:
+#: field -> (flag, minimum, why).
+_LOWER_BOUNDS = {
+    "epochs": ("--epochs", 1, ""),
+    "global_batch_size": ("--batch-size", 2, " (the losses need 2 rows)"),
+    "image_size": ("--image-size", 8, ""),
+}
 
 
 def parse_hp(key: str, text: str, annotation: Any) -> Any:
@@ -181,8 +188,9 @@ class RunConfig:
 
     def check(self) -> None:
         """Raises ``UserError`` for a run that cannot be trained as resolved."""
-        if self.epochs < 1 or self.global_batch_size < 2 or self.image_size < 8:
-            raise UserError("--epochs must be >= 1, --batch-size >= 2 and --image-size >= 8")
+        for key, (flag, low, why) in _LOWER_BOUNDS.items():
+            if getattr(self, key) < low:
+                raise UserError(f"{flag} must be >= {low}{why}, got {getattr(self, key)}")
         if self.global_batch_size % self.world_size:
             raise UserError(
                 f"the global batch {self.global_batch_size} does not divide into "

@@ -161,7 +161,8 @@ def _probe_split(labels: Any, limit: int, seed: int) -> tuple[list[int], list[in
     with two or more chosen images has one on each side (a single image stays on the fit side).
 
     Raises:
-        UserError: If no class has two images among the chosen ones (nothing to score on).
+        UserError: If no class has two images among the chosen ones (nothing to score on), or
+            they hold one class (nothing to tell apart).
     """
     import numpy as np
 
@@ -180,5 +181,11 @@ def _probe_split(labels: Any, limit: int, seed: int) -> tuple[list[int], list[in
         raise UserError(
             f"no class has two images among the {len(index)} used by the probes (one to fit, one "
             "to score); pass a labelled --eval-data folder, raise --eval-max-images, or --no-eval"
+        )
+    if len(np.unique(labels[fit])) < 2:  # the logistic-regression probe needs two classes
+        raise UserError(
+            f"the {len(index)} images drawn for the probes (--eval-max-images {limit}) hold one"
+            f" of the {len(np.unique(labels))} classes; raise --eval-max-images, add images to"
+            " the small classes, or --no-eval"
         )
     return sorted(fit), sorted(held_out)

@@ -166,6 +166,13 @@ def run(args: argparse.Namespace) -> int:
             f"pretrain {config.method} on {config.data} ({len(train)} images) -> {out}: "
             f"{_summary(config, model)}"
         )
+        warmup = config.hparams["warmup_epochs"]
+        if warmup >= config.epochs:  # warmup_cosine clamps it to the run: no decay at all
+            print(
+                f"note: warm-up ({warmup:g} epochs) covers the whole {config.epochs}-epoch run: "
+                "the lr only ramps up; lower --warmup-epochs",
+                flush=True,
+            )
         if plan is not None:
             print(plan.summary(), flush=True)
 
@@ -230,7 +237,7 @@ def describe_run(config: Any, cls: type, num_classes: int, num_images: int) -> d
         "backbone": {
             "name": hp["backbone"],
             **{key: None if vit else hp[key] for key in ("stem", "zero_init_residual")},
-            "patch_size": hp["patch_size"] if vit else None,
+            "patch_size": _patch_size(module),
         },
         "optimizer": {
             "name": hp["optimizer"],
@@ -279,7 +286,14 @@ def _summary(config: Any, model: Any) -> str:
     run = ("preset", "global_batch_size", "per_device_batch_size", "world_size", "epochs")
     parts = {key: getattr(config, key) for key in (*run, "precision", "transform")}
     parts["peak_lr"] = f"{model.peak_lr(config.world_size):g}"
-    return ", ".join(f"{k}={v}" for k, v in {**parts, **config.hparams}.items())
+    hparams = {**config.hparams, "patch_size": _patch_size(model)}
+    return ", ".join(f"{k}={v}" for k, v in {**parts, **hparams}.items())
+
+
+def _patch_size(module: Any) -> int | None:
+    """The ViT patch size the module was built with (``patch_size=None`` picks one), else None."""
+    vit = getattr(module.backbone, "vit", None)
+    return None if vit is None else int(vit.patch_embed.patch_size[0])
 
 
 def _fit(

@@ -46,3 +46,23 @@ def test_values_that_were_taken_silently_are_refused(
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and fragment in err.splitlines()[-1], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        # The minimum used to be 1 here and 8 in a second check, which named no flag.
+        ("--image-size", "0", "--image-size must be >= 8, got 0"),
+        ("--image-size", "7", "--image-size must be >= 8, got 7"),
+        ("--batch-size", "1", "--batch-size must be >= 2 (the losses need 2 rows), got 1"),
+        ("--epochs", "0", "--epochs must be >= 1, got 0"),
+    ],
+)
+def test_one_lower_bound_per_flag_named_with_the_value(
+    flag: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["pretrain", *TINY, flag, value, "--out", str(out), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(message) and "\n" not in err, err
+    assert not out.exists()

@@ -20,7 +20,7 @@ from lightly_matrix.cli import UserError, main
 from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.pretrain.args import add_arguments
 from lightly_matrix.pretrain.config import resolve_run
-from lightly_matrix.pretrain.run import build_module, describe_run
+from lightly_matrix.pretrain.run import _summary, build_module, describe_run
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -473,3 +473,14 @@ def test_a_folder_run_without_preset_is_the_methods_paper_run(method: str) -> No
     assert config.hparams["backbone"] == cls.hparam_defaults()["backbone"]
     assert config.transform == cls.default_transform
     assert config.hparams["knn_k"] == 200  # Lightly's; the digits preset sets 20
+
+
+def test_the_vit_patch_size_shown_is_the_one_built(capsys: pytest.CaptureFixture[str]) -> None:
+    """``patch_size=None`` picks one from the image size: the run says which (not None)."""
+    vit = ["--method", "mae", "--backbone", "vit_tiny_patch16_224", "--image-size", "30"]
+    vit += ["--batch-size", "8", "--hp", "patch_size=none"]  # not the digits preset's 4
+    assert dry_run(*vit)["backbone"]["patch_size"] == 3
+    assert cli_dry_run(capsys, *vit)["backbone"]["patch_size"] == 3
+    config = resolve_run(parse(*vit), METHOD_CLASSES["mae"])
+    model = build_module(config, METHOD_CLASSES["mae"], 10)
+    assert "patch_size=3," in _summary(config, model)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from lightly_matrix.cli import UserError, main
 from lightly_matrix.methods import METHOD_CLASSES, CorInfoMax
@@ -129,3 +130,34 @@ def test_too_few_probe_images_are_refused_with_the_minimum(
     assert main([*argv, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--eval-max-images must be >= 20, got 2" in err and "\n" not in err
+
+
+def test_a_warm_up_longer_than_the_run_is_noted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warm-up clamped to the run never decays the lr: said once, at the start."""
+    tiny = ["pretrain", "--method", "matrix_ssl", "--image-size", "16", "--batch-size", "16"]
+    tiny += ["--hp", "hidden_dim=16", "--hp", "output_dim=16", "--hp", "pred_hidden_dim=8"]
+    tiny += ["--epochs", "1", "--warmup-epochs", "5", "--limit-train-batches", "1", "--no-eval"]
+    assert main([*tiny, "--no-report", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    note = "note: warm-up (5 epochs) covers the whole 1-epoch run: the lr only ramps up; lower"
+    assert out.count(note) == 1, out
+
+
+def test_probe_images_of_one_class_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """60 images of one class and 1 of another: the 20 drawn for the probes held one class, and
+    sklearn's logistic regression ended the run in a traceback."""
+    data = tmp_path / "folder"
+    for label, count in (("a", 60), ("b", 1)):
+        (data / label).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(data / label / f"{i}.png")
+    argv = ["pretrain", "--method", "corinfomax", "--data", str(data), "--eval-max-images", "20"]
+    assert (
+        main([*argv, "--image-size", "16", "--batch-size", "8", "--out", str(tmp_path / "r")]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "hold one of the 2 classes; raise --eval-max-images, add images to" in err, err
