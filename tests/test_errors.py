@@ -11,7 +11,7 @@ from lightly_matrix import cli, errors
 
 PACKAGE = Path(lightly_matrix.__file__).parent
 #: Command-line entry points: the top layer, allowed to import everything.
-ENTRY_POINTS = {"cli.py", "__main__.py", "export_cli.py"}
+ENTRY_POINTS = {"cli.py", "__main__.py", "transfer/__main__.py", "export_cli.py"}
 
 
 def _imported_modules(path: Path) -> set[str]:
