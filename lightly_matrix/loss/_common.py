@@ -68,8 +68,8 @@ class BatchLoss(nn.Module):
 
         Raises:
             ValueError: Inputs that are not 2-D floating-point tensors of one shape, of dim 0,
-                on the meta device, or a (global) batch of fewer than 2 rows; a ``ValueError`` of
-                the block gets the loss name and the input shapes in front.
+                or a (global) batch of fewer than 2 rows; a ``ValueError`` of the block gets
+                the loss name and the input shapes in front.
         """
         name = type(self).__name__
         for x in inputs:
@@ -90,10 +90,6 @@ class BatchLoss(nn.Module):
         if inputs[0].shape[1] == 0:
             raise ValueError(
                 f"{name} got features of dim 0 ({shapes}); check the projector's output size."
-            )
-        if inputs[0].is_meta:
-            raise ValueError(
-                f"{name} computes its value from the data: pass real, not meta, tensors."
             )
         dtype = torch.float64 if any(x.dtype == torch.float64 for x in inputs) else torch.float32
         device = inputs[0].device.type

@@ -85,13 +85,6 @@ def test_zero_width_features_are_refused(name: str) -> None:
         build(False)(*[torch.randn(8, 0, requires_grad=True) for _ in range(n_inputs)])
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_meta_tensors_are_refused(name: str) -> None:
-    build, n_inputs = LOSSES[name]
-    with pytest.raises(ValueError, match=r"not meta, tensors"):
-        build(False)(*[torch.empty(8, 16, device="meta") for _ in range(n_inputs)])
-
-
 @pytest.mark.parametrize("to_input", [lambda x: x.tolist(), lambda x: x.numpy()])
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_lists_and_arrays_get_the_type_message(name: str, to_input) -> None:
