@@ -170,25 +170,63 @@ def transfer_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="results.json of pretrain_digits.py")
-    parser.add_argument(
-        "--transfer", type=Path, help="results.json of transfer_demo.py (the detection claims)"
-    )
-    args = parser.parse_args(argv)
-    results = json.loads(args.results.read_text())
-    rows = claim_rows(results["rows"])
-    if args.transfer is not None:
-        transfer = json.loads(args.transfer.read_text())
-        rows += claim_rows(transfer_rows(transfer), TRANSFER_CLAIMS)
-    columns = (
-        ("claim", "claim"),
-        ("paper", "paper"),
-        ("measured", "measured here (mean ± std)"),
-        ("holds", "holds?"),
-    )
-    settings = results.get("settings", {})
+def merged_rows(files: list[Path], methods: list[str] | None) -> list[dict[str, Any]]:
+    """The per-seed rows of several ``pretrain_digits`` results files, a method taken from the
+    first file that has it (so a table can reuse a run of another table, e.g. Matrix-SSL's best
+    setting, which is also its twin); ``methods`` keeps only those (and their random init)."""
+    rows: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for path in files:
+        file_rows = json.loads(path.read_text())["rows"]
+        new = {r["method"] for r in file_rows} - taken - {"random init", "raw pixels"}
+        if methods is not None:
+            new &= set(methods)
+        rows += [r for r in file_rows if r["method"] in new]
+        inits = [r for r in file_rows if r["method"] == "random init"]
+        backbones = {r.get("backbone") for r in file_rows if r["method"] in new}
+        have = {(r.get("backbone"), r.get("seed")) for r in rows if r["method"] == "random init"}
+        rows += [
+            r
+            for r in inits
+            if r.get("backbone") in backbones and (r.get("backbone"), r.get("seed")) not in have
+        ]
+        taken |= new
+    return rows
+
+
+def init_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each method against its own random initialisation (same backbone and seeds), per probe."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        if method in ("random init", "raw pixels"):
+            continue
+        runs = [r for r in rows if r["method"] == method]
+        starts = {(r.get("backbone"), r.get("seed")) for r in runs}
+        inits = [r for r in rows if r["method"] == "random init"]
+        inits = [r for r in inits if (r.get("backbone"), r.get("seed")) in starts]
+        for probe in ("linear_top1", "few_label_top1"):
+            a = [r[probe] for r in runs if probe in r]
+            b = [r[probe] for r in inits if probe in r]
+            if not a or not b:
+                continue
+            apart, higher = separated(a, b), mean_std(a)[0] > mean_std(b)[0]
+            out.append(
+                {
+                    "claim": f"{method} > its random init ({PROBE_NAMES[probe]})",
+                    "measured": f"{fmt(a)} vs {fmt(b)}",
+                    "holds": "holds"
+                    if apart and higher
+                    else "BELOW"
+                    if apart
+                    else ("not separated (above)" if higher else "not separated (below)"),
+                }
+            )
+    return out
+
+
+def file_label(path: Path) -> str:
+    """What a results file's runs are: the preset, each method's chosen setting, or the twins."""
+    settings = json.loads(path.read_text()).get("settings", {})
     label = (
         "each method at the setting its validation search chose"
         if settings.get("best")
@@ -196,11 +234,56 @@ def main(argv: list[str] | None = None) -> int:
     )
     if settings.get("shape"):
         label = f"loss-isolating twins: each method's best with the '{settings['shape']}' heads"
-    print(
-        f"Digits, {settings.get('epochs', '?')} epochs, seeds {settings.get('seeds', '?')}, "
-        f"{label} ({args.results}).\n"
+    return (
+        f"{settings.get('epochs', '?')} epochs, seeds {settings.get('seeds', '?')}, {label} "
+        f"({path})"
     )
-    print(markdown_table(rows, columns))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "results",
+        type=Path,
+        nargs="+",
+        help="results.json of pretrain_digits.py; with several, a method comes from the first "
+        "file that has it",
+    )
+    parser.add_argument("--methods", nargs="+", help="only these methods (default: all found)")
+    parser.add_argument(
+        "--transfer",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="results.json of transfer_demo.py (the detection claims); several merge as above",
+    )
+    args = parser.parse_args(argv)
+    rows = merged_rows(args.results, args.methods)
+    table = claim_rows(rows)
+    if args.transfer:
+        transfer: dict[str, list[Any]] = {}
+        for path in args.transfer:
+            for name, runs in json.loads(path.read_text())["raw"].items():
+                if args.methods is None or name in args.methods or name == "random init":
+                    transfer.setdefault(name, runs)
+        table += claim_rows(transfer_rows({"raw": transfer}), TRANSFER_CLAIMS)
+    ran = {r["method"] for r in rows} | set(args.methods or ())
+    table = [r for r in table if r["holds"] != "missing" or r["claim"].split()[0] in ran]
+    columns = (
+        ("claim", "claim"),
+        ("paper", "paper"),
+        ("measured", "measured here (mean ± std)"),
+        ("holds", "holds?"),
+    )
+    print("Digits: " + "; ".join(file_label(p) for p in args.results) + ".\n")
+    print(markdown_table(table, columns))
+    init = init_rows(rows)
+    if init:
+        print(
+            "\nAgainst the random initialisation (each run's own evaluation before training; "
+            "`BELOW`: separated, and lower).\n"
+        )
+        print(markdown_table(init, (columns[0], columns[2], columns[3])))
     return 0
 
 

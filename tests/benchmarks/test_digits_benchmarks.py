@@ -237,6 +237,61 @@ def test_transfer_claims_read_box_ap_per_seed_from_the_transfer_results(
     assert "16.00 ± 1.00 vs 11.00 ± 1.00 | holds |" in out
 
 
+def test_claims_merge_results_files_and_compare_each_method_with_its_random_init(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import claims
+
+    def runs(method: str, values: list[float], backbone: str = "resnet18") -> list[dict]:
+        return [
+            {
+                "method": method,
+                "backbone": backbone,
+                "seed": s,
+                "linear_top1": v,
+                "few_label_top1": v,
+            }
+            for s, v in enumerate(values)
+        ]
+
+    init = runs("random init", [90.0, 91.0, 92.0])
+    best = tmp_path / "best.json"
+    best.write_text(
+        json.dumps(
+            {
+                "settings": {"best": "b.json"},
+                "rows": init
+                + runs("matrix_ssl", [95.0, 96.0, 97.0])
+                + runs("byol", [80.0, 81.0, 82.0]),
+            }
+        )
+    )
+    twins = tmp_path / "twins.json"
+    twins.write_text(
+        json.dumps(
+            {
+                "settings": {"best": "b.json", "shape": "mssl"},
+                "rows": init
+                + runs("byol", [91.0, 92.0, 93.0])
+                + runs("corinfomax", [99.0, 99.0, 99.0]),
+            }
+        )
+    )
+    rows = claims.merged_rows([twins, best], ["matrix_ssl", "byol"])
+    assert {r["method"] for r in rows} == {"random init", "matrix_ssl", "byol"}
+    assert [r["linear_top1"] for r in rows if r["method"] == "byol"] == [91.0, 92.0, 93.0]
+    assert len([r for r in rows if r["method"] == "random init"]) == 3  # not doubled
+    verdicts = {r["claim"]: r["holds"] for r in claims.init_rows(rows)}
+    assert verdicts["matrix_ssl > its random init (linear)"] == "holds"  # 96 +- 1 vs 91 +- 1
+    assert verdicts["byol > its random init (linear)"] == "not separated (above)"
+    below = claims.init_rows(claims.merged_rows([best], None))
+    assert {r["claim"]: r["holds"] for r in below}["byol > its random init (linear)"] == "BELOW"
+    assert claims.main([str(twins), str(best), "--methods", "matrix_ssl", "byol"]) == 0
+    out = capsys.readouterr().out
+    assert "loss-isolating twins" in out and "| matrix_ssl > byol (linear) |" in out
+    assert "corinfomax" not in out and "mmae" not in out  # neither run nor asked for
+
+
 def _fake_row(job: digits_runs.Job) -> dict:
     scores = {"knn_top1": 90.0, "linear_top1": 95.0, "few_label_top1": 85.0}
     return {"method": job.method, "out": str(job.out), **job.tag, "before": scores, **scores}
