@@ -8,6 +8,7 @@ tend to the finite ``f'(lambda)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import accumulate, repeat
 from math import comb
 
 import torch
@@ -76,11 +77,12 @@ def matrix_log_taylor(Q: Tensor, order: int = 4) -> Tensor:
         tensor(0.0953)
     """
     check_positive_int("order", order)
-    A = Q - torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
-    powers = [A]
-    for _ in range(1, order):
-        powers.append(powers[-1] @ A)
-    return log_series(powers)
+    return log_series(matrix_powers(Q - _eye_like(Q), order))
+
+
+def matrix_powers(A: Tensor, n: int) -> list[Tensor]:
+    """``[A, A^2, ..., A^n]`` (empty for ``n = 0``)."""
+    return list(accumulate(repeat(A, n), torch.matmul))
 
 
 def log_series(terms: Sequence[Tensor]) -> Tensor:
@@ -92,9 +94,7 @@ def trace_powers(K: Tensor, order: int) -> list[Tensor]:
     """``[tr(K), ..., tr(K^order)]`` with ``ceil(order / 2) - 1`` products, by
     ``tr(K^(a+b)) = sum(K^a * (K^b)^T)``."""
     check_positive_int("order", order)
-    powers = [K]
-    for _ in range(1, (order + 1) // 2):
-        powers.append(powers[-1] @ K)
+    powers = matrix_powers(K, (order + 1) // 2)
     traces = [torch.diagonal(K).sum()]
     for j in range(2, order + 1):
         traces.append((powers[(j + 1) // 2 - 1] * powers[j // 2 - 1].mT).sum())
@@ -127,7 +127,7 @@ def logdet_spd(S: Tensor) -> Tensor:
 
 
 def _eye_like(K: Tensor) -> Tensor:
-    return torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+    return torch.eye(K.shape[-1], dtype=K.dtype, device=K.device)
 
 
 def logdet_identity_plus_gram(F: Tensor, scale: float) -> Tensor:

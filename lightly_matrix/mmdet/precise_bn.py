@@ -216,10 +216,7 @@ class PreciseBNHook(Hook):
             # The training forward's precision (autocast under AmpOptimWrapper).
             amp = isinstance(wrapper, OptimWrapper)
             with wrapper.optim_context(model) if amp else contextlib.nullcontext():
-                data = model.data_preprocessor(batch, True)
-                if isinstance(data, dict):
-                    return model(**data, mode="loss")
-                return model(*data, mode="loss")
+                return model._run_forward(model.data_preprocessor(batch, True), mode="loss")
 
         msg = f"PreciseBN: recomputing {len(layers)} BN layers over {self.num_iters} batches"
         print_log(msg, logger="current")

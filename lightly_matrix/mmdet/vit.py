@@ -28,12 +28,11 @@ from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.model import BaseModule
 from mmengine.optim import DefaultOptimWrapperConstructor
 from timm.layers import LayerNorm2d as TimmLayerNorm2d
-from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer_sam import Block as WindowBlock
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-#: The registry name of :class:`LayerNorm2d` (mmdet's ViTDet project has ``LN2d``).
+#: The registry name of :class:`LayerNorm2d`.
 LN2D = "LightlyMatrixLN2d"
 
 
@@ -58,14 +57,6 @@ class LayerNorm2d(TimmLayerNorm2d):
 
     def __init__(self, num_channels: int, eps: float = 1e-5, affine: bool = True) -> None:
         super().__init__(num_channels, eps=eps, affine=affine)
-
-
-def build_norm(norm_cfg: dict[str, Any], channels: int) -> nn.Module:
-    """mmcv's ``build_norm_layer``, our name resolved here (the default scope may not be mmdet)."""
-    cfg = dict(norm_cfg)
-    if cfg["type"] == LN2D:
-        cfg["type"] = LayerNorm2d
-    return build_norm_layer(cfg, channels)[1]
 
 
 #: Parameter names that get no weight decay beyond the 1-D ones (biases, norms).
@@ -135,16 +126,8 @@ def _windowed_blocks(
 def token_map(vit: Any, x: Tensor) -> Tensor:
     """Patch tokens plus interpolated position embedding, no prefix tokens: ``(B, H, W, dim)``."""
     x = vit.patch_embed(x)  # NHWC (timm with dynamic_img_size), padded to whole patches
-    height, width = int(x.shape[1]), int(x.shape[2])
-    prefix = 0 if vit.no_embed_class else int(vit.num_prefix_tokens)
-    pos = resample_abs_pos_embed(
-        vit.pos_embed,
-        new_size=[height, width],
-        old_size=list(vit.patch_embed.grid_size),
-        num_prefix_tokens=prefix,
-    )[:, prefix:]
-    x = x + pos.reshape(1, height, width, -1)
-    return vit.norm_pre(vit.pos_drop(x))
+    tokens = vit._pos_embed(x)[:, vit.num_prefix_tokens :]  # resized to this grid by timm
+    return vit.norm_pre(tokens.reshape(x.shape))
 
 
 @MODELS.register_module()
@@ -195,7 +178,9 @@ class TimmViTSimplePyramid(BaseModule):
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(init_cfg)
-        norm_cfg = norm_cfg or dict(type=LN2D)
+        norm_cfg = dict(norm_cfg or dict(type=LN2D))
+        if norm_cfg["type"] == LN2D:  # resolved here: the default scope may not be mmdet's
+            norm_cfg["type"] = LayerNorm2d
         # dynamic_img_size: position embeddings are resized to each (padded) detection input.
         self.vit = timm.create_model(
             model_name,
@@ -232,14 +217,14 @@ class TimmViTSimplePyramid(BaseModule):
             ops: list[nn.Module] = [nn.MaxPool2d(2) for _ in range(int(-steps))]
             channels = int(self.vit.embed_dim)  # type: ignore[arg-type]
             for i in range(int(steps)):
-                ops += [build_norm(norm_cfg, channels), nn.GELU()] if i else []
+                ops += [build_norm_layer(norm_cfg, channels)[1], nn.GELU()] if i else []
                 ops.append(nn.ConvTranspose2d(channels, channels // 2, 2, stride=2))
                 channels //= 2
             ops += [
                 nn.Conv2d(channels, out_channels, 1, bias=False),
-                build_norm(norm_cfg, out_channels),
+                build_norm_layer(norm_cfg, out_channels)[1],
                 nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-                build_norm(norm_cfg, out_channels),
+                build_norm_layer(norm_cfg, out_channels)[1],
             ]
             self.pyramid.append(nn.Sequential(*ops))
 
@@ -308,11 +293,9 @@ class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         if not 0.0 < decay_rate <= 1.0 or not math.isfinite(decay_rate):
             raise ValueError(f"decay_rate must be in (0, 1], got {decay_rate}")
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-        if num_layers is None:
-            backbone = [n for n, _ in named if n.removeprefix("module.").startswith("backbone.")]
-            blocks = [int(m.group(1)) + 1 for n in backbone if (m := _BLOCK_INDEX.search(n))]
-            num_layers = max(blocks, default=None)
-            if num_layers is None:
+        if num_layers is None:  # the deepest backbone block (block_depth gives others 0 here)
+            num_layers = max((block_depth(name, -1) for name, _ in named), default=0)
+            if not num_layers:
                 raise ValueError(
                     "no backbone.*blocks.<i> parameters found; ViTLayerDecayOptimizerConstructor is"
                     " for ViT backbones (set paramwise_cfg.num_layers or use another constructor)"
