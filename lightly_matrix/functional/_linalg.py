@@ -19,16 +19,6 @@ from lightly_matrix.utils.checks import check_positive_int
 ScalarFn = Callable[[Tensor], Tensor]
 
 
-def _divided_differences(eigvals: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:
-    """First divided differences ``(f(l_i) - f(l_j)) / (l_i - l_j)``, ``f'`` on (near) ties."""
-    fl = f(eigvals)
-    diff = eigvals[:, None] - eigvals[None, :]
-    # Below this gap the quotient loses more to cancellation than f' at the midpoint is off.
-    close = diff.abs() <= 1e-6 * eigvals.abs().max().clamp(min=1.0)
-    quotient = (fl[:, None] - fl[None, :]) / torch.where(close, torch.ones_like(diff), diff)
-    return torch.where(close, df(0.5 * (eigvals[:, None] + eigvals[None, :])), quotient)
-
-
 class _SymmetricMatrixFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, S: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:  # type: ignore[override]
@@ -46,7 +36,14 @@ class _SymmetricMatrixFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         eigvals, U = ctx.saved_tensors
-        grad_S = U @ (_divided_differences(eigvals, ctx.f, ctx.df) * (U.mT @ grad @ U)) @ U.mT
+        # Divided differences (f(l_i) - f(l_j)) / (l_i - l_j), f' at the midpoint on (near) ties:
+        # below this gap the quotient loses more to cancellation than f' is off.
+        fl = ctx.f(eigvals)
+        diff = eigvals[:, None] - eigvals[None, :]
+        close = diff.abs() <= 1e-6 * eigvals.abs().max().clamp(min=1.0)
+        quotient = (fl[:, None] - fl[None, :]) / torch.where(close, torch.ones_like(diff), diff)
+        divided = torch.where(close, ctx.df(0.5 * (eigvals[:, None] + eigvals[None, :])), quotient)
+        grad_S = U @ (divided * (U.mT @ grad @ U)) @ U.mT
         return 0.5 * (grad_S + grad_S.mT), None, None
 
 
@@ -95,10 +92,8 @@ def trace_powers(K: Tensor, order: int) -> list[Tensor]:
     ``tr(K^(a+b)) = sum(K^a * (K^b)^T)``."""
     check_positive_int("order", order)
     powers = matrix_powers(K, (order + 1) // 2)
-    traces = [torch.diagonal(K).sum()]
-    for j in range(2, order + 1):
-        traces.append((powers[(j + 1) // 2 - 1] * powers[j // 2 - 1].mT).sum())
-    return traces
+    rest = [(powers[(j + 1) // 2 - 1] * powers[j // 2 - 1].mT).sum() for j in range(2, order + 1)]
+    return [torch.diagonal(K).sum(), *rest]
 
 
 def shifted_traces(trace0: Tensor | float, traces: Sequence[Tensor], shift: float) -> list[Tensor]:

@@ -17,6 +17,7 @@ from torch import Tensor
 from lightly_matrix.functional._linalg import (
     _eye_like,
     log_series,
+    logdet_identity_plus_cross,
     matrix_log,
     matrix_log_taylor,
     matrix_powers,
@@ -66,10 +67,9 @@ def mce_uniformity(
     """
     m, d = z.shape
     pc, zc = _centered(p), _centered(z)
+    if taylor_order is None:  # det(mu I_d + C) = mu^d det(I_d + C / mu)
+        return -lamda * (d * math.log(mu) + logdet_identity_plus_cross(pc, zc, 1 / (m * mu), None))
     K = (zc @ pc.mT) / m if m <= d else (pc.mT @ zc) / m
-    if taylor_order is None:
-        # det(mu I_d + C) = mu^d det(I + K / mu) (Sylvester).
-        return -lamda * (d * math.log(mu) + torch.linalg.slogdet(_eye_like(K) + K / mu)[1])
     return -lamda * log_series(shifted_traces(d, trace_powers(K, taylor_order), mu - 1.0))
 
 

@@ -53,8 +53,7 @@ class CorInfoMaxLoss(BatchLoss):
         >>> loss_fn = CorInfoMaxLoss(dim=64)
         >>> z0 = torch.randn(128, 64, requires_grad=True)  # batch >= dim
         >>> z1 = torch.randn(128, 64, requires_grad=True)
-        >>> loss = loss_fn(z0, z1)
-        >>> loss.backward()
+        >>> loss_fn(z0, z1).backward()
         >>> loss_fn.running_cov_a.dtype
         torch.float64
         >>> # On a GPU, move the criterion once: loss_fn = CorInfoMaxLoss(dim=64).to("cuda")

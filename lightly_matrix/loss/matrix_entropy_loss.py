@@ -32,8 +32,7 @@ class MatrixEntropyLoss(BatchLoss):
         >>> reg_fn = MatrixEntropyLoss(gram_scale=3.0, weight=0.01)  # M-MAE's ViT-L run
         >>> # x_encoded = backbone.encode(images, idx_keep=idx_keep) in Lightly's MAE examples
         >>> x_encoded = torch.randn(8, 17, 192, requires_grad=True)
-        >>> reg = reg_fn(x_encoded[:, 0])  # loss = criterion(x_pred, target) + reg
-        >>> reg.backward()
+        >>> reg_fn(x_encoded[:, 0]).backward()  # added to criterion(x_pred, target)
     """
 
     def __init__(

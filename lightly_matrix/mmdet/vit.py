@@ -1,14 +1,10 @@
 """A timm Vision Transformer with a simple feature pyramid, as an mmdet backbone, and ViTDet [0].
 
-mmdet 3.3.0 has no ViT detection backbone: a simple feature pyramid turns the last map into the
-strides 4 to 64 of mmdet's FPN heads, so no neck is needed. ViTDet's changes for detection: window
-attention except in the last block of each quarter, zero-initialised relative position biases and
-layer-wise lr decay, on timm's Segment-Anything blocks, whose parameter names equal
-``VisionTransformer``'s: MAE weights load unchanged, only ``rel_pos_*`` is new.
-
-The pyramid's and heads' channel LayerNorm is registered as ``LightlyMatrixLN2d``: mmdet's ViTDet
-project registers ``LN2d`` for its class and mmengine refuses a second registration of one name,
-so both projects import side by side.
+mmdet 3.3.0 has no ViT detection backbone (its ViTDet project is not in the package). The pyramid
+turns the last map into the strides 4 to 64 of mmdet's FPN heads. ViTDet: window attention but in
+the last block of each quarter, zero-initialised relative position biases and layer-wise lr decay,
+on timm's Segment-Anything blocks, whose parameter names equal ``VisionTransformer``'s. The channel
+LayerNorm is ``LightlyMatrixLN2d``: the ViTDet project has ``LN2d``, mmengine refuses a name twice.
 
 - [0] Li, Mao, Girshick, He. "Exploring Plain Vision Transformer Backbones for Object Detection",
   ECCV 2022, https://arxiv.org/abs/2203.16527
@@ -31,6 +27,8 @@ from timm.layers import LayerNorm2d as TimmLayerNorm2d
 from timm.models.vision_transformer_sam import Block as WindowBlock
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from lightly_matrix.utils.checks import check_number
 
 #: The registry name of :class:`LayerNorm2d`.
 LN2D = "LightlyMatrixLN2d"
@@ -59,7 +57,7 @@ class LayerNorm2d(TimmLayerNorm2d):
         super().__init__(num_channels, eps=eps, affine=affine)
 
 
-#: Parameter names that get no weight decay beyond the 1-D ones (biases, norms).
+#: The tokens and position embedding: layer 0 with the patch embedding, and no weight decay.
 _NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token")
 _BLOCK_INDEX = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
@@ -134,10 +132,9 @@ def token_map(vit: Any, x: Tensor) -> Tensor:
 class TimmViTSimplePyramid(BaseModule):
     """timm ViT + simple feature pyramid, returning five maps (strides 4 to 64).
 
-    Pretrained weights load under ``vit.`` (timm's key names); the pyramid is new.
-
-    ViTDet mode (``window_size > 0`` or ``use_rel_pos``): ViTDet's blocks; the same file loads,
-    the class token and final norm stay unused (frozen).
+    Pretrained weights load under ``vit.`` (timm's key names); the pyramid is new. ViTDet mode
+    (``window_size > 0`` or ``use_rel_pos``): ViTDet's blocks, the same file loads; the class
+    token and final norm stay unused (frozen).
 
     Args:
         model_name: timm model name, e.g. ``'vit_base_patch16_224'``.
@@ -256,12 +253,11 @@ def block_depth(name: str, num_layers: int) -> int:
     """ViTDet's layer id of a detector parameter: 0 for the patch and position embeddings,
     ``i + 1`` for backbone block ``i``, ``num_layers + 1`` for all else (pyramid, heads)."""
     name = name.removeprefix("module.")
-    if not name.startswith("backbone."):
-        return num_layers + 1
-    if (match := _BLOCK_INDEX.search(name)) is not None:
-        return int(match.group(1)) + 1
-    if any(part in name for part in ("patch_embed", "pos_embed", "cls_token", "reg_token")):
-        return 0
+    if name.startswith("backbone."):
+        if (match := _BLOCK_INDEX.search(name)) is not None:
+            return int(match.group(1)) + 1
+        if any(part in name for part in ("patch_embed", *_NO_DECAY_NAMES)):
+            return 0
     return num_layers + 1
 
 
@@ -283,15 +279,13 @@ class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
 
     def add_params(self, params: list[dict[str, Any]], module: nn.Module, **kwargs: Any) -> None:
         cfg = dict(self.paramwise_cfg)
-        decay_rate = float(cfg.pop("decay_rate", 1.0))
+        decay_rate = check_number("decay_rate", cfg.pop("decay_rate", 1.0), 0.0, 1.0, low_open=True)
         num_layers = cfg.pop("num_layers", None)
         if cfg:
             raise ValueError(
                 f"ViTLayerDecayOptimizerConstructor: unsupported paramwise_cfg keys {sorted(cfg)};"
                 " it takes decay_rate and num_layers"
             )
-        if not 0.0 < decay_rate <= 1.0 or not math.isfinite(decay_rate):
-            raise ValueError(f"decay_rate must be in (0, 1], got {decay_rate}")
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if num_layers is None:  # the deepest backbone block (block_depth gives others 0 here)
             num_layers = max((block_depth(name, -1) for name, _ in named), default=0)
