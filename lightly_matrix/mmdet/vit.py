@@ -192,9 +192,8 @@ class TimmViTSimplePyramid(BaseModule):
         )
         # timm initialised it; mmengine's init_weights would run after init_cfg loaded weights.
         object.__setattr__(self.vit, "is_init", True)
-        self.final_norm = final_norm
         if not final_norm:
-            self.vit.norm = nn.Identity()
+            self.vit.norm = nn.Identity()  # forward_intermediates(norm=True) then skips it
         self.vitdet = window_size != 0 or use_rel_pos
         if self.vitdet:
             grid_size = math.ceil(det_img_size / patch_size)
@@ -232,7 +231,7 @@ class TimmViTSimplePyramid(BaseModule):
             feat = vit.blocks(token_map(vit, x)).permute(0, 3, 1, 2)
         else:
             (feat,) = self.vit.forward_intermediates(  # type: ignore[operator]
-                x, indices=1, norm=self.final_norm, output_fmt="NCHW", intermediates_only=True
+                x, indices=1, norm=True, output_fmt="NCHW", intermediates_only=True
             )
         outs = [level(feat) for level in self.pyramid]
         # Stride 64 for the RPN's largest anchors, as ViTDet's LastLevelMaxPool.
