@@ -8,6 +8,7 @@ tend to the finite ``f'(lambda)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import accumulate, repeat
 from math import comb
 
 import torch
@@ -16,16 +17,6 @@ from torch import Tensor
 from lightly_matrix.utils.checks import check_positive_int
 
 ScalarFn = Callable[[Tensor], Tensor]
-
-
-def _divided_differences(eigvals: Tensor, f: ScalarFn, df: ScalarFn) -> Tensor:
-    """First divided differences ``(f(l_i) - f(l_j)) / (l_i - l_j)``, ``f'`` on (near) ties."""
-    fl = f(eigvals)
-    diff = eigvals[:, None] - eigvals[None, :]
-    # Below this gap the quotient loses more to cancellation than f' at the midpoint is off.
-    close = diff.abs() <= 1e-6 * eigvals.abs().max().clamp(min=1.0)
-    quotient = (fl[:, None] - fl[None, :]) / torch.where(close, torch.ones_like(diff), diff)
-    return torch.where(close, df(0.5 * (eigvals[:, None] + eigvals[None, :])), quotient)
 
 
 class _SymmetricMatrixFunction(torch.autograd.Function):
@@ -45,7 +36,14 @@ class _SymmetricMatrixFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         eigvals, U = ctx.saved_tensors
-        grad_S = U @ (_divided_differences(eigvals, ctx.f, ctx.df) * (U.mT @ grad @ U)) @ U.mT
+        # Divided differences (f(l_i) - f(l_j)) / (l_i - l_j), f' at the midpoint on (near) ties:
+        # below this gap the quotient loses more to cancellation than f' is off.
+        fl = ctx.f(eigvals)
+        diff = eigvals[:, None] - eigvals[None, :]
+        close = diff.abs() <= 1e-6 * eigvals.abs().max().clamp(min=1.0)
+        quotient = (fl[:, None] - fl[None, :]) / torch.where(close, torch.ones_like(diff), diff)
+        divided = torch.where(close, ctx.df(0.5 * (eigvals[:, None] + eigvals[None, :])), quotient)
+        grad_S = U @ (divided * (U.mT @ grad @ U)) @ U.mT
         return 0.5 * (grad_S + grad_S.mT), None, None
 
 
@@ -76,11 +74,12 @@ def matrix_log_taylor(Q: Tensor, order: int = 4) -> Tensor:
         tensor(0.0953)
     """
     check_positive_int("order", order)
-    A = Q - torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
-    powers = [A]
-    for _ in range(1, order):
-        powers.append(powers[-1] @ A)
-    return log_series(powers)
+    return log_series(matrix_powers(Q - _eye_like(Q), order))
+
+
+def matrix_powers(A: Tensor, n: int) -> list[Tensor]:
+    """``[A, A^2, ..., A^n]`` (empty for ``n = 0``)."""
+    return list(accumulate(repeat(A, n), torch.matmul))
 
 
 def log_series(terms: Sequence[Tensor]) -> Tensor:
@@ -92,13 +91,9 @@ def trace_powers(K: Tensor, order: int) -> list[Tensor]:
     """``[tr(K), ..., tr(K^order)]`` with ``ceil(order / 2) - 1`` products, by
     ``tr(K^(a+b)) = sum(K^a * (K^b)^T)``."""
     check_positive_int("order", order)
-    powers = [K]
-    for _ in range(1, (order + 1) // 2):
-        powers.append(powers[-1] @ K)
-    traces = [torch.diagonal(K).sum()]
-    for j in range(2, order + 1):
-        traces.append((powers[(j + 1) // 2 - 1] * powers[j // 2 - 1].mT).sum())
-    return traces
+    powers = matrix_powers(K, (order + 1) // 2)
+    rest = [(powers[(j + 1) // 2 - 1] * powers[j // 2 - 1].mT).sum() for j in range(2, order + 1)]
+    return [torch.diagonal(K).sum(), *rest]
 
 
 def shifted_traces(trace0: Tensor | float, traces: Sequence[Tensor], shift: float) -> list[Tensor]:
@@ -127,7 +122,7 @@ def logdet_spd(S: Tensor) -> Tensor:
 
 
 def _eye_like(K: Tensor) -> Tensor:
-    return torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+    return torch.eye(K.shape[-1], dtype=K.dtype, device=K.device)
 
 
 def logdet_identity_plus_gram(F: Tensor, scale: float) -> Tensor:

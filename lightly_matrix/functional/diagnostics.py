@@ -73,8 +73,5 @@ def effective_rank(embeddings: Tensor) -> Tensor:
         >>> round(float(effective_rank(x)), 4)
         3.0
     """
-    # Singular values up to a factor sqrt(m - 1), which the entropy ignores.
-    singular_values = covariance_spectrum(embeddings).sqrt()
-    if float(singular_values.sum()) == 0.0:
-        return torch.ones((), dtype=torch.float64)
-    return torch.exp(_entropy(singular_values))
+    # Singular values up to a factor sqrt(m - 1), which the entropy ignores; all zero: rank 1.
+    return torch.exp(_entropy(covariance_spectrum(embeddings).sqrt()))

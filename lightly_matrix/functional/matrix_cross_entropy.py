@@ -17,8 +17,10 @@ from torch import Tensor
 from lightly_matrix.functional._linalg import (
     _eye_like,
     log_series,
+    logdet_identity_plus_cross,
     matrix_log,
     matrix_log_taylor,
+    matrix_powers,
     shifted_traces,
     symmetric_matrix_function,
     trace_powers,
@@ -65,10 +67,9 @@ def mce_uniformity(
     """
     m, d = z.shape
     pc, zc = _centered(p), _centered(z)
+    if taylor_order is None:  # det(mu I_d + C) = mu^d det(I_d + C / mu)
+        return -lamda * (d * math.log(mu) + logdet_identity_plus_cross(pc, zc, 1 / (m * mu), None))
     K = (zc @ pc.mT) / m if m <= d else (pc.mT @ zc) / m
-    if taylor_order is None:
-        # det(mu I_d + C) = mu^d det(I + K / mu) (Sylvester).
-        return -lamda * (d * math.log(mu) + torch.linalg.slogdet(_eye_like(K) + K / mu)[1])
     return -lamda * log_series(shifted_traces(d, trace_powers(K, taylor_order), mu - 1.0))
 
 
@@ -125,10 +126,7 @@ def mce_alignment(p: Tensor, z: Tensor, mu: float = 1.0, taylor_order: int | Non
         log_q = matrix_log(G + mu * _eye_like(G))
         return -((sp * log_q).sum() + mu * torch.diagonal(log_q).sum())
     # G^1..G^(order-1) (symmetric) give tr(G^j) = sum(G^(j-1) * G) and tr(B G^(j-1)).
-    powers = [G]
-    for _ in range(2, taylor_order):
-        powers.append(powers[-1] @ G)
-    powers = powers[: taylor_order - 1]
+    powers = matrix_powers(G, taylor_order - 1)
     sz_traces = [torch.trace(G)] + [(power * G).sum() for power in powers]
     sp_sz_traces = [torch.trace(B)] + [(B * power).sum() for power in powers]
     tr_a = shifted_traces(d, sz_traces, mu - 1.0)  # tr(A^k), A = S_z + (mu - 1) I

@@ -74,9 +74,8 @@ class BatchLoss(nn.Module):
         name = type(self).__name__
         for x in inputs:
             if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point():
-                got = type(x).__name__
-                if isinstance(x, Tensor):
-                    got = f"shape {tuple(x.shape)}, {x.dtype}"
+                is_tensor = isinstance(x, Tensor)
+                got = f"shape {tuple(x.shape)}, {x.dtype}" if is_tensor else type(x).__name__
                 raise ValueError(
                     f"{name} expects 2-D floating-point inputs of shape (batch, dim), got {got}; "
                     "flatten the features first, e.g. x.flatten(start_dim=1)."

@@ -12,7 +12,6 @@ from lightly_matrix.functional._linalg import logdet_spd
 from lightly_matrix.loss._common import BatchLoss, check_number, check_positive_int
 
 _STATS = ("running_mean_a", "running_cov_a", "running_mean_b", "running_cov_b")
-_MOMENTUM_HINT = "it weighs the OLD running estimate (the authors use 0.01 or 0.1)."
 
 
 class CorInfoMaxLoss(BatchLoss):
@@ -54,8 +53,7 @@ class CorInfoMaxLoss(BatchLoss):
         >>> loss_fn = CorInfoMaxLoss(dim=64)
         >>> z0 = torch.randn(128, 64, requires_grad=True)  # batch >= dim
         >>> z1 = torch.randn(128, 64, requires_grad=True)
-        >>> loss = loss_fn(z0, z1)
-        >>> loss.backward()
+        >>> loss_fn(z0, z1).backward()
         >>> loss_fn.running_cov_a.dtype
         torch.float64
         >>> # On a GPU, move the criterion once: loss_fn = CorInfoMaxLoss(dim=64).to("cuda")
@@ -89,8 +87,9 @@ class CorInfoMaxLoss(BatchLoss):
         self.cov_weight = check_number("cov_weight", cov_weight, low=0.0, hint=hint)
         cov_momentum = self.resolve_alias("cov_momentum", cov_momentum, "la_R", la_R)
         mean_momentum = self.resolve_alias("mean_momentum", mean_momentum, "la_mu", la_mu)
+        hint = "it weighs the OLD running estimate (the authors use 0.01 or 0.1)."
         self.cov_momentum, self.mean_momentum = (
-            check_number(name, value, low=0.0, high=1.0, high_open=True, hint=_MOMENTUM_HINT)
+            check_number(name, value, low=0.0, high=1.0, high_open=True, hint=hint)
             for name, value in (("cov_momentum", cov_momentum), ("mean_momentum", mean_momentum))
         )
         cov_init = self.resolve_alias("cov_init", cov_init, "R_ini", R_ini)
@@ -126,19 +125,16 @@ class CorInfoMaxLoss(BatchLoss):
         zc = z - new_mean
         scale = (1.0 - self.cov_momentum) / n
         eye = torch.eye(d, dtype=torch.float64, device=z.device)
-        base = self.cov_momentum * cov.detach() + self.eps * eye
+        new_cov = self.cov_momentum * cov.detach() + scale * (zc.mT @ zc)
         if n < d:
             # logdet(A + c Zc^T Zc) = logdet(A) + logdet(I_N + c W^T W), A = L L^T, W = L^-1 Zc^T
             # (determinant lemma): the D x D Cholesky factor needs no backward pass.
-            chol, info = torch.linalg.cholesky_ex(base)
+            chol, info = torch.linalg.cholesky_ex(self.cov_momentum * cov.detach() + self.eps * eye)
             if not bool(info.any()):
                 w = torch.linalg.solve_triangular(chol, zc.mT, upper=False)
                 small = torch.eye(n, dtype=torch.float64, device=z.device) + scale * (w.mT @ w)
                 logdet = 2.0 * torch.log(torch.diagonal(chol)).sum() + logdet_spd(small)
-                with torch.no_grad():
-                    new_cov = self.cov_momentum * cov + scale * (zc.mT @ zc)
-                return new_mean, new_cov, logdet
-        new_cov = self.cov_momentum * cov.detach() + scale * (zc.mT @ zc)
+                return new_mean, new_cov.detach(), logdet
         return new_mean, new_cov, logdet_spd(new_cov + self.eps * eye)
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:

@@ -12,17 +12,15 @@ class MatrixSSLLoss(BatchLoss):
     """Matrix-SSL loss of one (online, target) pair, as proposed in [0].
 
     ``z`` is the ONLINE output (student predictor, gets the gradient) and ``p`` the TARGET (EMA
-    teacher projection): ``loss_fn(z, p)``. The loss is not symmetric; a first argument without
-    gradient and a second with one warns once. With rows gathered and L2-normalised, ``J_m`` the
-    centering matrix:
+    teacher projection): ``loss_fn(z, p)``; swapped roles (gradient only in the second) warn
+    once. With rows gathered and L2-normalised, ``J_m`` the centering matrix:
 
     - uniformity ``U = MCE(target_scale I, p^T J_m z / m + ridge I)``,
     - alignment ``A = MCE(p^T J_m p / m + ridge I, z^T J_m z / m + ridge I)``,
     - loss ``U + gamma * A`` with ``MCE(P, Q) = tr(-P log Q)``.
 
-    For two views: ``0.5 * (loss_fn(z1, p2) + loss_fn(z2, p1))``. ``log`` is the authors' Taylor
-    series around I (``taylor_order=None``: exact); the paper's ``+ tr(Q)`` is omitted as in
-    their code.
+    ``log`` is the authors' Taylor series around I (``taylor_order=None``: exact); the paper's
+    ``+ tr(Q)`` is omitted as in their code.
 
     - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024,
       https://arxiv.org/abs/2305.17326
@@ -79,8 +77,17 @@ class MatrixSSLLoss(BatchLoss):
         Args:
             online: ``z``, the online predictor output (batch, dim); Q of the alignment term.
             target: ``p``, the teacher projection (batch, dim); P of the alignment term.
+
+        Raises:
+            ValueError: Inputs on the meta device, besides those of
+                :meth:`~lightly_matrix.loss.BatchLoss.global_batch`.
         """
         with self.global_batch(online, target) as (z, p):
+            if z.is_meta or p.is_meta:
+                raise ValueError(
+                    "MatrixSSLLoss cannot evaluate meta tensors (they hold no data); create or "
+                    "move the inputs to cpu or cuda first."
+                )
             if target.requires_grad and not online.requires_grad:
                 self.warn_once(
                     "swapped",

@@ -8,16 +8,6 @@ from lightly_matrix.functional._linalg import logdet_identity_plus_cross
 from lightly_matrix.loss._common import BatchLoss, check_number, check_positive_int
 
 
-def mec_lamda(batch_size: int, dim: int, eps_squared: float) -> float:
-    """MEC's ``lambda = d / (m * eps^2)`` for a (global) batch of ``m`` rows of dimension ``d``."""
-    return dim / (batch_size * eps_squared)
-
-
-def mec_mu(batch_size: int, dim: int) -> float:
-    """MEC's ``mu = (m + d) / 2``, the factor of the coding length in [0]'s Eqn. 2."""
-    return (batch_size + dim) / 2
-
-
 class MECLoss(BatchLoss):
     """Maximum Entropy Coding loss of one (online, target) pair, as in the authors' code [0].
 
@@ -28,11 +18,10 @@ class MECLoss(BatchLoss):
 
     with ``logdet`` the Taylor series of order ``taylor_order`` (None: exact ``log|det|``). The
     paper's ``-mu * logdet(...)`` (``mu = (m + d) / 2``) is divided by ``mu * m * lamda`` as in
-    the authors' code: the first-order term is BYOL's negative cosine similarity.
-
-    The series converges only for a spectrum of ``lamda * p^T z`` inside the unit disc, so the
-    authors start with ``eps_squared`` 8 times larger over the 10 warm-up epochs: pass it as
-    ``forward(..., eps_squared=...)``. The loss is symmetric in its two arguments.
+    the authors' code: the first-order term is BYOL's negative cosine similarity. The loss is
+    symmetric in its two arguments. The series converges only for a spectrum of
+    ``lamda * p^T z`` inside the unit disc: the authors' 10 warm-up epochs use an ``eps_squared``
+    8 times larger (``forward(..., eps_squared=...)``).
 
     - [0] Liu et al., Self-Supervised Learning via Maximum Entropy Coding, NeurIPS 2022,
       https://arxiv.org/abs/2210.11464
@@ -78,7 +67,7 @@ class MECLoss(BatchLoss):
         eps2 = self.eps_squared if eps_squared is None else _check_eps_squared(eps_squared)
         with self.global_batch(online, target) as (z, p):
             m, d = z.shape
-            lamda = mec_lamda(m, d, eps2)
+            lamda = d / (m * eps2)
             return -logdet_identity_plus_cross(p, z, lamda, self.taylor_order) / (m * lamda)
 
 

@@ -25,8 +25,7 @@ class UMAELoss(BatchLoss):
         >>> from lightly_matrix.loss import UMAELoss
         >>> loss_fn = UMAELoss(weight=0.01)
         >>> cls_features = torch.randn(16, 192, requires_grad=True)
-        >>> reg = loss_fn(cls_features)  # add to the MAE pixel loss
-        >>> reg.backward()
+        >>> loss_fn(cls_features).backward()  # added to the MAE pixel loss
     """
 
     def __init__(self, gather_distributed: bool = False, weight: float = 1.0) -> None:

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -57,17 +57,6 @@ def _stats(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     mean, var, count = bn.running_mean, bn.running_var, bn.num_batches_tracked
     assert mean is not None and var is not None and count is not None
     return mean, var, count
-
-
-def _cycled(batches: Iterable[Any], num_iters: int) -> Iterator[Any]:
-    done = 0
-    while done < num_iters:
-        started = done
-        for batch in itertools.islice(batches, num_iters - done):
-            yield batch
-            done += 1
-        if done == started:
-            raise ValueError("recompute_bn_stats got no batches to run")
 
 
 @torch.no_grad()
@@ -119,8 +108,14 @@ def recompute_bn_stats(
         bn.reset_running_stats()
         bn.momentum = None  # a cumulative average
     try:
-        for batch in _cycled(batches, num_iters):
-            (forward or model)(batch)
+        done = 0
+        while done < num_iters:  # batches is iterated anew whenever it ends
+            started = done
+            for batch in itertools.islice(batches, num_iters - done):
+                (forward or model)(batch)
+                done += 1
+            if done == started:
+                raise ValueError("recompute_bn_stats got no batches to run")
     except BaseException:
         for bn, (mean, var) in old.items():
             _stats(bn)[0].copy_(mean)
@@ -199,8 +194,8 @@ class PreciseBNHook(Hook):
             cfg = runner._train_dataloader
         if not isinstance(cfg, dict):
             raise ValueError("PreciseBNHook needs train_dataloader as a config dict")
-        cfg = dict(cfg, dataset=_Uncopied(runner.train_dataloader.dataset))
-        cfg["persistent_workers"] = False
+        dataset = _Uncopied(runner.train_dataloader.dataset)
+        cfg = dict(cfg, dataset=dataset, persistent_workers=False)
         diff_rank_seed = bool((runner.cfg.get("randomness") or {}).get("diff_rank_seed", False))
         return runner.build_dataloader(cfg, seed=runner.seed + 1, diff_rank_seed=diff_rank_seed)
 
@@ -216,10 +211,7 @@ class PreciseBNHook(Hook):
             # The training forward's precision (autocast under AmpOptimWrapper).
             amp = isinstance(wrapper, OptimWrapper)
             with wrapper.optim_context(model) if amp else contextlib.nullcontext():
-                data = model.data_preprocessor(batch, True)
-                if isinstance(data, dict):
-                    return model(**data, mode="loss")
-                return model(*data, mode="loss")
+                return model._run_forward(model.data_preprocessor(batch, True), mode="loss")
 
         msg = f"PreciseBN: recomputing {len(layers)} BN layers over {self.num_iters} batches"
         print_log(msg, logger="current")

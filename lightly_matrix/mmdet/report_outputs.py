@@ -7,7 +7,6 @@ its ``DetVisualizationHook`` draws every test image (5,000 for COCO val2017, min
 from __future__ import annotations
 
 import os.path as osp
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ class ClasswiseCocoMetric(CocoMetric):
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """mmdet's metrics for each of ``self.metrics``, per-category keys prefixed by its name."""
-        metrics, out = self.metrics, OrderedDict()
+        metrics, out = self.metrics, {}
         try:
             for metric in metrics:
                 self.metrics = [metric]

@@ -1,10 +1,6 @@
 """mmdet ResNet pieces of MoCo's detection recipe: an init that loads an export or else gives
-ResNet's default, and the R50-C4 RoI shared head with an extra BatchNorm after res5.
-
-``init_cfg=dict(type='PretrainedOrDefault', checkpoint=None, prefix='backbone.')``: random weights
-as it stands, an exported file with ``--cfg-options model.backbone.init_cfg.checkpoint=F``.
-mmengine's ``Pretrained`` cannot hold ``checkpoint=None`` and ``init_cfg=None`` takes no nested
-override.
+ResNet's default (mmengine's ``Pretrained`` cannot hold ``checkpoint=None``, and ``init_cfg=None``
+takes no ``--cfg-options`` override), and the R50-C4 RoI shared head with a BatchNorm after res5.
 """
 
 from __future__ import annotations

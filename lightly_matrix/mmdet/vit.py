@@ -1,14 +1,10 @@
 """A timm Vision Transformer with a simple feature pyramid, as an mmdet backbone, and ViTDet [0].
 
-mmdet 3.3.0 has no ViT detection backbone: a simple feature pyramid turns the last map into the
-strides 4 to 64 of mmdet's FPN heads, so no neck is needed. ViTDet's changes for detection: window
-attention except in the last block of each quarter, zero-initialised relative position biases and
-layer-wise lr decay, on timm's Segment-Anything blocks, whose parameter names equal
-``VisionTransformer``'s: MAE weights load unchanged, only ``rel_pos_*`` is new.
-
-The pyramid's and heads' channel LayerNorm is registered as ``LightlyMatrixLN2d``: mmdet's ViTDet
-project registers ``LN2d`` for its class and mmengine refuses a second registration of one name,
-so both projects import side by side.
+mmdet 3.3.0 has no ViT detection backbone (its ViTDet project is not in the package). The pyramid
+turns the last map into the strides 4 to 64 of mmdet's FPN heads. ViTDet: window attention but in
+the last block of each quarter, zero-initialised relative position biases and layer-wise lr decay,
+on timm's Segment-Anything blocks, whose parameter names equal ``VisionTransformer``'s. The channel
+LayerNorm is ``LightlyMatrixLN2d``: the ViTDet project has ``LN2d``, mmengine refuses a name twice.
 
 - [0] Li, Mao, Girshick, He. "Exploring Plain Vision Transformer Backbones for Object Detection",
   ECCV 2022, https://arxiv.org/abs/2203.16527
@@ -28,12 +24,13 @@ from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.model import BaseModule
 from mmengine.optim import DefaultOptimWrapperConstructor
 from timm.layers import LayerNorm2d as TimmLayerNorm2d
-from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer_sam import Block as WindowBlock
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-#: The registry name of :class:`LayerNorm2d` (mmdet's ViTDet project has ``LN2d``).
+from lightly_matrix.utils.checks import check_number
+
+#: The registry name of :class:`LayerNorm2d`.
 LN2D = "LightlyMatrixLN2d"
 
 
@@ -60,15 +57,7 @@ class LayerNorm2d(TimmLayerNorm2d):
         super().__init__(num_channels, eps=eps, affine=affine)
 
 
-def build_norm(norm_cfg: dict[str, Any], channels: int) -> nn.Module:
-    """mmcv's ``build_norm_layer``, our name resolved here (the default scope may not be mmdet)."""
-    cfg = dict(norm_cfg)
-    if cfg["type"] == LN2D:
-        cfg["type"] = LayerNorm2d
-    return build_norm_layer(cfg, channels)[1]
-
-
-#: Parameter names that get no weight decay beyond the 1-D ones (biases, norms).
+#: The tokens and position embedding: layer 0 with the patch embedding, and no weight decay.
 _NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token")
 _BLOCK_INDEX = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
@@ -135,26 +124,17 @@ def _windowed_blocks(
 def token_map(vit: Any, x: Tensor) -> Tensor:
     """Patch tokens plus interpolated position embedding, no prefix tokens: ``(B, H, W, dim)``."""
     x = vit.patch_embed(x)  # NHWC (timm with dynamic_img_size), padded to whole patches
-    height, width = int(x.shape[1]), int(x.shape[2])
-    prefix = 0 if vit.no_embed_class else int(vit.num_prefix_tokens)
-    pos = resample_abs_pos_embed(
-        vit.pos_embed,
-        new_size=[height, width],
-        old_size=list(vit.patch_embed.grid_size),
-        num_prefix_tokens=prefix,
-    )[:, prefix:]
-    x = x + pos.reshape(1, height, width, -1)
-    return vit.norm_pre(vit.pos_drop(x))
+    tokens = vit._pos_embed(x)[:, vit.num_prefix_tokens :]  # resized to this grid by timm
+    return vit.norm_pre(tokens.reshape(x.shape))
 
 
 @MODELS.register_module()
 class TimmViTSimplePyramid(BaseModule):
     """timm ViT + simple feature pyramid, returning five maps (strides 4 to 64).
 
-    Pretrained weights load under ``vit.`` (timm's key names); the pyramid is new.
-
-    ViTDet mode (``window_size > 0`` or ``use_rel_pos``): ViTDet's blocks; the same file loads,
-    the class token and final norm stay unused (frozen).
+    Pretrained weights load under ``vit.`` (timm's key names); the pyramid is new. ViTDet mode
+    (``window_size > 0`` or ``use_rel_pos``): ViTDet's blocks, the same file loads; the class
+    token and final norm stay unused (frozen).
 
     Args:
         model_name: timm model name, e.g. ``'vit_base_patch16_224'``.
@@ -195,7 +175,9 @@ class TimmViTSimplePyramid(BaseModule):
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(init_cfg)
-        norm_cfg = norm_cfg or dict(type=LN2D)
+        norm_cfg = dict(norm_cfg or dict(type=LN2D))
+        if norm_cfg["type"] == LN2D:  # resolved here: the default scope may not be mmdet's
+            norm_cfg["type"] = LayerNorm2d
         # dynamic_img_size: position embeddings are resized to each (padded) detection input.
         self.vit = timm.create_model(
             model_name,
@@ -210,9 +192,8 @@ class TimmViTSimplePyramid(BaseModule):
         )
         # timm initialised it; mmengine's init_weights would run after init_cfg loaded weights.
         object.__setattr__(self.vit, "is_init", True)
-        self.final_norm = final_norm
         if not final_norm:
-            self.vit.norm = nn.Identity()
+            self.vit.norm = nn.Identity()  # forward_intermediates(norm=True) then skips it
         self.vitdet = window_size != 0 or use_rel_pos
         if self.vitdet:
             grid_size = math.ceil(det_img_size / patch_size)
@@ -232,14 +213,14 @@ class TimmViTSimplePyramid(BaseModule):
             ops: list[nn.Module] = [nn.MaxPool2d(2) for _ in range(int(-steps))]
             channels = int(self.vit.embed_dim)  # type: ignore[arg-type]
             for i in range(int(steps)):
-                ops += [build_norm(norm_cfg, channels), nn.GELU()] if i else []
+                ops += [build_norm_layer(norm_cfg, channels)[1], nn.GELU()] if i else []
                 ops.append(nn.ConvTranspose2d(channels, channels // 2, 2, stride=2))
                 channels //= 2
             ops += [
                 nn.Conv2d(channels, out_channels, 1, bias=False),
-                build_norm(norm_cfg, out_channels),
+                build_norm_layer(norm_cfg, out_channels)[1],
                 nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-                build_norm(norm_cfg, out_channels),
+                build_norm_layer(norm_cfg, out_channels)[1],
             ]
             self.pyramid.append(nn.Sequential(*ops))
 
@@ -250,7 +231,7 @@ class TimmViTSimplePyramid(BaseModule):
             feat = vit.blocks(token_map(vit, x)).permute(0, 3, 1, 2)
         else:
             (feat,) = self.vit.forward_intermediates(  # type: ignore[operator]
-                x, indices=1, norm=self.final_norm, output_fmt="NCHW", intermediates_only=True
+                x, indices=1, norm=True, output_fmt="NCHW", intermediates_only=True
             )
         outs = [level(feat) for level in self.pyramid]
         # Stride 64 for the RPN's largest anchors, as ViTDet's LastLevelMaxPool.
@@ -271,12 +252,11 @@ def block_depth(name: str, num_layers: int) -> int:
     """ViTDet's layer id of a detector parameter: 0 for the patch and position embeddings,
     ``i + 1`` for backbone block ``i``, ``num_layers + 1`` for all else (pyramid, heads)."""
     name = name.removeprefix("module.")
-    if not name.startswith("backbone."):
-        return num_layers + 1
-    if (match := _BLOCK_INDEX.search(name)) is not None:
-        return int(match.group(1)) + 1
-    if any(part in name for part in ("patch_embed", "pos_embed", "cls_token", "reg_token")):
-        return 0
+    if name.startswith("backbone."):
+        if (match := _BLOCK_INDEX.search(name)) is not None:
+            return int(match.group(1)) + 1
+        if any(part in name for part in ("patch_embed", *_NO_DECAY_NAMES)):
+            return 0
     return num_layers + 1
 
 
@@ -298,21 +278,17 @@ class ViTLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
 
     def add_params(self, params: list[dict[str, Any]], module: nn.Module, **kwargs: Any) -> None:
         cfg = dict(self.paramwise_cfg)
-        decay_rate = float(cfg.pop("decay_rate", 1.0))
+        decay_rate = check_number("decay_rate", cfg.pop("decay_rate", 1.0), 0.0, 1.0, low_open=True)
         num_layers = cfg.pop("num_layers", None)
         if cfg:
             raise ValueError(
                 f"ViTLayerDecayOptimizerConstructor: unsupported paramwise_cfg keys {sorted(cfg)};"
                 " it takes decay_rate and num_layers"
             )
-        if not 0.0 < decay_rate <= 1.0 or not math.isfinite(decay_rate):
-            raise ValueError(f"decay_rate must be in (0, 1], got {decay_rate}")
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-        if num_layers is None:
-            backbone = [n for n, _ in named if n.removeprefix("module.").startswith("backbone.")]
-            blocks = [int(m.group(1)) + 1 for n in backbone if (m := _BLOCK_INDEX.search(n))]
-            num_layers = max(blocks, default=None)
-            if num_layers is None:
+        if num_layers is None:  # the deepest backbone block (block_depth gives others 0 here)
+            num_layers = max((block_depth(name, -1) for name, _ in named), default=0)
+            if not num_layers:
                 raise ValueError(
                     "no backbone.*blocks.<i> parameters found; ViTLayerDecayOptimizerConstructor is"
                     " for ViT backbones (set paramwise_cfg.num_layers or use another constructor)"

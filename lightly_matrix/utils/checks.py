@@ -9,16 +9,10 @@ from typing import Any
 
 
 def check_positive_int(name: str, value: Any, hint: str = "") -> int:
-    """``value`` if it is an ``int`` >= 1 (``bool`` is not), else a ``ValueError`` naming it.
-
-    Args:
-        name: The argument's name as the caller spells it (``"num_iters"``, ``"--parallel"``).
-        value: What was passed; returned, so a constructor can check and assign in one line.
-        hint: How to fix it, appended to the message (e.g. a usual value).
+    """``value`` if it is an ``int`` >= 1 (``bool`` is not), else a ``ValueError`` naming ``name``
+    (as the caller spells it) with ``hint``, how to fix it, appended.
 
     Examples:
-        >>> check_positive_int("num_layers", 3)
-        3
         >>> check_positive_int("num_iters", 0, hint="Detectron2 uses 200")
         Traceback (most recent call last):
         ...
@@ -52,29 +46,18 @@ def check_number(
     """
     bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
     bounds += [f"{'<' if high_open else '<='} {high:g}"] if high is not None else []
-    v = math.nan
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        v = float(value)
-    ok = math.isfinite(v)
-    if ok and low is not None:
-        ok = v > low if low_open else v >= low
-    if ok and high is not None:
-        ok = v < high if high_open else v <= high
-    if not ok:
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    v = float(value) if real else math.nan  # type: ignore[arg-type]
+    above = low is None or (v > low if low_open else v >= low)
+    below = high is None or (v < high if high_open else v <= high)
+    if not (math.isfinite(v) and above and below):
         valid = " ".join(["a finite number", " and ".join(bounds)]).strip()
         raise ValueError(f"{name} must be {valid}, got {value!r}" + (f"; {hint}" if hint else "."))
     return v
 
 
 def positive_int(text: str) -> int:
-    """An ``argparse`` ``type=`` for counts >= 1; argparse prints the flag and the value.
-
-    Examples:
-        >>> parser = argparse.ArgumentParser()
-        >>> _ = parser.add_argument("--parallel", type=positive_int)
-        >>> parser.parse_args(["--parallel", "2"]).parallel
-        2
-    """
+    """An ``argparse`` ``type=`` for counts >= 1; argparse prints the flag and the value."""
     try:
         return check_positive_int("the value", int(text))
     except ValueError:

@@ -26,24 +26,11 @@ def current_umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], replace: bool = True) -> Path:
     """Write ``path`` through ``write(binary_file)`` so that it is never seen half-written.
 
-    If ``write`` raises, the temporary file is removed and ``path`` keeps its content. With
-    ``replace=False`` an existing ``path`` is never replaced (``FileExistsError``), even by a race.
-
-    Raises:
-        OSError: The folder cannot be created or written (nothing is changed).
+    If ``write`` raises, ``path`` keeps its content. With ``replace=False`` an existing ``path``
+    is never replaced (``FileExistsError``), even by a race. An ``OSError`` changes nothing.
 
     Examples:
         >>> import tempfile
@@ -72,7 +59,12 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], replace: b
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    with contextlib.suppress(OSError):  # make the rename durable (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return path
 
 

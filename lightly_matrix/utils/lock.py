@@ -20,21 +20,8 @@ LOCK_NAME = ".lightly-matrix.lock"
 
 @contextmanager
 def folder_lock(folder: Path, option: str = "--out") -> Iterator[None]:
-    """Holds the exclusive lock of ``folder`` (which must exist) while the block runs.
-
-    Args:
-        folder: The output folder.
-        option: Its option name for the message (``--out``, ``--work-dir``).
-
-    Raises:
-        UserError: Another process holds the folder's lock.
-
-    Examples:
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> with tempfile.TemporaryDirectory() as tmp, folder_lock(Path(tmp)):
-        ...     pass
-    """
+    """Holds the exclusive lock of ``folder`` (which must exist) while the block runs; a
+    ``UserError`` naming ``option`` (``--out``, ``--work-dir``) if another process holds it."""
     path = Path(folder) / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -12,19 +12,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class LoopProgress:
-    """A fit loop's position; ``None`` where the source does not record it.
+    """A fit loop's position; ``None`` where the source does not record it."""
 
-    Attributes:
-        epoch: Lightning's ``current_epoch`` (at the end-of-training save, already the next).
-        epochs_done: Epochs whose end hooks have run.
-        batches_done: Training batches finished in ``epoch``.
-        global_step: Optimizer steps taken.
-    """
-
+    #: Lightning's ``current_epoch`` (at the end-of-training save, already the next).
     epoch: int | None = None
-    epochs_done: int | None = None
-    batches_done: int | None = None
-    global_step: int | None = None
+    epochs_done: int | None = None  #: Epochs whose end hooks have run.
+    batches_done: int | None = None  #: Training batches finished in ``epoch``.
+    global_step: int | None = None  #: Optimizer steps taken.
 
 
 def _int_or_none(value: Any) -> int | None:

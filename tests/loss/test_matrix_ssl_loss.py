@@ -222,3 +222,12 @@ def test_teacher_first_warns_once_naming_the_online_argument() -> None:
         fresh(student, target)  # the right order
         fresh(online, target)  # no gradient anywhere (evaluation)
         fresh(student, target.clone().requires_grad_(True))  # both with gradient
+
+
+@pytest.mark.parametrize("devices", [("meta", "meta"), ("meta", "cpu"), ("cpu", "meta")])
+def test_meta_tensors_are_a_one_line_value_error(devices) -> None:
+    # Probe L7: torch's own error was an .item() RuntimeError (or a meta loss that fails later).
+    inputs = [torch.randn(8, 16, device=device) for device in devices]
+    with pytest.raises(ValueError, match=r"^MatrixSSLLoss cannot evaluate meta tensors") as err:
+        MatrixSSLLoss()(*inputs)
+    assert "\n" not in str(err.value) and "cpu or cuda" in str(err.value)

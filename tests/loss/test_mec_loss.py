@@ -8,7 +8,6 @@ from torch.autograd import gradcheck
 
 from lightly_matrix.functional import logdet_identity_plus_cross
 from lightly_matrix.loss import MatrixSSLLoss, MECLoss
-from lightly_matrix.loss.mec_loss import mec_lamda, mec_mu
 
 SHAPES = [(8, 24), (16, 16), (40, 12)]  # m < d, m = d, m > d
 
@@ -79,8 +78,7 @@ def test_paper_objective_and_authors_scaling() -> None:
     # Paper: -mu logdet(I + lamda Z1^T Z2); the authors' loss is it divided by mu * m * lamda.
     m, d, eps_squared = 12, 20, 64.0
     online, target = _views(m, d, seed=3)
-    lamda, mu = mec_lamda(m, d, eps_squared), mec_mu(m, d)
-    assert lamda == d / (m * eps_squared) and mu == (m + d) / 2
+    lamda, mu = d / (m * eps_squared), (m + d) / 2  # the MEC paper's Eqn. 2
     p, z = F.normalize(target, dim=1), F.normalize(online, dim=1)
     paper = -mu * logdet_identity_plus_cross(p, z, lamda, taylor_order=4)
     loss = MECLoss(eps_squared=eps_squared)(online, target)
