@@ -110,8 +110,14 @@ def logdet_spd(S: Tensor) -> Tensor:
     """Log-determinant of a symmetric positive-definite matrix through its Cholesky factor.
 
     Raises:
-        ValueError: If ``S`` is not positive definite, instead of returning NaN.
+        ValueError: If ``S`` is not positive definite, instead of returning NaN, or on the meta
+            device (the check needs values).
     """
+    if S.is_meta:
+        raise ValueError(
+            "cannot evaluate a log-determinant of meta tensors (they hold no data); create or move "
+            "the inputs to cpu or cuda first."
+        )
     L, info = torch.linalg.cholesky_ex(S)
     if bool(info.any()):
         raise ValueError(

@@ -192,3 +192,5 @@ def test_statistics_on_another_device_raise_with_the_fix() -> None:
     loss_fn.to("meta")
     assert loss_fn.running_cov_a.device.type == "meta"
     assert loss_fn.running_cov_a.dtype == torch.float64
+    with pytest.raises(ValueError, match=r"meta tensors .*cpu or cuda"):  # no data to evaluate
+        loss_fn(z, z)

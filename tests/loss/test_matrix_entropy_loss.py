@@ -104,3 +104,9 @@ def test_value_range_is_the_closed_form_the_readme_quotes() -> None:
     torch.manual_seed(0)
     value = float(loss_fn(torch.randn(m, d, dtype=torch.float64)))
     assert low <= value <= high
+
+
+def test_meta_tensors_are_refused_in_one_line() -> None:
+    z = torch.randn(16, 8, device="meta")
+    with pytest.raises(ValueError, match=r"meta tensors .*cpu or cuda"):
+        MatrixEntropyLoss()(z)
