@@ -11,8 +11,6 @@ from typing import Any
 from lightly_matrix.errors import UserError
 from lightly_matrix.report.data import Curve
 
-DPI = 100
-
 
 def require_matplotlib() -> None:
     """Raises a one-line ``UserError`` with the install command when matplotlib is missing."""
@@ -96,7 +94,7 @@ def _png(figure: Any) -> bytes:
 
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 
@@ -108,12 +106,10 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
     columns = max(1, min(columns, len(panels)))
     rows = -(-len(panels) // columns)
     figure = Figure(figsize=(size[0] * columns, size[1] * rows), layout="constrained")
-    axes_grid = figure.subplots(rows, columns, squeeze=False)
-    for index, axes in enumerate(axes_grid.flat):
-        if index >= len(panels):
-            axes.set_axis_off()
-            continue
-        panel = panels[index]
+    axes_grid = figure.subplots(rows, columns, squeeze=False).flat
+    for axes in axes_grid[len(panels) :]:
+        axes.set_axis_off()
+    for panel, axes in zip(panels, axes_grid, strict=False):
         for s in panel.series:
             style = dict(color=s.color, alpha=s.alpha, label=s.label or None, linewidth=s.linewidth)
             if s.yerr is not None:

@@ -6,13 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from lightly_matrix.report.data import (
-    METRICS_FILE,
-    SPECTRUM_FILE,
-    Curve,
-    PretrainRun,
-    parse_spread,
-)
+from lightly_matrix.report.data import METRICS_FILE, SPECTRUM_FILE, PretrainRun, parse_spread
 from lightly_matrix.report.figures import Panel, Series, curve_panels, draw_panels
 from lightly_matrix.report.html import Section, paragraph, settings, table
 
@@ -43,9 +37,8 @@ def run_section(run: PretrainRun) -> Section:
     section.add(paragraph(f"Run folder: {run.path.resolve()}", "meta"))
     info = (run.metrics or {}).get("run") or {}
     if not info:
-        section.lack(
-            "Settings", "the run's settings", _unreadable_or(run, METRICS_FILE, NO_METRICS)
-        )
+        why = _unreadable_or(run, METRICS_FILE, NO_METRICS)
+        section.lack("Settings", "the run's settings", why)
         return section
     # The run's record as saved (RunConfig.record), less the record's version and the hparams.
     shown = [k for k, v in info.items() if k != "format" and not isinstance(v, dict | list)]
@@ -63,32 +56,16 @@ def run_section(run: PretrainRun) -> Section:
     return section
 
 
-def _probe_rows(history: list[dict[str, Any]]) -> list[list[Any]]:
-    rows: list[list[Any]] = []
-    for row in history:
-        epoch = f"{row['epoch']} (random init)" if row["epoch"] == 0 else row["epoch"]
-        rows.append(
-            [epoch, row.get("step")] + [row.get(key) for key, _ in PROBES] + [row.get("eval_s")]
-        )
-    first, last = history[0], history[-1]
-    if first["epoch"] == 0 and last["epoch"] > 0:
-        change = [last[k] - first[k] if k in last and k in first else None for k, _ in PROBES]
-        rows.append([f"change 0 -> {last['epoch']}", None, *change, None])
-    return rows
-
-
-def _reference_series(reference: dict[str, Any], key: str, name: str, color: Any) -> Series | None:
+def _reference_series(reference: dict[str, Any], key: str, name: str, color: Any) -> list[Series]:
     spread = (reference.get("probes") or {}).get(key) or {}
     before, after = parse_spread(spread.get("before")), parse_spread(spread.get("after"))
     points = [(0, before)] if before else []
     if after and reference.get("epochs"):
         points.append((reference["epochs"], after))
-    if not points:
-        return None
     seeds = len(reference.get("seeds") or [])
     label = f"{name}, reference mean ± std" + (f" of {seeds} seeds" if seeds else "")
-    return Series(label, [p[0] for p in points], [p[1][0] for p in points],
-                  yerr=[p[1][1] for p in points], fmt="s", color=color, alpha=0.45)  # fmt: skip
+    x, y, yerr = [p[0] for p in points], [p[1][0] for p in points], [p[1][1] for p in points]
+    return [Series(label, x, y, yerr, fmt="s", color=color, alpha=0.45)] if points else []
 
 
 def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section:
@@ -107,20 +84,23 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
             f"{info.get('eval_split', 'test')} split; epoch 0 is the random initialisation."
         )
     )
-    section.add(
-        table(
-            ["epoch", "step"] + [f"{name} top-1 (%)" for _, name in PROBES] + ["eval time (s)"],
-            _probe_rows(history),
-        )
-    )
+    rows: list[list[Any]] = [
+        [f"{r['epoch']} (random init)" if r["epoch"] == 0 else r["epoch"], r.get("step"),
+         *(r.get(key) for key, _ in PROBES), r.get("eval_s")]
+        for r in history
+    ]  # fmt: skip
+    first, last = history[0], history[-1]
+    if first["epoch"] == 0 and last["epoch"] > 0:
+        change = [last[k] - first[k] if k in last and k in first else None for k, _ in PROBES]
+        rows.append([f"change 0 -> {last['epoch']}", None, *change, None])
+    headers = ["epoch", "step", *(f"{name} top-1 (%)" for _, name in PROBES), "eval time (s)"]
+    section.add(table(headers, rows))
     series = []
     for index, (key, name) in enumerate(PROBES):
         color = f"C{index}"
         points = [(row["epoch"], row[key]) for row in history if key in row]
         series.append(Series(name, [p[0] for p in points], [p[1] for p in points], color=color))
-        ref = _reference_series(reference, key, name, color) if reference else None
-        if ref is not None:
-            series.append(ref)
+        series += _reference_series(reference, key, name, color) if reference else []
     panel = Panel("Frozen-backbone probes", "epoch (0 = random init)", "top-1 accuracy (%)",
                   series, integer_x=True, legend="right")  # fmt: skip
     section.figure("Probe accuracy over training", draw_panels([panel], size=(10.0, 4.4)), "", "")
@@ -166,22 +146,15 @@ def _spectrum_panels(spectra: list[dict[str, Any]]) -> list[Panel]:
     ]  # fmt: skip
 
 
-def _components_for(share: list[float], percent: float) -> int:
-    return next((i + 1 for i, c in enumerate(_cumulative(share)) if c >= percent), len(share))
-
-
 def spectrum_section(run: PretrainRun) -> Section:
     """The covariance spectrum of the backbone features per evaluation, effective rank marked."""
     section = Section("Eigenvalue spectrum of the backbone features")
     spectra = [e for e in run.spectra if _share(e["eigenvalues"])]
     if not spectra:
-        why = _unreadable_or(
-            run,
-            SPECTRUM_FILE,
-            "spectrum.json holds no evaluation"
-            if (run.path / SPECTRUM_FILE).exists()
-            else "no spectrum.json: the run predates saved spectra or ran with --no-eval",
-        )
+        absent = "no spectrum.json: the run predates saved spectra or ran with --no-eval"
+        if (run.path / SPECTRUM_FILE).exists():
+            absent = "spectrum.json holds no evaluation"
+        why = _unreadable_or(run, SPECTRUM_FILE, absent)
         section.lack("Spectrum", "the eigenvalue spectrum", why)
         return section
     first = spectra[0]
@@ -202,19 +175,25 @@ def spectrum_section(run: PretrainRun) -> Section:
     rows = []
     for e in spectra:
         share = _share(e["eigenvalues"])
+        for_90 = next((i + 1 for i, c in enumerate(_cumulative(share)) if c >= 90), len(share))
         rows.append((e["epoch"], e["effective_rank"], e.get("matrix_entropy"), 100 * share[0],
-                     _components_for(share, 90.0)))  # fmt: skip
+                     for_90))  # fmt: skip
     section.add(table(headers, rows))
     return section
 
 
-def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
-    """The panels whose values were logged, and the titles of those that were not."""
+def curves_section(run: PretrainRun) -> Section:
+    """Training curves from Lightning's CSV logs."""
+    section = Section("Training curves")
+    if not run.curves:
+        why = "no csv/version_*/metrics.csv in the run folder"
+        section.lack("Curves", "the training curves", why)
+        return section
     # fmt: off
     losses = [(f"{n}_step", f"{n} (per step)", "-") for n in LOSSES] + [
         (f"{n}_epoch", f"{n} (epoch mean)", "o") for n in LOSSES
     ]
-    lrs = [(c, c.split("/", 1)[-1], "-") for c in sorted(curves) if c.startswith("lr-")]
+    lrs = [(c, c.split("/", 1)[-1], "-") for c in sorted(run.curves) if c.startswith("lr-")]
     probe = [("train_online_cls_top1", "train batches", "-"),
              ("val_online_cls_top1", "validation", "-o")]
     parts = ("backbone", "projection")
@@ -229,21 +208,11 @@ def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
          [(f"diag/{p}_matrix_entropy", p, "-o") for p in parts], True, 1.0),
     ]
     # fmt: on
-    panels, missing = curve_panels(curves, specs)
-    return panels, [
+    panels, titles = curve_panels(run.curves, specs)
+    missing = [
         title.lower() + (f" ({WHY_NOT_LOGGED[title]})" if title in WHY_NOT_LOGGED else "")
-        for title in missing
+        for title in titles
     ]
-
-
-def curves_section(run: PretrainRun) -> Section:
-    """Training curves from Lightning's CSV logs."""
-    section = Section("Training curves")
-    if not run.curves:
-        why = "no csv/version_*/metrics.csv in the run folder"
-        section.lack("Curves", "the training curves", why)
-        return section
-    panels, missing = _curve_panels(run.curves)
     section.add(
         paragraph(
             "From the run's CSV logs (csv/version_*/metrics.csv; a resumed run's versions are "

@@ -102,14 +102,13 @@ def _constructors(type_name: Any) -> list[Any]:
     import lightly_matrix.mmdet  # noqa: F401 - our registered modules
 
     found = []
-    for registry in vars(mmdet.registry).values():
-        if isinstance(registry, Registry):
-            try:
-                obj = registry.get(type_name)
-            except Exception:  # a registry whose lazy imports fail says nothing about this key
-                obj = None
-            if obj is not None and obj not in found:
-                found.append(obj)
+    for registry in filter(lambda r: isinstance(r, Registry), vars(mmdet.registry).values()):
+        try:
+            obj = registry.get(type_name)
+        except Exception:  # a registry whose lazy imports fail says nothing about this key
+            continue
+        if obj is not None and obj not in found:
+            found.append(obj)
     return found
 
 
@@ -168,8 +167,8 @@ def _is_number(value: Any) -> bool:
 
 
 #: Counts whose out-of-range values mmengine / torch only reject deep inside a run.
-_COUNT_MINIMUM = {"batch_size": 1, "max_iters": 1, "max_epochs": 1, "val_interval": 1}
-_COUNT_MINIMUM |= {"num_workers": 0, "interval": 1}
+_COUNT_MINIMUM = dict(batch_size=1, max_iters=1, max_epochs=1, val_interval=1, interval=1,
+                      num_workers=0)  # fmt: skip
 
 
 def _check_type(key: str, old: Any, new: Any) -> None:
@@ -183,9 +182,8 @@ def _check_type(key: str, old: Any, new: Any) -> None:
         raise UserError(f"--cfg-options {key}={new!r}: must be >= {low}")
 
     def of_dicts(value: Any) -> bool:
-        return isinstance(value, dict) or (
-            isinstance(value, list | tuple) and all(isinstance(v, dict) for v in value)
-        )
+        values = value if isinstance(value, list | tuple) else [value]
+        return all(isinstance(v, dict) for v in values)
 
     if of_dicts(old) and old and not of_dicts(new):
         index = ".0" if isinstance(old, list | tuple) else ""
@@ -239,12 +237,8 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
             continue
         siblings = set(parent) if isinstance(parent, dict) else set()
         close = difflib.get_close_matches(new, sorted((siblings | accepted) - {new}), n=3)
-        prefix = ".".join([*parent_path, ""])
-        hint = (
-            f"did you mean {' or '.join(prefix + name for name in close)}?"
-            if close
-            else "no similar key exists there"
-        )
+        hint = " or ".join(".".join([*parent_path, name]) for name in close)
+        hint = f"did you mean {hint}?" if close else "no similar key exists there"
         where = f"'{'.'.join(parent_path)}'" if parent_path else "the top level"
         raise UserError(
             f"--cfg-options {key}: '{new}' is not a key of {where} in the config and would be"

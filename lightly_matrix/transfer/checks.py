@@ -78,19 +78,17 @@ def check_devices(args: argparse.Namespace) -> None:
 
 def check_counts(args: argparse.Namespace) -> None:
     """Fail in one line on counts out of range, before anything is built (0 is never "default")."""
-    problems = []
-    for flag, value, low in (
-        ("--max-iters", args.max_iters, 1),
-        ("--batch-size", args.batch_size, 1),
-        ("--val-interval", args.val_interval, 0),
-        ("--seed", args.seed, 0),
-        ("--node-rank", args.node_rank, 0),
+    problems: list[str] = []
+    own = " (omit it for the config's own)"
+    for flag, value, low, hint in (
+        ("--max-iters", args.max_iters, 1, own),
+        ("--batch-size", args.batch_size, 1, own),
+        ("--val-interval", args.val_interval, 0, ""),
+        ("--seed", args.seed, 0, ""),
+        ("--node-rank", args.node_rank, 0, ""),
     ):
         if value is not None and value < low:
-            own = (
-                " (omit it for the config's own)" if flag in ("--max-iters", "--batch-size") else ""
-            )
-            problems.append(f"{flag} must be >= {low}, got {value}{own}")
+            problems.append(f"{flag} must be >= {low}, got {value}{hint}")
     if args.seed >= 2**32:
         problems.append(f"--seed must be < 2**32 (numpy's limit), got {args.seed}")
     if args.node_rank >= args.nnodes:

@@ -47,27 +47,14 @@ def _polygons_ok(segmentation: Any) -> bool:
     """Polygons of at least 3 points, or a run-length encoding (crowd annotations)."""
     if isinstance(segmentation, dict):
         return "counts" in segmentation and "size" in segmentation
-    return (
-        isinstance(segmentation, list)
-        and bool(segmentation)
-        and all(_finite(p) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation)
-    )
+    polygons = segmentation if isinstance(segmentation, list) else []
+    return bool(polygons) and all(_finite(p) and len(p) >= 6 and len(p) % 2 == 0 for p in polygons)
 
 
-def _outside(ann: dict[str, Any], image: dict[str, Any]) -> bool:
-    """A box of positive size that does not overlap its image: it can never be detected."""
-    x, y, w, h = ann["bbox"]
-    far = x >= image["width"] or y >= image["height"] or x + w <= 0 or y + h <= 0
-    return min(w, h) > 0 and far
-
-
-def _usable(ann: dict[str, Any], image: dict[str, Any]) -> bool:
-    """What mmdet's CocoDataset trains on: not crowd, a box of at least 1 px inside the image."""
-    x, y, w, h = ann["bbox"]
-    inside_w = min(x + w, image["width"]) - max(x, 0)
-    inside_h = min(y + h, image["height"]) - max(y, 0)
-    crowd = ann.get("iscrowd") or ann.get("ignore")
-    return not crowd and w >= 1 and h >= 1 and inside_w > 0 and inside_h > 0
+def _inside(ann: dict[str, Any], images: dict[Any, dict[str, Any]]) -> float:
+    """The shorter side of the part of the box inside its image (<= 0: none)."""
+    (x, y, w, h), image = ann["bbox"], images[ann["image_id"]]
+    return min(min(x + w, image["width"]) - max(x, 0), min(y + h, image["height"]) - max(y, 0))
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -150,20 +137,23 @@ def check_split(
     _fail(path, [a for a in anns if not _finite(a["bbox"], 4) or min(a["bbox"][2:]) < 0],
           "boxes are not 4 finite numbers of non-negative size", lambda a: f"id {a['id']},"
           f" bbox {a['bbox']}", "boxes are [x, y, width, height]")  # fmt: skip
-    _fail(path, [a for a in anns if _outside(a, by_id[a["image_id"]])],
+    # A box of positive size that does not overlap its image can never be detected.
+    _fail(path, [a for a in anns if min(a["bbox"][2:]) > 0 >= _inside(a, by_id)],
           "boxes lie wholly outside their image", lambda a: f"id {a['id']}, bbox {a['bbox']},"
           f" image {by_id[a['image_id']]['width']}x{by_id[a['image_id']]['height']}",
           "fix the boxes, or the image's width and height")  # fmt: skip
     _fail(path, [a for a in anns if not _polygons_ok(a["segmentation"])],
           "masks are not polygons of at least 3 points (or RLE)", lambda a: f"id {a['id']}",
           "each polygon is [x1, y1, x2, y2, x3, y3, ...]")  # fmt: skip
-    usable = sum(_usable(a, by_id[a["image_id"]]) for a in anns)
+    # What mmdet's CocoDataset trains on: not crowd, a box of at least 1 px inside the image.
+    usable = [a for a in anns if not (a.get("iscrowd") or a.get("ignore"))]
+    usable = [a for a in usable if min(a["bbox"][2:]) >= 1 and _inside(a, by_id) > 0]
     if not usable:
         raise UserError(
             f"{path}: none of its {len(anns)} annotations can be used for the {split} split"
             " (crowd, or boxes under 1 px or outside the image); it would train or score nothing"
         )
-    return usable
+    return len(usable)
 
 
 def check_config_data(cfg: Any) -> None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import importlib.resources
 import importlib.util
+import itertools
 import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.errors import UserError
+from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.user_files import check_writable
 from lightly_matrix.utils.io import atomic_write_text
 
@@ -50,15 +51,11 @@ DEMO_CONFIG = "mask-rcnn_r18_fpn_demo_coco-shapes"
 def config_dir() -> Path:
     """The folder holding our configs (installed package, or the checkout's ``mmdet_configs/``)."""
     try:
-        installed = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
-    except ModuleNotFoundError:
-        installed = None
-    if installed is not None and installed.is_dir():
-        return installed
-    # A checkout on PYTHONPATH without `pip install`.
-    beside = Path(__file__).resolve().parents[2] / "mmdet_configs"
-    if beside.is_dir():
-        return beside
+        folder = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
+    except ModuleNotFoundError:  # a checkout on PYTHONPATH without `pip install`
+        folder = Path(__file__).resolve().parents[2] / "mmdet_configs"
+    if folder.is_dir():
+        return folder
     raise UserError(
         "lightly_matrix's mmdet configs are missing from this installation; reinstall it"
         ' (pip install "lightly-matrix[mmdet]")'
@@ -72,14 +69,10 @@ def available_configs() -> list[str]:
 
 def describe_config(path: Path) -> str:
     """The first sentence of the comment a config starts with (which protocol it is)."""
-    lines = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#") or line.startswith("# ruff:"):
-            break
-        lines.append(line.lstrip("#").strip())
-    text = " ".join(lines)
-    end = text.find(". ")
-    return text if end < 0 else text[: end + 1]
+    lines = path.read_text().splitlines()
+    head = itertools.takewhile(lambda x: x.startswith("#") and not x.startswith("# ruff:"), lines)
+    first, end, _ = " ".join(line.lstrip("#").strip() for line in head).partition(". ")
+    return first + "." if end else first
 
 
 def resolve_config(name: str) -> Path:
@@ -100,10 +93,7 @@ def resolve_config(name: str) -> Path:
 def config_protocol(name: str) -> str | None:
     """The ``--protocol`` a config (name or path) belongs to, ``None`` for the others."""
     stem = Path(name).name.removesuffix(".py")
-    for protocol, configs in PROTOCOLS.items():
-        if stem in configs.values():
-            return protocol
-    return None
+    return next((p for p, configs in PROTOCOLS.items() if stem in configs.values()), None)
 
 
 def default_config(architecture: str | None, demo: bool, protocol: str | None = None) -> str:
@@ -130,11 +120,6 @@ def default_config(architecture: str | None, demo: bool, protocol: str | None = 
     return configs[key]
 
 
-_TRAIN_PY_EXPR = (
-    "$(python -c 'import mmdet,os;print(os.path.dirname(mmdet.__file__))')/.mim/tools/train.py"
-)
-
-
 def mmdet_train_py() -> str:
     """Path of the ``tools/train.py`` that the mmdet wheel ships (``mmdet/.mim/tools``)."""
     try:
@@ -145,7 +130,9 @@ def mmdet_train_py() -> str:
         train_py = Path(spec.origin).parent / ".mim" / "tools" / "train.py"
         if train_py.is_file():
             return shlex.quote(str(train_py))
-    return _TRAIN_PY_EXPR
+    return (  # a shell expression for where it will be
+        "$(python -c 'import mmdet,os;print(os.path.dirname(mmdet.__file__))')/.mim/tools/train.py"
+    )
 
 
 def mmdet_train_command(architecture: str, backbone_cfg: Mapping[str, Any], weights: Path) -> str:
@@ -182,10 +169,9 @@ def read_config(path: Path) -> Any:
     try:
         return Config.fromfile(str(path))
     except Exception as err:  # the file is the user's Python: any error in it is theirs to fix
-        first = str(err).splitlines()[0] if str(err) else ""
         raise UserError(
-            f"config {path}: mmengine cannot read it ({type(err).__name__}: {first}); fix the "
-            "file or use one of ours (see `lightly-matrix configs`)"
+            f"config {path}: mmengine cannot read it ({type(err).__name__}: {first_line(err)});"
+            " fix the file or use one of ours (see `lightly-matrix configs`)"
         ) from None
 
 

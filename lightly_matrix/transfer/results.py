@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import math
 from typing import Any
 
 from lightly_matrix.utils import text
@@ -38,14 +39,18 @@ def summarise(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _cell(percent: float | None) -> str:
-    return "-" if percent is None else f"{percent:.1f}"
+def percent(value: Any) -> float | None:
+    """An AP fraction in percent; ``None`` for -1 or nan (COCO had no such objects) or no number."""
+    ok = isinstance(value, int | float) and math.isfinite(value) and value >= 0
+    return 100.0 * value if ok else None
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _ap_cells(results: dict[str, Any]) -> list[str]:
-    """A run's AP columns in percent, as papers report them (-1: COCO had no such objects)."""
-    values = [results.get(iou_type, {}).get(name) for iou_type, name in METRICS.values()]
-    return [_cell(None if v is None or v < 0 else 100 * v) for v in values]
+    return [_cell(percent(results.get(t, {}).get(name))) for t, name in METRICS.values()]
 
 
 def _method(results: dict[str, Any]) -> str:
@@ -112,10 +117,8 @@ def comparison_table(results: dict[str, Any], full_schedule: bool = True) -> str
             "source": "this run",
         }
     ]
-    urls: list[str] = []
     for entry in rows:
-        source = entry["source"]
-        short, kind = source["short"], source["kind"]
+        short, kind = entry["source"]["short"], entry["source"]["kind"]
         table.append(
             {
                 "method": entry["method"],
@@ -124,16 +127,11 @@ def comparison_table(results: dict[str, Any], full_schedule: bool = True) -> str
                 "source": short if kind in short else f"{short} ({kind})",
             }
         )
-        if source["url"] not in urls:
-            urls.append(source["url"])
     columns = [("method", "method"), ("epochs", "pretrain epochs"), *((m, m) for m in METRICS)]
     described = load_references()["protocols"][protocol]
-    lines = [
-        f"Published numbers for protocol {protocol} ({described['detector']}):",
-        "",
-        text.markdown_table(table, [*columns, ("source", "source")]),
-    ]
-    notes = ["Sources:", *(f"- {url}" for url in urls)]
+    markdown = text.markdown_table(table, [*columns, ("source", "source")])
+    lines = [f"Published numbers for protocol {protocol} ({described['detector']}):", "", markdown]
+    notes = ["Sources:", *(f"- {url}" for url in dict.fromkeys(e["source"]["url"] for e in rows))]
     if described.get("missing"):
         notes.append(described["missing"])
     if results.get("architecture") != "resnet50":
