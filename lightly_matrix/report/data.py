@@ -14,7 +14,6 @@ SPECTRUM_FILE = "spectrum.json"
 RESULTS_FILE = "results.json"
 #: Sub-folder of mmengine's ``TIMESTAMP`` log folder holding the test's drawn images.
 VIS_TEST_DIR = "vis_test"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 #: ``(step, epoch, value)`` rows of one logged quantity, in step order.
 Curve = list[tuple[int, int | None, float]]
@@ -168,7 +167,9 @@ def load_transfer(path: Path) -> TransferRun:
         run.curves = read_scalars(scalar_files[-1], run.problems)
     # The test may run in a Runner of its own, whose TIMESTAMP folder has no scalars.
     for folder in sorted(path.glob(f"*/{VIS_TEST_DIR}"), reverse=True):
-        images = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(
+            p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+        )
         if images:
             run.images = images
             break

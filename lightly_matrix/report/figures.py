@@ -1,4 +1,4 @@
-"""The report's figures as PNG bytes: matplotlib ``Figure`` on an Agg canvas, no pyplot (no global
+"""The report's figures as PNG bytes: a matplotlib ``Figure`` saved directly, no pyplot (no global
 backend switched, no window)."""
 
 from __future__ import annotations
@@ -90,20 +90,17 @@ def curve_panels(
 
 
 def _png(figure: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 
-def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, float] = (5.4, 3.5)):
-    """Draws ``panels`` in a grid of ``columns``; returns the PNG bytes."""
+def draw_panels(panels: Sequence[Panel], size: tuple[float, float] = (5.4, 3.5)) -> bytes:
+    """Draws ``panels`` in a grid of two columns; returns the PNG bytes."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    columns = max(1, min(columns, len(panels)))
+    columns = max(1, min(2, len(panels)))
     rows = -(-len(panels) // columns)
     figure = Figure(figsize=(size[0] * columns, size[1] * rows), layout="constrained")
     axes_grid = figure.subplots(rows, columns, squeeze=False).flat
@@ -118,13 +115,10 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
                 axes.plot(s.x, s.y, s.fmt, markersize=4, **style)
         for x, label, color in panel.vlines:
             axes.axvline(x, linestyle="--", color=color, linewidth=1.0, label=label or None)
-        if panel.logy:
-            axes.set_yscale("log")
         if panel.integer_x:
             axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set(xlabel=panel.xlabel, ylabel=panel.ylabel, yscale="log" if panel.logy else "linear")
         axes.set_title(panel.title, fontsize=11)
-        axes.set_xlabel(panel.xlabel)
-        axes.set_ylabel(panel.ylabel)
         axes.grid(True, alpha=0.3, which="major")
         if any(s.label for s in panel.series) or any(label for _, label, _ in panel.vlines):
             axes.legend(fontsize=8, **_LEGEND[panel.legend])  # type: ignore[arg-type]

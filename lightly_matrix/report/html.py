@@ -74,6 +74,9 @@ class Section:
     def add(self, fragment: str) -> None:
         self.parts.append(fragment)
 
+    def text(self, text: str, css: str | None = None) -> None:
+        self.add(paragraph(text, css))
+
     def figure(self, heading: str, png: bytes | None, what: str, why: str) -> None:
         """A sub-heading and the figure, or a notice that the run did not save it (listed)."""
         self.add(f"<h3>{esc(heading)}</h3>")

@@ -8,7 +8,7 @@ from typing import Any
 
 from lightly_matrix.report.data import METRICS_FILE, SPECTRUM_FILE, PretrainRun, parse_spread
 from lightly_matrix.report.figures import Panel, Series, curve_panels, draw_panels
-from lightly_matrix.report.html import Section, paragraph, settings, table
+from lightly_matrix.report.html import Section, settings, table
 
 #: metrics.json keys of the frozen-backbone probes, with their names in the report.
 PROBES = (("knn_top1", "kNN"), ("linear_top1", "linear"), ("few_label_top1", "10 labels/class"))
@@ -34,7 +34,7 @@ def _unreadable_or(run: PretrainRun, name: str, absent: str) -> str:
 def run_section(run: PretrainRun) -> Section:
     """The run's settings (``metrics.json``'s ``run``) and where it lives."""
     section = Section("Pretraining run")
-    section.add(paragraph(f"Run folder: {run.path.resolve()}", "meta"))
+    section.text(f"Run folder: {run.path.resolve()}", "meta")
     info = (run.metrics or {}).get("run") or {}
     if not info:
         why = _unreadable_or(run, METRICS_FILE, NO_METRICS)
@@ -45,13 +45,11 @@ def run_section(run: PretrainRun) -> Section:
     section.add(settings(info, shown))
     if "train_wall_s" not in info:  # written when training ends (pretrain/run.py)
         last = ((run.metrics or {}).get("final") or {}).get("epoch", "-")
-        section.add(
-            paragraph(
-                f"Not finished: stopped or still running (last evaluation after epoch {last} of "
-                f"{info.get('epochs', '?')}); the figures show what it saved so far. Resume with "
-                "lightly-matrix pretrain --resume RUN.",
-                "na",
-            )
+        section.text(
+            f"Not finished: stopped or still running (last evaluation after epoch {last} of "
+            f"{info.get('epochs', '?')}); the figures show what it saved so far. Resume with "
+            "lightly-matrix pretrain --resume RUN.",
+            "na",
         )
     return section
 
@@ -78,11 +76,9 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
         section.lack("Probe table", "the probe table and chart", why)
         return section
     info = (run.metrics or {}).get("run") or {}
-    section.add(
-        paragraph(
-            f"Top-1 accuracy (%) of probes on the frozen online backbone, scored on the "
-            f"{info.get('eval_split', 'test')} split; epoch 0 is the random initialisation."
-        )
+    section.text(
+        f"Top-1 accuracy (%) of probes on the frozen online backbone, scored on the "
+        f"{info.get('eval_split', 'test')} split; epoch 0 is the random initialisation."
     )
     rows: list[list[Any]] = [
         [f"{r['epoch']} (random init)" if r["epoch"] == 0 else r["epoch"], r.get("step"),
@@ -116,36 +112,6 @@ def _cumulative(share: list[float]) -> list[float]:
     return [100.0 * total for total in itertools.accumulate(share)]
 
 
-def _style(index: int, count: int, epoch: int) -> dict[str, Any]:
-    """Random init grey, the last evaluation red and bold, those between thin."""
-    emphasised = index in (0, count - 1)
-    color = "C7" if epoch == 0 else ("C3" if index == count - 1 else f"C{index % 6}")
-    return dict(color=color, alpha=1.0 if emphasised else 0.5, linewidth=2 if emphasised else 1)
-
-
-def _spectrum_panels(spectra: list[dict[str, Any]]) -> list[Panel]:
-    spectrum, cumulative, marks = [], [], []
-    for index, evaluation in enumerate(spectra):
-        epoch, rank = evaluation["epoch"], evaluation["effective_rank"]
-        label = "random init (epoch 0)" if epoch == 0 else f"epoch {epoch}"
-        style = _style(index, len(spectra), epoch)
-        share = _share(evaluation["eigenvalues"])
-        drawn = [(i + 1, v) for i, v in enumerate(share) if v > ZERO_SHARE]
-        fmt = "-" if len(drawn) > 2 else "-o"  # a collapsed spectrum is one or two points
-        spectrum.append(Series(label, [p[0] for p in drawn], [p[1] for p in drawn], fmt=fmt,
-                               **style))  # fmt: skip
-        cumulative.append(Series(label, range(1, len(share) + 1), _cumulative(share), fmt="-",
-                                 **style))  # fmt: skip
-        marks.append((rank, f"effective rank, {label}: {rank:.1f}", style["color"]))
-    return [
-        Panel("Covariance spectrum", "component (sorted by eigenvalue)",
-              "eigenvalue / sum of eigenvalues", spectrum, logy=True, vlines=marks,
-              legend="below"),
-        Panel("Cumulative variance", "number of components", "variance explained (%)",
-              cumulative, vlines=marks, legend="below"),
-    ]  # fmt: skip
-
-
 def spectrum_section(run: PretrainRun) -> Section:
     """The covariance spectrum of the backbone features per evaluation, effective rank marked."""
     section = Section("Eigenvalue spectrum of the backbone features")
@@ -158,26 +124,44 @@ def spectrum_section(run: PretrainRun) -> Section:
         section.lack("Spectrum", "the eigenvalue spectrum", why)
         return section
     first = spectra[0]
-    section.add(
-        paragraph(
-            f"Eigenvalues of the covariance of the frozen backbone's {first['feature_dim']}-d "
-            f"features on the {first['num_images']} probe training images, as a share of their "
-            "sum (log scale), largest first. A spectrum that drops after a few components is "
-            "(dimensional) collapse. Dashed lines: effective rank (exp of the entropy of the "
-            f"normalised singular values). Shares below {ZERO_SHARE:g} (numerically zero) are not "
-            "drawn."
-        )
+    section.text(
+        f"Eigenvalues of the covariance of the frozen backbone's {first['feature_dim']}-d "
+        f"features on the {first['num_images']} probe training images, as a share of their "
+        "sum (log scale), largest first. A spectrum that drops after a few components is "
+        "(dimensional) collapse. Dashed lines: effective rank (exp of the entropy of the "
+        f"normalised singular values). Shares below {ZERO_SHARE:g} (numerically zero) are not "
+        "drawn."
     )
-    png = draw_panels(_spectrum_panels(spectra), size=(5.6, 4.8))
+    spectrum, cumulative, marks, rows = [], [], [], []
+    for index, evaluation in enumerate(spectra):
+        epoch, rank = evaluation["epoch"], evaluation["effective_rank"]
+        label = "random init (epoch 0)" if epoch == 0 else f"epoch {epoch}"
+        # Random init grey, the last evaluation red and bold, those between thin.
+        bold = index in (0, len(spectra) - 1)
+        color = "C7" if epoch == 0 else ("C3" if index == len(spectra) - 1 else f"C{index % 6}")
+        width, alpha = (2, 1.0) if bold else (1, 0.5)
+        style: dict[str, Any] = dict(color=color, alpha=alpha, linewidth=width)
+        share = _share(evaluation["eigenvalues"])
+        drawn = [(i + 1, v) for i, v in enumerate(share) if v > ZERO_SHARE]
+        fmt = "-" if len(drawn) > 2 else "-o"  # a collapsed spectrum is one or two points
+        spectrum.append(Series(label, [p[0] for p in drawn], [p[1] for p in drawn], fmt=fmt,
+                               **style))  # fmt: skip
+        cumulative.append(Series(label, range(1, len(share) + 1), _cumulative(share), fmt="-",
+                                 **style))  # fmt: skip
+        marks.append((rank, f"effective rank, {label}: {rank:.1f}", color))
+        for_90 = next((i + 1 for i, c in enumerate(_cumulative(share)) if c >= 90), len(share))
+        rows.append((epoch, rank, evaluation.get("matrix_entropy"), 100 * share[0], for_90))
+    panels = [
+        Panel("Covariance spectrum", "component (sorted by eigenvalue)",
+              "eigenvalue / sum of eigenvalues", spectrum, logy=True, vlines=marks,
+              legend="below"),
+        Panel("Cumulative variance", "number of components", "variance explained (%)",
+              cumulative, vlines=marks, legend="below"),
+    ]  # fmt: skip
+    png = draw_panels(panels, size=(5.6, 4.8))
     section.figure("Spectrum at random init and after training", png, "", "")
     headers = ("epoch", "effective rank", "matrix entropy (nats)", "top eigenvalue share (%)",
                "components for 90% of variance")  # fmt: skip
-    rows = []
-    for e in spectra:
-        share = _share(e["eigenvalues"])
-        for_90 = next((i + 1 for i, c in enumerate(_cumulative(share)) if c >= 90), len(share))
-        rows.append((e["epoch"], e["effective_rank"], e.get("matrix_entropy"), 100 * share[0],
-                     for_90))  # fmt: skip
     section.add(table(headers, rows))
     return section
 
@@ -213,17 +197,15 @@ def curves_section(run: PretrainRun) -> Section:
         title.lower() + (f" ({WHY_NOT_LOGGED[title]})" if title in WHY_NOT_LOGGED else "")
         for title in titles
     ]
-    section.add(
-        paragraph(
-            "From the run's CSV logs (csv/version_*/metrics.csv; a resumed run's versions are "
-            "joined). Effective rank and matrix entropy are of the backbone features and "
-            "projections of each epoch's last training batch."
-        )
+    section.text(
+        "From the run's CSV logs (csv/version_*/metrics.csv; a resumed run's versions are "
+        "joined). Effective rank and matrix entropy are of the backbone features and "
+        "projections of each epoch's last training batch."
     )
     png = draw_panels(panels) if panels else None
     section.figure("Loss, schedules, online probe and collapse diagnostics", png,
                    "the training curves", "nothing the report draws was logged")  # fmt: skip
     if panels and missing:
         section.missing += [f"{what}: not in the logs" for what in missing]
-        section.add(paragraph("Not in the logs: " + "; ".join(missing) + ".", "na"))
+        section.text("Not in the logs: " + "; ".join(missing) + ".", "na")
     return section

@@ -9,7 +9,7 @@ from typing import Any
 
 from lightly_matrix.report.data import TransferRun
 from lightly_matrix.report.figures import curve_panels, draw_bars, draw_panels
-from lightly_matrix.report.html import Section, esc, image, paragraph, settings, table
+from lightly_matrix.report.html import Section, esc, image, settings, table
 from lightly_matrix.transfer.results import percent
 
 #: results.json's summary keys, as COCO names them.
@@ -28,7 +28,7 @@ NO_RESULTS = "no results.json: the run did not reach its test"
 def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Section:
     """The run's settings and its COCO AP, with reference rows if given."""
     section = Section("Mask R-CNN transfer")
-    section.add(paragraph(f"Work dir: {run.path.resolve()}", "meta"))
+    section.text(f"Work dir: {run.path.resolve()}", "meta")
     results = run.results
     if results is None:
         section.lack("COCO AP", "AP by size and category", NO_RESULTS)
@@ -45,7 +45,7 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
         for row in (reference or {}).get("transfer", [])
     ]
     if ref_rows:
-        section.add(paragraph("Reference rows (mean ± std over seeds, AP %):"))
+        section.text("Reference rows (mean ± std over seeds, AP %):")
         section.add(table(("backbone init", "seeds", "box AP", "mask AP"), ref_rows))
     bars = {name: aps[name] for t, name in IOU_TYPES if t in results}
     if bars:
@@ -89,7 +89,7 @@ def curves_section(run: TransferRun) -> Section:
         ("Validation AP while training", "AP (%)", validation, False, 100.0),
     ]  # fmt: skip
     panels, _ = curve_panels(run.curves, specs, steps="iteration")
-    section.add(paragraph("From mmengine's log of the run (TIMESTAMP/vis_data/scalars.json)."))
+    section.text("From mmengine's log of the run (TIMESTAMP/vis_data/scalars.json).")
     png = draw_panels(panels) if panels else None
     section.figure("Losses and schedule", png, "the mmdet loss curves", "no losses were logged")
     return section
@@ -116,12 +116,10 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
                      "the work dir has no TIMESTAMP/vis_test/ images: the run predates them, or "
                      "drawing was turned off (default_hooks.visualization.draw=False)")  # fmt: skip
         return section
-    section.add(
-        paragraph(
-            "The first validation images, drawn during the test by mmdet's DetLocalVisualizer: "
-            "ground truth on the left, predictions scoring at least the hook's score_thr (0.3 "
-            "unless changed) on the right; a right half without boxes means no such prediction."
-        )
+    section.text(
+        "The first validation images, drawn during the test by mmdet's DetLocalVisualizer: "
+        "ground truth on the left, predictions scoring at least the hook's score_thr (0.3 "
+        "unless changed) on the right; a right half without boxes means no such prediction."
     )
     figures = []
     from PIL import Image

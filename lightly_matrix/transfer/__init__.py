@@ -145,8 +145,7 @@ def run(args: argparse.Namespace) -> int:
     config_path = resolve_config(
         args.config or default_config(architecture, args.demo, protocol=args.protocol)
     )
-    config_name = config_path.stem
-    work_dir = checks.resolve_work_dir(args, config_name)
+    work_dir = checks.resolve_work_dir(args, config_path.stem)
     data_root = Path(args.coco_root or (checks.DEMO_DATA_ROOT if args.demo else "data/coco"))
     demo_ready = not args.demo or checks.check_demo_root(data_root)
     if demo_ready:
@@ -168,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             export.verify_backbone(backbone, cfg.model)
         except export.ExportError as err:
-            msg = f"{backbone.architecture} checkpoint vs {config_name}: {err}"
+            msg = f"{backbone.architecture} checkpoint vs {config_path.stem}: {err}"
             raise export.ExportError(msg) from err
     if args.demo and not demo_ready:
         from lightly_matrix.data.coco_shapes import make_coco_shapes
@@ -186,16 +185,11 @@ def run(args: argparse.Namespace) -> int:
             export.save_backbone(backbone, backbone_file, force=True)
         if (args.gpus > 1 or args.nnodes > 1) and not distributed_child:
             return _torchrun(args, backbone_file, config_path, work_dir, data_root)
-        return _train_and_test(cfg, args, config_name, backbone, backbone_file, data_root)
+        return _train_and_test(cfg, args, backbone, backbone_file, data_root)
 
 
 def _train_and_test(
-    cfg: Any,
-    args: argparse.Namespace,
-    config_name: str,
-    backbone: Any | None,
-    backbone_file: Path | None,
-    data_root: Path,
+    cfg: Any, args: argparse.Namespace, backbone: Any, backbone_file: Path | None, data_root: Path
 ) -> int:
     """Train and test with mmengine's Runner; rank 0 writes and prints the results."""
     from mmengine.dist import get_world_size, is_main_process
@@ -211,6 +205,7 @@ def _train_and_test(
         return 0
 
     meta = backbone.meta if backbone else {}
+    config_name = Path(cfg.filename).stem
     optimizer = runner.optim_wrapper.optimizer
     loop = cfg.train_cfg
     results: dict[str, Any] = {

@@ -112,29 +112,25 @@ def _constructors(type_name: Any) -> list[Any]:
     return found
 
 
-def _arguments(obj: Any) -> set[str] | None:
-    """Keyword arguments of a class (its MRO's ``__init__``) or function; None: unknown."""
+def _arguments(*objects: Any) -> set[str] | None:
+    """Keyword arguments of classes (their MRO's ``__init__``) and functions; None: unknown."""
     import torch
 
     functions = []
-    if inspect.isclass(obj):
-        functions = [
-            vars(klass)["__init__"]
-            for klass in obj.__mro__
-            if "__init__" in vars(klass) and klass not in (object, torch.nn.Module)
-        ]
-    elif callable(obj):
-        functions = [obj]
+    for obj in objects:
+        if inspect.isclass(obj):
+            classes = [k for k in obj.__mro__ if k not in (object, torch.nn.Module)]
+            functions += [vars(k)["__init__"] for k in classes if "__init__" in vars(k)]
+        elif callable(obj):
+            functions.append(obj)
     names: set[str] = set()
     for function in functions:
         try:
-            parameters = list(inspect.signature(function).parameters.values())
+            parameters = inspect.signature(function).parameters.values()
         except (TypeError, ValueError):
             return None
-        if inspect.isclass(obj):
-            parameters = parameters[1:]  # self
         names.update(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-    return names
+    return names - {"self"}
 
 
 def _accepted_names(path: list[str], parent: Any) -> set[str] | None:
@@ -146,12 +142,7 @@ def _accepted_names(path: list[str], parent: Any) -> set[str] | None:
     if not isinstance(parent, dict):
         return set()
     if "type" in parent:
-        names: set[str] = set()
-        for constructor in _constructors(parent["type"]):
-            arguments = _arguments(constructor)
-            if arguments is None:
-                return None
-            names |= arguments
+        names = _arguments(*_constructors(parent["type"]))
         return (names | _BUILDER_KEYS) if names else None
     if len(path) == 1 and path[0].endswith("_dataloader"):
         from torch.utils.data import DataLoader

@@ -89,13 +89,8 @@ def _load(path: Path) -> dict[str, Any]:
 def check_split(
     ann_file: str | Path, image_dir: str | Path, classes: Sequence[str], split: str
 ) -> int:
-    """Check one split; returns its number of usable annotations (at least one).
-
-    Args:
-        ann_file: The COCO annotation file.
-        image_dir: The folder its ``file_name`` entries are relative to.
-        classes: The config's class names; every category must be one of them.
-        split: ``train`` or ``val``/``test``, for the messages.
+    """Check one split (named ``split`` in messages) against the config's ``classes``, its
+    ``file_name`` entries under ``image_dir``; returns its number of usable annotations (>= 1).
 
     Raises:
         UserError: One line naming the first bad entry and how many there are.

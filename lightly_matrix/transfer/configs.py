@@ -186,11 +186,7 @@ def config_text(path: Path, resolved: bool = False) -> str:
     # Lint directives are for this repository, not for the user's copy.
     lines = path.read_text().splitlines(keepends=True)
     text = "".join(line for line in lines if not line.startswith("# ruff:")).rstrip() + "\n"
-
-    def absolute(match: re.Match[str]) -> str:
-        return f'_base_ = "{(path.parent / match.group(2)).resolve()}"'
-
-    return _RELATIVE_BASE.sub(absolute, text)
+    return _RELATIVE_BASE.sub(lambda m: f'_base_ = "{(path.parent / m[2]).resolve()}"', text)
 
 
 def write_new(out: Path, text: str) -> None:
