@@ -58,12 +58,8 @@ def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
 
 def _rows(rows: Any, required: dict[str, type | tuple[type, ...]]) -> list[dict[str, Any]]:
     """The dict rows of ``rows`` whose ``required`` keys have the given types, by epoch."""
-    kept = [
-        row
-        for row in (rows if isinstance(rows, list) else [])
-        if isinstance(row, dict)
-        and all(isinstance(row.get(key), kind) for key, kind in required.items())
-    ]
+    kept = [row for row in (rows if isinstance(rows, list) else []) if isinstance(row, dict)]
+    kept = [row for row in kept if all(isinstance(row.get(k), t) for k, t in required.items())]
     return sorted(kept, key=lambda row: row["epoch"])
 
 

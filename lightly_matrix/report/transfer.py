@@ -40,10 +40,8 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
     rows = [[f"{name} AP (%)", *values] for name, values in aps.items()]
     section.add("<h3>COCO AP by IoU and object size</h3>")
     section.add(table(["this run"] + [name for _, name in AP_KEYS], rows))
-    ref_rows = [
-        (row.get("row"), row.get("seeds"), row.get("AP_bb"), row.get("AP_mk"))
-        for row in (reference or {}).get("transfer", [])
-    ]
+    fields = ("row", "seeds", "AP_bb", "AP_mk")
+    ref_rows = [[row.get(f) for f in fields] for row in (reference or {}).get("transfer", [])]
     if ref_rows:
         section.text("Reference rows (mean ± std over seeds, AP %):")
         section.add(table(("backbone init", "seeds", "box AP", "mask AP"), ref_rows))

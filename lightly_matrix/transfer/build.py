@@ -153,12 +153,11 @@ def build_config(
             model.neck.in_channels = [64 * (4 if depth >= 50 else 1) * 2**i for i in range(4)]
     # The backbone and a C4 model's RoI shared head (res5) load the exported file; random-init
     # runs download none of the torchvision:// weights that stock configs name.
+    pretrained = dict(type="Pretrained", checkpoint=str(backbone_file), prefix="backbone.")
     for part in filter(None, (model.backbone, (model.get("roi_head") or {}).get("shared_head"))):
         init = part.get("init_cfg")
         if backbone_file is not None:
-            part.init_cfg = dict(
-                type="Pretrained", checkpoint=str(backbone_file), prefix="backbone."
-            )
+            part.init_cfg = dict(pretrained)
         elif not (isinstance(init, dict) and init.get("type") == "PretrainedOrDefault"):
             part.init_cfg = None
     if args.batch_size is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import functools
 import inspect
 import math
 from typing import Any
@@ -220,9 +221,7 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
             _check_type(key, node, options[key])
             continue  # the key exists
         parent_path, new = parts[:depth], parts[depth]
-        parent: Any = merged_dict
-        for part in parent_path:
-            parent = _child(parent, part)
+        parent = functools.reduce(_child, parent_path, merged_dict)
         accepted = _accepted_names(parent_path, parent)
         if accepted is None or new in accepted:
             continue

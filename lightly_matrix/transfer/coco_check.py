@@ -36,11 +36,9 @@ def _fail(path: Path, bad: list[Any], what: str, show: Callable[[Any], str], fix
 
 
 def _finite(values: Any, length: int | None = None) -> bool:
-    return (
-        isinstance(values, list)
-        and (length is None or len(values) == length)
-        and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
-    )
+    if not isinstance(values, list) or len(values) != (length or len(values)):
+        return False
+    return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
 
 def _polygons_ok(segmentation: Any) -> bool:

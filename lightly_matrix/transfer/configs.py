@@ -1,14 +1,7 @@
 """Where our mmdet configs live, which one a backbone gets, and ``lightly-matrix configs``, which
-lists them or writes one out for mmdet's own tools. Nothing here imports mmdet.
-
-    lightly-matrix configs                                  # names and protocols
-    lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco      # the installed file's path
-    lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco --out my_c4.py
-    lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco --out c4_resolved.py --resolved
-
-A copy's relative ``_base_`` points at the installed config; ``--resolved`` writes the whole
-config (``mmengine.Config.dump``). An existing ``--out`` is never overwritten.
-"""
+lists them or writes one out for mmdet's own tools (examples: docs/transfer.md). A copy's relative
+``_base_`` points at the installed config; ``--resolved`` writes the whole config. Nothing here
+imports mmdet."""
 
 from __future__ import annotations
 
@@ -189,22 +182,8 @@ def config_text(path: Path, resolved: bool = False) -> str:
     return _RELATIVE_BASE.sub(lambda m: f'_base_ = "{(path.parent / m[2]).resolve()}"', text)
 
 
-def write_new(out: Path, text: str) -> None:
-    """Write ``text`` to ``out``, which must not exist yet; a failed write leaves no ``out``."""
-    check_writable(out.parent, f"--out {out}")
-    try:
-        atomic_write_text(out, text, replace=False)
-    except FileExistsError as err:
-        what = "is a folder" if out.is_dir() else "already exists"
-        raise UserError(f"{out} {what}; not overwriting it (choose another --out)") from err
-    except OSError as err:  # read-only place, a file in the path, a full disk
-        raise UserError(
-            f"cannot write {out}: {err.strerror or type(err).__name__}; choose another --out"
-        ) from None
-
-
 def run(args: argparse.Namespace) -> int:
-    """List the configs, print one's path, or write it out."""
+    """List the configs, print one's path, or write it out (never over an existing file)."""
     if args.name is None:
         if args.out or args.resolved:
             raise UserError(
@@ -222,7 +201,16 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--resolved needs --out FILE")
         print(path)
         return 0
-    out = Path(args.out)
-    write_new(out, config_text(path, resolved=args.resolved))
+    out, text = Path(args.out), config_text(path, resolved=args.resolved)
+    check_writable(out.parent, f"--out {out}")
+    try:  # a failed write leaves no ``out``
+        atomic_write_text(out, text, replace=False)
+    except FileExistsError as err:
+        what = "is a folder" if out.is_dir() else "already exists"
+        raise UserError(f"{out} {what}; not overwriting it (choose another --out)") from err
+    except OSError as err:  # read-only place, a file in the path, a full disk
+        raise UserError(
+            f"cannot write {out}: {err.strerror or type(err).__name__}; choose another --out"
+        ) from None
     print(f"wrote {out} ({'resolved ' if args.resolved else ''}{path.stem})")
     return 0

@@ -28,14 +28,10 @@ def summarise(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     """CocoMetric's ``coco/bbox_mAP``-style keys as ``{'bbox': {'mAP', 'AP50', ...}, 'segm': ...}``
     (fractions; -1 where COCO has no such objects)."""
     out: dict[str, dict[str, float]] = {}
-    for iou_type in ("bbox", "segm"):
-        values = {
-            name: float(metrics[f"coco/{iou_type}_{key}"])
-            for key, name in _METRIC_NAMES.items()
-            if f"coco/{iou_type}_{key}" in metrics
-        }
-        if values:
-            out[iou_type] = values
+    for key, value in metrics.items():
+        iou_type, _, name = key.removeprefix("coco/").partition("_")
+        if key.startswith("coco/") and iou_type in ("bbox", "segm") and name in _METRIC_NAMES:
+            out.setdefault(iou_type, {})[_METRIC_NAMES[name]] = float(value)
     return out
 
 
@@ -86,8 +82,6 @@ def load_references() -> dict[str, Any]:
 
 def references_for(protocol: str | None) -> list[dict[str, Any]]:
     """The published rows of a protocol (none for ``None`` or a protocol without numbers)."""
-    if protocol is None:
-        return []
     return [e for e in load_references()["references"] if e["protocol"] == protocol]
 
 
