@@ -54,9 +54,7 @@ _REFERENCE_SHAPE: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _read_reference(path: str | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
+def _read_reference(path: str) -> dict[str, Any]:
     hint = "expected a JSON object like benchmarks/results/demo_reference-corinfomax-20ep.json"
     file = Path(path)
     if not file.is_file() or file.stat().st_size > 1 << 20:
@@ -71,21 +69,6 @@ def _read_reference(path: str | None) -> dict[str, Any] | None:
     if wrong:
         raise UserError(f"--reference {path}: {', '.join(wrong)} has the wrong type; {hint}")
     return reference
-
-
-def _check_target(out: Path) -> None:
-    """Only a report this tool wrote may be replaced."""
-    kind = path_kind(out)
-    if kind not in (None, "a file"):
-        raise UserError(f"--out {out} is {kind}, not a regular file; pass the HTML file to write")
-    if kind:
-        with open(out, "rb") as f:
-            head = f.read(2048)
-        if f'content="{GENERATOR}"'.encode() not in head:
-            raise UserError(
-                f"{out} exists and was not written by lightly-matrix report; it is left as it "
-                "is: pass --out with another file name"
-            )
 
 
 def write_report(
@@ -115,7 +98,19 @@ def write_report(
     if images < 0:
         raise UserError(f"--images must be >= 0, got {images}")
     target = Path(out) if out is not None else run_dir / REPORT_FILE
-    _check_target(target)
+    kind = path_kind(target)  # only a report this tool wrote may be replaced
+    if kind not in (None, "a file"):
+        raise UserError(
+            f"--out {target} is {kind}, not a regular file; pass the HTML file to write"
+        )
+    if kind:
+        with open(target, "rb") as f:
+            head = f.read(2048)
+        if f'content="{GENERATOR}"'.encode() not in head:
+            raise UserError(
+                f"{target} exists and was not written by lightly-matrix report; it is left as it "
+                "is: pass --out with another file name"
+            )
     require_matplotlib()
 
     parts: list[Section] = []
@@ -129,8 +124,7 @@ def write_report(
             pretrain.spectrum_section(run),
             pretrain.curves_section(run),
         ]
-        info = (run.metrics or {}).get("run") or {}
-        if info:
+        if info := (run.metrics or {}).get("run"):
             subtitle.append(
                 f"{info.get('method')} on {info.get('data')}, {info.get('backbone')}, "
                 f"{info.get('epochs')} epochs"
@@ -178,6 +172,7 @@ def report_after_run(run_dir: Path, enabled: bool = True) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     """Runs ``lightly-matrix report``."""
     start = time.perf_counter()
-    path = write_report(args.run_dir, args.out, _read_reference(args.reference), args.images)
+    reference = None if args.reference is None else _read_reference(args.reference)
+    path = write_report(args.run_dir, args.out, reference, args.images)
     print(f"report: {path} ({time.perf_counter() - start:.1f} s)")
     return 0

@@ -76,10 +76,8 @@ def _number(text: str) -> float | None:
 
 
 def read_csv_logs(log_root: Path, problems: list[str] | None = None) -> dict[str, Curve]:
-    """Lightning's ``CSVLogger`` files under ``log_root`` (``version_*/metrics.csv``), merged.
-
-    Rows an earlier version logged from a resumed version's first step on were redone: dropped.
-    """
+    """Lightning's ``CSVLogger`` files under ``log_root`` (``version_*/metrics.csv``), merged; rows
+    an earlier version logged from a resumed version's first step on were redone, and dropped."""
     problems = [] if problems is None else problems
     rows: list[dict[str, str]] = []
     versions = sorted(

@@ -37,8 +37,8 @@ class Series:
 
 @dataclass
 class Panel:
-    """One set of axes: ``vlines`` are ``(x, label, color)`` markers, ``legend`` a key of
-    ``_LEGEND``."""
+    """One set of axes: ``vlines`` are ``(x, label, color)`` markers, ``legend`` the arguments of
+    matplotlib's ``Axes.legend`` (e.g. :data:`BESIDE`)."""
 
     title: str
     xlabel: str
@@ -47,14 +47,12 @@ class Panel:
     logy: bool = False
     vlines: list[tuple[float, str, Any]] = field(default_factory=list)
     integer_x: bool = False
-    legend: str = "best"
+    legend: dict[str, Any] = field(default_factory=lambda: {"loc": "best"})
 
 
-_LEGEND = {
-    "right": dict(loc="upper left", bbox_to_anchor=(1.01, 1.0)),
-    "below": dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2),
-    "best": dict(loc="best"),
-}
+#: Legends right of the axes and below them.
+BESIDE: dict[str, Any] = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+BELOW: dict[str, Any] = dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
 #: A panel of logged curves: title, y label, ``[(curve, legend, fmt)]``, whether x is epochs (else
@@ -121,7 +119,7 @@ def draw_panels(panels: Sequence[Panel], size: tuple[float, float] = (5.4, 3.5))
         axes.set_title(panel.title, fontsize=11)
         axes.grid(True, alpha=0.3, which="major")
         if any(s.label for s in panel.series) or any(label for _, label, _ in panel.vlines):
-            axes.legend(fontsize=8, **_LEGEND[panel.legend])  # type: ignore[arg-type]
+            axes.legend(fontsize=8, **panel.legend)
     return _png(figure)
 
 
@@ -149,5 +147,5 @@ def draw_bars(
     axes.set_title(title, fontsize=11)
     axes.set_xlim(0, max([1.0] + [v for n in values.values() for v in n if v is not None]) * 1.15)
     axes.grid(True, axis="x", alpha=0.3)
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.legend(fontsize=8, **BESIDE)
     return _png(figure)

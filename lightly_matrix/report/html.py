@@ -39,8 +39,7 @@ def esc(value: Any) -> str:
 
 def image(data: bytes, alt: str, mime: str = "image/png") -> str:
     """An ``<img>`` with the image embedded."""
-    encoded = base64.b64encode(data).decode("ascii")
-    return f'<img src="data:{mime};base64,{encoded}" alt="{esc(alt)}" />'
+    return f'<img src="data:{mime};base64,{base64.b64encode(data).decode()}" alt="{esc(alt)}" />'
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str | None = None) -> str:

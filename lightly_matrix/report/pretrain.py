@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 from lightly_matrix.report.data import METRICS_FILE, SPECTRUM_FILE, PretrainRun, parse_spread
-from lightly_matrix.report.figures import Panel, Series, curve_panels, draw_panels
+from lightly_matrix.report.figures import BELOW, BESIDE, Panel, Series, curve_panels, draw_panels
 from lightly_matrix.report.html import Section, settings, table
 
 #: metrics.json keys of the frozen-backbone probes, with their names in the report.
@@ -98,7 +98,7 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
         series.append(Series(name, [p[0] for p in points], [p[1] for p in points], color=color))
         series += _reference_series(reference, key, name, color) if reference else []
     panel = Panel("Frozen-backbone probes", "epoch (0 = random init)", "top-1 accuracy (%)",
-                  series, integer_x=True, legend="right")  # fmt: skip
+                  series, integer_x=True, legend=BESIDE)  # fmt: skip
     section.figure("Probe accuracy over training", draw_panels([panel], size=(10.0, 4.4)), "", "")
     return section
 
@@ -154,9 +154,9 @@ def spectrum_section(run: PretrainRun) -> Section:
     panels = [
         Panel("Covariance spectrum", "component (sorted by eigenvalue)",
               "eigenvalue / sum of eigenvalues", spectrum, logy=True, vlines=marks,
-              legend="below"),
+              legend=BELOW),
         Panel("Cumulative variance", "number of components", "variance explained (%)",
-              cumulative, vlines=marks, legend="below"),
+              cumulative, vlines=marks, legend=BELOW),
     ]  # fmt: skip
     png = draw_panels(panels, size=(5.6, 4.8))
     section.figure("Spectrum at random init and after training", png, "", "")

@@ -49,11 +49,6 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
     if bars:
         png = draw_bars("COCO AP by IoU and size", [n for _, n in AP_KEYS], bars, "AP (%)")
         section.add(image(png, "COCO AP by IoU and object size"))
-    _category_part(section, results)
-    return section
-
-
-def _category_part(section: Section, results: dict[str, Any]) -> None:
     # Per-category AP (fractions) of ClasswiseCocoMetric (mmdet's CocoMetric(classwise=True)).
     classes: dict[str, dict[str, float]] = {t: {} for t, _ in IOU_TYPES}
     for key, value in (results.get("metrics") or {}).items():
@@ -63,12 +58,13 @@ def _category_part(section: Section, results: dict[str, Any]) -> None:
     if not names:
         why = "results.json has no per-category AP: the run predates classwise evaluation"
         section.lack("AP per category", "AP per category", why)
-        return
+        return section
     section.add("<h3>AP per category</h3>")
     rows = [[c] + [percent(classes[t].get(c)) for t, _ in IOU_TYPES] for c in names]
     section.add(table(["category", "box AP (%)", "mask AP (%)"], rows))
     bars = {name: [percent(classes[t].get(c)) for c in names] for t, name in IOU_TYPES}
     section.add(image(draw_bars("AP per category", names, bars, "AP (%)"), "AP per category"))
+    return section
 
 
 def curves_section(run: TransferRun) -> Section:
@@ -120,12 +116,10 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
         "unless changed) on the right; a right half without boxes means no such prediction."
     )
     figures = []
-    from PIL import Image
-
     for path in run.images[:max_images]:
         try:
             data = _jpeg(path)
-        except (OSError, Image.DecompressionBombError) as err:
+        except Exception as err:  # an unreadable or oversized image is noted, not fatal
             run.problems.append(f"{path.name}: {err}")
             continue
         figures.append(

@@ -1,7 +1,5 @@
-"""Fine-tune Mask R-CNN from a pretrained backbone, evaluate on COCO: ``lightly-matrix transfer``.
-
-    lightly-matrix transfer runs/matrix_ssl/last.ckpt --coco-root data/coco --gpus 8
-    lightly-matrix transfer --demo                 # random-init baseline on generated shapes
+"""Fine-tune Mask R-CNN from a pretrained backbone, evaluate on COCO: ``lightly-matrix transfer``
+(examples: docs/transfer.md).
 
 It exports the checkpoint (ours, Lightly/torchvision ResNets, timm ViTs, or an exported file),
 picks the ``--protocol``'s config for its architecture (default ``matrix_ssl``: Mask R-CNN R50-C4
@@ -54,21 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``transfer`` options."""
     add = parser.add_argument
     # fmt: off
-    add("checkpoint", nargs="?", default=None,
+    add("checkpoint", nargs="?",
         help="training checkpoint or exported backbone; none: random init (baseline)")
-    add("--config", default=None,
+    add("--config",
         help="a config name (lightly-matrix configs) or path; default: the --protocol's")
-    add("--protocol", choices=list(PROTOCOLS), default=None,
+    add("--protocol", choices=list(PROTOCOLS),
         help="the published COCO tables to compare with (ResNets): matrix_ssl = R50-C4 1x,"
         " MoCo's recipe; corinfomax = R50-C4 2x; mmselfsup_fpn = R50-FPN 1x of mmselfsup."
         f" Default: {DEFAULT_PROTOCOL}")
     add("--demo", action="store_true",
         help="generated coloured-shapes data and the small R18-FPN demo schedule (CPU, minutes)")
-    add("--coco-root", default=None,
+    add("--coco-root",
         help="COCO in the standard layout (annotations/instances_{train,val}2017.json, train2017/,"
         f" val2017/); default data/coco, or {checks.DEMO_DATA_ROOT} (generated) with --demo")
-    add("--arch", default=None,
-        help="the checkpoint's architecture where it does not record it, as for export")
+    add("--arch", help="the checkpoint's architecture where it does not record it, as for export")
     add("--trust-pickle", action="store_true",
         help="also read a pickled nn.Module (runs code from the file: only files you trust)")
     add("--gpus", type=positive_int, default=1,
@@ -79,18 +76,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--node-rank", type=int, default=0, help="this node's rank (torchrun)")
     add("--master-addr", default="127.0.0.1", help="rank 0's address (torchrun)")
     add("--master-port", type=int, default=29500, help="rank 0's port (torchrun)")
-    add("--work-dir", default=None,
+    add("--work-dir",
         help="output folder (never one holding results); default work_dirs/transfer/CONFIG/TIME")
-    add("--max-iters", type=int, default=None,
+    add("--max-iters", type=int,
         help="train this many iterations instead of the config's schedule (lr steps scaled)")
-    add("--batch-size", type=int, default=None, help="images per GPU (default: the config's)")
+    add("--batch-size", type=int, help="images per GPU (default: the config's)")
     add("--no-auto-scale-lr", action="store_true",
         help="keep the config's lr and iterations instead of scaling them with the total batch")
     add("--val-interval", type=int, default=0,
         help="also validate every N epochs (iterations) while training; 0: only the final test")
     add("--seed", type=int, default=0, help="random seed of the fine-tuning")
     add("--no-report", action="store_true", help="do not write WORK_DIR/report.html")
-    add("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
+    add("--cfg-options", nargs="+", metavar="KEY=VALUE",
         help="override config entries (e.g. train_dataloader.num_workers=4); not output paths")
     add("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
         help="set by the torchrun launch (or slurm/mpi jobs); leave it for --gpus")
@@ -175,7 +172,9 @@ def run(args: argparse.Namespace) -> int:
         make_coco_shapes(data_root, **checks.DEMO_DATA)
     if not (distributed_child and demo_ready):  # torchrun's children read what was checked
         check_config_data(cfg)
-    checks.claim_work_dir(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)  # marked as ours before anything else is written
+    if not (marker := work_dir / checks.WORK_DIR_MARKER).exists():
+        marker.write_text("created by lightly-matrix transfer\n")
     # torchrun's children run under their parent's lock.
     with contextlib.nullcontext() if distributed_child else folder_lock(work_dir, "--work-dir"):
         checks.check_work_dir(work_dir)  # a run that held the lock may have finished meanwhile

@@ -51,10 +51,8 @@ def _scale_steps(scheduler: dict[str, Any], factor: float) -> None:
 
 
 def iteration_schedule(cfg: Any, max_iters: int) -> None:
-    """Replace the schedule by ``max_iters`` iterations, lr steps scaled to fit.
-
-    An iteration warm-up keeps its length, capped at a quarter of the run.
-    """
+    """Replace the schedule by ``max_iters`` iterations, lr steps scaled to fit (an iteration
+    warm-up keeps its length, capped at a quarter of the run)."""
     loop = cfg.train_cfg
     epochs = loop.get("max_epochs") if loop.get("type") != "IterBasedTrainLoop" else None
     total = loop.get("max_iters") if loop.get("type") == "IterBasedTrainLoop" else None

@@ -210,7 +210,6 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
         merged.merge_from_dict(options)
     except (TypeError, KeyError, ValueError) as err:
         raise UserError(f"--cfg-options do not fit the config: {first_line(err)}") from err
-    merged_dict = merged.to_dict()
     for key in options:
         parts = key.split(".")
         node = original
@@ -221,7 +220,7 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
             _check_type(key, node, options[key])
             continue  # the key exists
         parent_path, new = parts[:depth], parts[depth]
-        parent = functools.reduce(_child, parent_path, merged_dict)
+        parent = functools.reduce(_child, parent_path, merged.to_dict())
         accepted = _accepted_names(parent_path, parent)
         if accepted is None or new in accepted:
             continue

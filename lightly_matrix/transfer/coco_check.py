@@ -105,11 +105,9 @@ def check_split(
         present = set(os.listdir(image_dir))
     except OSError as err:
         raise UserError(f"cannot list the images of {path} in {image_dir}: {err}") from None
-    missing = [
-        i
-        for i in images
-        if i["file_name"] not in present and not os.path.isfile(image_dir / str(i["file_name"]))
-    ]
+    # One listing for the usual flat folder; only names not in it are looked up as paths.
+    missing = [i for i in images if str(i["file_name"]) not in present]
+    missing = [i for i in missing if not (image_dir / str(i["file_name"])).is_file()]
     _fail(path, missing, f"images are missing under {image_dir}", lambda i: i["file_name"],
           "add them, or remove them from the annotation file")  # fmt: skip
     names = [str(c["name"]) for c in data["categories"]]
@@ -168,7 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``check-coco`` options."""
     parser.add_argument("coco_root", metavar="ROOT", help="COCO in the standard layout")
     parser.add_argument(
-        "--config", default=None, help="the config whose classes and files to check (default:"
+        "--config", help="the config whose classes and files to check (default:"
         " the default transfer config, COCO's 80 classes)",
     )  # fmt: skip
 

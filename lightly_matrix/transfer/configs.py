@@ -102,8 +102,7 @@ def default_config(architecture: str | None, demo: bool, protocol: str | None = 
             )
         return DEMO_CONFIG
     configs = PROTOCOLS[protocol] if protocol else DEFAULT_CONFIGS
-    key = architecture or "resnet50"
-    key = "vit" if key.startswith("vit") else key
+    key = "vit" if (architecture or "").startswith("vit") else architecture or "resnet50"
     if key not in configs:
         what = f"--protocol {protocol} (ResNet Mask R-CNNs) has" if protocol else "we have"
         raise UserError(
@@ -119,10 +118,9 @@ def mmdet_train_py() -> str:
         spec = importlib.util.find_spec("mmdet")
     except (ImportError, ValueError):
         spec = None
-    if spec is not None and spec.origin:
-        train_py = Path(spec.origin).parent / ".mim" / "tools" / "train.py"
-        if train_py.is_file():
-            return shlex.quote(str(train_py))
+    train_py = Path(spec.origin).parent / ".mim/tools/train.py" if spec and spec.origin else None
+    if train_py is not None and train_py.is_file():
+        return shlex.quote(str(train_py))
     return (  # a shell expression for where it will be
         "$(python -c 'import mmdet,os;print(os.path.dirname(mmdet.__file__))')/.mim/tools/train.py"
     )
@@ -149,8 +147,8 @@ _RELATIVE_BASE = re.compile(r"""^_base_ = (["'])(\.{1,2}/[^"']+)\1""", re.MULTIL
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``configs`` options."""
     add = parser.add_argument
-    add("name", nargs="?", default=None, help="a config name; without one, all are listed")
-    add("--out", default=None, help="write the config to this file (never overwritten)")
+    add("name", nargs="?", help="a config name; without one, all are listed")
+    add("--out", help="write the config to this file (never overwritten)")
     add("--resolved", action="store_true",
         help="with --out: write the fully resolved config (no _base_; needs mmengine)")  # fmt: skip
 
@@ -186,9 +184,7 @@ def run(args: argparse.Namespace) -> int:
     """List the configs, print one's path, or write it out (never over an existing file)."""
     if args.name is None:
         if args.out or args.resolved:
-            raise UserError(
-                "--out and --resolved need a config name (see `lightly-matrix configs`)"
-            )
+            raise UserError("--out and --resolved need a config name (`lightly-matrix configs`)")
         names = available_configs()
         width = max(len(n) for n in names)
         for name in names:

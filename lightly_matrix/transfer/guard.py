@@ -22,14 +22,13 @@ class DivergenceHook(Hook):
     """
 
     priority = "VERY_LOW"
-
-    def __init__(self) -> None:
-        self.first: float | None = None
+    first: float | None = None  # the first iteration's loss
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
-        loss = float((outputs or {}).get("loss", 0.0))  # a 0-d tensor
+        loss = (outputs or {}).get("loss", 0.0)
+        loss = float(loss.detach() if hasattr(loss, "detach") else loss)
         self.first = loss if self.first is None else self.first
         if not math.isfinite(loss) or abs(loss) > DIVERGED * max(abs(self.first), 1e-3):
             raise UserError(
