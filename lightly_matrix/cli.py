@@ -34,7 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "list the shipped mmdet configs, or write one out for mmdet's tools",
     ),
     "report": (
-        "lightly_matrix.report.cli",
+        "lightly_matrix.report",
         "write RUN/report.html: probes, spectrum, curves, transfer AP and detections",
     ),
     "check-coco": (

@@ -18,7 +18,7 @@ from lightly_matrix import transfer
 from lightly_matrix.cli import UserError
 from lightly_matrix.cli import main as cli_main
 from lightly_matrix.data.coco_shapes import make_coco_shapes
-from lightly_matrix.transfer import build, cfg_options, checks, launch
+from lightly_matrix.transfer import build, cfg_options, checks
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -138,7 +138,7 @@ def test_short_train_and_test_writes_results(tmp_path):
 def test_gpus_launch_torchrun_once_prepared(tmp_path, monkeypatch):
     """--gpus N exports once, then hands the prepared run to torchrun (--launcher pytorch)."""
     calls = []
-    monkeypatch.setattr(launch.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(transfer.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     root = make_coco_shapes(tmp_path / "shapes", num_train=2, num_val=1, image_size=64)
     ckpt = resnet18_checkpoint(tmp_path / "r18.ckpt")
     work_dir = tmp_path / "w"
@@ -230,7 +230,7 @@ def test_demo_data_go_into_a_directory_the_tool_owns(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
 def test_gpus_without_cuda_is_one_line_before_torchrun(tmp_path, capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr(launch.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(transfer.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     root = make_coco_shapes(tmp_path / "shapes", num_train=2, num_val=1, image_size=64)
     argv = ["transfer", "--coco-root", str(root), "--gpus", "2", "--work-dir", str(tmp_path / "w")]
     assert cli_main(argv) == 2

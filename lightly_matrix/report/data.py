@@ -14,7 +14,6 @@ SPECTRUM_FILE = "spectrum.json"
 RESULTS_FILE = "results.json"
 #: Sub-folder of mmengine's ``TIMESTAMP`` log folder holding the test's drawn images.
 VIS_TEST_DIR = "vis_test"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 #: ``(step, epoch, value)`` rows of one logged quantity, in step order.
 Curve = list[tuple[int, int | None, float]]
@@ -59,12 +58,8 @@ def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
 
 def _rows(rows: Any, required: dict[str, type | tuple[type, ...]]) -> list[dict[str, Any]]:
     """The dict rows of ``rows`` whose ``required`` keys have the given types, by epoch."""
-    kept = [
-        row
-        for row in (rows if isinstance(rows, list) else [])
-        if isinstance(row, dict)
-        and all(isinstance(row.get(key), kind) for key, kind in required.items())
-    ]
+    kept = [row for row in (rows if isinstance(rows, list) else []) if isinstance(row, dict)]
+    kept = [row for row in kept if all(isinstance(row.get(k), t) for k, t in required.items())]
     return sorted(kept, key=lambda row: row["epoch"])
 
 
@@ -80,19 +75,15 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _version(path: Path) -> int:
-    suffix = path.name.removeprefix("version_")
-    return int(suffix) if suffix.isdigit() else -1
-
-
 def read_csv_logs(log_root: Path, problems: list[str] | None = None) -> dict[str, Curve]:
-    """Lightning's ``CSVLogger`` files under ``log_root`` (``version_*/metrics.csv``), merged.
-
-    Rows an earlier version logged from a resumed version's first step on were redone: dropped.
-    """
+    """Lightning's ``CSVLogger`` files under ``log_root`` (``version_*/metrics.csv``), merged; rows
+    an earlier version logged from a resumed version's first step on were redone, and dropped."""
     problems = [] if problems is None else problems
     rows: list[dict[str, str]] = []
-    versions = sorted(log_root.glob("version_*/metrics.csv"), key=lambda p: _version(p.parent))
+    versions = sorted(
+        log_root.glob("version_*/metrics.csv"),
+        key=lambda p: int(p.parent.name[8:]) if p.parent.name[8:].isdigit() else -1,
+    )
     for path in versions:
         try:
             with open(path, newline="") as f:
@@ -105,16 +96,12 @@ def read_csv_logs(log_root: Path, problems: list[str] | None = None) -> dict[str
             rows = [row for row in rows if int(row["step"]) < first] + new
     curves: dict[str, Curve] = {}
     for row in rows:
-        step = int(row["step"])
         epoch = _number(row.get("epoch") or "")
+        point = (int(row["step"]), None if epoch is None else int(epoch))
         for name, text in row.items():
-            if name in ("step", "epoch") or name is None or not text:
-                continue
-            value = _number(text)
+            value = _number(text) if name not in (None, "step", "epoch") and text else None
             if value is not None:
-                curves.setdefault(name, []).append(
-                    (step, None if epoch is None else int(epoch), value)
-                )
+                curves.setdefault(name, []).append((*point, value))
     for curve in curves.values():
         curve.sort(key=lambda point: point[0])
     return curves
@@ -130,21 +117,13 @@ def load_pretrain(path: Path) -> PretrainRun:
         if not isinstance(run.metrics.get("run"), dict):
             run.metrics["run"] = {}
     spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
-    number: tuple[type, ...] = (int, float)
-    required = {"epoch": int, "eigenvalues": list, "effective_rank": number}
-    rows = _rows(spectrum.get("evaluations"), required)  # type: ignore[arg-type]
+    required: dict[str, Any] = {"epoch": int, "eigenvalues": list, "effective_rank": (int, float)}
+    rows = _rows(spectrum.get("evaluations"), required)
     run.spectra = [
         e for e in rows if e["eigenvalues"] and all(_is_number(v) for v in e["eigenvalues"])
     ]
     run.curves = read_csv_logs(path / "csv", run.problems)
     return run
-
-
-def _log_folders(work_dir: Path) -> list[Path]:
-    """mmengine's ``TIMESTAMP`` folders of a work dir, oldest first (one per Runner)."""
-    if not work_dir.is_dir():
-        return []
-    return sorted(p for p in work_dir.iterdir() if p.is_dir() and (p / "vis_data").is_dir())
 
 
 def read_scalars(path: Path, problems: list[str]) -> dict[str, Curve]:
@@ -176,15 +155,14 @@ def load_transfer(path: Path) -> TransferRun:
         if run.results is not None and not isinstance(run.results.get(key, {}), dict):
             run.problems.append(f"{RESULTS_FILE}: '{key}' is not a JSON object")
             del run.results[key]
-    scalar_files = [f / "vis_data" / "scalars.json" for f in _log_folders(path)]
-    scalar_files = [f for f in scalar_files if f.is_file()]
+    # mmengine's TIMESTAMP folders, one per Runner: the newest one's log.
+    scalar_files = [f for f in sorted(path.glob("*/vis_data/scalars.json")) if f.is_file()]
     if scalar_files:
         run.curves = read_scalars(scalar_files[-1], run.problems)
     # The test may run in a Runner of its own, whose TIMESTAMP folder has no scalars.
-    drawn = sorted(p.parent for p in path.glob(f"*/{VIS_TEST_DIR}") if p.is_dir())
-    for folder in reversed(drawn):
+    for folder in sorted(path.glob(f"*/{VIS_TEST_DIR}"), reverse=True):
         images = sorted(
-            p for p in (folder / VIS_TEST_DIR).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+            p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")
         )
         if images:
             run.images = images
@@ -199,13 +177,10 @@ def is_pretrain_run(path: Path) -> bool:
 
 def is_transfer_run(path: Path) -> bool:
     """Whether ``path`` holds anything ``lightly-matrix transfer`` writes."""
-    return (path / RESULTS_FILE).is_file() or bool(_log_folders(path))
+    return (path / RESULTS_FILE).is_file() or any(p.is_dir() for p in path.glob("*/vis_data"))
 
 
 def parse_spread(text: Any) -> tuple[float, float] | None:
     """``"92.35 ± 0.57"`` (a reference file's mean ± std) as ``(92.35, 0.57)``."""
-    parts = str(text).replace("+-", "±").split("±")
-    if len(parts) != 2:
-        return None
-    mean, std = _number(parts[0].strip()), _number(parts[1].strip())
+    mean, _, std = (_number(part) for part in str(text).replace("+-", "±").partition("±"))
     return None if mean is None or std is None else (mean, std)

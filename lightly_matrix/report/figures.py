@@ -1,4 +1,4 @@
-"""The report's figures as PNG bytes: matplotlib ``Figure`` on an Agg canvas, no pyplot (no global
+"""The report's figures as PNG bytes: a matplotlib ``Figure`` saved directly, no pyplot (no global
 backend switched, no window)."""
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from typing import Any
 
 from lightly_matrix.errors import UserError
 from lightly_matrix.report.data import Curve
-
-DPI = 100
 
 
 def require_matplotlib() -> None:
@@ -39,8 +37,8 @@ class Series:
 
 @dataclass
 class Panel:
-    """One set of axes: ``vlines`` are ``(x, label, color)`` markers, ``legend`` a key of
-    ``_LEGEND``."""
+    """One set of axes: ``vlines`` are ``(x, label, color)`` markers, ``legend`` the arguments of
+    matplotlib's ``Axes.legend`` (e.g. :data:`BESIDE`)."""
 
     title: str
     xlabel: str
@@ -49,14 +47,12 @@ class Panel:
     logy: bool = False
     vlines: list[tuple[float, str, Any]] = field(default_factory=list)
     integer_x: bool = False
-    legend: str = "best"
+    legend: dict[str, Any] = field(default_factory=lambda: {"loc": "best"})
 
 
-_LEGEND = {
-    "right": dict(loc="upper left", bbox_to_anchor=(1.01, 1.0)),
-    "below": dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2),
-    "best": dict(loc="best"),
-}
+#: Legends right of the axes and below them.
+BESIDE: dict[str, Any] = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+BELOW: dict[str, Any] = dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
 #: A panel of logged curves: title, y label, ``[(curve, legend, fmt)]``, whether x is epochs (else
@@ -92,28 +88,23 @@ def curve_panels(
 
 
 def _png(figure: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 
-def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, float] = (5.4, 3.5)):
-    """Draws ``panels`` in a grid of ``columns``; returns the PNG bytes."""
+def draw_panels(panels: Sequence[Panel], size: tuple[float, float] = (5.4, 3.5)) -> bytes:
+    """Draws ``panels`` in a grid of two columns; returns the PNG bytes."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    columns = max(1, min(columns, len(panels)))
+    columns = max(1, min(2, len(panels)))
     rows = -(-len(panels) // columns)
     figure = Figure(figsize=(size[0] * columns, size[1] * rows), layout="constrained")
-    axes_grid = figure.subplots(rows, columns, squeeze=False)
-    for index, axes in enumerate(axes_grid.flat):
-        if index >= len(panels):
-            axes.set_axis_off()
-            continue
-        panel = panels[index]
+    axes_grid = figure.subplots(rows, columns, squeeze=False).flat
+    for axes in axes_grid[len(panels) :]:
+        axes.set_axis_off()
+    for panel, axes in zip(panels, axes_grid, strict=False):
         for s in panel.series:
             style = dict(color=s.color, alpha=s.alpha, label=s.label or None, linewidth=s.linewidth)
             if s.yerr is not None:
@@ -122,16 +113,13 @@ def draw_panels(panels: Sequence[Panel], columns: int = 2, size: tuple[float, fl
                 axes.plot(s.x, s.y, s.fmt, markersize=4, **style)
         for x, label, color in panel.vlines:
             axes.axvline(x, linestyle="--", color=color, linewidth=1.0, label=label or None)
-        if panel.logy:
-            axes.set_yscale("log")
         if panel.integer_x:
             axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set(xlabel=panel.xlabel, ylabel=panel.ylabel, yscale="log" if panel.logy else "linear")
         axes.set_title(panel.title, fontsize=11)
-        axes.set_xlabel(panel.xlabel)
-        axes.set_ylabel(panel.ylabel)
         axes.grid(True, alpha=0.3, which="major")
         if any(s.label for s in panel.series) or any(label for _, label, _ in panel.vlines):
-            axes.legend(fontsize=8, **_LEGEND[panel.legend])  # type: ignore[arg-type]
+            axes.legend(fontsize=8, **panel.legend)
     return _png(figure)
 
 
@@ -159,5 +147,5 @@ def draw_bars(
     axes.set_title(title, fontsize=11)
     axes.set_xlim(0, max([1.0] + [v for n in values.values() for v in n if v is not None]) * 1.15)
     axes.grid(True, axis="x", alpha=0.3)
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.legend(fontsize=8, **BESIDE)
     return _png(figure)

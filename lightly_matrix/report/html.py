@@ -39,8 +39,7 @@ def esc(value: Any) -> str:
 
 def image(data: bytes, alt: str, mime: str = "image/png") -> str:
     """An ``<img>`` with the image embedded."""
-    encoded = base64.b64encode(data).decode("ascii")
-    return f'<img src="data:{mime};base64,{encoded}" alt="{esc(alt)}" />'
+    return f'<img src="data:{mime};base64,{base64.b64encode(data).decode()}" alt="{esc(alt)}" />'
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str | None = None) -> str:
@@ -73,6 +72,9 @@ class Section:
 
     def add(self, fragment: str) -> None:
         self.parts.append(fragment)
+
+    def text(self, text: str, css: str | None = None) -> None:
+        self.add(paragraph(text, css))
 
     def figure(self, heading: str, png: bytes | None, what: str, why: str) -> None:
         """A sub-heading and the figure, or a notice that the run did not save it (listed)."""

@@ -6,15 +6,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from lightly_matrix.report.data import (
-    METRICS_FILE,
-    SPECTRUM_FILE,
-    Curve,
-    PretrainRun,
-    parse_spread,
-)
-from lightly_matrix.report.figures import Panel, Series, curve_panels, draw_panels
-from lightly_matrix.report.html import Section, paragraph, settings, table
+from lightly_matrix.report.data import METRICS_FILE, SPECTRUM_FILE, PretrainRun, parse_spread
+from lightly_matrix.report.figures import BELOW, BESIDE, Panel, Series, curve_panels, draw_panels
+from lightly_matrix.report.html import Section, settings, table
 
 #: metrics.json keys of the frozen-backbone probes, with their names in the report.
 PROBES = (("knn_top1", "kNN"), ("linear_top1", "linear"), ("few_label_top1", "10 labels/class"))
@@ -40,55 +34,36 @@ def _unreadable_or(run: PretrainRun, name: str, absent: str) -> str:
 def run_section(run: PretrainRun) -> Section:
     """The run's settings (``metrics.json``'s ``run``) and where it lives."""
     section = Section("Pretraining run")
-    section.add(paragraph(f"Run folder: {run.path.resolve()}", "meta"))
+    section.text(f"Run folder: {run.path.resolve()}", "meta")
     info = (run.metrics or {}).get("run") or {}
     if not info:
-        section.lack(
-            "Settings", "the run's settings", _unreadable_or(run, METRICS_FILE, NO_METRICS)
-        )
+        why = _unreadable_or(run, METRICS_FILE, NO_METRICS)
+        section.lack("Settings", "the run's settings", why)
         return section
     # The run's record as saved (RunConfig.record), less the record's version and the hparams.
     shown = [k for k, v in info.items() if k != "format" and not isinstance(v, dict | list)]
     section.add(settings(info, shown))
     if "train_wall_s" not in info:  # written when training ends (pretrain/run.py)
         last = ((run.metrics or {}).get("final") or {}).get("epoch", "-")
-        section.add(
-            paragraph(
-                f"Not finished: stopped or still running (last evaluation after epoch {last} of "
-                f"{info.get('epochs', '?')}); the figures show what it saved so far. Resume with "
-                "lightly-matrix pretrain --resume RUN.",
-                "na",
-            )
+        section.text(
+            f"Not finished: stopped or still running (last evaluation after epoch {last} of "
+            f"{info.get('epochs', '?')}); the figures show what it saved so far. Resume with "
+            "lightly-matrix pretrain --resume RUN.",
+            "na",
         )
     return section
 
 
-def _probe_rows(history: list[dict[str, Any]]) -> list[list[Any]]:
-    rows: list[list[Any]] = []
-    for row in history:
-        epoch = f"{row['epoch']} (random init)" if row["epoch"] == 0 else row["epoch"]
-        rows.append(
-            [epoch, row.get("step")] + [row.get(key) for key, _ in PROBES] + [row.get("eval_s")]
-        )
-    first, last = history[0], history[-1]
-    if first["epoch"] == 0 and last["epoch"] > 0:
-        change = [last[k] - first[k] if k in last and k in first else None for k, _ in PROBES]
-        rows.append([f"change 0 -> {last['epoch']}", None, *change, None])
-    return rows
-
-
-def _reference_series(reference: dict[str, Any], key: str, name: str, color: Any) -> Series | None:
+def _reference_series(reference: dict[str, Any], key: str, name: str, color: Any) -> list[Series]:
     spread = (reference.get("probes") or {}).get(key) or {}
     before, after = parse_spread(spread.get("before")), parse_spread(spread.get("after"))
     points = [(0, before)] if before else []
     if after and reference.get("epochs"):
         points.append((reference["epochs"], after))
-    if not points:
-        return None
     seeds = len(reference.get("seeds") or [])
     label = f"{name}, reference mean ± std" + (f" of {seeds} seeds" if seeds else "")
-    return Series(label, [p[0] for p in points], [p[1][0] for p in points],
-                  yerr=[p[1][1] for p in points], fmt="s", color=color, alpha=0.45)  # fmt: skip
+    x, y, yerr = [p[0] for p in points], [p[1][0] for p in points], [p[1][1] for p in points]
+    return [Series(label, x, y, yerr, fmt="s", color=color, alpha=0.45)] if points else []
 
 
 def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section:
@@ -101,28 +76,29 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
         section.lack("Probe table", "the probe table and chart", why)
         return section
     info = (run.metrics or {}).get("run") or {}
-    section.add(
-        paragraph(
-            f"Top-1 accuracy (%) of probes on the frozen online backbone, scored on the "
-            f"{info.get('eval_split', 'test')} split; epoch 0 is the random initialisation."
-        )
+    section.text(
+        f"Top-1 accuracy (%) of probes on the frozen online backbone, scored on the "
+        f"{info.get('eval_split', 'test')} split; epoch 0 is the random initialisation."
     )
-    section.add(
-        table(
-            ["epoch", "step"] + [f"{name} top-1 (%)" for _, name in PROBES] + ["eval time (s)"],
-            _probe_rows(history),
-        )
-    )
+    rows: list[list[Any]] = [
+        [f"{r['epoch']} (random init)" if r["epoch"] == 0 else r["epoch"], r.get("step"),
+         *(r.get(key) for key, _ in PROBES), r.get("eval_s")]
+        for r in history
+    ]  # fmt: skip
+    first, last = history[0], history[-1]
+    if first["epoch"] == 0 and last["epoch"] > 0:
+        change = [last[k] - first[k] if k in last and k in first else None for k, _ in PROBES]
+        rows.append([f"change 0 -> {last['epoch']}", None, *change, None])
+    headers = ["epoch", "step", *(f"{name} top-1 (%)" for _, name in PROBES), "eval time (s)"]
+    section.add(table(headers, rows))
     series = []
     for index, (key, name) in enumerate(PROBES):
         color = f"C{index}"
         points = [(row["epoch"], row[key]) for row in history if key in row]
         series.append(Series(name, [p[0] for p in points], [p[1] for p in points], color=color))
-        ref = _reference_series(reference, key, name, color) if reference else None
-        if ref is not None:
-            series.append(ref)
+        series += _reference_series(reference, key, name, color) if reference else []
     panel = Panel("Frozen-backbone probes", "epoch (0 = random init)", "top-1 accuracy (%)",
-                  series, integer_x=True, legend="right")  # fmt: skip
+                  series, integer_x=True, legend=BESIDE)  # fmt: skip
     section.figure("Probe accuracy over training", draw_panels([panel], size=(10.0, 4.4)), "", "")
     return section
 
@@ -136,19 +112,35 @@ def _cumulative(share: list[float]) -> list[float]:
     return [100.0 * total for total in itertools.accumulate(share)]
 
 
-def _style(index: int, count: int, epoch: int) -> dict[str, Any]:
-    """Random init grey, the last evaluation red and bold, those between thin."""
-    emphasised = index in (0, count - 1)
-    color = "C7" if epoch == 0 else ("C3" if index == count - 1 else f"C{index % 6}")
-    return dict(color=color, alpha=1.0 if emphasised else 0.5, linewidth=2 if emphasised else 1)
-
-
-def _spectrum_panels(spectra: list[dict[str, Any]]) -> list[Panel]:
-    spectrum, cumulative, marks = [], [], []
+def spectrum_section(run: PretrainRun) -> Section:
+    """The covariance spectrum of the backbone features per evaluation, effective rank marked."""
+    section = Section("Eigenvalue spectrum of the backbone features")
+    spectra = [e for e in run.spectra if _share(e["eigenvalues"])]
+    if not spectra:
+        absent = "no spectrum.json: the run predates saved spectra or ran with --no-eval"
+        if (run.path / SPECTRUM_FILE).exists():
+            absent = "spectrum.json holds no evaluation"
+        why = _unreadable_or(run, SPECTRUM_FILE, absent)
+        section.lack("Spectrum", "the eigenvalue spectrum", why)
+        return section
+    first = spectra[0]
+    section.text(
+        f"Eigenvalues of the covariance of the frozen backbone's {first['feature_dim']}-d "
+        f"features on the {first['num_images']} probe training images, as a share of their "
+        "sum (log scale), largest first. A spectrum that drops after a few components is "
+        "(dimensional) collapse. Dashed lines: effective rank (exp of the entropy of the "
+        f"normalised singular values). Shares below {ZERO_SHARE:g} (numerically zero) are not "
+        "drawn."
+    )
+    spectrum, cumulative, marks, rows = [], [], [], []
     for index, evaluation in enumerate(spectra):
         epoch, rank = evaluation["epoch"], evaluation["effective_rank"]
         label = "random init (epoch 0)" if epoch == 0 else f"epoch {epoch}"
-        style = _style(index, len(spectra), epoch)
+        # Random init grey, the last evaluation red and bold, those between thin.
+        bold = index in (0, len(spectra) - 1)
+        color = "C7" if epoch == 0 else ("C3" if index == len(spectra) - 1 else f"C{index % 6}")
+        width, alpha = (2, 1.0) if bold else (1, 0.5)
+        style: dict[str, Any] = dict(color=color, alpha=alpha, linewidth=width)
         share = _share(evaluation["eigenvalues"])
         drawn = [(i + 1, v) for i, v in enumerate(share) if v > ZERO_SHARE]
         fmt = "-" if len(drawn) > 2 else "-o"  # a collapsed spectrum is one or two points
@@ -156,65 +148,36 @@ def _spectrum_panels(spectra: list[dict[str, Any]]) -> list[Panel]:
                                **style))  # fmt: skip
         cumulative.append(Series(label, range(1, len(share) + 1), _cumulative(share), fmt="-",
                                  **style))  # fmt: skip
-        marks.append((rank, f"effective rank, {label}: {rank:.1f}", style["color"]))
-    return [
+        marks.append((rank, f"effective rank, {label}: {rank:.1f}", color))
+        for_90 = next((i + 1 for i, c in enumerate(_cumulative(share)) if c >= 90), len(share))
+        rows.append((epoch, rank, evaluation.get("matrix_entropy"), 100 * share[0], for_90))
+    panels = [
         Panel("Covariance spectrum", "component (sorted by eigenvalue)",
               "eigenvalue / sum of eigenvalues", spectrum, logy=True, vlines=marks,
-              legend="below"),
+              legend=BELOW),
         Panel("Cumulative variance", "number of components", "variance explained (%)",
-              cumulative, vlines=marks, legend="below"),
+              cumulative, vlines=marks, legend=BELOW),
     ]  # fmt: skip
-
-
-def _components_for(share: list[float], percent: float) -> int:
-    return next((i + 1 for i, c in enumerate(_cumulative(share)) if c >= percent), len(share))
-
-
-def spectrum_section(run: PretrainRun) -> Section:
-    """The covariance spectrum of the backbone features per evaluation, effective rank marked."""
-    section = Section("Eigenvalue spectrum of the backbone features")
-    spectra = [e for e in run.spectra if _share(e["eigenvalues"])]
-    if not spectra:
-        why = _unreadable_or(
-            run,
-            SPECTRUM_FILE,
-            "spectrum.json holds no evaluation"
-            if (run.path / SPECTRUM_FILE).exists()
-            else "no spectrum.json: the run predates saved spectra or ran with --no-eval",
-        )
-        section.lack("Spectrum", "the eigenvalue spectrum", why)
-        return section
-    first = spectra[0]
-    section.add(
-        paragraph(
-            f"Eigenvalues of the covariance of the frozen backbone's {first['feature_dim']}-d "
-            f"features on the {first['num_images']} probe training images, as a share of their "
-            "sum (log scale), largest first. A spectrum that drops after a few components is "
-            "(dimensional) collapse. Dashed lines: effective rank (exp of the entropy of the "
-            f"normalised singular values). Shares below {ZERO_SHARE:g} (numerically zero) are not "
-            "drawn."
-        )
-    )
-    png = draw_panels(_spectrum_panels(spectra), size=(5.6, 4.8))
+    png = draw_panels(panels, size=(5.6, 4.8))
     section.figure("Spectrum at random init and after training", png, "", "")
     headers = ("epoch", "effective rank", "matrix entropy (nats)", "top eigenvalue share (%)",
                "components for 90% of variance")  # fmt: skip
-    rows = []
-    for e in spectra:
-        share = _share(e["eigenvalues"])
-        rows.append((e["epoch"], e["effective_rank"], e.get("matrix_entropy"), 100 * share[0],
-                     _components_for(share, 90.0)))  # fmt: skip
     section.add(table(headers, rows))
     return section
 
 
-def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
-    """The panels whose values were logged, and the titles of those that were not."""
+def curves_section(run: PretrainRun) -> Section:
+    """Training curves from Lightning's CSV logs."""
+    section = Section("Training curves")
+    if not run.curves:
+        why = "no csv/version_*/metrics.csv in the run folder"
+        section.lack("Curves", "the training curves", why)
+        return section
     # fmt: off
     losses = [(f"{n}_step", f"{n} (per step)", "-") for n in LOSSES] + [
         (f"{n}_epoch", f"{n} (epoch mean)", "o") for n in LOSSES
     ]
-    lrs = [(c, c.split("/", 1)[-1], "-") for c in sorted(curves) if c.startswith("lr-")]
+    lrs = [(c, c.split("/", 1)[-1], "-") for c in sorted(run.curves) if c.startswith("lr-")]
     probe = [("train_online_cls_top1", "train batches", "-"),
              ("val_online_cls_top1", "validation", "-o")]
     parts = ("backbone", "projection")
@@ -229,32 +192,20 @@ def _curve_panels(curves: dict[str, Curve]) -> tuple[list[Panel], list[str]]:
          [(f"diag/{p}_matrix_entropy", p, "-o") for p in parts], True, 1.0),
     ]
     # fmt: on
-    panels, missing = curve_panels(curves, specs)
-    return panels, [
+    panels, titles = curve_panels(run.curves, specs)
+    missing = [
         title.lower() + (f" ({WHY_NOT_LOGGED[title]})" if title in WHY_NOT_LOGGED else "")
-        for title in missing
+        for title in titles
     ]
-
-
-def curves_section(run: PretrainRun) -> Section:
-    """Training curves from Lightning's CSV logs."""
-    section = Section("Training curves")
-    if not run.curves:
-        why = "no csv/version_*/metrics.csv in the run folder"
-        section.lack("Curves", "the training curves", why)
-        return section
-    panels, missing = _curve_panels(run.curves)
-    section.add(
-        paragraph(
-            "From the run's CSV logs (csv/version_*/metrics.csv; a resumed run's versions are "
-            "joined). Effective rank and matrix entropy are of the backbone features and "
-            "projections of each epoch's last training batch."
-        )
+    section.text(
+        "From the run's CSV logs (csv/version_*/metrics.csv; a resumed run's versions are "
+        "joined). Effective rank and matrix entropy are of the backbone features and "
+        "projections of each epoch's last training batch."
     )
     png = draw_panels(panels) if panels else None
     section.figure("Loss, schedules, online probe and collapse diagnostics", png,
                    "the training curves", "nothing the report draws was logged")  # fmt: skip
     if panels and missing:
         section.missing += [f"{what}: not in the logs" for what in missing]
-        section.add(paragraph("Not in the logs: " + "; ".join(missing) + ".", "na"))
+        section.text("Not in the logs: " + "; ".join(missing) + ".", "na")
     return section

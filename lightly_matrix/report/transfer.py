@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
-import math
+import re
 from pathlib import Path
 from typing import Any
 
 from lightly_matrix.report.data import TransferRun
 from lightly_matrix.report.figures import curve_panels, draw_bars, draw_panels
-from lightly_matrix.report.html import Section, esc, image, paragraph, settings, table
+from lightly_matrix.report.html import Section, esc, image, settings, table
+from lightly_matrix.transfer.results import percent
 
 #: results.json's summary keys, as COCO names them.
 AP_KEYS = (("mAP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP small"),
@@ -24,27 +25,10 @@ MAX_IMAGE_PIXELS = 50_000_000
 NO_RESULTS = "no results.json: the run did not reach its test"
 
 
-def _percent(value: Any) -> float | None:
-    """mmdet's AP fraction as percent; ``-1`` or ``nan`` (no such objects) as ``None``."""
-    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return None
-    return 100.0 * float(value)
-
-
-def per_category(metrics: dict[str, float], iou_type: str) -> dict[str, float]:
-    """Per-category AP (fractions) that mmdet's ``CocoMetric(classwise=True)`` reports."""
-    prefix, suffix = f"coco/{iou_type}_", "_precision"
-    return {
-        key[len(prefix) : -len(suffix)]: value
-        for key, value in metrics.items()
-        if key.startswith(prefix) and key.endswith(suffix)
-    }
-
-
 def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Section:
     """The run's settings and its COCO AP, with reference rows if given."""
     section = Section("Mask R-CNN transfer")
-    section.add(paragraph(f"Work dir: {run.path.resolve()}", "meta"))
+    section.text(f"Work dir: {run.path.resolve()}", "meta")
     results = run.results
     if results is None:
         section.lack("COCO AP", "AP by size and category", NO_RESULTS)
@@ -52,44 +36,35 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
     keys = ("config", "method", "architecture", "pretrain_epochs", "checkpoint", "schedule",
             "total_batch_size", "base_lr", "train_time_s", "test_time_s")  # fmt: skip
     section.add(settings(results, keys))
-    rows = [
-        [f"{name} AP (%)"] + [_percent(results.get(t, {}).get(key)) for key, _ in AP_KEYS]
-        for t, name in IOU_TYPES
-    ]
+    aps = {n: [percent(results.get(t, {}).get(key)) for key, _ in AP_KEYS] for t, n in IOU_TYPES}
+    rows = [[f"{name} AP (%)", *values] for name, values in aps.items()]
     section.add("<h3>COCO AP by IoU and object size</h3>")
     section.add(table(["this run"] + [name for _, name in AP_KEYS], rows))
-    ref_rows = [
-        (row.get("row"), row.get("seeds"), row.get("AP_bb"), row.get("AP_mk"))
-        for row in (reference or {}).get("transfer", [])
-    ]
+    fields = ("row", "seeds", "AP_bb", "AP_mk")
+    ref_rows = [[row.get(f) for f in fields] for row in (reference or {}).get("transfer", [])]
     if ref_rows:
-        section.add(paragraph("Reference rows (mean ± std over seeds, AP %):"))
+        section.text("Reference rows (mean ± std over seeds, AP %):")
         section.add(table(("backbone init", "seeds", "box AP", "mask AP"), ref_rows))
-    bars = {
-        name: [_percent(results.get(t, {}).get(key)) for key, _ in AP_KEYS]
-        for t, name in IOU_TYPES
-        if t in results
-    }
+    bars = {name: aps[name] for t, name in IOU_TYPES if t in results}
     if bars:
         png = draw_bars("COCO AP by IoU and size", [n for _, n in AP_KEYS], bars, "AP (%)")
         section.add(image(png, "COCO AP by IoU and object size"))
-    _category_part(section, results)
-    return section
-
-
-def _category_part(section: Section, results: dict[str, Any]) -> None:
-    metrics = results.get("metrics") or {}
-    classes = {name: per_category(metrics, t) for t, name in IOU_TYPES}
+    # Per-category AP (fractions) of ClasswiseCocoMetric (mmdet's CocoMetric(classwise=True)).
+    classes: dict[str, dict[str, float]] = {t: {} for t, _ in IOU_TYPES}
+    for key, value in (results.get("metrics") or {}).items():
+        if (match := re.fullmatch(r"coco/(\w+?)_(.+)_precision", key)) and match[1] in classes:
+            classes[match[1]][match[2]] = value
     names = sorted({c for values in classes.values() for c in values})
     if not names:
         why = "results.json has no per-category AP: the run predates classwise evaluation"
         section.lack("AP per category", "AP per category", why)
-        return
+        return section
     section.add("<h3>AP per category</h3>")
-    rows = [[c] + [_percent(classes[name].get(c)) for _, name in IOU_TYPES] for c in names]
+    rows = [[c] + [percent(classes[t].get(c)) for t, _ in IOU_TYPES] for c in names]
     section.add(table(["category", "box AP (%)", "mask AP (%)"], rows))
-    bars = {name: [_percent(classes[name].get(c)) for c in names] for _, name in IOU_TYPES}
+    bars = {name: [percent(classes[t].get(c)) for c in names] for t, name in IOU_TYPES}
     section.add(image(draw_bars("AP per category", names, bars, "AP (%)"), "AP per category"))
+    return section
 
 
 def curves_section(run: TransferRun) -> Section:
@@ -108,7 +83,7 @@ def curves_section(run: TransferRun) -> Section:
         ("Validation AP while training", "AP (%)", validation, False, 100.0),
     ]  # fmt: skip
     panels, _ = curve_panels(run.curves, specs, steps="iteration")
-    section.add(paragraph("From mmengine's log of the run (TIMESTAMP/vis_data/scalars.json)."))
+    section.text("From mmengine's log of the run (TIMESTAMP/vis_data/scalars.json).")
     png = draw_panels(panels) if panels else None
     section.figure("Losses and schedule", png, "the mmdet loss curves", "no losses were logged")
     return section
@@ -135,20 +110,16 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
                      "the work dir has no TIMESTAMP/vis_test/ images: the run predates them, or "
                      "drawing was turned off (default_hooks.visualization.draw=False)")  # fmt: skip
         return section
-    section.add(
-        paragraph(
-            "The first validation images, drawn during the test by mmdet's DetLocalVisualizer: "
-            "ground truth on the left, predictions scoring at least the hook's score_thr (0.3 "
-            "unless changed) on the right; a right half without boxes means no such prediction."
-        )
+    section.text(
+        "The first validation images, drawn during the test by mmdet's DetLocalVisualizer: "
+        "ground truth on the left, predictions scoring at least the hook's score_thr (0.3 "
+        "unless changed) on the right; a right half without boxes means no such prediction."
     )
     figures = []
-    from PIL import Image
-
     for path in run.images[:max_images]:
         try:
             data = _jpeg(path)
-        except (OSError, Image.DecompressionBombError) as err:
+        except Exception as err:  # an unreadable or oversized image is noted, not fatal
             run.problems.append(f"{path.name}: {err}")
             continue
         figures.append(

@@ -17,9 +17,6 @@ from lightly_matrix.transfer.cfg_options import (
 )
 from lightly_matrix.transfer.configs import read_config
 
-#: Test images drawn for ``lightly-matrix report`` (the first ones of the test split).
-REPORT_IMAGES = 6
-
 
 def inner_dataset(cfg: Any, split: str) -> Any:
     """The dataset that ``{split}_dataloader`` reads, inside its wrappers (RepeatDataset, ...)."""
@@ -44,20 +41,6 @@ def load_config(config_path: Path, data_root: Path) -> Any:
     return cfg
 
 
-def _resize_for_resnet(cfg: Any, depth: int) -> None:
-    """Adapt an FPN ResNet config (the demo) to the checkpoint's ResNet depth."""
-    backbone = cfg.model.backbone
-    if backbone.get("type") != "ResNet" or backbone.depth == depth:
-        return
-    if cfg.model.get("neck") is None or (
-        "roi_head" in cfg.model and cfg.model.roi_head.get("shared_head")
-    ):
-        raise UserError(f"the config is for a ResNet-{backbone.depth}; pass a matching --config")
-    expansion = 4 if depth >= 50 else 1
-    backbone.depth = depth
-    cfg.model.neck.in_channels = [64 * expansion * 2**i for i in range(4)]
-
-
 def _scale_steps(scheduler: dict[str, Any], factor: float) -> None:
     """Scale a scheduler's iteration ``begin``, ``end`` and ``milestones`` by ``factor``."""
     for key in ("begin", "end"):
@@ -68,10 +51,8 @@ def _scale_steps(scheduler: dict[str, Any], factor: float) -> None:
 
 
 def iteration_schedule(cfg: Any, max_iters: int) -> None:
-    """Replace the schedule by ``max_iters`` iterations, lr steps scaled to fit.
-
-    An iteration warm-up keeps its length, capped at a quarter of the run.
-    """
+    """Replace the schedule by ``max_iters`` iterations, lr steps scaled to fit (an iteration
+    warm-up keeps its length, capped at a quarter of the run)."""
     loop = cfg.train_cfg
     epochs = loop.get("max_epochs") if loop.get("type") != "IterBasedTrainLoop" else None
     total = loop.get("max_iters") if loop.get("type") == "IterBasedTrainLoop" else None
@@ -125,25 +106,18 @@ def scale_iterations(cfg: Any, total_batch: int) -> None:
 
 
 def add_report_outputs(cfg: Any) -> None:
-    """The test also saves AP per category and the first test images drawn, for the report."""
+    """The test also saves AP per category and its first images drawn (the hook's default
+    number), for the report."""
     import lightly_matrix.mmdet  # noqa: F401  (registers the metric and the hook in mmdet)
     from lightly_matrix.report.data import VIS_TEST_DIR
 
     for metric in walk_dicts(cfg.get("test_evaluator")):
         if metric.get("type") in ("CocoMetric", "mmdet.CocoMetric"):
             metric["type"] = "ClasswiseCocoMetric"
-    hook = dict(cfg.default_hooks.get("visualization") or {})
-    if hook.get("type", "DetVisualizationHook") in (
-        "DetVisualizationHook",
-        "mmdet.DetVisualizationHook",
-    ):
-        cfg.default_hooks.visualization = dict(
-            hook,
-            type="FirstImagesVisualizationHook",
-            draw=True,
-            max_images=REPORT_IMAGES,
-            test_out_dir=VIS_TEST_DIR,
-        )
+    hook = dict(cfg.default_hooks.get("visualization") or {"type": "DetVisualizationHook"})
+    if hook.get("type") in ("DetVisualizationHook", "mmdet.DetVisualizationHook"):
+        hook.update(type="FirstImagesVisualizationHook", draw=True, test_out_dir=VIS_TEST_DIR)
+        cfg.default_hooks.visualization = hook
 
 
 def build_config(
@@ -166,16 +140,22 @@ def build_config(
                 f" checkpoint a {backbone.architecture}; pass a ViT config"
             )
         model.backbone.update({k: v for k, v in backbone.backbone_cfg.items() if k != "type"})
-    elif backbone is not None and args.demo:
-        _resize_for_resnet(cfg, backbone.backbone_cfg["depth"])
+    elif backbone is not None and args.demo:  # the demo's R18-FPN, resized to the checkpoint's
+        depth, resnet = backbone.backbone_cfg["depth"], model.backbone
+        if resnet.get("type") == "ResNet" and resnet.depth != depth:
+            if model.get("neck") is None or (model.get("roi_head") or {}).get("shared_head"):
+                raise UserError(
+                    f"the config is for a ResNet-{resnet.depth}; pass a --config for ResNet-{depth}"
+                )
+            resnet.depth = depth
+            model.neck.in_channels = [64 * (4 if depth >= 50 else 1) * 2**i for i in range(4)]
     # The backbone and a C4 model's RoI shared head (res5) load the exported file; random-init
     # runs download none of the torchvision:// weights that stock configs name.
+    pretrained = dict(type="Pretrained", checkpoint=str(backbone_file), prefix="backbone.")
     for part in filter(None, (model.backbone, (model.get("roi_head") or {}).get("shared_head"))):
         init = part.get("init_cfg")
         if backbone_file is not None:
-            part.init_cfg = dict(
-                type="Pretrained", checkpoint=str(backbone_file), prefix="backbone."
-            )
+            part.init_cfg = dict(pretrained)
         elif not (isinstance(init, dict) and init.get("type") == "PretrainedOrDefault"):
             part.init_cfg = None
     if args.batch_size is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import functools
 import inspect
 import math
 from typing import Any
@@ -102,40 +103,35 @@ def _constructors(type_name: Any) -> list[Any]:
     import lightly_matrix.mmdet  # noqa: F401 - our registered modules
 
     found = []
-    for registry in vars(mmdet.registry).values():
-        if isinstance(registry, Registry):
-            try:
-                obj = registry.get(type_name)
-            except Exception:  # a registry whose lazy imports fail says nothing about this key
-                obj = None
-            if obj is not None and obj not in found:
-                found.append(obj)
+    for registry in filter(lambda r: isinstance(r, Registry), vars(mmdet.registry).values()):
+        try:
+            obj = registry.get(type_name)
+        except Exception:  # a registry whose lazy imports fail says nothing about this key
+            continue
+        if obj is not None and obj not in found:
+            found.append(obj)
     return found
 
 
-def _arguments(obj: Any) -> set[str] | None:
-    """Keyword arguments of a class (its MRO's ``__init__``) or function; None: unknown."""
+def _arguments(*objects: Any) -> set[str] | None:
+    """Keyword arguments of classes (their MRO's ``__init__``) and functions; None: unknown."""
     import torch
 
     functions = []
-    if inspect.isclass(obj):
-        functions = [
-            vars(klass)["__init__"]
-            for klass in obj.__mro__
-            if "__init__" in vars(klass) and klass not in (object, torch.nn.Module)
-        ]
-    elif callable(obj):
-        functions = [obj]
+    for obj in objects:
+        if inspect.isclass(obj):
+            classes = [k for k in obj.__mro__ if k not in (object, torch.nn.Module)]
+            functions += [vars(k)["__init__"] for k in classes if "__init__" in vars(k)]
+        elif callable(obj):
+            functions.append(obj)
     names: set[str] = set()
     for function in functions:
         try:
-            parameters = list(inspect.signature(function).parameters.values())
+            parameters = inspect.signature(function).parameters.values()
         except (TypeError, ValueError):
             return None
-        if inspect.isclass(obj):
-            parameters = parameters[1:]  # self
         names.update(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-    return names
+    return names - {"self"}
 
 
 def _accepted_names(path: list[str], parent: Any) -> set[str] | None:
@@ -147,12 +143,7 @@ def _accepted_names(path: list[str], parent: Any) -> set[str] | None:
     if not isinstance(parent, dict):
         return set()
     if "type" in parent:
-        names: set[str] = set()
-        for constructor in _constructors(parent["type"]):
-            arguments = _arguments(constructor)
-            if arguments is None:
-                return None
-            names |= arguments
+        names = _arguments(*_constructors(parent["type"]))
         return (names | _BUILDER_KEYS) if names else None
     if len(path) == 1 and path[0].endswith("_dataloader"):
         from torch.utils.data import DataLoader
@@ -168,8 +159,8 @@ def _is_number(value: Any) -> bool:
 
 
 #: Counts whose out-of-range values mmengine / torch only reject deep inside a run.
-_COUNT_MINIMUM = {"batch_size": 1, "max_iters": 1, "max_epochs": 1, "val_interval": 1}
-_COUNT_MINIMUM |= {"num_workers": 0, "interval": 1}
+_COUNT_MINIMUM = dict(batch_size=1, max_iters=1, max_epochs=1, val_interval=1, interval=1,
+                      num_workers=0)  # fmt: skip
 
 
 def _check_type(key: str, old: Any, new: Any) -> None:
@@ -183,9 +174,8 @@ def _check_type(key: str, old: Any, new: Any) -> None:
         raise UserError(f"--cfg-options {key}={new!r}: must be >= {low}")
 
     def of_dicts(value: Any) -> bool:
-        return isinstance(value, dict) or (
-            isinstance(value, list | tuple) and all(isinstance(v, dict) for v in value)
-        )
+        values = value if isinstance(value, list | tuple) else [value]
+        return all(isinstance(v, dict) for v in values)
 
     if of_dicts(old) and old and not of_dicts(new):
         index = ".0" if isinstance(old, list | tuple) else ""
@@ -220,7 +210,6 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
         merged.merge_from_dict(options)
     except (TypeError, KeyError, ValueError) as err:
         raise UserError(f"--cfg-options do not fit the config: {first_line(err)}") from err
-    merged_dict = merged.to_dict()
     for key in options:
         parts = key.split(".")
         node = original
@@ -231,20 +220,14 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
             _check_type(key, node, options[key])
             continue  # the key exists
         parent_path, new = parts[:depth], parts[depth]
-        parent: Any = merged_dict
-        for part in parent_path:
-            parent = _child(parent, part)
+        parent = functools.reduce(_child, parent_path, merged.to_dict())
         accepted = _accepted_names(parent_path, parent)
         if accepted is None or new in accepted:
             continue
         siblings = set(parent) if isinstance(parent, dict) else set()
         close = difflib.get_close_matches(new, sorted((siblings | accepted) - {new}), n=3)
-        prefix = ".".join([*parent_path, ""])
-        hint = (
-            f"did you mean {' or '.join(prefix + name for name in close)}?"
-            if close
-            else "no similar key exists there"
-        )
+        hint = " or ".join(".".join([*parent_path, name]) for name in close)
+        hint = f"did you mean {hint}?" if close else "no similar key exists there"
         where = f"'{'.'.join(parent_path)}'" if parent_path else "the top level"
         raise UserError(
             f"--cfg-options {key}: '{new}' is not a key of {where} in the config and would be"

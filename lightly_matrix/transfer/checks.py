@@ -55,10 +55,6 @@ def check_coco_root(root: Path) -> None:
 
 def check_devices(args: argparse.Namespace) -> None:
     """Fail in one line, before torchrun starts, where ``--gpus``/``--nnodes`` lack CUDA GPUs."""
-    if args.nnodes > 1 and not args.work_dir:
-        raise UserError(
-            "multi-node runs need an explicit --work-dir on storage shared by the nodes"
-        )
     if args.launcher != "none" or (args.gpus == 1 and args.nnodes == 1) or args.allow_cpu_ddp:
         return
     import torch
@@ -77,26 +73,26 @@ def check_devices(args: argparse.Namespace) -> None:
 
 
 def check_counts(args: argparse.Namespace) -> None:
-    """Fail in one line on counts out of range, before anything is built (0 is never "default")."""
-    problems = []
-    for flag, value, low in (
-        ("--max-iters", args.max_iters, 1),
-        ("--batch-size", args.batch_size, 1),
-        ("--val-interval", args.val_interval, 0),
-        ("--seed", args.seed, 0),
-        ("--node-rank", args.node_rank, 0),
+    """Fail in one line on options out of range, before anything is built (0 is never "default")."""
+    problems: list[str] = []
+    own = " (omit it for the config's own)"
+    for flag, value, low, hint in (
+        ("--max-iters", args.max_iters, 1, own),
+        ("--batch-size", args.batch_size, 1, own),
+        ("--val-interval", args.val_interval, 0, ""),
+        ("--seed", args.seed, 0, ""),
+        ("--node-rank", args.node_rank, 0, ""),
     ):
         if value is not None and value < low:
-            own = (
-                " (omit it for the config's own)" if flag in ("--max-iters", "--batch-size") else ""
-            )
-            problems.append(f"{flag} must be >= {low}, got {value}{own}")
+            problems.append(f"{flag} must be >= {low}, got {value}{hint}")
     if args.seed >= 2**32:
         problems.append(f"--seed must be < 2**32 (numpy's limit), got {args.seed}")
     if args.node_rank >= args.nnodes:
         problems.append(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
     if not 1 <= args.master_port <= 65535:
         problems.append(f"--master-port must be a TCP port (1-65535), got {args.master_port}")
+    if args.nnodes > 1 and not args.work_dir:
+        problems.append("multi-node runs need a --work-dir on storage shared by the nodes")
     if problems:
         raise UserError("; ".join(problems))
 
@@ -115,14 +111,6 @@ def check_work_dir(work_dir: Path) -> None:
             f"{work_dir} is not empty and was not created by lightly-matrix transfer; not writing"
             " into it (choose a new or empty --work-dir, or omit it for a fresh timestamped one)"
         )
-
-
-def claim_work_dir(work_dir: Path) -> None:
-    """Create the (checked) work dir and mark it as ours before anything else is written."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    marker = work_dir / WORK_DIR_MARKER
-    if not marker.exists():
-        marker.write_text("created by lightly-matrix transfer\n")
 
 
 def resolve_work_dir(args: argparse.Namespace, config_name: str) -> Path:

@@ -36,38 +36,23 @@ def _fail(path: Path, bad: list[Any], what: str, show: Callable[[Any], str], fix
 
 
 def _finite(values: Any, length: int | None = None) -> bool:
-    return (
-        isinstance(values, list)
-        and (length is None or len(values) == length)
-        and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
-    )
+    if not isinstance(values, list) or len(values) != (length or len(values)):
+        return False
+    return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
 
 def _polygons_ok(segmentation: Any) -> bool:
     """Polygons of at least 3 points, or a run-length encoding (crowd annotations)."""
     if isinstance(segmentation, dict):
         return "counts" in segmentation and "size" in segmentation
-    return (
-        isinstance(segmentation, list)
-        and bool(segmentation)
-        and all(_finite(p) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation)
-    )
+    polygons = segmentation if isinstance(segmentation, list) else []
+    return bool(polygons) and all(_finite(p) and len(p) >= 6 and len(p) % 2 == 0 for p in polygons)
 
 
-def _outside(ann: dict[str, Any], image: dict[str, Any]) -> bool:
-    """A box of positive size that does not overlap its image: it can never be detected."""
-    x, y, w, h = ann["bbox"]
-    far = x >= image["width"] or y >= image["height"] or x + w <= 0 or y + h <= 0
-    return min(w, h) > 0 and far
-
-
-def _usable(ann: dict[str, Any], image: dict[str, Any]) -> bool:
-    """What mmdet's CocoDataset trains on: not crowd, a box of at least 1 px inside the image."""
-    x, y, w, h = ann["bbox"]
-    inside_w = min(x + w, image["width"]) - max(x, 0)
-    inside_h = min(y + h, image["height"]) - max(y, 0)
-    crowd = ann.get("iscrowd") or ann.get("ignore")
-    return not crowd and w >= 1 and h >= 1 and inside_w > 0 and inside_h > 0
+def _inside(ann: dict[str, Any], images: dict[Any, dict[str, Any]]) -> float:
+    """The shorter side of the part of the box inside its image (<= 0: none)."""
+    (x, y, w, h), image = ann["bbox"], images[ann["image_id"]]
+    return min(min(x + w, image["width"]) - max(x, 0), min(y + h, image["height"]) - max(y, 0))
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -102,13 +87,8 @@ def _load(path: Path) -> dict[str, Any]:
 def check_split(
     ann_file: str | Path, image_dir: str | Path, classes: Sequence[str], split: str
 ) -> int:
-    """Check one split; returns its number of usable annotations (at least one).
-
-    Args:
-        ann_file: The COCO annotation file.
-        image_dir: The folder its ``file_name`` entries are relative to.
-        classes: The config's class names; every category must be one of them.
-        split: ``train`` or ``val``/``test``, for the messages.
+    """Check one split (named ``split`` in messages) against the config's ``classes``, its
+    ``file_name`` entries under ``image_dir``; returns its number of usable annotations (>= 1).
 
     Raises:
         UserError: One line naming the first bad entry and how many there are.
@@ -125,11 +105,9 @@ def check_split(
         present = set(os.listdir(image_dir))
     except OSError as err:
         raise UserError(f"cannot list the images of {path} in {image_dir}: {err}") from None
-    missing = [
-        i
-        for i in images
-        if i["file_name"] not in present and not os.path.isfile(image_dir / str(i["file_name"]))
-    ]
+    # One listing for the usual flat folder; only names not in it are looked up as paths.
+    missing = [i for i in images if str(i["file_name"]) not in present]
+    missing = [i for i in missing if not (image_dir / str(i["file_name"])).is_file()]
     _fail(path, missing, f"images are missing under {image_dir}", lambda i: i["file_name"],
           "add them, or remove them from the annotation file")  # fmt: skip
     names = [str(c["name"]) for c in data["categories"]]
@@ -150,20 +128,23 @@ def check_split(
     _fail(path, [a for a in anns if not _finite(a["bbox"], 4) or min(a["bbox"][2:]) < 0],
           "boxes are not 4 finite numbers of non-negative size", lambda a: f"id {a['id']},"
           f" bbox {a['bbox']}", "boxes are [x, y, width, height]")  # fmt: skip
-    _fail(path, [a for a in anns if _outside(a, by_id[a["image_id"]])],
+    # A box of positive size that does not overlap its image can never be detected.
+    _fail(path, [a for a in anns if min(a["bbox"][2:]) > 0 >= _inside(a, by_id)],
           "boxes lie wholly outside their image", lambda a: f"id {a['id']}, bbox {a['bbox']},"
           f" image {by_id[a['image_id']]['width']}x{by_id[a['image_id']]['height']}",
           "fix the boxes, or the image's width and height")  # fmt: skip
     _fail(path, [a for a in anns if not _polygons_ok(a["segmentation"])],
           "masks are not polygons of at least 3 points (or RLE)", lambda a: f"id {a['id']}",
           "each polygon is [x1, y1, x2, y2, x3, y3, ...]")  # fmt: skip
-    usable = sum(_usable(a, by_id[a["image_id"]]) for a in anns)
+    # What mmdet's CocoDataset trains on: not crowd, a box of at least 1 px inside the image.
+    usable = [a for a in anns if not (a.get("iscrowd") or a.get("ignore"))]
+    usable = [a for a in usable if min(a["bbox"][2:]) >= 1 and _inside(a, by_id) > 0]
     if not usable:
         raise UserError(
             f"{path}: none of its {len(anns)} annotations can be used for the {split} split"
             " (crowd, or boxes under 1 px or outside the image); it would train or score nothing"
         )
-    return usable
+    return len(usable)
 
 
 def check_config_data(cfg: Any) -> None:
@@ -185,7 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``check-coco`` options."""
     parser.add_argument("coco_root", metavar="ROOT", help="COCO in the standard layout")
     parser.add_argument(
-        "--config", default=None, help="the config whose classes and files to check (default:"
+        "--config", help="the config whose classes and files to check (default:"
         " the default transfer config, COCO's 80 classes)",
     )  # fmt: skip
 

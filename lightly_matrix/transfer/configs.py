@@ -1,27 +1,21 @@
 """Where our mmdet configs live, which one a backbone gets, and ``lightly-matrix configs``, which
-lists them or writes one out for mmdet's own tools. Nothing here imports mmdet.
-
-    lightly-matrix configs                                  # names and protocols
-    lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco      # the installed file's path
-    lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco --out my_c4.py
-    lightly-matrix configs mask-rcnn_r50-c4_ms-1x_coco --out c4_resolved.py --resolved
-
-A copy's relative ``_base_`` points at the installed config; ``--resolved`` writes the whole
-config (``mmengine.Config.dump``). An existing ``--out`` is never overwritten.
-"""
+lists them or writes one out for mmdet's own tools (examples: docs/transfer.md). A copy's relative
+``_base_`` points at the installed config; ``--resolved`` writes the whole config. Nothing here
+imports mmdet."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.resources
 import importlib.util
+import itertools
 import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.errors import UserError
+from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.user_files import check_writable
 from lightly_matrix.utils.io import atomic_write_text
 
@@ -50,15 +44,11 @@ DEMO_CONFIG = "mask-rcnn_r18_fpn_demo_coco-shapes"
 def config_dir() -> Path:
     """The folder holding our configs (installed package, or the checkout's ``mmdet_configs/``)."""
     try:
-        installed = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
-    except ModuleNotFoundError:
-        installed = None
-    if installed is not None and installed.is_dir():
-        return installed
-    # A checkout on PYTHONPATH without `pip install`.
-    beside = Path(__file__).resolve().parents[2] / "mmdet_configs"
-    if beside.is_dir():
-        return beside
+        folder = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
+    except ModuleNotFoundError:  # a checkout on PYTHONPATH without `pip install`
+        folder = Path(__file__).resolve().parents[2] / "mmdet_configs"
+    if folder.is_dir():
+        return folder
     raise UserError(
         "lightly_matrix's mmdet configs are missing from this installation; reinstall it"
         ' (pip install "lightly-matrix[mmdet]")'
@@ -72,14 +62,10 @@ def available_configs() -> list[str]:
 
 def describe_config(path: Path) -> str:
     """The first sentence of the comment a config starts with (which protocol it is)."""
-    lines = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#") or line.startswith("# ruff:"):
-            break
-        lines.append(line.lstrip("#").strip())
-    text = " ".join(lines)
-    end = text.find(". ")
-    return text if end < 0 else text[: end + 1]
+    lines = path.read_text().splitlines()
+    head = itertools.takewhile(lambda x: x.startswith("#") and not x.startswith("# ruff:"), lines)
+    first, end, _ = " ".join(line.lstrip("#").strip() for line in head).partition(". ")
+    return first + "." if end else first
 
 
 def resolve_config(name: str) -> Path:
@@ -100,10 +86,7 @@ def resolve_config(name: str) -> Path:
 def config_protocol(name: str) -> str | None:
     """The ``--protocol`` a config (name or path) belongs to, ``None`` for the others."""
     stem = Path(name).name.removesuffix(".py")
-    for protocol, configs in PROTOCOLS.items():
-        if stem in configs.values():
-            return protocol
-    return None
+    return next((p for p, configs in PROTOCOLS.items() if stem in configs.values()), None)
 
 
 def default_config(architecture: str | None, demo: bool, protocol: str | None = None) -> str:
@@ -119,8 +102,7 @@ def default_config(architecture: str | None, demo: bool, protocol: str | None = 
             )
         return DEMO_CONFIG
     configs = PROTOCOLS[protocol] if protocol else DEFAULT_CONFIGS
-    key = architecture or "resnet50"
-    key = "vit" if key.startswith("vit") else key
+    key = "vit" if (architecture or "").startswith("vit") else architecture or "resnet50"
     if key not in configs:
         what = f"--protocol {protocol} (ResNet Mask R-CNNs) has" if protocol else "we have"
         raise UserError(
@@ -130,22 +112,18 @@ def default_config(architecture: str | None, demo: bool, protocol: str | None = 
     return configs[key]
 
 
-_TRAIN_PY_EXPR = (
-    "$(python -c 'import mmdet,os;print(os.path.dirname(mmdet.__file__))')/.mim/tools/train.py"
-)
-
-
 def mmdet_train_py() -> str:
     """Path of the ``tools/train.py`` that the mmdet wheel ships (``mmdet/.mim/tools``)."""
     try:
         spec = importlib.util.find_spec("mmdet")
     except (ImportError, ValueError):
         spec = None
-    if spec is not None and spec.origin:
-        train_py = Path(spec.origin).parent / ".mim" / "tools" / "train.py"
-        if train_py.is_file():
-            return shlex.quote(str(train_py))
-    return _TRAIN_PY_EXPR
+    train_py = Path(spec.origin).parent / ".mim/tools/train.py" if spec and spec.origin else None
+    if train_py is not None and train_py.is_file():
+        return shlex.quote(str(train_py))
+    return (  # a shell expression for where it will be
+        "$(python -c 'import mmdet,os;print(os.path.dirname(mmdet.__file__))')/.mim/tools/train.py"
+    )
 
 
 def mmdet_train_command(architecture: str, backbone_cfg: Mapping[str, Any], weights: Path) -> str:
@@ -169,8 +147,8 @@ _RELATIVE_BASE = re.compile(r"""^_base_ = (["'])(\.{1,2}/[^"']+)\1""", re.MULTIL
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``configs`` options."""
     add = parser.add_argument
-    add("name", nargs="?", default=None, help="a config name; without one, all are listed")
-    add("--out", default=None, help="write the config to this file (never overwritten)")
+    add("name", nargs="?", help="a config name; without one, all are listed")
+    add("--out", help="write the config to this file (never overwritten)")
     add("--resolved", action="store_true",
         help="with --out: write the fully resolved config (no _base_; needs mmengine)")  # fmt: skip
 
@@ -182,10 +160,9 @@ def read_config(path: Path) -> Any:
     try:
         return Config.fromfile(str(path))
     except Exception as err:  # the file is the user's Python: any error in it is theirs to fix
-        first = str(err).splitlines()[0] if str(err) else ""
         raise UserError(
-            f"config {path}: mmengine cannot read it ({type(err).__name__}: {first}); fix the "
-            "file or use one of ours (see `lightly-matrix configs`)"
+            f"config {path}: mmengine cannot read it ({type(err).__name__}: {first_line(err)});"
+            " fix the file or use one of ours (see `lightly-matrix configs`)"
         ) from None
 
 
@@ -200,34 +177,14 @@ def config_text(path: Path, resolved: bool = False) -> str:
     # Lint directives are for this repository, not for the user's copy.
     lines = path.read_text().splitlines(keepends=True)
     text = "".join(line for line in lines if not line.startswith("# ruff:")).rstrip() + "\n"
-
-    def absolute(match: re.Match[str]) -> str:
-        return f'_base_ = "{(path.parent / match.group(2)).resolve()}"'
-
-    return _RELATIVE_BASE.sub(absolute, text)
-
-
-def write_new(out: Path, text: str) -> None:
-    """Write ``text`` to ``out``, which must not exist yet; a failed write leaves no ``out``."""
-    check_writable(out.parent, f"--out {out}")
-    try:
-        atomic_write_text(out, text, replace=False)
-    except FileExistsError as err:
-        what = "is a folder" if out.is_dir() else "already exists"
-        raise UserError(f"{out} {what}; not overwriting it (choose another --out)") from err
-    except OSError as err:  # read-only place, a file in the path, a full disk
-        raise UserError(
-            f"cannot write {out}: {err.strerror or type(err).__name__}; choose another --out"
-        ) from None
+    return _RELATIVE_BASE.sub(lambda m: f'_base_ = "{(path.parent / m[2]).resolve()}"', text)
 
 
 def run(args: argparse.Namespace) -> int:
-    """List the configs, print one's path, or write it out."""
+    """List the configs, print one's path, or write it out (never over an existing file)."""
     if args.name is None:
         if args.out or args.resolved:
-            raise UserError(
-                "--out and --resolved need a config name (see `lightly-matrix configs`)"
-            )
+            raise UserError("--out and --resolved need a config name (`lightly-matrix configs`)")
         names = available_configs()
         width = max(len(n) for n in names)
         for name in names:
@@ -240,7 +197,16 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--resolved needs --out FILE")
         print(path)
         return 0
-    out = Path(args.out)
-    write_new(out, config_text(path, resolved=args.resolved))
+    out, text = Path(args.out), config_text(path, resolved=args.resolved)
+    check_writable(out.parent, f"--out {out}")
+    try:  # a failed write leaves no ``out``
+        atomic_write_text(out, text, replace=False)
+    except FileExistsError as err:
+        what = "is a folder" if out.is_dir() else "already exists"
+        raise UserError(f"{out} {what}; not overwriting it (choose another --out)") from err
+    except OSError as err:  # read-only place, a file in the path, a full disk
+        raise UserError(
+            f"cannot write {out}: {err.strerror or type(err).__name__}; choose another --out"
+        ) from None
     print(f"wrote {out} ({'resolved ' if args.resolved else ''}{path.stem})")
     return 0

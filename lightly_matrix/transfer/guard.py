@@ -22,9 +22,7 @@ class DivergenceHook(Hook):
     """
 
     priority = "VERY_LOW"
-
-    def __init__(self) -> None:
-        self.first: float | None = None
+    first: float | None = None  # the first iteration's loss
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None

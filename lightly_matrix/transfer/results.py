@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import math
 from typing import Any
 
 from lightly_matrix.utils import text
@@ -27,25 +28,25 @@ def summarise(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     """CocoMetric's ``coco/bbox_mAP``-style keys as ``{'bbox': {'mAP', 'AP50', ...}, 'segm': ...}``
     (fractions; -1 where COCO has no such objects)."""
     out: dict[str, dict[str, float]] = {}
-    for iou_type in ("bbox", "segm"):
-        values = {
-            name: float(metrics[f"coco/{iou_type}_{key}"])
-            for key, name in _METRIC_NAMES.items()
-            if f"coco/{iou_type}_{key}" in metrics
-        }
-        if values:
-            out[iou_type] = values
+    for key, value in metrics.items():
+        iou_type, _, name = key.removeprefix("coco/").partition("_")
+        if key.startswith("coco/") and iou_type in ("bbox", "segm") and name in _METRIC_NAMES:
+            out.setdefault(iou_type, {})[_METRIC_NAMES[name]] = float(value)
     return out
 
 
-def _cell(percent: float | None) -> str:
-    return "-" if percent is None else f"{percent:.1f}"
+def percent(value: Any) -> float | None:
+    """An AP fraction in percent; ``None`` for -1 or nan (COCO had no such objects) or no number."""
+    ok = isinstance(value, int | float) and math.isfinite(value) and value >= 0
+    return 100.0 * value if ok else None
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _ap_cells(results: dict[str, Any]) -> list[str]:
-    """A run's AP columns in percent, as papers report them (-1: COCO had no such objects)."""
-    values = [results.get(iou_type, {}).get(name) for iou_type, name in METRICS.values()]
-    return [_cell(None if v is None or v < 0 else 100 * v) for v in values]
+    return [_cell(percent(results.get(t, {}).get(name))) for t, name in METRICS.values()]
 
 
 def _method(results: dict[str, Any]) -> str:
@@ -81,8 +82,6 @@ def load_references() -> dict[str, Any]:
 
 def references_for(protocol: str | None) -> list[dict[str, Any]]:
     """The published rows of a protocol (none for ``None`` or a protocol without numbers)."""
-    if protocol is None:
-        return []
     return [e for e in load_references()["references"] if e["protocol"] == protocol]
 
 
@@ -112,10 +111,8 @@ def comparison_table(results: dict[str, Any], full_schedule: bool = True) -> str
             "source": "this run",
         }
     ]
-    urls: list[str] = []
     for entry in rows:
-        source = entry["source"]
-        short, kind = source["short"], source["kind"]
+        short, kind = entry["source"]["short"], entry["source"]["kind"]
         table.append(
             {
                 "method": entry["method"],
@@ -124,16 +121,11 @@ def comparison_table(results: dict[str, Any], full_schedule: bool = True) -> str
                 "source": short if kind in short else f"{short} ({kind})",
             }
         )
-        if source["url"] not in urls:
-            urls.append(source["url"])
     columns = [("method", "method"), ("epochs", "pretrain epochs"), *((m, m) for m in METRICS)]
     described = load_references()["protocols"][protocol]
-    lines = [
-        f"Published numbers for protocol {protocol} ({described['detector']}):",
-        "",
-        text.markdown_table(table, [*columns, ("source", "source")]),
-    ]
-    notes = ["Sources:", *(f"- {url}" for url in urls)]
+    markdown = text.markdown_table(table, [*columns, ("source", "source")])
+    lines = [f"Published numbers for protocol {protocol} ({described['detector']}):", "", markdown]
+    notes = ["Sources:", *(f"- {url}" for url in dict.fromkeys(e["source"]["url"] for e in rows))]
     if described.get("missing"):
         notes.append(described["missing"])
     if results.get("architecture") != "resnet50":
