@@ -132,6 +132,10 @@ def build_config(
     cfg = load_config(config_path, data_root)
     cfg.work_dir = str(work_dir)
     cfg.launcher = args.launcher
+    if cfg.get("visualizer"):
+        # mmengine reuses a named visualizer within a process: a second run would write its
+        # vis_data into the first run's work dir. Unnamed, the runner names it after this run.
+        cfg.visualizer.pop("name", None)
     model = cfg.model
     if backbone is not None and backbone.family == "vit":
         if model.backbone.get("type") != backbone.backbone_cfg["type"]:
