@@ -84,17 +84,13 @@ def load_image(path: str | Path) -> Image.Image:
             decompression-bomb guard.
     """
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # warn_large names it
             with Image.open(path) as image:
                 rgb = to_rgb(image)
     except READ_ERRORS as err:
         raise UnreadableImageError(path, err) from None
-    for w in caught:
-        if issubclass(w.category, Image.DecompressionBombWarning):
-            warn_large(str(path), w.message)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    warn_large(str(path), rgb.width * rgb.height)
     return rgb
 
 

@@ -21,23 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from lightly_matrix.errors import UserError
 from lightly_matrix.user_files import path_kind
 from lightly_matrix.utils.io import atomic_write_text
 
-IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".ppm",
-    ".pgm",
-)
+#: torchvision's ``ImageFolder`` extensions, and GIF.
+IMAGE_EXTENSIONS = (*IMG_EXTENSIONS, ".gif")
 #: The folder of the index files inside a run folder.
 INDEX_DIR = "data_index"
 _FORMAT = 1
@@ -57,14 +48,16 @@ def read_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def warn_large(path: str, detail: object) -> None:
-    """Names a file near PIL's decompression-bomb limit (PIL's own warning does not)."""
-    warnings.warn(
-        f"image {path!r} is close to PIL's decompression-bomb limit ({detail}); consider"
-        " resizing it; PIL.Image.MAX_IMAGE_PIXELS sets the limit",
-        Image.DecompressionBombWarning,
-        stacklevel=3,
-    )
+def warn_large(path: str, pixels: int) -> None:
+    """Names a file over PIL's decompression-bomb warning limit (PIL's own warning does not)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and pixels > limit:
+        warnings.warn(
+            f"image {path!r} is close to PIL's decompression-bomb limit ({pixels} pixels >"
+            f" {limit}); consider resizing it; PIL.Image.MAX_IMAGE_PIXELS sets the limit",
+            Image.DecompressionBombWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass
@@ -178,7 +171,7 @@ def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -
     for start, (chunk_bad, chunk_large) in zip(starts, results, strict=True):
         bad.update((start + i, reason) for i, reason in chunk_bad)
         for i, pixels in chunk_large:
-            warn_large(names[start + i], f"{pixels} pixels > {Image.MAX_IMAGE_PIXELS}")
+            warn_large(names[start + i], pixels)
     return bad
 
 
@@ -196,12 +189,8 @@ def other_rank_from_env() -> str:
     ``RANK`` (torchrun), ``NODE_RANK``/``LOCAL_RANK`` (Lightning's launcher), then
     ``SLURM_PROCID`` (last: Lightning's own processes inherit a SLURM job's variables)."""
     env = os.environ
-    if env.get("RANK"):
-        keys: tuple[str, ...] = ("RANK",)
-    elif env.get("LOCAL_RANK") or env.get("NODE_RANK"):
-        keys = ("NODE_RANK", "LOCAL_RANK")
-    else:
-        keys = ("SLURM_PROCID",)
+    launchers = (("RANK",), ("NODE_RANK", "LOCAL_RANK"))
+    keys = next((ks for ks in launchers if any(env.get(k) for k in ks)), ("SLURM_PROCID",))
     if all(env.get(key, "0") in ("", "0") for key in keys):
         return ""
     return " ".join(f"{key}={env[key]}" for key in keys if key in env)

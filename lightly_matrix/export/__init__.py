@@ -13,7 +13,6 @@ mmengine 0.10.7 does under torch >= 2.6). Point a config at it with::
 from __future__ import annotations
 
 import os
-import stat
 import warnings
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -31,7 +30,7 @@ from lightly_matrix.export.verify import (
     mmdet_import_error,
     verify_backbone,
 )
-from lightly_matrix.user_files import check_writable
+from lightly_matrix.user_files import check_writable, path_kind
 from lightly_matrix.utils.io import atomic_torch_save
 from lightly_matrix.utils.lock import LOCK_NAME, folder_lock
 
@@ -50,7 +49,6 @@ __all__ = [
 EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
 #: ``meta['format_version']``: raised when the file's layout changes.
 EXPORT_FORMAT_VERSION = 1
-_SPECIAL = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "FIFO"}
 
 
 def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Path:
@@ -72,9 +70,8 @@ def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Pat
         )
     if os.path.lexists(out):
         if not os.path.isfile(out):
-            mode = out.stat().st_mode if os.path.exists(out) else 0
-            kind = _SPECIAL.get(stat.S_IFMT(mode), "socket") if mode else "dangling symlink"
-            raise UserError(f"--out {out} is a {kind}, not a regular file; choose another --out")
+            kind = path_kind(out) or "a dangling symbolic link"
+            raise UserError(f"--out {out} is {kind}, not a regular file; choose another --out")
         if not force:
             raise UserError(
                 f"{out} already exists; not overwriting it (choose another --out or pass --force)"
