@@ -8,14 +8,14 @@ import argparse
 import json
 from pathlib import Path
 
-from lightly_matrix.export import export_backbone
-from lightly_matrix.export.convert import TRUST_PICKLE_RISK
-from lightly_matrix.export.plain import FORMATS
-from lightly_matrix.export.verify import (
+from lightly_matrix.export import (
     MMDET_INSTALL_HINT,
+    export_backbone,
     mmdet_import_error,
     quiet_pkg_resources_warning,
 )
+from lightly_matrix.export.convert import TRUST_PICKLE_RISK
+from lightly_matrix.export.plain import FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -113,7 +113,7 @@ def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, i
     return found
 
 
-def scan_folder_stats(root: str | Path, threads: int = 16) -> FolderScan:
+def scan_folder_stats(root: str | Path, threads: int = CHECK_THREADS) -> FolderScan:
     """Lists an image folder: ``root/<class>/**/<image>`` (labelled) or images directly in
     ``root`` (unlabelled, label ``-1``); class folders in parallel threads (network storage).
 
@@ -151,19 +151,15 @@ def scan_folder_stats(root: str | Path, threads: int = 16) -> FolderScan:
 
 
 def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tuple[int, int]]]:
-    """(position, reason) of the unreadable files and (position, pixels) of very large ones."""
-    bad, large = [], []
-    limit = Image.MAX_IMAGE_PIXELS
+    """(position, reason) of the unreadable files and (position, pixels) of the others."""
+    bad, pixels = [], []
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as image:
-                width, height = image.size  # parsing the header is the check
+            with Image.open(path) as image:  # parsing the header is the check
+                pixels.append((i, image.width * image.height))
         except READ_ERRORS as err:
             bad.append((i, read_error(err)))
-            continue
-        if limit is not None and width * height > limit:
-            large.append((i, width * height))
-    return bad, large
+    return bad, pixels
 
 
 def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -> dict[int, str]:
@@ -176,9 +172,9 @@ def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -
         with ThreadPoolExecutor(max(1, threads)) as pool:
             results = list(pool.map(lambda s: _check_chunk(names[s : s + _CHUNK]), starts))
     bad: dict[int, str] = {}
-    for start, (chunk_bad, chunk_large) in zip(starts, results, strict=True):
+    for start, (chunk_bad, chunk_pixels) in zip(starts, results, strict=True):
         bad.update((start + i, reason) for i, reason in chunk_bad)
-        for i, pixels in chunk_large:
+        for i, pixels in chunk_pixels:
             warn_large(names[start + i], pixels)
     return bad
 

@@ -1,5 +1,5 @@
 """Read a pretrained backbone from any supported source and rename it to mmdet's key layout
-(torch only: :mod:`lightly_matrix.export.verify` checks the result against mmdet)."""
+(torch only: :func:`lightly_matrix.export.verify_backbone` checks the result against mmdet)."""
 
 from __future__ import annotations
 
