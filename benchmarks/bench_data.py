@@ -62,7 +62,7 @@ def evict(paths: list[str]) -> None:
 
 
 def startup(work: Path, files: int, rounds: int) -> dict:
-    from lightly_matrix.data.index import (
+    from lightly_matrix.data.folder import (
         CHECK_THREADS,
         checked_folder,
         find_unreadable,

@@ -8,14 +8,14 @@ import argparse
 import json
 from pathlib import Path
 
-from lightly_matrix.export import export_backbone
-from lightly_matrix.export.convert import TRUST_PICKLE_RISK
-from lightly_matrix.export.plain import FORMATS
-from lightly_matrix.export.verify import (
+from lightly_matrix.export import (
     MMDET_INSTALL_HINT,
+    export_backbone,
     mmdet_import_error,
     quiet_pkg_resources_warning,
 )
+from lightly_matrix.export.convert import TRUST_PICKLE_RISK
+from lightly_matrix.export.plain import FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,17 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, verify against the matching mmdet backbone (if installed), and write ``--out``."""
+    options = {"force": args.force, "trust_pickle": args.trust_pickle, "arch": args.arch}
     if args.format != "mmdet":
         from lightly_matrix.export.plain import export_plain
 
-        plain = export_plain(
-            args.checkpoint,
-            args.out,
-            args.format,
-            force=args.force,
-            trust_pickle=args.trust_pickle,
-            arch=args.arch,
-        )
+        plain = export_plain(args.checkpoint, args.out, args.format, **options)
         print(f"wrote {args.out}: {plain.architecture}, {len(plain.state_dict)} tensors")
         if plain.cifar_stem:
             print(
@@ -70,14 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     quiet_pkg_resources_warning()
     reason = mmdet_import_error()
-    backbone = export_backbone(
-        args.checkpoint,
-        args.out,
-        force=args.force,
-        verify=reason is None,
-        trust_pickle=args.trust_pickle,
-        arch=args.arch,
-    )
+    backbone = export_backbone(args.checkpoint, args.out, verify=reason is None, **options)
     source = {"checkpoint": "as the checkpoint records", "--arch": "as --arch says"}
     checked = f"all of mmdet's {backbone.backbone_cfg['type']} covered"
     print(

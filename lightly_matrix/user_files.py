@@ -16,7 +16,8 @@ from lightly_matrix.errors import UserError
 #: First bytes of what ``torch.save`` writes: a zip archive, or a pickle (its legacy format).
 _TORCH_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x80")
 _KINDS = {stat.S_IFREG: "a file", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe (FIFO)"}
-_KINDS.update({stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"})
+_KINDS.update({stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device"})
+_KINDS[stat.S_IFBLK] = "a block device"
 
 
 def path_kind(path: str | Path) -> str | None:
@@ -24,7 +25,7 @@ def path_kind(path: str | Path) -> str | None:
 
     Examples:
         >>> path_kind("/dev/null"), path_kind("no/such/file")
-        ('a device', None)
+        ('a character device', None)
     """
     try:
         return _KINDS.get(stat.S_IFMT(os.stat(path).st_mode), "a special file")

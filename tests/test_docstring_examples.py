@@ -19,7 +19,7 @@ MODULES = [
     "lightly_matrix.models.modules.heads",
     "lightly_matrix.mmdet.precise_bn",
     "lightly_matrix.transfer.results",
-    "lightly_matrix.data.index",
+    "lightly_matrix.data.folder",
     "lightly_matrix.utils.checks",
     "lightly_matrix.utils.io",
     "lightly_matrix.utils.loop_progress",

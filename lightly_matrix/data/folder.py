@@ -1,34 +1,303 @@
 """Any folder of images as a pretraining data set: ``PATH/<class>/**/<image>`` (labels, used only
 to evaluate) or ``PATH/**/<image>`` with images directly in ``PATH`` (unlabelled, label ``-1``).
 
-Every file's header is read when the folder is listed (:mod:`lightly_matrix.data.index`), so an
-unreadable file is named before training starts; damage behind a valid header is found when the
-image is decoded. Either way the error names the file, or with ``skip_bad_images=True`` the file
-is skipped and listed in ``dataset.skipped``.
+Every file's header is read when the folder is listed, so an unreadable file is named before
+training starts; damage behind a valid header is found when the image is decoded. Either way the
+error names the file, or with ``skip_bad_images=True`` the file is skipped and listed in
+``dataset.skipped``.
+
+Reading every header costs minutes for ImageNet's 1.28 M images (0.1 to 1 ms a file), so the
+result is kept as JSON in ``RUN/data_index/``: each file's relative path, label, size and mtime,
+and the unreadable ones with the reason. A later start (a resume, a requeued job) reads only the
+headers of new or changed files. Only global rank 0 checks; the other ranks wait for its index,
+which needs ``--out`` on storage every node sees (as the checkpoints already do).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from lightly_matrix.data.index import (
-    BOMB,
-    READ_ERRORS,
-    CheckedFolder,
-    checked_folder,
-    find_unreadable,
-    read_error,
-    scan_folder_stats,
-    warn_large,
-)
 from lightly_matrix.errors import UserError
+from lightly_matrix.user_files import path_kind
+from lightly_matrix.utils.io import atomic_write_text
+
+#: torchvision's ``ImageFolder`` extensions, and GIF.
+IMAGE_EXTENSIONS = (*IMG_EXTENSIONS, ".gif")
+#: The folder of the index files inside a run folder.
+INDEX_DIR = "data_index"
+_FORMAT = 1
+#: How long ranks other than 0 wait for rank 0's index before stopping with an error.
+WAIT_S = 4 * 3600.0
+#: Threads reading headers at once (reads wait on storage, so more threads than cores pay).
+CHECK_THREADS = 16
+_CHUNK = 256  # files per task: amortises the pool's overhead
+READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+BOMB = "too large for PIL's decompression-bomb guard"
+
+
+def read_error(err: BaseException) -> str:
+    """The reason an image cannot be read, as stored in the index and shown to the user."""
+    if isinstance(err, Image.DecompressionBombError):
+        return f"{BOMB} ({err})"
+    return f"{type(err).__name__}: {err}"
+
+
+def warn_large(path: str, pixels: int) -> None:
+    """Names a file over PIL's decompression-bomb warning limit (PIL's own warning does not)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and pixels > limit:
+        warnings.warn(
+            f"image {path!r} is close to PIL's decompression-bomb limit ({pixels} pixels >"
+            f" {limit}); consider resizing it; PIL.Image.MAX_IMAGE_PIXELS sets the limit",
+            Image.DecompressionBombWarning,
+            stacklevel=3,
+        )
+
+
+@dataclass
+class FolderScan:
+    """A folder's image files (strings: fast for millions) in ``sorted(rglob)`` order within
+    each class, their labels (``-1`` when unlabelled), the class names, sizes and mtimes (ns)."""
+
+    paths: list[str]
+    labels: list[int]
+    classes: list[str]
+    sizes: list[int]
+    mtimes: list[int]
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _listing(folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError as err:
+        raise UserError(
+            f"cannot list {folder!r} ({err.strerror or err}); fix its permissions or remove it"
+        ) from None
+
+
+def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, int, int]]:
+    """``(path, size, mtime_ns)`` of the images under ``folder``, depth first in name order
+    (the order of ``sorted(rglob)``); symbolic links are followed, loops refused."""
+    found: list[tuple[str, int, int]] = []
+    for entry in _listing(folder):
+        if entry.is_dir():
+            stat = entry.stat()
+            if (stat.st_dev, stat.st_ino) in parents:
+                raise UserError(
+                    f"{entry.path!r} links back to a folder that contains it (a symbolic link"
+                    " loop); remove or fix that link"
+                )
+            found += _walk(entry.path, parents | {(stat.st_dev, stat.st_ino)})
+        elif _is_image_name(entry.name) and entry.is_file():
+            stat = entry.stat()
+            found.append((entry.path, stat.st_size, stat.st_mtime_ns))
+    return found
+
+
+def scan_folder_stats(root: str | Path, threads: int = CHECK_THREADS) -> FolderScan:
+    """Lists an image folder: ``root/<class>/**/<image>`` (labelled) or images directly in
+    ``root`` (unlabelled, label ``-1``); class folders in parallel threads (network storage).
+
+    Raises:
+        UserError: If the folder does not exist, is not a folder, or holds no image.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        kind = path_kind(root)
+        what = f"is {kind}, not a folder" if kind else "does not exist"
+        raise UserError(
+            f"data folder {str(root)!r} {what}; pass --data digits or a folder of images"
+        )
+    entries = _listing(str(root))
+    has_top_images = any(_is_image_name(e.name) and e.is_file() for e in entries)
+    class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+    top = frozenset({(root.stat().st_dev, root.stat().st_ino)})
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        listed = pool.map(lambda e: _walk(e.path, top), class_dirs)
+        per_class = {e.name: files for e, files in zip(class_dirs, listed, strict=True) if files}
+    if per_class and not has_top_images:
+        classes = list(per_class)
+        files = [f for name in classes for f in per_class[name]]
+        labels = [i for i, name in enumerate(classes) for _ in per_class[name]]
+    else:  # images at the top level: no trustworthy class structure
+        classes, files = [], _walk(str(root), top)
+        labels = [-1] * len(files)
+    if not files:
+        raise UserError(
+            f"no images found in {str(root)!r} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+            "put images in it, directly or in one sub-folder per class"
+        )
+    paths, sizes, mtimes = (list(column) for column in zip(*files, strict=True))
+    return FolderScan(paths, labels, classes, sizes, mtimes)
+
+
+def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tuple[int, int]]]:
+    """(position, reason) of the unreadable files and (position, pixels) of the others."""
+    bad, pixels = [], []
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:  # parsing the header is the check
+                pixels.append((i, image.width * image.height))
+        except READ_ERRORS as err:
+            bad.append((i, read_error(err)))
+    return bad, pixels
+
+
+def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -> dict[int, str]:
+    """``{position in paths: reason}`` of the files PIL cannot open, reading headers only (no
+    decoding) in parallel threads; files near the decompression-bomb limit get a warning."""
+    names = [str(p) for p in paths]
+    starts = range(0, len(names), _CHUNK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            results = list(pool.map(lambda s: _check_chunk(names[s : s + _CHUNK]), starts))
+    bad: dict[int, str] = {}
+    for start, (chunk_bad, chunk_pixels) in zip(starts, results, strict=True):
+        bad.update((start + i, reason) for i, reason in chunk_bad)
+        for i, pixels in chunk_pixels:
+            warn_large(names[start + i], pixels)
+    return bad
+
+
+def index_file(index_dir: str | Path, root: str | Path) -> Path:
+    """The index of the image folder ``root`` inside the run folder ``index_dir``."""
+    resolved = os.fsencode(Path(root).resolve())
+    digest = hashlib.sha1(resolved).hexdigest()[:12]
+    # Short enough for the atomic writer's temporary name within the 255-byte name limit.
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(root).resolve().name)
+    return Path(index_dir) / INDEX_DIR / f"{name[:64] or 'root'}-{digest}.json"
+
+
+def other_rank_from_env() -> str:
+    """``""`` on global rank 0 (and outside distributed runs), else the variables naming the rank:
+    ``RANK`` (torchrun), ``NODE_RANK``/``LOCAL_RANK`` (Lightning's launcher), then
+    ``SLURM_PROCID`` (last: Lightning's own processes inherit a SLURM job's variables)."""
+    env = os.environ
+    launchers = (("RANK",), ("NODE_RANK", "LOCAL_RANK"))
+    keys = next((ks for ks in launchers if any(env.get(k) for k in ks)), ("SLURM_PROCID",))
+    if all(env.get(key, "0") in ("", "0") for key in keys):
+        return ""
+    return " ".join(f"{key}={env[key]}" for key in keys if key in env)
+
+
+#: The per-file lists of an index, kept as columns rather than records to read and compare fast.
+COLUMNS = ("paths", "labels", "sizes", "mtimes")
+
+
+def _read(path: Path, root: Path) -> dict[str, Any] | None:
+    """The index at ``path`` if it is one of ``root`` (a damaged or foreign file is ignored)."""
+    try:
+        data = json.loads(path.read_text())
+        ours = data.get("format") == _FORMAT and data.get("root") == str(root.resolve())
+        same = len({len(data[key]) for key in COLUMNS}) == 1
+        return data if ours and same and isinstance(data["unreadable"], dict) else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _unchanged(index: dict[str, Any] | None, columns: dict[str, Any]) -> bool:
+    return index is not None and all(index[k] == v for k, v in columns.items())
+
+
+@dataclass(frozen=True)
+class CheckedFolder:
+    """What :func:`checked_folder` found: the listing, ``{position: reason}`` of the unreadable
+    files, the index file, this process's rank (``""`` on rank 0), and how many headers it read
+    in how many seconds."""
+
+    scan: FolderScan
+    unreadable: dict[int, str]
+    index: Path
+    rank: str = ""
+    checked: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for the log: what was read, and where the index is."""
+        if self.checked:
+            what = f"read {self.checked} new or changed image headers in {self.seconds:.1f} s"
+        elif self.rank:
+            what = f"process {self.rank} took the checked files from rank 0's index"
+        else:
+            what = "no new or changed file, all headers known from the index"
+        return f"{len(self.scan.paths)} images, {what} ({self.index})"
+
+
+def checked_folder(
+    root: str | Path, index_dir: str | Path, threads: int = CHECK_THREADS, wait_s: float = WAIT_S
+) -> CheckedFolder:
+    """Lists ``root`` and finds its unreadable files, reusing and updating a run folder's index.
+
+    Raises:
+        UserError: If the folder cannot be listed, or rank 0's index did not come in time.
+
+    Examples:
+        >>> import tempfile
+        >>> data, run = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+        >>> Image.new("RGB", (8, 8)).save(data / "a.png")
+        >>> _ = (data / "b.png").write_text("not an image")
+        >>> found = checked_folder(data, run)  # reads both headers, writes the index
+        >>> found.checked, [Path(found.scan.paths[i]).name for i in found.unreadable]
+        (2, ['b.png'])
+        >>> checked_folder(data, run).checked  # nothing changed: no header read
+        0
+    """
+    root = Path(root)
+    scan = scan_folder_stats(root, threads)
+    prefix = len(os.path.join(str(root), ""))
+    rel = [p[prefix:] for p in scan.paths]
+    columns = dict(zip(COLUMNS, (rel, scan.labels, scan.sizes, scan.mtimes), strict=True))
+    path, rank = index_file(index_dir, root), other_rank_from_env()
+    deadline = time.monotonic() + wait_s
+    index = _read(path, root)
+    while rank and not _unchanged(index, columns):  # other ranks take rank 0's, never check
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"process {rank} waited {wait_s:.0f} s for rank 0's index of {str(root)!r} "
+                f"({path}); put --out on storage every node sees, and do not change the image "
+                "folder while a run starts"
+            )
+        time.sleep(0.5)
+        index = _read(path, root)
+    unchanged = _unchanged(index, columns)
+    recorded = index["unreadable"] if index is not None else {}
+    stale: list[int] = []
+    if not unchanged:
+        old = zip(*(index[k] for k in ("paths", "sizes", "mtimes")), strict=True) if index else ()
+        known = {r: (s, m) for r, s, m in old}
+        stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
+        stale = [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
+    start = time.perf_counter()
+    found = find_unreadable([scan.paths[i] for i in stale], threads)
+    seconds = time.perf_counter() - start
+    fresh = set(stale)
+    bad = {i: recorded[r] for i, r in enumerate(rel) if r in recorded and i not in fresh}
+    bad.update((stale[j], reason) for j, reason in found.items())
+    if not unchanged:
+        data = {"format": _FORMAT, "root": str(root.resolve()), "classes": scan.classes, **columns}
+        data["unreadable"] = {rel[i]: why for i, why in sorted(bad.items())}
+        atomic_write_text(path, json.dumps(data, separators=(",", ":")))
+    return CheckedFolder(scan, dict(sorted(bad.items())), path, rank, len(stale), seconds)
 
 
 class UnreadableImageError(UserError):
@@ -84,17 +353,13 @@ def load_image(path: str | Path) -> Image.Image:
             decompression-bomb guard.
     """
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # warn_large names it
             with Image.open(path) as image:
                 rgb = to_rgb(image)
     except READ_ERRORS as err:
         raise UnreadableImageError(path, err) from None
-    for w in caught:
-        if issubclass(w.category, Image.DecompressionBombWarning):
-            warn_large(str(path), w.message)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    warn_large(str(path), rgb.width * rgb.height)
     return rgb
 
 

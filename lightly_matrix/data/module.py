@@ -13,11 +13,13 @@ import itertools
 import os
 import random
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
+from pytorch_lightning.utilities.seed import isolate_rng
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
 from lightly_matrix.utils.loop_progress import trainer_progress
@@ -61,21 +63,14 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         # A worker's generators serve only its samples: nothing to restore there.
-        main = get_worker_info() is None
-        states = (torch.get_rng_state(), random.getstate(), np.random.get_state()) if main else None
-        seed = sample_seed(self.seed, self.epoch, index)
-        # Not torch.manual_seed: it would also seed every CUDA generator (0.6 ms a call) and
-        # with it the training step's CUDA randomness.
-        torch.default_generator.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed)
-        try:
+        with isolate_rng(include_cuda=False) if get_worker_info() is None else nullcontext():
+            seed = sample_seed(self.seed, self.epoch, index)
+            # Not torch.manual_seed: it would also seed every CUDA generator (0.6 ms a call) and
+            # with it the training step's CUDA randomness.
+            torch.default_generator.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed)
             return self.dataset[index]
-        finally:
-            if states is not None:
-                torch.set_rng_state(states[0])
-                random.setstate(states[1])
-                np.random.set_state(states[2])
 
 
 class _SkipFirst(Sampler[int]):

@@ -1,5 +1,5 @@
 """Read a pretrained backbone from any supported source and rename it to mmdet's key layout
-(torch only: :mod:`lightly_matrix.export.verify` checks the result against mmdet)."""
+(torch only: :func:`lightly_matrix.export.verify_backbone` checks the result against mmdet)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -226,16 +226,14 @@ def convert_state_dict(
     layout; see :func:`load_backbone` for the arguments."""
     sd = {re.sub(r"^(?:module\.|_orig_mod\.)+", "", k): v for k, v in sd.items()}
     if sd and all(k[:1].isdigit() for k in sd):
-        renamed = {}
-        for key, value in sd.items():
-            child, _, rest = key.partition(".")
-            if child not in _CHILDREN:
+        for key in sd:
+            if key.split(".", 1)[0] not in _CHILDREN:
                 raise UserError(
                     f"unexpected key {key!r} in a Lightly-style nn.Sequential ResNet (torchvision's"
                     " children hold weights at 0, 1 and 4-7; one was removed, e.g. the max-pool"
                     " of a CIFAR-style stem); " + STEM_HINT
                 )
-            renamed[f"{_CHILDREN[child]}.{rest}"] = value
+        renamed = {re.sub(r"^\d+", lambda m: _CHILDREN[m[0]], k): v for k, v in sd.items()}
         return _resnet(renamed, name_hint, allow_cifar_stem)
     if "conv1.weight" in sd and any(k.startswith("layer1.") for k in sd):
         return _resnet(sd, name_hint, allow_cifar_stem)
@@ -287,19 +285,17 @@ def load_backbone(
         obj, meta["source_format"] = obj.state_dict(), "module"
     if not isinstance(obj, Mapping):
         raise UserError(f"expected a checkpoint dict or a state dict, found {type(obj).__name__}")
-    own, name_hint, sd = obj.get("meta"), None, cast(Any, None)
+    own, name_hint = obj.get("meta"), None
     if isinstance(own, Mapping) and own.get("format") == EXPORT_FORMAT:
-        # A file we exported before: keep its provenance, re-check its weights.
+        # A file we exported before: keep its provenance, re-check its weights (read below).
         meta.update({k: v for k, v in own.items() if k not in ("source", "source_sha256")})
         meta["exported_from"] = own.get("source")
         name_hint = own.get("architecture") if isinstance(own.get("architecture"), str) else None
-        sd = obj.get("state_dict")
-        sd = _under(sd, "backbone.") if isinstance(sd, Mapping) else None
-    elif isinstance(obj.get("state_dict"), Mapping) and (
+    if isinstance(obj.get("state_dict"), Mapping) and (
         "hyper_parameters" in obj or "pytorch-lightning_version" in obj
     ):
         # Exactly `backbone.`: teacher/momentum copies, heads and loss buffers are dropped.
-        sd = _under(obj["state_dict"], "backbone.")
+        sd: Mapping[str, Any] = _under(obj["state_dict"], "backbone.")
         if not sd:
             raise UserError(
                 "the Lightning checkpoint has no 'backbone.' weights (top-level keys: "

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from lightly_matrix.data.index import INDEX_DIR
+from lightly_matrix.data.folder import INDEX_DIR
 from lightly_matrix.errors import UserError
 from lightly_matrix.user_files import check_writable
 

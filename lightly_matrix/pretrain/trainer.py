@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Ti
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy
 
-from lightly_matrix.data.index import other_rank_from_env
+from lightly_matrix.data.folder import other_rank_from_env
 from lightly_matrix.pretrain.checkpoints import (
     LAST,
     SNAPSHOT_DIR,

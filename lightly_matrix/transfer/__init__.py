@@ -122,7 +122,7 @@ def _torchrun(
 def run(args: argparse.Namespace) -> int:
     """Check every input (nothing is written before), then export, train, test and report."""
     from lightly_matrix import export
-    from lightly_matrix.export.verify import quiet_pkg_resources_warning, require_mmdet
+    from lightly_matrix.export import quiet_pkg_resources_warning, require_mmdet
 
     quiet_pkg_resources_warning()
     require_mmdet("lightly-matrix transfer")

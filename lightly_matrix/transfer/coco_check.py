@@ -173,7 +173,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check ``ROOT`` as the config would read it; print one line."""
-    from lightly_matrix.export.verify import quiet_pkg_resources_warning, require_mmdet
+    from lightly_matrix.export import quiet_pkg_resources_warning, require_mmdet
 
     require_mmdet("lightly-matrix check-coco")
     quiet_pkg_resources_warning()

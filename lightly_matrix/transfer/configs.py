@@ -169,7 +169,7 @@ def read_config(path: Path) -> Any:
 def config_text(path: Path, resolved: bool = False) -> str:
     """A config's text that loads from any directory (``resolved``: all bases merged in)."""
     if resolved:
-        from lightly_matrix.export.verify import quiet_pkg_resources_warning, require_mmdet
+        from lightly_matrix.export import quiet_pkg_resources_warning, require_mmdet
 
         require_mmdet("--resolved")
         quiet_pkg_resources_warning()  # mmengine imports pkg_resources for `mmdet::` bases

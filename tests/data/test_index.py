@@ -12,16 +12,14 @@ from messages import assert_names
 from PIL import Image
 
 from lightly_matrix.cli import UserError
-from lightly_matrix.data import index
+from lightly_matrix.data import folder
 from lightly_matrix.data.folder import (
     ImageFolderDataset,
     UnreadableImageError,
-    load_image,
-)
-from lightly_matrix.data.index import (
     checked_folder,
     find_unreadable,
     index_file,
+    load_image,
     other_rank_from_env,
     scan_folder_stats,
 )
@@ -45,13 +43,13 @@ def _folder(root: Path, classes: int = 3, per_class: int = 4) -> Path:
 def headers_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every header the check reads, in this process."""
     read: list[str] = []
-    real = index._check_chunk
+    real = folder._check_chunk
 
     def spy(paths: list[str]) -> tuple[list, list]:
         read.extend(paths)
         return real(paths)
 
-    monkeypatch.setattr(index, "_check_chunk", spy)
+    monkeypatch.setattr(folder, "_check_chunk", spy)
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.delenv("NODE_RANK", raising=False)
@@ -235,7 +233,7 @@ def test_other_ranks_take_rank_zero_index_and_never_check(
     with pytest.raises(UserError) as info:
         checked_folder(data, run, wait_s=0.2)  # no index yet: waits, then says why
     assert_names(info, "LOCAL_RANK=1")
-    assert headers_read == [] and not (run / index.INDEX_DIR).exists()
+    assert headers_read == [] and not (run / folder.INDEX_DIR).exists()
 
     monkeypatch.setenv("LOCAL_RANK", "0")
     made = checked_folder(data, run)

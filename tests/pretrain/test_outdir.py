@@ -13,7 +13,7 @@ import torch
 from messages import assert_names, cli_error
 
 from lightly_matrix.cli import UserError, main
-from lightly_matrix.data.index import scan_folder_stats
+from lightly_matrix.data.folder import scan_folder_stats
 from lightly_matrix.pretrain.outdir import is_failed_start
 from lightly_matrix.user_files import check_checkpoint_file
 

@@ -16,8 +16,7 @@ from messages import cli_error
 from PIL import Image
 
 from lightly_matrix.cli import main
-from lightly_matrix.data.folder import ImageFolderDataset
-from lightly_matrix.data.index import scan_folder_stats
+from lightly_matrix.data.folder import ImageFolderDataset, scan_folder_stats
 
 TINY = ["--image-size", "16", "--batch-size", "16", "--epochs", "1", "--limit-train-batches", "2"]
 TINY_HEADS = ["--hp", "hidden_dim=64", "--hp", "output_dim=64"]
