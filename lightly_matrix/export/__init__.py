@@ -25,7 +25,14 @@ from torch import nn
 
 from lightly_matrix import __version__
 from lightly_matrix.errors import UserError, first_line
-from lightly_matrix.export.convert import Backbone, check_weights, listing, load_backbone
+from lightly_matrix.export.convert import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
+    Backbone,
+    check_weights,
+    listing,
+    load_backbone,
+)
 from lightly_matrix.user_files import check_writable, path_kind
 from lightly_matrix.utils.io import atomic_torch_save
 from lightly_matrix.utils.lock import LOCK_NAME, folder_lock
@@ -40,11 +47,6 @@ __all__ = [
     "verify_backbone",
 ]
 
-#: ``meta['format']`` of the files :func:`export_backbone` writes; :func:`load_backbone` reads
-#: them back (keeping their provenance).
-EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
-#: ``meta['format_version']``: raised when the file's layout changes.
-EXPORT_FORMAT_VERSION = 1
 #: How to get MMDetection, for messages where it is missing.
 MMDET_INSTALL_HINT = (
     'pip install "lightly-matrix[mmdet]" (mmcv 2.1.0 has no wheel for this torch and is compiled'

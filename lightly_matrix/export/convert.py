@@ -42,6 +42,12 @@ _VIT_SIZES = {192: ("tiny", 12), 384: ("small", 12), 768: ("base", 12), 1024: ("
 # Parts of a ViT checkpoint that a detector never uses: classifier, MAE-style mask token.
 _VIT_DROPPED = re.compile(r"^(head\.|head_drop\.|fc_norm\.|mask_token$)")
 
+#: ``meta['format']`` of the files :func:`~lightly_matrix.export.export_backbone` writes;
+#: :func:`load_backbone` reads them back (keeping their provenance).
+EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
+#: ``meta['format_version']``: raised when the file's layout changes.
+EXPORT_FORMAT_VERSION = 1
+
 
 @dataclass
 class Backbone:
@@ -272,8 +278,6 @@ def load_backbone(
     Raises:
         UserError: Missing or unreadable file, no recognisable backbone, non-finite weights.
     """
-    from lightly_matrix.export import EXPORT_FORMAT  # the package's own fact, defined above us
-
     meta: dict[str, Any] = {"method": None, "epochs": None}
     obj: Any = src
     if isinstance(src, str | Path):
