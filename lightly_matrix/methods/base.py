@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import typing
+from collections.abc import Mapping
 from typing import Any, ClassVar, TypedDict
 
 import torch
@@ -260,6 +261,14 @@ def check_optimisation(hparams: dict[str, Any]) -> None:
         raise ValueError(f"knn_t must be a finite number > 0 (Lightly uses 0.1), got {knn_t!r}")
 
 
+def scaled_lr(hparams: Mapping[str, Any], world_size: int) -> float:
+    """The lr reached after warm-up: ``lr`` scaled to the global batch unless absolute."""
+    lr = float(hparams["lr"])
+    if hparams["lr_scaling"] == "none":
+        return lr
+    return lr * int(hparams["batch_size_per_device"]) * world_size / 256
+
+
 #: ``--method`` name -> module class, in definition order (the built-in ones in the CLI's order).
 METHOD_CLASSES: dict[str, type[PretrainModule]] = {}
 #: Entries for Lightly's benchmark harness (``benchmarks/imagenet/resnet50/main.py``), each
@@ -485,10 +494,7 @@ class PretrainModule(LightningModule):
     # -------------------------------------------------------------------------------- optimisation
     def peak_lr(self, world_size: int) -> float:
         """The lr reached after warm-up: ``lr`` scaled to the global batch unless absolute."""
-        lr = float(self.hparams["lr"])
-        if self.hparams["lr_scaling"] == "none":
-            return lr
-        return lr * int(self.hparams["batch_size_per_device"]) * world_size / 256
+        return scaled_lr(self.hparams, world_size)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The optimizer's groups: decayed, not decayed (unless all are), the online probe."""

@@ -70,13 +70,10 @@ class MEC(EMATeacherModule):
 
     def current_eps_squared(self) -> float:
         """``eps^2`` of this step (warm-up by the global step, so a resumed run continues it)."""
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = total_steps / max(1, self.trainer.max_epochs or 1)
-        warmup_steps = min(int(steps_per_epoch * self.hparams["warmup_epochs"]), total_steps)
-        hp = self.hparams
-        return warmup_eps_squared(
-            self.trainer.global_step, warmup_steps, hp["eps_squared"], hp["eps_warmup_factor"]
-        )
+        hp, total = self.hparams, int(self.trainer.estimated_stepping_batches)
+        warmup = min(int(total / max(1, self.trainer.max_epochs or 1) * hp["warmup_epochs"]), total)
+        step = self.trainer.global_step
+        return warmup_eps_squared(step, warmup, hp["eps_squared"], hp["eps_warmup_factor"])
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         """The two-view step of the base; also logs this step's ``eps^2``."""

@@ -77,12 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-eval", action="store_true", help="skip the frozen-feature evaluation")
     add("--eval-data", type=path, help="labelled folder to score the probes on (default: 30%%)")
     add("--eval-split", choices=("test", "val"), help="digits: 'val' scores 252 held-out images")
-    add(
-        "--eval-max-images",
-        type=int,
-        default=10000,
-        help="images used by a folder's probes (>= 20)",
-    )
+    add("--eval-max-images", type=int, default=10000, help="images the probes use (>= 20)")
     add("--log-every-n-steps", type=int)
     add("--no-progress", action="store_true", help="no progress bar (for logs and batch jobs)")
     add("--no-report", action="store_true", help="do not write OUT/report.html at the end")
@@ -144,11 +139,7 @@ def validate_args(args: argparse.Namespace) -> None:
     )
     for flag, value, fix in (
         ("--data", None if digits else args.data, "pass 'digits' or a folder of images"),
-        (
-            "--eval-data",
-            args.eval_data,
-            "pass a folder with the class sub-folders of --data",
-        ),
+        ("--eval-data", args.eval_data, "pass a folder with the class sub-folders of --data"),
     ):
         if value is not None:
             what = "is not a folder" if Path(value).exists() else "does not exist"

@@ -1,27 +1,27 @@
-"""Checkpoints of a pretraining run: atomic writes, a regular cadence, one writer, safe resuming.
+"""The checkpoint files of a pretraining run: atomic writes, one writer, safe resuming.
 
-``OUT/last.ckpt`` is rewritten (through a renamed temporary file, never from non-finite weights) at
-every epoch end, the ``--checkpoint-every-*`` cadence and on Ctrl-C / SIGTERM. ``--keep-every``
-snapshots are Lightning's ``ModelCheckpoint``, SLURM requeue saves its ``hpc_ckpt_N.ckpt``.
-``--resume`` loads with ``weights_only=True``: pickled Python objects are refused, never run.
+``OUT/last.ckpt`` is rewritten through a renamed temporary file (when: see
+:class:`~lightly_matrix.pretrain.trainer.RunCheckpoint`); ``--keep-every`` snapshots are
+Lightning's ``ModelCheckpoint``, SLURM requeue saves its ``hpc_ckpt_N.ckpt``. ``--resume`` loads
+with ``weights_only=True``: pickled Python objects are refused, never run.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import pickle
-import time
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning import Callback, LightningModule, Trainer
-from pytorch_lightning.callbacks import Checkpoint
 
 from lightly_matrix.errors import UserError, first_line
-from lightly_matrix.pretrain.guards import Interrupted, check_weights_finite
+from lightly_matrix.pretrain.config import RunConfig, from_checkpoint
 from lightly_matrix.pretrain.outdir import is_failed_start
 from lightly_matrix.user_files import check_checkpoint_file, path_kind
 from lightly_matrix.utils.io import atomic_torch_save
@@ -43,8 +43,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
     ) -> None:
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO takes no storage_options")
         try:
             atomic_torch_save(checkpoint, Path(path))
         except (OSError, RuntimeError) as err:  # torch's zip writer: RuntimeError "enforce fail"
@@ -55,70 +53,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 " file size limit (ulimit -f) was hit; the previous file there is intact; free"
                 " space and continue with --resume"
             ) from None
-
-
-class RunCheckpoint(Checkpoint):
-    """Writes ``OUT/last.ckpt`` at every epoch end, every ``every_steps`` steps and
-    ``every_minutes`` minutes (0: off), and when ``interrupted``, with ``run_info`` under
-    :data:`RUN_KEY`. Lightning's ``ModelCheckpoint`` takes one cadence at a time and its SIGTERM
-    stop comes before the step's callbacks: resuming bit-exactly needs this save at a step's end.
-    """
-
-    def __init__(
-        self,
-        out: Path,
-        run_info: dict[str, Any],
-        every_steps: int,
-        every_minutes: float,
-        interrupted: Interrupted,
-    ) -> None:
-        self.last_path = Path(out) / LAST
-        self.run_info = run_info
-        self.every_steps = every_steps
-        self.every_seconds = every_minutes * 60.0
-        self.interrupted = interrupted
-        self._last_save = time.monotonic()
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._last_save = time.monotonic()
-        self.interrupted.take_over()
-
-    def on_save_checkpoint(
-        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        # Every save passes here (snapshots and SLURM's too): none is made of diverged weights.
-        keeping = self.last_path if self.last_path.exists() else None
-        check_weights_finite(pl_module, trainer.global_step, keeping)
-        checkpoint[RUN_KEY] = dict(self.run_info)
-
-    def _save(self, trainer: Trainer) -> None:
-        trainer.save_checkpoint(self.last_path, weights_only=False)
-        self._last_save = time.monotonic()
-
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        # One collective decision per step, so that every process saves (a collective) together.
-        since = time.monotonic() - self._last_save
-        flags = torch.tensor([self.interrupted.signum is not None, 0 < self.every_seconds <= since])
-        if trainer.world_size > 1:
-            flags = trainer.strategy.reduce(flags.float(), reduce_op="max")
-        stop, time_due = (bool(flag) for flag in flags.tolist())
-        if stop:
-            self._save(trainer)
-            raise self.interrupted.exception(trainer, self.last_path)
-        # The epoch-end save follows the last batch (a save there too would be redundant).
-        last_batch = batch_idx + 1 >= trainer.num_training_batches
-        step_due = self.every_steps > 0 and trainer.global_step % self.every_steps == 0
-        if (step_due or time_due) and not last_batch:
-            self._save(trainer)
-
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.world_size > 1:
-            # Lightning syncs epoch metrics at their first read, which on rank 0 the progress bar
-            # has just done: reading them on every rank keeps the collectives in the same order.
-            _ = trainer.progress_bar_metrics
-        self._save(trainer)
 
 
 class RunFolderLock(Callback):
@@ -260,3 +194,89 @@ def describe(ckpt: dict[str, Any]) -> str:
     """``epoch E, step S`` of a checkpoint (E = finished epochs)."""
     progress = checkpoint_progress(ckpt)
     return f"epoch {progress.epochs_done}, step {progress.global_step}"
+
+
+@dataclass
+class ResumePlan:
+    """What ``--resume`` continues from: the checkpoint and the whole run it was trained with
+    (so ``--resume RUN`` alone is enough). Built by :func:`plan_resume`."""
+
+    checkpoint: Path
+    run_dir: Path
+    global_step: int
+    where: str
+    saved: RunConfig
+    saved_hparams: dict[str, Any]
+    identity: tuple[Any, ...]
+    notes: list[str] = field(default_factory=list)
+
+    def check_no_newer_checkpoint(self, out: Path) -> None:
+        """Refuses to continue in a folder whose last.ckpt is further on, or of another run."""
+        last = out / LAST
+        if not last.is_file() or last.resolve() == self.checkpoint.resolve():
+            return
+        try:
+            other = load_training_checkpoint(last)
+        except UserError:
+            return
+        # Continuing here would overwrite another run's last.ckpt.
+        check_one_run(str(out), {self.checkpoint: self.identity, last: run_identity(other)})
+        newer = int(other.get("global_step", 0))
+        if newer > self.global_step:
+            raise UserError(
+                f"{last} is further on (step {newer}) than --resume {self.checkpoint} (step "
+                f"{self.global_step}); continuing in {out} would overwrite it: pass an empty --out"
+            )
+
+    def check_data(self, num_classes: int) -> None:
+        """Labelled vs unlabelled data must match the checkpoint's online probe."""
+        saved = self.saved_hparams.get("num_classes")
+        if saved is not None and int(saved) != num_classes:
+            raise UserError(
+                f"--resume: the checkpoint was trained on data with {saved} classes, this --data "
+                f"has {num_classes} (0 = unlabelled); resume with the run's own data"
+            )
+
+    def summary(self) -> str:
+        lines = [f"resuming from {self.checkpoint} ({self.where})"]
+        return "\n".join(lines + [f"  changed on resume: {note}" for note in self.notes])
+
+
+def plan_resume(args: argparse.Namespace) -> ResumePlan:
+    """Finds the checkpoint and reads the run it was trained with."""
+    from lightly_matrix.methods import METHOD_CLASSES
+
+    path, ckpt, skipped = find_resume_checkpoint(args.resume)
+    hparams: dict[str, Any] = dict(ckpt.get("hyper_parameters") or {})
+    saved_run: dict[str, Any] = dict(ckpt.get(RUN_KEY) or {})
+    method = saved_run["method"] = saved_run.get("method") or hparams.get("method")
+    if method not in METHOD_CLASSES:
+        raise UserError(
+            f"--resume {args.resume!r}: the checkpoint does not name a method of this tool "
+            f"({method!r})"
+        )
+    saved = from_checkpoint(saved_run, hparams, METHOD_CLASSES[method])
+    run_dir = Path(args.resume) if Path(args.resume).is_dir() else path.parent
+    if run_dir.name == SNAPSHOT_DIR:  # a snapshot's run is the folder above
+        run_dir = run_dir.parent
+    evaluated = not (saved.no_eval or getattr(args, "no_eval", False))
+    for key in ("data", "eval_data") if evaluated else ("data",):
+        folder = getattr(saved, key)
+        # --data cannot change on resume (another folder would be another run): a moved folder
+        # is found again through a link at its recorded place.
+        if folder not in (None, "digits") and not Path(folder).is_dir():
+            raise UserError(
+                f"--resume: the run's --{key.replace('_', '-')} folder {folder} is gone; a resumed"
+                f" run reads its images from there: move them back, or link their new place there"
+                f" (ln -s NEWPLACE {folder}) and pass --resume {run_dir} alone"
+            )
+    return ResumePlan(
+        checkpoint=path,
+        run_dir=run_dir,
+        global_step=int(ckpt.get("global_step", 0)),
+        where=describe(ckpt),
+        saved=saved,
+        saved_hparams=hparams,
+        notes=list(skipped),
+        identity=run_identity(ckpt),
+    )

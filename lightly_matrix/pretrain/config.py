@@ -38,19 +38,14 @@ _LOWER_BOUNDS = {
 
 
 def parse_hp(key: str, text: str, annotation: Any) -> Any:
-    """Parses a ``--hp`` value to the constructor argument's type (``float``, ``int | None``...).
-
-    Raises:
-        UserError: If ``text`` is not a value of that type, or not finite.
-    """
+    """A ``--hp`` value as the constructor argument's type (``float``, ``int | None``...); a
+    ``UserError`` if it is not one, or not finite."""
     kinds = typing.get_args(annotation) or (annotation,)
     kind = next(k for k in kinds if k is not type(None))
     lowered = text.strip().lower()
     try:
-        if lowered in ("none", "null"):
-            if type(None) in kinds:
-                return None
-            raise ValueError
+        if lowered in ("none", "null") and type(None) in kinds:  # else a str's "none" (lr_scaling)
+            return None
         if kind is bool:
             if lowered in ("1", "true", "yes", "on", "0", "false", "no", "off"):
                 return lowered in ("1", "true", "yes", "on")
@@ -151,11 +146,8 @@ class RunConfig:
         }
 
     def steps_per_epoch(self, num_images: int) -> int:
-        """Optimizer steps per epoch on ``num_images`` (drop_last, ``--limit-train-batches``).
-
-        Raises:
-            UserError: If the data holds no full batch, or the limit leaves no batch.
-        """
+        """Optimizer steps per epoch on ``num_images`` (drop_last, ``--limit-train-batches``); a
+        ``UserError`` if that is none."""
         if num_images < self.global_batch_size:
             raise UserError(
                 f"{num_images} training images are fewer than one global batch "
@@ -202,11 +194,25 @@ class RunConfig:
                 f"the global batch {self.global_batch_size} leaves {self.per_device_batch_size} "
                 f"image per process on {self.world_size} processes; BatchNorm needs >= 2"
             )
+        from lightly_matrix.methods.base import ADAMW_BETAS, FLOAT32_MAX, scaled_lr
+
         try:
-            self.method_class.check_hparams(self.module_hparams(num_classes=0))
+            hparams = self.method_class.check_hparams(self.module_hparams(num_classes=0))
             _ = self.views
         except (TypeError, ValueError) as err:
             raise UserError(str(err)) from None
+        # A batch-scaled lr can pass the module's bound and still overflow float32 in the first
+        # step, which AdamW also divides by 1 - beta1.
+        peak, limit = scaled_lr(hparams, self.world_size), FLOAT32_MAX
+        if hparams["optimizer"] == "adamw":
+            limit *= 1 - ADAMW_BETAS[0]
+        if peak > limit:
+            scaled = f" after scaling to the global batch {self.global_batch_size}"
+            raise UserError(
+                f"the lr is {peak:g}{scaled if hparams['lr_scaling'] == 'linear' else ''}, more "
+                f"than {hparams['optimizer']} can apply to float32 weights without overflow "
+                f"({limit:.3g}); lower --lr"
+            )
 
 
 # --------------------------------------------------------------------------------- resolution
@@ -262,12 +268,9 @@ def resolve_run(args: argparse.Namespace, cls: Any) -> RunConfig:
         else:
             hparams[key] = value
     hparams.update(_parse_hps(args.hp, cls))
-    for flag, key in RUN_KEYS.items():
-        if getattr(args, flag, None) is not None:
-            run[key] = getattr(args, flag)
-    for flag in HPARAM_FLAGS:
-        if getattr(args, flag, None) is not None:
-            hparams[flag] = getattr(args, flag)
+    given = {flag: value for flag, value in vars(args).items() if value is not None}
+    run.update({key: given[flag] for flag, key in RUN_KEYS.items() if flag in given})
+    hparams.update({flag: given[flag] for flag in HPARAM_FLAGS if flag in given})
     config = RunConfig(
         method=args.method,
         preset=preset_name,
@@ -291,11 +294,8 @@ def from_checkpoint(
     saved_run: dict[str, Any], saved_hparams: dict[str, Any], cls: Any
 ) -> RunConfig:
     """The run a checkpoint was trained with: its record, with the module's hyper-parameters
-    (``saved_hparams``, what the module was built from) as its ``hparams``.
-
-    Raises:
-        UserError: For a checkpoint written by another version of the record.
-    """
+    (``saved_hparams``, what the module was built from) as its ``hparams``; a ``UserError`` for
+    another version of the record."""
     defaults = cls.hparam_defaults()
     if saved_run.get("format") != RECORD_FORMAT or not set(saved_hparams) <= {*defaults, "method"}:
         raise UserError(
@@ -311,35 +311,23 @@ def from_checkpoint(
 def resolve_resumed(
     args: argparse.Namespace, saved: RunConfig, cls: Any
 ) -> tuple[RunConfig, list[str]]:
-    """The saved run with what the command line may change; refuses what it may not.
-
-    Every given setting is parsed first and compared as a value (``--hp alpha=1000`` equals a
-    saved 1000.0, ``--data ./imgs`` the saved absolute path of the same folder).
-
-    Returns:
-        The run to continue and notes on what changed.
-    """
+    """The saved run with what the command line may change, and notes on what changed; refuses
+    what it may not. Given settings are compared as values (``--hp alpha=1000`` equals a saved
+    1000.0, ``--data ./imgs`` the saved absolute path of the same folder)."""
+    # What the command line may not change: flag (its argparse name) -> the saved value.
+    fixed = {key: getattr(saved, key) for key in ("method", "data", "seed", "eval_data", "preset")}
+    fixed.update(eval_split=saved.eval_split)
+    fixed.update({f: getattr(saved, k) for f, k in RUN_KEYS.items() if k not in RESUMABLE})
+    fixed.update({flag: saved.hparams.get(flag) for flag in HPARAM_FLAGS})
     conflicts: list[str] = []
-
-    def compare(flag: str, given: Any, saved_value: Any) -> None:
-        if given is not None and not same_value(given, saved_value):
-            conflicts.append(f"{flag} (checkpoint: {saved_value})")
-
-    for key in ("method", "data", "seed", "eval_data", "preset"):
+    for key, saved_value in fixed.items():
         given = getattr(args, key, None)
         value = resolved_data(given) if key in ("data", "eval_data") and given else given
-        compare(f"--{key.replace('_', '-')} {given}", value, getattr(saved, key))
-    if args.eval_split is not None:
-        compare(f"--eval-split {args.eval_split}", args.eval_split, saved.eval_split)
-    for flag, key in RUN_KEYS.items():
-        if key not in RESUMABLE:
-            given = getattr(args, flag, None)
-            compare(f"--{flag.replace('_', '-')} {given}", given, getattr(saved, key))
-    for flag in HPARAM_FLAGS:
-        given = getattr(args, flag, None)
-        compare(f"--{flag.replace('_', '-')} {given}", given, saved.hparams.get(flag))
+        if given is not None and not same_value(value, saved_value):
+            conflicts.append(f"--{key.replace('_', '-')} {given} (checkpoint: {saved_value})")
     for key, value in _parse_hps(args.hp, cls).items():
-        compare(f"--hp {key}={value}", value, saved.hparams.get(key))
+        if not same_value(value, saved.hparams.get(key)):
+            conflicts.append(f"--hp {key}={value} (checkpoint: {saved.hparams.get(key)})")
     if conflicts:
         raise UserError(
             "--resume continues the saved run with its own settings, and these flags differ from "

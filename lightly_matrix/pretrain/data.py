@@ -104,21 +104,16 @@ def _kept_split(
 ) -> tuple[list[int], list[int]]:
     """The probes' (fit, test) images: drawn for a new run and kept in ``out`` by their paths in
     their folders, so that a resumed run scores the same images after images were added or the
-    folder moved.
-
-    Raises:
-        UserError: A kept probe image is gone (scores on another test set would share the table).
+    folder moved (a kept image that is gone is refused: another test set would share the table).
     """
     limit, sets = args.eval_max_images, (fitted, tested)
     key = {"seed": seed, "max": limit}
-    cut = [len(os.path.join(str(d.root), "")) for d in sets]
+    names = [[f[len(os.path.join(str(d.root), "")) :] for f in d.files] for d in sets]
     path = out / SPLIT_FILE if out is not None else None
     if path is not None and getattr(args, "resume", None) and path.is_file():
         kept = json.loads(path.read_text())
-        if all(kept["key"].get(k) == v for k, v in key.items()):
-            where = [
-                {f[n:]: i for i, f in enumerate(d.files)} for d, n in zip(sets, cut, strict=True)
-            ]
+        if kept["key"] == key:
+            where = [{f: i for i, f in enumerate(side)} for side in names]
             gone = [
                 f for side, files in enumerate(kept["split"]) for f in files if f not in where[side]
             ]
@@ -136,10 +131,10 @@ def _kept_split(
         fit, test = _probe_split(tested.labels, limit, seed)
     else:  # at most ``limit`` images of each folder, evenly spread
         fit, test = (list(range(0, n, max(1, n // max(1, limit))))[:limit] for n in map(len, sets))
+        for flag, data, ids in zip(("--data", "--eval-data"), sets, (fit, test), strict=True):
+            _check_two_classes(data.labels, ids, limit, f" of {flag}")
     if path is not None:
-        split = [
-            [d.files[i][n:] for i in ids] for d, n, ids in zip(sets, cut, (fit, test), strict=True)
-        ]
+        split = [[side[i] for i in ids] for side, ids in zip(names, (fit, test), strict=True)]
         write_json_atomic(path, {"key": key, "split": split})
     return fit, test
 
@@ -159,11 +154,7 @@ def count_data(config: RunConfig) -> tuple[int, int]:
 def _probe_split(labels: Any, limit: int, seed: int) -> tuple[list[int], list[int]]:
     """A fixed split of at most ``limit`` images: 30% of each class is held out, and every class
     with two or more chosen images has one on each side (a single image stays on the fit side).
-
-    Raises:
-        UserError: If no class has two images among the chosen ones (nothing to score on), or
-            they hold one class (nothing to tell apart).
-    """
+    Refuses images with nothing to score on (no class of two) or to tell apart (one class)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -182,10 +173,17 @@ def _probe_split(labels: Any, limit: int, seed: int) -> tuple[list[int], list[in
             f"no class has two images among the {len(index)} used by the probes (one to fit, one "
             "to score); pass a labelled --eval-data folder, raise --eval-max-images, or --no-eval"
         )
-    if len(np.unique(labels[fit])) < 2:  # the logistic-regression probe needs two classes
-        raise UserError(
-            f"the {len(index)} images drawn for the probes (--eval-max-images {limit}) hold one"
-            f" of the {len(np.unique(labels))} classes; raise --eval-max-images, add images to"
-            " the small classes, or --no-eval"
-        )
+    _check_two_classes(labels, index, limit, "")  # every drawn class is on the fit side
     return sorted(fit), sorted(held_out)
+
+
+def _check_two_classes(labels: Any, ids: Any, limit: int, of: str) -> None:
+    """Refuses probe images ``ids`` of one class: the logistic-regression probe needs two."""
+    import numpy as np
+
+    if len(np.unique(labels[ids])) < 2:
+        raise UserError(
+            f"the {len(ids)} images{of} drawn for the probes (--eval-max-images {limit})"
+            f" hold one of the {len(np.unique(labels))} classes; raise --eval-max-images, add"
+            " images to the small classes, or --no-eval"
+        )

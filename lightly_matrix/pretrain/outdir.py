@@ -67,16 +67,12 @@ def reuse_failed_start(out: Path) -> str:
     )
 
 
-def ensure_writable(out: Path) -> None:
-    """Checks, leaving nothing behind, that the run folder can be made and written.
-
-    Raises:
-        UserError: A part of the path is a file, or the place is read-only / not permitted, or
-            the path is not UTF-8 (TensorBoard cannot write there).
-    """
-    check_writable(out, f"--out {out}")
+def ensure_writable(out: Path, named: str) -> None:
+    """Checks, leaving nothing behind, that the run folder (``named`` so in messages) can be made
+    and written, and has a UTF-8 path (TensorBoard cannot write elsewhere)."""
+    check_writable(out, named)
     if os.fsencode(out).decode("utf-8", "ignore") != str(out):
         raise UserError(
-            f"--out {out!r} is not a UTF-8 path, which TensorBoard cannot write to;"
-            " choose another name"
+            f"--out {out!r} is not a UTF-8 path, which TensorBoard cannot write to; choose another"
+            " name"
         )

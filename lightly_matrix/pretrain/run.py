@@ -17,25 +17,7 @@ from lightly_matrix.errors import UserError
 from lightly_matrix.pretrain.args import validate_args
 
 if TYPE_CHECKING:  # the rest is imported when a run starts: --help stays free of torch
-    from lightly_matrix.pretrain.resume import ResumePlan
-
-
-def _quiet_lightning() -> None:
-    """Drops Lightning's advertising tips and warnings that do not apply to our runs."""
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
-
-    class _NoTips(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "Tip:" not in record.getMessage()
-
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_NoTips())
-
-
-def _is_launcher_child() -> bool:
-    # Lightning's DDP launcher re-runs this command in each extra process (LOCAL_RANK > 0).
-    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+    from lightly_matrix.pretrain.checkpoints import ResumePlan
 
 
 def _resume_after_requeue(args: argparse.Namespace) -> None:
@@ -49,9 +31,9 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
             args.resume = args.out
 
 
-def _check_out_dir(out: Path, plan: ResumePlan | None, dry_run: bool = False) -> None:
+def _check_out_dir(out: Path, plan: ResumePlan | None, named: str, dry_run: bool = False) -> None:
     """A new run needs an empty folder (or a failed start's); a resumed one may also continue in
-    its own folder. ``dry_run`` only checks."""
+    its own folder. ``named``: how messages name ``out``. ``dry_run`` only checks."""
     from lightly_matrix.pretrain.outdir import foreign_file, is_failed_start, reuse_failed_start
 
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
@@ -72,16 +54,14 @@ def _check_out_dir(out: Path, plan: ResumePlan | None, dry_run: bool = False) ->
         stray = foreign_file(out)
         what = f"files that are not a run ({stray})" if stray else "no checkpoint to --resume"
         hint = f"it holds {what}; choose a new --out"
-    raise UserError(
-        f"output folder {str(out)!r} is not empty; {hint} (existing runs are never overwritten)"
-    )
+    raise UserError(f"{named} is not empty; {hint} (existing runs are never overwritten)")
 
 
 def resolve(args: argparse.Namespace) -> tuple[Any, ResumePlan | None]:
     """The run of this command line (new or resumed), checked; nothing is written."""
     from lightly_matrix.methods import method_class
+    from lightly_matrix.pretrain.checkpoints import plan_resume
     from lightly_matrix.pretrain.config import resolve_resumed, resolve_run
-    from lightly_matrix.pretrain.resume import plan_resume
 
     _resume_after_requeue(args)
     plan = plan_resume(args) if args.resume else None
@@ -115,49 +95,47 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or (plan.run_dir if plan else f"runs/{config.method}"))
     if plan is not None:
         plan.check_no_newer_checkpoint(out)
-    if not _is_launcher_child():
-        _check_out_dir(out, plan, dry_run=args.dry_run)
+    from lightly_matrix.data.folder import other_rank_from_env
+
+    if not other_rank_from_env():  # Lightning's launcher re-runs this command in other processes
         from lightly_matrix.pretrain.outdir import ensure_writable
 
-        ensure_writable(out)  # a read-only place, a file in the path: one line, nothing left
+        # Messages call the folder what the user gave: --out, the --resume run, or no name (R05).
+        named = f"--out {out}" if args.out else f"the {'' if plan else 'default '}run folder {out}"
+        _check_out_dir(out, plan, named, dry_run=args.dry_run)
+        ensure_writable(out, named)  # a read-only place, a file in the path: one line, nothing left
 
-    _quiet_lightning()
+    # Lightning's advertising tips and warnings that do not apply to our runs.
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda record: "Tip:" not in record.getMessage())
     import pytorch_lightning as pl
 
-    from lightly_matrix.pretrain.data import build_data
+    from lightly_matrix.pretrain.data import build_data, count_data
 
     cls = config.method_class
-    if args.dry_run:
-        return _dry_run(config, cls, plan)
+    if args.dry_run:  # the resolved run as one JSON document on stdout; nothing written
+        num_images, num_classes = count_data(config)
+        if plan is not None:
+            plan.check_data(num_classes)
+        print(json.dumps(describe_run(config, cls, num_classes, num_images), indent=2))
+        return 0
     pl.seed_everything(config.seed, workers=False, verbose=False)
     train, val, probe, num_classes, workers = build_data(args, config, out)
     if plan is not None:
         plan.check_data(num_classes)
-    config.steps_per_epoch(len(train))
-    try:
-        model = cls(**config.module_hparams(num_classes))
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    steps = config.steps_per_epoch(len(train))
+    model = build_module(config, cls, num_classes, device="cpu")
 
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     from lightly_matrix.data.module import PretrainDataModule
-    from lightly_matrix.pretrain.guards import Interrupted
-    from lightly_matrix.pretrain.trainer import build_trainer
+    from lightly_matrix.pretrain.trainer import Interrupted, build_trainer
 
     interrupted = Interrupted()
     try:
-        trainer = build_trainer(
-            args,
-            config,
-            out,
-            probe,
-            val,
-            workers,
-            len(train),
-            interrupted,
-            peak_lr=model.peak_lr(config.world_size),
-        )
+        trainer = build_trainer(args, config, out, model, probe, val, workers, steps, interrupted)
     except MisconfigurationException as err:  # e.g. 16-mixed on CPU, more devices than exist
         raise UserError(" ".join(str(err).split())) from None
     datamodule = PretrainDataModule(train, val, config.per_device_batch_size, workers, config.seed)
@@ -189,27 +167,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(config: Any, cls: type, plan: ResumePlan | None) -> int:
-    """Prints the resolved run as one JSON document on stdout; writes nothing."""
-    from lightly_matrix.pretrain.data import count_data
-
-    num_images, num_classes = count_data(config)
-    if plan is not None:
-        plan.check_data(num_classes)
-    try:
-        described = describe_run(config, cls, num_classes, num_images)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    print(json.dumps(described, indent=2))
-    return 0
-
-
 def build_module(config: Any, cls: type, num_classes: int, device: str = "meta") -> Any:
-    """The method module of ``config`` (on ``device``)."""
+    """The method module of ``config`` (on ``device``); what it refuses, as a ``UserError``."""
     import torch
 
-    with torch.device(device):
-        return cls(**config.module_hparams(num_classes))
+    try:
+        with torch.device(device):
+            return cls(**config.module_hparams(num_classes))
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def describe_run(config: Any, cls: type, num_classes: int, num_images: int) -> dict[str, Any]:
@@ -223,6 +189,8 @@ def describe_run(config: Any, cls: type, num_classes: int, num_images: int) -> d
     tensors = {g["name"]: len(g["params"]) for g in module.parameter_groups()}
     adamw, vit = hp["optimizer"] == "adamw", is_vit(hp["backbone"])
     run = ("seed", "world_size", "global_batch_size", "per_device_batch_size")
+    teacher = {"start": hp.get("momentum_start"), "end": hp.get("momentum_end")}
+    teacher["schedule"] = "cosine per step, applied after each optimizer step"
     return {
         **{key: getattr(config, key) for key in ("method", "preset", "data")},
         "num_images": num_images,
@@ -257,15 +225,7 @@ def describe_run(config: Any, cls: type, num_classes: int, num_images: int) -> d
             "interval": hp["lr_interval"],
             "final_lr": hp["final_lr"],
         },
-        "teacher_momentum": (
-            {
-                "start": hp["momentum_start"],
-                "end": hp["momentum_end"],
-                "schedule": "cosine per step, applied after each optimizer step",
-            }
-            if "momentum_start" in hp
-            else None
-        ),
+        "teacher_momentum": teacher if "momentum_start" in hp else None,
         "transform": config.transform,
         "views": [view.to_dict() for view in config.views],
         "evaluation": {
@@ -302,7 +262,7 @@ def _fit(
     """``trainer.fit`` with signals turned into a saved checkpoint and exit status 128 + signal."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from lightly_matrix.pretrain.guards import Diverged, RunStopped, check_weights_finite
+    from lightly_matrix.pretrain.trainer import Diverged, RunStopped, check_weights_finite
 
     last = out / "last.ckpt"
     resume_hint = f"resume with: lightly-matrix pretrain --resume {out}"
@@ -333,23 +293,14 @@ def _fit(
             check_weights_finite(model, trainer.global_step, last if last.exists() else None)
         except Diverged as diverged:
             raise diverged from err
-        if "without overflow" in str(err):  # the batch-scaled lr is beyond float32
-            raise Diverged(
-                f"training stopped at step {trainer.global_step}: {err} (the lr is "
-                f"{model.peak_lr(trainer.world_size):g} after scaling to the batch); lower --lr"
-            ) from None
-        _raise_data_error(err)
+        # DataLoader workers re-raise a data set's UserError inside another exception's message.
+        for name in ("UnreadableImageError", "UserError"):
+            if name in type(err).__name__ or f"{name}: " in str(err):
+                raise UserError(str(err).strip().splitlines()[-1].split(f"{name}: ")[-1]) from None
         raise
     finally:
         stop.uninstall()
     return 0
-
-
-def _raise_data_error(err: Exception) -> None:
-    """DataLoader workers re-raise a data set's UserError inside another exception's message."""
-    for name in ("UnreadableImageError", "UserError"):
-        if name in type(err).__name__ or f"{name}: " in str(err):
-            raise UserError(str(err).strip().splitlines()[-1].split(f"{name}: ")[-1]) from None
 
 
 def _report(out: Path, wall: float, trainer: Any) -> None:

@@ -1,53 +1,203 @@
-"""The Lightning ``Trainer`` of a pretraining run: checkpoints, guards, loggers, DDP."""
+"""The Lightning ``Trainer`` of a pretraining run and its callbacks: the checkpoint cadence, the
+clean stops (Ctrl-C / SIGTERM, a loss or weight that is not finite), loggers, DDP."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import signal
+import threading
+import time
 import warnings
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
+import torch
+from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy
 
 from lightly_matrix.data.folder import other_rank_from_env
+from lightly_matrix.errors import UserError
 from lightly_matrix.pretrain.checkpoints import (
     LAST,
+    RUN_KEY,
     SNAPSHOT_DIR,
     AtomicCheckpointIO,
-    RunCheckpoint,
     RunFolderLock,
 )
 from lightly_matrix.pretrain.config import RunConfig
-from lightly_matrix.pretrain.guards import Interrupted, NonFiniteGuard
+
+
+class RunStopped(Exception):  # noqa: N818 (a stop, not an error)
+    """Raised after the interrupt checkpoint is saved."""
+
+    def __init__(self, signum: int, checkpoint: Path, trainer: Trainer) -> None:
+        where = f"epoch {trainer.current_epoch + 1}, step {trainer.global_step}"
+        super().__init__(f"{signal.Signals(signum).name} at {where}")
+        self.signum = signum
+        self.checkpoint = checkpoint
+
+
+class Interrupted:
+    """Records the first SIGINT / SIGTERM: the run saves and stops after the current step; a
+    second Ctrl-C stops at once (``KeyboardInterrupt``), leaving the previous checkpoint intact."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signum is None:
+            print(
+                f"\n{signal.Signals(signum).name} received: saving after this step "
+                "(Ctrl-C again to stop at once)",
+                flush=True,
+            )
+        self.signum = signum
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def take_over(self) -> None:
+        """Handles SIGTERM again after Lightning's fit installed its own (no save of ours)."""
+        if self._previous and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def uninstall(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+class Diverged(UserError):  # noqa: N818 (reported to the user as one line)
+    """Training produced a non-finite loss or weight."""
+
+
+def check_weights_finite(module: torch.nn.Module, step: int, keeping: Path | None = None) -> None:
+    """Raises :class:`Diverged` naming the first parameter or buffer that is not finite."""
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            keep = f"; kept the last good checkpoint {keeping}" if keeping else ""
+            raise Diverged(
+                f"training diverged at step {step}: weight {name!r} is not finite{keep}; "
+                "lower --lr or check the --hp values"
+            )
+
+
+class NonFiniteGuard(Callback):
+    """Stops at the first non-finite loss, before its backward pass changes any weight (one host
+    sync per step; Lightning's ``EarlyStopping(check_finite=True)`` checks only at epoch ends)."""
+
+    def __init__(self, checkpoint: Path, hint: str) -> None:
+        self.checkpoint = checkpoint
+        self.hint = hint
+
+    def on_before_backward(
+        self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor
+    ) -> None:
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            saved = "no checkpoint was saved yet"
+            if self.checkpoint.exists():
+                saved = f"the last good checkpoint is {self.checkpoint}"
+            raise Diverged(
+                f"training diverged at step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch + 1}): loss is {value}; {saved}; {self.hint}"
+            )
+
+
+class RunCheckpoint(Checkpoint):
+    """Writes ``OUT/last.ckpt`` at every epoch end, every ``every_steps`` steps and
+    ``every_minutes`` minutes (0: off), and when ``interrupted``, with ``run_info`` under
+    :data:`RUN_KEY`. Lightning's ``ModelCheckpoint`` takes one cadence at a time and its SIGTERM
+    stop comes before the step's callbacks: resuming bit-exactly needs this save at a step's end.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        run_info: dict[str, Any],
+        every_steps: int,
+        every_minutes: float,
+        interrupted: Interrupted,
+    ) -> None:
+        self.last_path = Path(out) / LAST
+        self.run_info = run_info
+        self.every_steps = every_steps
+        self.every_seconds = every_minutes * 60.0
+        self.interrupted = interrupted
+        self._last_save = time.monotonic()
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._last_save = time.monotonic()
+        self.interrupted.take_over()
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Every save passes here (snapshots and SLURM's too): none is made of diverged weights.
+        keeping = self.last_path if self.last_path.exists() else None
+        check_weights_finite(pl_module, trainer.global_step, keeping)
+        checkpoint[RUN_KEY] = dict(self.run_info)
+
+    def _save(self, trainer: Trainer) -> None:
+        trainer.save_checkpoint(self.last_path, weights_only=False)
+        self._last_save = time.monotonic()
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # One collective decision per step, so that every process saves (a collective) together.
+        since = time.monotonic() - self._last_save
+        flags = torch.tensor([self.interrupted.signum is not None, 0 < self.every_seconds <= since])
+        if trainer.world_size > 1:
+            flags = trainer.strategy.reduce(flags.float(), reduce_op="max")
+        stop, time_due = (bool(flag) for flag in flags.tolist())
+        if stop:
+            self._save(trainer)
+            raise RunStopped(self.interrupted.signum or signal.SIGINT, self.last_path, trainer)
+        # The epoch-end save follows the last batch (a save there too would be redundant).
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        step_due = self.every_steps > 0 and trainer.global_step % self.every_steps == 0
+        if (step_due or time_due) and not last_batch:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.world_size > 1:
+            # Lightning syncs epoch metrics at their first read, which on rank 0 the progress bar
+            # has just done: reading them on every rank keeps the collectives in the same order.
+            _ = trainer.progress_bar_metrics
+        self._save(trainer)
 
 
 def build_trainer(
     args: argparse.Namespace,
     config: RunConfig,
     out: Path,
+    model: Any,
     probe: Any,
     val: Any,
     workers: int,
-    num_images: int,
+    steps: int,
     interrupted: Interrupted,
-    peak_lr: float | None = None,
 ) -> Trainer:
     """A Trainer of ``config`` writing into ``out``, which it locks until the fit ends; ``args``
-    sets how the run is carried out (accelerator, checkpoint cadence, logging)."""
-    import torch
-
+    sets how the run is carried out (accelerator, checkpoint cadence, logging). ``steps``: per
+    epoch."""
     from lightly_matrix.evaluation import FrozenEvaluation
 
     run_info = config.record()
-    lr = config.hparams.get("lr")
-    peak = f" (now {lr}, peak {peak_lr:g})" if lr is not None and peak_lr else ""
+    peak = f"now {config.hparams['lr']}, peak {model.peak_lr(config.world_size):g}"
     lock = RunFolderLock(out)
     callbacks: list[Any] = [
         lock,
-        NonFiniteGuard(out / LAST, hint=f"lower --lr{peak} or check --hp values"),
+        NonFiniteGuard(out / LAST, hint=f"lower --lr ({peak}) or check --hp values"),
         LearningRateMonitor(logging_interval="step"),
         Timer(),  # its state rides in the checkpoint: a resumed run's time covers every session
         RunCheckpoint(
@@ -74,9 +224,6 @@ def build_trainer(
             FrozenEvaluation(probe, out, args.eval_every, run_info=run_info, num_workers=workers)
         )
     limit = config.limit_train_batches
-    steps = num_images // config.global_batch_size
-    if limit:
-        steps = int(limit) if limit >= 1 else max(1, int(steps * limit))
     cpu = args.accelerator == "cpu" or (
         args.accelerator == "auto" and not torch.cuda.is_available()
     )

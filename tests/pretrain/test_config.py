@@ -444,8 +444,7 @@ def test_resuming_a_snapshot_never_overwrites_another_runs_last_ckpt(tmp_path: P
     import torch
 
     from lightly_matrix.cli import UserError
-    from lightly_matrix.pretrain.checkpoints import RUN_KEY
-    from lightly_matrix.pretrain.resume import ResumePlan
+    from lightly_matrix.pretrain.checkpoints import RUN_KEY, ResumePlan
 
     def fake(method: str, step: int) -> dict[str, Any]:
         record = {"method": method, "data": "digits", "image_size": 32, "seed": 0}

@@ -234,3 +234,17 @@ def test_a_single_class_folder_says_there_is_no_evaluation(
     assert_names(note, "no evaluation", str(data), "--eval-data", "--no-eval")
     assert _build(_args(data, no_eval=True), None)[1:3] == (None, None)
     assert "no evaluation" not in capsys.readouterr().out
+
+
+def test_eval_data_probe_images_of_one_class_are_refused_in_one_line(tmp_path: Path) -> None:
+    """Issue 32: a separate --eval-data folder gets the main data's two-class check: 20 images
+    drawn evenly from 40 of one class and 1 of another held one class (sklearn's traceback)."""
+    data = _folder(tmp_path / "data", classes=2, per_class=4)
+    skewed = _folder(tmp_path / "eval", classes=1, per_class=40)
+    _folder(tmp_path / "eval_b", classes=2, per_class=1)
+    (tmp_path / "eval_b" / "c001").rename(skewed / "c001")
+    with pytest.raises(UserError) as info:
+        _build(_args(data, eval_data=str(skewed), eval_max_images=20), None)
+    assert_names(info, "20 images of --eval-data", "one of the 2 classes", "--eval-max-images")
+    probe = _build(_args(data, eval_data=str(skewed)), None)[2]  # all 41 images: both classes
+    assert sorted(set(probe.test.labels.tolist())) == [0, 1]

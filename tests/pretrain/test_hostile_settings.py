@@ -53,6 +53,9 @@ def test_none_is_accepted_where_the_argument_takes_it() -> None:
     assert config.hparams["taylor_order"] is None  # type: ignore[attr-defined]
     config = resolve("--method", "mmae", "--hp", "reg_weight=none", "--hp", "patch_size=4")
     assert config.hparams["patch_size"] == 4  # type: ignore[attr-defined]
+    # A str argument takes "none" as itself: lr_scaling=none is an absolute lr.
+    config = resolve("--method", "barlowtwins", "--hp", "lr_scaling=none")
+    assert config.hparams["lr_scaling"] == "none"  # type: ignore[attr-defined]
 
 
 def test_patch_size_on_a_resnet_is_refused_by_the_module_too() -> None:
@@ -117,6 +120,25 @@ def test_an_lr_beyond_float32_is_one_line(
     assert main([*tiny, *scaled, *out]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "without overflow" in err and "6e+38 after scaling" in err and "--lr" in err
+
+
+def test_an_lr_that_would_overflow_is_refused_from_its_value_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 32: the overflow is found from the lr and the optimizer, not from torch's error text,
+    so a --dry-run refuses it too and no run folder is made."""
+    dry = ["pretrain", "--method", "matrix_ssl", "--dry-run", "--out", str(tmp_path / "r")]
+    assert main([*dry, "--lr", "3e38", "--batch-size", "512"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the lr is 6e+38 after scaling to the global batch 512" in err and "\n" not in err
+    assert "without overflow" in err and "lower --lr" in err
+    # AdamW's first step divides the lr by 1 - beta1 = 0.1: ten times less fits into float32.
+    absolute = ["--optimizer", "adamw", "--hp", "lr_scaling=none"]
+    assert main([*dry, *absolute, "--lr", "1e38"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the lr is 1e+38, more than adamw can apply" in err and "lower --lr" in err
+    assert main([*dry, *absolute, "--lr", "3e37"]) == 0
+    assert not (tmp_path / "r").exists()
 
 
 def test_too_few_probe_images_are_refused_with_the_minimum(

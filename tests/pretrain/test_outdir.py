@@ -130,6 +130,21 @@ def test_folders_that_hold_a_result_are_still_refused(
     assert ("pass --resume" in last) == (keep == "checkpoint"), last
 
 
+def test_only_a_run_folder_the_user_did_not_name_is_called_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """R05 (issue 32): an existing --out is named as the user gave it, never "the default"."""
+    monkeypatch.chdir(tmp_path)
+    for out in (tmp_path / "given", tmp_path / "runs" / "matrix_ssl"):
+        out.mkdir(parents=True)
+        (out / "notes.txt").write_text("mine")
+    given = ["pretrain", *MATRIX, "--dry-run", "--out", str(tmp_path / "given")]
+    last = cli_error(capsys, main(given), f"--out {tmp_path / 'given'} is not empty")
+    assert "default" not in last
+    last = cli_error(capsys, main(["pretrain", *MATRIX, "--dry-run"]), "not empty")
+    assert "the default run folder runs/matrix_ssl is not empty" in last
+
+
 def test_a_folder_that_is_not_a_run_is_not_sent_to_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

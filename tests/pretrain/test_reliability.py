@@ -380,7 +380,7 @@ def test_sigterm_between_steps_saves_and_says_so_like_ctrl_c(
     """A SIGTERM that lands outside a step (here right after the epoch-end save, where the probes
     run) used to meet Lightning's own check first: "the newest checkpoint is ..." instead of
     the save that Ctrl-C gets."""
-    from lightly_matrix.pretrain.checkpoints import RunCheckpoint
+    from lightly_matrix.pretrain.trainer import RunCheckpoint
 
     original = RunCheckpoint.on_train_epoch_end
 
