@@ -29,6 +29,7 @@ from lightly_matrix.transfer.configs import (
     PROTOCOLS,
     config_protocol,
     default_config,
+    require_mmdet,
     resolve_config,
 )
 from lightly_matrix.transfer.results import (
@@ -122,9 +123,7 @@ def _torchrun(
 def run(args: argparse.Namespace) -> int:
     """Check every input (nothing is written before), then export, train, test and report."""
     from lightly_matrix import export
-    from lightly_matrix.export.verify import quiet_pkg_resources_warning, require_mmdet
 
-    quiet_pkg_resources_warning()
     require_mmdet("lightly-matrix transfer")
     checks.check_counts(args)
     checks.check_devices(args)

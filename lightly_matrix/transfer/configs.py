@@ -153,6 +153,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --out: write the fully resolved config (no _base_; needs mmengine)")  # fmt: skip
 
 
+def require_mmdet(what: str) -> None:
+    """Refuse ``what`` in one line if MMDetection is missing; hide mmengine's ``pkg_resources``
+    warning (it imports pkg_resources for ``mmdet::`` bases)."""
+    from lightly_matrix.export import verify
+
+    verify.quiet_pkg_resources_warning()
+    verify.require_mmdet(what)
+
+
 def read_config(path: Path) -> Any:
     """mmengine's ``Config`` of a file; one the user must fix is a one-line ``UserError``."""
     from mmengine.config import Config
@@ -169,10 +178,7 @@ def read_config(path: Path) -> Any:
 def config_text(path: Path, resolved: bool = False) -> str:
     """A config's text that loads from any directory (``resolved``: all bases merged in)."""
     if resolved:
-        from lightly_matrix.export.verify import quiet_pkg_resources_warning, require_mmdet
-
         require_mmdet("--resolved")
-        quiet_pkg_resources_warning()  # mmengine imports pkg_resources for `mmdet::` bases
         return str(read_config(path).dump())
     # Lint directives are for this repository, not for the user's copy.
     lines = path.read_text().splitlines(keepends=True)
