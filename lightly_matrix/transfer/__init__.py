@@ -1,12 +1,5 @@
-"""Fine-tune Mask R-CNN from a pretrained backbone, evaluate on COCO: ``lightly-matrix transfer``
-(examples: docs/transfer.md).
-
-It exports the checkpoint (ours, Lightly/torchvision ResNets, timm ViTs, or an exported file),
-picks the ``--protocol``'s config for its architecture (default ``matrix_ssl``: Mask R-CNN R50-C4
-1x, MoCo's recipe) unless ``--config`` names one, checks the weights against that config and the
-data (:mod:`~lightly_matrix.transfer.coco_check`), trains and tests with mmengine's ``Runner``,
-and writes ``WORK_DIR/results.json`` with a Markdown row beside the protocol's published numbers.
-"""
+"""``lightly-matrix transfer``: fine-tune Mask R-CNN from a pretrained backbone, evaluate on COCO,
+write ``WORK_DIR/results.json`` beside the protocol's published numbers (docs/transfer.md)."""
 
 from __future__ import annotations
 
