@@ -116,9 +116,7 @@ def load_pretrain(path: Path) -> PretrainRun:
     spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
     required: dict[str, Any] = {"epoch": int, "eigenvalues": list, "effective_rank": (int, float)}
     rows = _rows(spectrum.get("evaluations"), required)
-    run.spectra = [
-        e for e in rows if e["eigenvalues"] and all(is_number(v) for v in e["eigenvalues"])
-    ]
+    run.spectra = [e for e in rows if e["eigenvalues"] and all(map(is_number, e["eigenvalues"]))]
     run.curves = read_csv_logs(path / "csv", run.problems)
     return run
 
