@@ -76,6 +76,7 @@ def mmdet_import_error() -> str | None:
 
 def require_mmdet(what: str) -> None:
     """Refuse (UserError) in one line saying how to install MMDetection, if it is missing."""
+    quiet_pkg_resources_warning()
     reason = mmdet_import_error()
     if reason is not None:
         raise UserError(

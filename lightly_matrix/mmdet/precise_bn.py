@@ -189,14 +189,12 @@ class PreciseBNHook(Hook):
             self.recompute(runner)
 
     def _loader(self, runner: Any) -> Any:
-        cfg = runner.cfg.get("train_dataloader")
-        if not isinstance(cfg, dict):  # a Runner built from arguments keeps them here
-            cfg = runner._train_dataloader
+        cfg = runner._train_dataloader  # as the Runner got it (from a config or arguments)
         if not isinstance(cfg, dict):
             raise ValueError("PreciseBNHook needs train_dataloader as a config dict")
         dataset = _Uncopied(runner.train_dataloader.dataset)
         cfg = dict(cfg, dataset=dataset, persistent_workers=False)
-        diff_rank_seed = bool((runner.cfg.get("randomness") or {}).get("diff_rank_seed", False))
+        diff_rank_seed = bool(runner._randomness_cfg.get("diff_rank_seed", False))
         return runner.build_dataloader(cfg, seed=runner.seed + 1, diff_rank_seed=diff_rank_seed)
 
     def recompute(self, runner: Any) -> None:

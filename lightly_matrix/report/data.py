@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lightly_matrix.utils.checks import is_number
 
 METRICS_FILE = "metrics.json"
 SPECTRUM_FILE = "spectrum.json"
@@ -63,16 +64,12 @@ def _rows(rows: Any, required: dict[str, type | tuple[type, ...]]) -> list[dict[
     return sorted(kept, key=lambda row: row["epoch"])
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _number(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
+    return value if is_number(value) else None
 
 
 def read_csv_logs(log_root: Path, problems: list[str] | None = None) -> dict[str, Curve]:
@@ -113,15 +110,13 @@ def load_pretrain(path: Path) -> PretrainRun:
     run.metrics = _read_json(path / METRICS_FILE, run.problems)
     if run.metrics is not None:  # an edited file may hold rows a section cannot draw
         history = _rows(run.metrics.get("history"), {"epoch": int})
-        run.metrics["history"] = [{k: v for k, v in r.items() if _is_number(v)} for r in history]
+        run.metrics["history"] = [{k: v for k, v in r.items() if is_number(v)} for r in history]
         if not isinstance(run.metrics.get("run"), dict):
             run.metrics["run"] = {}
     spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
     required: dict[str, Any] = {"epoch": int, "eigenvalues": list, "effective_rank": (int, float)}
     rows = _rows(spectrum.get("evaluations"), required)
-    run.spectra = [
-        e for e in rows if e["eigenvalues"] and all(_is_number(v) for v in e["eigenvalues"])
-    ]
+    run.spectra = [e for e in rows if e["eigenvalues"] and all(map(is_number, e["eigenvalues"]))]
     run.curves = read_csv_logs(path / "csv", run.problems)
     return run
 
@@ -142,7 +137,7 @@ def read_scalars(path: Path, problems: list[str]) -> dict[str, Curve]:
         if not isinstance(record, dict) or not isinstance(record.get("step"), int):
             continue
         for name, value in record.items():
-            if name not in ("step", "iter", "epoch") and _is_number(value):
+            if name not in ("step", "iter", "epoch") and is_number(value):
                 curves.setdefault(name, []).append((record["step"], None, float(value)))
     return curves
 

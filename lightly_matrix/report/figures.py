@@ -68,10 +68,11 @@ def _xy(curve: Curve, by_epoch: bool, scale: float) -> tuple[list[float], list[f
     return [p[0] for p in points], [scale * p[1] for p in points]
 
 
-def curve_panels(
+def draw_curves(
     curves: Mapping[str, Curve], specs: Sequence[CurvePanel], steps: str = "training step"
-) -> tuple[list[Panel], list[str]]:
-    """The panels of ``specs`` with a logged curve, and the titles of the others."""
+) -> tuple[bytes | None, list[str]]:
+    """The PNG of the panels of ``specs`` with a logged curve (``None``: no such panel), and the
+    titles of the others."""
     panels, missing = [], []
     for title, ylabel, columns, by_epoch, scale in specs:
         series = [
@@ -84,7 +85,7 @@ def curve_panels(
             panels.append(Panel(title, xlabel, ylabel, series, integer_x=by_epoch))
         else:
             missing.append(title)
-    return panels, missing
+    return (draw_panels(panels) if panels else None), missing
 
 
 def _png(figure: Any) -> bytes:

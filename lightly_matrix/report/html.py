@@ -85,9 +85,6 @@ class Section:
         else:
             self.add(image(png, heading))
 
-    def lack(self, heading: str, what: str, why: str) -> None:
-        self.figure(heading, None, what, why)
-
 
 def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
     """The whole document; a list of what is not available comes first."""

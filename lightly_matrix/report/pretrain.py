@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 from lightly_matrix.report.data import METRICS_FILE, SPECTRUM_FILE, PretrainRun, parse_spread
-from lightly_matrix.report.figures import BELOW, BESIDE, Panel, Series, curve_panels, draw_panels
+from lightly_matrix.report.figures import BELOW, BESIDE, Panel, Series, draw_curves, draw_panels
 from lightly_matrix.report.html import Section, settings, table
 
 #: metrics.json keys of the frozen-backbone probes, with their names in the report.
@@ -38,7 +38,7 @@ def run_section(run: PretrainRun) -> Section:
     info = (run.metrics or {}).get("run") or {}
     if not info:
         why = _unreadable_or(run, METRICS_FILE, NO_METRICS)
-        section.lack("Settings", "the run's settings", why)
+        section.figure("Settings", None, "the run's settings", why)
         return section
     # The run's record as saved (RunConfig.record), less the record's version and the hparams.
     shown = [k for k, v in info.items() if k != "format" and not isinstance(v, dict | list)]
@@ -73,7 +73,7 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
     if not history:
         why = _unreadable_or(run, METRICS_FILE, NO_METRICS)
         why = why if run.metrics is None else "metrics.json holds no evaluation"
-        section.lack("Probe table", "the probe table and chart", why)
+        section.figure("Probe table", None, "the probe table and chart", why)
         return section
     info = (run.metrics or {}).get("run") or {}
     section.text(
@@ -108,10 +108,6 @@ def _share(eigenvalues: list[float]) -> list[float]:
     return [v / total for v in eigenvalues] if total > 0 else []
 
 
-def _cumulative(share: list[float]) -> list[float]:
-    return [100.0 * total for total in itertools.accumulate(share)]
-
-
 def spectrum_section(run: PretrainRun) -> Section:
     """The covariance spectrum of the backbone features per evaluation, effective rank marked."""
     section = Section("Eigenvalue spectrum of the backbone features")
@@ -121,7 +117,7 @@ def spectrum_section(run: PretrainRun) -> Section:
         if (run.path / SPECTRUM_FILE).exists():
             absent = "spectrum.json holds no evaluation"
         why = _unreadable_or(run, SPECTRUM_FILE, absent)
-        section.lack("Spectrum", "the eigenvalue spectrum", why)
+        section.figure("Spectrum", None, "the eigenvalue spectrum", why)
         return section
     first = spectra[0]
     section.text(
@@ -142,14 +138,14 @@ def spectrum_section(run: PretrainRun) -> Section:
         width, alpha = (2, 1.0) if bold else (1, 0.5)
         style: dict[str, Any] = dict(color=color, alpha=alpha, linewidth=width)
         share = _share(evaluation["eigenvalues"])
+        cumulated = [100.0 * total for total in itertools.accumulate(share)]
         drawn = [(i + 1, v) for i, v in enumerate(share) if v > ZERO_SHARE]
         fmt = "-" if len(drawn) > 2 else "-o"  # a collapsed spectrum is one or two points
         spectrum.append(Series(label, [p[0] for p in drawn], [p[1] for p in drawn], fmt=fmt,
                                **style))  # fmt: skip
-        cumulative.append(Series(label, range(1, len(share) + 1), _cumulative(share), fmt="-",
-                                 **style))  # fmt: skip
+        cumulative.append(Series(label, range(1, len(share) + 1), cumulated, fmt="-", **style))
         marks.append((rank, f"effective rank, {label}: {rank:.1f}", color))
-        for_90 = next((i + 1 for i, c in enumerate(_cumulative(share)) if c >= 90), len(share))
+        for_90 = next((i + 1 for i, c in enumerate(cumulated) if c >= 90), len(share))
         rows.append((epoch, rank, evaluation.get("matrix_entropy"), 100 * share[0], for_90))
     panels = [
         Panel("Covariance spectrum", "component (sorted by eigenvalue)",
@@ -171,7 +167,7 @@ def curves_section(run: PretrainRun) -> Section:
     section = Section("Training curves")
     if not run.curves:
         why = "no csv/version_*/metrics.csv in the run folder"
-        section.lack("Curves", "the training curves", why)
+        section.figure("Curves", None, "the training curves", why)
         return section
     # fmt: off
     losses = [(f"{n}_step", f"{n} (per step)", "-") for n in LOSSES] + [
@@ -192,7 +188,7 @@ def curves_section(run: PretrainRun) -> Section:
          [(f"diag/{p}_matrix_entropy", p, "-o") for p in parts], True, 1.0),
     ]
     # fmt: on
-    panels, titles = curve_panels(run.curves, specs)
+    png, titles = draw_curves(run.curves, specs)
     missing = [
         title.lower() + (f" ({WHY_NOT_LOGGED[title]})" if title in WHY_NOT_LOGGED else "")
         for title in titles
@@ -202,10 +198,9 @@ def curves_section(run: PretrainRun) -> Section:
         "joined). Effective rank and matrix entropy are of the backbone features and "
         "projections of each epoch's last training batch."
     )
-    png = draw_panels(panels) if panels else None
     section.figure("Loss, schedules, online probe and collapse diagnostics", png,
                    "the training curves", "nothing the report draws was logged")  # fmt: skip
-    if panels and missing:
+    if png and missing:
         section.missing += [f"{what}: not in the logs" for what in missing]
         section.text("Not in the logs: " + "; ".join(missing) + ".", "na")
     return section

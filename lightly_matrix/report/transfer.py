@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.report.data import TransferRun
-from lightly_matrix.report.figures import curve_panels, draw_bars, draw_panels
+from lightly_matrix.report.figures import draw_bars, draw_curves
 from lightly_matrix.report.html import Section, esc, image, settings, table
 from lightly_matrix.transfer.results import percent
 
@@ -31,7 +31,7 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
     section.text(f"Work dir: {run.path.resolve()}", "meta")
     results = run.results
     if results is None:
-        section.lack("COCO AP", "AP by size and category", NO_RESULTS)
+        section.figure("COCO AP", None, "AP by size and category", NO_RESULTS)
         return section
     keys = ("config", "method", "architecture", "pretrain_epochs", "checkpoint", "schedule",
             "total_batch_size", "base_lr", "train_time_s", "test_time_s")  # fmt: skip
@@ -57,7 +57,7 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
     names = sorted({c for values in classes.values() for c in values})
     if not names:
         why = "results.json has no per-category AP: the run predates classwise evaluation"
-        section.lack("AP per category", "AP per category", why)
+        section.figure("AP per category", None, "AP per category", why)
         return section
     section.add("<h3>AP per category</h3>")
     rows = [[c] + [percent(classes[t].get(c)) for t, _ in IOU_TYPES] for c in names]
@@ -72,7 +72,7 @@ def curves_section(run: TransferRun) -> Section:
     section = Section("Mask R-CNN training curves")
     if not run.curves:
         why = "no TIMESTAMP/vis_data/scalars.json in the work dir"
-        section.lack("Losses", "the mmdet loss curves", why)
+        section.figure("Losses", None, "the mmdet loss curves", why)
         return section
     validation = [(f"coco/{t}_mAP", f"coco/{t}_mAP", "-o") for t, _ in IOU_TYPES]
     specs = [
@@ -82,9 +82,8 @@ def curves_section(run: TransferRun) -> Section:
          False, 1.0),
         ("Validation AP while training", "AP (%)", validation, False, 100.0),
     ]  # fmt: skip
-    panels, _ = curve_panels(run.curves, specs, steps="iteration")
+    png, _ = draw_curves(run.curves, specs, steps="iteration")
     section.text("From mmengine's log of the run (TIMESTAMP/vis_data/scalars.json).")
-    png = draw_panels(panels) if panels else None
     section.figure("Losses and schedule", png, "the mmdet loss curves", "no losses were logged")
     return section
 
@@ -106,7 +105,7 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
     """A few validation images with ground truth and predictions drawn by mmdet's visualizer."""
     section = Section("Detections on validation images")
     if not run.images:
-        section.lack("Images", "validation images with predictions",
+        section.figure("Images", None, "validation images with predictions",
                      "the work dir has no TIMESTAMP/vis_test/ images: the run predates them, or "
                      "drawing was turned off (default_hooks.visualization.draw=False)")  # fmt: skip
         return section

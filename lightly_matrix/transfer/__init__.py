@@ -1,12 +1,5 @@
-"""Fine-tune Mask R-CNN from a pretrained backbone, evaluate on COCO: ``lightly-matrix transfer``
-(examples: docs/transfer.md).
-
-It exports the checkpoint (ours, Lightly/torchvision ResNets, timm ViTs, or an exported file),
-picks the ``--protocol``'s config for its architecture (default ``matrix_ssl``: Mask R-CNN R50-C4
-1x, MoCo's recipe) unless ``--config`` names one, checks the weights against that config and the
-data (:mod:`~lightly_matrix.transfer.coco_check`), trains and tests with mmengine's ``Runner``,
-and writes ``WORK_DIR/results.json`` with a Markdown row beside the protocol's published numbers.
-"""
+"""``lightly-matrix transfer``: fine-tune Mask R-CNN from a pretrained backbone, evaluate on COCO,
+write ``WORK_DIR/results.json`` beside the protocol's published numbers (docs/transfer.md)."""
 
 from __future__ import annotations
 
@@ -122,10 +115,8 @@ def _torchrun(
 def run(args: argparse.Namespace) -> int:
     """Check every input (nothing is written before), then export, train, test and report."""
     from lightly_matrix import export
-    from lightly_matrix.export import quiet_pkg_resources_warning, require_mmdet
 
-    quiet_pkg_resources_warning()
-    require_mmdet("lightly-matrix transfer")
+    export.require_mmdet("lightly-matrix transfer")
     checks.check_counts(args)
     checks.check_devices(args)
     if args.protocol and args.config:

@@ -8,10 +8,10 @@ import copy
 import difflib
 import functools
 import inspect
-import math
 from typing import Any
 
 from lightly_matrix.errors import UserError, first_line
+from lightly_matrix.utils.checks import is_number
 
 # Keys that builders consume before the constructor sees the rest.
 _BUILDER_KEYS = frozenset(
@@ -154,10 +154,6 @@ def _accepted_names(path: list[str], parent: Any) -> set[str] | None:
     return None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 #: Counts whose out-of-range values mmengine / torch only reject deep inside a run.
 _COUNT_MINIMUM = dict(batch_size=1, max_iters=1, max_epochs=1, val_interval=1, interval=1,
                       num_workers=0)  # fmt: skip
@@ -167,10 +163,10 @@ def _check_type(key: str, old: Any, new: Any) -> None:
     """A number or a flag of the config stays one (``lr=abc`` would fail deep inside torch)."""
     if new is None:  # unsetting a value is the user's call
         return
-    if isinstance(new, float) and not math.isfinite(new):
+    if isinstance(new, float) and not is_number(new):
         raise UserError(f"--cfg-options {key}={new!r}: expected a finite number")
     low = _COUNT_MINIMUM.get(key.rsplit(".", 1)[-1])
-    if low is not None and _is_number(old) and _is_number(new) and new < low:
+    if low is not None and is_number(old) and is_number(new) and new < low:
         raise UserError(f"--cfg-options {key}={new!r}: must be >= {low}")
 
     def of_dicts(value: Any) -> bool:
@@ -180,7 +176,7 @@ def _check_type(key: str, old: Any, new: Any) -> None:
     if of_dicts(old) and old and not of_dicts(new):
         index = ".0" if isinstance(old, list | tuple) else ""
         expected = f"{type(old).__name__} settings, set key by key ({key}{index}.type=...)"
-    elif _is_number(old) and not _is_number(new):
+    elif is_number(old) and not is_number(new):
         expected = f"a number (the config has {old!r})"
     elif isinstance(old, bool) and not isinstance(new, bool):
         expected = f"True or False (the config has {old!r})"
@@ -212,8 +208,7 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
         raise UserError(f"--cfg-options do not fit the config: {first_line(err)}") from err
     for key in options:
         parts = key.split(".")
-        node = original
-        depth = 0
+        node, depth = original, 0
         while depth < len(parts) and (child := _child(node, parts[depth])) is not _MISSING:
             node, depth = child, depth + 1
         if depth == len(parts):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.transfer.build import inner_dataset, load_config
 from lightly_matrix.transfer.checks import check_coco_root
 from lightly_matrix.transfer.configs import default_config, resolve_config
+from lightly_matrix.utils.checks import is_number
 
 #: Keys each entry must have: mmdet's CocoDataset and pycocotools read them unchecked.
 REQUIRED = {
@@ -36,9 +36,8 @@ def _fail(path: Path, bad: list[Any], what: str, show: Callable[[Any], str], fix
 
 
 def _finite(values: Any, length: int | None = None) -> bool:
-    if not isinstance(values, list) or len(values) != (length or len(values)):
-        return False
-    return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+    ok = isinstance(values, list) and len(values) == (length or len(values))
+    return ok and all(map(is_number, values))
 
 
 def _polygons_ok(segmentation: Any) -> bool:
@@ -173,10 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check ``ROOT`` as the config would read it; print one line."""
-    from lightly_matrix.export import quiet_pkg_resources_warning, require_mmdet
+    from lightly_matrix.export import require_mmdet
 
     require_mmdet("lightly-matrix check-coco")
-    quiet_pkg_resources_warning()
     root = Path(args.coco_root)
     check_coco_root(root)
     cfg = load_config(resolve_config(args.config or default_config(None, demo=False)), root)

@@ -169,10 +169,9 @@ def read_config(path: Path) -> Any:
 def config_text(path: Path, resolved: bool = False) -> str:
     """A config's text that loads from any directory (``resolved``: all bases merged in)."""
     if resolved:
-        from lightly_matrix.export import quiet_pkg_resources_warning, require_mmdet
+        from lightly_matrix.export import require_mmdet
 
         require_mmdet("--resolved")
-        quiet_pkg_resources_warning()  # mmengine imports pkg_resources for `mmdet::` bases
         return str(read_config(path).dump())
     # Lint directives are for this repository, not for the user's copy.
     lines = path.read_text().splitlines(keepends=True)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
-import math
+from collections.abc import Sequence
 from typing import Any
 
 from lightly_matrix.utils import text
+from lightly_matrix.utils.checks import is_number
 
 REFERENCES_FILE = "coco_references.json"
 #: mmdet's CocoMetric keys -> our result names.
@@ -37,8 +38,7 @@ def summarise(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
 
 def percent(value: Any) -> float | None:
     """An AP fraction in percent; ``None`` for -1 or nan (COCO had no such objects) or no number."""
-    ok = isinstance(value, int | float) and math.isfinite(value) and value >= 0
-    return 100.0 * value if ok else None
+    return 100.0 * value if is_number(value) and value >= 0 else None
 
 
 def _cell(value: float | None) -> str:
@@ -60,10 +60,9 @@ def markdown_row(results: dict[str, Any]) -> str:
     return text.markdown_row([*cells, *_ap_cells(results)])
 
 
-def markdown_table(rows: list[str]) -> str:
-    """The table header followed by ``rows`` (each a :func:`markdown_row`)."""
-    header = text.markdown_table([], [(h, h) for h in _HEADERS])
-    return "\n".join([header, *rows])
+def markdown_table(rows: list[str], headers: Sequence[str] = _HEADERS) -> str:
+    """The ``headers`` row followed by ``rows`` (each a :func:`markdown_row`)."""
+    return "\n".join([text.markdown_table([], [(h, h) for h in headers]), *rows])
 
 
 def config_architecture(cfg: Any) -> str:
@@ -103,27 +102,16 @@ def comparison_table(results: dict[str, Any], full_schedule: bool = True) -> str
     rows = references_for(protocol)
     if not rows:
         return ""
-    table = [
-        {
-            "method": f"ours: {_method(results)}",
-            "epochs": str(results.get("pretrain_epochs") or "-"),
-            **dict(zip(METRICS, _ap_cells(results), strict=True)),
-            "source": "this run",
-        }
-    ]
-    for entry in rows:
-        short, kind = entry["source"]["short"], entry["source"]["kind"]
-        table.append(
-            {
-                "method": entry["method"],
-                "epochs": str(entry["pretrain_epochs"]),
-                **{m: _cell(entry[m]) for m in METRICS},
-                "source": short if kind in short else f"{short} ({kind})",
-            }
-        )
-    columns = [("method", "method"), ("epochs", "pretrain epochs"), *((m, m) for m in METRICS)]
+    epochs = str(results.get("pretrain_epochs") or "-")
+    table = [[f"ours: {_method(results)}", epochs, *_ap_cells(results), "this run"]]
+    for e in rows:
+        short, kind = e["source"]["short"], e["source"]["kind"]
+        source = short if kind in short else f"{short} ({kind})"
+        aps = [_cell(e[m]) for m in METRICS]
+        table.append([e["method"], str(e["pretrain_epochs"]), *aps, source])
+    headers = ("method", "pretrain epochs", *METRICS, "source")
+    markdown = markdown_table([text.markdown_row(row) for row in table], headers)
     described = load_references()["protocols"][protocol]
-    markdown = text.markdown_table(table, [*columns, ("source", "source")])
     lines = [f"Published numbers for protocol {protocol} ({described['detector']}):", "", markdown]
     notes = ["Sources:", *(f"- {url}" for url in dict.fromkeys(e["source"]["url"] for e in rows))]
     if described.get("missing"):

@@ -8,6 +8,12 @@ import numbers
 from typing import Any
 
 
+def is_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number (``bool`` is not one, nor are NaN and inf)."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return real and math.isfinite(value)  # type: ignore[arg-type]
+
+
 def check_positive_int(name: str, value: Any, hint: str = "") -> int:
     """``value`` if it is an ``int`` >= 1 (``bool`` is not), else a ``ValueError`` naming ``name``
     (as the caller spells it) with ``hint``, how to fix it, appended.
@@ -46,8 +52,7 @@ def check_number(
     """
     bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
     bounds += [f"{'<' if high_open else '<='} {high:g}"] if high is not None else []
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    v = float(value) if real else math.nan  # type: ignore[arg-type]
+    v = float(value) if is_number(value) else math.nan  # type: ignore[arg-type]
     above = low is None or (v > low if low_open else v >= low)
     below = high is None or (v < high if high_open else v <= high)
     if not (math.isfinite(v) and above and below):
