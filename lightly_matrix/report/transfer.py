@@ -10,7 +10,7 @@ from typing import Any
 from lightly_matrix.report.data import TransferRun
 from lightly_matrix.report.figures import draw_bars, draw_curves
 from lightly_matrix.report.html import Section, esc, image, settings, table
-from lightly_matrix.transfer.results import percent
+from lightly_matrix.utils.text import percent
 
 #: results.json's summary keys, as COCO names them.
 AP_KEYS = (("mAP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP small"),

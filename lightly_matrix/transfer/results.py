@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lightly_matrix.utils import text
-from lightly_matrix.utils.checks import is_number
+from lightly_matrix.utils.text import percent
 
 REFERENCES_FILE = "coco_references.json"
 #: mmdet's CocoMetric keys -> our result names.
@@ -34,11 +34,6 @@ def summarise(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
         if key.startswith("coco/") and iou_type in ("bbox", "segm") and name in _METRIC_NAMES:
             out.setdefault(iou_type, {})[_METRIC_NAMES[name]] = float(value)
     return out
-
-
-def percent(value: Any) -> float | None:
-    """An AP fraction in percent; ``None`` for -1 or nan (COCO had no such objects) or no number."""
-    return 100.0 * value if is_number(value) and value >= 0 else None
 
 
 def _cell(value: float | None) -> str:

@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from lightly_matrix.utils.checks import is_number
+
 
 def plain_cell(value: Any) -> str:
     """A table cell: floats with 2 decimals, ``None`` empty, anything else ``str``."""
     return f"{value:.2f}" if isinstance(value, float) else "" if value is None else str(value)
+
+
+def percent(value: Any) -> float | None:
+    """An AP fraction in percent; ``None`` for -1 or nan (COCO had no such objects) or no number."""
+    return 100.0 * value if is_number(value) and value >= 0 else None
 
 
 def markdown_row(cells: Iterable[str]) -> str:
