@@ -94,12 +94,23 @@ def _listing(folder: str) -> list[os.DirEntry]:
         ) from None
 
 
+def _is(entry: os.DirEntry, kind: str) -> bool:
+    """``entry.is_dir()`` / ``is_file()``, refusing in one line a link that cannot be followed."""
+    try:
+        return bool(entry.is_dir() if kind == "dir" else entry.is_file())
+    except OSError as err:  # ELOOP: a link to itself, or links pointing at each other
+        raise UserError(
+            f"{entry.path!r} is a symbolic link that cannot be followed ({err.strerror or err});"
+            " remove or fix that link"
+        ) from None
+
+
 def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, int, int]]:
     """``(path, size, mtime_ns)`` of the images under ``folder``, depth first in name order
     (the order of ``sorted(rglob)``); symbolic links are followed, loops refused."""
     found: list[tuple[str, int, int]] = []
     for entry in _listing(folder):
-        if entry.is_dir():
+        if _is(entry, "dir"):
             stat = entry.stat()
             if (stat.st_dev, stat.st_ino) in parents:
                 raise UserError(
@@ -107,7 +118,7 @@ def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, i
                     " loop); remove or fix that link"
                 )
             found += _walk(entry.path, parents | {(stat.st_dev, stat.st_ino)})
-        elif _is_image_name(entry.name) and entry.is_file():
+        elif _is_image_name(entry.name) and _is(entry, "file"):
             stat = entry.stat()
             found.append((entry.path, stat.st_size, stat.st_mtime_ns))
     return found
@@ -128,8 +139,8 @@ def scan_folder_stats(root: str | Path, threads: int = CHECK_THREADS) -> FolderS
             f"data folder {str(root)!r} {what}; pass --data digits or a folder of images"
         )
     entries = _listing(str(root))
-    has_top_images = any(_is_image_name(e.name) and e.is_file() for e in entries)
-    class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+    has_top_images = any(_is_image_name(e.name) and _is(e, "file") for e in entries)
+    class_dirs = [e for e in entries if not e.name.startswith(".") and _is(e, "dir")]
     top = frozenset({(root.stat().st_dev, root.stat().st_ino)})
     with ThreadPoolExecutor(max(1, threads)) as pool:
         listed = pool.map(lambda e: _walk(e.path, top), class_dirs)

@@ -200,6 +200,21 @@ def test_a_symbolic_link_loop_is_one_line(tmp_path: Path) -> None:
     assert_names(info, str(data / "c001" / "loop"), "link")
 
 
+@pytest.mark.parametrize("where", ["c001", "."])
+@pytest.mark.parametrize(
+    "links", [{"self": "self"}, {"x": "y", "y": "x"}, {"a.png": "b.png", "b.png": "a.png"}]
+)
+def test_links_that_cannot_be_followed_are_one_line(
+    tmp_path: Path, where: str, links: dict
+) -> None:
+    data = _folder(tmp_path / "data", classes=2, per_class=2)
+    for name, target in links.items():
+        (data / where / name).symlink_to(target)
+    with pytest.raises(UserError) as info:
+        _build(_args(data), None)
+    assert_names(info, "symbolic link", "remove or fix")
+
+
 @pytest.mark.parametrize("name", [os.fsdecode(b"imgs\xff"), "a" * 250])
 def test_folder_names_that_are_not_utf8_or_very_long(tmp_path: Path, name: str) -> None:
     data, out = _folder(tmp_path / name, classes=2, per_class=4), tmp_path / "run"
