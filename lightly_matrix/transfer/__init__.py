@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import subprocess
 import sys
 import time
@@ -186,9 +187,18 @@ def _train_and_test(
 
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
-    runner.train()
-    train_s, start = time.perf_counter() - start, time.perf_counter()
-    metrics = runner.test()
+    try:
+        runner.train()
+        train_s, start = time.perf_counter() - start, time.perf_counter()
+        metrics = runner.test()
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        raise UserError(
+            f"cannot write {err.filename or 'into ' + str(cfg.work_dir)} ({err.strerror}): the disk"
+            f" is full or a file size limit (ulimit -f) was hit; free space and run again with a"
+            f" new --work-dir (the files mmdet left in {cfg.work_dir} are incomplete)"
+        ) from None
     test_s = time.perf_counter() - start
     if not is_main_process():
         return 0

@@ -8,6 +8,7 @@ import copy
 import difflib
 import functools
 import inspect
+import os
 from typing import Any
 
 from lightly_matrix.errors import UserError, first_line
@@ -43,6 +44,11 @@ _REFUSED = (
         {"init_cfg", "load_from", "pretrained"},
         "transfer loads pretrained weights from its CHECKPOINT argument (exported and checked"
         " against the config); such options are for mmdet's own tools/train.py",
+    ),
+    (
+        {"resume"},
+        "transfer starts every run from its CHECKPOINT in a new --work-dir; to resume an"
+        " interrupted mmdet training use mmdet's own tools/train.py --resume",
     ),
     (
         {"custom_imports"},
@@ -192,6 +198,12 @@ def refuse_options(options: dict[str, Any]) -> None:
         for refused, why in _REFUSED:
             if names & refused:
                 raise UserError(f"--cfg-options {key}: {why}")
+        # Dicts are given key by key, so a file name template is always the option itself.
+        if key.split(".")[-1] == "filename_tmpl" and any(c in str(value) for c in {"/", os.sep}):
+            raise UserError(
+                f"--cfg-options {key}: a checkpoint file name may not name a folder ('/'); "
+                f"transfer writes everything under --work-dir, choose the place with --work-dir"
+            )
 
 
 def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:

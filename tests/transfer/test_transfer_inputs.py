@@ -3,6 +3,7 @@ and stops a diverging fine-tuning before it writes results."""
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import pytest
@@ -37,6 +38,7 @@ def transfer(root, work, *flags):
         "test_evaluator.outfile_prefix={user}/p",
         "default_hooks.visualization.test_out_dir={user}",
         "visualizer.vis_backends.0.save_dir={user}",
+        "default_hooks.checkpoint.filename_tmpl={user}/c_{{}}.pth",
     ],
 )
 def test_output_paths_in_cfg_options_are_refused(root, tmp_path, capsys, option):
@@ -57,6 +59,7 @@ def test_output_paths_in_cfg_options_are_refused(root, tmp_path, capsys, option)
         ("model.backbone.init_cfg.prefix=module.", ("init_cfg.prefix", "CHECKPOINT")),
         ("model.backbone.init_cfg.type=Kaiming", ("init_cfg.type", "CHECKPOINT")),
         ("load_from=/tmp/x.pth", ("load_from", "CHECKPOINT")),
+        ("resume=True", ("resume", "tools/train.py")),
         ("optim_wrapper.optimizer.lr=nan", ("optimizer.lr", "nan", "finite")),
         ("optim_wrapper.optimizer.lr=inf", ("optimizer.lr", "inf", "finite")),
         ("visualizer.vis_backends=[dict(type='X')]", ("vis_backends", "key by key")),
@@ -106,6 +109,18 @@ def test_a_diverging_loss_stops_the_transfer_without_results(root, tmp_path, cap
     err = assert_names(capsys.readouterr().err, "diverged", "lr")
     assert "Traceback" not in err
     assert not (work / "results.json").exists()
+
+
+def test_a_full_disk_during_training_is_one_line(root, tmp_path, capsys, monkeypatch):
+    from mmengine.runner import Runner
+
+    def full(self):
+        raise OSError(errno.EFBIG, "File too large", str(tmp_path / "w" / "iter_2.pth"))
+
+    monkeypatch.setattr(Runner, "train", full)
+    assert transfer(root, tmp_path / "w") == 2
+    err = assert_names(capsys.readouterr().err, "iter_2.pth", "disk is full", "--work-dir")
+    assert "Traceback" not in err and not (tmp_path / "w" / "results.json").exists()
 
 
 @pytest.mark.parametrize(
