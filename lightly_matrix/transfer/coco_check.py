@@ -100,8 +100,17 @@ def check_split(
     counts = Counter(i["id"] for i in images)
     _fail(path, [i for i in images if counts[i["id"]] > 1], "images share their id with another",
           lambda i: f"id {i['id']}, {i['file_name']}", "give every image a unique id")  # fmt: skip
+    outside = [i for i in images if ".." in Path(str(i["file_name"])).parts]
+    outside += [i for i in images if Path(str(i["file_name"])).is_absolute()]
+    _fail(path, outside, f"file names lead outside {image_dir}", lambda i: i["file_name"],
+          "give file names relative to the image folder")  # fmt: skip
+    ann_ids = Counter(a.get("id") for a in anns)
+    shared = [a for a in anns if ann_ids[a.get("id")] > 1]
+    _fail(path, shared, "annotations share their id with another", lambda a: f"id {a.get('id')}",
+          "give every annotation a unique id")  # fmt: skip
     try:
-        present = set(os.listdir(image_dir))
+        with os.scandir(image_dir) as entries:  # a folder named like an image is no image
+            present = {e.name for e in entries if e.is_file()}
     except OSError as err:
         raise UserError(f"cannot list the images of {path} in {image_dir}: {err}") from None
     # One listing for the usual flat folder; only names not in it are looked up as paths.

@@ -47,6 +47,16 @@ BROKEN = {
     "nan_boxes": ("train", _set("bbox", [1, 1, float("nan"), 4]), ("boxes", "nan")),
     "short_polygons": ("train", _set("segmentation", [[1, 1, 5, 5]]), ("3 points",)),
     "one_image_id": ("train", lambda d: [i.update(id=1) for i in d["images"]], ("share",)),
+    "one_annotation_id": (
+        "train",
+        lambda d: [a.update(id=7) for a in d["annotations"]],
+        ("annotations share their id", "id 7"),
+    ),
+    "file_name_outside": (
+        "train",
+        lambda d: d["images"][0].update(file_name="../val2017/" + d["images"][0]["file_name"]),
+        ("outside", "relative"),
+    ),
     "no_bbox": ("train", _drop("bbox"), ("lack 'bbox'",)),
     "no_segmentation": ("val", _drop("segmentation"), ("lack 'segmentation'",)),
     "foreign_category": (
@@ -94,6 +104,15 @@ def test_images_missing_on_disk_are_counted_and_named(root):
     with pytest.raises(UserError) as info:
         check(root)
     assert_names(info, "2 images are missing", first.name)
+
+
+def test_a_folder_named_like_an_image_is_missing(root):
+    image = sorted((root / "train2017").iterdir())[0]
+    image.unlink()
+    image.mkdir()
+    with pytest.raises(UserError) as info:
+        check(root)
+    assert_names(info, "missing", image.name)
 
 
 def test_a_sound_dataset_passes(root, capsys):
