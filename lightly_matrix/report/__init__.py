@@ -33,13 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``report`` options to ``parser``."""
     # fmt: off
     parser.add_argument("run_dir", metavar="RUN",
-        help="a pretraining run folder, a transfer work dir, or a folder with pretrain/ and "
-        "transfer/ (make demo)")
+        help="a pretraining run, a transfer work dir, or a folder with pretrain/ and transfer/")
     parser.add_argument("--out", help=f"the HTML file to write (default RUN/{REPORT_FILE})")
     parser.add_argument("--reference", metavar="JSON",
-        help="reference spreads to draw beside the run (e.g. benchmarks/results/"
-        "demo_reference-corinfomax-20ep.json: probes before/after and transfer AP, mean ± std over "
-        "seeds)")
+        help="reference spreads (mean ± std over seeds) to draw beside the run, e.g. "
+        "benchmarks/results/demo_reference-corinfomax-20ep.json")
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, metavar="N",
         help=f"validation images with detections to embed (default {DEFAULT_IMAGES})")
     # fmt: on
