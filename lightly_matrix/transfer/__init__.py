@@ -48,12 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # fmt: off
     add("checkpoint", nargs="?",
         help="training checkpoint or exported backbone; none: random init (baseline)")
-    add("--config",
-        help="a config name (lightly-matrix configs) or path; default: the --protocol's")
+    add("--config", help="a config name (lightly-matrix configs) or path; default: --protocol's")
     add("--protocol", choices=list(PROTOCOLS),
-        help="the published COCO tables to compare with (ResNets): matrix_ssl = R50-C4 1x,"
-        " MoCo's recipe; corinfomax = R50-C4 2x; mmselfsup_fpn = R50-FPN 1x of mmselfsup."
-        f" Default: {DEFAULT_PROTOCOL}")
+        help=f"the published COCO tables to compare with (default {DEFAULT_PROTOCOL}): matrix_ssl"
+        " = R50-C4 1x, corinfomax = R50-C4 2x, mmselfsup_fpn = R50-FPN 1x")
     add("--demo", action="store_true",
         help="generated coloured-shapes data and the small R18-FPN demo schedule (CPU, minutes)")
     add("--coco-root",
@@ -62,8 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--arch", help="the checkpoint's architecture where it does not record it, as for export")
     add("--trust-pickle", action="store_true",
         help="also read a pickled nn.Module (runs code from the file: only files you trust)")
-    add("--gpus", type=positive_int, default=1,
-        help="processes per node (torchrun), one per CUDA GPU")
+    add("--gpus", type=positive_int, default=1, help="processes per node (torchrun), one per GPU")
     add("--allow-cpu-ddp", action="store_true",
         help="debugging only: --gpus/--nnodes as CPU processes (gloo) without CUDA")
     add("--nnodes", type=positive_int, default=1, help="nodes (torchrun, multi-node)")
