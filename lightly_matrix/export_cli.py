@@ -15,11 +15,7 @@ from lightly_matrix.export.plain import FORMATS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``export`` options."""
     add = parser.add_argument
-    add(
-        "checkpoint",
-        help="our Lightning checkpoint (online backbone only), or a Lightly, torchvision or timm"
-        " backbone's state dict",
-    )
+    add("checkpoint", help="our Lightning checkpoint or a Lightly, torchvision or timm state dict")
     add("--out", required=True, help="output file (.pth); never overwritten")
     add("--force", action="store_true", help="replace --out if it is an existing regular file")
     add(
@@ -31,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--arch", help="timm name of ViT weights that do not record it")
     add(
-        "--trust-pickle",
-        action="store_true",
-        help=f"also read a whole pickled nn.Module (torch.save(model)); this {TRUST_PICKLE_RISK}",
+        "--trust-pickle", action="store_true", help=f"read a pickled nn.Module: {TRUST_PICKLE_RISK}"
     )
 
 

@@ -3,10 +3,8 @@
 >>> from lightly_matrix.export import export_backbone
 >>> export_backbone("runs/matrix_ssl/last.ckpt", "backbone_r18.pth")  # doctest: +SKIP
 
-The file, ``{'state_dict': {'backbone.<mmdet key>': tensor}, 'meta': {...}}``, holds only tensors
-and plain values (``weights_only=True`` loads it, as mmengine does under torch >= 2.6). Use::
-
-    model.backbone.init_cfg = dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')
+The file, ``{'state_dict': {'backbone.<mmdet key>': tensor}, 'meta': {...}}`` (``weights_only``
+loads it), is for ``init_cfg = dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``.
 """
 
 from __future__ import annotations
@@ -236,8 +234,8 @@ def export_backbone(
         out: Output file; an existing one is an error unless ``force``.
         force: Replace ``out`` if it is an existing regular file (never the input).
         model_cfg: Also check against this detector ``model`` config (:func:`verify_backbone`).
-        verify: Check the weights against mmdet's backbone; ``None`` (default): when MMDetection
-            can be imported, else skipped with a warning (the file is written either way).
+        verify: Check the weights against mmdet's backbone; ``None``: if MMDetection imports,
+            else warn (the file is written either way).
         trust_pickle: Accept a file holding a whole pickled ``nn.Module`` (runs its code).
         arch: The timm model name of ViT weights that do not record it.
 

@@ -54,8 +54,7 @@ class Backbone:
     Attributes:
         state_dict: Tensors keyed as the mmdet backbone names them (without ``backbone.``).
         architecture: ``resnet18``, ``resnet50``, ... or a timm ViT name.
-        backbone_cfg: The mmdet backbone config (``type`` included) the weights fit, e.g.
-            ``{'type': 'ResNet', 'depth': 50}``.
+        backbone_cfg: The mmdet backbone config the weights fit, e.g. ``{'type': 'ResNet', ...}``.
         meta: Plain-typed provenance (method, epochs, source, checksum, ...).
     """
 
@@ -89,14 +88,11 @@ def _is_state_dict(obj: Any) -> bool:
 
 def _under(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """Keys under exactly ``prefix`` (``backbone.`` but not ``teacher_backbone.``), stripped."""
-    return {
-        k[len(prefix) :]: v for k, v in sd.items() if isinstance(k, str) and k.startswith(prefix)
-    }
+    return {k[len(prefix) :]: v for k, v in sd.items() if str(k).startswith(prefix)}
 
 
 def check_weights(state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Refuse (UserError) the first weight that is not floating point (BatchNorm's counters aside)
-    or is not finite: mmengine would load it all the same."""
+    """Refuse (UserError) a non-float (bar BN counters) or non-finite weight: mmengine loads it."""
     for key, value in state_dict.items():
         if not value.is_floating_point() and not key.endswith("num_batches_tracked"):
             raise UserError(
@@ -167,8 +163,7 @@ def _resnet(sd: Mapping[str, torch.Tensor], name_hint: str | None, cifar_ok: boo
     if depth not in _RESNET_DEPTHS.values():
         raise UserError(
             f"the ResNet weights have an unknown layout ({'Bottleneck' if bottleneck else 'Basic'}"
-            f" blocks per stage {list(blocks)}); mmdet's ResNet supports depths 18, 34, 50, 101,"
-            " 152"
+            f" blocks per stage {list(blocks)}); mmdet's ResNet has depths 18, 34, 50, 101, 152"
         )
     if name_hint and name_hint.startswith("resnet") and name_hint != f"resnet{depth}":
         raise UserError(
@@ -196,9 +191,8 @@ def _vit(sd: Mapping[str, torch.Tensor], name: str | None) -> Backbone:
         named = f"{name!r} names no timm ViT; " if name else ""
         raise UserError(
             f"{named}the weights are a timm ViT (width {embed_dim}, depth {depth}, patch"
-            f" {patch_size}) that does not record its timm name, and its number of heads cannot"
-            f" be read from weights: pass --arch with the name it was trained as, e.g. --arch"
-            f" {example}"
+            f" {patch_size}) that does not record its timm name, and its number of heads is not in"
+            f" the weights: pass --arch with the name it was trained as, e.g. --arch {example}"
         )
     cfg: dict[str, Any] = {"type": "TimmViTSimplePyramid", "patch_size": patch_size}
     reg = sd.get("reg_token")
@@ -315,9 +309,7 @@ def load_backbone(
             " 'state_dict' or 'model'"
         )
     if arch is not None and name_hint is not None and arch != name_hint:
-        raise UserError(
-            f"--arch {arch}: the checkpoint records its backbone as {name_hint}; drop --arch"
-        )
+        raise UserError(f"--arch {arch}: the checkpoint records {name_hint}; drop --arch")
     backbone = convert_state_dict(sd, name_hint, allow_cifar_stem, arch=arch)
     if arch is not None and backbone.architecture != arch:
         raise UserError(

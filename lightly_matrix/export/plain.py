@@ -101,13 +101,9 @@ def export_plain(
         raise UserError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     out = check_out_file(out, force, src)
     backbone = load_backbone(src, trust_pickle=trust_pickle, arch=arch, allow_cifar_stem=True)
-    wanted = {"torchvision": "resnet", "timm": "vit"}[fmt]
-    if backbone.family != wanted:
-        other = "timm for a ViT" if fmt == "torchvision" else "torchvision for a ResNet"
-        raise UserError(
-            f"--format {fmt} is for {'ResNets' if wanted == 'resnet' else 'ViTs'}, this backbone"
-            f" is {backbone.architecture}; use --format {other}"
-        )
+    if backbone.family != {"torchvision": "resnet", "timm": "vit"}[fmt]:
+        right = "timm" if fmt == "torchvision" else "torchvision"
+        raise UserError(f"--format {fmt} is not for {backbone.architecture}; use --format {right}")
     if fmt == "torchvision":
         # mmdet's ResNet keys are torchvision's (conv1, bn1, layer1..4, downsample.0/1).
         cifar = backbone.state_dict["conv1.weight"].shape[-2:] != (7, 7)
