@@ -2,8 +2,7 @@
 
 mmdet 3.3.0 packages no ViT detection backbone. The pyramid turns the last map into strides 4 to
 64. ViTDet (window attention, relative position biases, layer-wise lr decay) runs on timm's
-Segment-Anything blocks, whose parameter names equal ``VisionTransformer``'s. The channel
-LayerNorm is ``LightlyMatrixLN2d``: mmdet's ViTDet project takes ``LN2d``.
+Segment-Anything blocks, whose parameter names equal ``VisionTransformer``'s.
 
 - [0] Li, Mao, Girshick, He. "Exploring Plain Vision Transformer Backbones for Object Detection",
   ECCV 2022, https://arxiv.org/abs/2203.16527
@@ -29,7 +28,7 @@ from torch.nn import functional as F
 
 from lightly_matrix.utils.checks import check_number
 
-#: The registry name of :class:`LayerNorm2d`.
+#: The registry name of :class:`LayerNorm2d` (mmdet's ViTDet project takes ``LN2d``).
 LN2D = "LightlyMatrixLN2d"
 
 

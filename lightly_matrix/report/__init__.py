@@ -98,9 +98,7 @@ def write_report(
     target = Path(out) if out is not None else run_dir / REPORT_FILE
     kind = path_kind(target)  # only a report this tool wrote may be replaced
     if kind not in (None, "a file"):
-        raise UserError(
-            f"--out {target} is {kind}, not a regular file; pass the HTML file to write"
-        )
+        raise UserError(f"--out {target} is {kind}, not a regular file; pass an HTML file")
     if kind:
         with open(target, "rb") as f:
             head = f.read(2048)

@@ -36,8 +36,7 @@ class Series:
 
 @dataclass
 class Panel:
-    """One set of axes: ``vlines`` are ``(x, label, color)`` markers, ``legend`` the arguments of
-    matplotlib's ``Axes.legend`` (e.g. :data:`BESIDE`)."""
+    """One set of axes; ``vlines``: ``(x, label, color)`` markers, ``legend``: legend kwargs."""
 
     title: str
     xlabel: str

@@ -19,9 +19,7 @@ WHY_NOT_LOGGED = {
 }
 #: Eigenvalue shares below this are numerically zero.
 ZERO_SHARE = 1e-12
-NO_METRICS = (
-    "no metrics.json: the run was made with --no-eval or stopped before its first evaluation"
-)
+NO_METRICS = "no metrics.json: the run used --no-eval or stopped before its first evaluation"
 
 
 def _unreadable_or(run: PretrainRun, name: str, absent: str) -> str:
@@ -44,9 +42,9 @@ def run_section(run: PretrainRun) -> Section:
     if "train_wall_s" not in info:  # written when training ends (pretrain/run.py)
         last = ((run.metrics or {}).get("final") or {}).get("epoch", "-")
         section.text(
-            f"Not finished: stopped or still running (last evaluation after epoch {last} of "
-            f"{info.get('epochs', '?')}); the figures show what it saved so far. Resume with "
-            "lightly-matrix pretrain --resume RUN.",
+            f"Not finished: stopped or still running (last evaluation after epoch {last} of"
+            f" {info.get('epochs', '?')}); the figures show what it saved so far. Resume with"
+            " lightly-matrix pretrain --resume RUN.",
             "na",
         )
     return section
@@ -117,11 +115,10 @@ def spectrum_section(run: PretrainRun) -> Section:
         return section.figure("Spectrum", None, "the eigenvalue spectrum", why)
     first = spectra[0]
     section.text(
-        f"Eigenvalues of the covariance of the frozen backbone's {first['feature_dim']}-d "
-        f"features on the {first['num_images']} probe training images, as shares of their sum "
-        f"(log scale; below {ZERO_SHARE:g} not drawn). A spectrum that drops after a few "
-        "components is (dimensional) collapse. Dashed lines: effective rank (exp of the entropy "
-        "of the normalised singular values)."
+        f"Eigenvalues of the covariance of the frozen backbone's {first['feature_dim']}-d features"
+        f" on the {first['num_images']} probe training images, as shares of their sum (log scale;"
+        f" below {ZERO_SHARE:g} not drawn). A spectrum that drops after a few components is"
+        " collapse. Dashed: effective rank (exp of the entropy of the normalised singular values)."
     )
     spectrum, cumulative, marks, rows = [], [], [], []
     for index, evaluation in enumerate(spectra):
@@ -187,9 +184,8 @@ def curves_section(run: PretrainRun) -> Section:
         f"{t.lower()} ({WHY_NOT_LOGGED[t]})" if t in WHY_NOT_LOGGED else t.lower() for t in titles
     ]
     section.text(
-        "From the run's CSV logs (csv/version_*/metrics.csv; a resumed run's versions are "
-        "joined). Effective rank and matrix entropy are of the backbone features and "
-        "projections of each epoch's last training batch."
+        "From csv/version_*/metrics.csv (a resumed run's versions joined). Effective rank and"
+        " matrix entropy: of each epoch's last training batch, backbone features and projections."
     )
     section.figure("Loss, schedules, online probe and collapse diagnostics", png,
                    "the training curves", "nothing the report draws was logged")  # fmt: skip
