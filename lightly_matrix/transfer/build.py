@@ -151,8 +151,7 @@ def build_config(
                 )
             resnet.depth = depth
             model.neck.in_channels = [64 * (4 if depth >= 50 else 1) * 2**i for i in range(4)]
-    # The backbone and a C4 model's RoI shared head (res5) load the exported file; random-init
-    # runs download none of the torchvision:// weights that stock configs name.
+    # Backbone and a C4 shared head (res5) load the export; random init downloads no stock weights.
     pretrained = dict(type="Pretrained", checkpoint=str(backbone_file), prefix="backbone.")
     for part in filter(None, (model.backbone, (model.get("roi_head") or {}).get("shared_head"))):
         init = part.get("init_cfg")

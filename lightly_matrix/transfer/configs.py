@@ -70,9 +70,7 @@ def resolve_config(name: str) -> Path:
     candidate = config_dir() / (name if name.endswith(".py") else f"{name}.py")
     if candidate.is_file() and not candidate.name.startswith("_"):
         return candidate
-    raise UserError(
-        f"config {name!r} not found; use a file or one of: {', '.join(available_configs())}"
-    )
+    raise UserError(f"no config {name!r}; use a file or one of: {', '.join(available_configs())}")
 
 
 def config_protocol(name: str) -> str | None:
@@ -89,9 +87,7 @@ def default_config(architecture: str | None, demo: bool, protocol: str | None = 
         if protocol is not None:
             raise UserError("--demo has its own small config; leave out --protocol")
         if architecture is not None and not architecture.startswith("resnet"):
-            raise UserError(
-                f"the demo config is a ResNet Mask R-CNN; a {architecture} needs --config"
-            )
+            raise UserError(f"the demo is a ResNet Mask R-CNN; a {architecture} needs --config")
         return DEMO_CONFIG
     configs = PROTOCOLS[protocol] if protocol else DEFAULT_CONFIGS
     key = "vit" if (architecture or "").startswith("vit") else architecture or "resnet50"
@@ -127,9 +123,7 @@ def mmdet_train_command(architecture: str, backbone_cfg: Mapping[str, Any], weig
         options.append(f"model.roi_head.shared_head.init_cfg.checkpoint={checkpoint}")
     if backbone_cfg.get("type") != "ResNet":
         options += [f"model.backbone.{k}={v}" for k, v in backbone_cfg.items() if k != "type"]
-    return " ".join(
-        ["python", mmdet_train_py(), shlex.quote(str(config)), "--cfg-options", *options]
-    )
+    return f"python {mmdet_train_py()} {shlex.quote(str(config))} --cfg-options {' '.join(options)}"
 
 
 _RELATIVE_BASE = re.compile(r"""^_base_ = (["'])(\.{1,2}/[^"']+)\1""", re.MULTILINE)
