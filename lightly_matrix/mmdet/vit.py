@@ -34,8 +34,7 @@ LN2D = "LightlyMatrixLN2d"
 
 @MODELS.register_module(LN2D)
 class LayerNorm2d(TimmLayerNorm2d):
-    """timm's ``LayerNorm2d`` over the channels of NCHW maps, at mmcv's ``eps=1e-5`` (Detectron2:
-    1e-6), for ViTDet's pyramid and heads.
+    """timm's channel ``LayerNorm2d`` of NCHW maps at mmcv's ``eps=1e-5`` (Detectron2: 1e-6).
 
     Args:
         num_channels: Channels of the input map.

@@ -70,7 +70,9 @@ def resolve_config(name: str) -> Path:
     candidate = config_dir() / (name if name.endswith(".py") else f"{name}.py")
     if candidate.is_file() and not candidate.name.startswith("_"):
         return candidate
-    raise UserError(f"no config {name!r}; use a file or one of: {', '.join(available_configs())}")
+    raise UserError(
+        f"config {name!r} not found; use a file or one of: {', '.join(available_configs())}"
+    )
 
 
 def config_protocol(name: str) -> str | None:
