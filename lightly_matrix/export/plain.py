@@ -23,6 +23,8 @@ from lightly_matrix.export import check_out_file, load_backbone, save_payload
 
 #: ``lightly-matrix export --format`` choices; ``mmdet`` is the default.
 FORMATS = ("mmdet", "torchvision", "timm")
+#: ``timm.create_model`` size arguments that a ViT's ``backbone_cfg`` may record.
+SIZES = ("img_size", "patch_size", "in_chans")
 
 
 @dataclass
@@ -110,9 +112,8 @@ def export_plain(
         plain = PlainExport(dict(backbone.state_dict), backbone.architecture, cifar_stem=cifar)
     else:
         cfg = backbone.backbone_cfg
-        sizes = {k: int(cfg[k]) for k in ("img_size", "patch_size", "in_chans") if k in cfg}
         sd = {k.removeprefix("vit."): v for k, v in backbone.state_dict.items()}
-        plain = PlainExport(sd, backbone.architecture, timm_kwargs=sizes)
+        plain = PlainExport(sd, backbone.architecture, {k: int(cfg[k]) for k in SIZES if k in cfg})
     try:
         build_model(plain).load_state_dict(plain.state_dict, strict=True)
     except RuntimeError as err:  # missing, unexpected or differently shaped keys

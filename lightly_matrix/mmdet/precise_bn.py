@@ -146,8 +146,7 @@ def recompute_bn_stats(
 class PreciseBNHook(Hook):
     """Recompute BN statistics over ``num_iters`` training batches before each evaluation.
 
-    It runs before the checkpoint hook, on a second training loader (another seed), so the loop's
-    data order is untouched.
+    It runs before the checkpoint hook, on a second training loader: the loop's data order stays.
 
     Args:
         num_iters: Training batches to average over (Detectron2's ``PRECISE_BN.NUM_ITER``: 200).

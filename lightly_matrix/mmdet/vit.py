@@ -89,6 +89,7 @@ def _windowed_blocks(
     blocks = []
     for i, old in enumerate(vit.blocks):
         attn = old.attn
+        norm_layer: Any = functools.partial(old.norm1.__class__, eps=old.norm1.eps)
         block = WindowBlock(
             dim=int(vit.embed_dim),
             num_heads=int(attn.num_heads),
@@ -99,7 +100,7 @@ def _windowed_blocks(
             init_values=1.0 if hasattr(old.ls1, "gamma") else None,
             drop_path=float(getattr(old.drop_path1, "drop_prob", 0.0)),
             act_layer=type(old.mlp.act),
-            norm_layer=functools.partial(type(old.norm1), eps=old.norm1.eps),
+            norm_layer=norm_layer,
             use_rel_pos=use_rel_pos,
             window_size=0 if i in indexes else window_size,
             input_size=(grid_size, grid_size),

@@ -150,8 +150,7 @@ def write_report(
 
 
 def report_after_run(run_dir: Path, enabled: bool = True) -> Path | None:
-    """The report at the end of ``pretrain`` or ``transfer``: printed path, or why not (a report
-    that cannot be written never fails the run it describes)."""
+    """Write a run's closing report and print its path, or why not (never failing the run)."""
     if not enabled:
         return None
     try:
