@@ -70,8 +70,7 @@ def mmdet_import_error() -> str | None:
 
 def require_mmdet(what: str) -> None:
     """Refuse (UserError) in one line saying how to install MMDetection, if it is missing."""
-    reason = mmdet_import_error()
-    if reason is not None:
+    if (reason := mmdet_import_error()) is not None:
         raise UserError(
             f"{what} needs MMDetection, which cannot be imported ({reason}); {MMDET_INSTALL_HINT}"
         )

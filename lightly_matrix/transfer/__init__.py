@@ -222,7 +222,8 @@ def _train_and_test(
     write_json_atomic(work_dir / "results.json", results)
     print(f"\nresults written to {work_dir / 'results.json'}\n")
     print(markdown_table([results["markdown_row"]]))
-    if comparison := comparison_table(results, full_schedule=args.max_iters is None):
+    comparison = comparison_table(results, full_schedule=args.max_iters is None)
+    if comparison:
         print("\n" + comparison)
     from lightly_matrix.report import report_after_run
 
