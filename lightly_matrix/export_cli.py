@@ -1,6 +1,5 @@
-"""``lightly-matrix export CKPT --out FILE``: a backbone as an mmdet checkpoint, or (``--format
-torchvision|timm``) a plain state dict; above both :mod:`lightly_matrix.export` and
-:mod:`lightly_matrix.transfer` (which config fine-tunes it), so neither imports the other."""
+"""``lightly-matrix export CKPT --out FILE``: a backbone for mmdet or (``--format``) plain PyTorch;
+above :mod:`lightly_matrix.export` and :mod:`lightly_matrix.transfer`: neither imports the other."""
 
 from __future__ import annotations
 
@@ -8,12 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lightly_matrix.export import (
-    MMDET_INSTALL_HINT,
-    export_backbone,
-    mmdet_import_error,
-    quiet_pkg_resources_warning,
-)
+from lightly_matrix.export import MMDET_INSTALL_HINT, export_backbone, mmdet_import_error
 from lightly_matrix.export.convert import TRUST_PICKLE_RISK
 from lightly_matrix.export.plain import FORMATS
 
@@ -21,27 +15,19 @@ from lightly_matrix.export.plain import FORMATS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``export`` options."""
     add = parser.add_argument
-    add(
-        "checkpoint",
-        help="our Lightning checkpoint (online backbone only), a Lightly nn.Sequential or"
-        " torchvision ResNet, or a timm ViT (state dict; a whole pickled module needs"
-        " --trust-pickle)",
-    )
+    add("checkpoint", help="our Lightning checkpoint or a Lightly, torchvision or timm state dict")
     add("--out", required=True, help="output file (.pth); never overwritten")
     add("--force", action="store_true", help="replace --out if it is an existing regular file")
     add(
         "--format",
         choices=FORMATS,
         default="mmdet",
-        help="mmdet (default): for init_cfg of our mmdet configs; torchvision: a ResNet state"
-        " dict for torchvision.models.resnetNN() with fc = nn.Identity(); timm: a ViT state"
-        " dict for timm.create_model(arch, num_classes=0)",
+        help="mmdet: for init_cfg of our mmdet configs; torchvision (ResNets) or timm (ViTs): a"
+        " plain state dict (the output says how to load it)",
     )
     add("--arch", help="timm name of ViT weights that do not record it")
     add(
-        "--trust-pickle",
-        action="store_true",
-        help=f"also read a whole pickled nn.Module (torch.save(model)); this {TRUST_PICKLE_RISK}",
+        "--trust-pickle", action="store_true", help=f"read a pickled nn.Module: {TRUST_PICKLE_RISK}"
     )
 
 
@@ -62,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
         load = f"model.load_state_dict(torch.load({args.out!r}, weights_only=True))"
         print(f"  {plain.build}\n  {load}")
         return 0
-    quiet_pkg_resources_warning()
     reason = mmdet_import_error()
     backbone = export_backbone(args.checkpoint, args.out, verify=reason is None, **options)
     source = {"checkpoint": "as the checkpoint records", "--arch": "as --arch says"}

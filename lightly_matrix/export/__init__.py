@@ -3,11 +3,8 @@
 >>> from lightly_matrix.export import export_backbone
 >>> export_backbone("runs/matrix_ssl/last.ckpt", "backbone_r18.pth")  # doctest: +SKIP
 
-The written file is ``{'state_dict': {'backbone.<mmdet key>': tensor}, 'meta': {...}}`` with
-only tensors and plain Python values (it loads with ``torch.load(..., weights_only=True)``, as
-mmengine 0.10.7 does under torch >= 2.6). Point a config at it with::
-
-    model.backbone.init_cfg = dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')
+The file, ``{'state_dict': {'backbone.<mmdet key>': tensor}, 'meta': {...}}`` (``weights_only``
+loads it), is for ``init_cfg = dict(type='Pretrained', checkpoint=FILE, prefix='backbone.')``.
 """
 
 from __future__ import annotations
@@ -58,13 +55,10 @@ class ExportError(UserError):
     """Converted weights do not fit the mmdet model they are meant for."""
 
 
-def quiet_pkg_resources_warning() -> None:
-    """Hide the ``pkg_resources`` deprecation warning of importing mmengine and mmcv."""
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-
-
 def mmdet_import_error() -> str | None:
     """Why MMDetection (mmengine, mmcv, mmdet) cannot be imported, or ``None`` if it can."""
+    # Importing mmengine and mmcv warns that pkg_resources is deprecated: not the user's concern.
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     try:
         import mmcv  # noqa: F401
         import mmdet  # noqa: F401
@@ -76,21 +70,17 @@ def mmdet_import_error() -> str | None:
 
 def require_mmdet(what: str) -> None:
     """Refuse (UserError) in one line saying how to install MMDetection, if it is missing."""
-    quiet_pkg_resources_warning()
-    reason = mmdet_import_error()
-    if reason is not None:
+    if (reason := mmdet_import_error()) is not None:
         raise UserError(
             f"{what} needs MMDetection, which cannot be imported ({reason}); {MMDET_INSTALL_HINT}"
         )
 
 
-# mmengine loads ``init_cfg=dict(type='Pretrained', ...)`` with ``strict=False`` and only logs
-# mismatched keys, so a wrong prefix or layout would silently fine-tune a random backbone: these
-# checks build the very modules that will load the file and compare key sets and shapes first.
+# mmengine's ``Pretrained`` init only logs mismatched keys (a wrong layout would silently fine-tune
+# a random backbone): so build the very modules that will load the file and compare first.
 def expected_keys(cfg: Mapping[str, Any]) -> dict[str, torch.Size]:
-    """The parameters and buffers, with shapes, that a checkpoint must give the mmdet module
-    ``cfg`` (built without ``init_cfg``); a module's ``pretrained_keys()`` leaves out its new
-    layers (feature pyramid, extra norm, ViTDet's relative position tables)."""
+    """Parameter and buffer shapes a checkpoint must give the mmdet module ``cfg`` (built without
+    ``init_cfg``), less the new layers a module's ``pretrained_keys()`` leaves out."""
     require_mmdet("checking weights against mmdet's modules")
     from mmdet.registry import MODELS
 
@@ -114,9 +104,8 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
 
     Args:
         backbone: Converted weights.
-        model_cfg: A detector ``model`` config to check against: the keys it loads through
-            ``prefix='backbone.'``, its backbone's and, for C4 models, its RoI shared head's
-            (res5 lives there). By default the backbone ``backbone.backbone_cfg`` describes.
+        model_cfg: A detector ``model`` config: check its backbone and a C4 model's RoI shared
+            head (res5). Default: the module ``backbone.backbone_cfg`` describes.
 
     Raises:
         ExportError: Missing or unexpected keys, or shape mismatches (all listed).
@@ -239,14 +228,13 @@ def export_backbone(
     """Convert a pretrained backbone, check it against mmdet, and write it for ``init_cfg``.
 
     Args:
-        src: Any source :func:`load_backbone` reads: our Lightning checkpoint (its online
-            ``backbone.`` only), a Lightly or torchvision ResNet, a timm ViT or lightly's
-            ``MaskedVisionTransformerTIMM`` (file, module or state dict), or an export.
+        src: Any source :func:`load_backbone` reads (our Lightning checkpoint: its online
+            ``backbone.`` only).
         out: Output file; an existing one is an error unless ``force``.
         force: Replace ``out`` if it is an existing regular file (never the input).
         model_cfg: Also check against this detector ``model`` config (:func:`verify_backbone`).
-        verify: Check the weights against mmdet's backbone; ``None`` (default): when MMDetection
-            can be imported, else skipped with a warning (the file is written either way).
+        verify: Check the weights against mmdet's backbone; ``None``: if MMDetection imports,
+            else warn (the file is written either way).
         trust_pickle: Accept a file holding a whole pickled ``nn.Module`` (runs its code).
         arch: The timm model name of ViT weights that do not record it.
 
@@ -260,8 +248,7 @@ def export_backbone(
     out = check_out_file(out, force, src)
     backbone = load_backbone(src, trust_pickle=trust_pickle, arch=arch)
     if verify is None:
-        reason = mmdet_import_error()
-        verify = reason is None
+        verify = (reason := mmdet_import_error()) is None
         if reason is not None:
             warnings.warn(
                 f"MMDetection cannot be imported ({reason}): {out} is written without checking"

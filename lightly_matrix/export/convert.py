@@ -1,5 +1,4 @@
-"""Read a pretrained backbone from any supported source and rename it to mmdet's key layout
-(torch only: :func:`lightly_matrix.export.verify_backbone` checks the result against mmdet)."""
+"""Read a pretrained backbone from any supported source into mmdet's key layout (torch only)."""
 
 from __future__ import annotations
 
@@ -42,8 +41,7 @@ _VIT_SIZES = {192: ("tiny", 12), 384: ("small", 12), 768: ("base", 12), 1024: ("
 # Parts of a ViT checkpoint that a detector never uses: classifier, MAE-style mask token.
 _VIT_DROPPED = re.compile(r"^(head\.|head_drop\.|fc_norm\.|mask_token$)")
 
-#: ``meta['format']`` of the files :func:`~lightly_matrix.export.export_backbone` writes;
-#: :func:`load_backbone` reads them back (keeping their provenance).
+#: ``meta['format']`` of the files :func:`~lightly_matrix.export.export_backbone` writes.
 EXPORT_FORMAT = "lightly_matrix.mmdet_backbone"
 #: ``meta['format_version']``: raised when the file's layout changes.
 EXPORT_FORMAT_VERSION = 1
@@ -56,8 +54,7 @@ class Backbone:
     Attributes:
         state_dict: Tensors keyed as the mmdet backbone names them (without ``backbone.``).
         architecture: ``resnet18``, ``resnet50``, ... or a timm ViT name.
-        backbone_cfg: The mmdet backbone config (``type`` included) the weights fit, e.g.
-            ``{'type': 'ResNet', 'depth': 50}``.
+        backbone_cfg: The mmdet backbone config the weights fit, e.g. ``{'type': 'ResNet', ...}``.
         meta: Plain-typed provenance (method, epochs, source, checksum, ...).
     """
 
@@ -91,14 +88,11 @@ def _is_state_dict(obj: Any) -> bool:
 
 def _under(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """Keys under exactly ``prefix`` (``backbone.`` but not ``teacher_backbone.``), stripped."""
-    return {
-        k[len(prefix) :]: v for k, v in sd.items() if isinstance(k, str) and k.startswith(prefix)
-    }
+    return {k[len(prefix) :]: v for k, v in sd.items() if str(k).startswith(prefix)}
 
 
 def check_weights(state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Refuse (UserError) the first weight that is not floating point (BatchNorm's step counters
-    aside) or holds NaN or infinite values: mmengine would copy it into the model all the same."""
+    """Refuse (UserError) a non-float (bar BN counters) or non-finite weight: mmengine loads it."""
     for key, value in state_dict.items():
         if not value.is_floating_point() and not key.endswith("num_batches_tracked"):
             raise UserError(
@@ -114,8 +108,7 @@ def check_weights(state_dict: Mapping[str, torch.Tensor]) -> None:
 
 
 def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> Any:
-    """``torch.load`` a user's file with ``weights_only`` (tensors and plain values, all that our
-    files hold) unless ``trust_pickle``: a pickled ``nn.Module`` runs code named in the file."""
+    """``torch.load`` with ``weights_only`` unless ``trust_pickle`` (a pickled module runs code)."""
     path = check_checkpoint_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
@@ -162,8 +155,7 @@ def _resnet(sd: Mapping[str, torch.Tensor], name_hint: str | None, cifar_ok: boo
     )
     depth = _RESNET_DEPTHS.get((bottleneck, blocks))
     if depth is None:
-        # Incomplete weights: the named (or smallest fitting) depth, so that the check against
-        # mmdet lists exactly what is missing.
+        # Incomplete weights: the named (or smallest fitting) depth; the mmdet check lists the rest.
         hinted = re.fullmatch(r"resnet(\d+)", name_hint or "")
         layouts = [(d, n) for (b, n), d in _RESNET_DEPTHS.items() if b == bottleneck]
         fits = [d for d, n in layouts if all(x <= y for x, y in zip(blocks, n, strict=True))]
@@ -171,8 +163,7 @@ def _resnet(sd: Mapping[str, torch.Tensor], name_hint: str | None, cifar_ok: boo
     if depth not in _RESNET_DEPTHS.values():
         raise UserError(
             f"the ResNet weights have an unknown layout ({'Bottleneck' if bottleneck else 'Basic'}"
-            f" blocks per stage {list(blocks)}); mmdet's ResNet supports depths 18, 34, 50, 101,"
-            " 152"
+            f" blocks per stage {list(blocks)}); mmdet's ResNet has depths 18, 34, 50, 101, 152"
         )
     if name_hint and name_hint.startswith("resnet") and name_hint != f"resnet{depth}":
         raise UserError(
@@ -200,9 +191,8 @@ def _vit(sd: Mapping[str, torch.Tensor], name: str | None) -> Backbone:
         named = f"{name!r} names no timm ViT; " if name else ""
         raise UserError(
             f"{named}the weights are a timm ViT (width {embed_dim}, depth {depth}, patch"
-            f" {patch_size}) that does not record its timm name, and its number of heads cannot"
-            f" be read from weights: pass --arch with the name it was trained as, e.g. --arch"
-            f" {example}"
+            f" {patch_size}) that does not record its timm name, and its number of heads is not in"
+            f" the weights: pass --arch with the name it was trained as, e.g. --arch {example}"
         )
     cfg: dict[str, Any] = {"type": "TimmViTSimplePyramid", "patch_size": patch_size}
     reg = sd.get("reg_token")
@@ -227,9 +217,8 @@ def convert_state_dict(
     allow_cifar_stem: bool = False,
     arch: str | None = None,
 ) -> Backbone:
-    """Rename a Lightly ``nn.Sequential`` or torchvision ResNet, a timm ViT or lightly's
-    ``MaskedVisionTransformerTIMM`` state dict (DDP/``torch.compile`` prefixes removed) to mmdet's
-    layout; see :func:`load_backbone` for the arguments."""
+    """Rename a backbone state dict (DDP/``torch.compile`` prefixes removed) to mmdet's layout, as
+    :func:`load_backbone`."""
     sd = {re.sub(r"^(?:module\.|_orig_mod\.)+", "", k): v for k, v in sd.items()}
     if sd and all(k[:1].isdigit() for k in sd):
         for key in sd:
@@ -262,18 +251,15 @@ def load_backbone(
     """Load a pretrained backbone from any supported source and convert it to mmdet's layout.
 
     Args:
-        src: A file (our Lightning checkpoint, an export, a state dict, a
-            ``{'state_dict'|'model': ...}`` checkpoint, a pickled ``nn.Module``), a module or a
-            state dict.
+        src: A file (our Lightning checkpoint, an export, a state dict, a ``{'state_dict'|'model':
+            ...}`` checkpoint, a pickled ``nn.Module``), a module or a state dict.
         trust_pickle: Allow a whole pickled ``nn.Module``; loading it runs code from the file.
-        arch: The architecture of weights that do not record it: a plain timm ViT state dict
-            needs its timm name. One the checkpoint records, or a ResNet depth read from the
-            weights, must agree.
+        arch: The architecture of weights that do not record it (a timm ViT's name); it must
+            agree with the checkpoint's record or a ResNet's depth.
         allow_cifar_stem: Accept a CIFAR-stem ResNet (for ``--format torchvision``).
 
     Returns:
-        The :class:`Backbone`; ``meta['architecture_source']``: ``checkpoint``, ``--arch``, or
-        ``weights``.
+        The :class:`Backbone`; ``meta['architecture_source']``: checkpoint, --arch or weights.
 
     Raises:
         UserError: Missing or unreadable file, no recognisable backbone, non-finite weights.
@@ -323,9 +309,7 @@ def load_backbone(
             " 'state_dict' or 'model'"
         )
     if arch is not None and name_hint is not None and arch != name_hint:
-        raise UserError(
-            f"--arch {arch}: the checkpoint records its backbone as {name_hint}; drop --arch"
-        )
+        raise UserError(f"--arch {arch}: the checkpoint records {name_hint}; drop --arch")
     backbone = convert_state_dict(sd, name_hint, allow_cifar_stem, arch=arch)
     if arch is not None and backbone.architecture != arch:
         raise UserError(

@@ -1,6 +1,5 @@
-"""Export a pretrained backbone for plain PyTorch: a torchvision ResNet or a timm ViT state dict.
-
-The file holds only tensors and loads strictly into the model without its classifier::
+"""Export a pretrained backbone for plain PyTorch: a torchvision ResNet or a timm ViT state dict,
+which loads strictly into the model without its classifier::
 
     model = torchvision.models.resnet50(); model.fc = torch.nn.Identity()
     model.load_state_dict(torch.load("r50.pth", weights_only=True))
@@ -24,6 +23,8 @@ from lightly_matrix.export import check_out_file, load_backbone, save_payload
 
 #: ``lightly-matrix export --format`` choices; ``mmdet`` is the default.
 FORMATS = ("mmdet", "torchvision", "timm")
+#: ``timm.create_model`` size arguments that a ViT's ``backbone_cfg`` may record.
+SIZES = ("img_size", "patch_size", "in_chans")
 
 
 @dataclass
@@ -44,8 +45,7 @@ class PlainExport:
 
     @property
     def build(self) -> str:
-        """The Python line that builds the model the state dict loads into with ``strict=True``:
-        a ResNet's ``fc`` becomes ``nn.Identity`` (the export has no classifier)."""
+        """The Python line that builds the model the state dict loads into with ``strict=True``."""
         if self.architecture.startswith("vit"):
             args = [repr(self.architecture), "num_classes=0"]
             args += [f"{k}={v}" for k, v in self.timm_kwargs.items()]
@@ -83,8 +83,7 @@ def export_plain(
     trust_pickle: bool = False,
     arch: str | None = None,
 ) -> PlainExport:
-    """Convert a pretrained backbone to a torchvision/timm state dict, check that it loads
-    strictly into :func:`build_model`, and write it.
+    """Convert a backbone to a torchvision/timm state dict, check it loads strictly, and write it.
 
     Args:
         src: Any source :func:`lightly_matrix.export.load_backbone` reads.
@@ -98,31 +97,23 @@ def export_plain(
         The :class:`PlainExport` written; :attr:`PlainExport.build` builds its model.
 
     Raises:
-        UserError: Unreadable input, a format that does not fit the backbone, weights that do
-            not load into the model, a refused ``out``.
+        UserError: Unreadable input, a format for another family, a failed load, a refused out.
     """
     if fmt not in FORMATS[1:]:
         raise UserError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     out = check_out_file(out, force, src)
     backbone = load_backbone(src, trust_pickle=trust_pickle, arch=arch, allow_cifar_stem=True)
-    wanted = {"torchvision": "resnet", "timm": "vit"}[fmt]
-    if backbone.family != wanted:
-        other = "timm for a ViT" if fmt == "torchvision" else "torchvision for a ResNet"
-        raise UserError(
-            f"--format {fmt} is for {'ResNets' if wanted == 'resnet' else 'ViTs'}, this backbone"
-            f" is {backbone.architecture}; use --format {other}"
-        )
+    if backbone.family != {"torchvision": "resnet", "timm": "vit"}[fmt]:
+        right = "timm" if fmt == "torchvision" else "torchvision"
+        raise UserError(f"--format {fmt} is not for {backbone.architecture}; use --format {right}")
     if fmt == "torchvision":
         # mmdet's ResNet keys are torchvision's (conv1, bn1, layer1..4, downsample.0/1).
         cifar = backbone.state_dict["conv1.weight"].shape[-2:] != (7, 7)
         plain = PlainExport(dict(backbone.state_dict), backbone.architecture, cifar_stem=cifar)
     else:
         cfg = backbone.backbone_cfg
-        sizes: dict[str, Any] = {
-            k: int(cfg[k]) for k in ("img_size", "patch_size", "in_chans") if k in cfg
-        }
         sd = {k.removeprefix("vit."): v for k, v in backbone.state_dict.items()}
-        plain = PlainExport(sd, backbone.architecture, timm_kwargs=sizes)
+        plain = PlainExport(sd, backbone.architecture, {k: int(cfg[k]) for k in SIZES if k in cfg})
     try:
         build_model(plain).load_state_dict(plain.state_dict, strict=True)
     except RuntimeError as err:  # missing, unexpected or differently shaped keys

@@ -1,8 +1,7 @@
 """Precise BatchNorm statistics before evaluation, as Detectron2's ``TEST.PRECISE_BN`` [0].
 
-MoCo's detection code [1] (used for Matrix-SSL's and CorInfoMax's COCO tables) replaces every
-BN layer's moving averages by the batch statistics averaged over 200 training batches with the
-final weights; mmdet and mmengine have no such hook::
+MoCo's detection code [1] (behind Matrix-SSL's and CorInfoMax's COCO tables) averages every BN
+layer's statistics over 200 training batches with the final weights; mmdet has no such hook::
 
     custom_hooks = [dict(type='PreciseBNHook', num_iters=200)]
 
@@ -69,9 +68,8 @@ def recompute_bn_stats(
 ) -> list[str]:
     """Replace the running mean and variance of every BN layer by averages over ``num_iters``.
 
-    As torch's ``update_bn``: a cumulative average of batch means and unbiased variances, the
-    model in training mode; momentum and train/eval modes are kept; a failing forward leaves the
-    statistics unchanged.
+    As torch's ``update_bn`` (a cumulative average, in training mode); momentum and modes are
+    kept, and a failing forward leaves the statistics unchanged.
 
     Args:
         model: The model (or its unwrapped module) whose BN layers are recomputed.
@@ -148,8 +146,7 @@ def recompute_bn_stats(
 class PreciseBNHook(Hook):
     """Recompute BN statistics over ``num_iters`` training batches before each evaluation.
 
-    It runs before every validation and after training, ahead of the checkpoint hook, on a
-    second loader over the training set (another seed), so the loop's data order is untouched.
+    It runs before the checkpoint hook, on a second training loader: the loop's data order stays.
 
     Args:
         num_iters: Training batches to average over (Detectron2's ``PRECISE_BN.NUM_ITER``: 200).
@@ -204,10 +201,9 @@ class PreciseBNHook(Hook):
         if not layers:
             return
         wrapper = runner.optim_wrapper
+        amp = isinstance(wrapper, OptimWrapper)  # the training forward's precision (autocast)
 
         def forward(batch: Any) -> Any:
-            # The training forward's precision (autocast under AmpOptimWrapper).
-            amp = isinstance(wrapper, OptimWrapper)
             with wrapper.optim_context(model) if amp else contextlib.nullcontext():
                 return model._run_forward(model.data_preprocessor(batch, True), mode="loss")
 

@@ -18,10 +18,8 @@ from mmengine.dist import is_main_process
 
 @METRICS.register_module()
 class ClasswiseCocoMetric(CocoMetric):
-    """mmdet's ``CocoMetric`` with ``classwise=True``, per-category AP kept per IoU type.
-
-    It logs ``coco/{iou_type}_{category}_precision``, which ``lightly-matrix report`` draws.
-    """
+    """mmdet's ``CocoMetric`` with ``classwise=True``, logging per-category AP of every IoU type
+    as ``coco/{iou_type}_{category}_precision`` (drawn by ``lightly-matrix report``)."""
 
     metrics: list[str]
 

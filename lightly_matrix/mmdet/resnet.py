@@ -1,7 +1,6 @@
-"""mmdet ResNet pieces of MoCo's detection recipe: an init that loads an export or else gives
-ResNet's default (mmengine's ``Pretrained`` cannot hold ``checkpoint=None``, and ``init_cfg=None``
-takes no ``--cfg-options`` override), and the R50-C4 RoI shared head with a BatchNorm after res5.
-"""
+"""mmdet ResNet pieces of MoCo's detection recipe: an init that loads an export or gives ResNet's
+default (``Pretrained`` cannot hold ``checkpoint=None``; ``init_cfg=None`` takes no
+``--cfg-options`` override), and the R50-C4 RoI shared head with a BatchNorm after res5."""
 
 from __future__ import annotations
 
@@ -25,10 +24,8 @@ _RESNET_DEFAULT_INIT = [
 
 @WEIGHT_INITIALIZERS.register_module()
 class PretrainedOrDefault(PretrainedInit):
-    """mmengine's ``Pretrained`` when ``checkpoint`` is set; else the module's default init.
-
-    Without a checkpoint, mmdet's ``ResNet`` and RoI ``ResLayer`` get exactly their
-    ``init_cfg=None`` initialisation; other modules keep their constructed weights.
+    """mmengine's ``Pretrained`` when ``checkpoint`` is set, else the ``init_cfg=None`` init of
+    mmdet's ``ResNet`` and RoI ``ResLayer`` (other modules keep their constructed weights).
 
     Args:
         checkpoint: Exported file (see :func:`lightly_matrix.export.export_backbone`) or any
@@ -73,9 +70,7 @@ class PretrainedOrDefault(PretrainedInit):
 
 @MODELS.register_module()
 class ResLayerExtraNorm(ResLayer):
-    """mmdet's ``ResLayer`` shared head followed by one more normalisation layer.
-
-    MoCo's C4 recipe adds a BN on res5's output; it is new (not pretrained).
+    """mmdet's ``ResLayer`` shared head and a new norm layer after res5, as MoCo's C4 recipe.
 
     Args:
         depth: ResNet depth (18, 34, 50, 101, 152).

@@ -1,10 +1,8 @@
 """A timm Vision Transformer with a simple feature pyramid, as an mmdet backbone, and ViTDet [0].
 
-mmdet 3.3.0 has no ViT detection backbone (its ViTDet project is not in the package). The pyramid
-turns the last map into the strides 4 to 64 of mmdet's FPN heads. ViTDet: window attention but in
-the last block of each quarter, zero-initialised relative position biases and layer-wise lr decay,
-on timm's Segment-Anything blocks, whose parameter names equal ``VisionTransformer``'s. The channel
-LayerNorm is ``LightlyMatrixLN2d``: the ViTDet project has ``LN2d``, mmengine refuses a name twice.
+mmdet 3.3.0 packages no ViT detection backbone. The pyramid turns the last map into strides 4 to
+64. ViTDet (window attention, relative position biases, layer-wise lr decay) runs on timm's
+Segment-Anything blocks, whose parameter names equal ``VisionTransformer``'s.
 
 - [0] Li, Mao, Girshick, He. "Exploring Plain Vision Transformer Backbones for Object Detection",
   ECCV 2022, https://arxiv.org/abs/2203.16527
@@ -30,15 +28,13 @@ from torch.nn import functional as F
 
 from lightly_matrix.utils.checks import check_number
 
-#: The registry name of :class:`LayerNorm2d`.
+#: The registry name of :class:`LayerNorm2d` (mmdet's ViTDet project takes ``LN2d``).
 LN2D = "LightlyMatrixLN2d"
 
 
 @MODELS.register_module(LN2D)
 class LayerNorm2d(TimmLayerNorm2d):
-    """LayerNorm over the channels of an NCHW map (ViTDet's pyramid and head norm).
-
-    timm's ``LayerNorm2d`` at mmcv's ``eps=1e-5``, as the heads' norms (Detectron2: 1e-6).
+    """timm's channel ``LayerNorm2d`` of NCHW maps at mmcv's ``eps=1e-5`` (Detectron2: 1e-6).
 
     Args:
         num_channels: Channels of the input map.
@@ -93,8 +89,7 @@ def _windowed_blocks(
     blocks = []
     for i, old in enumerate(vit.blocks):
         attn = old.attn
-        norm: Any = old.norm1
-        norm_layer: Any = functools.partial(norm.__class__, eps=norm.eps)
+        norm_layer: Any = functools.partial(old.norm1.__class__, eps=old.norm1.eps)
         block = WindowBlock(
             dim=int(vit.embed_dim),
             num_heads=int(attn.num_heads),
@@ -132,9 +127,8 @@ def token_map(vit: Any, x: Tensor) -> Tensor:
 class TimmViTSimplePyramid(BaseModule):
     """timm ViT + simple feature pyramid, returning five maps (strides 4 to 64).
 
-    Pretrained weights load under ``vit.`` (timm's key names); the pyramid is new. ViTDet mode
-    (``window_size > 0`` or ``use_rel_pos``): ViTDet's blocks, the same file loads; the class
-    token and final norm stay unused (frozen).
+    Pretrained weights load under ``vit.`` (timm's names); the pyramid is new. ViTDet mode (window
+    attention or ``use_rel_pos``) loads the same file; class token and final norm stay frozen.
 
     Args:
         model_name: timm model name, e.g. ``'vit_base_patch16_224'``.

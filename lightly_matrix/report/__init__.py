@@ -33,13 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``report`` options to ``parser``."""
     # fmt: off
     parser.add_argument("run_dir", metavar="RUN",
-        help="a pretraining run folder, a transfer work dir, or a folder with pretrain/ and "
-        "transfer/ (make demo)")
+        help="a pretraining run, a transfer work dir, or a folder with pretrain/ and transfer/")
     parser.add_argument("--out", help=f"the HTML file to write (default RUN/{REPORT_FILE})")
     parser.add_argument("--reference", metavar="JSON",
-        help="reference spreads to draw beside the run (e.g. benchmarks/results/"
-        "demo_reference-corinfomax-20ep.json: probes before/after and transfer AP, mean ± std over "
-        "seeds)")
+        help="reference spreads (mean ± std over seeds) to draw beside the run, e.g. "
+        "benchmarks/results/demo_reference-corinfomax-20ep.json")
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, metavar="N",
         help=f"validation images with detections to embed (default {DEFAULT_IMAGES})")
     # fmt: on
@@ -100,9 +98,7 @@ def write_report(
     target = Path(out) if out is not None else run_dir / REPORT_FILE
     kind = path_kind(target)  # only a report this tool wrote may be replaced
     if kind not in (None, "a file"):
-        raise UserError(
-            f"--out {target} is {kind}, not a regular file; pass the HTML file to write"
-        )
+        raise UserError(f"--out {target} is {kind}, not a regular file; pass an HTML file")
     if kind:
         with open(target, "rb") as f:
             head = f.read(2048)
@@ -154,8 +150,7 @@ def write_report(
 
 
 def report_after_run(run_dir: Path, enabled: bool = True) -> Path | None:
-    """The report at the end of ``pretrain`` or ``transfer``: printed path, or why not (a report
-    that cannot be written never fails the run it describes)."""
+    """Write a run's closing report and print its path, or why not (never failing the run)."""
     if not enabled:
         return None
     try:

@@ -15,6 +15,7 @@ SPECTRUM_FILE = "spectrum.json"
 RESULTS_FILE = "results.json"
 #: Sub-folder of mmengine's ``TIMESTAMP`` log folder holding the test's drawn images.
 VIS_TEST_DIR = "vis_test"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 #: ``(step, epoch, value)`` rows of one logged quantity, in step order.
 Curve = list[tuple[int, int | None, float]]
@@ -156,11 +157,8 @@ def load_transfer(path: Path) -> TransferRun:
         run.curves = read_scalars(scalar_files[-1], run.problems)
     # The test may run in a Runner of its own, whose TIMESTAMP folder has no scalars.
     for folder in sorted(path.glob(f"*/{VIS_TEST_DIR}"), reverse=True):
-        images = sorted(
-            p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")
-        )
-        if images:
-            run.images = images
+        run.images = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if run.images:
             break
     return run
 

@@ -1,5 +1,4 @@
-"""The report's figures as PNG bytes: a matplotlib ``Figure`` saved directly, no pyplot (no global
-backend switched, no window)."""
+"""The report's figures as PNG bytes, from a matplotlib ``Figure`` without pyplot (no backend)."""
 
 from __future__ import annotations
 
@@ -37,8 +36,7 @@ class Series:
 
 @dataclass
 class Panel:
-    """One set of axes: ``vlines`` are ``(x, label, color)`` markers, ``legend`` the arguments of
-    matplotlib's ``Axes.legend`` (e.g. :data:`BESIDE`)."""
+    """One set of axes; ``vlines``: ``(x, label, color)`` markers, ``legend``: legend kwargs."""
 
     title: str
     xlabel: str
@@ -55,8 +53,7 @@ BESIDE: dict[str, Any] = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0))
 BELOW: dict[str, Any] = dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
-#: A panel of logged curves: title, y label, ``[(curve, legend, fmt)]``, whether x is epochs (else
-#: steps), and the values' scale.
+#: A panel of logged curves: title, y label, ``[(curve, legend, fmt)]``, x in epochs?, y scale.
 CurvePanel = tuple[str, str, list[tuple[str, str, str]], bool, float]
 
 
@@ -71,8 +68,7 @@ def _xy(curve: Curve, by_epoch: bool, scale: float) -> tuple[list[float], list[f
 def draw_curves(
     curves: Mapping[str, Curve], specs: Sequence[CurvePanel], steps: str = "training step"
 ) -> tuple[bytes | None, list[str]]:
-    """The PNG of the panels of ``specs`` with a logged curve (``None``: no such panel), and the
-    titles of the others."""
+    """The PNG of the ``specs`` panels with a logged curve (``None``: none); the others' titles."""
     panels, missing = [], []
     for title, ylabel, columns, by_epoch, scale in specs:
         series = [

@@ -1,5 +1,4 @@
-"""One self-contained HTML page (inline style, ``data:`` images, no scripts) that is also
-well-formed XML."""
+"""One self-contained HTML page (inline style, ``data:`` images, no scripts), well-formed XML."""
 
 from __future__ import annotations
 
@@ -76,26 +75,24 @@ class Section:
     def text(self, text: str, css: str | None = None) -> None:
         self.add(paragraph(text, css))
 
-    def figure(self, heading: str, png: bytes | None, what: str, why: str) -> None:
-        """A sub-heading and the figure, or a notice that the run did not save it (listed)."""
+    def figure(self, heading: str, png: bytes | None, what: str, why: str) -> Section:
+        """Adds a sub-heading and the figure, or a notice that the run did not save it (listed)."""
         self.add(f"<h3>{esc(heading)}</h3>")
         if png is None:
             self.add(f'<p class="na">Not available: {esc(what)} ({esc(why)}).</p>')
             self.missing.append(f"{what} ({why})")
         else:
             self.add(image(png, heading))
+        return self
 
 
 def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
     """The whole document; a list of what is not available comes first."""
     missing = [f"{s.title}: {m}" for s in sections for m in s.missing]
-    summary = (
-        "<p>Everything below is drawn from the files the run saved.</p>"
-        if not missing
-        else "<p>Drawn from the files the run saved. Not available in this run:</p><ul>"
-        + "".join(f"<li>{esc(m)}</li>" for m in missing)
-        + "</ul>"
-    )
+    summary = "<p>Everything below is drawn from the files the run saved.</p>"
+    if missing:
+        items = "".join(f"<li>{esc(m)}</li>" for m in missing)
+        summary = f"<p>Drawn from the files the run saved. Not available:</p><ul>{items}</ul>"
     body = "".join(
         f'<section><h2 id="s{i}">{esc(s.title)}</h2>{"".join(s.parts)}</section>'
         for i, s in enumerate(sections)

@@ -1,5 +1,4 @@
-"""What the report shows of a pretraining run: settings, probes, the eigenvalue spectrum of the
-backbone features (``spectrum.json``) and training curves."""
+"""What the report shows of a pretraining run: settings, probes, feature spectrum, curves."""
 
 from __future__ import annotations
 
@@ -20,9 +19,7 @@ WHY_NOT_LOGGED = {
 }
 #: Eigenvalue shares below this are numerically zero.
 ZERO_SHARE = 1e-12
-NO_METRICS = (
-    "no metrics.json: the run was made with --no-eval or stopped before its first evaluation"
-)
+NO_METRICS = "no metrics.json: the run used --no-eval or stopped before its first evaluation"
 
 
 def _unreadable_or(run: PretrainRun, name: str, absent: str) -> str:
@@ -38,17 +35,16 @@ def run_section(run: PretrainRun) -> Section:
     info = (run.metrics or {}).get("run") or {}
     if not info:
         why = _unreadable_or(run, METRICS_FILE, NO_METRICS)
-        section.figure("Settings", None, "the run's settings", why)
-        return section
+        return section.figure("Settings", None, "the run's settings", why)
     # The run's record as saved (RunConfig.record), less the record's version and the hparams.
     shown = [k for k, v in info.items() if k != "format" and not isinstance(v, dict | list)]
     section.add(settings(info, shown))
     if "train_wall_s" not in info:  # written when training ends (pretrain/run.py)
         last = ((run.metrics or {}).get("final") or {}).get("epoch", "-")
         section.text(
-            f"Not finished: stopped or still running (last evaluation after epoch {last} of "
-            f"{info.get('epochs', '?')}); the figures show what it saved so far. Resume with "
-            "lightly-matrix pretrain --resume RUN.",
+            f"Not finished: stopped or still running (last evaluation after epoch {last} of"
+            f" {info.get('epochs', '?')}); the figures show what it saved so far. Resume with"
+            " lightly-matrix pretrain --resume RUN.",
             "na",
         )
     return section
@@ -73,8 +69,7 @@ def probe_section(run: PretrainRun, reference: dict[str, Any] | None) -> Section
     if not history:
         why = _unreadable_or(run, METRICS_FILE, NO_METRICS)
         why = why if run.metrics is None else "metrics.json holds no evaluation"
-        section.figure("Probe table", None, "the probe table and chart", why)
-        return section
+        return section.figure("Probe table", None, "the probe table and chart", why)
     info = (run.metrics or {}).get("run") or {}
     section.text(
         f"Top-1 accuracy (%) of probes on the frozen online backbone, scored on the "
@@ -117,16 +112,13 @@ def spectrum_section(run: PretrainRun) -> Section:
         if (run.path / SPECTRUM_FILE).exists():
             absent = "spectrum.json holds no evaluation"
         why = _unreadable_or(run, SPECTRUM_FILE, absent)
-        section.figure("Spectrum", None, "the eigenvalue spectrum", why)
-        return section
+        return section.figure("Spectrum", None, "the eigenvalue spectrum", why)
     first = spectra[0]
     section.text(
-        f"Eigenvalues of the covariance of the frozen backbone's {first['feature_dim']}-d "
-        f"features on the {first['num_images']} probe training images, as a share of their "
-        "sum (log scale), largest first. A spectrum that drops after a few components is "
-        "(dimensional) collapse. Dashed lines: effective rank (exp of the entropy of the "
-        f"normalised singular values). Shares below {ZERO_SHARE:g} (numerically zero) are not "
-        "drawn."
+        f"Eigenvalues of the covariance of the frozen backbone's {first['feature_dim']}-d features"
+        f" on the {first['num_images']} probe training images, as shares of their sum (log scale;"
+        f" below {ZERO_SHARE:g} not drawn). A spectrum that drops after a few components is"
+        " collapse. Dashed: effective rank (exp of the entropy of the normalised singular values)."
     )
     spectrum, cumulative, marks, rows = [], [], [], []
     for index, evaluation in enumerate(spectra):
@@ -167,8 +159,7 @@ def curves_section(run: PretrainRun) -> Section:
     section = Section("Training curves")
     if not run.curves:
         why = "no csv/version_*/metrics.csv in the run folder"
-        section.figure("Curves", None, "the training curves", why)
-        return section
+        return section.figure("Curves", None, "the training curves", why)
     # fmt: off
     losses = [(f"{n}_step", f"{n} (per step)", "-") for n in LOSSES] + [
         (f"{n}_epoch", f"{n} (epoch mean)", "o") for n in LOSSES
@@ -190,13 +181,11 @@ def curves_section(run: PretrainRun) -> Section:
     # fmt: on
     png, titles = draw_curves(run.curves, specs)
     missing = [
-        title.lower() + (f" ({WHY_NOT_LOGGED[title]})" if title in WHY_NOT_LOGGED else "")
-        for title in titles
+        f"{t.lower()} ({WHY_NOT_LOGGED[t]})" if t in WHY_NOT_LOGGED else t.lower() for t in titles
     ]
     section.text(
-        "From the run's CSV logs (csv/version_*/metrics.csv; a resumed run's versions are "
-        "joined). Effective rank and matrix entropy are of the backbone features and "
-        "projections of each epoch's last training batch."
+        "From csv/version_*/metrics.csv (a resumed run's versions joined). Effective rank and"
+        " matrix entropy: of each epoch's last training batch, backbone features and projections."
     )
     section.figure("Loss, schedules, online probe and collapse diagnostics", png,
                    "the training curves", "nothing the report draws was logged")  # fmt: skip

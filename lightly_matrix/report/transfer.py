@@ -31,8 +31,7 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
     section.text(f"Work dir: {run.path.resolve()}", "meta")
     results = run.results
     if results is None:
-        section.figure("COCO AP", None, "AP by size and category", NO_RESULTS)
-        return section
+        return section.figure("COCO AP", None, "AP by size and category", NO_RESULTS)
     keys = ("config", "method", "architecture", "pretrain_epochs", "checkpoint", "schedule",
             "total_batch_size", "base_lr", "train_time_s", "test_time_s")  # fmt: skip
     section.add(settings(results, keys))
@@ -57,8 +56,7 @@ def summary_section(run: TransferRun, reference: dict[str, Any] | None) -> Secti
     names = sorted({c for values in classes.values() for c in values})
     if not names:
         why = "results.json has no per-category AP: the run predates classwise evaluation"
-        section.figure("AP per category", None, "AP per category", why)
-        return section
+        return section.figure("AP per category", None, "AP per category", why)
     section.add("<h3>AP per category</h3>")
     rows = [[c] + [percent(classes[t].get(c)) for t, _ in IOU_TYPES] for c in names]
     section.add(table(["category", "box AP (%)", "mask AP (%)"], rows))
@@ -72,8 +70,7 @@ def curves_section(run: TransferRun) -> Section:
     section = Section("Mask R-CNN training curves")
     if not run.curves:
         why = "no TIMESTAMP/vis_data/scalars.json in the work dir"
-        section.figure("Losses", None, "the mmdet loss curves", why)
-        return section
+        return section.figure("Losses", None, "the mmdet loss curves", why)
     validation = [(f"coco/{t}_mAP", f"coco/{t}_mAP", "-o") for t, _ in IOU_TYPES]
     specs = [
         ("Mask R-CNN losses", "loss", [(k, k, "-") for k in LOSSES], False, 1.0),
@@ -105,10 +102,8 @@ def detections_section(run: TransferRun, max_images: int) -> Section:
     """A few validation images with ground truth and predictions drawn by mmdet's visualizer."""
     section = Section("Detections on validation images")
     if not run.images:
-        section.figure("Images", None, "validation images with predictions",
-                     "the work dir has no TIMESTAMP/vis_test/ images: the run predates them, or "
-                     "drawing was turned off (default_hooks.visualization.draw=False)")  # fmt: skip
-        return section
+        why = "no TIMESTAMP/vis_test/ images (older run, or default_hooks.visualization.draw=False)"
+        return section.figure("Images", None, "validation images with predictions", why)
     section.text(
         "The first validation images, drawn during the test by mmdet's DetLocalVisualizer: "
         "ground truth on the left, predictions scoring at least the hook's score_thr (0.3 "

@@ -46,39 +46,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``transfer`` options."""
     add = parser.add_argument
     # fmt: off
-    add("checkpoint", nargs="?",
-        help="training checkpoint or exported backbone; none: random init (baseline)")
-    add("--config",
-        help="a config name (lightly-matrix configs) or path; default: the --protocol's")
+    add("checkpoint", nargs="?", help="training checkpoint or export; none: random init (baseline)")
+    add("--config", help="a config name (lightly-matrix configs) or path; default: --protocol's")
     add("--protocol", choices=list(PROTOCOLS),
-        help="the published COCO tables to compare with (ResNets): matrix_ssl = R50-C4 1x,"
-        " MoCo's recipe; corinfomax = R50-C4 2x; mmselfsup_fpn = R50-FPN 1x of mmselfsup."
-        f" Default: {DEFAULT_PROTOCOL}")
-    add("--demo", action="store_true",
-        help="generated coloured-shapes data and the small R18-FPN demo schedule (CPU, minutes)")
+        help=f"the published COCO tables to compare with (default {DEFAULT_PROTOCOL}): matrix_ssl"
+        " = R50-C4 1x, corinfomax = R50-C4 2x, mmselfsup_fpn = R50-FPN 1x")
+    add("--demo", action="store_true", help="R18-FPN demo on generated shapes (CPU, minutes)")
     add("--coco-root",
         help="COCO in the standard layout (annotations/instances_{train,val}2017.json, train2017/,"
         f" val2017/); default data/coco, or {checks.DEMO_DATA_ROOT} (generated) with --demo")
     add("--arch", help="the checkpoint's architecture where it does not record it, as for export")
     add("--trust-pickle", action="store_true",
         help="also read a pickled nn.Module (runs code from the file: only files you trust)")
-    add("--gpus", type=positive_int, default=1,
-        help="processes per node (torchrun), one per CUDA GPU")
-    add("--allow-cpu-ddp", action="store_true",
-        help="debugging only: --gpus/--nnodes as CPU processes (gloo) without CUDA")
+    add("--gpus", type=positive_int, default=1, help="processes per node (torchrun), one per GPU")
+    add("--allow-cpu-ddp", action="store_true", help="debugging: --gpus/--nnodes as CPU processes")
     add("--nnodes", type=positive_int, default=1, help="nodes (torchrun, multi-node)")
     add("--node-rank", type=int, default=0, help="this node's rank (torchrun)")
     add("--master-addr", default="127.0.0.1", help="rank 0's address (torchrun)")
     add("--master-port", type=int, default=29500, help="rank 0's port (torchrun)")
-    add("--work-dir",
-        help="output folder (never one holding results); default work_dirs/transfer/CONFIG/TIME")
-    add("--max-iters", type=int,
-        help="train this many iterations instead of the config's schedule (lr steps scaled)")
+    add("--work-dir", help="output folder without results; default work_dirs/transfer/CONFIG/TIME")
+    add("--max-iters", type=int, help="train this many iterations (lr steps scaled to fit)")
     add("--batch-size", type=int, help="images per GPU (default: the config's)")
     add("--no-auto-scale-lr", action="store_true",
         help="keep the config's lr and iterations instead of scaling them with the total batch")
-    add("--val-interval", type=int, default=0,
-        help="also validate every N epochs (iterations) while training; 0: only the final test")
+    add("--val-interval", type=int, default=0, help="validate every N epochs/iters too (0: never)")
     add("--seed", type=int, default=0, help="random seed of the fine-tuning")
     add("--no-report", action="store_true", help="do not write WORK_DIR/report.html")
     add("--cfg-options", nargs="+", metavar="KEY=VALUE",

@@ -106,8 +106,7 @@ def scale_iterations(cfg: Any, total_batch: int) -> None:
 
 
 def add_report_outputs(cfg: Any) -> None:
-    """The test also saves AP per category and its first images drawn (the hook's default
-    number), for the report."""
+    """The test also saves AP per category and its first images drawn, for the report."""
     import lightly_matrix.mmdet  # noqa: F401  (registers the metric and the hook in mmdet)
     from lightly_matrix.report.data import VIS_TEST_DIR
 
@@ -133,8 +132,7 @@ def build_config(
     cfg.work_dir = str(work_dir)
     cfg.launcher = args.launcher
     if cfg.get("visualizer"):
-        # mmengine reuses a named visualizer within a process: a second run would write its
-        # vis_data into the first run's work dir. Unnamed, the runner names it after this run.
+        # mmengine reuses a named visualizer in a process: a second run would log into the first's.
         cfg.visualizer.pop("name", None)
     model = cfg.model
     if backbone is not None and backbone.family == "vit":
@@ -153,8 +151,7 @@ def build_config(
                 )
             resnet.depth = depth
             model.neck.in_channels = [64 * (4 if depth >= 50 else 1) * 2**i for i in range(4)]
-    # The backbone and a C4 model's RoI shared head (res5) load the exported file; random-init
-    # runs download none of the torchvision:// weights that stock configs name.
+    # Backbone and a C4 shared head (res5) load the export; random init downloads no stock weights.
     pretrained = dict(type="Pretrained", checkpoint=str(backbone_file), prefix="backbone.")
     for part in filter(None, (model.backbone, (model.get("roi_head") or {}).get("shared_head"))):
         init = part.get("init_cfg")

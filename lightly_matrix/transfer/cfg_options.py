@@ -32,8 +32,7 @@ _MISSING = object()
 _OUTPUT_KEYS = frozenset(
     {"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir", "log_dir", "out_file"}
 )
-#: Option names refused, and why: only ``--work-dir`` places files (through its checks), only the
-#: checked CHECKPOINT loads weights, and no module named on the command line is imported.
+#: Option names refused, and why.
 _REFUSED = (
     (
         _OUTPUT_KEYS,

@@ -1,7 +1,5 @@
 """Where our mmdet configs live, which one a backbone gets, and ``lightly-matrix configs``, which
-lists them or writes one out for mmdet's own tools (examples: docs/transfer.md). A copy's relative
-``_base_`` points at the installed config; ``--resolved`` writes the whole config. Nothing here
-imports mmdet."""
+lists them or writes one out for mmdet's own tools (docs/transfer.md); it does not import mmdet."""
 
 from __future__ import annotations
 
@@ -23,18 +21,12 @@ CONFIG_PACKAGE = "lightly_matrix.mmdet_configs"
 #: ``--protocol`` -> our config per architecture: matrix_ssl: R50-C4 1x (MoCo's Detectron2 code);
 #: corinfomax: R50-C4 2x (coco_R_50_C4_2x_moco.yaml); mmselfsup_fpn: mmselfsup's R50-FPN 1x.
 PROTOCOLS = {
-    "matrix_ssl": {
-        "resnet50": "mask-rcnn_r50-c4_ms-1x_coco",
-        "resnet18": "mask-rcnn_r18-c4_ms-1x_coco",
-    },
-    "corinfomax": {
-        "resnet50": "mask-rcnn_r50-c4_ms-2x_coco",
-        "resnet18": "mask-rcnn_r18-c4_ms-2x_coco",
-    },
-    "mmselfsup_fpn": {
-        "resnet50": "mask-rcnn_r50_fpn_ms-1x_coco",
-        "resnet18": "mask-rcnn_r18_fpn_ms-1x_coco",
-    },
+    protocol: {f"resnet{depth}": f"mask-rcnn_r{depth}{layout}_coco" for depth in (50, 18)}
+    for protocol, layout in (
+        ("matrix_ssl", "-c4_ms-1x"),
+        ("corinfomax", "-c4_ms-2x"),
+        ("mmselfsup_fpn", "_fpn_ms-1x"),
+    )
 }
 DEFAULT_PROTOCOL = "matrix_ssl"
 DEFAULT_CONFIGS = {**PROTOCOLS[DEFAULT_PROTOCOL], "vit": "mask-rcnn_vit-b16_sfp_ms-1x_coco"}
@@ -97,9 +89,7 @@ def default_config(architecture: str | None, demo: bool, protocol: str | None = 
         if protocol is not None:
             raise UserError("--demo has its own small config; leave out --protocol")
         if architecture is not None and not architecture.startswith("resnet"):
-            raise UserError(
-                f"the demo config is a ResNet Mask R-CNN; a {architecture} needs --config"
-            )
+            raise UserError(f"the demo is a ResNet Mask R-CNN; a {architecture} needs --config")
         return DEMO_CONFIG
     configs = PROTOCOLS[protocol] if protocol else DEFAULT_CONFIGS
     key = "vit" if (architecture or "").startswith("vit") else architecture or "resnet50"
@@ -127,8 +117,7 @@ def mmdet_train_py() -> str:
 
 
 def mmdet_train_command(architecture: str, backbone_cfg: Mapping[str, Any], weights: Path) -> str:
-    """mmdet's own ``tools/train.py`` command that fine-tunes from exported ``weights``
-    (C4 configs load res5 of the RoI shared head from the same file)."""
+    """mmdet's ``tools/train.py`` command fine-tuning from exported ``weights`` (C4: res5 too)."""
     config = resolve_config(default_config(architecture, demo=False))
     checkpoint = shlex.quote(str(weights.resolve()))
     options = [f"model.backbone.init_cfg.checkpoint={checkpoint}"]
@@ -136,9 +125,7 @@ def mmdet_train_command(architecture: str, backbone_cfg: Mapping[str, Any], weig
         options.append(f"model.roi_head.shared_head.init_cfg.checkpoint={checkpoint}")
     if backbone_cfg.get("type") != "ResNet":
         options += [f"model.backbone.{k}={v}" for k, v in backbone_cfg.items() if k != "type"]
-    return " ".join(
-        ["python", mmdet_train_py(), shlex.quote(str(config)), "--cfg-options", *options]
-    )
+    return f"python {mmdet_train_py()} {shlex.quote(str(config))} --cfg-options {' '.join(options)}"
 
 
 _RELATIVE_BASE = re.compile(r"""^_base_ = (["'])(\.{1,2}/[^"']+)\1""", re.MULTILINE)

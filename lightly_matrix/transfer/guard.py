@@ -16,10 +16,8 @@ DIVERGED = 1e4
 
 @HOOKS.register_module(force=True)
 class DivergenceHook(Hook):
-    """Raise a one-line ``UserError`` on a non-finite or exploded training loss.
-
-    mmdet's ``CheckInvalidLossHook`` only checks ``isfinite`` every 50 iterations.
-    """
+    """Raise a one-line ``UserError`` on a non-finite or exploded training loss (mmdet's
+    ``CheckInvalidLossHook`` only checks ``isfinite`` every 50 iterations)."""
 
     priority = "VERY_LOW"
     first: float | None = None  # the first iteration's loss
