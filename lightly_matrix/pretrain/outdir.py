@@ -1,8 +1,7 @@
 """The run folder ``--out``: which folders a new run may use, and that it can be written.
 
-A new run needs an empty folder, or one left by a run that stopped before its first checkpoint:
-nothing in it is a result, and refusing it while ``--resume`` finds no checkpoint would leave no
-way forward.
+A new run needs an empty folder, or one left by a run that stopped before its first checkpoint
+(``--resume`` finds nothing there, so refusing it would leave no way forward).
 """
 
 from __future__ import annotations
@@ -33,8 +32,7 @@ def _only_random_init(path: Path, key: str) -> bool:
 
 
 def is_failed_start(out: Path) -> bool:
-    """Whether ``out`` holds only what a run writes before its first checkpoint: logs, the image
-    folder's index, the probe split, the random-init evaluation and hidden files (the lock)."""
+    """Whether ``out`` holds only what a run writes before its first checkpoint (and the lock)."""
     if not out.is_dir():
         return False
     for entry in out.iterdir():
@@ -56,8 +54,8 @@ def foreign_file(out: Path) -> str | None:
 
 
 def reuse_failed_start(out: Path) -> str:
-    """Makes a failed start's folder ready for a new run and returns the note to print: its logs
-    stay, its evaluations (which a new run would append to) become ``*.failed_start.json``."""
+    """Readies a failed start's folder for a new run (its evaluations, which the run would append
+    to, become ``*.failed_start.json``); returns the note to print."""
     for name in EVALUATIONS:
         if (out / name).is_file():
             os.replace(out / name, out / name.replace(".json", ".failed_start.json"))
@@ -68,8 +66,7 @@ def reuse_failed_start(out: Path) -> str:
 
 
 def ensure_writable(out: Path, named: str) -> None:
-    """Checks, leaving nothing behind, that the run folder (``named`` so in messages) can be made
-    and written, and has a UTF-8 path (TensorBoard cannot write elsewhere)."""
+    """:func:`check_writable`, and a UTF-8 path (TensorBoard cannot write elsewhere)."""
     check_writable(out, named)
     if os.fsencode(out).decode("utf-8", "ignore") != str(out):
         raise UserError(
