@@ -1,7 +1,5 @@
-"""Where a Lightning fit loop stands, from a checkpoint dict or a live trainer.
-
-Lightning has no public "epochs finished"; this module alone reads its loop progress counters.
-"""
+"""Where a Lightning fit loop stands, from a checkpoint dict or a live trainer (the one reader of
+Lightning's loop progress counters: it has no public "epochs finished")."""
 
 from __future__ import annotations
 
