@@ -60,8 +60,7 @@ class SeededSamples(Dataset):
     def __getitem__(self, index: int) -> Any:
         with isolate_rng(include_cuda=False) if get_worker_info() is None else nullcontext():
             seed = sample_seed(self.seed, self.epoch, index)
-            # Not torch.manual_seed: it would also seed every CUDA generator (0.6 ms a call) and
-            # with it the training step's CUDA randomness.
+            # Not torch.manual_seed: it also seeds the CUDA generators (slow, the step's own).
             torch.default_generator.manual_seed(seed)
             random.seed(seed)
             np.random.seed(seed)
@@ -95,8 +94,7 @@ class _ResumableLoader(DataLoader):
 
 def _rng_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
-    # Plain values and tensors, so that checkpoints load with ``weights_only=True`` (the uint32
-    # keys as int64: older torch cannot save uint32 tensors).
+    # Tensors and plain values for ``weights_only=True``; int64 keys: older torch has no uint32.
     keys64 = torch.from_numpy(np.asarray(keys, dtype=np.int64))
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -145,8 +145,7 @@ def build_view(spec: ViewSpec, image_size: int) -> Callable:
 def build_train_transform(
     views: str | tuple[ViewSpec, ...], image_size: int, num_views: int = 2
 ) -> Callable:
-    """The training transform (a list of one tensor per view) of given views, or of a recipe
-    name's first ``num_views``.
+    """The training transform (one tensor per view) of views, or of a recipe's first ``num_views``.
 
     Raises:
         ValueError: For an unknown recipe or ``num_views``.

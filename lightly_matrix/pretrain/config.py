@@ -196,8 +196,7 @@ class RunConfig:
             _ = self.views
         except (TypeError, ValueError) as err:
             raise UserError(str(err)) from None
-        # A batch-scaled lr can pass the module's bound and still overflow float32 in the first
-        # step, which AdamW also divides by 1 - beta1.
+        # A batch-scaled lr can overflow float32 in the first step (AdamW divides by 1 - beta1).
         peak, limit = scaled_lr(hparams, self.world_size), FLOAT32_MAX
         if hparams["optimizer"] == "adamw":
             limit *= 1 - ADAMW_BETAS[0]

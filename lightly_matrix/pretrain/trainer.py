@@ -168,8 +168,7 @@ class RunCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.world_size > 1:
-            # Lightning syncs epoch metrics at their first read, which on rank 0 the progress bar
-            # has just done: reading them on every rank keeps the collectives in the same order.
+            # A first read syncs them (rank 0's progress bar did): keeps collectives in order.
             _ = trainer.progress_bar_metrics
         self._save(trainer)
 
