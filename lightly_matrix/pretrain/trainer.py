@@ -168,7 +168,7 @@ class RunCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.world_size > 1:
-            # A first read syncs them (rank 0's progress bar did): keeps collectives in order.
+            # Epoch metrics sync at their first read (rank 0's progress bar): read on all ranks.
             _ = trainer.progress_bar_metrics
         self._save(trainer)
 
