@@ -1,15 +1,10 @@
-"""Augmentations: each recipe is data (one :class:`ViewSpec` per view), built with torchvision's
-and Lightly's transforms, so that a run can print exactly what it applies.
+"""Augmentations: each recipe is data (one :class:`ViewSpec` per view), so that a run can print
+exactly what it applies; two-view methods get both views, masked-image methods the first.
 
-- ``digits``: SimCLR-style views for 32 px digits: crops, small rotations, brightness/contrast
-  jitter; no flips (they change digits), no blur (8x8 sources are blurry).
-- ``byol``, ``vicreg``: Lightly's views (BYOL's asymmetric, crops from 8%, bilinear).
-- ``mocov3``: BYOL's with crops from 20% (``main_pretrain.py`` of yifanzhang-pro/Matrix-SSL).
-- ``corinfomax``, ``corinfomax_cifar10``, ``corinfomax_cifar100``: the CorInfoMax authors' views
-  (``transform_utils.py``): BYOL's with bicubic crops, and the CIFAR sets' own mean and std.
-- ``mae``: MAE's (and M-MAE's) crop-and-flip view: crops from 20%, bicubic.
-
-Two-view methods get two views, masked-image methods one (the recipe's first view).
+Recipes: ``digits`` (crops, small rotations, brightness/contrast; no flips or blur for 8x8 digits),
+Lightly's ``byol`` (crops from 8%) and ``vicreg``, the Matrix-SSL authors' ``mocov3`` (BYOL's from
+20%), the CorInfoMax authors' ``corinfomax``, ``corinfomax_cifar10`` and ``corinfomax_cifar100``
+(BYOL's, bicubic, each set's mean and std), and MAE's ``mae`` (crop and flip, from 20%, bicubic).
 """
 
 from __future__ import annotations

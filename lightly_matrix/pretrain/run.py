@@ -34,6 +34,7 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
 def _check_out_dir(out: Path, plan: ResumePlan | None, named: str, dry_run: bool = False) -> None:
     """A new run needs an empty folder (or a failed start's); a resumed one may also use its own.
     ``named``: how messages name ``out``."""
+    from lightly_matrix.pretrain.checkpoints import has_checkpoint
     from lightly_matrix.pretrain.outdir import foreign_file, is_failed_start, reuse_failed_start
 
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
@@ -44,8 +45,6 @@ def _check_out_dir(out: Path, plan: ResumePlan | None, named: str, dry_run: bool
         return
     if plan is not None and out.resolve() == plan.run_dir.resolve():
         return
-    from lightly_matrix.pretrain.checkpoints import has_checkpoint
-
     if plan is not None:
         hint = "choose an empty --out for the continued run"
     elif has_checkpoint(out) or not out.is_dir():
