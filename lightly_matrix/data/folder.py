@@ -348,8 +348,7 @@ def load_image(path: str | Path) -> Image.Image:
     """Decodes one image as 8-bit RGB (see :func:`to_rgb`).
 
     Raises:
-        UnreadableImageError: Naming the file, if it is truncated, not an image, or trips PIL's
-            decompression-bomb guard.
+        UnreadableImageError: Naming the file: truncated, not an image, or over PIL's bomb guard.
     """
     try:
         with warnings.catch_warnings():

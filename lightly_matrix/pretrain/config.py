@@ -86,8 +86,7 @@ class RunConfig:
         global_batch_size: Images per optimizer step over all processes.
         image_size: Input size.
         transform: The views' set (:data:`lightly_matrix.data.transforms.RECIPES`).
-        hparams: The method's constructor arguments, all of them, except
-            :data:`DERIVED_HPARAMS`.
+        hparams: The method's constructor arguments, except :data:`DERIVED_HPARAMS`.
         epochs, precision, crop_min_scale, devices, num_nodes, seed, eval_data, eval_split,
             no_eval, skip_bad_images, limit_train_batches: As the flags.
     """

@@ -196,7 +196,6 @@ def describe_run(config: Any, cls: type, num_classes: int, num_images: int) -> d
         **{key: getattr(config, key) for key in run},
         "steps_per_epoch": config.steps_per_epoch(num_images),
         **{key: getattr(config, key) for key in ("epochs", "precision")},
-        # Lightning's sync_batchnorm is set whenever more than one GPU process trains.
         "sync_batchnorm": "when distributed on GPUs",
         "drop_last": True,
         "image_size": config.image_size,
