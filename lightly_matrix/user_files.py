@@ -65,9 +65,8 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
 
 
 def check_writable(path: str | Path, what: str) -> None:
-    """Refuse, in one line and leaving nothing behind, a folder that cannot be made and written
-    (tried with a nameless temporary file in it or its nearest existing parent). ``what`` names it
-    in the message, e.g. ``"--out runs/x"``.
+    """Refuse, in one line and leaving nothing behind (a nameless temporary file tries it), a folder
+    that cannot be made and written; ``what`` names it in the message, e.g. ``"--out runs/x"``.
 
     Raises:
         UserError: A part of the path is a file or a dangling symbolic link, or the place is

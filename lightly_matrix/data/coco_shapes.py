@@ -1,8 +1,6 @@
-"""A generated COCO-format instance-segmentation data set of coloured shapes.
-
-A few non-overlapping rectangles, ellipses and triangles (the category; colour is random) on a
-noisy background, with exact polygon masks, in MS-COCO's layout: mmdet's real COCO code path.
-"""
+"""A generated COCO-format instance-segmentation data set of coloured shapes: non-overlapping
+rectangles, ellipses and triangles (the category; colour is random) on a noisy background, with
+exact polygon masks, in MS-COCO's layout (mmdet's real COCO code path)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""scikit-learn's bundled handwritten digits (1,797 real 8x8 images, no download) as RGB images.
-
-Fixed stratified splits: train/test 1,257 / 540 images (seed 0); for tuning, ``"val"`` (252, seed
-1) and the other 1,005 ``"train_minus_val"`` images are carved from train.
-"""
+"""scikit-learn's bundled handwritten digits (1,797 real 8x8 images, no download) as RGB images,
+in fixed stratified splits: train/test 1,257 / 540 (seed 0), and for tuning ``"val"`` (252, seed 1)
+and the other 1,005 ``"train_minus_val"`` images of train."""
 
 from __future__ import annotations
 

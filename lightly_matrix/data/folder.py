@@ -184,8 +184,7 @@ def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -
 
 def index_file(index_dir: str | Path, root: str | Path) -> Path:
     """The index of the image folder ``root`` inside the run folder ``index_dir``."""
-    resolved = os.fsencode(Path(root).resolve())
-    digest = hashlib.sha1(resolved).hexdigest()[:12]
+    digest = hashlib.sha1(os.fsencode(Path(root).resolve())).hexdigest()[:12]
     # Short enough for the atomic writer's temporary name within the 255-byte name limit.
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(root).resolve().name)
     return Path(index_dir) / INDEX_DIR / f"{name[:64] or 'root'}-{digest}.json"
@@ -376,8 +375,7 @@ class ImageFolderDataset(Dataset):
         index_dir: Keep the check in this run folder's index (implies ``check``).
 
     Attributes:
-        skipped: The files skipped as unreadable (in DataLoader workers' copies those found when
-            decoding; the warnings name all).
+        skipped: The files skipped as unreadable (those found when decoding: in workers' copies).
         files: The image files as strings.
         checked: What the check with ``index_dir`` did, or ``None``.
     """

@@ -1,7 +1,5 @@
-"""The checkpoint files of a pretraining run: atomic writes, one writer, safe resuming.
-
-``--resume`` loads with ``weights_only=True``: pickled Python objects are refused, never run.
-"""
+"""The checkpoint files of a pretraining run: atomic writes, one writer, safe resuming
+(``weights_only=True`` loads: pickled Python objects are refused, never run)."""
 
 from __future__ import annotations
 

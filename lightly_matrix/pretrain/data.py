@@ -40,8 +40,7 @@ def build_data(
         train: Any = DigitsDataset(fitted, train_transform, image_size=size)
         test = DigitsDataset(scored, eval_transform, image_size=size)
         probe = ProbeData(DigitsDataset(fitted, eval_transform, image_size=size), test, NUM_CLASSES)
-        workers = 0 if args.num_workers is None else args.num_workers
-        return train, test, probe, NUM_CLASSES, workers
+        return train, test, probe, NUM_CLASSES, args.num_workers or 0
 
     from lightly_matrix.data.module import default_num_workers
 

@@ -1,8 +1,5 @@
-"""The run folder ``--out``: which folders a new run may use, and that it can be written.
-
-A new run needs an empty folder, or one left by a run that stopped before its first checkpoint
-(``--resume`` finds nothing there, so refusing it would leave no way forward).
-"""
+"""The run folder ``--out``: which folders a new run may use (empty, or a start that stopped
+before its first checkpoint, where ``--resume`` finds nothing), and that it can be written."""
 
 from __future__ import annotations
 
@@ -36,9 +33,8 @@ def is_failed_start(out: Path) -> bool:
     if not out.is_dir():
         return False
     for entry in out.iterdir():
-        if entry.name.startswith(".") or entry.name == SPLIT_FILE:
-            continue
-        if entry.name in LOG_DIRS and entry.is_dir():
+        name = entry.name
+        if name.startswith(".") or name == SPLIT_FILE or (name in LOG_DIRS and entry.is_dir()):
             continue
         key = EVALUATIONS.get(entry.name)
         if key is None or not entry.is_file() or not _only_random_init(entry, key):

@@ -154,8 +154,7 @@ def run(args: argparse.Namespace) -> int:
             print(plan.summary(), flush=True)
 
     start = time.perf_counter()
-    status = _fit(trainer, model, datamodule, plan, out, interrupted)
-    if status:
+    if status := _fit(trainer, model, datamodule, plan, out, interrupted):
         return status
     wall = time.perf_counter() - start
     if trainer.is_global_zero:

@@ -32,9 +32,8 @@ def _processed(counter: Any) -> int | None:
 
 
 def checkpoint_progress(ckpt: Mapping[str, Any]) -> LoopProgress:
-    """The position of a Lightning checkpoint dict; missing or odd entries give ``None``.
-
-    Without loop state (a hand-made checkpoint) ``epochs_done`` is ``epoch + 1``.
+    """The position of a Lightning checkpoint dict (``None`` for missing or odd entries; without
+    loop state, as in a hand-made checkpoint, ``epochs_done`` is ``epoch + 1``).
 
     Examples:
         >>> checkpoint_progress({"epoch": 2, "global_step": 30}).epochs_done
