@@ -1,7 +1,4 @@
-"""The error type for a user's mistake, shared by the library and the CLI.
-
-The bottom layer: it imports nothing of ours, so every module, ``utils`` included, may raise it.
-"""
+"""The error type for a user's mistake; the bottom layer: every module may import it."""
 
 from __future__ import annotations
 

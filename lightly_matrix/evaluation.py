@@ -1,8 +1,5 @@
-"""Evaluation of frozen backbone features: kNN, linear probe and few-label probe.
-
-kNN is Lightly's ``knn_predict``; the probes are scikit-learn logistic regressions on standardised
-features. On the digits kNN saturates (raw pixels: ~96%); the probes separate methods.
-"""
+"""Evaluation of frozen backbone features: Lightly's kNN, and linear and few-label probes
+(scikit-learn logistic regressions on standardised features; on the digits kNN saturates)."""
 
 from __future__ import annotations
 

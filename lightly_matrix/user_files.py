@@ -1,8 +1,4 @@
-"""Paths a user names: checkpoints handed in, and places to write into (torch-free).
-
-A file that cannot be a checkpoint is named as such before ``torch.load`` guesses: its "weights
-only load failed" reads as if the file held code to trust.
-"""
+"""Paths a user names: checkpoints handed in, and places to write into (torch-free)."""
 
 from __future__ import annotations
 
@@ -34,8 +30,8 @@ def path_kind(path: str | Path) -> str | None:
 
 
 def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
-    """Refuse, in one line naming it as ``what``, a path that cannot hold a ``torch.save``
-    checkpoint: missing, a folder, empty, or starting with other bytes; returns it as a Path.
+    """Refuse, in one line naming it as ``what``, a path that cannot be a ``torch.save`` file
+    (before ``torch.load`` reports "weights only load failed"); returns it as a Path.
 
     Examples:
         >>> check_checkpoint_file("no/such/file.ckpt")
@@ -69,10 +65,8 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
 
 
 def check_writable(path: str | Path, what: str) -> None:
-    """Refuse, in one line and leaving nothing behind, a folder that cannot be made and written.
-
-    A nameless temporary file is made in ``path`` or, where it does not exist yet, in the nearest
-    folder above it. ``what`` names it in the message, e.g. ``"--out runs/x"``.
+    """Refuse, in one line and leaving nothing behind (a nameless temporary file tries it), a folder
+    that cannot be made and written; ``what`` names it in the message, e.g. ``"--out runs/x"``.
 
     Raises:
         UserError: A part of the path is a file or a dangling symbolic link, or the place is

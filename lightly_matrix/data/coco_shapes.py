@@ -1,10 +1,6 @@
-"""A generated COCO-format instance-segmentation data set of coloured shapes.
-
-Images hold a few non-overlapping rectangles, ellipses and triangles on a noisy background; the
-category is the shape (colour carries no information). Each instance has its exact polygon mask,
-box and area, in MS-COCO's layout (``annotations/instances_{train,val}2017.json``,
-``{train,val}2017/*.jpg``), so the demo and the tests take mmdet's real COCO code path.
-"""
+"""A generated COCO-format instance-segmentation data set of coloured shapes: non-overlapping
+rectangles, ellipses and triangles (the category; colour is random) on a noisy background, with
+exact polygon masks, in MS-COCO's layout (mmdet's real COCO code path)."""
 
 from __future__ import annotations
 
@@ -19,8 +15,7 @@ from lightly_matrix.utils.checks import check_positive_int
 
 CATEGORIES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
 SPLITS: tuple[str, ...] = ("train", "val")
-# Written first: this module created the directory, so may write into it (never into a non-empty
-# one without it: it could be a real COCO).
+# Written first: marks a directory this module may write into (a non-empty one may be a real COCO).
 _OWNER_MARKER = ".lightly_matrix_coco_shapes"
 # Written last: its presence marks a complete data set (an interrupted run is regenerated).
 _DONE_MARKER = ".complete"
@@ -73,9 +68,8 @@ def _make_image(
 
 
 def check_shapes_root(root: str | Path, **params: int) -> bool:
-    """Whether a complete data set made with the arguments ``params`` of
-    :func:`make_coco_shapes` is at ``root`` (to reuse; ``False``: absent, empty or an incomplete
-    one of ours, to generate), without writing anything.
+    """Whether ``root`` holds a complete data set of :func:`make_coco_shapes` with ``params``
+    (``False``: absent, empty or incomplete, to generate); writes nothing.
 
     Raises:
         ValueError: ``root`` is a file, a non-empty directory this module did not create (such
@@ -111,8 +105,7 @@ def make_coco_shapes(
     max_shapes: int = 4,
 ) -> Path:
     """Writes the coloured-shapes data set (deterministic) under ``root``, or reuses a complete
-    one made with the same arguments; only a new or empty folder, or one this function created,
-    is written into (see :func:`check_shapes_root`).
+    one made with the same arguments (see :func:`check_shapes_root`).
 
     Args:
         root: Output directory (created, with an ownership marker written first).
@@ -133,7 +126,6 @@ def make_coco_shapes(
     params.update(seed=seed, max_shapes=max_shapes)
     if check_shapes_root(root, **params):
         return root
-    # Claim the directory before writing anything else into it.
     root.mkdir(parents=True, exist_ok=True)
     (root / _OWNER_MARKER).write_text(json.dumps(params))
     (root / "annotations").mkdir(parents=True, exist_ok=True)

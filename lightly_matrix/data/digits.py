@@ -1,10 +1,6 @@
-"""scikit-learn's bundled handwritten digits (1,797 real 8x8 images, no download) as RGB images.
-
-The train/test split is stratified and fixed (1,257 / 540 images, seed 0). For tuning, a
-stratified 20% validation split (252 images, seed 1) is carved from the training split: tuning
-pretrains on the other 1,005 (``"train_minus_val"``) and scores on ``"val"``; the test split is
-used once, at the end.
-"""
+"""scikit-learn's bundled handwritten digits (1,797 real 8x8 images, no download) as RGB images,
+in fixed stratified splits: train/test 1,257 / 540 (seed 0), and for tuning ``"val"`` (252, seed 1)
+and the other 1,005 ``"train_minus_val"`` images of train."""
 
 from __future__ import annotations
 
@@ -48,8 +44,7 @@ def split_indices(split: str) -> np.ndarray:
 
 
 def load_digits_images(split: str, image_size: int = 32) -> tuple[list[Image.Image], np.ndarray]:
-    """One split (see :data:`SPLITS`) as RGB PIL images upsampled (bilinear) to ``image_size``
-    pixels, and their labels (0-9).
+    """One split (see :data:`SPLITS`) as RGB PIL images upsampled to ``image_size``, and labels.
 
     Raises:
         ValueError: If ``split`` is not one of :data:`SPLITS`.

@@ -1,16 +1,10 @@
 """Any folder of images as a pretraining data set: ``PATH/<class>/**/<image>`` (labels, used only
 to evaluate) or ``PATH/**/<image>`` with images directly in ``PATH`` (unlabelled, label ``-1``).
 
-Every file's header is read when the folder is listed, so an unreadable file is named before
-training starts; damage behind a valid header is found when the image is decoded. Either way the
-error names the file, or with ``skip_bad_images=True`` the file is skipped and listed in
-``dataset.skipped``.
-
-Reading every header costs minutes for ImageNet's 1.28 M images (0.1 to 1 ms a file), so the
-result is kept as JSON in ``RUN/data_index/``: each file's relative path, label, size and mtime,
-and the unreadable ones with the reason. A later start (a resume, a requeued job) reads only the
-headers of new or changed files. Only global rank 0 checks; the other ranks wait for its index,
-which needs ``--out`` on storage every node sees (as the checkpoints already do).
+Every header is read when the folder is listed, so an unreadable file is named (or, with
+``skip_bad_images=True``, skipped) before training; damage behind a valid header shows when decoded.
+That check (minutes for ImageNet) is kept in ``RUN/data_index/``: a later start reads only new or
+changed files, and ranks other than 0 wait for rank 0's index (``--out`` on shared storage).
 """
 
 from __future__ import annotations
@@ -70,8 +64,7 @@ def warn_large(path: str, pixels: int) -> None:
 
 @dataclass
 class FolderScan:
-    """A folder's image files (strings: fast for millions) in ``sorted(rglob)`` order within
-    each class, their labels (``-1`` when unlabelled), the class names, sizes and mtimes (ns)."""
+    """A folder's images (``sorted(rglob)`` order per class), labels, classes, sizes, mtimes."""
 
     paths: list[str]
     labels: list[int]
@@ -125,8 +118,7 @@ def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, i
 
 
 def scan_folder_stats(root: str | Path, threads: int = CHECK_THREADS) -> FolderScan:
-    """Lists an image folder: ``root/<class>/**/<image>`` (labelled) or images directly in
-    ``root`` (unlabelled, label ``-1``); class folders in parallel threads (network storage).
+    """Lists an image folder (module doc for the layouts), class folders in parallel threads.
 
     Raises:
         UserError: If the folder does not exist, is not a folder, or holds no image.
@@ -174,8 +166,8 @@ def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tupl
 
 
 def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -> dict[int, str]:
-    """``{position in paths: reason}`` of the files PIL cannot open, reading headers only (no
-    decoding) in parallel threads; files near the decompression-bomb limit get a warning."""
+    """``{position in paths: reason}`` of the files PIL cannot open, from their headers only;
+    files near the decompression-bomb limit get a warning."""
     names = [str(p) for p in paths]
     starts = range(0, len(names), _CHUNK)
     with warnings.catch_warnings():
@@ -192,8 +184,7 @@ def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -
 
 def index_file(index_dir: str | Path, root: str | Path) -> Path:
     """The index of the image folder ``root`` inside the run folder ``index_dir``."""
-    resolved = os.fsencode(Path(root).resolve())
-    digest = hashlib.sha1(resolved).hexdigest()[:12]
+    digest = hashlib.sha1(os.fsencode(Path(root).resolve())).hexdigest()[:12]
     # Short enough for the atomic writer's temporary name within the 255-byte name limit.
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(root).resolve().name)
     return Path(index_dir) / INDEX_DIR / f"{name[:64] or 'root'}-{digest}.json"
@@ -232,9 +223,7 @@ def _unchanged(index: dict[str, Any] | None, columns: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class CheckedFolder:
-    """What :func:`checked_folder` found: the listing, ``{position: reason}`` of the unreadable
-    files, the index file, this process's rank (``""`` on rank 0), and how many headers it read
-    in how many seconds."""
+    """What :func:`checked_folder` found; ``rank``: ``""`` on rank 0; ``checked``: headers read."""
 
     scan: FolderScan
     unreadable: dict[int, str]
@@ -336,10 +325,8 @@ class UnreadableImageError(UserError):
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Converts to 8-bit RGB. PIL's own conversion clips ``I;16``/``I``/``F`` values to 0..255
-    (16-bit images saturate, float ones in [0, 1] turn black); here 16-bit values (``I`` in
-    0..65535 too) are divided by 257, floats in [0, 1] multiplied by 255, other ranges min-max
-    scaled (NaN becomes 0)."""
+    """Converts to 8-bit RGB, scaling 16-bit and float pixels (PIL's own conversion clips them to
+    0..255): 16-bit / 257, [0, 1] floats * 255, other ranges min-max (NaN becomes 0)."""
     mode = image.mode
     if not (mode.startswith("I;16") or mode in ("I", "F")):
         return image.convert("RGB")
@@ -360,8 +347,7 @@ def load_image(path: str | Path) -> Image.Image:
     """Decodes one image as 8-bit RGB (see :func:`to_rgb`).
 
     Raises:
-        UnreadableImageError: Naming the file, if it is truncated, not an image, or trips PIL's
-            decompression-bomb guard.
+        UnreadableImageError: Naming the file: truncated, not an image, or over PIL's bomb guard.
     """
     try:
         with warnings.catch_warnings():
@@ -389,8 +375,7 @@ class ImageFolderDataset(Dataset):
         index_dir: Keep the check in this run folder's index (implies ``check``).
 
     Attributes:
-        skipped: The files skipped as unreadable (in DataLoader workers' copies those found when
-            decoding; the warnings name all).
+        skipped: The files skipped as unreadable (those found when decoding: in workers' copies).
         files: The image files as strings.
         checked: What the check with ``index_dir`` did, or ``None``.
     """

@@ -1,9 +1,7 @@
 """The Lightning data module of a pretraining run, with exactly reproducible epochs and resumes.
 
-Augmentations are seeded per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`): the
-number of workers or processes does not change them. The training step's own randomness (e.g.
-MAE masks) comes from the global generators, re-seeded from ``(seed, epoch, rank)`` each epoch and
-saved in every checkpoint. A mid-epoch resume skips the batches already trained on; it is
+Augmentations are seeded per sample (:class:`SeededSamples`), the step's own randomness (e.g. MAE
+masks) per epoch and rank, and saved in checkpoints. A mid-epoch resume skips the batches done;
 bit-exact on one process (with several, only rank 0's generators are saved).
 """
 
@@ -47,11 +45,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class SeededSamples(Dataset):
-    """Wraps a data set so that each sample's random transforms are seeded by its index.
-
-    In the main process the global CPU generators are restored after each sample, so loading
-    never consumes the training step's random numbers; DataLoader workers only seed theirs.
-    """
+    """Seeds each sample's random transforms by ``(seed, epoch, index)``; in the main process the
+    global CPU generators are restored after each sample (the step's random numbers stay)."""
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
         self.dataset = dataset
@@ -62,11 +57,9 @@ class SeededSamples(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> Any:
-        # A worker's generators serve only its samples: nothing to restore there.
         with isolate_rng(include_cuda=False) if get_worker_info() is None else nullcontext():
             seed = sample_seed(self.seed, self.epoch, index)
-            # Not torch.manual_seed: it would also seed every CUDA generator (0.6 ms a call) and
-            # with it the training step's CUDA randomness.
+            # Not torch.manual_seed: it also seeds the CUDA generators (slow, the step's own).
             torch.default_generator.manual_seed(seed)
             random.seed(seed)
             np.random.seed(seed)
@@ -100,8 +93,7 @@ class _ResumableLoader(DataLoader):
 
 def _rng_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
-    # Plain values and tensors, so that checkpoints load with ``weights_only=True`` (the uint32
-    # keys as int64: older torch cannot save uint32 tensors).
+    # Tensors and plain values for ``weights_only=True``; int64 keys: older torch has no uint32.
     keys64 = torch.from_numpy(np.asarray(keys, dtype=np.int64))
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -125,9 +117,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 class PretrainDataModule(LightningDataModule):
     """Training images (multi-view, with labels or ``-1``) and optional validation images.
 
-    Use with ``Trainer(reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False)``: this
-    module shards the data itself and builds every epoch's loader anew. ``batch_size`` and
-    ``num_workers`` are per device; ``val`` feeds the online probe.
+    Use with ``Trainer(reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False)``: it
+    shards the data itself. ``batch_size`` and ``num_workers`` are per device.
     """
 
     def __init__(

@@ -1,17 +1,10 @@
-"""Augmentations: each recipe is data (one :class:`ViewSpec` per view), built with torchvision's
-and Lightly's transforms, so that a run can print exactly what it applies.
+"""Augmentations: each recipe is data (one :class:`ViewSpec` per view), so that a run can print
+exactly what it applies; two-view methods get both views, masked-image methods the first.
 
-- ``digits``: SimCLR-style views for 32 px digits: random resized crops, small rotations and
-  brightness/contrast jitter; no flips (they change digits) and no blur (8x8 sources are blurry).
-- ``byol``: Lightly's asymmetric BYOL views (crops from 8% of the image, bilinear).
-- ``mocov3``: the Matrix-SSL authors' views: BYOL's with crops from 20% (MoCo v3's recipe,
-  ``main_pretrain.py`` of yifanzhang-pro/Matrix-SSL).
-- ``corinfomax``, ``corinfomax_cifar10``, ``corinfomax_cifar100``: the CorInfoMax authors' views
-  (``transform_utils.py``): BYOL's with bicubic crops, and the CIFAR sets' own mean and std.
-- ``vicreg``: Lightly's VICReg views.
-- ``mae``: MAE's (and M-MAE's) crop-and-flip view: crops from 20%, bicubic.
-
-Two-view methods get two views, masked-image methods one (the recipe's first view).
+Recipes: ``digits`` (crops, small rotations, brightness/contrast; no flips or blur for 8x8 digits),
+Lightly's ``byol`` (crops from 8%) and ``vicreg``, the Matrix-SSL authors' ``mocov3`` (BYOL's from
+20%), the CorInfoMax authors' ``corinfomax``, ``corinfomax_cifar10`` and ``corinfomax_cifar100``
+(BYOL's, bicubic, each set's mean and std), and MAE's ``mae`` (crop and flip, from 20%, bicubic).
 """
 
 from __future__ import annotations
@@ -97,8 +90,6 @@ RECIPES: dict[str, tuple[ViewSpec, ...]] = {
     "vicreg": (ViewSpec(blur_prob=0.5, solarize_prob=0.1),) * 2,
     "mae": (_MAE, _MAE),
 }
-#: The recipe names (``--transform``).
-TRANSFORMS = tuple(RECIPES)
 
 
 def recipe_views(
@@ -110,7 +101,7 @@ def recipe_views(
         ValueError: For an unknown ``kind``, ``num_views`` or crop scale.
     """
     if kind not in RECIPES:
-        raise ValueError(f"unknown transform {kind!r}; choose one of {', '.join(TRANSFORMS)}")
+        raise ValueError(f"unknown transform {kind!r}; choose one of {', '.join(RECIPES)}")
     if num_views not in (1, 2):
         raise ValueError(f"num_views must be 1 or 2, got {num_views}")
     if crop_min_scale is not None and not 0 < crop_min_scale <= 1:
@@ -149,8 +140,7 @@ def build_view(spec: ViewSpec, image_size: int) -> Callable:
 def build_train_transform(
     views: str | tuple[ViewSpec, ...], image_size: int, num_views: int = 2
 ) -> Callable:
-    """The training transform (a list of one tensor per view) of a recipe name with its first
-    ``num_views`` views (2 for two-view methods, 1 for masked-image ones), or of the views.
+    """The training transform (one tensor per view) of views, or of a recipe's first ``num_views``.
 
     Raises:
         ValueError: For an unknown recipe or ``num_views``.

@@ -7,9 +7,7 @@ Examples::
         --devices 4 --out runs/cim
     lightly-matrix pretrain --resume runs/demo           # continue, e.g. after Ctrl-C or a kill
 
-Settings are resolved once, flags > ``--hp KEY=VALUE`` > ``--preset`` > the module's defaults (the
-papers' ImageNet runs), into a frozen :class:`~lightly_matrix.pretrain.config.RunConfig` that
-``--dry-run`` prints as JSON. ``--data digits`` implies the ``digits`` preset.
+Settings resolve once into a frozen :class:`~lightly_matrix.pretrain.config.RunConfig`.
 """
 
 from lightly_matrix.pretrain.args import PRECISIONS, add_arguments

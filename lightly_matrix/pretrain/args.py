@@ -19,11 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``pretrain`` options to ``parser``."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
-        "Run folder: last.ckpt (the newest state, rewritten atomically at every epoch end and "
-        "--checkpoint-every-steps / --checkpoint-every-minutes), metrics.json (kNN / linear / "
-        "few-label top-1 of the frozen backbone), spectrum.json (its feature covariance "
-        "spectrum), csv/ and tensorboard/ logs, report.html (figures; lightly-matrix report "
-        "RUN redraws it). Ctrl-C or SIGTERM saves and prints the resume command. "
+        "Run folder: last.ckpt (rewritten atomically at epoch ends and --checkpoint-every-*), "
+        "metrics.json (probe top-1 of the frozen backbone), spectrum.json, csv/ and tensorboard/ "
+        "logs, report.html. Ctrl-C or SIGTERM saves and prints the resume command. "
         "Settings: flags > --hp > --preset > method defaults."
     )
     path = _path_text

@@ -1,10 +1,5 @@
-"""The checkpoint files of a pretraining run: atomic writes, one writer, safe resuming.
-
-``OUT/last.ckpt`` is rewritten through a renamed temporary file (when: see
-:class:`~lightly_matrix.pretrain.trainer.RunCheckpoint`); ``--keep-every`` snapshots are
-Lightning's ``ModelCheckpoint``, SLURM requeue saves its ``hpc_ckpt_N.ckpt``. ``--resume`` loads
-with ``weights_only=True``: pickled Python objects are refused, never run.
-"""
+"""The checkpoint files of a pretraining run: atomic writes, one writer, safe resuming
+(``weights_only=True`` loads: pickled Python objects are refused, never run)."""
 
 from __future__ import annotations
 
@@ -37,8 +32,7 @@ RUN_IDENTITY = ("method", "data", "backbone", "image_size", "seed")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` writing through a renamed temporary file: Lightning's own writes in
-    place, so a kill or a full disk during a save would destroy the previous checkpoint."""
+    """``TorchCheckpointIO`` writing atomically: a kill or a full disk keeps the previous file."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -56,8 +50,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunFolderLock(Callback):
-    """Holds the ``--out`` folder's lock from :meth:`acquire` (before the loggers create their
-    folders) until the fit ends; a new run re-checks, locked, that no other one saved there."""
+    """Holds the ``--out`` folder's lock from :meth:`acquire` (before the loggers write) until the
+    fit ends; a new run re-checks, locked, that no other one saved there."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -132,8 +126,8 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]]:
-    """The path, content and notes on skipped files of the checkpoint to continue from:
-    ``resume`` itself, or the most trained valid one in a folder (then the newest)."""
+    """(path, content, notes on skipped files) of ``resume``, or of a folder's most trained valid
+    checkpoint (then the newest)."""
     path = Path(resume)
     if path.is_file():
         return path, load_training_checkpoint(path), []
@@ -174,9 +168,7 @@ def run_identity(ckpt: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def check_one_run(resume: str, runs: dict[Path, tuple[Any, ...]]) -> None:
-    """Refuses checkpoints of different runs in one folder, listing them (continuing the most
-    trained would overwrite the others' ``last.ckpt``)."""
-    # A value a checkpoint does not record cannot disagree.
+    """Refuses checkpoints of different runs in one folder (a value not recorded cannot differ)."""
     known = [{v for v in values if v is not None} for values in zip(*runs.values(), strict=True)]
     if all(len(values) <= 1 for values in known):
         return
@@ -198,8 +190,7 @@ def describe(ckpt: dict[str, Any]) -> str:
 
 @dataclass
 class ResumePlan:
-    """What ``--resume`` continues from: the checkpoint and the whole run it was trained with
-    (so ``--resume RUN`` alone is enough). Built by :func:`plan_resume`."""
+    """What ``--resume`` continues from: the checkpoint and the whole run it was trained with."""
 
     checkpoint: Path
     run_dir: Path
@@ -219,7 +210,6 @@ class ResumePlan:
             other = load_training_checkpoint(last)
         except UserError:
             return
-        # Continuing here would overwrite another run's last.ckpt.
         check_one_run(str(out), {self.checkpoint: self.identity, last: run_identity(other)})
         newer = int(other.get("global_step", 0))
         if newer > self.global_step:
@@ -238,8 +228,8 @@ class ResumePlan:
             )
 
     def summary(self) -> str:
-        lines = [f"resuming from {self.checkpoint} ({self.where})"]
-        return "\n".join(lines + [f"  changed on resume: {note}" for note in self.notes])
+        notes = [f"\n  changed on resume: {note}" for note in self.notes]
+        return f"resuming from {self.checkpoint} ({self.where})" + "".join(notes)
 
 
 def plan_resume(args: argparse.Namespace) -> ResumePlan:
@@ -262,21 +252,12 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
     evaluated = not (saved.no_eval or getattr(args, "no_eval", False))
     for key in ("data", "eval_data") if evaluated else ("data",):
         folder = getattr(saved, key)
-        # --data cannot change on resume (another folder would be another run): a moved folder
-        # is found again through a link at its recorded place.
+        # --data cannot change on resume: a moved folder is found through a link at its old place.
         if folder not in (None, "digits") and not Path(folder).is_dir():
             raise UserError(
                 f"--resume: the run's --{key.replace('_', '-')} folder {folder} is gone; a resumed"
                 f" run reads its images from there: move them back, or link their new place there"
                 f" (ln -s NEWPLACE {folder}) and pass --resume {run_dir} alone"
             )
-    return ResumePlan(
-        checkpoint=path,
-        run_dir=run_dir,
-        global_step=int(ckpt.get("global_step", 0)),
-        where=describe(ckpt),
-        saved=saved,
-        saved_hparams=hparams,
-        notes=list(skipped),
-        identity=run_identity(ckpt),
-    )
+    step, where, identity = int(ckpt.get("global_step", 0)), describe(ckpt), run_identity(ckpt)
+    return ResumePlan(path, run_dir, step, where, saved, hparams, identity, list(skipped))

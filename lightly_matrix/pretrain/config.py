@@ -1,10 +1,8 @@
 """The resolved run: every setting of a pretraining run, decided once, in one frozen object.
 
-Resolution order: method defaults < ``--preset`` < ``--hp KEY=VALUE`` < flags. Batch sizes are
-GLOBAL (over all devices and nodes, as in every author's script); the per-device batch is derived,
-so ``--devices`` and ``--num-nodes`` never change what is trained. The object is saved in every
-checkpoint (:meth:`RunConfig.record`), compared on ``--resume`` (:func:`resolve_resumed`),
-printed by ``--dry-run``, and every training component is built from it.
+Resolution order: method defaults (the papers' ImageNet runs) < ``--preset`` < ``--hp KEY=VALUE``
+< flags. Batch sizes are GLOBAL (over all devices and nodes, as the papers), so ``--devices`` and
+``--num-nodes`` never change what is trained. Saved in every checkpoint, checked on ``--resume``.
 """
 
 from __future__ import annotations
@@ -28,8 +26,7 @@ HPARAM_FLAGS = ("backbone", "optimizer", "lr", "weight_decay", "warmup_epochs")
 RESUMABLE = ("epochs", "precision", "limit_train_batches", "devices", "num_nodes")
 #: Version of the record saved in checkpoints; another one is refused on ``--resume``.
 RECORD_FORMAT = 3
-#: The one lower bound of each of these settings, from a flag, a preset or a checkpoint:
-#: field -> (flag, minimum, why).
+#: field -> (flag, minimum, why): checked whether set by a flag, a preset or a checkpoint.
 _LOWER_BOUNDS = {
     "epochs": ("--epochs", 1, ""),
     "global_batch_size": ("--batch-size", 2, " (the losses need 2 rows)"),
@@ -38,8 +35,7 @@ _LOWER_BOUNDS = {
 
 
 def parse_hp(key: str, text: str, annotation: Any) -> Any:
-    """A ``--hp`` value as the constructor argument's type (``float``, ``int | None``...); a
-    ``UserError`` if it is not one, or not finite."""
+    """A ``--hp`` value as the constructor argument's type; a ``UserError`` if not one or finite."""
     kinds = typing.get_args(annotation) or (annotation,)
     kind = next(k for k in kinds if k is not type(None))
     lowered = text.strip().lower()
@@ -90,8 +86,7 @@ class RunConfig:
         global_batch_size: Images per optimizer step over all processes.
         image_size: Input size.
         transform: The views' set (:data:`lightly_matrix.data.transforms.RECIPES`).
-        hparams: The method's constructor arguments, all of them, except
-            :data:`DERIVED_HPARAMS`.
+        hparams: The method's constructor arguments, except :data:`DERIVED_HPARAMS`.
         epochs, precision, crop_min_scale, devices, num_nodes, seed, eval_data, eval_split,
             no_eval, skip_bad_images, limit_train_batches: As the flags.
     """
@@ -146,8 +141,7 @@ class RunConfig:
         }
 
     def steps_per_epoch(self, num_images: int) -> int:
-        """Optimizer steps per epoch on ``num_images`` (drop_last, ``--limit-train-batches``); a
-        ``UserError`` if that is none."""
+        """Optimizer steps per epoch on ``num_images``; a ``UserError`` if that is none."""
         if num_images < self.global_batch_size:
             raise UserError(
                 f"{num_images} training images are fewer than one global batch "
@@ -201,8 +195,7 @@ class RunConfig:
             _ = self.views
         except (TypeError, ValueError) as err:
             raise UserError(str(err)) from None
-        # A batch-scaled lr can pass the module's bound and still overflow float32 in the first
-        # step, which AdamW also divides by 1 - beta1.
+        # A batch-scaled lr can overflow float32 in the first step (AdamW divides by 1 - beta1).
         peak, limit = scaled_lr(hparams, self.world_size), FLOAT32_MAX
         if hparams["optimizer"] == "adamw":
             limit *= 1 - ADAMW_BETAS[0]
@@ -293,9 +286,8 @@ def resolve_run(args: argparse.Namespace, cls: Any) -> RunConfig:
 def from_checkpoint(
     saved_run: dict[str, Any], saved_hparams: dict[str, Any], cls: Any
 ) -> RunConfig:
-    """The run a checkpoint was trained with: its record, with the module's hyper-parameters
-    (``saved_hparams``, what the module was built from) as its ``hparams``; a ``UserError`` for
-    another version of the record."""
+    """The run a checkpoint was trained with, its ``hparams`` those the module was built from; a
+    ``UserError`` for another version of the record."""
     defaults = cls.hparam_defaults()
     if saved_run.get("format") != RECORD_FORMAT or not set(saved_hparams) <= {*defaults, "method"}:
         raise UserError(
@@ -312,8 +304,7 @@ def resolve_resumed(
     args: argparse.Namespace, saved: RunConfig, cls: Any
 ) -> tuple[RunConfig, list[str]]:
     """The saved run with what the command line may change, and notes on what changed; refuses
-    what it may not. Given settings are compared as values (``--hp alpha=1000`` equals a saved
-    1000.0, ``--data ./imgs`` the saved absolute path of the same folder)."""
+    what it may not (compared as values: ``--data ./imgs`` is the saved absolute path)."""
     # What the command line may not change: flag (its argparse name) -> the saved value.
     fixed = {key: getattr(saved, key) for key in ("method", "data", "seed", "eval_data", "preset")}
     fixed.update(eval_split=saved.eval_split)

@@ -20,12 +20,8 @@ if TYPE_CHECKING:
 def build_data(
     args: argparse.Namespace, config: RunConfig, out: Path | None = None
 ) -> tuple[Any, Any, Any, int, int]:
-    """Builds (train set, validation set or None, probe data or None, num_classes, num_workers).
-
-    What is read and how it is augmented come from ``config``; ``args`` sets the loading
-    (workers, the probes' image cap). An image folder's check and the probes' split are kept in
-    the run folder ``out``, so that a resumed run scores the same images.
-    """
+    """Builds (train set, validation set or None, probe data or None, num_classes, num_workers);
+    ``args`` sets the loading, ``out`` keeps an image folder's check and the probes' split."""
     from lightly_matrix.data.transforms import build_eval_transform, build_train_transform
     from lightly_matrix.evaluation import ProbeData
 
@@ -44,8 +40,7 @@ def build_data(
         train: Any = DigitsDataset(fitted, train_transform, image_size=size)
         test = DigitsDataset(scored, eval_transform, image_size=size)
         probe = ProbeData(DigitsDataset(fitted, eval_transform, image_size=size), test, NUM_CLASSES)
-        workers = 0 if args.num_workers is None else args.num_workers
-        return train, test, probe, NUM_CLASSES, workers
+        return train, test, probe, NUM_CLASSES, args.num_workers or 0
 
     from lightly_matrix.data.module import default_num_workers
 
@@ -102,10 +97,8 @@ def _image_folder(flag: str, root: str, *args: Any, **kwargs: Any) -> ImageFolde
 def _kept_split(
     out: Path | None, fitted: Any, tested: Any, args: argparse.Namespace, seed: int
 ) -> tuple[list[int], list[int]]:
-    """The probes' (fit, test) images: drawn for a new run and kept in ``out`` by their paths in
-    their folders, so that a resumed run scores the same images after images were added or the
-    folder moved (a kept image that is gone is refused: another test set would share the table).
-    """
+    """The probes' (fit, test) images, kept in ``out`` by relative path: a resumed run scores
+    the same ones even after images were added or the folder moved."""
     limit, sets = args.eval_max_images, (fitted, tested)
     key = {"seed": seed, "max": limit}
     names = [[f[len(os.path.join(str(d.root), "")) :] for f in d.files] for d in sets]
@@ -140,8 +133,7 @@ def _kept_split(
 
 
 def count_data(config: RunConfig) -> tuple[int, int]:
-    """(training images, classes) of ``config.data``, checked as a run would, nothing written
-    (for ``--dry-run``)."""
+    """(training images, classes) of ``config.data`` for ``--dry-run``, nothing written."""
     if config.data == "digits":
         from lightly_matrix.data.digits import NUM_CLASSES, split_indices
 
@@ -152,9 +144,8 @@ def count_data(config: RunConfig) -> tuple[int, int]:
 
 
 def _probe_split(labels: Any, limit: int, seed: int) -> tuple[list[int], list[int]]:
-    """A fixed split of at most ``limit`` images: 30% of each class is held out, and every class
-    with two or more chosen images has one on each side (a single image stays on the fit side).
-    Refuses images with nothing to score on (no class of two) or to tell apart (one class)."""
+    """A fixed split of at most ``limit`` images: 30% of each class held out, at least one of each
+    class of two or more; refuses images with no class of two, or of one class."""
     import numpy as np
 
     rng = np.random.default_rng(seed)

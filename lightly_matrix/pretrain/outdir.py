@@ -1,9 +1,5 @@
-"""The run folder ``--out``: which folders a new run may use, and that it can be written.
-
-A new run needs an empty folder, or one left by a run that stopped before its first checkpoint:
-nothing in it is a result, and refusing it while ``--resume`` finds no checkpoint would leave no
-way forward.
-"""
+"""The run folder ``--out``: which folders a new run may use (empty, or a start that stopped
+before its first checkpoint, where ``--resume`` finds nothing), and that it can be written."""
 
 from __future__ import annotations
 
@@ -33,14 +29,12 @@ def _only_random_init(path: Path, key: str) -> bool:
 
 
 def is_failed_start(out: Path) -> bool:
-    """Whether ``out`` holds only what a run writes before its first checkpoint: logs, the image
-    folder's index, the probe split, the random-init evaluation and hidden files (the lock)."""
+    """Whether ``out`` holds only what a run writes before its first checkpoint (and the lock)."""
     if not out.is_dir():
         return False
     for entry in out.iterdir():
-        if entry.name.startswith(".") or entry.name == SPLIT_FILE:
-            continue
-        if entry.name in LOG_DIRS and entry.is_dir():
+        name = entry.name
+        if name.startswith(".") or name == SPLIT_FILE or (name in LOG_DIRS and entry.is_dir()):
             continue
         key = EVALUATIONS.get(entry.name)
         if key is None or not entry.is_file() or not _only_random_init(entry, key):
@@ -56,8 +50,8 @@ def foreign_file(out: Path) -> str | None:
 
 
 def reuse_failed_start(out: Path) -> str:
-    """Makes a failed start's folder ready for a new run and returns the note to print: its logs
-    stay, its evaluations (which a new run would append to) become ``*.failed_start.json``."""
+    """Readies a failed start's folder for a new run (its evaluations, which the run would append
+    to, become ``*.failed_start.json``); returns the note to print."""
     for name in EVALUATIONS:
         if (out / name).is_file():
             os.replace(out / name, out / name.replace(".json", ".failed_start.json"))
@@ -68,8 +62,7 @@ def reuse_failed_start(out: Path) -> str:
 
 
 def ensure_writable(out: Path, named: str) -> None:
-    """Checks, leaving nothing behind, that the run folder (``named`` so in messages) can be made
-    and written, and has a UTF-8 path (TensorBoard cannot write elsewhere)."""
+    """:func:`check_writable`, and a UTF-8 path (TensorBoard cannot write elsewhere)."""
     check_writable(out, named)
     if os.fsencode(out).decode("utf-8", "ignore") != str(out):
         raise UserError(

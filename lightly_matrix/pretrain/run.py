@@ -32,8 +32,9 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
 
 
 def _check_out_dir(out: Path, plan: ResumePlan | None, named: str, dry_run: bool = False) -> None:
-    """A new run needs an empty folder (or a failed start's); a resumed one may also continue in
-    its own folder. ``named``: how messages name ``out``. ``dry_run`` only checks."""
+    """A new run needs an empty folder (or a failed start's); a resumed one may also use its own.
+    ``named``: how messages name ``out``."""
+    from lightly_matrix.pretrain.checkpoints import has_checkpoint
     from lightly_matrix.pretrain.outdir import foreign_file, is_failed_start, reuse_failed_start
 
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
@@ -44,8 +45,6 @@ def _check_out_dir(out: Path, plan: ResumePlan | None, named: str, dry_run: bool
         return
     if plan is not None and out.resolve() == plan.run_dir.resolve():
         return
-    from lightly_matrix.pretrain.checkpoints import has_checkpoint
-
     if plan is not None:
         hint = "choose an empty --out for the continued run"
     elif has_checkpoint(out) or not out.is_dir():
@@ -155,8 +154,7 @@ def run(args: argparse.Namespace) -> int:
             print(plan.summary(), flush=True)
 
     start = time.perf_counter()
-    status = _fit(trainer, model, datamodule, plan, out, interrupted)
-    if status:
+    if status := _fit(trainer, model, datamodule, plan, out, interrupted):
         return status
     wall = time.perf_counter() - start
     if trainer.is_global_zero:
@@ -179,9 +177,8 @@ def build_module(config: Any, cls: type, num_classes: int, device: str = "meta")
 
 
 def describe_run(config: Any, cls: type, num_classes: int, num_images: int) -> dict[str, Any]:
-    """Everything the run trains with, as plain JSON values, read off the module itself (built on
-    the ``meta`` device) through what ``configure_optimizers`` uses: it cannot drift from training.
-    """
+    """Everything the run trains with, as JSON values read off the module (on the ``meta`` device)
+    as ``configure_optimizers`` does, so that it cannot drift from training."""
     from lightly_matrix.methods.base import ADAMW_BETAS, SGD_MOMENTUM, is_vit
 
     module = build_module(config, cls, num_classes)
@@ -198,7 +195,6 @@ def describe_run(config: Any, cls: type, num_classes: int, num_images: int) -> d
         **{key: getattr(config, key) for key in run},
         "steps_per_epoch": config.steps_per_epoch(num_images),
         **{key: getattr(config, key) for key in ("epochs", "precision")},
-        # Lightning's sync_batchnorm is set whenever more than one GPU process trains.
         "sync_batchnorm": "when distributed on GPUs",
         "drop_last": True,
         "image_size": config.image_size,
@@ -304,16 +300,15 @@ def _fit(
 
 
 def _report(out: Path, wall: float, trainer: Any) -> None:
-    """Adds the wall times to metrics.json (``train_wall_s``: over all sessions of a resumed run,
-    from Lightning's ``Timer``; ``session_wall_s``: this ``fit``), prints the evaluation table."""
+    """Adds the wall times (``train_wall_s``: all sessions; ``session_wall_s``: this ``fit``) to
+    metrics.json, prints the evaluation table."""
     from pytorch_lightning.callbacks import Timer
 
     from lightly_matrix.evaluation import EVAL_COLUMNS, METRICS_FILE
     from lightly_matrix.utils.io import write_json_atomic
     from lightly_matrix.utils.text import markdown_table
 
-    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
-    total = timer.time_elapsed("train")
+    total = next(c for c in trainer.callbacks if isinstance(c, Timer)).time_elapsed("train")
     path = out / METRICS_FILE
     resumed = f" ({total:.1f} s over all sessions)" if total > wall else ""
     epochs = trainer.current_epoch
@@ -332,6 +327,4 @@ def _report(out: Path, wall: float, trainer: Any) -> None:
         dict(row, epoch=f"{row['epoch']} (random init)" if row["epoch"] == 0 else row["epoch"])
         for row in metrics["history"]
     ]
-    print(
-        "\nFrozen-backbone evaluation (" + str(path) + "):\n" + markdown_table(rows, EVAL_COLUMNS)
-    )
+    print(f"\nFrozen-backbone evaluation ({path}):\n{markdown_table(rows, EVAL_COLUMNS)}")

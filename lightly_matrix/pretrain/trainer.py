@@ -42,8 +42,8 @@ class RunStopped(Exception):  # noqa: N818 (a stop, not an error)
 
 
 class Interrupted:
-    """Records the first SIGINT / SIGTERM: the run saves and stops after the current step; a
-    second Ctrl-C stops at once (``KeyboardInterrupt``), leaving the previous checkpoint intact."""
+    """Records the first SIGINT / SIGTERM (the run saves and stops after this step); a second
+    Ctrl-C raises ``KeyboardInterrupt`` at once."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -91,8 +91,8 @@ def check_weights_finite(module: torch.nn.Module, step: int, keeping: Path | Non
 
 
 class NonFiniteGuard(Callback):
-    """Stops at the first non-finite loss, before its backward pass changes any weight (one host
-    sync per step; Lightning's ``EarlyStopping(check_finite=True)`` checks only at epoch ends)."""
+    """Stops at the first non-finite loss, before its backward pass (``EarlyStopping`` checks only
+    at epoch ends)."""
 
     def __init__(self, checkpoint: Path, hint: str) -> None:
         self.checkpoint = checkpoint
@@ -113,11 +113,9 @@ class NonFiniteGuard(Callback):
 
 
 class RunCheckpoint(Checkpoint):
-    """Writes ``OUT/last.ckpt`` at every epoch end, every ``every_steps`` steps and
-    ``every_minutes`` minutes (0: off), and when ``interrupted``, with ``run_info`` under
-    :data:`RUN_KEY`. Lightning's ``ModelCheckpoint`` takes one cadence at a time and its SIGTERM
-    stop comes before the step's callbacks: resuming bit-exactly needs this save at a step's end.
-    """
+    """Writes ``OUT/last.ckpt`` (with ``run_info`` under :data:`RUN_KEY`) at every epoch end,
+    every ``every_steps`` steps and ``every_minutes`` minutes (0: off), and when ``interrupted``;
+    at a step's end, for a bit-exact resume (``ModelCheckpoint``'s SIGTERM stop comes before)."""
 
     def __init__(
         self,
@@ -170,8 +168,7 @@ class RunCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.world_size > 1:
-            # Lightning syncs epoch metrics at their first read, which on rank 0 the progress bar
-            # has just done: reading them on every rank keeps the collectives in the same order.
+            # Epoch metrics sync at their first read (rank 0's progress bar): read on all ranks.
             _ = trainer.progress_bar_metrics
         self._save(trainer)
 
@@ -187,9 +184,8 @@ def build_trainer(
     steps: int,
     interrupted: Interrupted,
 ) -> Trainer:
-    """A Trainer of ``config`` writing into ``out``, which it locks until the fit ends; ``args``
-    sets how the run is carried out (accelerator, checkpoint cadence, logging). ``steps``: per
-    epoch."""
+    """A Trainer of ``config`` writing into ``out`` (locked until the fit ends); ``args`` sets the
+    hardware, checkpoint cadence and logging."""
     from lightly_matrix.evaluation import FrozenEvaluation
 
     run_info = config.record()

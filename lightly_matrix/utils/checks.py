@@ -15,8 +15,7 @@ def is_number(value: object) -> bool:
 
 
 def check_positive_int(name: str, value: Any, hint: str = "") -> int:
-    """``value`` if it is an ``int`` >= 1 (``bool`` is not), else a ``ValueError`` naming ``name``
-    (as the caller spells it) with ``hint``, how to fix it, appended.
+    """``value`` if it is an ``int`` >= 1 (not ``bool``), else a ``ValueError`` with ``hint``.
 
     Examples:
         >>> check_positive_int("num_iters", 0, hint="Detectron2 uses 200")

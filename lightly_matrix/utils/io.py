@@ -1,7 +1,4 @@
-"""Atomic file writes: a reader (or a kill at any moment) sees the old file or the new one.
-
-A fsynced temporary file beside the target, with a new file's permissions, renamed over it.
-"""
+"""Atomic file writes: a reader (or a kill at any moment) sees the old file or the new one."""
 
 from __future__ import annotations
 
@@ -15,8 +12,7 @@ from typing import IO, Any
 
 
 def current_umask() -> int:
-    """The process's umask, from ``/proc`` where possible: ``os.umask`` reads it only by setting
-    it, briefly giving other threads' new files a umask of 0."""
+    """The process's umask, from ``/proc`` where possible (``os.umask`` briefly sets it to 0)."""
     with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/status") as status:
         for line in status:
             if line.startswith("Umask:"):
@@ -27,10 +23,9 @@ def current_umask() -> int:
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], replace: bool = True) -> Path:
-    """Write ``path`` through ``write(binary_file)`` so that it is never seen half-written.
-
-    If ``write`` raises, ``path`` keeps its content. With ``replace=False`` an existing ``path``
-    is never replaced (``FileExistsError``), even by a race. An ``OSError`` changes nothing.
+    """Write ``path`` through ``write(binary_file)`` (into a fsynced temporary file renamed over
+    it); on any error ``path`` keeps its content. ``replace=False``: never replace an existing
+    ``path`` (``FileExistsError``), even in a race.
 
     Examples:
         >>> import tempfile

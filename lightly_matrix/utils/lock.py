@@ -1,9 +1,6 @@
-"""One writer per output folder: an exclusive OS lock held for as long as a command writes there.
-
-Two processes on one ``--out`` would both pass the "is it empty?" check. The hidden lock file is
-ignored by those checks; the kernel drops the lock when its process dies. Not ``filelock``: it
-truncates the file when it *tries* to lock, erasing the holder's pid that the refusal names.
-"""
+"""One writer per output folder: an exclusive OS lock held for as long as a command writes there
+(the kernel drops it when the process dies). Not ``filelock``: it truncates the file when it
+*tries* to lock, erasing the holder's pid that the refusal names."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Where a Lightning fit loop stands, from a checkpoint dict or a live trainer.
-
-Lightning has no public "epochs finished"; this module alone reads its loop progress counters.
-"""
+"""Where a Lightning fit loop stands, from a checkpoint dict or a live trainer (the one reader of
+Lightning's loop progress counters: it has no public "epochs finished")."""
 
 from __future__ import annotations
 
@@ -34,9 +32,8 @@ def _processed(counter: Any) -> int | None:
 
 
 def checkpoint_progress(ckpt: Mapping[str, Any]) -> LoopProgress:
-    """The position of a Lightning checkpoint dict; missing or odd entries give ``None``.
-
-    Without loop state (a hand-made checkpoint) ``epochs_done`` is ``epoch + 1``.
+    """The position of a Lightning checkpoint dict (``None`` for missing or odd entries; without
+    loop state, as in a hand-made checkpoint, ``epochs_done`` is ``epoch + 1``).
 
     Examples:
         >>> checkpoint_progress({"epoch": 2, "global_step": 30}).epochs_done
