@@ -259,5 +259,13 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
                 f" run reads its images from there: move them back, or link their new place there"
                 f" (ln -s NEWPLACE {folder}) and pass --resume {run_dir} alone"
             )
-    step, where, identity = int(ckpt.get("global_step", 0)), describe(ckpt), run_identity(ckpt)
-    return ResumePlan(path, run_dir, step, where, saved, hparams, identity, list(skipped))
+    return ResumePlan(
+        checkpoint=path,
+        run_dir=run_dir,
+        global_step=int(ckpt.get("global_step", 0)),
+        where=describe(ckpt),
+        saved=saved,
+        saved_hparams=hparams,
+        notes=list(skipped),
+        identity=run_identity(ckpt),
+    )
