@@ -90,6 +90,8 @@ def _listing(folder: str) -> list[os.DirEntry]:
 def _is(entry: os.DirEntry, kind: str) -> bool:
     """``entry.is_dir()`` / ``is_file()``, refusing in one line a link that cannot be followed."""
     try:
+        if kind == "file" and entry.is_symlink() and not os.path.exists(entry.path):
+            raise OSError("its target does not exist")  # is_file() would just say False
         return bool(entry.is_dir() if kind == "dir" else entry.is_file())
     except OSError as err:  # ELOOP: a link to itself, or links pointing at each other
         raise UserError(

@@ -42,10 +42,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except (OSError, RuntimeError) as err:  # torch's zip writer: RuntimeError "enforce fail"
             if isinstance(err, RuntimeError) and "inline_container" not in str(err):
                 raise
+            run = Path(path).parent  # or its snapshots' folder inside it
+            saved = has_checkpoint(run.parent if run.name == SNAPSHOT_DIR else run)
+            then = "continue with --resume" if saved else "start the run again"
             raise UserError(
                 f"cannot write the checkpoint {path} ({first_line(err)}): the disk is full or a"
-                " file size limit (ulimit -f) was hit; the previous file there is intact; free"
-                " space and continue with --resume"
+                " file size limit (ulimit -f) was hit; any previous file there is intact; free"
+                f" space and {then}"
             ) from None
 
 

@@ -56,7 +56,8 @@ def _read_reference(path: str) -> dict[str, Any]:
     hint = "expected a JSON object like benchmarks/results/demo_reference-corinfomax-20ep.json"
     file = Path(path)
     if not file.is_file() or file.stat().st_size > 1 << 20:
-        raise UserError(f"--reference {path}: not a JSON file of at most 1 MB; {hint}")
+        what = "does not exist" if path_kind(file) is None else "not a JSON file of at most 1 MB"
+        raise UserError(f"--reference {path}: {what}; {hint}")
     try:
         reference = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     backbone_file = None if backbone is None else work_dir / "backbone.pth"
     if is_exported:
         backbone_file = Path(args.checkpoint).resolve()
-    elif backbone_file is not None and backbone_file.resolve() == Path(args.checkpoint).resolve():
+    elif backbone_file and backbone_file.exists() and backbone_file.samefile(args.checkpoint):
         raise UserError(
             f"{args.checkpoint} is where transfer writes the exported backbone of --work-dir"
             f" {work_dir}; move the checkpoint out of it or choose another --work-dir"
@@ -222,6 +222,9 @@ def _train_and_test(
     write_json_atomic(work_dir / "results.json", results)
     print(f"\nresults written to {work_dir / 'results.json'}\n")
     print(markdown_table([results["markdown_row"]]))
+    if "bbox" not in results:  # mmdet's CocoMetric only logs that its results are empty
+        print("the model made no detections on the test images, so it has no AP (0 in effect):"
+              " train longer (more --max-iters, the full schedule) or check the data")  # fmt: skip
     comparison = comparison_table(results, full_schedule=args.max_iters is None)
     if comparison:
         print("\n" + comparison)

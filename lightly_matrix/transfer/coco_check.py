@@ -40,12 +40,34 @@ def _finite(values: Any, length: int | None = None) -> bool:
     return ok and all(map(is_number, values))
 
 
-def _polygons_ok(segmentation: Any) -> bool:
-    """Polygons of at least 3 points, or a run-length encoding (crowd annotations)."""
+def _mask_ok(segmentation: Any, image: dict[str, Any]) -> bool:
+    """Polygons of at least 3 points, or a run-length encoding (crowd annotations) of the image's
+    [height, width] whose runs (a list, or pycocotools' compressed string) fill it exactly."""
     if isinstance(segmentation, dict):
-        return "counts" in segmentation and "size" in segmentation
+        counts: Any = segmentation.get("counts")
+        size = segmentation.get("size")
+        if isinstance(counts, str):  # pycocotools' rleFrString: 5 bits a character
+            runs: list[int] = []
+            value = shift = 0
+            for code in (ord(c) - 48 for c in counts):
+                value, shift = value | (code & 0x1F) << shift, shift + 5
+                if not code & 0x20:  # a run's last character; 0x10: a negative difference
+                    value -= (1 << shift) if code & 0x10 else 0
+                    runs.append(value + (runs[-2] if len(runs) > 2 else 0))
+                    value = shift = 0
+            counts = runs if shift == 0 and all("0" <= c <= "o" for c in counts) else None
+        ok = isinstance(counts, list) and all(type(c) is int and c >= 0 for c in counts)
+        return ok and size == [image["height"], image["width"]] and sum(counts) == size[0] * size[1]
     polygons = segmentation if isinstance(segmentation, list) else []
     return bool(polygons) and all(_finite(p) and len(p) >= 6 and len(p) % 2 == 0 for p in polygons)
+
+
+def _cut_short(path: str) -> bool:
+    """Whether a JPEG or PNG lacks its end marker (EOI, IEND) in its last KiB: truncated."""
+    with open(path, "rb") as f:
+        marker = {b"\xff\xd8": b"\xff\xd9", b"\x89P": b"IEND"}.get(f.read(2), b"")
+        f.seek(max(f.seek(0, os.SEEK_END) - 1024, 0))
+        return marker not in f.read()
 
 
 def _inside(ann: dict[str, Any], images: dict[Any, dict[str, Any]]) -> float:
@@ -57,12 +79,9 @@ def _inside(ann: dict[str, Any], images: dict[Any, dict[str, Any]]) -> float:
 def _load(path: Path) -> dict[str, Any]:
     """The annotation file, its structure checked."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise UserError(
-            f"cannot read {path} as COCO annotations (JSON): {first_line(err)}"
-        ) from err
+        raise UserError(f"cannot read {path} as COCO JSON annotations: {first_line(err)}") from err
     if not isinstance(data, dict):
         raise UserError(f"{path} is not a JSON object; expected COCO annotations")
     lacking = [k for k in REQUIRED if not isinstance(data.get(k), list)]
@@ -92,6 +111,8 @@ def check_split(
     Raises:
         UserError: One line naming the first bad entry and how many there are.
     """
+    from lightly_matrix.data.folder import find_unreadable
+
     path, image_dir = Path(ann_file), Path(image_dir)
     data = _load(path)
     images, anns = data["images"], data["annotations"]
@@ -108,16 +129,14 @@ def check_split(
     shared = [a for a in anns if ann_ids[a.get("id")] > 1]
     _fail(path, shared, "annotations share their id with another", lambda a: f"id {a.get('id')}",
           "give every annotation a unique id")  # fmt: skip
-    try:
-        with os.scandir(image_dir) as entries:  # a folder named like an image is no image
-            present = {e.name for e in entries if e.is_file()}
-    except OSError as err:
-        raise UserError(f"cannot list the images of {path} in {image_dir}: {err}") from None
-    # One listing for the usual flat folder; only names not in it are looked up as paths.
-    missing = [i for i in images if str(i["file_name"]) not in present]
-    missing = [i for i in missing if not (image_dir / str(i["file_name"])).is_file()]
+    files = [str(image_dir / str(i["file_name"])) for i in images]
+    unreadable = find_unreadable(files)  # headers (in threads), then end markers: no decoding
+    missing = [i for n, i in enumerate(images) if n in unreadable and not os.path.isfile(files[n])]
     _fail(path, missing, f"images are missing under {image_dir}", lambda i: i["file_name"],
           "add them, or remove them from the annotation file")  # fmt: skip
+    _fail(path, [i for n, i in enumerate(images) if n in unreadable or _cut_short(files[n])],
+          f"images under {image_dir} are truncated or unreadable", lambda i: i["file_name"],
+          "re-download or re-encode them, or remove them from the annotation file")  # fmt: skip
     names = [str(c["name"]) for c in data["categories"]]
     # mmdet keeps the categories named in the config's classes and drops the others' boxes.
     _fail(path, [n for n in names if n not in classes], f"categories are not among the config's"
@@ -141,9 +160,10 @@ def check_split(
           "boxes lie wholly outside their image", lambda a: f"id {a['id']}, bbox {a['bbox']},"
           f" image {by_id[a['image_id']]['width']}x{by_id[a['image_id']]['height']}",
           "fix the boxes, or the image's width and height")  # fmt: skip
-    _fail(path, [a for a in anns if not _polygons_ok(a["segmentation"])],
-          "masks are not polygons of at least 3 points (or RLE)", lambda a: f"id {a['id']}",
-          "each polygon is [x1, y1, x2, y2, x3, y3, ...]")  # fmt: skip
+    _fail(path, [a for a in anns if not _mask_ok(a["segmentation"], by_id[a["image_id"]])],
+          "masks are neither polygons of at least 3 points nor RLE that fills the image",
+          lambda a: f"id {a['id']}", "each polygon is [x1, y1, x2, y2, x3, y3, ...]; an RLE's"
+          " size is [height, width] of its image, its counts sum to height*width")  # fmt: skip
     # What mmdet's CocoDataset trains on: not crowd, a box of at least 1 px inside the image.
     usable = [a for a in anns if not (a.get("iscrowd") or a.get("ignore"))]
     usable = [a for a in usable if min(a["bbox"][2:]) >= 1 and _inside(a, by_id) > 0]

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
@@ -17,13 +18,15 @@ LOCK_NAME = ".lightly-matrix.lock"
 
 @contextmanager
 def folder_lock(folder: Path, option: str = "--out") -> Iterator[None]:
-    """Holds the exclusive lock of ``folder`` (which must exist) while the block runs; a
-    ``UserError`` naming ``option`` (``--out``, ``--work-dir``) if another process holds it."""
+    """Holds the exclusive lock of ``folder`` (which must exist) while the block runs, its file
+    removed after; a ``UserError`` naming ``option`` if another process holds it."""
     path = Path(folder) / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_nlink == 0:  # removed by a holder that was just done
+                raise BlockingIOError
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise UserError(
@@ -32,6 +35,10 @@ def folder_lock(folder: Path, option: str = "--out") -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        try:
+            yield
+        finally:  # removed while held, so no one else locks it: a next writer makes a new one
+            with contextlib.suppress(OSError):
+                path.unlink()
     finally:
         os.close(fd)  # closing releases the lock

@@ -125,6 +125,7 @@ def test_resnet_architecture_is_read_from_the_weights_and_said_so(torchvision_fi
     out = torchvision_file.with_name("o.pth")
     assert cli_main(["export", str(torchvision_file), "--out", str(out)]) == 0
     assert "resnet18 (read from the weights)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["o.pth", "r18.pth"]  # no lock left
     with pytest.raises(UserError) as info:
         load_backbone(torchvision_file, arch="resnet50")
     assert_names(info, "--arch resnet50", "resnet18")

@@ -202,7 +202,8 @@ def test_a_symbolic_link_loop_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("where", ["c001", "."])
 @pytest.mark.parametrize(
-    "links", [{"self": "self"}, {"x": "y", "y": "x"}, {"a.png": "b.png", "b.png": "a.png"}]
+    "links",
+    [{"self": "self"}, {"x": "y", "y": "x"}, {"a.png": "b.png", "b.png": "a.png"}, {"a.png": "-"}],
 )
 def test_links_that_cannot_be_followed_are_one_line(
     tmp_path: Path, where: str, links: dict

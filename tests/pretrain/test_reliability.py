@@ -457,17 +457,21 @@ def test_atomic_checkpoint_io_on_a_full_disk(tmp_path: Path) -> None:
     from lightly_matrix.cli import UserError
     from lightly_matrix.pretrain.checkpoints import AtomicCheckpointIO
 
-    path = tmp_path / "last.ckpt"
+    path, big = tmp_path / "last.ckpt", {"step": 2, "x": torch.zeros(100_000)}
     io = AtomicCheckpointIO()
-    io.save_checkpoint({"step": 1}, path)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
     try:
+        with pytest.raises(UserError) as first:  # the first save: nothing to resume
+            io.save_checkpoint(big, path)
+        io.save_checkpoint({"step": 1}, path)
         with pytest.raises(UserError) as info:
-            io.save_checkpoint({"step": 2, "x": torch.zeros(100_000)}, path)
+            io.save_checkpoint(big, path)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "start the run again" in str(first.value) and "--resume" not in str(first.value)
     assert str(path) in str(info.value) and "ulimit" in str(info.value)
+    assert "continue with --resume" in str(info.value)
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 

@@ -79,6 +79,8 @@ def test_reference_that_is_a_device_is_one_line(tmp_path, capsys):
     run = make_pretrain_run(tmp_path / "run")
     assert cli_main(["report", str(run), "--reference", "/dev/zero"]) == 2
     assert_names(capsys.readouterr().err, "/dev/zero", "JSON")
+    assert cli_main(["report", str(run), "--reference", str(tmp_path / "no.json")]) == 2
+    assert_names(capsys.readouterr().err, "no.json", "does not exist")
 
 
 def test_null_probe_values_are_drawn_as_missing(tmp_path):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 from messages import assert_names
+from PIL import Image
+from pycocotools import mask as mask_util
 
 from lightly_matrix.cli import UserError
 from lightly_matrix.cli import main as cli_main
@@ -36,6 +39,10 @@ def _drop(key):
             del ann[key]
 
     return change
+
+
+def _rle(segmentation):
+    return lambda data: data["annotations"][0].update(segmentation=segmentation)
 
 
 BROKEN = {
@@ -71,6 +78,11 @@ BROKEN = {
     ),
     "empty_train": ("train", lambda d: d.update(images=[], annotations=[]), ("no images",)),
     "unlisted_image": ("train", _set("image_id", 12345), ("12345", "not listed")),
+    "rle_bad_counts": ("train", _rle({"size": [48, 48], "counts": "!!!bad"}), ("RLE", "id 1")),
+    "rle_short_string": ("val", _rle({"size": [48, 48], "counts": "1"}), ("RLE", "just one")),
+    "rle_runs_overflow": ("train", _rle({"size": [48, 48], "counts": [3, 3000]}), ("RLE",)),
+    "rle_negative_runs": ("train", _rle({"size": [48, 48], "counts": [-1, 2305]}), ("RLE",)),
+    "rle_other_size": ("train", _rle({"size": [24, 96], "counts": [2304]}), ("height, width",)),
     "boxes_outside": ("val", _set("bbox", [1000, 1000, 20, 20]), ("outside their image", "48x48")),
     "one_box_outside": (
         "train",
@@ -113,6 +125,33 @@ def test_a_folder_named_like_an_image_is_missing(root):
     with pytest.raises(UserError) as info:
         check(root)
     assert_names(info, "missing", image.name)
+
+
+@pytest.mark.parametrize("keep", [0, 50, 0.5])
+def test_a_truncated_or_empty_image_is_refused_before_training(root, keep):
+    image = sorted((root / "val2017").iterdir())[1]
+    data = image.read_bytes()
+    image.write_bytes(data[: int(keep * len(data)) if isinstance(keep, float) else keep])
+    with pytest.raises(UserError) as info:
+        check(root)
+    assert_names(info, "truncated or unreadable", image.name, "re-download")
+
+
+def test_png_images_and_rle_masks_that_fill_their_image_pass(root):
+    first, second = sorted((root / "train2017").iterdir())[:2]
+    Image.open(first).save(first, format="PNG")  # read by content, whatever the name
+    Image.open(second).save(second, format="PNG")
+    second.write_bytes(second.read_bytes()[:-12])  # no IEND
+    with pytest.raises(UserError) as info:
+        check(root)
+    assert_names(info, "just one: " + second.name)
+    Image.open(first).save(second, format="PNG")
+    mask = np.zeros((48, 48), np.uint8, order="F")
+    mask[5:20, 10:30] = 1
+    compressed = mask_util.encode(mask)["counts"].decode()
+    _edit(root, "train", _rle({"size": [48, 48], "counts": compressed}))
+    _edit(root, "val", _rle({"size": [48, 48], "counts": [490, 15, 33, 15, 1751]}))
+    assert check(root) == 0
 
 
 def test_a_sound_dataset_passes(root, capsys):

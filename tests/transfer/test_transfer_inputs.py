@@ -4,6 +4,7 @@ and stops a diverging fine-tuning before it writes results."""
 from __future__ import annotations
 
 import errno
+import os
 import sys
 
 import pytest
@@ -87,6 +88,10 @@ def test_a_checkpoint_where_the_export_goes_is_never_replaced(root, tmp_path, ca
     assert transfer(root, work, users.as_posix()) == 2  # positional CHECKPOINT after the flags
     assert_names(capsys.readouterr().err, str(users), "--work-dir")
     assert users.read_bytes() == before
+    os.link(users, tmp_path / "link.pth")  # the same file under another name
+    assert transfer(root, work, str(tmp_path / "link.pth")) == 2
+    err = assert_names(capsys.readouterr().err, "link.pth", "--work-dir")
+    assert "--out" not in err and users.read_bytes() == before
 
 
 def test_a_work_dir_in_use_is_refused(root, tmp_path, capsys):
@@ -96,9 +101,7 @@ def test_a_work_dir_in_use_is_refused(root, tmp_path, capsys):
     with folder_lock(work, "--work-dir"):
         assert transfer(root, work) == 2
     assert_names(capsys.readouterr().err, str(work), "in use")
-    assert sorted(p.name for p in work.iterdir()) == sorted(
-        [WORK_DIR_MARKER, ".lightly-matrix.lock"]
-    )
+    assert [p.name for p in work.iterdir()] == [WORK_DIR_MARKER]
 
 
 @pytest.mark.slow
@@ -109,6 +112,13 @@ def test_a_diverging_loss_stops_the_transfer_without_results(root, tmp_path, cap
     err = assert_names(capsys.readouterr().err, "diverged", "lr")
     assert "Traceback" not in err
     assert not (work / "results.json").exists()
+
+
+def test_a_model_that_detects_nothing_says_so(root, tmp_path, capsys):
+    flags = ["--max-iters", "1", "--cfg-options", "model.test_cfg.rcnn.score_thr=1.0"]
+    assert transfer(root, tmp_path / "w", *flags) == 0
+    note = [line for line in capsys.readouterr().out.splitlines() if "no detections" in line]
+    assert len(note) == 1 and "--max-iters" in note[0]
 
 
 def test_a_full_disk_during_training_is_one_line(root, tmp_path, capsys, monkeypatch):

@@ -40,3 +40,9 @@ def test_taking_the_lock_costs_under_50_ms(tmp_path: Path) -> None:
         with folder_lock(tmp_path):
             pass
     assert (time.perf_counter() - start) / 10 < 0.05
+
+
+def test_the_lock_file_goes_when_done(tmp_path: Path) -> None:
+    with folder_lock(tmp_path):
+        assert (tmp_path / LOCK_NAME).is_file()
+    assert not any(tmp_path.iterdir())
