@@ -20,11 +20,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightly_matrix.errors import UserError
+from lightly_matrix.user_files import METRICS_FILE, SPECTRUM_FILE
 from lightly_matrix.utils.io import write_json_atomic
-
-METRICS_FILE = "metrics.json"
-#: Covariance spectra of the frozen backbone's features on the probe images, per evaluation.
-SPECTRUM_FILE = "spectrum.json"
 
 EVAL_COLUMNS = (
     ("epoch", "epoch"),

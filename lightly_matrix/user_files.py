@@ -14,6 +14,8 @@ _TORCH_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x80")
 _KINDS = {stat.S_IFREG: "a file", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe (FIFO)"}
 _KINDS.update({stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device"})
 _KINDS[stat.S_IFBLK] = "a block device"
+#: What a pretraining run saves of its evaluations (written by the probes, read by the report).
+METRICS_FILE, SPECTRUM_FILE = "metrics.json", "spectrum.json"
 
 
 def path_kind(path: str | Path) -> str | None:

@@ -14,9 +14,9 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from lightly_matrix.errors import UserError
-from lightly_matrix.evaluation import SPECTRUM_FILE, FrozenEvaluation, ProbeData, feature_spectrum
+from lightly_matrix.evaluation import FrozenEvaluation, ProbeData, feature_spectrum
 from lightly_matrix.functional import effective_rank, matrix_entropy
-from lightly_matrix.report import data as report_data
+from lightly_matrix.user_files import SPECTRUM_FILE
 
 
 class Encoder(LightningModule):
@@ -77,13 +77,6 @@ def test_each_evaluation_saves_a_spectrum_and_a_resume_appends(tmp_path: Path) -
     assert saved[2]["effective_rank"] == 1.0 and max(saved[2]["eigenvalues"]) == 0.0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["history"]] == [0, 1, 2]
-
-
-def test_the_report_reads_the_files_the_evaluation_writes() -> None:
-    from lightly_matrix import evaluation
-
-    assert report_data.METRICS_FILE == evaluation.METRICS_FILE
-    assert report_data.SPECTRUM_FILE == evaluation.SPECTRUM_FILE
 
 
 def test_knn_probe_takes_k_and_t_and_k1_is_the_nearest_cosine_neighbour() -> None:

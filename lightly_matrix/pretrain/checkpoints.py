@@ -16,6 +16,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning import Callback, LightningModule, Trainer
 
 from lightly_matrix.errors import UserError, first_line
+from lightly_matrix.export.convert import EXPORT_FORMAT
 from lightly_matrix.pretrain.config import RunConfig, from_checkpoint
 from lightly_matrix.pretrain.outdir import is_failed_start
 from lightly_matrix.user_files import check_checkpoint_file, path_kind
@@ -85,7 +86,7 @@ def _describe_foreign(obj: Any) -> str:
         return "a single tensor"
     if not isinstance(obj, dict):
         return f"a {type(obj).__name__}"
-    if "lightly_matrix.mmdet_backbone" in str(obj.get("meta")):
+    if EXPORT_FORMAT in str(obj.get("meta")):
         return "a backbone exported for mmdet (lightly-matrix export), not a training checkpoint"
     return f"a dict with keys {', '.join(list(map(str, obj))[:6])} (no Lightning training state)"
 

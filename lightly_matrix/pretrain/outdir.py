@@ -9,14 +9,14 @@ from pathlib import Path
 
 from lightly_matrix.data.folder import INDEX_DIR
 from lightly_matrix.errors import UserError
-from lightly_matrix.user_files import check_writable
+from lightly_matrix.user_files import METRICS_FILE, SPECTRUM_FILE, check_writable
 
 #: Folders a run writes before its first checkpoint (Lightning never reuses a ``version_N``).
 LOG_DIRS = ("csv", "tensorboard", INDEX_DIR)
 #: The probes' split of an image folder, kept so that a resumed run scores the same images.
 SPLIT_FILE = "probe_split.json"
 #: The evaluations a run writes before training: renamed aside when a new run reuses the folder.
-EVALUATIONS = {"metrics.json": "history", "spectrum.json": "evaluations"}
+EVALUATIONS = {METRICS_FILE: "history", SPECTRUM_FILE: "evaluations"}
 
 
 def _only_random_init(path: Path, key: str) -> bool:

@@ -304,7 +304,8 @@ def _report(out: Path, wall: float, trainer: Any) -> None:
     metrics.json, prints the evaluation table."""
     from pytorch_lightning.callbacks import Timer
 
-    from lightly_matrix.evaluation import EVAL_COLUMNS, METRICS_FILE
+    from lightly_matrix.evaluation import EVAL_COLUMNS
+    from lightly_matrix.user_files import METRICS_FILE
     from lightly_matrix.utils.io import write_json_atomic
     from lightly_matrix.utils.text import markdown_table
 

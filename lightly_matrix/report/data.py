@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightly_matrix.user_files import METRICS_FILE, SPECTRUM_FILE
 from lightly_matrix.utils.checks import is_number
 
-METRICS_FILE = "metrics.json"
-SPECTRUM_FILE = "spectrum.json"
 RESULTS_FILE = "results.json"
 #: Sub-folder of mmengine's ``TIMESTAMP`` log folder holding the test's drawn images.
 VIS_TEST_DIR = "vis_test"
