@@ -14,10 +14,8 @@ from lightly_matrix.methods.mae import MAE
 class MMAE(MAE):
     """M-MAE pretraining module: :class:`~lightly_matrix.methods.mae.MAE` with the TCR regulariser.
 
-    Same arguments as MAE; ``reg_weight`` defaults to 0.01 and ``gram_scale``/``centering`` set
-    the TCR term (the authors' ViT-L run: lamb 0.01, mu 3). ``double_norm=True`` (the presets)
-    applies the encoder's final LayerNorm a second time, as the official code does. Unlike the
-    official gather, ours keeps every rank's gradient.
+    Same arguments as MAE; ``reg_weight`` defaults to 0.01. Unlike the official gather, ours keeps
+    every rank's gradient.
     """
 
     method = "mmae"
