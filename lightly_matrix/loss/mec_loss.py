@@ -50,7 +50,7 @@ class MECLoss(BatchLoss):
         self.eps_squared = _check_eps_squared(eps_squared)
         if taylor_order is not None:
             check_positive_int(
-                "taylor_order", taylor_order, hint="or None (exact log-determinant); authors: 4"
+                "taylor_order", taylor_order, hint="or None: exact logdet; authors: 4"
             )
         self.taylor_order = taylor_order
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from lightly_matrix.data.transforms import build_train_transform
 from lightly_matrix.functional import effective_rank, matrix_entropy
 from lightly_matrix.registry import register
-from lightly_matrix.utils.checks import check_positive_int
+from lightly_matrix.utils.checks import check_number, check_positive_int
 
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
 STEMS = ("imagenet", "cifar")
@@ -56,7 +56,7 @@ class SharedArgs(TypedDict, total=False):
         warmup_epochs: Linear warm-up length in epochs.
         lr_scaling: ``"linear"`` or ``"none"``, see ``lr``.
         lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
-        warmup_style: ``"linspace"`` or ``"fraction"``, see :func:`warmup_cosine`.
+        warmup_style: Peak at the last warm-up unit (``"linspace"``) or after it (``"fraction"``).
         warmup_start_lr: The lr at the first warm-up unit.
         final_lr: The lr the cosine decays to at the end of the run.
         decay_norm_and_bias: Decay every parameter, or leave biases and norms out (Lightly's).
@@ -241,9 +241,7 @@ def check_optimisation(hparams: dict[str, Any]) -> None:
         if not isinstance(value, int | float) or not 0 <= value <= FLOAT32_MAX:
             raise ValueError(f"{key} must be a number in [0, {FLOAT32_MAX:.3g}], got {value!r}")
     check_positive_int("knn_k", hparams["knn_k"], hint="Lightly uses 200")
-    knn_t = hparams["knn_t"]
-    if not (isinstance(knn_t, int | float) and 0 < knn_t < float("inf")):
-        raise ValueError(f"knn_t must be a finite number > 0 (Lightly uses 0.1), got {knn_t!r}")
+    check_number("knn_t", hparams["knn_t"], low=0.0, low_open=True, hint="Lightly uses 0.1")
 
 
 def scaled_lr(hparams: Mapping[str, Any], world_size: int) -> float:

@@ -1,5 +1,4 @@
-"""BYOL (Grill et al., NeurIPS 2020) from Lightly's building blocks: the baseline that shares
-Matrix-SSL's EMA teacher, momentum schedule and optimiser, so a comparison isolates the loss."""
+"""BYOL (Grill et al., NeurIPS 2020) on Matrix-SSL's recipe: the baseline that isolates the loss."""
 
 from __future__ import annotations
 

@@ -73,6 +73,5 @@ class CorInfoMax(PretrainModule):
             mean_momentum=mean_momentum,
             cov_init=cov_init,
             eps=eps,
-            normalize=True,
             gather_distributed=self.hparams["gather_distributed"],
         )

@@ -42,8 +42,7 @@ class EMATeacherModule(PretrainModule):
     """
 
     default_transform = "mocov3"
-    #: The Matrix-SSL authors' ImageNet ResNet-50 run for every teacher method, so that BYOL, MEC
-    #: and Matrix-SSL differ only in their loss (and BYOL's heads).
+    #: The Matrix-SSL authors' ImageNet ResNet-50 run: the teacher methods differ only in loss.
     shared_defaults: ClassVar[dict[str, Any]] = {
         "zero_init_residual": True,
         "lr": 0.5,

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from lightly_matrix.loss import MECLoss
 from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
+from lightly_matrix.utils.checks import check_number
 
 
 def warmup_eps_squared(step: int, warmup_steps: int, eps_squared: float, factor: float) -> float:
@@ -49,12 +50,8 @@ class MEC(EMATeacherModule):
         **shared: Unpack[TeacherArgs],
     ) -> None:
         super().__init__()
-        factor = eps_warmup_factor
-        if not (isinstance(factor, int | float) and 1.0 <= factor < float("inf")):
-            raise ValueError(
-                f"eps_warmup_factor must be a finite number >= 1, got {factor!r}; eps^2 starts "
-                "that many times larger (the authors use 8, 1 turns the warm-up off)"
-            )
+        hint = "eps^2 starts that many times larger (the authors use 8, 1 turns the warm-up off)"
+        check_number("eps_warmup_factor", eps_warmup_factor, low=1.0, hint=hint)
         self._init_teacher()
         self.criterion = MECLoss(
             eps_squared=eps_squared,

@@ -1,5 +1,4 @@
-"""M-MAE (Yang et al., "Information Flow in Self-Supervised Learning"): MAE plus the matrix-entropy
-(TCR) regulariser ``-logdet(I + gram_scale/d F^T F)`` on the encoder's normalised CLS features."""
+"""M-MAE (Yang et al., 2023): MAE plus the matrix-entropy (TCR) regulariser on CLS features."""
 
 from __future__ import annotations
 

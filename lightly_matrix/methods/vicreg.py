@@ -1,5 +1,4 @@
-"""VICReg (Bardes et al., ICLR 2022) from Lightly's building blocks: a baseline under the same
-harness as the matrix-information methods."""
+"""VICReg (Bardes et al., ICLR 2022) from Lightly's building blocks, as a baseline."""
 
 from __future__ import annotations
 
