@@ -42,7 +42,7 @@ class EMATeacherModule(PretrainModule):
     """
 
     default_transform = "mocov3"
-    #: The Matrix-SSL authors' ImageNet ResNet-50 run: the teacher methods differ only in loss.
+    #: The Matrix-SSL authors' ImageNet ResNet-50 run, so the teacher methods differ only in loss.
     shared_defaults: ClassVar[dict[str, Any]] = {
         "zero_init_residual": True,
         "lr": 0.5,
