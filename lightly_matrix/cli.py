@@ -1,8 +1,7 @@
 """The ``lightly-matrix`` command line.
 
-Each sub-command lives beside the code it drives (:data:`SUBCOMMANDS`), in a module with
-``add_arguments(parser)`` and ``run(args) -> int``; only the one being run is imported, so
-``--help`` and ``--version`` stay fast and import neither torch nor mmdet.
+Each sub-command's module (:data:`SUBCOMMANDS`) has ``add_arguments(parser)`` and ``run(args)``;
+only the one run is imported, so ``--help`` and ``--version`` import neither torch nor mmdet.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from lightly_matrix import __version__
 from lightly_matrix.errors import UserError
@@ -24,15 +22,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "lightly_matrix.pretrain",
         "self-supervised pretraining on digits or an image folder",
     ),
-    "export": (
-        "lightly_matrix.export_cli",
-        "export a pretrained backbone for mmdet, torchvision or timm",
-    ),
+    "export": ("lightly_matrix.export_cli", "export a backbone for mmdet, torchvision or timm"),
     "transfer": ("lightly_matrix.transfer", "Mask R-CNN fine-tuning and COCO evaluation (mmdet)"),
-    "configs": (
-        "lightly_matrix.transfer.configs",
-        "list the shipped mmdet configs, or write one out for mmdet's tools",
-    ),
+    "configs": ("lightly_matrix.transfer.configs", "list or write out the shipped mmdet configs"),
     "report": (
         "lightly_matrix.report",
         "write RUN/report.html: probes, spectrum, curves, transfer AP and detections",
@@ -42,10 +34,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "check a COCO dataset (ids, files, classes, boxes, masks) before training",
     ),
 }
-
-
-def _load(name: str) -> Any:
-    return importlib.import_module(SUBCOMMANDS[name][0])
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -60,7 +48,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name, (_, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            _load(name).add_arguments(sp)
+            importlib.import_module(SUBCOMMANDS[name][0]).add_arguments(sp)
     return parser
 
 
@@ -72,14 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(_load(args.command).run(args) or 0)
+        return int(importlib.import_module(SUBCOMMANDS[args.command][0]).run(args) or 0)
     except UserError as err:
         print(f"lightly-matrix {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lightly-matrix {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

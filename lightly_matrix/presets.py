@@ -1,14 +1,10 @@
 """Named pretraining settings: the authors' runs, value by value, and a short run on the digits.
 
-A preset maps each method it covers to settings. Keys in :data:`RUN_KEYS` configure the run;
-all other keys are constructor arguments of the method's LightningModule. Command-line flags
-override a preset; a preset overrides the module's defaults (which are not repeated here).
-
-Every value of a paper preset carries its source in the authors' code as a comment (the docs'
-presets page shows them): ``MSSL`` yifanzhang-pro/Matrix-SSL, ``CIM`` serdarozsoy/corinfomax-ssl,
-``MMAE`` yifanzhang-pro/M-MAE, as read on 2026-12-02. Batch sizes are the TOTAL over all GPUs in
-every one of those scripts (and here). Where the authors' sources disagree, a preset follows the
-code that runs as published (docs/presets.md lists each difference).
+Keys in :data:`RUN_KEYS` configure the run, the others are the method's constructor arguments;
+flags override a preset, a preset the module's defaults. A paper value's comment is its source
+(shown in the docs): ``MSSL`` yifanzhang-pro/Matrix-SSL, ``CIM`` serdarozsoy/corinfomax-ssl,
+``MMAE`` yifanzhang-pro/M-MAE, read on 2026-12-02. Batch sizes are TOTAL over all GPUs; where
+the authors' sources disagree, the code as published wins (docs/presets.md lists each case).
 """
 
 from __future__ import annotations
@@ -16,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Settings of the run itself rather than of the LightningModule: preset key (and the flag of the
-#: same name) -> field of :class:`~lightly_matrix.pretrain.config.RunConfig`.
+#: Settings of the run, not the module: preset key (and flag) -> field of
+#: :class:`~lightly_matrix.pretrain.config.RunConfig`.
 RUN_KEYS = {
     "image_size": "image_size",
     "batch_size": "global_batch_size",
@@ -27,8 +23,7 @@ RUN_KEYS = {
     "crop_min_scale": "crop_min_scale",
 }
 
-#: The optimisation the digits search (benchmarks/tune_digits.py) ran with: Lightly's per-step
-#: warm-up + cosine, lr per 256 images, biases and norms not decayed, torchvision's init.
+#: The optimisation the digits search (benchmarks/tune_digits.py) ran with.
 _DIGITS_RESNET = {
     "zero_init_residual": False,
     "decay_norm_and_bias": False,
@@ -40,8 +35,7 @@ _DIGITS_RESNET = {
     "hidden_dim": 1024,
     "output_dim": 1024,
 }
-#: The teacher methods on the digits: Matrix-SSL's tuned heads, teacher and lr, so that BYOL and
-#: MEC (untuned) differ from it only in their loss (and BYOL's head layout).
+#: The teacher methods on the digits: Matrix-SSL's tuned settings (BYOL and MEC are untuned).
 _DIGITS_TEACHER = {
     **_DIGITS_RESNET,
     "pred_hidden_dim": 256,
@@ -66,7 +60,7 @@ def _corinfomax(
     projector: str, alpha: float, la: float, lr: float, final_lr: float, **more: Any
 ) -> dict[str, dict[str, Any]]:
     """CIM README's ``--projector H-H-D --sim_loss_weight alpha --la_R la --la_mu la
-    --learning_rate lr --min_lr final_lr --w_decay 1e-4``; the schedule is the module's."""
+    --learning_rate lr --min_lr final_lr --w_decay 1e-4``."""
     hidden, _, output = projector.rpartition("-")
     settings = {
         "hidden_dim": int(hidden.split("-")[0]),
@@ -90,10 +84,8 @@ _IMAGENET100 = {
     "batch_size": 1024,
 }
 
-# M-MAE's published run (MMAE pretrain.sh): 8 GPUs x 128 = 1024 images per step. Its all-gather
-# (loss_func.py GatherLayer.backward) returns only the local gradient slice, so after DDP's
-# average the regulariser's gradient was 1/8 of the loss it prints. Our gather keeps every rank's
-# gradient (the correct one), so the published run's effective strength is lamb 0.01 / 8.
+# M-MAE's all-gather (MMAE loss_func.py GatherLayer.backward) keeps only the local gradient, so
+# over 8 GPUs its regulariser acted with lamb 0.01 / 8; our gather keeps every rank's gradient.
 _MMAE_LAMB = 0.01 / 8
 _MMAE_COMMON = {
     "image_size": 224,  # MMAE main_pretrain.py:52 --input_size
@@ -110,8 +102,7 @@ _MMAE_METHODS = {
     "mmae": {
         "reg_weight": _MMAE_LAMB,  # MMAE pretrain.sh --lamb 1e-2, divided by 8 (above)
         "gram_scale": 3.0,  # MMAE pretrain.sh --uniformity_mu 3
-        # pretrain.sh passes --centering False to a store_true flag, which argparse rejects; False
-        # is what the script runs once the stray word is dropped.
+        # pretrain.sh gives this store_true flag a stray "False"; the script runs its default.
         "centering": False,  # MMAE main_pretrain.py: the store_true flag's default
         "double_norm": True,  # MMAE models_mae.py:230 self.norm(latent)
     },
@@ -150,9 +141,8 @@ PRESETS: dict[str, Preset] = {
     for preset in [
         Preset(
             "digits",
-            "ours: offline digits, 32 px, 5 epochs (the demo: 1-4 minutes on 2 CPU cores), lr and "
-            "weight chosen on the validation split (benchmarks/tune_digits.py); ResNet-18 with the "
-            "ImageNet stem (the demo transfers it), ViT-Tiny with 4 px patches for the MAE family",
+            "ours: offline digits, 32 px, 5 epochs (1-4 minutes on 2 CPU cores), lr and weight "
+            "tuned on the validation split; ResNet-18 (ImageNet stem), ViT-Tiny with 4 px patches",
             common={
                 "backbone": "resnet18",
                 "image_size": 32,
@@ -180,8 +170,7 @@ PRESETS: dict[str, Preset] = {
                 },
                 # Validation search: lr {0.2, 0.6} x lambda {5e-3, 2e-2}; lambda stays 5e-3.
                 "barlowtwins": {**_DIGITS_RESNET, "lr": 0.6},
-                # Validation search: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)}.
-                # The search ran with weight decay 1e-4.
+                # Search at wd 1e-4: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)}.
                 "vicreg": {**_DIGITS_RESNET, "lr": 0.9, "weight_decay": 1e-4},
                 "mmae": dict(_DIGITS_VIT),
                 "umae": dict(_DIGITS_VIT),
@@ -283,8 +272,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "imagenet_vitb16",
-            "ImageNet-1k ViT-B/16 with the M-MAE authors' ViT-L recipe (they publish ViT-L): "
-            "M-MAE, U-MAE, MAE",
+            "ImageNet-1k ViT-B/16 on the M-MAE authors' ViT-L recipe: M-MAE, U-MAE, MAE",
             common={"backbone": "vit_base_patch16_224", **_MMAE_COMMON},
             methods=_MMAE_METHODS,
         ),

@@ -1,9 +1,7 @@
 """The names of the pretraining methods, read without importing torch (``--help`` stays fast).
 
-A method registers itself when its class is defined
-(:class:`~lightly_matrix.methods.base.PretrainModule` subclasses with a ``method`` name). Another
-package makes its methods known to the command line without being imported, through the entry-point
-group :data:`ENTRY_POINT_GROUP`, as pytest and Lightning find their plugins::
+A method class registers itself when defined; another package makes its methods known without
+being imported through the entry-point group :data:`ENTRY_POINT_GROUP`::
 
     [project.entry-points."lightly_matrix.methods"]
     my_method = "my_package.my_method:MyMethod"

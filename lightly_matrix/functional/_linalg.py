@@ -1,8 +1,7 @@
 """Matrix functions with gradients that stay finite where eigenvalues repeat.
 
-``eigh``'s backward has ``1 / (lambda_i - lambda_j)`` terms, infinite for the repeated eigenvalues
-of every "low rank + mu * I" matrix here; the Daleckii-Krein formula's divided differences
-tend to the finite ``f'(lambda)``.
+``eigh``'s backward divides by ``lambda_i - lambda_j``, infinite for the repeated eigenvalues of
+every "low rank + mu * I" matrix here; Daleckii-Krein divided differences tend to ``f'(lambda)``.
 """
 
 from __future__ import annotations
@@ -110,8 +109,7 @@ def logdet_spd(S: Tensor) -> Tensor:
     """Log-determinant of a symmetric positive-definite matrix through its Cholesky factor.
 
     Raises:
-        ValueError: If ``S`` is not positive definite, instead of returning NaN, or on the meta
-            device (the check needs values).
+        ValueError: If ``S`` is not positive definite (instead of NaN) or on the meta device.
     """
     if S.is_meta:
         raise ValueError(

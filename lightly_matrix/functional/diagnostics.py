@@ -1,7 +1,5 @@
-"""Collapse diagnostics to log during training: matrix entropy, effective rank, covariance spectrum.
-
-From the smaller Gram matrix; the scalars fall when the embeddings collapse. Matrix entropy is
-what Matrix-SSL and M-MAE [0, 1] maximise; effective rank is [2]'s.
+"""Collapse diagnostics from the smaller Gram matrix: matrix entropy (what Matrix-SSL and M-MAE
+[0, 1] maximise), effective rank [2] and covariance spectrum; they fall when embeddings collapse.
 
 - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024
 - [1] Yang et al., Information Flow in Self-Supervised Learning, https://arxiv.org/abs/2309.17281
@@ -16,8 +14,7 @@ from torch import Tensor
 
 
 def _gram_eigenvalues(x: Tensor) -> Tensor:
-    m, d = x.shape
-    gram = x @ x.mT if m <= d else x.mT @ x
+    gram = x @ x.mT if x.shape[0] <= x.shape[1] else x.mT @ x
     return torch.linalg.eigvalsh(gram).clamp(min=0.0)
 
 

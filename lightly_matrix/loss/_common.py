@@ -22,15 +22,13 @@ __all__ = ["BatchLoss", "check_number", "check_positive_int"]
 class BatchLoss(nn.Module):
     """Base of the losses: checks the inputs and runs the matrix math on the global batch.
 
-    The losses return a float32 scalar (float64 for float64 inputs); a hyper-parameter out of
-    range is a ``ValueError`` naming it. Inputs are not checked for inf/NaN (that would cost a
-    host sync per step): a loss that factorises a matrix (CorInfoMax, matrix entropy, the exact
-    logarithms) raises a ``ValueError`` naming the loss, the others return NaN, which the
-    training loop's non-finite guard stops before the backward pass.
+    The losses return a float32 scalar (float64 for float64 inputs). Inputs are not checked for
+    inf/NaN (a host sync per step): a loss that factorises a matrix raises a ``ValueError``, the
+    others return NaN, which the training loop stops before the backward pass.
 
     Attributes:
-        gather_distributed: Gather the rows of all processes first (the global batch's loss);
-            without an initialised process group the local batch is used, as in Lightly's.
+        gather_distributed: Gather the rows of all processes first (without an initialised
+            process group: the local batch, as in Lightly).
     """
 
     def __init__(self, gather_distributed: bool = False) -> None:
@@ -62,9 +60,8 @@ class BatchLoss(nn.Module):
 
     @contextmanager
     def global_batch(self, *inputs: Tensor, normalize: bool = True) -> Iterator[list[Tensor]]:
-        """The checked inputs in float32 (float64 if any is), gathered, rows L2-normalised.
-
-        The block runs with autocast off: logdet, eigh and logs need fp32 or fp64.
+        """The checked inputs in float32 (float64 if any is), gathered, rows L2-normalised; the
+        block runs with autocast off (logdet, eigh and logs need fp32 or fp64).
 
         Raises:
             ValueError: Inputs that are not 2-D floating-point tensors of one shape, of dim 0,

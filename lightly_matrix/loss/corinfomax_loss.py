@@ -26,9 +26,8 @@ class CorInfoMaxLoss(BatchLoss):
     - ``cov_loss = -(logdet(R_1 + eps I) + logdet(R_2 + eps I)) / D``
     - ``loss = alpha * mean((z_1 - z_2)^2) + cov_weight * cov_loss``
 
-    The momenta weigh the OLD estimate. The float64 statistics are saved in ``state_dict``,
-    moved by ``.to()`` and updated in training mode only. A (global) batch smaller than D warns
-    once (rank-deficient covariances; the published runs use 3 to 8 times D).
+    The momenta weigh the OLD estimate. The statistics stay float64 through ``.to()``, are in
+    ``state_dict`` and update in training mode only; a global batch smaller than D warns once.
 
     - [0] Ozsoy et al., Self-Supervised Learning with an Information Maximization Criterion,
       NeurIPS 2022, https://arxiv.org/abs/2209.07999
@@ -37,7 +36,7 @@ class CorInfoMaxLoss(BatchLoss):
         dim: Embedding dimension D.
         alpha: Weight of the invariance (mean squared error) term.
         cov_weight: Weight of the log-determinant term.
-        cov_momentum: Forgetting factor of the running covariances.
+        cov_momentum: Forgetting factor of the running covariances (weight of the old one).
         mean_momentum: Forgetting factor of the running means.
         cov_init: Initial covariance ``cov_init * I``.
         eps: Ridge added before the log-determinant.
@@ -154,10 +153,9 @@ class CorInfoMaxLoss(BatchLoss):
             if len(za) < self.dim:
                 self.warn_once(
                     "small batch",
-                    f"the batch has {len(za)} rows (over all processes) but dim={self.dim}; each "
-                    f"batch covariance has rank < {self.dim}, so the log-determinant term gets "
-                    "little signal and training can plateau. Use a global batch of at least dim "
-                    "rows (the published runs use 3 to 8 x dim) or a smaller projector output.",
+                    f"the batch has {len(za)} rows (over all processes) but dim={self.dim}; the "
+                    "rank-deficient covariances give the log-determinant little signal. Use a "
+                    "global batch of at least dim rows (published: 3-8 x dim) or a smaller dim.",
                 )
             new_a = self._updated_stats(za, self.running_mean_a, self.running_cov_a)
             new_b = self._updated_stats(zb, self.running_mean_b, self.running_cov_b)

@@ -11,10 +11,9 @@ from lightly_matrix.loss._common import BatchLoss, check_number
 class MatrixEntropyLoss(BatchLoss):
     """Negative coding rate ``-logdet(I_d + gram_scale / d * F^T F)``: M-MAE's regulariser [0].
 
-    ``F``: the gathered, L2-normalised (optionally centred) features, one row per sample; divisor
-    ``d`` and no 1/2 factor, as in the authors' code. M-MAE adds ``lamb * reg`` to the MAE loss
-    (``weight=lamb``; their ViT-L run: 0.01, ``gram_scale = 3``) on the CLS token after the final
-    LayerNorm. Its second-order term is U-MAE's (:class:`~lightly_matrix.loss.UMAELoss`).
+    ``F``: the gathered, L2-normalised (optionally centred) features; divisor ``d`` and no 1/2
+    factor, as in the authors' code, who add it to the MAE loss on the normalised CLS token. Its
+    second-order term is U-MAE's (:class:`~lightly_matrix.loss.UMAELoss`).
 
     - [0] Yang et al., Information Flow in Self-Supervised Learning,
       https://arxiv.org/abs/2309.17281

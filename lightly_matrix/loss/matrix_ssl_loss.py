@@ -11,16 +11,14 @@ from lightly_matrix.loss._common import BatchLoss, check_number, check_positive_
 class MatrixSSLLoss(BatchLoss):
     """Matrix-SSL loss of one (online, target) pair, as proposed in [0].
 
-    ``z`` is the ONLINE output (student predictor, gets the gradient) and ``p`` the TARGET (EMA
-    teacher projection): ``loss_fn(z, p)``; swapped roles (gradient only in the second) warn
-    once. With rows gathered and L2-normalised, ``J_m`` the centering matrix:
+    ``loss_fn(z, p)``: ``z`` is the ONLINE predictor output, ``p`` the TARGET (EMA teacher
+    projection); swapped roles warn once. With rows gathered and L2-normalised, ``J_m`` centring:
 
     - uniformity ``U = MCE(target_scale I, p^T J_m z / m + ridge I)``,
     - alignment ``A = MCE(p^T J_m p / m + ridge I, z^T J_m z / m + ridge I)``,
     - loss ``U + gamma * A`` with ``MCE(P, Q) = tr(-P log Q)``.
 
-    ``log`` is the authors' Taylor series around I (``taylor_order=None``: exact); the paper's
-    ``+ tr(Q)`` is omitted as in their code.
+    ``log`` is the authors' Taylor series around I; the paper's ``+ tr(Q)`` is omitted as there.
 
     - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024,
       https://arxiv.org/abs/2305.17326

@@ -16,12 +16,10 @@ class MECLoss(BatchLoss):
 
     ``loss = -1 / (m * lamda) * logdet(I + lamda * p^T z)``
 
-    with ``logdet`` the Taylor series of order ``taylor_order`` (None: exact ``log|det|``). The
-    paper's ``-mu * logdet(...)`` (``mu = (m + d) / 2``) is divided by ``mu * m * lamda`` as in
-    the authors' code: the first-order term is BYOL's negative cosine similarity. The loss is
-    symmetric in its two arguments. The series converges only for a spectrum of
-    ``lamda * p^T z`` inside the unit disc: the authors' 10 warm-up epochs use an ``eps_squared``
-    8 times larger (``forward(..., eps_squared=...)``).
+    with ``logdet`` a Taylor series. The paper's ``-mu * logdet(...)`` is divided by
+    ``mu * m * lamda`` as in the authors' code (first-order term: BYOL's negative cosine
+    similarity). The series needs the spectrum of ``lamda * p^T z`` in the unit disc, so the
+    authors' warm-up uses an ``eps_squared`` 8 times larger (``forward(..., eps_squared=...)``).
 
     - [0] Liu et al., Self-Supervised Learning via Maximum Entropy Coding, NeurIPS 2022,
       https://arxiv.org/abs/2210.11464
@@ -52,7 +50,7 @@ class MECLoss(BatchLoss):
         self.eps_squared = _check_eps_squared(eps_squared)
         if taylor_order is not None:
             check_positive_int(
-                "taylor_order", taylor_order, hint="or None (exact log-determinant); authors: 4"
+                "taylor_order", taylor_order, hint="or None: exact logdet; authors: 4"
             )
         self.taylor_order = taylor_order
 

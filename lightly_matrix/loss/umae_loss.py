@@ -10,8 +10,8 @@ from lightly_matrix.loss._common import BatchLoss, check_number
 class UMAELoss(BatchLoss):
     """``mean((F F^T)^2)`` over all m x m entries, ``F`` the L2-normalised features [0].
 
-    U-MAE adds it to the MAE loss with weight 0.01 (``weight=0.01``). It is, up to scale, the
-    second-order term of :class:`~lightly_matrix.loss.MatrixEntropyLoss`, on the same features.
+    U-MAE adds it to the MAE loss with weight 0.01; up to scale, it is the second-order term of
+    :class:`~lightly_matrix.loss.MatrixEntropyLoss`.
 
     - [0] Zhang et al., How Mask Matters: Towards Theoretical Understandings of Masked
       Autoencoders, NeurIPS 2022, https://arxiv.org/abs/2210.08344

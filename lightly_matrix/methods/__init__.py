@@ -1,10 +1,8 @@
 """One LightningModule per pretraining method, in the style of Lightly's benchmark modules.
 
-Each method is one file; defining its class registers it in :data:`METHOD_CLASSES` (``--method``
-name -> class) and :data:`METHODS`, entries in the shape of Lightly's benchmark harness
-(``benchmarks/imagenet/resnet50/main.py``): ``{"model": cls, "transform": train_transform}``.
-Our ``byol``, ``vicreg`` and ``barlowtwins`` share Lightly's names: :func:`add_to_harness` adds
-ours beside Lightly's instead of replacing them, as a plain ``dict.update`` would.
+Defining a method's class registers it in :data:`METHOD_CLASSES` (``--method`` name -> class)
+and :data:`METHODS` (entries for Lightly's benchmark harness); :func:`add_to_harness` adds them
+beside Lightly's own ``byol``, ``vicreg`` and ``barlowtwins`` instead of replacing them.
 
 Examples:
     >>> from lightly_matrix.methods import METHODS

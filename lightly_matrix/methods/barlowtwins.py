@@ -1,5 +1,4 @@
-"""Barlow Twins (Zbontar et al., ICML 2021) from Lightly's building blocks: a baseline under the
-same harness as the matrix-information methods."""
+"""Barlow Twins (Zbontar et al., ICML 2021) from Lightly's building blocks, as a baseline."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""What every pretraining module shares: backbones, the optimiser and schedule, the online probe,
-the per-epoch collapse diagnostics, and the registry of methods.
+"""What every pretraining module shares: backbones, optimiser and schedule, online probe,
+collapse diagnostics, and the registry of methods.
 
-A method is one file: a :class:`PretrainModule` subclass that declares its ``method`` name,
-whether it is ``masked`` (one masked view of a ViT), its ``default_transform``, its
-``shared_defaults`` and its own keyword-only arguments. Defining the class registers it: the
-command line, ``--dry-run`` and the harness entries :data:`METHODS` read it from there.
+A method is one :class:`PretrainModule` subclass; defining it registers it for the command line
+and the harness entries :data:`METHODS`.
 """
 
 from __future__ import annotations
@@ -27,15 +25,10 @@ from torch import Tensor, nn
 from lightly_matrix.data.transforms import build_train_transform
 from lightly_matrix.functional import effective_rank, matrix_entropy
 from lightly_matrix.registry import register
-from lightly_matrix.utils.checks import check_positive_int
+from lightly_matrix.utils.checks import check_number, check_positive_int
 
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
-# The choices of the SharedArgs of the same names.
-OPTIMIZERS = ("sgd", "lars", "adamw")
-LR_SCALINGS = ("linear", "none")
-LR_INTERVALS = ("step", "epoch")
 STEMS = ("imagenet", "cifar")
-WARMUP_STYLES = ("linspace", "fraction")
 SGD_MOMENTUM = 0.9
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 ADAMW_BETAS = (0.9, 0.95)
@@ -44,11 +37,10 @@ RESNET_ARGS = ("stem", "zero_init_residual")
 
 
 class SharedArgs(TypedDict, total=False):
-    """The constructor arguments every method accepts (keyword-only), declared once.
+    """The keyword-only constructor arguments of every method.
 
-    Their defaults are :attr:`PretrainModule.shared_defaults` (each method's paper run), so that
-    a module built with only the arguments of Lightly's benchmark harness
-    (``batch_size_per_device``, ``num_classes``) is its paper's run.
+    Their defaults, :attr:`PretrainModule.shared_defaults`, are each method's paper run, so a
+    module built with only Lightly's harness arguments is that run.
 
     Attributes:
         backbone: ``resnet18``, ``resnet50`` or a timm ViT name (``vit_*``).
@@ -56,8 +48,7 @@ class SharedArgs(TypedDict, total=False):
         batch_size_per_device: Batch on each device; the global batch is this x the world size.
         image_size: Input size (the ViT position embeddings).
         patch_size: ViT patch size (``None``: the model's own at >= 128 px, else image_size / 8).
-        stem: ResNet stem: ``imagenet`` (what mmdet's ResNet loads) or ``cifar`` (3x3 stride-1
-            conv, no max-pool; 32 px images, not transferable).
+        stem: ``imagenet`` (mmdet-loadable) or ``cifar`` (3x3 stride-1 conv, no max-pool; 32 px).
         zero_init_residual: Zero-initialise the last BatchNorm of each residual block.
         optimizer: ``sgd``, ``lars`` or ``adamw``.
         lr: Per 256 images of the global batch (``lr_scaling="linear"``) or as given (``"none"``).
@@ -65,14 +56,13 @@ class SharedArgs(TypedDict, total=False):
         warmup_epochs: Linear warm-up length in epochs.
         lr_scaling: ``"linear"`` or ``"none"``, see ``lr``.
         lr_interval: Step the lr schedule per optimizer ``"step"`` or per ``"epoch"``.
-        warmup_style: Where the warm-up peaks: ``"linspace"`` at its last unit (Matrix-SSL,
-            CorInfoMax) or ``"fraction"`` at the first unit after it (MAE, M-MAE).
+        warmup_style: Peak at the last warm-up unit (``"linspace"``) or after it (``"fraction"``).
         warmup_start_lr: The lr at the first warm-up unit.
         final_lr: The lr the cosine decays to at the end of the run.
         decay_norm_and_bias: Decay every parameter, or leave biases and norms out (Lightly's).
         gather_distributed: Gather embeddings over all processes in the loss (DDP).
-        knn_k: Neighbours of the kNN probe (Lightly's ``BenchmarkModule`` argument).
-        knn_t: Temperature of the kNN probe's weighted votes.
+        knn_k: Neighbours of the kNN probe (as Lightly's ``BenchmarkModule``).
+        knn_t: Temperature of the kNN probe's votes.
     """
 
     backbone: str
@@ -163,14 +153,11 @@ def build_backbone(
     stem: str = "imagenet",
     zero_init_residual: bool = False,
 ) -> tuple[nn.Module, int]:
-    """Builds a randomly initialised backbone in Lightly's layout; arguments as
-    :class:`SharedArgs`.
+    """Builds a randomly initialised backbone in Lightly's layout; arguments as :class:`SharedArgs`.
 
-    ResNets are ``nn.Sequential(*children()[:-1])`` of torchvision's model (``backbone.0`` is
-    conv1, ``backbone.4``..``backbone.7`` layer1..4: what the mmdet exporter maps). The CIFAR stem
-    replaces conv1 by a 3x3 stride-1 conv and the max-pool by an identity, as CorInfoMax's CIFAR
-    code does. ViTs are timm models in Lightly's ``MaskedVisionTransformerTIMM``
-    (keys ``backbone.vit.*``), which accepts token masks.
+    ResNets are torchvision's ``children()[:-1]`` in an ``nn.Sequential`` (``backbone.4``..``7``:
+    layer1..4, what the mmdet exporter maps); ViTs are timm models in Lightly's
+    ``MaskedVisionTransformerTIMM`` (keys ``backbone.vit.*``).
 
     Returns:
         The backbone (output ``(batch, dim)`` after ``flatten(1)``) and its feature dimension.
@@ -199,8 +186,7 @@ def build_backbone(
         name, pretrained=False, num_classes=0, img_size=image_size, patch_size=patch_size
     )
     backbone = MaskedVisionTransformerTIMM(vit=vit)
-    # Tokens are dropped (idx_keep), never replaced, so the encoder's mask token gets no gradient;
-    # freezing it keeps DDP from waiting for it.
+    # Tokens are dropped, never replaced: the mask token gets no gradient, and DDP must not wait.
     backbone.mask_token.requires_grad_(False)
     return backbone, int(vit.embed_dim)
 
@@ -222,10 +208,9 @@ def warmup_cosine(
 ) -> float:
     """The authors' schedules: linear warm-up over ``warmup`` units, then cosine to ``final``.
 
-    ``"linspace"`` warms up as ``start + (peak - start) * i / (W - 1)``, the peak at the last
-    warm-up unit (Matrix-SSL's ``np.linspace``, CorInfoMax); ``"fraction"`` as
-    ``start + (peak - start) * i / W``, the peak at the first unit after it (MAE, M-MAE). Then
-    ``final + (peak - final) * (1 + cos(pi * (i - W) / (T - W))) / 2``.
+    ``"linspace"`` peaks at the last warm-up unit, ``start + (peak - start) * i / (W - 1)``
+    (Matrix-SSL, CorInfoMax); ``"fraction"`` at the first unit after it, ``... * i / W`` (MAE,
+    M-MAE).
 
     Examples:
         >>> [round(warmup_cosine(i, 10, 3, 1.0), 3) for i in (0, 1, 2, 3, 10)]
@@ -243,10 +228,10 @@ def warmup_cosine(
 def check_optimisation(hparams: dict[str, Any]) -> None:
     """Raises ``ValueError`` for optimiser, schedule or kNN settings no module can train with."""
     for key, allowed in (
-        ("optimizer", OPTIMIZERS),
-        ("lr_scaling", LR_SCALINGS),
-        ("lr_interval", LR_INTERVALS),
-        ("warmup_style", WARMUP_STYLES),
+        ("optimizer", ("sgd", "lars", "adamw")),
+        ("lr_scaling", ("linear", "none")),
+        ("lr_interval", ("step", "epoch")),
+        ("warmup_style", ("linspace", "fraction")),
     ):
         if hparams[key] not in allowed:
             raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {hparams[key]!r}")
@@ -256,9 +241,7 @@ def check_optimisation(hparams: dict[str, Any]) -> None:
         if not isinstance(value, int | float) or not 0 <= value <= FLOAT32_MAX:
             raise ValueError(f"{key} must be a number in [0, {FLOAT32_MAX:.3g}], got {value!r}")
     check_positive_int("knn_k", hparams["knn_k"], hint="Lightly uses 200")
-    knn_t = hparams["knn_t"]
-    if not (isinstance(knn_t, int | float) and 0 < knn_t < float("inf")):
-        raise ValueError(f"knn_t must be a finite number > 0 (Lightly uses 0.1), got {knn_t!r}")
+    check_number("knn_t", hparams["knn_t"], low=0.0, low_open=True, hint="Lightly uses 0.1")
 
 
 def scaled_lr(hparams: Mapping[str, Any], world_size: int) -> float:
@@ -279,28 +262,22 @@ METHODS: dict[str, dict[str, Any]] = {}
 class PretrainModule(LightningModule):
     """Base of the pretraining modules; a subclass with a ``method`` name registers itself.
 
-    A method's ``__init__`` takes its own hyper-parameters as keyword-only arguments and the
-    :class:`SharedArgs` as ``**shared``. Its first line, ``super().__init__()``, records them all
-    in ``self.hparams`` (completed with the defaults and checked), builds ``backbone`` (of
-    ``feature_dim`` features) and the online probe; the method then adds its heads and
+    A method's ``__init__`` takes its own keyword-only hyper-parameters and ``**shared``
+    (:class:`SharedArgs`); ``super().__init__()`` completes, checks and records them in
+    ``self.hparams`` and builds ``backbone`` and the online probe; the method adds its heads and
     ``criterion``.
-
-    The default :meth:`training_step` is the symmetric two-view step: both views through
-    ``backbone`` and ``projection_head``, then ``criterion(z1, z2)``.
     """
 
     #: Name of the method in the CLI and in checkpoints (``hparams["method"]``).
     method: ClassVar[str] = ""
     #: One masked view of a ViT (MAE family) instead of two augmented views of any backbone.
     masked: ClassVar[bool] = False
-    #: Number of views per image (1 for masked methods, else 2; set from ``masked``).
+    #: Views per image (1 for masked methods, else 2; set from ``masked``).
     num_views: ClassVar[int] = 2
-    #: The view set of the method's paper run, a key of
-    #: :data:`lightly_matrix.data.transforms.RECIPES`.
+    #: The paper run's views, a key of :data:`lightly_matrix.data.transforms.RECIPES`.
     default_transform: ClassVar[str] = "byol"
-    #: Defaults of the :class:`SharedArgs` (or of a base's extension of them, such as
-    #: :class:`TeacherArgs`); a subclass lists only what its
-    #: paper run changes (at least ``lr`` and ``weight_decay``), merged over its parents'.
+    #: Defaults of the :class:`SharedArgs` (or an extension such as :class:`TeacherArgs`); a
+    #: subclass lists what its paper run changes, merged over its parents'.
     shared_defaults: ClassVar[dict[str, Any]] = {
         "backbone": "resnet50",
         "num_classes": 1000,
@@ -362,8 +339,7 @@ class PretrainModule(LightningModule):
 
     @classmethod
     def hparam_defaults(cls) -> dict[str, Any]:
-        """Every hyper-parameter with its default: the shared ones, then the method's own
-        (its keyword-only constructor arguments)."""
+        """Every hyper-parameter with its default: the shared ones, then the method's own."""
         params = inspect.signature(cls.__init__).parameters.values()
         own = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
         skip = RESNET_ARGS if cls.masked else ()
@@ -379,8 +355,7 @@ class PretrainModule(LightningModule):
 
     @classmethod
     def check_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
-        """``given`` completed with the defaults and checked: the one check of a module's
-        hyper-parameters, before a run makes its folder and when a module is built.
+        """``given`` completed with the defaults and checked (before a run makes its folder).
 
         Raises:
             TypeError: For an argument the method does not take.
@@ -505,13 +480,11 @@ class PretrainModule(LightningModule):
             if name != "online_classifier" and any(p.requires_grad for p in module.parameters())
         ]
         if self.hparams["decay_norm_and_bias"]:
-            params = [p for m in modules for p in m.parameters()]
-            no_decay: list[nn.Parameter] = []
+            params, no_decay = [p for m in modules for p in m.parameters()], []
         else:
             params, no_decay = get_weight_decay_parameters(modules)
-        groups: list[dict[str, Any]] = [
-            {"name": "weights", "params": [p for p in params if p.requires_grad]}
-        ]
+        weights = [p for p in params if p.requires_grad]
+        groups: list[dict[str, Any]] = [{"name": "weights", "params": weights}]
         if no_decay:
             trainable = [p for p in no_decay if p.requires_grad]
             groups.append({"name": "no_weight_decay", "params": trainable, "weight_decay": 0.0})
@@ -540,8 +513,7 @@ class PretrainModule(LightningModule):
         warmup = round(per_epoch * float(hp["warmup_epochs"]))
         start, final = float(hp["warmup_start_lr"]), float(hp["final_lr"])
 
-        # A closure (not a callable object), so that a resumed run's scheduler state does not
-        # bring back the old run's length: --resume with more epochs stretches the schedule.
+        # A closure, not a callable object: a resumed run's state must not restore the old length.
         def factor(index: int) -> float:
             lr = warmup_cosine(index, total, warmup, peak, start, final, hp["warmup_style"])
             return lr / peak if peak > 0 else 0.0

@@ -1,5 +1,4 @@
-"""BYOL (Grill et al., NeurIPS 2020) from Lightly's building blocks: the baseline that shares
-Matrix-SSL's EMA teacher, momentum schedule and optimiser, so a comparison isolates the loss."""
+"""BYOL (Grill et al., NeurIPS 2020) on Matrix-SSL's recipe: the baseline that isolates the loss."""
 
 from __future__ import annotations
 
@@ -12,13 +11,11 @@ from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 
 
 class BYOL(EMATeacherModule):
-    """BYOL pretraining module with Lightly's heads and loss.
+    """BYOL pretraining module: Lightly's BYOL heads (the paper's widths) and
+    ``NegativeCosineSimilarity`` on the :class:`EMATeacherModule` recipe of Matrix-SSL.
 
-    Lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead`` of the paper's widths (Sec. 3.3)
-    and ``NegativeCosineSimilarity`` averaged over the two view pairs (BYOL's ``2 - 2 cos`` up to
-    a constant and a factor; the first-order term of MEC's loss). Everything else is the
-    :class:`EMATeacherModule` recipe of Matrix-SSL. BYOL's own ImageNet run is ``--optimizer lars
-    --lr 0.2 --weight-decay 1.5e-6`` at batch 4096. Arguments: :class:`TeacherArgs`.
+    BYOL's own ImageNet run is ``--optimizer lars --lr 0.2 --weight-decay 1.5e-6`` at batch 4096.
+    Arguments: :class:`TeacherArgs`.
     """
 
     method = "byol"

@@ -1,5 +1,4 @@
-"""CorInfoMax [0]: a symmetric two-branch network trained to maximise the log-determinant of
-running embedding covariances while keeping the two views' embeddings close.
+"""CorInfoMax [0]: two branches, the log-determinant of running covariances plus alignment.
 
 - [0] Ozsoy et al., Self-Supervised Learning with an Information Maximization Criterion,
   NeurIPS 2022, https://arxiv.org/abs/2209.07999
@@ -17,13 +16,10 @@ from lightly_matrix.models.modules import CorInfoMaxProjectionHead
 class CorInfoMax(PretrainModule):
     """CorInfoMax pretraining module [0].
 
-    Defaults are the authors' ImageNet-1k ResNet-50 setting (README command of
-    serdarozsoy/corinfomax-ssl, ``imagenet1k/``), with normalised embeddings and an ABSOLUTE lr
-    (``lr_scaling="none"``) stepped per epoch: linear warm-up from 3e-3 reaching the peak at epoch
-    9, then cosine to 1e-6. The CIFAR, Tiny-ImageNet and ImageNet-100 settings are presets
-    (``--list-presets``). The running means and covariances are float64 buffers of
-    ``criterion``: checkpoints hold them and a resumed run continues exactly. Shared arguments:
-    :class:`SharedArgs`.
+    Defaults are the authors' ImageNet-1k ResNet-50 setting (serdarozsoy/corinfomax-ssl README):
+    an ABSOLUTE lr stepped per epoch, warm-up from 3e-3 peaking at epoch 9, cosine to 1e-6. The
+    other datasets are presets (``--list-presets``). Checkpoints hold the criterion's running
+    statistics. Shared arguments: :class:`SharedArgs`.
 
     Args:
         hidden_dim: Projector hidden width.
@@ -31,8 +27,7 @@ class CorInfoMax(PretrainModule):
         proj_batch_norm: BatchNorm in the projector's hidden layers (the ImageNet-1k setting).
         alpha: Weight of the invariance (mean squared error) term.
         cov_weight: Weight of the log-determinant term.
-        cov_momentum: Forgetting factor of the running covariances (weight of the OLD
-            estimate; the authors' ``la_R``).
+        cov_momentum: Weight of the OLD running covariance (the authors' ``la_R``).
         mean_momentum: Forgetting factor of the running means (the authors' ``la_mu``).
         cov_init: Initial covariance ``cov_init * I`` (the authors' ``R_ini``).
         eps: Ridge added before the log-determinant.
@@ -78,6 +73,5 @@ class CorInfoMax(PretrainModule):
             mean_momentum=mean_momentum,
             cov_init=cov_init,
             eps=eps,
-            normalize=True,
             gather_distributed=self.hparams["gather_distributed"],
         )

@@ -1,9 +1,6 @@
 """BYOL's layout [0], shared by BYOL, MEC and Matrix-SSL: an online network (backbone, projector,
 predictor) and an EMA teacher (backbone, projector) whose projections are the targets.
 
-The methods differ only in their heads and in the loss of one (online prediction, teacher
-projection) pair; the teacher, its momentum schedule and the two-view step are defined here once.
-
 - [0] Grill et al., Bootstrap Your Own Latent, NeurIPS 2020, https://arxiv.org/abs/2006.07733
 """
 
@@ -41,15 +38,11 @@ class EMATeacherModule(PretrainModule):
     """Base of the online/EMA-teacher methods.
 
     Subclasses take :class:`TeacherArgs` as ``**shared``, call ``_init_teacher()`` with their
-    heads and set ``criterion``, a loss of one (online prediction, teacher projection) pair. The
-    teacher momentum follows a cosine from ``momentum_start`` to ``momentum_end`` over all
-    training steps, applied after each optimizer step.
+    heads and set ``criterion``, the loss of one (online prediction, teacher projection) pair.
     """
 
     default_transform = "mocov3"
-    #: The Matrix-SSL authors' ImageNet ResNet-50 run (``main_pretrain.py``, ``mec/builder.py``)
-    #: for every teacher method, so that BYOL, MEC and Matrix-SSL differ only in their loss (and
-    #: BYOL's heads).
+    #: The Matrix-SSL authors' ImageNet ResNet-50 run, so the teacher methods differ only in loss.
     shared_defaults: ClassVar[dict[str, Any]] = {
         "zero_init_residual": True,
         "lr": 0.5,
@@ -67,8 +60,7 @@ class EMATeacherModule(PretrainModule):
     def _init_teacher(
         self, projection_head: nn.Module | None = None, prediction_head: nn.Module | None = None
     ) -> None:
-        """Sets the online heads (default: Matrix-SSL's); the teacher copies backbone and
-        projector, without gradient."""
+        """Sets the online heads (default: Matrix-SSL's) and the gradient-free teacher copies."""
         hp, dim = self.hparams, self.feature_dim
         if projection_head is None or prediction_head is None:
             projection_head = MatrixSSLProjectionHead(dim, hp["hidden_dim"], hp["output_dim"])
@@ -94,8 +86,8 @@ class EMATeacherModule(PretrainModule):
         return self.teacher_projection_head(self.teacher_backbone(x).flatten(start_dim=1))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """Fixes this step's teacher momentum: a cosine from ``momentum_start`` (step 0) to
-        ``momentum_end`` (the last step), by the global step so that a resume continues it."""
+        """This step's teacher momentum: a cosine from ``momentum_start`` to ``momentum_end``, by
+        the global step so that a resume continues it."""
         total = int(self.trainer.estimated_stepping_batches)
         hp = self.hparams
         self._momentum = cosine(
@@ -119,8 +111,7 @@ class EMATeacherModule(PretrainModule):
         views, targets = batch[0], batch[1]
         features_1, projection_1, prediction_1 = self.forward_student(views[0])
         _, _, prediction_2 = self.forward_student(views[1])
-        teacher_1 = self.forward_teacher(views[0])
-        teacher_2 = self.forward_teacher(views[1])
+        teacher_1, teacher_2 = self.forward_teacher(views[0]), self.forward_teacher(views[1])
         loss = 0.5 * (
             self.pair_loss(prediction_1, teacher_2) + self.pair_loss(prediction_2, teacher_1)
         )

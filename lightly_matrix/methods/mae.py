@@ -20,12 +20,8 @@ from lightly_matrix.methods.base import PretrainModule, SharedArgs
 class MAE(PretrainModule):
     """Masked-autoencoder pretraining module (also the base of M-MAE and U-MAE).
 
-    Defaults are the MAE/M-MAE ImageNet recipe: mask ratio 0.75, decoder 512 wide and 8 deep,
-    pixel targets normalised per patch (``norm_pix_loss``), AdamW with lr 1.5e-4 per 256 images,
-    betas (0.9, 0.95), weight decay 0.05 and 40 warm-up epochs. The total loss is ``pixel_loss +
-    reg_weight * regularizer(cls)`` where ``cls`` is the encoder's CLS token after its final
-    LayerNorm; plain MAE has no regulariser.
-
+    Defaults are the MAE/M-MAE ImageNet recipe (AdamW, betas (0.9, 0.95)). The loss is
+    ``pixel_loss + reg_weight * regularizer(cls)``, ``cls`` the encoder's normalised CLS token.
     Shared arguments: :class:`~lightly_matrix.methods.base.SharedArgs`.
 
     Args:
@@ -34,14 +30,12 @@ class MAE(PretrainModule):
         decoder_depth: Decoder blocks.
         decoder_num_heads: Decoder attention heads.
         norm_pix_loss: Normalise each target patch to zero mean and unit variance.
-        reg_weight: Weight of the regulariser (``None``: the method's ``default_reg_weight``,
-            0.01 for M-MAE and U-MAE; the authors' ``lamb``).
-        gram_scale: TCR scale in ``-logdet(I + gram_scale/d F^T F)`` (M-MAE only; the authors'
-            ``mu``).
+        reg_weight: Weight of the regulariser, the authors' ``lamb`` (``None``: the method's
+            ``default_reg_weight``).
+        gram_scale: TCR scale in ``-logdet(I + gram_scale/d F^T F)`` (M-MAE; the authors' ``mu``).
         centering: Centre the features before the TCR term (M-MAE only).
-        double_norm: Apply the encoder's final LayerNorm a second time to the CLS feature that
-            the regulariser and the online probe read, as the M-MAE authors' ``models_mae.py``
-            does (``self.norm(latent)`` on an already normalised ``latent``). Off: one norm.
+        double_norm: Apply the encoder's final LayerNorm again to the CLS feature the regulariser
+            and the probe read, as the M-MAE authors' ``models_mae.py`` does.
     """
 
     method = "mae"
@@ -78,8 +72,7 @@ class MAE(PretrainModule):
         vit: Any = self.backbone.vit  # timm's VisionTransformer
         self.patch_size = vit.patch_embed.patch_size[0]
         self.sequence_length = self.backbone.sequence_length
-        # Lightly 1.6's decoder (MAEDecoderTIMM is deprecated) leaves the input embedding and the
-        # pixel prediction layers to the method.
+        # Lightly's decoder leaves the input embedding and the pixel prediction to the method.
         self.decoder_embed = nn.Linear(vit.embed_dim, decoder_dim)
         self.decoder = MaskedVisionTransformerDecoderTIMM(
             num_patches=vit.patch_embed.num_patches,

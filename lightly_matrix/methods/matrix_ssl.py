@@ -1,5 +1,4 @@
-"""Matrix-SSL [0]: BYOL-style online/EMA-teacher networks trained with matrix cross-entropy
-(uniformity + gamma * alignment) between predictor outputs and teacher projections.
+"""Matrix-SSL [0]: BYOL-style online/EMA-teacher networks trained with matrix cross-entropy.
 
 - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024,
   https://arxiv.org/abs/2305.17326
@@ -16,10 +15,8 @@ from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
 class MatrixSSL(EMATeacherModule):
     """Matrix-SSL pretraining module [0].
 
-    Defaults are the authors' ImageNet ResNet-50 run, ``main_pretrain.py`` of
-    yifanzhang-pro/Matrix-SSL as their ``pretrain.sh`` runs it (``--mce_lambd 0.5 --mce_mu 0.5
-    --gamma 1``, Taylor order 4; the docs' presets page compares it with their README): the
-    :class:`EMATeacherModule` recipe. Shared arguments and heads: :class:`TeacherArgs`.
+    Defaults are the authors' ImageNet ResNet-50 run as their ``pretrain.sh`` runs it
+    (``--mce_lambd 0.5 --mce_mu 0.5 --gamma 1``, Taylor order 4). Arguments: :class:`TeacherArgs`.
 
     Args:
         gamma: Weight of the alignment term.

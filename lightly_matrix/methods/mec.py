@@ -1,5 +1,4 @@
-"""Maximum Entropy Coding [0]: BYOL-style online/EMA-teacher networks trained with the
-Taylor-expanded coding length of predictor outputs and teacher projections.
+"""Maximum Entropy Coding [0]: BYOL-style online/EMA-teacher networks, coding-length loss.
 
 - [0] Liu et al., Self-Supervised Learning via Maximum Entropy Coding, NeurIPS 2022,
   https://arxiv.org/abs/2210.11464
@@ -13,6 +12,7 @@ from torch import Tensor
 
 from lightly_matrix.loss import MECLoss
 from lightly_matrix.methods.ema_teacher import EMATeacherModule, TeacherArgs
+from lightly_matrix.utils.checks import check_number
 
 
 def warmup_eps_squared(step: int, warmup_steps: int, eps_squared: float, factor: float) -> float:
@@ -24,20 +24,15 @@ def warmup_eps_squared(step: int, warmup_steps: int, eps_squared: float, factor:
 
 
 class MEC(EMATeacherModule):
-    """MEC pretraining module [0]: Matrix-SSL's networks with the loss
-    ``0.5 * (mec(z1, p2) + mec(z2, p1))`` of :class:`~lightly_matrix.loss.MECLoss`, ``z`` the
-    online predictions and ``p`` the teacher projections.
+    """MEC pretraining module [0]: Matrix-SSL's networks with :class:`~lightly_matrix.loss.MECLoss`.
 
-    Defaults are the authors' ImageNet ResNet-50 run (``xinliu20/MEC``, the files of Matrix-SSL's
-    ``mec/`` folder): the :class:`EMATeacherModule` recipe, ``eps^2 = 64`` (``--eps 64``) and
-    Taylor order 4; ``eps^2`` starts 8 times larger and falls linearly over the warm-up
-    (``lamda_scheduler(8 / lamda, 1 / lamda, ...)``). Shared arguments and heads:
+    Defaults are the authors' ImageNet ResNet-50 run (``xinliu20/MEC``): ``eps^2 = 64``, Taylor
+    order 4, ``eps^2`` 8 times larger at first, falling linearly over the warm-up. Arguments:
     :class:`TeacherArgs`.
 
     Args:
         eps_squared: Squared upper bound of the expected decoding error.
-        eps_warmup_factor: ``eps^2`` at the first step, as a multiple of ``eps_squared`` (>= 1;
-            1 turns the warm-up off).
+        eps_warmup_factor: ``eps^2`` at step 0 over ``eps_squared`` (>= 1; 1: no warm-up).
         taylor_order: Order of the Taylor series of the log-determinant (``None``: exact).
 
     Raises:
@@ -55,12 +50,8 @@ class MEC(EMATeacherModule):
         **shared: Unpack[TeacherArgs],
     ) -> None:
         super().__init__()
-        factor = eps_warmup_factor
-        if not (isinstance(factor, int | float) and 1.0 <= factor < float("inf")):
-            raise ValueError(
-                f"eps_warmup_factor must be a finite number >= 1, got {factor!r}; eps^2 starts "
-                "that many times larger (the authors use 8, 1 turns the warm-up off)"
-            )
+        hint = "eps^2 starts that many times larger (the authors use 8, 1 turns the warm-up off)"
+        check_number("eps_warmup_factor", eps_warmup_factor, low=1.0, hint=hint)
         self._init_teacher()
         self.criterion = MECLoss(
             eps_squared=eps_squared,

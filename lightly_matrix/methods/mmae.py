@@ -1,5 +1,4 @@
-"""M-MAE (Yang et al., "Information Flow in Self-Supervised Learning"): MAE plus the matrix-entropy
-(TCR) regulariser ``-logdet(I + gram_scale/d F^T F)`` on the encoder's normalised CLS features."""
+"""M-MAE (Yang et al., 2023): MAE plus the matrix-entropy (TCR) regulariser on CLS features."""
 
 from __future__ import annotations
 
@@ -14,10 +13,8 @@ from lightly_matrix.methods.mae import MAE
 class MMAE(MAE):
     """M-MAE pretraining module: :class:`~lightly_matrix.methods.mae.MAE` with the TCR regulariser.
 
-    Same arguments as MAE; ``reg_weight`` defaults to 0.01 and ``gram_scale``/``centering`` set
-    the TCR term (the authors' ViT-L run: lamb 0.01, mu 3). ``double_norm=True`` (the presets)
-    applies the encoder's final LayerNorm a second time, as the official code does. Unlike the
-    official gather, ours keeps every rank's gradient.
+    Same arguments as MAE; ``reg_weight`` defaults to 0.01. Unlike the official gather, ours keeps
+    every rank's gradient.
     """
 
     method = "mmae"

@@ -1,5 +1,4 @@
-"""U-MAE (Zhang et al., NeurIPS 2022): MAE plus the uniformity ("square") regulariser, the mean of
-``(F F^T)^2`` over normalised CLS features; the second-order term of M-MAE's TCR expansion."""
+"""U-MAE (Zhang et al., NeurIPS 2022): MAE plus the square uniformity term on CLS features."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""VICReg (Bardes et al., ICLR 2022) from Lightly's building blocks: a baseline under the same
-harness as the matrix-information methods."""
+"""VICReg (Bardes et al., ICLR 2022) from Lightly's building blocks, as a baseline."""
 
 from __future__ import annotations
 
@@ -14,9 +13,8 @@ from lightly_matrix.methods.base import PretrainModule, SharedArgs
 class VICReg(PretrainModule):
     """VICReg pretraining module, as Lightly's ``benchmarks/imagenet/resnet50/vicreg.py``.
 
-    LARS with lr 0.3 per 256 images (Lightly's value for a global batch of 1024 or more), weight
-    decay 1e-6 (the VICReg authors'), biases and norms not decayed, 8192-8192-8192 projector, loss
-    weights 25/25/1. Shared arguments: :class:`~lightly_matrix.methods.base.SharedArgs`.
+    LARS with lr 0.3 per 256 images (Lightly's, for batches >= 1024), weight decay 1e-6 (the
+    authors'). Shared arguments: :class:`~lightly_matrix.methods.base.SharedArgs`.
 
     Args:
         hidden_dim: Projector hidden width.

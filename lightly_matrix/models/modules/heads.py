@@ -22,10 +22,8 @@ def _check_dims(**dims: int) -> None:
 class MatrixSSLProjectionHead(ProjectionHead):
     """Projection head of Matrix-SSL [0] (three layers, the last followed by a non-affine BN).
 
-    ``Linear(no bias)-BN-ReLU, Linear(no bias)-BN-ReLU, Linear, BN(affine=False)`` with
-    2048 units for ResNet-50, as in the authors' code. The last Linear's bias is frozen as the
-    authors freeze it (``mec/builder.py``): the BN after it removes it from every output, so it
-    only changes what the optimiser holds.
+    ``Linear(no bias)-BN-ReLU, Linear(no bias)-BN-ReLU, Linear, BN(affine=False)``, as in the
+    authors' code, which also freezes the last Linear's bias (the BN after it cancels it).
 
     Examples:
         >>> import torch
@@ -68,9 +66,8 @@ class MatrixSSLPredictionHead(BYOLPredictionHead):
 class CorInfoMaxProjectionHead(ProjectionHead):
     """Projection head of CorInfoMax [1]: hidden layers with ReLU, last Linear without bias.
 
-    The defaults are the CIFAR-10 ResNet-18 setting (512-2048-2048-64, no BN). The ImageNet-1k
-    setting uses BN in the hidden layers (``batch_norm=True``, 2048-8192-8192-512); their Linear
-    layers keep a bias there too, as in the authors' ``imagenet1k`` model.
+    The defaults are the CIFAR-10 ResNet-18 setting; ImageNet-1k's adds BN (``batch_norm=True``)
+    and keeps the hidden Linear biases, as the authors' ``imagenet1k`` model.
 
     Args:
         input_dim: Backbone feature size.
