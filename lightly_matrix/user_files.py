@@ -11,11 +11,17 @@ from lightly_matrix.errors import UserError
 
 #: First bytes of what ``torch.save`` writes: a zip archive, or a pickle (its legacy format).
 _TORCH_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x80")
-_KINDS = {stat.S_IFREG: "a file", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe (FIFO)"}
-_KINDS.update({stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device"})
-_KINDS[stat.S_IFBLK] = "a block device"
+_KINDS = {
+    stat.S_IFREG: "a file",
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 #: What a pretraining run saves of its evaluations (written by the probes, read by the report).
-METRICS_FILE, SPECTRUM_FILE = "metrics.json", "spectrum.json"
+METRICS_FILE = "metrics.json"
+SPECTRUM_FILE = "spectrum.json"
 
 
 def path_kind(path: str | Path) -> str | None:
