@@ -39,14 +39,14 @@ def check_coco_root(root: Path) -> None:
     """Fail before training on an incomplete COCO layout, listing everything missing at once."""
     if root.is_file():
         raise UserError(
-            f"--coco-root {root} is a file, not a folder; pass the folder holding annotations/,"
+            f"{root} is a file, not a folder; pass the COCO folder holding annotations/,"
             " train2017/ and val2017/"
         )
     missing = [rel for rel in COCO_LAYOUT if not (root / rel).exists()]
     if missing:
         raise UserError(
             f"COCO at {root} is incomplete, missing: {', '.join(missing)}; expected the standard"
-            f" layout ({', '.join(COCO_LAYOUT)}) under --coco-root"
+            f" layout ({', '.join(COCO_LAYOUT)}) under it"
         )
     for rel in COCO_LAYOUT[2:]:
         if not (root / rel).is_dir():

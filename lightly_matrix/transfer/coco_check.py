@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError, first_line
+from lightly_matrix.pretrain.args import _path_text as path
 from lightly_matrix.transfer.build import inner_dataset, load_config
 from lightly_matrix.transfer.checks import check_coco_root
 from lightly_matrix.transfer.configs import default_config, resolve_config
@@ -206,9 +207,9 @@ def check_config_data(cfg: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``check-coco`` options."""
-    parser.add_argument("coco_root", metavar="ROOT", help="COCO in the standard layout")
+    parser.add_argument("coco_root", metavar="ROOT", type=path, help="COCO in the standard layout")
     parser.add_argument(
-        "--config", help="the config whose classes and files to check (default:"
+        "--config", type=path, help="the config whose classes and files to check (default:"
         " the default transfer config, COCO's 80 classes)",
     )  # fmt: skip
 
