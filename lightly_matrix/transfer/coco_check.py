@@ -190,16 +190,20 @@ def check_split(
     return len(usable)
 
 
-def check_config_data(cfg: Any) -> None:
-    """Check the train and test datasets a (data-root-resolved) mmdet config reads."""
+def config_classes(cfg: Any, split: str = "train") -> Sequence[str]:
+    """The classes the config's ``split`` dataset reads: its metainfo's, else its type's."""
     from mmdet.registry import DATASETS
 
+    dataset = inner_dataset(cfg, split)
+    classes = (dataset.get("metainfo") or {}).get("classes")
+    return DATASETS.get(dataset["type"]).METAINFO["classes"] if classes is None else classes
+
+
+def check_config_data(cfg: Any) -> None:
+    """Check the train and test datasets a (data-root-resolved) mmdet config reads."""
     for split in ("train", "test"):
-        dataset = inner_dataset(cfg, split)
+        dataset, classes = inner_dataset(cfg, split), config_classes(cfg, split)
         root = dataset.get("data_root") or ""
-        classes = (dataset.get("metainfo") or {}).get("classes")
-        if classes is None:
-            classes = DATASETS.get(dataset["type"]).METAINFO["classes"]
         prefix = (dataset.get("data_prefix") or {}).get("img", "")
         check_split(os.path.join(root, dataset["ann_file"]), os.path.join(root, prefix),
                     classes, split)  # fmt: skip
