@@ -190,19 +190,6 @@ def _check_type(key: str, old: Any, new: Any) -> None:
     raise UserError(f"--cfg-options {key}={new!r}: expected {expected}")
 
 
-def _check_num_classes(key: str, old: Any, new: Any, merged: Any) -> None:
-    """A head's ``num_classes`` follows the classes of the config's datasets."""
-    from lightly_matrix.transfer.coco_check import config_classes
-
-    count = len(config_classes(merged)) if key.split(".")[-1] == "num_classes" else new
-    if new not in (old, count):
-        raise UserError(
-            f"--cfg-options {key}={new!r}: the config's datasets have {count} classes; classes"
-            " come from the config: use a --config for your classes, or set its datasets'"
-            " metainfo.classes too"
-        )
-
-
 def refuse_options(options: dict[str, Any]) -> None:
     """Refuse ``--cfg-options`` that write outside ``--work-dir``, load weights or import code."""
     for key, value in options.items():
@@ -224,6 +211,8 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
     Raises:
         UserError: One line naming the unknown key and the closest existing ones.
     """
+    from lightly_matrix.transfer.coco_check import config_classes
+
     original = cfg.to_dict()
     merged = copy.deepcopy(cfg)
     try:
@@ -237,7 +226,13 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
             node, depth = child, depth + 1
         if depth == len(parts):
             _check_type(key, node, options[key])
-            _check_num_classes(key, node, options[key], merged)
+            count = len(config_classes(merged)) if parts[-1] == "num_classes" else node
+            if options[key] not in (node, count):  # a head's num_classes follows the datasets'
+                raise UserError(
+                    f"--cfg-options {key}={options[key]!r}: the config's datasets have {count}"
+                    " classes; classes come from the config: use a --config for your classes, or"
+                    " set its datasets' metainfo.classes too"
+                )
             continue  # the key exists
         parent_path, new = parts[:depth], parts[depth]
         parent = functools.reduce(_child, parent_path, merged.to_dict())
