@@ -102,8 +102,7 @@ def _torchrun(
         command += [flag, str(value)] if value is not None else []
     switches = ("--demo", args.demo), ("--no-auto-scale-lr", args.no_auto_scale_lr)
     command += [f for f, on in (*switches, ("--no-report", args.no_report)) if on]
-    if args.cfg_options:
-        command += ["--cfg-options", *args.cfg_options]
+    command += ["--cfg-options", *args.cfg_options] if args.cfg_options else []
     print("launching: " + " ".join(command), flush=True)
     return subprocess.call(command)
 
@@ -229,8 +228,7 @@ def _train_and_test(
     if "bbox" not in results:  # mmdet's CocoMetric only logs that its results are empty
         print("the model made no detections on the test images, so it has no AP (0 in effect):"
               " train longer (more --max-iters, the full schedule) or check the data")  # fmt: skip
-    comparison = comparison_table(results, full_schedule=args.max_iters is None)
-    if comparison:
+    if comparison := comparison_table(results, full_schedule=args.max_iters is None):
         print("\n" + comparison)
     from lightly_matrix.report import report_after_run
 

@@ -77,8 +77,7 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
     cfg.default_hooks.checkpoint = dict(
         type="CheckpointHook", by_epoch=False, interval=max_iters, max_keep_ckpts=1
     )
-    logger = cfg.default_hooks.get("logger")
-    if logger is not None:
+    if (logger := cfg.default_hooks.get("logger")) is not None:
         logger["interval"] = max(1, min(logger.get("interval", 50), max_iters // 5))
     cfg.log_processor = dict(cfg.get("log_processor") or {}, by_epoch=False)
 
@@ -94,8 +93,7 @@ def scale_iterations(cfg: Any, total_batch: int) -> None:
     if loop.get("type") != "IterBasedTrainLoop" or not base or total_batch == base:
         return
     factor = base / total_batch
-    checkpoint = cfg.default_hooks.get("checkpoint")
-    if checkpoint is not None and not checkpoint.get("by_epoch", True):
+    if not (checkpoint := cfg.default_hooks.get("checkpoint") or {}).get("by_epoch", True):
         checkpoint["interval"] = max(1, round(checkpoint.get("interval", loop.max_iters) * factor))
     for key in ("max_iters", "val_interval"):
         if loop.get(key):

@@ -34,27 +34,16 @@ _OUTPUT_KEYS = frozenset(
 )
 #: Option names refused, and why.
 _REFUSED = (
-    (
-        _OUTPUT_KEYS,
-        "transfer writes everything under --work-dir (checked so that no one's files are"
-        " overwritten); choose the place with --work-dir",
-    ),
-    (
-        {"init_cfg", "load_from", "pretrained"},
-        "transfer loads pretrained weights from its CHECKPOINT argument (exported and checked"
-        " against the config); such options are for mmdet's own tools/train.py",
-    ),
-    (
-        {"resume"},
-        "transfer starts every run from its CHECKPOINT in a new --work-dir; to resume an"
-        " interrupted mmdet training use mmdet's own tools/train.py --resume",
-    ),
-    (
-        {"custom_imports"},
-        "transfer imports no module named on its command line (it would run that module's"
-        " code); register your modules in a --config file",
-    ),
-)
+    (_OUTPUT_KEYS, "transfer writes everything under --work-dir (checked so that no one's files"
+     " are overwritten); choose the place with --work-dir"),
+    ({"init_cfg", "load_from", "pretrained"}, "transfer loads pretrained weights from its"
+     " CHECKPOINT argument (exported and checked against the config); such options are for"
+     " mmdet's own tools/train.py"),
+    ({"resume"}, "transfer starts every run from its CHECKPOINT in a new --work-dir; to resume an"
+     " interrupted mmdet training use mmdet's own tools/train.py --resume"),
+    ({"custom_imports"}, "transfer imports no module named on its command line (it would run"
+     " that module's code); register your modules in a --config file"),
+)  # fmt: skip
 
 
 def walk_dicts(node: Any):

@@ -1,8 +1,7 @@
 """``lightly-matrix check-coco``: a COCO dataset checked before any training, in one line.
 
 mmdet silently skips unusable annotations and finds missing images only mid-run, so a broken
-dataset trains on nothing (mAP -1) or fails hours in.
-"""
+dataset trains on nothing (mAP -1) or fails hours in."""
 
 from __future__ import annotations
 
@@ -147,8 +146,8 @@ def check_split(
           f"images under {image_dir} are truncated or unreadable", lambda i: i["file_name"],
           "re-download or re-encode them, or remove them from the annotation file")  # fmt: skip
     # Transposed is fine: EXIF-rotated images decode so. Else masks are drawn at the wrong size.
-    resized = [n for n, i in enumerate(images) if {*sizes[n]} != {i["width"], i["height"]}]
-    _fail(path, resized, "images' width and height differ from their files'", lambda n:
+    _fail(path, [n for n, i in enumerate(images) if {*sizes[n]} != {i["width"], i["height"]}],
+          "images' width and height differ from their files'", lambda n:
           f"{images[n]['file_name']}: {images[n]['width']}x{images[n]['height']} declared,"
           f" {sizes[n][0]}x{sizes[n][1]} in the file", "fix the width and height in the JSON"
           " (images resized after annotating need their annotations rescaled too)")  # fmt: skip
@@ -202,11 +201,11 @@ def config_classes(cfg: Any, split: str = "train") -> Sequence[str]:
 def check_config_data(cfg: Any) -> None:
     """Check the train and test datasets a (data-root-resolved) mmdet config reads."""
     for split in ("train", "test"):
-        dataset, classes = inner_dataset(cfg, split), config_classes(cfg, split)
+        dataset = inner_dataset(cfg, split)
         root = dataset.get("data_root") or ""
         prefix = (dataset.get("data_prefix") or {}).get("img", "")
         check_split(os.path.join(root, dataset["ann_file"]), os.path.join(root, prefix),
-                    classes, split)  # fmt: skip
+                    config_classes(cfg, split), split)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
