@@ -215,7 +215,7 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
             node, depth = child, depth + 1
         if depth == len(parts):
             _check_type(key, node, options[key])
-            count = len(config_classes(merged)) if parts[-1] == "num_classes" else node
+            count = len(config_classes(merged)) if parts[-1] == "num_classes" else options[key]
             if options[key] not in (node, count):  # a head's num_classes follows the datasets'
                 raise UserError(
                     f"--cfg-options {key}={options[key]!r}: the config's datasets have {count}"
