@@ -86,8 +86,7 @@ def scale_iterations(cfg: Any, total_batch: int) -> None:
     """Stretch an iteration-based schedule stated at ``auto_scale_lr.base_batch_size`` images.
 
     Detectron2's ``REFERENCE_WORLD_SIZE`` rule (mmengine's ``auto_scale_lr`` scales only the lr):
-    iterations, lr steps and intervals times ``base / total_batch``. Epoch configs are left alone.
-    """
+    iterations, lr steps and intervals times ``base / total_batch``; epoch loops stay as is."""
     loop = cfg.train_cfg
     base = (cfg.get("auto_scale_lr") or {}).get("base_batch_size")
     if loop.get("type") != "IterBasedTrainLoop" or not base or total_batch == base:
@@ -117,14 +116,8 @@ def add_report_outputs(cfg: Any) -> None:
         cfg.default_hooks.visualization = hook
 
 
-def build_config(
-    args: argparse.Namespace,
-    config_path: Path,
-    work_dir: Path,
-    data_root: Path,
-    backbone: Any | None,
-    backbone_file: Path | None,
-) -> Any:
+def build_config(args: argparse.Namespace, config_path: Path, work_dir: Path, data_root: Path,
+                 backbone: Any | None, backbone_file: Path | None) -> Any:  # fmt: skip
     """The run's mmengine ``Config`` (``backbone`` ``None``: random init)."""
     cfg = load_config(config_path, data_root)
     cfg.work_dir = str(work_dir)

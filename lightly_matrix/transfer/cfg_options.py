@@ -15,23 +15,17 @@ from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.utils.checks import is_number
 
 # Keys that builders consume before the constructor sees the rest.
-_BUILDER_KEYS = frozenset(
-    {"type", "_delete_", "_scope_", "requires_grad", "paramwise_cfg", "constructor"}
-)
+_BUILDER_KEYS = {"type", "_delete_", "_scope_", "requires_grad", "paramwise_cfg", "constructor"}
 # What mmengine's build_dataloader takes besides torch DataLoader's own arguments.
-_DATALOADER_KEYS = frozenset(
-    {"dataset", "sampler", "batch_sampler", "collate_fn", "worker_init_fn", "num_batch_per_epoch"}
-)
+_DATALOADER_KEYS = frozenset({"dataset", "sampler", "batch_sampler", "collate_fn",
+                              "worker_init_fn", "num_batch_per_epoch"})  # fmt: skip
 # Top-level sections without ``type`` that mmengine's Runner reads key by key.
-_SECTION_KEYS = {
-    "randomness": frozenset({"seed", "deterministic", "diff_rank_seed"}),
-    "env_cfg": frozenset({"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit"}),
-    "auto_scale_lr": frozenset({"enable", "base_batch_size"}),
-}
+_SECTION_KEYS = {"randomness": frozenset({"seed", "deterministic", "diff_rank_seed"}),
+                 "env_cfg": frozenset({"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit"}),
+                 "auto_scale_lr": frozenset({"enable", "base_batch_size"})}  # fmt: skip
 _MISSING = object()
-_OUTPUT_KEYS = frozenset(
-    {"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir", "log_dir", "out_file"}
-)
+_OUTPUT_KEYS = frozenset({"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir",
+                          "log_dir", "out_file"})  # fmt: skip
 #: Option names refused, and why.
 _REFUSED = (
     (_OUTPUT_KEYS, "transfer writes everything under --work-dir (checked so that no one's files"
