@@ -328,12 +328,16 @@ def test_new_keys_that_mmdet_accepts_pass(demo_cfg):
             "model.backbone.groups=32",
             "resume=True",
             "train_dataloader.dataset.pipeline.3.prob=0.3",  # list index
+            "model.roi_head.bbox_head.num_classes=3",
         ]
     )
     cfg_options.check_cfg_options(demo_cfg, options)
     with pytest.raises(UserError) as info:
         cfg_options.check_cfg_options(demo_cfg, {"model.backbone.groups": 32})
     assert_names(info, "groups", "model.backbone")
+    with pytest.raises(UserError) as info:  # heads follow the config's 3 classes
+        cfg_options.check_cfg_options(demo_cfg, {"model.roi_head.mask_head.num_classes": 5})
+    assert_names(info, "num_classes=5", "3 classes", "metainfo.classes")
 
 
 def test_cfg_options_cannot_replace_the_checked_checkpoint(tmp_path, capsys):

@@ -155,21 +155,22 @@ def scan_folder_stats(root: str | Path, threads: int = CHECK_THREADS) -> FolderS
     return FolderScan(paths, labels, classes, sizes, mtimes)
 
 
-def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tuple[int, int]]]:
-    """(position, reason) of the unreadable files and (position, pixels) of the others."""
-    bad, pixels = [], []
+def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tuple[int, Any]]]:
+    """(position, reason) of the unreadable files and (position, (width, height)) of the others."""
+    bad, sizes = [], []
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as image:  # parsing the header is the check
-                pixels.append((i, image.width * image.height))
+                sizes.append((i, image.size))
         except READ_ERRORS as err:
             bad.append((i, read_error(err)))
-    return bad, pixels
+    return bad, sizes
 
 
-def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -> dict[int, str]:
+def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS,
+                    sizes: dict | None = None) -> dict[int, str]:  # fmt: skip
     """``{position in paths: reason}`` of the files PIL cannot open, from their headers only;
-    files near the decompression-bomb limit get a warning."""
+    files near the decompression-bomb limit get a warning; ``sizes`` gets the others' sizes."""
     names = [str(p) for p in paths]
     starts = range(0, len(names), _CHUNK)
     with warnings.catch_warnings():
@@ -177,10 +178,11 @@ def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS) -
         with ThreadPoolExecutor(max(1, threads)) as pool:
             results = list(pool.map(lambda s: _check_chunk(names[s : s + _CHUNK]), starts))
     bad: dict[int, str] = {}
-    for start, (chunk_bad, chunk_pixels) in zip(starts, results, strict=True):
+    for start, (chunk_bad, chunk_sizes) in zip(starts, results, strict=True):
         bad.update((start + i, reason) for i, reason in chunk_bad)
-        for i, pixels in chunk_pixels:
-            warn_large(names[start + i], pixels)
+        for i, (width, height) in chunk_sizes:
+            warn_large(names[start + i], width * height)
+            (sizes if sizes is not None else {})[start + i] = (width, height)
     return bad
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError
+from lightly_matrix.pretrain.args import _path_text as path
 from lightly_matrix.transfer import checks
 from lightly_matrix.transfer.build import build_config
 from lightly_matrix.transfer.coco_check import check_config_data
@@ -46,13 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``transfer`` options."""
     add = parser.add_argument
     # fmt: off
-    add("checkpoint", nargs="?", help="training checkpoint or export; none: random init (baseline)")
-    add("--config", help="a config name (lightly-matrix configs) or path; default: --protocol's")
+    add("checkpoint", nargs="?", type=path,
+        help="training checkpoint or export; none: random init (baseline)")
+    add("--config", type=path,
+        help="a config name (lightly-matrix configs) or path; default: --protocol's")
     add("--protocol", choices=list(PROTOCOLS),
         help=f"the published COCO tables to compare with (default {DEFAULT_PROTOCOL}): matrix_ssl"
         " = R50-C4 1x, corinfomax = R50-C4 2x, mmselfsup_fpn = R50-FPN 1x")
     add("--demo", action="store_true", help="R18-FPN demo on generated shapes (CPU, minutes)")
-    add("--coco-root",
+    add("--coco-root", type=path,
         help="COCO in the standard layout (annotations/instances_{train,val}2017.json, train2017/,"
         f" val2017/); default data/coco, or {checks.DEMO_DATA_ROOT} (generated) with --demo")
     add("--arch", help="the checkpoint's architecture where it does not record it, as for export")
@@ -64,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--node-rank", type=int, default=0, help="this node's rank (torchrun)")
     add("--master-addr", default="127.0.0.1", help="rank 0's address (torchrun)")
     add("--master-port", type=int, default=29500, help="rank 0's port (torchrun)")
-    add("--work-dir", help="output folder without results; default work_dirs/transfer/CONFIG/TIME")
+    add("--work-dir", type=path,
+        help="output folder without results; default work_dirs/transfer/CONFIG/TIME")
     add("--max-iters", type=int, help="train this many iterations (lr steps scaled to fit)")
     add("--batch-size", type=int, help="images per GPU (default: the config's)")
     add("--no-auto-scale-lr", action="store_true",
@@ -98,8 +102,7 @@ def _torchrun(
         command += [flag, str(value)] if value is not None else []
     switches = ("--demo", args.demo), ("--no-auto-scale-lr", args.no_auto_scale_lr)
     command += [f for f, on in (*switches, ("--no-report", args.no_report)) if on]
-    if args.cfg_options:
-        command += ["--cfg-options", *args.cfg_options]
+    command += ["--cfg-options", *args.cfg_options] if args.cfg_options else []
     print("launching: " + " ".join(command), flush=True)
     return subprocess.call(command)
 
@@ -225,8 +228,7 @@ def _train_and_test(
     if "bbox" not in results:  # mmdet's CocoMetric only logs that its results are empty
         print("the model made no detections on the test images, so it has no AP (0 in effect):"
               " train longer (more --max-iters, the full schedule) or check the data")  # fmt: skip
-    comparison = comparison_table(results, full_schedule=args.max_iters is None)
-    if comparison:
+    if comparison := comparison_table(results, full_schedule=args.max_iters is None):
         print("\n" + comparison)
     from lightly_matrix.report import report_after_run
 

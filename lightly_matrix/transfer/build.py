@@ -77,8 +77,7 @@ def iteration_schedule(cfg: Any, max_iters: int) -> None:
     cfg.default_hooks.checkpoint = dict(
         type="CheckpointHook", by_epoch=False, interval=max_iters, max_keep_ckpts=1
     )
-    logger = cfg.default_hooks.get("logger")
-    if logger is not None:
+    if (logger := cfg.default_hooks.get("logger")) is not None:
         logger["interval"] = max(1, min(logger.get("interval", 50), max_iters // 5))
     cfg.log_processor = dict(cfg.get("log_processor") or {}, by_epoch=False)
 
@@ -87,15 +86,13 @@ def scale_iterations(cfg: Any, total_batch: int) -> None:
     """Stretch an iteration-based schedule stated at ``auto_scale_lr.base_batch_size`` images.
 
     Detectron2's ``REFERENCE_WORLD_SIZE`` rule (mmengine's ``auto_scale_lr`` scales only the lr):
-    iterations, lr steps and intervals times ``base / total_batch``. Epoch configs are left alone.
-    """
+    iterations, lr steps and intervals times ``base / total_batch``; epoch loops stay as is."""
     loop = cfg.train_cfg
     base = (cfg.get("auto_scale_lr") or {}).get("base_batch_size")
     if loop.get("type") != "IterBasedTrainLoop" or not base or total_batch == base:
         return
     factor = base / total_batch
-    checkpoint = cfg.default_hooks.get("checkpoint")
-    if checkpoint is not None and not checkpoint.get("by_epoch", True):
+    if not (checkpoint := cfg.default_hooks.get("checkpoint") or {}).get("by_epoch", True):
         checkpoint["interval"] = max(1, round(checkpoint.get("interval", loop.max_iters) * factor))
     for key in ("max_iters", "val_interval"):
         if loop.get(key):
@@ -119,14 +116,8 @@ def add_report_outputs(cfg: Any) -> None:
         cfg.default_hooks.visualization = hook
 
 
-def build_config(
-    args: argparse.Namespace,
-    config_path: Path,
-    work_dir: Path,
-    data_root: Path,
-    backbone: Any | None,
-    backbone_file: Path | None,
-) -> Any:
+def build_config(args: argparse.Namespace, config_path: Path, work_dir: Path, data_root: Path,
+                 backbone: Any | None, backbone_file: Path | None) -> Any:  # fmt: skip
     """The run's mmengine ``Config`` (``backbone`` ``None``: random init)."""
     cfg = load_config(config_path, data_root)
     cfg.work_dir = str(work_dir)

@@ -15,46 +15,29 @@ from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.utils.checks import is_number
 
 # Keys that builders consume before the constructor sees the rest.
-_BUILDER_KEYS = frozenset(
-    {"type", "_delete_", "_scope_", "requires_grad", "paramwise_cfg", "constructor"}
-)
+_BUILDER_KEYS = {"type", "_delete_", "_scope_", "requires_grad", "paramwise_cfg", "constructor"}
 # What mmengine's build_dataloader takes besides torch DataLoader's own arguments.
-_DATALOADER_KEYS = frozenset(
-    {"dataset", "sampler", "batch_sampler", "collate_fn", "worker_init_fn", "num_batch_per_epoch"}
-)
+_DATALOADER_KEYS = frozenset({"dataset", "sampler", "batch_sampler", "collate_fn",
+                              "worker_init_fn", "num_batch_per_epoch"})  # fmt: skip
 # Top-level sections without ``type`` that mmengine's Runner reads key by key.
-_SECTION_KEYS = {
-    "randomness": frozenset({"seed", "deterministic", "diff_rank_seed"}),
-    "env_cfg": frozenset({"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit"}),
-    "auto_scale_lr": frozenset({"enable", "base_batch_size"}),
-}
+_SECTION_KEYS = {"randomness": frozenset({"seed", "deterministic", "diff_rank_seed"}),
+                 "env_cfg": frozenset({"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit"}),
+                 "auto_scale_lr": frozenset({"enable", "base_batch_size"})}  # fmt: skip
 _MISSING = object()
-_OUTPUT_KEYS = frozenset(
-    {"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir", "log_dir", "out_file"}
-)
+_OUTPUT_KEYS = frozenset({"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir",
+                          "log_dir", "out_file"})  # fmt: skip
 #: Option names refused, and why.
 _REFUSED = (
-    (
-        _OUTPUT_KEYS,
-        "transfer writes everything under --work-dir (checked so that no one's files are"
-        " overwritten); choose the place with --work-dir",
-    ),
-    (
-        {"init_cfg", "load_from", "pretrained"},
-        "transfer loads pretrained weights from its CHECKPOINT argument (exported and checked"
-        " against the config); such options are for mmdet's own tools/train.py",
-    ),
-    (
-        {"resume"},
-        "transfer starts every run from its CHECKPOINT in a new --work-dir; to resume an"
-        " interrupted mmdet training use mmdet's own tools/train.py --resume",
-    ),
-    (
-        {"custom_imports"},
-        "transfer imports no module named on its command line (it would run that module's"
-        " code); register your modules in a --config file",
-    ),
-)
+    (_OUTPUT_KEYS, "transfer writes everything under --work-dir (checked so that no one's files"
+     " are overwritten); choose the place with --work-dir"),
+    ({"init_cfg", "load_from", "pretrained"}, "transfer loads pretrained weights from its"
+     " CHECKPOINT argument (exported and checked against the config); such options are for"
+     " mmdet's own tools/train.py"),
+    ({"resume"}, "transfer starts every run from its CHECKPOINT in a new --work-dir; to resume an"
+     " interrupted mmdet training use mmdet's own tools/train.py --resume"),
+    ({"custom_imports"}, "transfer imports no module named on its command line (it would run"
+     " that module's code); register your modules in a --config file"),
+)  # fmt: skip
 
 
 def walk_dicts(node: Any):
@@ -211,6 +194,8 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
     Raises:
         UserError: One line naming the unknown key and the closest existing ones.
     """
+    from lightly_matrix.transfer.coco_check import config_classes
+
     original = cfg.to_dict()
     merged = copy.deepcopy(cfg)
     try:
@@ -224,6 +209,13 @@ def check_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
             node, depth = child, depth + 1
         if depth == len(parts):
             _check_type(key, node, options[key])
+            count = len(config_classes(merged)) if parts[-1] == "num_classes" else options[key]
+            if options[key] not in (node, count):  # a head's num_classes follows the datasets'
+                raise UserError(
+                    f"--cfg-options {key}={options[key]!r}: the config's datasets have {count}"
+                    " classes; classes come from the config: use a --config for your classes, or"
+                    " set its datasets' metainfo.classes too"
+                )
             continue  # the key exists
         parent_path, new = parts[:depth], parts[depth]
         parent = functools.reduce(_child, parent_path, merged.to_dict())

@@ -39,14 +39,14 @@ def check_coco_root(root: Path) -> None:
     """Fail before training on an incomplete COCO layout, listing everything missing at once."""
     if root.is_file():
         raise UserError(
-            f"--coco-root {root} is a file, not a folder; pass the folder holding annotations/,"
+            f"{root} is a file, not a folder; pass the COCO folder holding annotations/,"
             " train2017/ and val2017/"
         )
     missing = [rel for rel in COCO_LAYOUT if not (root / rel).exists()]
     if missing:
         raise UserError(
             f"COCO at {root} is incomplete, missing: {', '.join(missing)}; expected the standard"
-            f" layout ({', '.join(COCO_LAYOUT)}) under --coco-root"
+            f" layout ({', '.join(COCO_LAYOUT)}) under it"
         )
     for rel in COCO_LAYOUT[2:]:
         if not (root / rel).is_dir():
@@ -77,12 +77,10 @@ def check_counts(args: argparse.Namespace) -> None:
     problems: list[str] = []
     own = " (omit it for the config's own)"
     for flag, value, low, hint in (
-        ("--max-iters", args.max_iters, 1, own),
-        ("--batch-size", args.batch_size, 1, own),
-        ("--val-interval", args.val_interval, 0, ""),
-        ("--seed", args.seed, 0, ""),
+        ("--max-iters", args.max_iters, 1, own), ("--batch-size", args.batch_size, 1, own),
+        ("--val-interval", args.val_interval, 0, ""), ("--seed", args.seed, 0, ""),
         ("--node-rank", args.node_rank, 0, ""),
-    ):
+    ):  # fmt: skip
         if value is not None and value < low:
             problems.append(f"{flag} must be >= {low}, got {value}{hint}")
     if args.seed >= 2**32:

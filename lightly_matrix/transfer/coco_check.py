@@ -1,8 +1,7 @@
 """``lightly-matrix check-coco``: a COCO dataset checked before any training, in one line.
 
 mmdet silently skips unusable annotations and finds missing images only mid-run, so a broken
-dataset trains on nothing (mAP -1) or fails hours in.
-"""
+dataset trains on nothing (mAP -1) or fails hours in."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError, first_line
+from lightly_matrix.pretrain.args import _path_text as path
 from lightly_matrix.transfer.build import inner_dataset, load_config
 from lightly_matrix.transfer.checks import check_coco_root
 from lightly_matrix.transfer.configs import default_config, resolve_config
@@ -81,7 +81,8 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise UserError(f"cannot read {path} as COCO JSON annotations: {first_line(err)}") from err
+        why = first_line(err).replace("decode using utf-8-sig", "re-save it as UTF-8 without one")
+        raise UserError(f"cannot read {path} as COCO JSON annotations: {why}") from err
     if not isinstance(data, dict):
         raise UserError(f"{path} is not a JSON object; expected COCO annotations")
     lacking = [k for k in REQUIRED if not isinstance(data.get(k), list)]
@@ -95,6 +96,12 @@ def _load(path: Path) -> dict[str, Any]:
     _fail(path, [i for i in data["images"] if not _finite([i["width"], i["height"]])],
           "images lack a numeric width and height", lambda i: i["file_name"],
           "give each image its size in pixels")  # fmt: skip
+    rules = {"area": (is_number, "a number"), "iscrowd": ((0, 1).__contains__, "0 or 1")}
+    for key, (ok, rule) in rules.items():
+        bad = [f"id {a['id']}, {key} {a[key]!r}" for a in data["annotations"]
+               if not ok(a.get(key, 0))]  # fmt: skip
+        _fail(path, bad, f"annotations have an {key} that is not {rule}", str,
+              f"make each {key} {rule}")  # fmt: skip
     ids = [e["id"] for key in REQUIRED for e in data[key]]
     ids += [a[key] for a in data["annotations"] for key in ("image_id", "category_id")]
     _fail(path, [i for i in ids if isinstance(i, list | dict)], "ids are lists or objects",
@@ -130,13 +137,20 @@ def check_split(
     _fail(path, shared, "annotations share their id with another", lambda a: f"id {a.get('id')}",
           "give every annotation a unique id")  # fmt: skip
     files = [str(image_dir / str(i["file_name"])) for i in images]
-    unreadable = find_unreadable(files)  # headers (in threads), then end markers: no decoding
+    sizes: dict[int, tuple[int, int]] = {}
+    unreadable = find_unreadable(files, sizes=sizes)  # headers (in threads), then end markers
     missing = [i for n, i in enumerate(images) if n in unreadable and not os.path.isfile(files[n])]
     _fail(path, missing, f"images are missing under {image_dir}", lambda i: i["file_name"],
           "add them, or remove them from the annotation file")  # fmt: skip
     _fail(path, [i for n, i in enumerate(images) if n in unreadable or _cut_short(files[n])],
           f"images under {image_dir} are truncated or unreadable", lambda i: i["file_name"],
           "re-download or re-encode them, or remove them from the annotation file")  # fmt: skip
+    # Transposed is fine: EXIF-rotated images decode so. Else masks are drawn at the wrong size.
+    _fail(path, [n for n, i in enumerate(images) if {*sizes[n]} != {i["width"], i["height"]}],
+          "images' width and height differ from their files'", lambda n:
+          f"{images[n]['file_name']}: {images[n]['width']}x{images[n]['height']} declared,"
+          f" {sizes[n][0]}x{sizes[n][1]} in the file", "fix the width and height in the JSON"
+          " (images resized after annotating need their annotations rescaled too)")  # fmt: skip
     names = [str(c["name"]) for c in data["categories"]]
     # mmdet keeps the categories named in the config's classes and drops the others' boxes.
     _fail(path, [n for n in names if n not in classes], f"categories are not among the config's"
@@ -147,11 +161,11 @@ def check_split(
     by_id = {i["id"]: i for i in images}
     _fail(path, [a for a in anns if a["image_id"] not in by_id],
           "annotations refer to an image not listed", lambda a: f"id {a['id']}, image_id"
-          f" {a['image_id']}", "list the image or remove the annotation")  # fmt: skip
+          f" {a['image_id']!r}", "list the image or remove the annotation")  # fmt: skip
     category_ids = {c["id"] for c in data["categories"]}
     _fail(path, [a for a in anns if a["category_id"] not in category_ids],
           "annotations have an unknown category_id", lambda a: f"id {a['id']}, category_id"
-          f" {a['category_id']}", "use a category listed in the file")  # fmt: skip
+          f" {a['category_id']!r}", "use a category listed in the file")  # fmt: skip
     _fail(path, [a for a in anns if not _finite(a["bbox"], 4) or min(a["bbox"][2:]) < 0],
           "boxes are not 4 finite numbers of non-negative size", lambda a: f"id {a['id']},"
           f" bbox {a['bbox']}", "boxes are [x, y, width, height]")  # fmt: skip
@@ -164,37 +178,41 @@ def check_split(
           "masks are neither polygons of at least 3 points nor RLE that fills the image",
           lambda a: f"id {a['id']}", "each polygon is [x1, y1, x2, y2, x3, y3, ...]; an RLE's"
           " size is [height, width] of its image, its counts sum to height*width")  # fmt: skip
-    # What mmdet's CocoDataset trains on: not crowd, a box of at least 1 px inside the image.
-    usable = [a for a in anns if not (a.get("iscrowd") or a.get("ignore"))]
+    # What mmdet's CocoDataset trains on: not crowd, area > 0, a box of >= 1 px inside the image.
+    usable = [a for a in anns if not (a.get("iscrowd") or a.get("ignore")) and a["area"] > 0]
     usable = [a for a in usable if min(a["bbox"][2:]) >= 1 and _inside(a, by_id) > 0]
     if not usable:
         raise UserError(
             f"{path}: none of its {len(anns)} annotations can be used for the {split} split"
-            " (crowd, or boxes under 1 px or outside the image); it would train or score nothing"
+            " (crowd, area <= 0, boxes under 1 px or outside the image); nothing to train or score"
         )
     return len(usable)
 
 
-def check_config_data(cfg: Any) -> None:
-    """Check the train and test datasets a (data-root-resolved) mmdet config reads."""
+def config_classes(cfg: Any, split: str = "train") -> Sequence[str]:
+    """The classes the config's ``split`` dataset reads: its metainfo's, else its type's."""
     from mmdet.registry import DATASETS
 
+    dataset = inner_dataset(cfg, split)
+    classes = (dataset.get("metainfo") or {}).get("classes")
+    return DATASETS.get(dataset["type"]).METAINFO["classes"] if classes is None else classes
+
+
+def check_config_data(cfg: Any) -> None:
+    """Check the train and test datasets a (data-root-resolved) mmdet config reads."""
     for split in ("train", "test"):
         dataset = inner_dataset(cfg, split)
         root = dataset.get("data_root") or ""
-        classes = (dataset.get("metainfo") or {}).get("classes")
-        if classes is None:
-            classes = DATASETS.get(dataset["type"]).METAINFO["classes"]
         prefix = (dataset.get("data_prefix") or {}).get("img", "")
         check_split(os.path.join(root, dataset["ann_file"]), os.path.join(root, prefix),
-                    classes, split)  # fmt: skip
+                    config_classes(cfg, split), split)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``check-coco`` options."""
-    parser.add_argument("coco_root", metavar="ROOT", help="COCO in the standard layout")
+    parser.add_argument("coco_root", metavar="ROOT", type=path, help="COCO in the standard layout")
     parser.add_argument(
-        "--config", help="the config whose classes and files to check (default:"
+        "--config", type=path, help="the config whose classes and files to check (default:"
         " the default transfer config, COCO's 80 classes)",
     )  # fmt: skip
 

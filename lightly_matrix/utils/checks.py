@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import math
 import numbers
+import sys
 from typing import Any
 
 
 def is_number(value: object) -> bool:
-    """Whether ``value`` is a finite real number (``bool`` is not one, nor are NaN and inf)."""
+    """Whether ``value`` is a finite real number that fits a float (not ``bool``, NaN, inf)."""
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    return real and math.isfinite(value)  # type: ignore[arg-type]
+    fits = not isinstance(value, int) or abs(value) <= sys.float_info.max  # 10**400: OverflowError
+    return real and fits and math.isfinite(value)  # type: ignore[arg-type]
 
 
 def check_positive_int(name: str, value: Any, hint: str = "") -> int:

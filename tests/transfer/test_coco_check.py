@@ -47,6 +47,11 @@ def _rle(segmentation):
 
 BROKEN = {
     "val_unknown_category": ("val", _set("category_id", 99), ("category_id", "99")),
+    "string_category": ("val", _set("category_id", lambda a: str(a["category_id"])), ("id '",)),
+    "string_area": ("train", _set("area", "12"), ("area that is not a number", "area '12'")),
+    "zero_area": ("val", _set("area", 0), ("none of", "area <= 0")),
+    "string_iscrowd": ("train", _set("iscrowd", "0"), ("not 0 or 1", "iscrowd '0'")),
+    "resized": ("val", lambda d: d["images"][1].update(height=96), ("48x96 declared, 48x48",)),
     "val_no_annotations": ("val", lambda d: d.update(annotations=[]), ("none of its 0",)),
     "val_only_crowd": ("val", _set("iscrowd", 1), ("none of", "crowd")),
     "train_only_crowd": ("train", _set("iscrowd", 1), ("none of", "train")),
@@ -108,6 +113,14 @@ def test_a_dataset_that_cannot_train_or_score_is_one_line(root, case):
     with pytest.raises(UserError) as info:
         check(root)
     assert_names(info, str(path), *tokens)
+
+
+def test_a_json_with_a_byte_order_mark_is_refused(root):
+    path = root / "annotations" / "instances_val2017.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # pycocotools' json.load fails on it
+    with pytest.raises(UserError) as info:
+        check(root)
+    assert_names(info, str(path), "BOM", "without")
 
 
 def test_images_missing_on_disk_are_counted_and_named(root):

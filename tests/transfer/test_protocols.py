@@ -243,6 +243,8 @@ def test_short_c4_run_recomputes_bn_and_prints_the_references(tmp_path, capsys, 
         "test_dataloader.num_workers=0", "test_dataloader.persistent_workers=False",
         # 3 classes; few RoIs through res5 (the C4 head's cost on a CPU).
         "model.roi_head.bbox_head.num_classes=3", "model.roi_head.mask_head.num_classes=3",
+        "train_dataloader.dataset.metainfo.classes=[person,bicycle,car]",
+        "test_dataloader.dataset.metainfo.classes=[person,bicycle,car]",
         "model.train_cfg.rpn_proposal.max_per_img=64", "model.train_cfg.rcnn.sampler.num=16",
         "model.test_cfg.rpn.max_per_img=16",
     )  # fmt: skip

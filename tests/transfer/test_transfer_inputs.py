@@ -153,7 +153,18 @@ def test_a_coco_root_that_is_a_file_says_so(tmp_path, capsys):
     afile = tmp_path / "coco.txt"
     afile.write_text("x")
     assert transfer(afile, tmp_path / "w") == 2
-    assert_names(capsys.readouterr().err, f"--coco-root {afile} is a file, not a folder")
+    assert_names(capsys.readouterr().err, f"{afile} is a file, not a folder")
+
+
+EMPTY = [["--work-dir", ""], [""], ["--coco-root", ""], ["--config", ""]]
+
+
+@pytest.mark.parametrize("argv", [["transfer", *a] for a in EMPTY] + [["check-coco", ""]])
+def test_an_empty_path_is_refused_not_taken_as_unset(capsys, argv):
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(argv)
+    assert stopped.value.code == 2
+    assert "an empty path (an unset shell variable?)" in capsys.readouterr().err
 
 
 def test_a_count_out_of_range_says_omit_it(root, tmp_path, capsys):

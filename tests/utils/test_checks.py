@@ -9,7 +9,7 @@ import torch
 
 from lightly_matrix.functional import matrix_log_taylor
 from lightly_matrix.models.modules.heads import MatrixSSLProjectionHead
-from lightly_matrix.utils.checks import check_positive_int, positive_int
+from lightly_matrix.utils.checks import check_positive_int, is_number, positive_int
 
 BAD = [0, -1, 2.5, 1.0, True, False, "3", None]
 
@@ -26,6 +26,11 @@ def test_anything_else_names_the_argument_the_value_and_the_fix(value):
     message = str(info.value)
     assert len(message.splitlines()) == 1
     assert "num_iters" in message and repr(value) in message and "Detectron2 uses 200" in message
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), float("nan"), float("inf"), True, "1"])
+def test_is_number_is_false_for_what_no_float_holds(value):
+    assert not is_number(value)
 
 
 def test_no_hint_no_dangling_separator():
