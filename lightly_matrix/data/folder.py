@@ -167,8 +167,9 @@ def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tupl
     return bad, sizes
 
 
-def find_unreadable(paths: Sequence[str | Path], threads: int = CHECK_THREADS,
-                    sizes: dict | None = None) -> dict[int, str]:  # fmt: skip
+def find_unreadable(
+    paths: Sequence[str | Path], threads: int = CHECK_THREADS, sizes: dict | None = None
+) -> dict[int, str]:
     """``{position in paths: reason}`` of the files PIL cannot open, from their headers only;
     files near the decompression-bomb limit get a warning; ``sizes`` gets the others' sizes."""
     names = [str(p) for p in paths]

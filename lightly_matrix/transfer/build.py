@@ -116,8 +116,14 @@ def add_report_outputs(cfg: Any) -> None:
         cfg.default_hooks.visualization = hook
 
 
-def build_config(args: argparse.Namespace, config_path: Path, work_dir: Path, data_root: Path,
-                 backbone: Any | None, backbone_file: Path | None) -> Any:  # fmt: skip
+def build_config(
+    args: argparse.Namespace,
+    config_path: Path,
+    work_dir: Path,
+    data_root: Path,
+    backbone: Any | None,
+    backbone_file: Path | None,
+) -> Any:
     """The run's mmengine ``Config`` (``backbone`` ``None``: random init)."""
     cfg = load_config(config_path, data_root)
     cfg.work_dir = str(work_dir)

@@ -17,27 +17,43 @@ from lightly_matrix.utils.checks import is_number
 # Keys that builders consume before the constructor sees the rest.
 _BUILDER_KEYS = {"type", "_delete_", "_scope_", "requires_grad", "paramwise_cfg", "constructor"}
 # What mmengine's build_dataloader takes besides torch DataLoader's own arguments.
-_DATALOADER_KEYS = frozenset({"dataset", "sampler", "batch_sampler", "collate_fn",
-                              "worker_init_fn", "num_batch_per_epoch"})  # fmt: skip
+_DATALOADER_KEYS = frozenset(
+    {"dataset", "sampler", "batch_sampler", "collate_fn", "worker_init_fn", "num_batch_per_epoch"}
+)
 # Top-level sections without ``type`` that mmengine's Runner reads key by key.
-_SECTION_KEYS = {"randomness": frozenset({"seed", "deterministic", "diff_rank_seed"}),
-                 "env_cfg": frozenset({"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit"}),
-                 "auto_scale_lr": frozenset({"enable", "base_batch_size"})}  # fmt: skip
+_SECTION_KEYS = {
+    "randomness": frozenset({"seed", "deterministic", "diff_rank_seed"}),
+    "env_cfg": frozenset({"cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit"}),
+    "auto_scale_lr": frozenset({"enable", "base_batch_size"}),
+}
 _MISSING = object()
-_OUTPUT_KEYS = frozenset({"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir",
-                          "log_dir", "out_file"})  # fmt: skip
+_OUTPUT_KEYS = frozenset(
+    {"work_dir", "out_dir", "outfile_prefix", "test_out_dir", "save_dir", "log_dir", "out_file"}
+)
 #: Option names refused, and why.
 _REFUSED = (
-    (_OUTPUT_KEYS, "transfer writes everything under --work-dir (checked so that no one's files"
-     " are overwritten); choose the place with --work-dir"),
-    ({"init_cfg", "load_from", "pretrained"}, "transfer loads pretrained weights from its"
-     " CHECKPOINT argument (exported and checked against the config); such options are for"
-     " mmdet's own tools/train.py"),
-    ({"resume"}, "transfer starts every run from its CHECKPOINT in a new --work-dir; to resume an"
-     " interrupted mmdet training use mmdet's own tools/train.py --resume"),
-    ({"custom_imports"}, "transfer imports no module named on its command line (it would run"
-     " that module's code); register your modules in a --config file"),
-)  # fmt: skip
+    (
+        _OUTPUT_KEYS,
+        "transfer writes everything under --work-dir (checked so that no one's files"
+        " are overwritten); choose the place with --work-dir",
+    ),
+    (
+        {"init_cfg", "load_from", "pretrained"},
+        "transfer loads pretrained weights from its"
+        " CHECKPOINT argument (exported and checked against the config); such options are for"
+        " mmdet's own tools/train.py",
+    ),
+    (
+        {"resume"},
+        "transfer starts every run from its CHECKPOINT in a new --work-dir; to resume an"
+        " interrupted mmdet training use mmdet's own tools/train.py --resume",
+    ),
+    (
+        {"custom_imports"},
+        "transfer imports no module named on its command line (it would run"
+        " that module's code); register your modules in a --config file",
+    ),
+)
 
 
 def walk_dicts(node: Any):

@@ -77,10 +77,12 @@ def check_counts(args: argparse.Namespace) -> None:
     problems: list[str] = []
     own = " (omit it for the config's own)"
     for flag, value, low, hint in (
-        ("--max-iters", args.max_iters, 1, own), ("--batch-size", args.batch_size, 1, own),
-        ("--val-interval", args.val_interval, 0, ""), ("--seed", args.seed, 0, ""),
+        ("--max-iters", args.max_iters, 1, own),
+        ("--batch-size", args.batch_size, 1, own),
+        ("--val-interval", args.val_interval, 0, ""),
+        ("--seed", args.seed, 0, ""),
         ("--node-rank", args.node_rank, 0, ""),
-    ):  # fmt: skip
+    ):
         if value is not None and value < low:
             problems.append(f"{flag} must be >= {low}, got {value}{hint}")
     if args.seed >= 2**32:

@@ -22,9 +22,12 @@ CONFIG_PACKAGE = "lightly_matrix.mmdet_configs"
 #: corinfomax: R50-C4 2x (coco_R_50_C4_2x_moco.yaml); mmselfsup_fpn: mmselfsup's R50-FPN 1x.
 PROTOCOLS = {
     protocol: {f"resnet{depth}": f"mask-rcnn_r{depth}{layout}_coco" for depth in (50, 18)}
-    for protocol, layout in (("matrix_ssl", "-c4_ms-1x"), ("corinfomax", "-c4_ms-2x"),
-                             ("mmselfsup_fpn", "_fpn_ms-1x"))
-}  # fmt: skip
+    for protocol, layout in (
+        ("matrix_ssl", "-c4_ms-1x"),
+        ("corinfomax", "-c4_ms-2x"),
+        ("mmselfsup_fpn", "_fpn_ms-1x"),
+    )
+}
 DEFAULT_PROTOCOL = "matrix_ssl"
 DEFAULT_CONFIGS = {**PROTOCOLS[DEFAULT_PROTOCOL], "vit": "mask-rcnn_vit-b16_sfp_ms-1x_coco"}
 DEMO_CONFIG = "mask-rcnn_r18_fpn_demo_coco-shapes"

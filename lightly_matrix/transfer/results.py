@@ -17,9 +17,11 @@ REFERENCES_FILE = "coco_references.json"
 _METRIC_NAMES = {"mAP": "mAP", "mAP_50": "AP50", "mAP_75": "AP75", "mAP_s": "APs", "mAP_m": "APm",
                  "mAP_l": "APl"}  # fmt: skip
 #: The tables' AP columns (the references file's names) -> where results.json keeps each one.
-METRICS = {f"{name.replace('mAP', 'AP')}_{suffix}": (iou, name)
-           for iou, suffix in (("bbox", "bb"), ("segm", "mk"))
-           for name in ("mAP", "AP50", "AP75")}  # fmt: skip
+METRICS = {
+    f"{name.replace('mAP', 'AP')}_{suffix}": (iou, name)
+    for iou, suffix in (("bbox", "bb"), ("segm", "mk"))
+    for name in ("mAP", "AP50", "AP75")
+}
 _HEADERS = ("method", "backbone", "pretrain epochs", "config", *METRICS)
 
 
