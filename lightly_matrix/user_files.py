@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import stat
 import tempfile
@@ -22,6 +23,13 @@ _KINDS = {
 #: What a pretraining run saves of its evaluations (written by the probes, read by the report).
 METRICS_FILE = "metrics.json"
 SPECTRUM_FILE = "spectrum.json"
+
+
+def path_argument(text: str) -> str:
+    """A path option's argparse ``type``: refuses an empty one (an unset shell variable)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return text
 
 
 def path_kind(path: str | Path) -> str | None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError
-from lightly_matrix.pretrain.args import _path_text as path
 from lightly_matrix.transfer import checks
 from lightly_matrix.transfer.build import build_config
 from lightly_matrix.transfer.coco_check import check_config_data
@@ -33,6 +32,7 @@ from lightly_matrix.transfer.results import (
     markdown_table,
     summarise,
 )
+from lightly_matrix.user_files import path_argument as path
 from lightly_matrix.utils.checks import positive_int
 from lightly_matrix.utils.io import write_json_atomic
 from lightly_matrix.utils.lock import folder_lock
