@@ -244,6 +244,13 @@ def check_optimisation(hparams: dict[str, Any]) -> None:
     check_number("knn_t", hparams["knn_t"], low=0.0, low_open=True, hint="Lightly uses 0.1")
 
 
+def _is_a(value: Any, kind: type) -> bool:
+    """``isinstance``, but a ``bool`` is no number and an ``int`` is a ``float``."""
+    if isinstance(value, bool) != (kind is bool):
+        return False
+    return isinstance(value, int | float if kind is float else kind)
+
+
 def scaled_lr(hparams: Mapping[str, Any], world_size: int) -> float:
     """The lr reached after warm-up: ``lr`` scaled to the global batch unless absolute."""
     lr = float(hparams["lr"])
@@ -372,6 +379,12 @@ class PretrainModule(LightningModule):
                 f"it accepts: {', '.join(defaults)}"
             )
         hparams = {**defaults, **given}
+        for key, annotation in cls.hparam_types().items():
+            kinds = typing.get_args(annotation) or (annotation,)
+            if not any(_is_a(hparams[key], kind) for kind in kinds):
+                names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+                raise ValueError(f"{cls.__name__}: {key} must be {names}, got {hparams[key]!r}")
+        check_positive_int("batch_size_per_device", hparams["batch_size_per_device"])
         check_optimisation(hparams)
         backbone = hparams["backbone"]
         if cls.masked and not is_vit(backbone):
