@@ -135,8 +135,9 @@ def run(args: argparse.Namespace) -> int:
     interrupted = Interrupted()
     try:
         trainer = build_trainer(args, config, out, model, probe, val, workers, steps, interrupted)
-    except MisconfigurationException as err:  # e.g. 16-mixed on CPU, more devices than exist
-        raise UserError(" ".join(str(err).split())) from None
+    except MisconfigurationException as err:  # e.g. no GPU, more devices than exist
+        fix = "; use --accelerator cpu or auto" if "gpu backend" in str(err) else ""
+        raise UserError(" ".join(str(err).rstrip("!").split()) + fix) from None
     datamodule = PretrainDataModule(train, val, config.per_device_batch_size, workers, config.seed)
     if trainer.is_global_zero:
         print(

@@ -223,6 +223,8 @@ def build_trainer(
     cpu = args.accelerator == "cpu" or (
         args.accelerator == "auto" and not torch.cuda.is_available()
     )
+    if cpu and config.precision == "16-mixed":  # Lightning would run bf16-mixed instead
+        raise UserError("--precision 16-mixed needs a GPU; use bf16-mixed or 32-true on CPU")
     multi = config.world_size > 1
     trainer = Trainer(
         max_epochs=config.epochs,
