@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import stat
 import tempfile
@@ -35,6 +36,13 @@ def path_kind(path: str | Path) -> str | None:
         return _KINDS.get(stat.S_IFMT(os.stat(path).st_mode), "a special file")
     except OSError:
         return None
+
+
+def path_text(text: str) -> str:
+    """An ``argparse`` ``type=`` for a path: an empty one (an unset shell variable) is an error."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return text
 
 
 def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lightly_matrix.errors import UserError
 from lightly_matrix.registry import method_names
+from lightly_matrix.user_files import path_text
 
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
 #: Checkpoint cadence defaults, for multi-hour GPU runs: at most this much training is lost.
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "logs, report.html. Ctrl-C or SIGTERM saves and prints the resume command. "
         "Settings: flags > --hp > --preset > method defaults."
     )
-    path = _path_text
+    path = path_text
     add = parser.add_argument_group("what to train").add_argument
     add("--method", metavar="{" + ",".join(method_names()) + "}", help="pretraining method")
     add("--data", type=path, help="'digits' (offline, default) or an image folder")
@@ -79,13 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--log-every-n-steps", type=int)
     add("--no-progress", action="store_true", help="no progress bar (for logs and batch jobs)")
     add("--no-report", action="store_true", help="do not write OUT/report.html at the end")
-
-
-def _path_text(text: str) -> str:
-    """A path flag's value; an empty one (an unset shell variable) is an error, not "unset"."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
-    return text
 
 
 def _check(ok: bool, message: str) -> None:
