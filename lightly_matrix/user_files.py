@@ -71,7 +71,10 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
     except OSError as err:
         raise UserError(f"{what} {path} cannot be read ({err.strerror or err})") from None
     if not head:
-        raise UserError(f"{what} {path} is an empty file, not a checkpoint")
+        raise UserError(
+            f"{what} {path} is an empty file, not a checkpoint (an interrupted copy?); pass the "
+            "run's last.ckpt, or a checkpoint from an earlier save"
+        )
     if not head.startswith(_TORCH_MAGIC):
         raise UserError(
             f"{what} {path} is not a checkpoint: torch.save writes a zip archive or a pickle, and"

@@ -11,6 +11,7 @@ import inspect
 import math
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
 import torch
@@ -23,8 +24,10 @@ from pytorch_lightning import LightningModule
 from torch import Tensor, nn
 
 from lightly_matrix.data.transforms import build_train_transform
+from lightly_matrix.errors import UserError
 from lightly_matrix.functional import effective_rank, matrix_entropy
 from lightly_matrix.registry import register
+from lightly_matrix.user_files import check_checkpoint_file
 from lightly_matrix.utils.checks import check_number, check_positive_int
 
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
@@ -369,8 +372,13 @@ class PretrainModule(LightningModule):
             ValueError: For a value it cannot train with.
         """
         given = dict(given)
-        if given.pop("method", cls.method) != cls.method:  # load_from_checkpoint passes it back
-            raise ValueError(f"hyper-parameters of another method given to {cls.__name__}")
+        method = given.pop("method", cls.method)  # load_from_checkpoint passes it back
+        if method != cls.method:
+            other = getattr(METHOD_CLASSES.get(method), "__name__", "that method's class")
+            raise ValueError(
+                f"hyper-parameters of method {method!r} (its checkpoint?) given to "
+                f"{cls.__name__}; use {other}.load_from_checkpoint"
+            )
         defaults = cls.hparam_defaults()
         unknown = sorted(set(given) - set(defaults))
         if unknown:
@@ -399,11 +407,17 @@ class PretrainModule(LightningModule):
     def load_from_checkpoint(  # type: ignore[override]
         cls, checkpoint_path: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        """Lightning's loader, with one line for a file that is not a run's checkpoint.
+        """Lightning's loader, with one line for a file that is not this method's checkpoint.
 
         Raises:
-            ValueError: For an exported backbone or another file without Lightning's keys.
+            ValueError: For a folder, a missing or empty file, an exported backbone or another
+                file without Lightning's keys, or another method's checkpoint.
         """
+        if isinstance(checkpoint_path, str | Path) and "://" not in str(checkpoint_path):
+            try:
+                check_checkpoint_file(checkpoint_path)
+            except UserError as err:
+                raise ValueError(str(err)) from None
         try:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         except KeyError as err:
