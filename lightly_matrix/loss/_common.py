@@ -70,12 +70,17 @@ class BatchLoss(nn.Module):
         """
         name = type(self).__name__
         for x in inputs:
-            if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point():
+            floating = isinstance(x, Tensor) and x.is_floating_point()
+            if not floating or x.ndim != 2:
                 is_tensor = isinstance(x, Tensor)
                 got = f"shape {tuple(x.shape)}, {x.dtype}" if is_tensor else type(x).__name__
                 raise ValueError(
                     f"{name} expects 2-D floating-point inputs of shape (batch, dim), got {got}; "
-                    "flatten the features first, e.g. x.flatten(start_dim=1)."
+                    + (
+                        "flatten the features first, e.g. x.flatten(start_dim=1)."
+                        if floating
+                        else "pass a floating-point torch.Tensor, e.g. torch.as_tensor(x).float()."
+                    )
                 )
         shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
         if len({x.shape for x in inputs}) > 1:
