@@ -11,7 +11,6 @@ import inspect
 import math
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
 import torch
@@ -374,11 +373,8 @@ class PretrainModule(LightningModule):
         given = dict(given)
         method = given.pop("method", cls.method)  # load_from_checkpoint passes it back
         if method != cls.method:
-            other = getattr(METHOD_CLASSES.get(method), "__name__", "that method's class")
-            raise ValueError(
-                f"hyper-parameters of method {method!r} (its checkpoint?) given to "
-                f"{cls.__name__}; use {other}.load_from_checkpoint"
-            )
+            other = getattr(METHOD_CLASSES.get(method), "__name__", "its class")
+            raise ValueError(f"{cls.__name__} got the hyper-parameters of {method!r}; use {other}")
         defaults = cls.hparam_defaults()
         unknown = sorted(set(given) - set(defaults))
         if unknown:
@@ -410,10 +406,9 @@ class PretrainModule(LightningModule):
         """Lightning's loader, with one line for a file that is not this method's checkpoint.
 
         Raises:
-            ValueError: For a folder, a missing or empty file, an exported backbone or another
-                file without Lightning's keys, or another method's checkpoint.
+            ValueError: A folder; a missing, empty or foreign file; another method's checkpoint.
         """
-        if isinstance(checkpoint_path, str | Path) and "://" not in str(checkpoint_path):
+        if not hasattr(checkpoint_path, "read") and "://" not in str(checkpoint_path):
             try:
                 check_checkpoint_file(checkpoint_path)
             except UserError as err:

@@ -110,10 +110,7 @@ def validate_args(args: argparse.Namespace) -> None:
         )
         ok = value is None or value > low or (inclusive and value == low)
         _check(ok, f"{flag} must be {'>=' if inclusive else '>'} {low}, got {value}")
-    _check(
-        not (args.no_eval and args.eval_every),
-        "--eval-every has no effect with --no-eval; drop one",
-    )
+    _check(not args.no_eval or not args.eval_every, "--no-eval turns --eval-every off; drop one")
     # Lightning replaces a seed outside numpy's range by a random one: the run would not repeat.
     seed = args.seed
     _check(seed is None or 0 <= seed < 2**32, f"--seed must be in [0, 2**32 - 1], got {seed}")

@@ -37,7 +37,7 @@ def test_an_empty_path_is_an_error_not_unset(
         # 0 used to mean "automatic" (the model's own patch size).
         ([*VIT, "--hp", "patch_size=0"], "patch_size"),
         ([*VIT, "--hp", "patch_size=-4"], "patch_size"),
-        ([*TINY, "--eval-every", "1"], "--eval-every has no effect with --no-eval"),
+        ([*TINY, "--eval-every", "1"], "--no-eval turns --eval-every off; drop one"),
         # Lightning ran bf16-mixed, and the banner and checkpoint said 16-mixed.
         ([*TINY, "--accelerator", "cpu", "--precision", "16-mixed"], "use bf16-mixed or 32-true"),
         pytest.param(
