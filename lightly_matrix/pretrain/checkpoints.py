@@ -130,8 +130,7 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]]:
-    """(path, content, notes on skipped files) of ``resume``, or of a folder's most trained valid
-    checkpoint (then the newest)."""
+    """(path, content, skipped files) of ``resume``, or its most trained (newest) checkpoint."""
     path = Path(resume)
     if path.is_file():
         return path, load_training_checkpoint(path), []

@@ -1,5 +1,4 @@
-"""Orchestration of ``lightly-matrix pretrain``: check, resume, build, train, report (or print
-the ``--dry-run`` document)."""
+"""``lightly-matrix pretrain``: check, resume, build, train, report, or print the ``--dry-run``."""
 
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
 
 
 def _check_out_dir(out: Path, plan: ResumePlan | None, named: str, dry_run: bool = False) -> None:
-    """A new run needs an empty folder (or a failed start's); a resumed one may also use its own.
-    ``named``: how messages name ``out``."""
+    """A new run needs an empty folder (or a failed start's); a resumed one may use its own."""
     from lightly_matrix.pretrain.checkpoints import has_checkpoint
     from lightly_matrix.pretrain.outdir import foreign_file, is_failed_start, reuse_failed_start
 
@@ -301,8 +299,7 @@ def _fit(
 
 
 def _report(out: Path, wall: float, trainer: Any) -> None:
-    """Adds the wall times (``train_wall_s``: all sessions; ``session_wall_s``: this ``fit``) to
-    metrics.json, prints the evaluation table."""
+    """Adds the wall times (all sessions, this one) to metrics.json; prints the evaluations."""
     from pytorch_lightning.callbacks import Timer
 
     from lightly_matrix.evaluation import EVAL_COLUMNS

@@ -42,8 +42,7 @@ class RunStopped(Exception):  # noqa: N818 (a stop, not an error)
 
 
 class Interrupted:
-    """Records the first SIGINT / SIGTERM (the run saves and stops after this step); a second
-    Ctrl-C raises ``KeyboardInterrupt`` at once."""
+    """Records the first SIGINT / SIGTERM (save and stop after this step); a second Ctrl-C stops."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -91,8 +90,7 @@ def check_weights_finite(module: torch.nn.Module, step: int, keeping: Path | Non
 
 
 class NonFiniteGuard(Callback):
-    """Stops at the first non-finite loss, before its backward pass (``EarlyStopping`` checks only
-    at epoch ends)."""
+    """Stops at the first non-finite loss, before its backward pass (EarlyStopping: epoch ends)."""
 
     def __init__(self, checkpoint: Path, hint: str) -> None:
         self.checkpoint = checkpoint
@@ -184,8 +182,7 @@ def build_trainer(
     steps: int,
     interrupted: Interrupted,
 ) -> Trainer:
-    """A Trainer of ``config`` writing into ``out`` (locked until the fit ends); ``args`` sets the
-    hardware, checkpoint cadence and logging."""
+    """A Trainer of ``config`` writing into ``out`` (locked until the fit ends), as ``args`` set."""
     from lightly_matrix.evaluation import FrozenEvaluation
 
     run_info = config.record()
