@@ -88,8 +88,7 @@ def check_writable(path: str | Path, what: str) -> None:
     that cannot be made and written; ``what`` names it in the message, e.g. ``"--out runs/x"``.
 
     Raises:
-        UserError: A part of the path is a file or a dangling symbolic link, or the place is
-            read-only or not permitted.
+        UserError: A part of the path is a file or a dangling link; a read-only or forbidden place.
     """
     existing = Path(path)
     while not existing.exists() and existing != existing.parent:

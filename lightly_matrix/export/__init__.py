@@ -138,9 +138,8 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
 
 
 def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Path:
-    """Refuse in one line an ``out`` that is a folder, the input ``src`` (``force`` or not), no
-    regular file (a device, FIFO, socket, dangling link), an existing file without ``force``, or
-    in a place that cannot be written."""
+    """Refuse in one line an ``out`` that is a folder, the input ``src``, no regular file (device,
+    FIFO, socket, dangling link), an existing file without ``force``, or an unwritable place."""
     if str(out).endswith(("/", os.sep)) or os.path.isdir(out):
         raise UserError(
             f"--out {out} names a folder; give a file, e.g. {Path(out, 'backbone.pth')}"

@@ -112,9 +112,8 @@ class BatchLoss(nn.Module):
 
     def _gather(self, x: Tensor) -> Tensor:
         # Lightly's gather sums every rank's gradient (M-MAE's code keeps the local one only).
-        if not self.gather_distributed or lightly_dist.world_size() == 1:
-            return x
-        return torch.cat(lightly_dist.gather(x.contiguous()), dim=0)
+        local = not self.gather_distributed or lightly_dist.world_size() == 1
+        return x if local else torch.cat(lightly_dist.gather(x.contiguous()), dim=0)
 
 
 # Where it is documented and imported from: the losses' "Bases:" line links there.

@@ -1,8 +1,7 @@
 """What every pretraining module shares: backbones, optimiser and schedule, online probe,
 collapse diagnostics, and the registry of methods.
 
-A method is one :class:`PretrainModule` subclass; defining it registers it for the command line
-and the harness entries :data:`METHODS`.
+A method is one :class:`PretrainModule` subclass; defining it registers it (CLI, :data:`METHODS`).
 """
 
 from __future__ import annotations
@@ -211,8 +210,7 @@ def warmup_cosine(
     """The authors' schedules: linear warm-up over ``warmup`` units, then cosine to ``final``.
 
     ``"linspace"`` peaks at the last warm-up unit, ``start + (peak - start) * i / (W - 1)``
-    (Matrix-SSL, CorInfoMax); ``"fraction"`` at the first unit after it, ``... * i / W`` (MAE,
-    M-MAE).
+    (Matrix-SSL, CorInfoMax); ``"fraction"`` at the next one, ``... * i / W`` (MAE, M-MAE).
 
     Examples:
         >>> [round(warmup_cosine(i, 10, 3, 1.0), 3) for i in (0, 1, 2, 3, 10)]
@@ -273,8 +271,7 @@ class PretrainModule(LightningModule):
 
     A method's ``__init__`` takes its own keyword-only hyper-parameters and ``**shared``
     (:class:`SharedArgs`); ``super().__init__()`` completes, checks and records them in
-    ``self.hparams`` and builds ``backbone`` and the online probe; the method adds its heads and
-    ``criterion``.
+    ``self.hparams``, builds ``backbone`` and the probe; the method adds heads and ``criterion``.
     """
 
     #: Name of the method in the CLI and in checkpoints (``hparams["method"]``).

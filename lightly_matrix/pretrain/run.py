@@ -155,9 +155,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if status := _fit(trainer, model, datamodule, plan, out, interrupted):
         return status
-    wall = time.perf_counter() - start
     if trainer.is_global_zero:
-        _report(out, wall, trainer)
+        _report(out, time.perf_counter() - start, trainer)
         from lightly_matrix.report import report_after_run
 
         report_after_run(out, enabled=not args.no_report)

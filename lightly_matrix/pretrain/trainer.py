@@ -101,9 +101,8 @@ class NonFiniteGuard(Callback):
     ) -> None:
         value = float(loss.detach())
         if not math.isfinite(value):
-            saved = "no checkpoint was saved yet"
-            if self.checkpoint.exists():
-                saved = f"the last good checkpoint is {self.checkpoint}"
+            last = f"the last good checkpoint is {self.checkpoint}"
+            saved = last if self.checkpoint.exists() else "no checkpoint was saved yet"
             raise Diverged(
                 f"training diverged at step {trainer.global_step} (epoch "
                 f"{trainer.current_epoch + 1}): loss is {value}; {saved}; {self.hint}"
