@@ -88,8 +88,7 @@ def _listing(folder: str) -> list[os.DirEntry]:
 
 
 def _is(entry: os.DirEntry, kind: str) -> bool:
-    """``entry.is_dir()`` / ``is_file()``, refusing in one line a link that cannot be followed
-    and (``"file"``: an image name) a FIFO, socket or device, which is_file() would skip."""
+    """``entry.is_dir()`` / ``is_file()``; one line for a link that cannot be followed, a FIFO."""
     try:
         if kind == "file" and entry.is_symlink() and not os.path.exists(entry.path):
             raise OSError("its target does not exist")  # is_file() would just say False

@@ -166,9 +166,8 @@ def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Pat
 
 
 def save_payload(payload: Any, out: str | Path, force: bool, src: Any, lock: bool = True) -> Path:
-    """``torch.save`` to ``out`` atomically, re-checking ``out`` under its folder's lock (``lock``:
-    off where the caller holds it) so that two writers never both claim one file; on a failed
-    write, one line, and a previous file there is unchanged."""
+    """``torch.save`` to ``out`` atomically, re-checking ``out`` under its folder's ``lock`` (two
+    writers never both claim one file); a failed write: one line, a previous file unchanged."""
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,8 +185,7 @@ def save_payload(payload: Any, out: str | Path, force: bool, src: Any, lock: boo
 def save_backbone(
     backbone: Backbone, out: str | Path, force: bool = False, lock: bool = False
 ) -> Path:
-    """Write converted weights in the export format, atomically: never over the file they were
-    read from, nor over an existing file unless ``force``.
+    """Writes converted weights atomically, never over their source nor (unless ``force``) a file.
 
     Args:
         backbone: Converted weights, e.g. from :func:`load_backbone`.
