@@ -40,8 +40,7 @@ RESNET_ARGS = ("stem", "zero_init_residual")
 class SharedArgs(TypedDict, total=False):
     """The keyword-only constructor arguments of every method.
 
-    Their defaults, :attr:`PretrainModule.shared_defaults`, are each method's paper run, so a
-    module built with only Lightly's harness arguments is that run.
+    Their defaults (:attr:`PretrainModule.shared_defaults`) are each method's paper run (harness).
 
     Attributes:
         backbone: ``resnet18``, ``resnet50`` or a timm ViT name (``vit_*``).

@@ -110,9 +110,8 @@ class NonFiniteGuard(Callback):
 
 
 class RunCheckpoint(Checkpoint):
-    """Writes ``OUT/last.ckpt`` (with ``run_info`` under :data:`RUN_KEY`) at every epoch end,
-    every ``every_steps`` steps and ``every_minutes`` minutes (0: off), and when ``interrupted``;
-    at a step's end, for a bit-exact resume (``ModelCheckpoint``'s SIGTERM stop comes before)."""
+    """Writes ``OUT/last.ckpt`` (``run_info`` under :data:`RUN_KEY`) each epoch, ``every_steps``,
+    ``every_minutes`` (0: off) and if ``interrupted``, at a step's end (a bit-exact resume)."""
 
     def __init__(
         self,
