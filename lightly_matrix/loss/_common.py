@@ -76,8 +76,7 @@ class BatchLoss(nn.Module):
                 if not floating:
                     fix = "pass a floating-point torch.Tensor, e.g. torch.as_tensor(x).float()"
                 raise ValueError(
-                    f"{name} expects 2-D floating-point inputs of shape (batch, dim), got {got}; "
-                    f"{fix}."
+                    f"{name} expects 2-D floating-point inputs (batch, dim), got {got}; {fix}."
                 )
         shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
         if len({x.shape for x in inputs}) > 1:

@@ -404,13 +404,12 @@ class PretrainModule(LightningModule):
         Raises:
             ValueError: A folder; a missing, empty or foreign file; another method's checkpoint.
         """
-        if not hasattr(checkpoint_path, "read") and "://" not in str(checkpoint_path):
-            try:
-                check_checkpoint_file(checkpoint_path)
-            except UserError as err:
-                raise ValueError(str(err)) from None
         try:
+            if not hasattr(checkpoint_path, "read") and "://" not in str(checkpoint_path):
+                check_checkpoint_file(checkpoint_path)
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except UserError as err:
+            raise ValueError(str(err)) from None
         except KeyError as err:
             if "pytorch-lightning_version" not in str(err):
                 raise

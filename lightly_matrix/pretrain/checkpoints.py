@@ -245,8 +245,7 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
     method = saved_run["method"] = saved_run.get("method") or hparams.get("method")
     if method not in METHOD_CLASSES:
         raise UserError(
-            f"--resume {args.resume!r}: the checkpoint does not name a method of this tool "
-            f"({method!r})"
+            f"--resume {args.resume!r}: the checkpoint names no method of this tool ({method!r})"
         )
     saved = from_checkpoint(saved_run, hparams, METHOD_CLASSES[method])
     run_dir = Path(args.resume) if Path(args.resume).is_dir() else path.parent

@@ -118,11 +118,9 @@ def load_pretrain(path: Path) -> PretrainRun:
     listed = spectrum.get("evaluations")
     rows = _rows(listed, required)
     run.spectra = [e for e in rows if e["eigenvalues"] and all(map(is_number, e["eigenvalues"]))]
-    if isinstance(listed, list) and len(run.spectra) < len(listed):
-        run.problems.append(
-            f"{SPECTRUM_FILE}: {len(listed) - len(run.spectra)} of {len(listed)} evaluations lack"
-            " an epoch, an effective rank or finite eigenvalues; not drawn"
-        )
+    bad = len(listed) - len(run.spectra) if isinstance(listed, list) else 0
+    if bad:
+        run.problems.append(f"{SPECTRUM_FILE}: {bad} malformed evaluation(s), not drawn")
     run.curves = read_csv_logs(path / "csv", run.problems)
     return run
 

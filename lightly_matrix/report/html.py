@@ -17,15 +17,13 @@ _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
        max-width: 1180px; padding: 1.5em; color: #1a1a1a; line-height: 1.45; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; }
-h3 { font-size: 1.05em; margin-top: 1.4em; }
+h3 { font-size: 1.05em; margin-top: 1.4em; } figcaption { font-size: 0.85em; color: #555; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-table.kv td { text-align: left; }
 img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
-.gallery { display: flex; flex-wrap: wrap; gap: 0.6em; }
+.gallery { display: flex; flex-wrap: wrap; gap: 0.6em; } table.kv td { text-align: left; }
 .gallery figure { margin: 0; width: 48%; } .gallery img { width: 100%; }
-figcaption { font-size: 0.85em; color: #555; }
 .na { color: #8a5300; background: #fff6e5; padding: 0.3em 0.6em; border-left: 3px solid #e0a030; }
 .meta { color: #555; font-size: 0.9em; } code { background: #f3f3f3; padding: 0 0.2em; }
 """
