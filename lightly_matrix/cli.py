@@ -18,21 +18,12 @@ __all__ = ["SUBCOMMANDS", "UserError", "build_parser", "main"]
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "pretrain": (
-        "lightly_matrix.pretrain",
-        "self-supervised pretraining on digits or an image folder",
-    ),
+    "pretrain": ("lightly_matrix.pretrain", "self-supervised pretraining on digits or images"),
     "export": ("lightly_matrix.export_cli", "export a backbone for mmdet, torchvision or timm"),
     "transfer": ("lightly_matrix.transfer", "Mask R-CNN fine-tuning and COCO evaluation (mmdet)"),
     "configs": ("lightly_matrix.transfer.configs", "list or write out the shipped mmdet configs"),
-    "report": (
-        "lightly_matrix.report",
-        "write RUN/report.html: probes, spectrum, curves, transfer AP and detections",
-    ),
-    "check-coco": (
-        "lightly_matrix.transfer.coco_check",
-        "check a COCO dataset (ids, files, classes, boxes, masks) before training",
-    ),
+    "report": ("lightly_matrix.report", "write RUN/report.html: probes, spectrum, curves, AP"),
+    "check-coco": ("lightly_matrix.transfer.coco_check", "check a COCO dataset before training"),
 }
 
 

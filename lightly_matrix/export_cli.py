@@ -10,13 +10,14 @@ from pathlib import Path
 from lightly_matrix.export import MMDET_INSTALL_HINT, export_backbone, mmdet_import_error
 from lightly_matrix.export.convert import TRUST_PICKLE_RISK
 from lightly_matrix.export.plain import FORMATS
+from lightly_matrix.user_files import path_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``export`` options."""
     add = parser.add_argument
-    add("checkpoint", help="our Lightning checkpoint or a Lightly, torchvision or timm state dict")
-    add("--out", required=True, help="output file (.pth); never overwritten")
+    add("checkpoint", type=path_text, help="our .ckpt or a Lightly, torchvision or timm state dict")
+    add("--out", required=True, type=path_text, help="output file (.pth); never overwritten")
     add("--force", action="store_true", help="replace --out if it is an existing regular file")
     add(
         "--format",

@@ -25,13 +25,6 @@ METRICS_FILE = "metrics.json"
 SPECTRUM_FILE = "spectrum.json"
 
 
-def path_argument(text: str) -> str:
-    """A path option's argparse ``type``: refuses an empty one (an unset shell variable)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
-    return text
-
-
 def path_kind(path: str | Path) -> str | None:
     """What is at ``path`` (``"a file"``, ``"a named pipe (FIFO)"``, ...), ``None`` if nothing.
 
@@ -43,6 +36,13 @@ def path_kind(path: str | Path) -> str | None:
         return _KINDS.get(stat.S_IFMT(os.stat(path).st_mode), "a special file")
     except OSError:
         return None
+
+
+def path_text(text: str) -> str:
+    """An ``argparse`` ``type=`` for a path: an empty one (an unset shell variable) is an error."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return text
 
 
 def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
@@ -71,7 +71,10 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
     except OSError as err:
         raise UserError(f"{what} {path} cannot be read ({err.strerror or err})") from None
     if not head:
-        raise UserError(f"{what} {path} is an empty file, not a checkpoint")
+        raise UserError(
+            f"{what} {path} is an empty file, not a checkpoint (an interrupted copy?); pass the "
+            "run's last.ckpt, or a checkpoint from an earlier save"
+        )
     if not head.startswith(_TORCH_MAGIC):
         raise UserError(
             f"{what} {path} is not a checkpoint: torch.save writes a zip archive or a pickle, and"
@@ -85,8 +88,7 @@ def check_writable(path: str | Path, what: str) -> None:
     that cannot be made and written; ``what`` names it in the message, e.g. ``"--out runs/x"``.
 
     Raises:
-        UserError: A part of the path is a file or a dangling symbolic link, or the place is
-            read-only or not permitted.
+        UserError: A part of the path is a file or a dangling link; a read-only or forbidden place.
     """
     existing = Path(path)
     while not existing.exists() and existing != existing.parent:

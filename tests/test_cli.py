@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import lightly_matrix
 from lightly_matrix.cli import SUBCOMMANDS, main
 
@@ -37,3 +39,20 @@ def test_unknown_subcommand_is_an_argparse_error() -> None:
     )
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "run/last.ckpt", "--out", ""],
+        ["export", "", "--out", "backbone.pth"],
+        ["report", "run", "--out", ""],
+        ["report", ""],
+    ],
+)
+def test_an_empty_path_is_called_empty_not_dot(argv: list[str], capsys) -> None:
+    """``--out "$OUT"`` with OUT unset used to say "--out . is a folder"."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert "an empty path (an unset shell variable?)" in capsys.readouterr().err

@@ -88,16 +88,19 @@ def _listing(folder: str) -> list[os.DirEntry]:
 
 
 def _is(entry: os.DirEntry, kind: str) -> bool:
-    """``entry.is_dir()`` / ``is_file()``, refusing in one line a link that cannot be followed."""
+    """``entry.is_dir()`` / ``is_file()``; one line for a link that cannot be followed, a FIFO."""
     try:
         if kind == "file" and entry.is_symlink() and not os.path.exists(entry.path):
             raise OSError("its target does not exist")  # is_file() would just say False
-        return bool(entry.is_dir() if kind == "dir" else entry.is_file())
+        if kind == "dir" or entry.is_file() or entry.is_dir():
+            return bool(entry.is_dir() if kind == "dir" else entry.is_file())
     except OSError as err:  # ELOOP: a link to itself, or links pointing at each other
         raise UserError(
             f"{entry.path!r} is a symbolic link that cannot be followed ({err.strerror or err});"
             " remove or fix that link"
         ) from None
+    kind = path_kind(entry.path) or "a special file"
+    raise UserError(f"{entry.path!r} is {kind}, not an image file; move it out of the data folder")
 
 
 def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, int, int]]:

@@ -138,9 +138,8 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
 
 
 def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Path:
-    """Refuse in one line an ``out`` that is a folder, the input ``src`` (``force`` or not), no
-    regular file (a device, FIFO, socket, dangling link), an existing file without ``force``, or
-    in a place that cannot be written."""
+    """Refuse in one line an ``out`` that is a folder, the input ``src``, no regular file (device,
+    FIFO, socket, dangling link), an existing file without ``force``, or an unwritable place."""
     if str(out).endswith(("/", os.sep)) or os.path.isdir(out):
         raise UserError(
             f"--out {out} names a folder; give a file, e.g. {Path(out, 'backbone.pth')}"
@@ -167,9 +166,8 @@ def check_out_file(out: str | Path, force: bool = False, src: Any = None) -> Pat
 
 
 def save_payload(payload: Any, out: str | Path, force: bool, src: Any, lock: bool = True) -> Path:
-    """``torch.save`` to ``out`` atomically, re-checking ``out`` under its folder's lock (``lock``:
-    off where the caller holds it) so that two writers never both claim one file; on a failed
-    write, one line, and a previous file there is unchanged."""
+    """``torch.save`` to ``out`` atomically, re-checking ``out`` under its folder's ``lock`` (two
+    writers never both claim one file); a failed write: one line, a previous file unchanged."""
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -187,8 +185,7 @@ def save_payload(payload: Any, out: str | Path, force: bool, src: Any, lock: boo
 def save_backbone(
     backbone: Backbone, out: str | Path, force: bool = False, lock: bool = False
 ) -> Path:
-    """Write converted weights in the export format, atomically: never over the file they were
-    read from, nor over an existing file unless ``force``.
+    """Writes converted weights atomically, never over their source nor (unless ``force``) a file.
 
     Args:
         backbone: Converted weights, e.g. from :func:`load_backbone`.

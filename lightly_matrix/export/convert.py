@@ -217,8 +217,7 @@ def convert_state_dict(
     allow_cifar_stem: bool = False,
     arch: str | None = None,
 ) -> Backbone:
-    """Rename a backbone state dict (DDP/``torch.compile`` prefixes removed) to mmdet's layout, as
-    :func:`load_backbone`."""
+    """A backbone state dict (DDP/compile prefixes removed) in mmdet's layout, as load_backbone."""
     sd = {re.sub(r"^(?:module\.|_orig_mod\.)+", "", k): v for k, v in sd.items()}
     if sd and all(k[:1].isdigit() for k in sd):
         for key in sd:

@@ -27,8 +27,7 @@ class BatchLoss(nn.Module):
     others return NaN, which the training loop stops before the backward pass.
 
     Attributes:
-        gather_distributed: Gather the rows of all processes first (without an initialised
-            process group: the local batch, as in Lightly).
+        gather_distributed: Gather all processes' rows first (no process group: local, as Lightly).
     """
 
     def __init__(self, gather_distributed: bool = False) -> None:
@@ -64,18 +63,20 @@ class BatchLoss(nn.Module):
         block runs with autocast off (logdet, eigh and logs need fp32 or fp64).
 
         Raises:
-            ValueError: Inputs that are not 2-D floating-point tensors of one shape, of dim 0,
-                or a (global) batch of fewer than 2 rows; a ``ValueError`` of the block gets
-                the loss name and the input shapes in front.
+            ValueError: Inputs that are not 2-D floating-point tensors of one shape, of dim 0, or a
+                (global) batch of fewer than 2 rows; the block's, with the loss and shapes in front.
         """
         name = type(self).__name__
         for x in inputs:
-            if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point():
+            floating = isinstance(x, Tensor) and x.is_floating_point()
+            if not floating or x.ndim != 2:
                 is_tensor = isinstance(x, Tensor)
                 got = f"shape {tuple(x.shape)}, {x.dtype}" if is_tensor else type(x).__name__
+                fix = "flatten the features first, e.g. x.flatten(start_dim=1)"
+                if not floating:
+                    fix = "pass a floating-point torch.Tensor, e.g. torch.as_tensor(x).float()"
                 raise ValueError(
-                    f"{name} expects 2-D floating-point inputs of shape (batch, dim), got {got}; "
-                    "flatten the features first, e.g. x.flatten(start_dim=1)."
+                    f"{name} expects 2-D floating-point inputs (batch, dim), got {got}; {fix}."
                 )
         shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
         if len({x.shape for x in inputs}) > 1:
@@ -107,9 +108,8 @@ class BatchLoss(nn.Module):
 
     def _gather(self, x: Tensor) -> Tensor:
         # Lightly's gather sums every rank's gradient (M-MAE's code keeps the local one only).
-        if not self.gather_distributed or lightly_dist.world_size() == 1:
-            return x
-        return torch.cat(lightly_dist.gather(x.contiguous()), dim=0)
+        local = not self.gather_distributed or lightly_dist.world_size() == 1
+        return x if local else torch.cat(lightly_dist.gather(x.contiguous()), dim=0)
 
 
 # Where it is documented and imported from: the losses' "Bases:" line links there.

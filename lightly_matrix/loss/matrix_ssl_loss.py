@@ -91,8 +91,7 @@ class MatrixSSLLoss(BatchLoss):
                     "swapped",
                     "the first argument has no gradient but the second has one; the call is "
                     "loss_fn(online, target): pass the online (student) prediction first and the "
-                    "teacher's projection second (Lightly's byol.py passes them the other way "
-                    "round).",
+                    "teacher's projection second (Lightly's byol.py passes them swapped).",
                 )
             uniformity = mce_uniformity(p, z, self.target_scale, self.ridge, self.taylor_order)
             return uniformity + self.gamma * mce_alignment(p, z, self.ridge, self.taylor_order)

@@ -1,8 +1,7 @@
 """What every pretraining module shares: backbones, optimiser and schedule, online probe,
 collapse diagnostics, and the registry of methods.
 
-A method is one :class:`PretrainModule` subclass; defining it registers it for the command line
-and the harness entries :data:`METHODS`.
+A method is one :class:`PretrainModule` subclass; defining it registers it (CLI, :data:`METHODS`).
 """
 
 from __future__ import annotations
@@ -23,8 +22,10 @@ from pytorch_lightning import LightningModule
 from torch import Tensor, nn
 
 from lightly_matrix.data.transforms import build_train_transform
+from lightly_matrix.errors import UserError
 from lightly_matrix.functional import effective_rank, matrix_entropy
 from lightly_matrix.registry import register
+from lightly_matrix.user_files import check_checkpoint_file
 from lightly_matrix.utils.checks import check_number, check_positive_int
 
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
@@ -39,8 +40,7 @@ RESNET_ARGS = ("stem", "zero_init_residual")
 class SharedArgs(TypedDict, total=False):
     """The keyword-only constructor arguments of every method.
 
-    Their defaults, :attr:`PretrainModule.shared_defaults`, are each method's paper run, so a
-    module built with only Lightly's harness arguments is that run.
+    Their defaults (:attr:`PretrainModule.shared_defaults`) are each method's paper run (harness).
 
     Attributes:
         backbone: ``resnet18``, ``resnet50`` or a timm ViT name (``vit_*``).
@@ -209,8 +209,7 @@ def warmup_cosine(
     """The authors' schedules: linear warm-up over ``warmup`` units, then cosine to ``final``.
 
     ``"linspace"`` peaks at the last warm-up unit, ``start + (peak - start) * i / (W - 1)``
-    (Matrix-SSL, CorInfoMax); ``"fraction"`` at the first unit after it, ``... * i / W`` (MAE,
-    M-MAE).
+    (Matrix-SSL, CorInfoMax); ``"fraction"`` at the next one, ``... * i / W`` (MAE, M-MAE).
 
     Examples:
         >>> [round(warmup_cosine(i, 10, 3, 1.0), 3) for i in (0, 1, 2, 3, 10)]
@@ -244,6 +243,13 @@ def check_optimisation(hparams: dict[str, Any]) -> None:
     check_number("knn_t", hparams["knn_t"], low=0.0, low_open=True, hint="Lightly uses 0.1")
 
 
+def _is_a(value: Any, kind: type) -> bool:
+    """``isinstance``, but a ``bool`` is no number and an ``int`` is a ``float``."""
+    if isinstance(value, bool) != (kind is bool):
+        return False
+    return isinstance(value, int | float if kind is float else kind)
+
+
 def scaled_lr(hparams: Mapping[str, Any], world_size: int) -> float:
     """The lr reached after warm-up: ``lr`` scaled to the global batch unless absolute."""
     lr = float(hparams["lr"])
@@ -264,8 +270,7 @@ class PretrainModule(LightningModule):
 
     A method's ``__init__`` takes its own keyword-only hyper-parameters and ``**shared``
     (:class:`SharedArgs`); ``super().__init__()`` completes, checks and records them in
-    ``self.hparams`` and builds ``backbone`` and the online probe; the method adds its heads and
-    ``criterion``.
+    ``self.hparams``, builds ``backbone`` and the probe; the method adds heads and ``criterion``.
     """
 
     #: Name of the method in the CLI and in checkpoints (``hparams["method"]``).
@@ -362,8 +367,10 @@ class PretrainModule(LightningModule):
             ValueError: For a value it cannot train with.
         """
         given = dict(given)
-        if given.pop("method", cls.method) != cls.method:  # load_from_checkpoint passes it back
-            raise ValueError(f"hyper-parameters of another method given to {cls.__name__}")
+        method = given.pop("method", cls.method)  # load_from_checkpoint passes it back
+        if method != cls.method:
+            other = getattr(METHOD_CLASSES.get(method), "__name__", "its class")
+            raise ValueError(f"{cls.__name__} got the hyper-parameters of {method!r}; use {other}")
         defaults = cls.hparam_defaults()
         unknown = sorted(set(given) - set(defaults))
         if unknown:
@@ -372,6 +379,12 @@ class PretrainModule(LightningModule):
                 f"it accepts: {', '.join(defaults)}"
             )
         hparams = {**defaults, **given}
+        for key, annotation in cls.hparam_types().items():
+            kinds = typing.get_args(annotation) or (annotation,)
+            if not any(_is_a(hparams[key], kind) for kind in kinds):
+                names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+                raise ValueError(f"{cls.__name__}: {key} must be {names}, got {hparams[key]!r}")
+        check_positive_int("batch_size_per_device", hparams["batch_size_per_device"])
         check_optimisation(hparams)
         backbone = hparams["backbone"]
         if cls.masked and not is_vit(backbone):
@@ -386,13 +399,17 @@ class PretrainModule(LightningModule):
     def load_from_checkpoint(  # type: ignore[override]
         cls, checkpoint_path: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        """Lightning's loader, with one line for a file that is not a run's checkpoint.
+        """Lightning's loader, with one line for a file that is not this method's checkpoint.
 
         Raises:
-            ValueError: For an exported backbone or another file without Lightning's keys.
+            ValueError: A folder; a missing, empty or foreign file; another method's checkpoint.
         """
         try:
+            if not hasattr(checkpoint_path, "read") and "://" not in str(checkpoint_path):
+                check_checkpoint_file(checkpoint_path)
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except UserError as err:
+            raise ValueError(str(err)) from None
         except KeyError as err:
             if "pytorch-lightning_version" not in str(err):
                 raise

@@ -14,7 +14,7 @@ class BYOL(EMATeacherModule):
     """BYOL pretraining module: Lightly's BYOL heads (the paper's widths) and
     ``NegativeCosineSimilarity`` on the :class:`EMATeacherModule` recipe of Matrix-SSL.
 
-    BYOL's own ImageNet run is ``--optimizer lars --lr 0.2 --weight-decay 1.5e-6`` at batch 4096.
+    BYOL's ImageNet run: ``--optimizer lars --lr 0.2 --weight-decay 1.5e-6`` at batch 4096.
     Arguments: :class:`TeacherArgs`.
     """
 

@@ -17,9 +17,9 @@ class CorInfoMax(PretrainModule):
     """CorInfoMax pretraining module [0].
 
     Defaults are the authors' ImageNet-1k ResNet-50 setting (serdarozsoy/corinfomax-ssl README):
-    an ABSOLUTE lr stepped per epoch, warm-up from 3e-3 peaking at epoch 9, cosine to 1e-6. The
-    other datasets are presets (``--list-presets``). Checkpoints hold the criterion's running
-    statistics. Shared arguments: :class:`SharedArgs`.
+    an ABSOLUTE lr stepped per epoch, warm-up from 3e-3 peaking at epoch 9, cosine to 1e-6; other
+    datasets are presets (``--list-presets``). Checkpoints hold the criterion's running statistics.
+    Shared arguments: :class:`SharedArgs`.
 
     Args:
         hidden_dim: Projector hidden width.

@@ -86,8 +86,7 @@ class EMATeacherModule(PretrainModule):
         return self.teacher_projection_head(self.teacher_backbone(x).flatten(start_dim=1))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """This step's teacher momentum: a cosine from ``momentum_start`` to ``momentum_end``, by
-        the global step so that a resume continues it."""
+        """This step's teacher momentum: a cosine over the global step (a resume continues it)."""
         total = int(self.trainer.estimated_stepping_batches)
         hp = self.hparams
         self._momentum = cosine(

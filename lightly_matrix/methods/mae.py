@@ -101,9 +101,8 @@ class MAE(PretrainModule):
 
     def pixel_loss(self, images: Tensor, predictions: Tensor, idx_mask: Tensor) -> Tensor:
         """Mean squared error on the masked patches (targets normalised per patch if asked)."""
-        patches = utils.patchify(images, self.patch_size)
         # idx_mask counts the class token at index 0; patches do not have it.
-        target = utils.get_at_index(patches, idx_mask - 1)
+        target = utils.get_at_index(utils.patchify(images, self.patch_size), idx_mask - 1)
         if self.hparams["norm_pix_loss"]:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
@@ -120,8 +119,7 @@ class MAE(PretrainModule):
         )
         # The encoder's tokens after its final norm, CLS first.
         tokens = self.backbone.encode(images, idx_keep=idx_keep)
-        predictions = self.forward_decoder(tokens, idx_keep, idx_mask)
-        loss = self.pixel_loss(images, predictions, idx_mask)
+        loss = self.pixel_loss(images, self.forward_decoder(tokens, idx_keep, idx_mask), idx_mask)
         cls_features = tokens[:, 0]
         if self.hparams["double_norm"]:
             cls_features = self.backbone.vit.norm(cls_features)

@@ -27,8 +27,7 @@ class MEC(EMATeacherModule):
     """MEC pretraining module [0]: Matrix-SSL's networks with :class:`~lightly_matrix.loss.MECLoss`.
 
     Defaults are the authors' ImageNet ResNet-50 run (``xinliu20/MEC``): ``eps^2 = 64``, Taylor
-    order 4, ``eps^2`` 8 times larger at first, falling linearly over the warm-up. Arguments:
-    :class:`TeacherArgs`.
+    order 4, ``eps^2`` 8x at first, down linearly over the warm-up. Arguments: :class:`TeacherArgs`.
 
     Args:
         eps_squared: Squared upper bound of the expected decoding error.

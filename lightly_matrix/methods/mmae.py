@@ -13,8 +13,7 @@ from lightly_matrix.methods.mae import MAE
 class MMAE(MAE):
     """M-MAE pretraining module: :class:`~lightly_matrix.methods.mae.MAE` with the TCR regulariser.
 
-    Same arguments as MAE; ``reg_weight`` defaults to 0.01. Unlike the official gather, ours keeps
-    every rank's gradient.
+    Same arguments as MAE; ``reg_weight`` defaults to 0.01. Our gather keeps every rank's gradient.
     """
 
     method = "mmae"

@@ -13,8 +13,7 @@ from lightly_matrix.methods.mae import MAE
 class UMAE(MAE):
     """U-MAE pretraining module: :class:`~lightly_matrix.methods.mae.MAE` with the square term.
 
-    Same arguments as MAE; ``reg_weight`` defaults to 0.01 (U-MAE's value); ``gram_scale`` and
-    ``centering`` are unused.
+    As MAE; ``reg_weight`` defaults to U-MAE's 0.01; ``gram_scale`` and ``centering`` are unused.
     """
 
     method = "umae"

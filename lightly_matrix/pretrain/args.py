@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lightly_matrix.errors import UserError
 from lightly_matrix.registry import method_names
-from lightly_matrix.user_files import path_argument
+from lightly_matrix.user_files import path_text
 
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
 #: Checkpoint cadence defaults, for multi-hour GPU runs: at most this much training is lost.
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "logs, report.html. Ctrl-C or SIGTERM saves and prints the resume command. "
         "Settings: flags > --hp > --preset > method defaults."
     )
-    path = path_argument
+    path = path_text
     add = parser.add_argument_group("what to train").add_argument
     add("--method", metavar="{" + ",".join(method_names()) + "}", help="pretraining method")
     add("--data", type=path, help="'digits' (offline, default) or an image folder")
@@ -110,6 +110,7 @@ def validate_args(args: argparse.Namespace) -> None:
         )
         ok = value is None or value > low or (inclusive and value == low)
         _check(ok, f"{flag} must be {'>=' if inclusive else '>'} {low}, got {value}")
+    _check(not args.no_eval or not args.eval_every, "--no-eval turns --eval-every off; drop one")
     # Lightning replaces a seed outside numpy's range by a random one: the run would not repeat.
     seed = args.seed
     _check(seed is None or 0 <= seed < 2**32, f"--seed must be in [0, 2**32 - 1], got {seed}")

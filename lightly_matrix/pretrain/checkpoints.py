@@ -130,8 +130,7 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def find_resume_checkpoint(resume: str) -> tuple[Path, dict[str, Any], list[str]]:
-    """(path, content, notes on skipped files) of ``resume``, or of a folder's most trained valid
-    checkpoint (then the newest)."""
+    """(path, content, skipped files) of ``resume``, or its most trained (newest) checkpoint."""
     path = Path(resume)
     if path.is_file():
         return path, load_training_checkpoint(path), []
@@ -246,8 +245,7 @@ def plan_resume(args: argparse.Namespace) -> ResumePlan:
     method = saved_run["method"] = saved_run.get("method") or hparams.get("method")
     if method not in METHOD_CLASSES:
         raise UserError(
-            f"--resume {args.resume!r}: the checkpoint does not name a method of this tool "
-            f"({method!r})"
+            f"--resume {args.resume!r}: the checkpoint names no method of this tool ({method!r})"
         )
     saved = from_checkpoint(saved_run, hparams, METHOD_CLASSES[method])
     run_dir = Path(args.resume) if Path(args.resume).is_dir() else path.parent

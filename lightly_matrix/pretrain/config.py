@@ -286,8 +286,7 @@ def resolve_run(args: argparse.Namespace, cls: Any) -> RunConfig:
 def from_checkpoint(
     saved_run: dict[str, Any], saved_hparams: dict[str, Any], cls: Any
 ) -> RunConfig:
-    """The run a checkpoint was trained with, its ``hparams`` those the module was built from; a
-    ``UserError`` for another version of the record."""
+    """The run a checkpoint was trained with; a ``UserError`` for another record version."""
     defaults = cls.hparam_defaults()
     if saved_run.get("format") != RECORD_FORMAT or not set(saved_hparams) <= {*defaults, "method"}:
         raise UserError(

@@ -66,6 +66,5 @@ def ensure_writable(out: Path, named: str) -> None:
     check_writable(out, named)
     if os.fsencode(out).decode("utf-8", "ignore") != str(out):
         raise UserError(
-            f"--out {out!r} is not a UTF-8 path, which TensorBoard cannot write to; choose another"
-            " name"
+            f"--out {out!r} is not a UTF-8 path, which TensorBoard needs; choose another name"
         )

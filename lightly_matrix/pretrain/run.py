@@ -1,5 +1,4 @@
-"""Orchestration of ``lightly-matrix pretrain``: check, resume, build, train, report (or print
-the ``--dry-run`` document)."""
+"""``lightly-matrix pretrain``: check, resume, build, train, report, or print the ``--dry-run``."""
 
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ def _resume_after_requeue(args: argparse.Namespace) -> None:
 
 
 def _check_out_dir(out: Path, plan: ResumePlan | None, named: str, dry_run: bool = False) -> None:
-    """A new run needs an empty folder (or a failed start's); a resumed one may also use its own.
-    ``named``: how messages name ``out``."""
+    """A new run needs an empty folder (or a failed start's); a resumed one may use its own."""
     from lightly_matrix.pretrain.checkpoints import has_checkpoint
     from lightly_matrix.pretrain.outdir import foreign_file, is_failed_start, reuse_failed_start
 
@@ -135,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
     interrupted = Interrupted()
     try:
         trainer = build_trainer(args, config, out, model, probe, val, workers, steps, interrupted)
-    except MisconfigurationException as err:  # e.g. 16-mixed on CPU, more devices than exist
-        raise UserError(" ".join(str(err).split())) from None
+    except MisconfigurationException as err:  # e.g. no GPU, more devices than exist
+        fix = "; use --accelerator cpu or auto" if "gpu backend" in str(err) else ""
+        raise UserError(" ".join(str(err).rstrip("!").split()) + fix) from None
     datamodule = PretrainDataModule(train, val, config.per_device_batch_size, workers, config.seed)
     if trainer.is_global_zero:
         print(
@@ -156,9 +155,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if status := _fit(trainer, model, datamodule, plan, out, interrupted):
         return status
-    wall = time.perf_counter() - start
     if trainer.is_global_zero:
-        _report(out, wall, trainer)
+        _report(out, time.perf_counter() - start, trainer)
         from lightly_matrix.report import report_after_run
 
         report_after_run(out, enabled=not args.no_report)
@@ -300,8 +298,7 @@ def _fit(
 
 
 def _report(out: Path, wall: float, trainer: Any) -> None:
-    """Adds the wall times (``train_wall_s``: all sessions; ``session_wall_s``: this ``fit``) to
-    metrics.json, prints the evaluation table."""
+    """Adds the wall times (all sessions, this one) to metrics.json; prints the evaluations."""
     from pytorch_lightning.callbacks import Timer
 
     from lightly_matrix.evaluation import EVAL_COLUMNS

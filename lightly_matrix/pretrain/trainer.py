@@ -42,8 +42,7 @@ class RunStopped(Exception):  # noqa: N818 (a stop, not an error)
 
 
 class Interrupted:
-    """Records the first SIGINT / SIGTERM (the run saves and stops after this step); a second
-    Ctrl-C raises ``KeyboardInterrupt`` at once."""
+    """Records the first SIGINT / SIGTERM (save and stop after this step); a second Ctrl-C stops."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -91,8 +90,7 @@ def check_weights_finite(module: torch.nn.Module, step: int, keeping: Path | Non
 
 
 class NonFiniteGuard(Callback):
-    """Stops at the first non-finite loss, before its backward pass (``EarlyStopping`` checks only
-    at epoch ends)."""
+    """Stops at the first non-finite loss, before its backward pass (EarlyStopping: epoch ends)."""
 
     def __init__(self, checkpoint: Path, hint: str) -> None:
         self.checkpoint = checkpoint
@@ -103,9 +101,8 @@ class NonFiniteGuard(Callback):
     ) -> None:
         value = float(loss.detach())
         if not math.isfinite(value):
-            saved = "no checkpoint was saved yet"
-            if self.checkpoint.exists():
-                saved = f"the last good checkpoint is {self.checkpoint}"
+            last = f"the last good checkpoint is {self.checkpoint}"
+            saved = last if self.checkpoint.exists() else "no checkpoint was saved yet"
             raise Diverged(
                 f"training diverged at step {trainer.global_step} (epoch "
                 f"{trainer.current_epoch + 1}): loss is {value}; {saved}; {self.hint}"
@@ -113,9 +110,8 @@ class NonFiniteGuard(Callback):
 
 
 class RunCheckpoint(Checkpoint):
-    """Writes ``OUT/last.ckpt`` (with ``run_info`` under :data:`RUN_KEY`) at every epoch end,
-    every ``every_steps`` steps and ``every_minutes`` minutes (0: off), and when ``interrupted``;
-    at a step's end, for a bit-exact resume (``ModelCheckpoint``'s SIGTERM stop comes before)."""
+    """Writes ``OUT/last.ckpt`` (``run_info`` under :data:`RUN_KEY`) each epoch, ``every_steps``,
+    ``every_minutes`` (0: off) and if ``interrupted``, at a step's end (a bit-exact resume)."""
 
     def __init__(
         self,
@@ -184,8 +180,7 @@ def build_trainer(
     steps: int,
     interrupted: Interrupted,
 ) -> Trainer:
-    """A Trainer of ``config`` writing into ``out`` (locked until the fit ends); ``args`` sets the
-    hardware, checkpoint cadence and logging."""
+    """A Trainer of ``config`` writing into ``out`` (locked until the fit ends), as ``args`` set."""
     from lightly_matrix.evaluation import FrozenEvaluation
 
     run_info = config.record()
@@ -223,6 +218,8 @@ def build_trainer(
     cpu = args.accelerator == "cpu" or (
         args.accelerator == "auto" and not torch.cuda.is_available()
     )
+    if cpu and config.precision == "16-mixed":  # Lightning would run bf16-mixed instead
+        raise UserError("--precision 16-mixed needs a GPU; use bf16-mixed or 32-true on CPU")
     multi = config.world_size > 1
     trainer = Trainer(
         max_epochs=config.epochs,

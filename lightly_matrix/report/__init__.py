@@ -19,7 +19,7 @@ from lightly_matrix.report.data import (
     load_transfer,
 )
 from lightly_matrix.report.html import GENERATOR, Section, page, paragraph
-from lightly_matrix.user_files import path_kind
+from lightly_matrix.user_files import path_kind, path_text
 from lightly_matrix.utils.io import atomic_write_text
 
 __all__ = ["REPORT_FILE", "add_arguments", "report_after_run", "run", "write_report"]
@@ -32,9 +32,10 @@ DEFAULT_IMAGES = 6
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``report`` options to ``parser``."""
     # fmt: off
-    parser.add_argument("run_dir", metavar="RUN",
+    parser.add_argument("run_dir", metavar="RUN", type=path_text,
         help="a pretraining run, a transfer work dir, or a folder with pretrain/ and transfer/")
-    parser.add_argument("--out", help=f"the HTML file to write (default RUN/{REPORT_FILE})")
+    parser.add_argument("--out", type=path_text,
+        help=f"the HTML file to write (default RUN/{REPORT_FILE})")
     parser.add_argument("--reference", metavar="JSON",
         help="reference spreads (mean ± std over seeds) to draw beside the run, e.g. "
         "benchmarks/results/demo_reference-corinfomax-20ep.json")

@@ -115,8 +115,12 @@ def load_pretrain(path: Path) -> PretrainRun:
             run.metrics["run"] = {}
     spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
     required: dict[str, Any] = {"epoch": int, "eigenvalues": list, "effective_rank": (int, float)}
-    rows = _rows(spectrum.get("evaluations"), required)
+    listed = spectrum.get("evaluations")
+    rows = _rows(listed, required)
     run.spectra = [e for e in rows if e["eigenvalues"] and all(map(is_number, e["eigenvalues"]))]
+    bad = len(listed) - len(run.spectra) if isinstance(listed, list) else 0
+    if bad:
+        run.problems.append(f"{SPECTRUM_FILE}: {bad} malformed evaluation(s), not drawn")
     run.curves = read_csv_logs(path / "csv", run.problems)
     return run
 

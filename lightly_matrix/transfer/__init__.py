@@ -32,7 +32,7 @@ from lightly_matrix.transfer.results import (
     markdown_table,
     summarise,
 )
-from lightly_matrix.user_files import path_argument as path
+from lightly_matrix.user_files import path_text as path
 from lightly_matrix.utils.checks import positive_int
 from lightly_matrix.utils.io import write_json_atomic
 from lightly_matrix.utils.lock import folder_lock

@@ -18,7 +18,7 @@ from lightly_matrix.errors import UserError, first_line
 from lightly_matrix.transfer.build import inner_dataset, load_config
 from lightly_matrix.transfer.checks import check_coco_root
 from lightly_matrix.transfer.configs import default_config, resolve_config
-from lightly_matrix.user_files import path_argument as path
+from lightly_matrix.user_files import path_text as path
 from lightly_matrix.utils.checks import is_number
 
 #: Keys each entry must have: mmdet's CocoDataset and pycocotools read them unchecked.

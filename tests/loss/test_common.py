@@ -85,9 +85,18 @@ def test_zero_width_features_are_refused(name: str) -> None:
         build(False)(*[torch.randn(8, 0, requires_grad=True) for _ in range(n_inputs)])
 
 
-@pytest.mark.parametrize("to_input", [lambda x: x.tolist(), lambda x: x.numpy()])
+@pytest.mark.parametrize(
+    ("to_input", "fix"),
+    [
+        (lambda x: x.tolist(), "as_tensor"),
+        (lambda x: x.numpy(), "as_tensor"),
+        (lambda x: x.long(), "as_tensor"),  # was told to flatten a 2-D tensor
+        (lambda x: x.to(torch.complex64), "as_tensor"),
+        (lambda x: x[:, :, None], "flatten"),
+    ],
+)
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_lists_and_arrays_get_the_type_message(name: str, to_input) -> None:
+def test_lists_and_arrays_get_the_type_message(name: str, to_input, fix: str) -> None:
     build, n_inputs = LOSSES[name]
-    with pytest.raises(ValueError, match=r"expects 2-D floating-point inputs.*got (list|ndarray)"):
+    with pytest.raises(ValueError, match=rf"expects 2-D floating-point inputs.*got .*; .*{fix}"):
         build(False)(*[to_input(torch.randn(8, 16)) for _ in range(n_inputs)])

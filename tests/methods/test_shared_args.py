@@ -73,6 +73,21 @@ def test_positional_and_unknown_arguments_are_refused(name: str) -> None:
         tiny(name, hidden_dims=3)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"decay_norm_and_bias": "no"},  # any string is truthy
+        {"batch_size_per_device": 0},  # a zero or negative lr
+        {"batch_size_per_device": True},
+        {"lr": True},
+        {"patch_size": "16"},
+    ],
+)
+def test_wrongly_typed_or_empty_batch_arguments_are_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=rf"^(BarlowTwins: )?{next(iter(bad))} must be"):
+        tiny("barlowtwins", **bad)
+
+
 def test_knn_arguments_are_lightlys_and_checked() -> None:
     module = tiny("barlowtwins")
     assert (module.hparams["knn_k"], module.hparams["knn_t"]) == (200, 0.1)

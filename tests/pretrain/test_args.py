@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from lightly_matrix.cli import main
 
@@ -36,6 +37,14 @@ def test_an_empty_path_is_an_error_not_unset(
         # 0 used to mean "automatic" (the model's own patch size).
         ([*VIT, "--hp", "patch_size=0"], "patch_size"),
         ([*VIT, "--hp", "patch_size=-4"], "patch_size"),
+        ([*TINY, "--eval-every", "1"], "--no-eval turns --eval-every off; drop one"),
+        # Lightning ran bf16-mixed, and the banner and checkpoint said 16-mixed.
+        ([*TINY, "--accelerator", "cpu", "--precision", "16-mixed"], "use bf16-mixed or 32-true"),
+        pytest.param(
+            [*TINY, "--accelerator", "gpu"],
+            "use --accelerator cpu or auto",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there"),
+        ),
     ],
 )
 def test_values_that_were_taken_silently_are_refused(

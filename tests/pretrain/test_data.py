@@ -216,6 +216,16 @@ def test_links_that_cannot_be_followed_are_one_line(
     assert_names(info, "symbolic link", "remove or fix")
 
 
+@pytest.mark.parametrize("where", ["c001", "."])
+def test_a_fifo_named_like_an_image_is_one_line(tmp_path: Path, where: str) -> None:
+    """It used to be skipped without a word (and opening it would wait for a writer)."""
+    data = _folder(tmp_path / "data", classes=2, per_class=2)
+    os.mkfifo(data / where / "pipe.png")
+    with pytest.raises(UserError) as info:
+        _build(_args(data), None)
+    assert_names(info, "pipe.png", "a named pipe (FIFO)", "move it out")
+
+
 @pytest.mark.parametrize("name", [os.fsdecode(b"imgs\xff"), "a" * 250])
 def test_folder_names_that_are_not_utf8_or_very_long(tmp_path: Path, name: str) -> None:
     data, out = _folder(tmp_path / name, classes=2, per_class=4), tmp_path / "run"

@@ -96,10 +96,28 @@ def test_the_data_folder_is_stored_resolved_and_matched_on_resume(
     assert resolve_resumed(resumed, saved, CorInfoMax)[0].data == str(tmp_path / "imgs")
 
 
-def test_loading_an_exported_file_as_a_module_is_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "exported.pth"
-    torch.save({"state_dict": {"backbone.conv1.weight": torch.zeros(1)}, "meta": {}}, path)
-    with pytest.raises(ValueError, match="not a Lightning checkpoint") as err:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"state_dict": {"backbone.conv1.weight": torch.zeros(1)}, "meta": {}}, "not a Lightning"),
+        (b"", "an empty file, not a checkpoint .*; pass the run's last.ckpt"),  # was EOFError('')
+        (None, "is a folder, not a checkpoint file"),  # was IsADirectoryError
+        ("barlowtwins", "CorInfoMax got the hyper-parameters of 'barlowtwins'; use BarlowTwins"),
+    ],
+)
+def test_loading_what_is_not_this_methods_checkpoint_is_one_line(
+    content: object, message: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.ckpt"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        hparams = {"method": content, "backbone": "resnet18", "num_classes": 0}
+        keys = {"hyper_parameters": hparams, "state_dict": {}, "pytorch-lightning_version": "2"}
+        torch.save(keys if isinstance(content, str) else content, path)
+    with pytest.raises(ValueError, match=message) as err:
         CorInfoMax.load_from_checkpoint(path)
     assert "\n" not in str(err.value)
 

@@ -290,6 +290,8 @@ def test_unreadable_or_foreign_files_are_listed_not_fatal(tmp_path: Path) -> Non
     assert headings(root)[-1] == "Files that could not be read"
     assert "metrics.json: not a JSON object" in "".join(root.itertext())
     assert len(table_with(root, "effective rank")) == 2  # header + the one valid evaluation
+    # Dropped without a word before.
+    assert "spectrum.json: 1 malformed evaluation(s), not drawn" in "".join(root.itertext())
     (run / "metrics.json").write_text('{"history": [{"epoch": 0, "knn_top1": 90.0')  # truncated
     assert "metrics.json" in "".join(parse(write_report(run)).itertext())
 
