@@ -34,14 +34,13 @@ _OUTPUT_KEYS = frozenset(
 _REFUSED = (
     (
         _OUTPUT_KEYS,
-        "transfer writes everything under --work-dir (checked so that no one's files"
-        " are overwritten); choose the place with --work-dir",
+        "transfer writes everything under --work-dir (checked so that no one's files are"
+        " overwritten); choose the place with --work-dir",
     ),
     (
         {"init_cfg", "load_from", "pretrained"},
-        "transfer loads pretrained weights from its"
-        " CHECKPOINT argument (exported and checked against the config); such options are for"
-        " mmdet's own tools/train.py",
+        "transfer loads pretrained weights from its CHECKPOINT argument (exported and checked"
+        " against the config); such options are for mmdet's own tools/train.py",
     ),
     (
         {"resume"},
@@ -50,8 +49,8 @@ _REFUSED = (
     ),
     (
         {"custom_imports"},
-        "transfer imports no module named on its command line (it would run"
-        " that module's code); register your modules in a --config file",
+        "transfer imports no module named on its command line (it would run that module's"
+        " code); register your modules in a --config file",
     ),
 )
 
