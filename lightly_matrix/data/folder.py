@@ -158,7 +158,9 @@ def scan_folder_stats(root: str | Path, threads: int = CHECK_THREADS) -> FolderS
     return FolderScan(paths, labels, classes, sizes, mtimes)
 
 
-def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tuple[int, Any]]]:
+def _check_chunk(
+    paths: Sequence[str],
+) -> tuple[list[tuple[int, str]], list[tuple[int, tuple[int, int]]]]:
     """(position, reason) of the unreadable files and (position, (width, height)) of the others."""
     bad, sizes = [], []
     for i, path in enumerate(paths):
@@ -171,7 +173,9 @@ def _check_chunk(paths: Sequence[str]) -> tuple[list[tuple[int, str]], list[tupl
 
 
 def find_unreadable(
-    paths: Sequence[str | Path], threads: int = CHECK_THREADS, sizes: dict | None = None
+    paths: Sequence[str | Path],
+    threads: int = CHECK_THREADS,
+    sizes: dict[int, tuple[int, int]] | None = None,
 ) -> dict[int, str]:
     """``{position in paths: reason}`` of the files PIL cannot open, from their headers only;
     files near the decompression-bomb limit get a warning; ``sizes`` gets the others' sizes."""
@@ -186,7 +190,8 @@ def find_unreadable(
         bad.update((start + i, reason) for i, reason in chunk_bad)
         for i, (width, height) in chunk_sizes:
             warn_large(names[start + i], width * height)
-            (sizes if sizes is not None else {})[start + i] = (width, height)
+            if sizes is not None:
+                sizes[start + i] = (width, height)
     return bad
 
 
