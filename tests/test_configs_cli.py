@@ -118,3 +118,11 @@ def test_a_file_that_is_not_python_is_no_config(tmp_path, capsys):
     assert cli_main(["configs", str(notes), "--out", str(tmp_path / "c.py")]) == 2
     assert "notes.txt' is not a .py file" in capsys.readouterr().err
     assert not (tmp_path / "c.py").exists()
+
+
+@pytest.mark.parametrize("out", ["c4.json", "c4.yaml", "", "."])
+def test_out_must_name_a_py_file(tmp_path, capsys, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)  # mmengine reads a config by its suffix: ours are Python
+    assert cli_main(["configs", C4, "--out", out, "--resolved"]) == 2
+    assert f"--out {out!r} is not a .py file name" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

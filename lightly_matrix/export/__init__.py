@@ -121,6 +121,14 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
             if targets.setdefault(key, shape) != shape:
                 raise ExportError(f"backbone and shared head disagree on {key}")
         what = f"the config's backbone ({model_cfg['backbone'].get('type')})"
+    check_fit(sd, targets, what, "that the config's backbone matches its architecture")
+
+
+def check_fit(
+    sd: Mapping[str, torch.Tensor], targets: Mapping[str, Any], what: str, check: str
+) -> None:
+    """Raise an :class:`ExportError` listing ``sd``'s keys missing from, foreign to, or shaped
+    unlike ``targets`` (key -> shape) of the model ``what``; ``check``: what else to check."""
     missing, unexpected = set(targets) - set(sd), set(sd) - set(targets)
     mismatched = [
         f"{k} {tuple(sd[k].shape)} vs {tuple(targets[k])}"
@@ -133,7 +141,7 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
         raise ExportError(
             f"the weights do not fit {what} ({len(targets)} tensors expected, {len(sd)} given):"
             f" {'; '.join(problems)}. Check that the checkpoint holds the backbone you meant and"
-            " that the config's backbone matches its architecture"
+            f" {check}"
         )
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from lightly_matrix.errors import UserError
-from lightly_matrix.export import check_out_file, load_backbone, save_payload
+from lightly_matrix.export import check_fit, check_out_file, load_backbone, save_payload
 
 #: ``lightly-matrix export --format`` choices; ``mmdet`` is the default.
 FORMATS = ("mmdet", "torchvision", "timm")
@@ -114,12 +114,9 @@ def export_plain(
         cfg = backbone.backbone_cfg
         sd = {k.removeprefix("vit."): v for k, v in backbone.state_dict.items()}
         plain = PlainExport(sd, backbone.architecture, {k: int(cfg[k]) for k in SIZES if k in cfg})
-    try:
-        build_model(plain).load_state_dict(plain.state_dict, strict=True)
-    except RuntimeError as err:  # missing, unexpected or differently shaped keys
-        raise UserError(
-            f"the weights do not fit `{plain.build}`: {' '.join(str(err).split())}"
-        ) from None
+    shapes = {k: v.shape for k, v in build_model(plain).state_dict().items()}
+    hint = f"that it is a {plain.architecture} (else name it with --arch)"
+    check_fit(plain.state_dict, shapes, f"`{plain.build}`", hint)
     payload = {k: v.detach().clone().contiguous() for k, v in plain.state_dict.items()}
     save_payload(payload, out, force, backbone.meta.get("source"))
     return plain

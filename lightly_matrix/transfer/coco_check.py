@@ -125,9 +125,11 @@ def check_split(
     images, anns = data["images"], data["annotations"]
     if not images:
         raise UserError(f"{path} lists no images; the {split} split would be empty")
-    counts = Counter(i["id"] for i in images)
-    _fail(path, [i for i in images if counts[i["id"]] > 1], "images share their id with another",
-          lambda i: f"id {i['id']}, {i['file_name']}", "give every image a unique id")  # fmt: skip
+    for key in ("id", "file_name"):  # a file listed twice is scored twice
+        counts = Counter(repr(i[key]) for i in images)
+        _fail(path, [i for i in images if counts[repr(i[key])] > 1],
+              f"images share their {key} with another", lambda i: f"id {i['id']}, {i['file_name']}",
+              f"give every image a unique {key}")  # fmt: skip
     outside = [i for i in images if ".." in Path(str(i["file_name"])).parts]
     outside += [i for i in images if Path(str(i["file_name"])).is_absolute()]
     _fail(path, outside, f"file names lead outside {image_dir}", lambda i: i["file_name"],
@@ -184,7 +186,8 @@ def check_split(
     if not usable:
         raise UserError(
             f"{path}: none of its {len(anns)} annotations can be used for the {split} split"
-            " (crowd, area <= 0, boxes under 1 px or outside the image); nothing to train or score"
+            " (crowd, area <= 0, boxes under 1 px or outside the image); nothing to train or score:"
+            " give it annotations not marked crowd, with area > 0 and a box inside the image"
         )
     return len(usable)
 

@@ -183,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--resolved needs --out FILE")
         print(path)
         return 0
+    if Path(args.out).suffix != ".py":  # mmengine reads a config by its suffix; ours are Python
+        raise UserError(f"--out {args.out!r} is not a .py file name; choose another --out, FILE.py")
     out, text = Path(args.out), config_text(path, resolved=args.resolved)
     check_writable(out.parent, f"--out {out}")
     try:  # a failed write leaves no ``out``

@@ -135,3 +135,18 @@ def test_an_existing_file_is_never_overwritten(tmp_path):
     loaded = torch.load(out, weights_only=True)
     assert loaded.keys() == plain.state_dict.keys()
     assert isinstance(build_model(plain), torchvision.models.ResNet)
+
+
+def test_a_partial_or_misshaped_state_dict_lists_what_does_not_fit(tmp_path):
+    weights = torchvision.models.resnet18().state_dict()
+    partial = {k: v for k, v in weights.items() if not k.startswith("layer4")}
+    misshaped = {**weights, "layer1.0.conv1.weight": torch.zeros(32, 64, 3, 3)}
+    for name, sd, tokens in (
+        ("partial", partial, ("30 missing keys", "layer4.0.bn1.bias", "--arch")),
+        ("misshaped", misshaped, ("1 shape mismatches", "(32, 64, 3, 3) vs (64, 64, 3, 3)")),
+    ):
+        torch.save(sd, tmp_path / f"{name}.pth")
+        with pytest.raises(UserError) as info:
+            export_plain(tmp_path / f"{name}.pth", tmp_path / f"{name}-out.pth", "torchvision")
+        assert_names(info, "resnet18", "backbone you meant", *tokens)
+        assert not (tmp_path / f"{name}-out.pth").exists()

@@ -49,7 +49,7 @@ BROKEN = {
     "val_unknown_category": ("val", _set("category_id", 99), ("category_id", "99")),
     "string_category": ("val", _set("category_id", lambda a: str(a["category_id"])), ("id '",)),
     "string_area": ("train", _set("area", "12"), ("area that is not a number", "area '12'")),
-    "zero_area": ("val", _set("area", 0), ("none of", "area <= 0")),
+    "zero_area": ("val", _set("area", 0), ("none of", "area <= 0", "give it annotations")),
     "string_iscrowd": ("train", _set("iscrowd", "0"), ("not 0 or 1", "iscrowd '0'")),
     "resized": ("val", lambda d: d["images"][1].update(height=96), ("48x96 declared, 48x48",)),
     "val_no_annotations": ("val", lambda d: d.update(annotations=[]), ("none of its 0",)),
@@ -59,6 +59,11 @@ BROKEN = {
     "nan_boxes": ("train", _set("bbox", [1, 1, float("nan"), 4]), ("boxes", "nan")),
     "short_polygons": ("train", _set("segmentation", [[1, 1, 5, 5]]), ("3 points",)),
     "one_image_id": ("train", lambda d: [i.update(id=1) for i in d["images"]], ("share",)),
+    "one_file_twice": (
+        "val",
+        lambda d: d["images"][1].update(file_name=d["images"][0]["file_name"]),
+        ("images share their file_name with another", "unique file_name"),
+    ),
     "one_annotation_id": (
         "train",
         lambda d: [a.update(id=7) for a in d["annotations"]],
