@@ -172,11 +172,8 @@ PRESETS: dict[str, Preset] = {
                 "barlowtwins": {**_DIGITS_RESNET, "lr": 0.6},
                 # Search at wd 1e-4: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)}.
                 "vicreg": {**_DIGITS_RESNET, "lr": 0.9, "weight_decay": 1e-4},
-                "mmae": dict(_DIGITS_VIT),
-                "umae": dict(_DIGITS_VIT),
-                "mae": dict(_DIGITS_VIT),
-                "byol": dict(_DIGITS_TEACHER),
-                "mec": dict(_DIGITS_TEACHER),
+                **dict.fromkeys(("mmae", "umae", "mae"), _DIGITS_VIT),
+                **dict.fromkeys(("byol", "mec"), _DIGITS_TEACHER),
             },
         ),
         Preset(
