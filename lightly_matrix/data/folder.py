@@ -1,11 +1,7 @@
-"""Any folder of images as a pretraining data set: ``PATH/<class>/**/<image>`` (labels, used only
-to evaluate) or ``PATH/**/<image>`` with images directly in ``PATH`` (unlabelled, label ``-1``).
-
-Every header is read when the folder is listed, so an unreadable file is named (or, with
-``skip_bad_images=True``, skipped) before training; damage behind a valid header shows when decoded.
-That check (minutes for ImageNet) is kept in ``RUN/data_index/``: a later start reads only new or
-changed files, and ranks other than 0 wait for rank 0's index (``--out`` on shared storage).
-"""
+"""A folder of images as a data set: ``PATH/<class>/**/<image>`` (labels, used only to evaluate)
+or, with images directly in ``PATH``, unlabelled (label ``-1``). Every header is read up front, so
+unreadable files are named (or skipped) before training; that check is kept in ``RUN/data_index/``
+(a later start reads only new or changed files, other ranks wait for rank 0's: share ``--out``)."""
 
 from __future__ import annotations
 
