@@ -1,10 +1,9 @@
 """Named pretraining settings: the authors' runs, value by value, and a short run on the digits.
 
-Keys in :data:`RUN_KEYS` configure the run, the others are the method's constructor arguments;
-flags override a preset, a preset the module's defaults. A paper value's comment is its source
-(shown in the docs): ``MSSL`` yifanzhang-pro/Matrix-SSL, ``CIM`` serdarozsoy/corinfomax-ssl,
-``MMAE`` yifanzhang-pro/M-MAE, read on 2026-12-02. Batch sizes are TOTAL over all GPUs; where
-the authors' sources disagree, the code as published wins (docs/presets.md lists each case).
+Keys in :data:`RUN_KEYS` configure the run, the others are the method's constructor arguments.
+A paper value's comment is its source (shown in the docs): ``MSSL`` yifanzhang-pro/Matrix-SSL,
+``CIM`` serdarozsoy/corinfomax-ssl, ``MMAE`` yifanzhang-pro/M-MAE, read on 2026-12-02. Batch sizes
+are TOTAL over all GPUs; where the sources disagree, the published code wins (docs/presets.md).
 """
 
 from __future__ import annotations

@@ -100,8 +100,7 @@ def _is(entry: os.DirEntry, kind: str) -> bool:
 
 
 def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, int, int]]:
-    """``(path, size, mtime_ns)`` of the images under ``folder``, depth first in name order
-    (the order of ``sorted(rglob)``); symbolic links are followed, loops refused."""
+    """``(path, size, mtime_ns)`` of the images under ``folder``, in ``sorted(rglob)`` order."""
     found: list[tuple[str, int, int]] = []
     for entry in _listing(folder):
         if _is(entry, "dir"):
@@ -290,12 +289,10 @@ def checked_folder(
         index = _read(path, root)
     unchanged = _unchanged(index, columns)
     recorded = index["unreadable"] if index is not None else {}
-    stale: list[int] = []
-    if not unchanged:
-        old = zip(*(index[k] for k in ("paths", "sizes", "mtimes")), strict=True) if index else ()
-        known = {r: (s, m) for r, s, m in old}
-        stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
-        stale = [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
+    old = zip(*(index[k] for k in ("paths", "sizes", "mtimes")), strict=True) if index else ()
+    known = {r: (s, m) for r, s, m in old}
+    stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
+    stale = [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
     start = time.perf_counter()
     found = find_unreadable([scan.paths[i] for i in stale], threads)
     seconds = time.perf_counter() - start
