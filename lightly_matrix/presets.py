@@ -1,10 +1,9 @@
 """Named pretraining settings: the authors' runs, value by value, and a short run on the digits.
 
-Keys in :data:`RUN_KEYS` configure the run, the others are the method's constructor arguments;
-flags override a preset, a preset the module's defaults. A paper value's comment is its source
-(shown in the docs): ``MSSL`` yifanzhang-pro/Matrix-SSL, ``CIM`` serdarozsoy/corinfomax-ssl,
-``MMAE`` yifanzhang-pro/M-MAE, read on 2026-12-02. Batch sizes are TOTAL over all GPUs; where
-the authors' sources disagree, the code as published wins (docs/presets.md lists each case).
+Keys in :data:`RUN_KEYS` configure the run, the others are the method's constructor arguments.
+A paper value's comment is its source (shown in the docs): ``MSSL`` yifanzhang-pro/Matrix-SSL,
+``CIM`` serdarozsoy/corinfomax-ssl, ``MMAE`` yifanzhang-pro/M-MAE, read on 2026-12-02. Batch sizes
+are TOTAL over all GPUs; where the sources disagree, the published code wins (docs/presets.md).
 """
 
 from __future__ import annotations
@@ -172,11 +171,8 @@ PRESETS: dict[str, Preset] = {
                 "barlowtwins": {**_DIGITS_RESNET, "lr": 0.6},
                 # Search at wd 1e-4: lr {0.3, 0.9} x (lambda, mu, nu) {(25, 25, 1), (10, 10, 1)}.
                 "vicreg": {**_DIGITS_RESNET, "lr": 0.9, "weight_decay": 1e-4},
-                "mmae": dict(_DIGITS_VIT),
-                "umae": dict(_DIGITS_VIT),
-                "mae": dict(_DIGITS_VIT),
-                "byol": dict(_DIGITS_TEACHER),
-                "mec": dict(_DIGITS_TEACHER),
+                **dict.fromkeys(("mmae", "umae", "mae"), _DIGITS_VIT),
+                **dict.fromkeys(("byol", "mec"), _DIGITS_TEACHER),
             },
         ),
         Preset(

@@ -1,11 +1,6 @@
-"""The names of the pretraining methods, read without importing torch (``--help`` stays fast).
-
-A method class registers itself when defined; another package makes its methods known without
-being imported through the entry-point group :data:`ENTRY_POINT_GROUP`::
-
-    [project.entry-points."lightly_matrix.methods"]
-    my_method = "my_package.my_method:MyMethod"
-"""
+"""The pretraining methods' names, read without importing torch (``--help`` stays fast): built in,
+registered by a class when it is defined, or another package's, through the entry-point group
+:data:`ENTRY_POINT_GROUP` (an example: docs/development.md), without importing it."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""Any folder of images as a pretraining data set: ``PATH/<class>/**/<image>`` (labels, used only
-to evaluate) or ``PATH/**/<image>`` with images directly in ``PATH`` (unlabelled, label ``-1``).
-
-Every header is read when the folder is listed, so an unreadable file is named (or, with
-``skip_bad_images=True``, skipped) before training; damage behind a valid header shows when decoded.
-That check (minutes for ImageNet) is kept in ``RUN/data_index/``: a later start reads only new or
-changed files, and ranks other than 0 wait for rank 0's index (``--out`` on shared storage).
-"""
+"""A folder of images as a data set: ``PATH/<class>/**/<image>`` (labels, used only to evaluate)
+or, with images directly in ``PATH``, unlabelled (label ``-1``). Every header is read up front, so
+unreadable files are named (or skipped) before training; that check is kept in ``RUN/data_index/``
+(a later start reads only new or changed files, other ranks wait for rank 0's: share ``--out``)."""
 
 from __future__ import annotations
 
@@ -104,8 +100,7 @@ def _is(entry: os.DirEntry, kind: str) -> bool:
 
 
 def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, int, int]]:
-    """``(path, size, mtime_ns)`` of the images under ``folder``, depth first in name order
-    (the order of ``sorted(rglob)``); symbolic links are followed, loops refused."""
+    """``(path, size, mtime_ns)`` of the images under ``folder``, in ``sorted(rglob)`` order."""
     found: list[tuple[str, int, int]] = []
     for entry in _listing(folder):
         if _is(entry, "dir"):
@@ -294,12 +289,10 @@ def checked_folder(
         index = _read(path, root)
     unchanged = _unchanged(index, columns)
     recorded = index["unreadable"] if index is not None else {}
-    stale: list[int] = []
-    if not unchanged:
-        old = zip(*(index[k] for k in ("paths", "sizes", "mtimes")), strict=True) if index else ()
-        known = {r: (s, m) for r, s, m in old}
-        stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
-        stale = [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
+    old = zip(*(index[k] for k in ("paths", "sizes", "mtimes")), strict=True) if index else ()
+    known = {r: (s, m) for r, s, m in old}
+    stats = zip(rel, scan.sizes, scan.mtimes, strict=True)
+    stale = [i for i, (r, s, m) in enumerate(stats) if known.get(r) != (s, m)]
     start = time.perf_counter()
     found = find_unreadable([scan.paths[i] for i in stale], threads)
     seconds = time.perf_counter() - start

@@ -1,9 +1,6 @@
-"""The Lightning data module of a pretraining run, with exactly reproducible epochs and resumes.
-
-Augmentations are seeded per sample (:class:`SeededSamples`), the step's own randomness (e.g. MAE
-masks) per epoch and rank, and saved in checkpoints. A mid-epoch resume skips the batches done;
-bit-exact on one process (with several, only rank 0's generators are saved).
-"""
+"""The Lightning data module of a pretraining run: augmentations seeded per sample, the step's own
+randomness (e.g. MAE masks) per epoch and rank, saved in checkpoints; a mid-epoch resume skips the
+batches done, bit-exact on one process (with several, only rank 0's generators are saved)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""Augmentations: each recipe is data (one :class:`ViewSpec` per view), so that a run can print
-exactly what it applies; two-view methods get both views, masked-image methods the first.
-
-Recipes: ``digits`` (crops, small rotations, brightness/contrast; no flips or blur for 8x8 digits),
-Lightly's ``byol`` (crops from 8%) and ``vicreg``, the Matrix-SSL authors' ``mocov3`` (BYOL's from
-20%), the CorInfoMax authors' ``corinfomax``, ``corinfomax_cifar10`` and ``corinfomax_cifar100``
-(BYOL's, bicubic, each set's mean and std), and MAE's ``mae`` (crop and flip, from 20%, bicubic).
-"""
+"""Augmentation recipes as data (one :class:`ViewSpec` per view; two-view methods get both, masked
+ones the first): ``digits`` (no flips or blur for 8x8 digits), Lightly's ``byol`` and ``vicreg``,
+Matrix-SSL's ``mocov3`` (BYOL's from 20%), CorInfoMax's ``corinfomax``, ``corinfomax_cifar10`` and
+``corinfomax_cifar100`` (BYOL's, bicubic, each set's mean and std), MAE's ``mae`` (from 20%)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Matrix functions with gradients that stay finite where eigenvalues repeat.
-
-``eigh``'s backward divides by ``lambda_i - lambda_j``, infinite for the repeated eigenvalues of
-every "low rank + mu * I" matrix here; Daleckii-Krein divided differences tend to ``f'(lambda)``.
-"""
+"""Matrix functions with gradients that stay finite where eigenvalues repeat: ``eigh``'s backward
+divides by ``lambda_i - lambda_j``, infinite for every "low rank + mu * I" matrix here;
+Daleckii-Krein divided differences tend to ``f'(lambda)``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Matrix cross-entropy ``MCE(P, Q) = tr(-P log Q)`` (Matrix-SSL [0]), dense and on the Gram side.
-
-Every Matrix-SSL matrix is ``(rank <= m) + mu * I``, so each trace is taken exactly from the
+"""Matrix cross-entropy ``MCE(P, Q) = tr(-P log Q)`` (Matrix-SSL [0]), dense and on the Gram side:
+every Matrix-SSL matrix is ``(rank <= m) + mu * I``, so each trace is taken exactly from the
 smaller of the m x m and d x d matrices.
 
 - [0] Zhang et al., Matrix Information Theory for Self-Supervised Learning, ICML 2024,

@@ -12,8 +12,6 @@ from lightly_matrix.registry import method_names
 from lightly_matrix.user_files import path_text
 
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
-#: Checkpoint cadence defaults, for multi-hour GPU runs: at most this much training is lost.
-DEFAULT_CHECKPOINT_MINUTES = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--checkpoint-every-minutes",
         type=float,
-        default=DEFAULT_CHECKPOINT_MINUTES,
+        default=30.0,  # multi-hour GPU runs lose at most this much training
         metavar="M",
-        help=f"also save after M minutes (default {DEFAULT_CHECKPOINT_MINUTES:g}; 0: off)",
+        help="also save after M minutes (default %(default)g; 0: off)",
     )
     add("--keep-every", type=int, default=0, metavar="N", help="keep every Nth epoch's checkpoint")
 

@@ -1,9 +1,6 @@
-"""The resolved run: every setting of a pretraining run, decided once, in one frozen object.
-
-Resolution order: method defaults (the papers' ImageNet runs) < ``--preset`` < ``--hp KEY=VALUE``
-< flags. Batch sizes are GLOBAL (over all devices and nodes, as the papers), so ``--devices`` and
-``--num-nodes`` never change what is trained. Saved in every checkpoint, checked on ``--resume``.
-"""
+"""Every setting of a pretraining run, resolved once into one frozen object (saved in checkpoints,
+checked on ``--resume``): method defaults (the papers' ImageNet runs) < ``--preset`` < ``--hp`` <
+flags. Batch sizes are GLOBAL (over all devices and nodes, as the papers)."""
 
 from __future__ import annotations
 

@@ -97,8 +97,7 @@ def _image_folder(flag: str, root: str, *args: Any, **kwargs: Any) -> ImageFolde
 def _kept_split(
     out: Path | None, fitted: Any, tested: Any, args: argparse.Namespace, seed: int
 ) -> tuple[list[int], list[int]]:
-    """The probes' (fit, test) images, kept in ``out`` by relative path: a resumed run scores
-    the same ones even after images were added or the folder moved."""
+    """The probes' (fit, test) images, kept in ``out`` by relative path for a resumed run."""
     limit, sets = args.eval_max_images, (fitted, tested)
     key = {"seed": seed, "max": limit}
     names = [[f[len(os.path.join(str(d.root), "")) :] for f in d.files] for d in sets]

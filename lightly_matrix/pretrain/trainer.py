@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Any
 
 import torch
-from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy
@@ -89,29 +89,10 @@ def check_weights_finite(module: torch.nn.Module, step: int, keeping: Path | Non
             )
 
 
-class NonFiniteGuard(Callback):
-    """Stops at the first non-finite loss, before its backward pass (EarlyStopping: epoch ends)."""
-
-    def __init__(self, checkpoint: Path, hint: str) -> None:
-        self.checkpoint = checkpoint
-        self.hint = hint
-
-    def on_before_backward(
-        self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor
-    ) -> None:
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            last = f"the last good checkpoint is {self.checkpoint}"
-            saved = last if self.checkpoint.exists() else "no checkpoint was saved yet"
-            raise Diverged(
-                f"training diverged at step {trainer.global_step} (epoch "
-                f"{trainer.current_epoch + 1}): loss is {value}; {saved}; {self.hint}"
-            )
-
-
 class RunCheckpoint(Checkpoint):
     """Writes ``OUT/last.ckpt`` (``run_info`` under :data:`RUN_KEY`) each epoch, ``every_steps``,
-    ``every_minutes`` (0: off) and if ``interrupted``, at a step's end (a bit-exact resume)."""
+    ``every_minutes`` (0: off) and if ``interrupted``, at a step's end (a bit-exact resume); stops
+    at the first non-finite loss, before its backward pass (EarlyStopping waits for epoch ends)."""
 
     def __init__(
         self,
@@ -120,12 +101,14 @@ class RunCheckpoint(Checkpoint):
         every_steps: int,
         every_minutes: float,
         interrupted: Interrupted,
+        hint: str,
     ) -> None:
         self.last_path = Path(out) / LAST
         self.run_info = run_info
         self.every_steps = every_steps
         self.every_seconds = every_minutes * 60.0
         self.interrupted = interrupted
+        self.hint = hint
         self._last_save = time.monotonic()
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -139,6 +122,18 @@ class RunCheckpoint(Checkpoint):
         keeping = self.last_path if self.last_path.exists() else None
         check_weights_finite(pl_module, trainer.global_step, keeping)
         checkpoint[RUN_KEY] = dict(self.run_info)
+
+    def on_before_backward(
+        self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor
+    ) -> None:
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            last = f"the last good checkpoint is {self.last_path}"
+            saved = last if self.last_path.exists() else "no checkpoint was saved yet"
+            raise Diverged(
+                f"training diverged at step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch + 1}): loss is {value}; {saved}; {self.hint}"
+            )
 
     def _save(self, trainer: Trainer) -> None:
         trainer.save_checkpoint(self.last_path, weights_only=False)
@@ -185,15 +180,14 @@ def build_trainer(
 
     run_info = config.record()
     peak = f"now {config.hparams['lr']}, peak {model.peak_lr(config.world_size):g}"
+    hint = f"lower --lr ({peak}) or check --hp values"
     lock = RunFolderLock(out)
+    saves = (args.checkpoint_every_steps, args.checkpoint_every_minutes)
     callbacks: list[Any] = [
         lock,
-        NonFiniteGuard(out / LAST, hint=f"lower --lr ({peak}) or check --hp values"),
         LearningRateMonitor(logging_interval="step"),
         Timer(),  # its state rides in the checkpoint: a resumed run's time covers every session
-        RunCheckpoint(
-            out, run_info, args.checkpoint_every_steps, args.checkpoint_every_minutes, interrupted
-        ),
+        RunCheckpoint(out, run_info, *saves, interrupted, hint),
     ]
     # A resume finds its snapshots there, may continue elsewhere or change --keep-every: intended.
     for message in ("Checkpoint directory", "The dirpath has changed", "Be aware that when using"):
