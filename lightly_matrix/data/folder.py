@@ -103,6 +103,8 @@ def _walk(folder: str, parents: frozenset[tuple[int, int]]) -> list[tuple[str, i
     """``(path, size, mtime_ns)`` of the images under ``folder``, in ``sorted(rglob)`` order."""
     found: list[tuple[str, int, int]] = []
     for entry in _listing(folder):
+        if entry.name.startswith("."):  # hidden (.git, .thumbnails, macOS ._ files): not data
+            continue
         if _is(entry, "dir"):
             stat = entry.stat()
             if (stat.st_dev, stat.st_ino) in parents:

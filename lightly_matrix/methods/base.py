@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import pickle
 import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypedDict
@@ -413,9 +414,12 @@ class PretrainModule(LightningModule):
         except KeyError as err:
             if "pytorch-lightning_version" not in str(err):
                 raise
+        except pickle.UnpicklingError:  # torch's weights-only refusal, e.g. an mmdet checkpoint
+            pass
         raise ValueError(
             f"{checkpoint_path} is not a Lightning checkpoint of a pretraining run (an exported "
-            "backbone?); pass a run's .ckpt, or read an export with torch.load"
+            "backbone or a detector's checkpoint?); pass a run's .ckpt, or read an export with"
+            " torch.load"
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,13 +71,18 @@ def build_data(
     if tested.num_classes < 2:
         print(
             f"note: no evaluation: {tested.root} has {tested.num_classes} class sub-folders and"
-            " the probes need 2 or more; pass a labelled --eval-data folder, or --no-eval",
+            " the probes need 2 or more (images directly in a folder make all of it unlabelled);"
+            " pass a labelled --eval-data folder, or --no-eval",
             flush=True,
         )
         return train, None, None, num_classes, workers
     # Unlabelled training images: the probes fit and score on the --eval-data folder alone.
     fitted = train if num_classes else tested
     fit_ids, test_ids = _kept_split(out, fitted, tested, args, config.seed)
+    fewest = min(Counter(fitted.labels[fit_ids].tolist()).values())
+    if fewest < 10:  # else the column's name would claim labels it does not have
+        note = f"its smallest class has {fewest} probe training image(s)"
+        print(f"note: the '10 labels/class' probe fits on fewer: {note}", flush=True)
     eval_transform = build_eval_transform(size, **norm)
     probe_test = tested.subset(test_ids, eval_transform)
     probe = ProbeData(fitted.subset(fit_ids, eval_transform), probe_test, tested.num_classes)

@@ -37,7 +37,7 @@ def _fail(path: Path, bad: list[Any], what: str, show: Callable[[Any], str], fix
 
 def _finite(values: Any, length: int | None = None) -> bool:
     ok = isinstance(values, list) and len(values) == (length or len(values))
-    return ok and all(map(is_number, values))
+    return ok and all(is_number(v) and abs(v) < 3e38 for v in values)  # mmdet reads float32
 
 
 def _mask_ok(segmentation: Any, image: dict[str, Any]) -> bool:
@@ -82,6 +82,7 @@ def _load(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         why = first_line(err).replace("decode using utf-8-sig", "re-save it as UTF-8 without one")
+        why += "; re-save it as UTF-8" if isinstance(err, UnicodeDecodeError) else ""
         raise UserError(f"cannot read {path} as COCO JSON annotations: {why}") from err
     if not isinstance(data, dict):
         raise UserError(f"{path} is not a JSON object; expected COCO annotations")
@@ -163,7 +164,8 @@ def check_split(
     by_id = {i["id"]: i for i in images}
     _fail(path, [a for a in anns if a["image_id"] not in by_id],
           "annotations refer to an image not listed", lambda a: f"id {a['id']}, image_id"
-          f" {a['image_id']!r}", "list the image or remove the annotation")  # fmt: skip
+          f" {a['image_id']!r}", "list the image (ids match by type too: 1 is not '1') or remove"
+          " the annotation")  # fmt: skip
     category_ids = {c["id"] for c in data["categories"]}
     _fail(path, [a for a in anns if a["category_id"] not in category_ids],
           "annotations have an unknown category_id", lambda a: f"id {a['id']}, category_id"

@@ -58,7 +58,8 @@ def headers_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_scan_matches_sorted_rglob(tmp_path: Path) -> None:
-    """The listing keeps the order (and so the data order of a resumed run) of ``sorted(rglob)``."""
+    """The listing keeps the order (and so the data order of a resumed run) of ``sorted(rglob)``,
+    without hidden files and folders (the probe of issue 32 found ``.hidden/`` trained on)."""
     for name in ("b/z.png", "b/a/x.JPG", "b/a0.png", "b/.hidden/y.png", "a/1.jpeg", "a/.x.png"):
         _write(tmp_path / name)
     (tmp_path / "a" / "notes.txt").write_text("no image")
@@ -70,7 +71,7 @@ def test_scan_matches_sorted_rglob(tmp_path: Path) -> None:
             p
             for p in (tmp_path / name).rglob("*")
             if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg")
-            if not p.name.startswith(".")
+            if not any(part.startswith(".") for part in p.relative_to(tmp_path).parts)
         )
         for name in ("a", "b")
     }

@@ -19,6 +19,7 @@ from lightly_matrix.methods import METHOD_CLASSES
 from lightly_matrix.pretrain.args import add_arguments
 from lightly_matrix.pretrain.config import resolve_run
 from lightly_matrix.pretrain.data import _probe_split, build_data
+from lightly_matrix.pretrain.run import describe_run
 
 TINY = ["--image-size", "16", "--batch-size", "8", "--epochs", "1", "--no-progress"]
 TINY += ["--hp", "hidden_dim=32", "--hp", "output_dim=32", "--hp", "pred_hidden_dim=16"]
@@ -260,6 +261,30 @@ def test_a_single_class_folder_says_there_is_no_evaluation(
     assert_names(note, "no evaluation", str(data), "--eval-data", "--no-eval")
     assert _build(_args(data, no_eval=True), None)[1:3] == (None, None)
     assert "no evaluation" not in capsys.readouterr().out
+
+
+def test_images_beside_class_folders_say_why_the_folder_is_unlabelled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _folder(tmp_path / "mix", classes=2, per_class=3)
+    Image.new("RGB", (20, 20)).save(data / "loose.png")
+    assert _build(_args(data), None)[1:4] == (None, None, 0)
+    note = capsys.readouterr().out.strip().splitlines()[-1]
+    assert_names(note, "no evaluation", "images directly in a folder make all of it unlabelled")
+    cls = METHOD_CLASSES["matrix_ssl"]
+    dry = describe_run(resolve_run(_args(data), cls), cls, num_classes=0, num_images=7)
+    assert dry["evaluation"]["enabled"] is False
+
+
+def test_classes_under_10_images_say_the_few_label_probe_fits_on_fewer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    probe = _build(_args(_folder(tmp_path / "many", classes=6, per_class=3)), None)[2]
+    assert probe.num_classes == 6
+    note = capsys.readouterr().out.strip().splitlines()[-1]
+    assert_names(note, "'10 labels/class' probe fits on fewer", "smallest class has 2")
+    _build(_args(_folder(tmp_path / "enough", classes=2, per_class=16)), None)
+    assert "fits on fewer" not in capsys.readouterr().out
 
 
 def test_eval_data_probe_images_of_one_class_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ def test_the_data_folder_is_stored_resolved_and_matched_on_resume(
         ({"state_dict": {"backbone.conv1.weight": torch.zeros(1)}, "meta": {}}, "not a Lightning"),
         (b"", "an empty file, not a checkpoint .*; pass the run's last.ckpt"),  # was EOFError('')
         (None, "is a folder, not a checkpoint file"),  # was IsADirectoryError
+        ({"meta": Path("x")}, "not a Lightning .* or a detector's"),  # was torch's UnpicklingError
         ("barlowtwins", "CorInfoMax got the hyper-parameters of 'barlowtwins'; use BarlowTwins"),
     ],
 )

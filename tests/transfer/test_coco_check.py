@@ -57,6 +57,12 @@ BROKEN = {
     "train_only_crowd": ("train", _set("iscrowd", 1), ("none of", "train")),
     "negative_boxes": ("train", _set("bbox", [1, 1, -5, 4]), ("boxes", "-5")),
     "nan_boxes": ("train", _set("bbox", [1, 1, float("nan"), 4]), ("boxes", "nan")),
+    "float32_overflow": ("train", _set("bbox", [1, 1, 1e308, 4]), ("boxes", "1e+308")),
+    "string_image_id": (
+        "val",
+        lambda d: [i.update(id=str(i["id"])) for i in d["images"]],
+        ("not listed", "1 is not '1'"),
+    ),
     "short_polygons": ("train", _set("segmentation", [[1, 1, 5, 5]]), ("3 points",)),
     "one_image_id": ("train", lambda d: [i.update(id=1) for i in d["images"]], ("share",)),
     "one_file_twice": (
@@ -126,6 +132,14 @@ def test_a_json_with_a_byte_order_mark_is_refused(root):
     with pytest.raises(UserError) as info:
         check(root)
     assert_names(info, str(path), "BOM", "without")
+
+
+def test_a_json_in_utf16_says_to_re_save_it_as_utf8(root):
+    path = root / "annotations" / "instances_train2017.json"
+    path.write_bytes(path.read_text().encode("utf-16"))
+    with pytest.raises(UserError) as info:
+        check(root)
+    assert_names(info, str(path), "utf-8", "re-save it as UTF-8")
 
 
 def test_images_missing_on_disk_are_counted_and_named(root):
