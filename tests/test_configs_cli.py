@@ -120,6 +120,14 @@ def test_a_file_that_is_not_python_is_no_config(tmp_path, capsys):
     assert not (tmp_path / "c.py").exists()
 
 
+def test_a_dangling_link_as_out_is_named_and_left_alone(tmp_path, capsys):
+    link = tmp_path / "c4.py"
+    link.symlink_to(tmp_path / "nowhere.py")
+    assert cli_main(["configs", C4, "--out", str(link)]) == 2
+    assert "is a dangling symbolic link; not overwriting it" in capsys.readouterr().err
+    assert link.is_symlink() and not (tmp_path / "nowhere.py").exists()
+
+
 @pytest.mark.parametrize("out", ["c4.json", "c4.yaml", "", "."])
 def test_out_must_name_a_py_file(tmp_path, capsys, monkeypatch, out):
     monkeypatch.chdir(tmp_path)  # mmengine reads a config by its suffix: ours are Python

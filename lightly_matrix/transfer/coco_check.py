@@ -35,6 +35,12 @@ def _fail(path: Path, bad: list[Any], what: str, show: Callable[[Any], str], fix
         raise UserError(f"{path}: {count}{what} ({which}: {show(bad[0])}); {fix}")
 
 
+def _entry(entry: dict[str, Any]) -> str:
+    """``id N`` and the file or category name of an entry, for messages."""
+    names = (str(entry[k]) for k in ("file_name", "name") if k in entry)
+    return ", ".join([f"id {entry['id']}", *names])
+
+
 def _finite(values: Any, length: int | None = None) -> bool:
     ok = isinstance(values, list) and len(values) == (length or len(values))
     return ok and all(is_number(v) and abs(v) < 3e38 for v in values)  # mmdet reads float32
@@ -126,19 +132,17 @@ def check_split(
     images, anns = data["images"], data["annotations"]
     if not images:
         raise UserError(f"{path} lists no images; the {split} split would be empty")
-    for key in ("id", "file_name"):  # a file listed twice is scored twice
-        counts = Counter(repr(i[key]) for i in images)
-        _fail(path, [i for i in images if counts[repr(i[key])] > 1],
-              f"images share their {key} with another", lambda i: f"id {i['id']}, {i['file_name']}",
-              f"give every image a unique {key}")  # fmt: skip
+    # A file listed twice is scored twice; a category id twice takes one category's boxes.
+    pairs = ("images", "id"), ("images", "file_name"), ("annotations", "id"), ("categories", "id")
+    for key, field in pairs:
+        counts = Counter(repr(e[field]) for e in data[key])
+        _fail(path, [e for e in data[key] if counts[repr(e[field])] > 1],
+              f"{key} share their {field} with another", _entry,
+              f"give every {key[:-1]} a unique {field}")  # fmt: skip
     outside = [i for i in images if ".." in Path(str(i["file_name"])).parts]
     outside += [i for i in images if Path(str(i["file_name"])).is_absolute()]
     _fail(path, outside, f"file names lead outside {image_dir}", lambda i: i["file_name"],
           "give file names relative to the image folder")  # fmt: skip
-    ann_ids = Counter(a.get("id") for a in anns)
-    shared = [a for a in anns if ann_ids[a.get("id")] > 1]
-    _fail(path, shared, "annotations share their id with another", lambda a: f"id {a.get('id')}",
-          "give every annotation a unique id")  # fmt: skip
     files = [str(image_dir / str(i["file_name"])) for i in images]
     sizes: dict[int, tuple[int, int]] = {}
     unreadable = find_unreadable(files, sizes=sizes)  # headers (in threads), then end markers

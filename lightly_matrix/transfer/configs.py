@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lightly_matrix.errors import UserError, first_line
-from lightly_matrix.user_files import check_writable
+from lightly_matrix.user_files import check_writable, path_kind
 from lightly_matrix.utils.io import atomic_write_text
 
 CONFIG_PACKAGE = "lightly_matrix.mmdet_configs"
@@ -190,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
     try:  # a failed write leaves no ``out``
         atomic_write_text(out, text, replace=False)
     except FileExistsError as err:
-        what = "is a folder" if out.is_dir() else "already exists"
+        kind = path_kind(out) or "a dangling symbolic link"  # os.stat follows links
+        what = "already exists" if kind == "a file" else f"is {kind}"
         raise UserError(f"{out} {what}; not overwriting it (choose another --out)") from err
     except OSError as err:  # read-only place, a file in the path, a full disk
         raise UserError(

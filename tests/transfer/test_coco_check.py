@@ -65,6 +65,11 @@ BROKEN = {
     ),
     "short_polygons": ("train", _set("segmentation", [[1, 1, 5, 5]]), ("3 points",)),
     "one_image_id": ("train", lambda d: [i.update(id=1) for i in d["images"]], ("share",)),
+    "one_category_id_twice": (
+        "val",
+        lambda d: d["categories"][1].update(id=d["categories"][0]["id"]),
+        ("categories share their id", "unique id"),
+    ),
     "one_file_twice": (
         "val",
         lambda d: d["images"][1].update(file_name=d["images"][0]["file_name"]),
