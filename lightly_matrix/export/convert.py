@@ -207,7 +207,6 @@ def _vit(sd: Mapping[str, torch.Tensor], name: str | None) -> Backbone:
     if in_chans != 3:
         cfg["in_chans"] = in_chans
     cfg.update(final_norm="norm.weight" in sd, model_name=name)
-    # Our mmdet wrapper holds the timm model as `vit`.
     return Backbone({f"vit.{k}": v for k, v in sd.items()}, name, cfg)
 
 

@@ -62,11 +62,8 @@ def add_to_harness(harness: dict[str, Any], prefix: str = "lightly_matrix_") -> 
 
     A name already taken (Lightly's ``byol``, ...) gets ``prefix``. Returns the keys added.
     """
-    added = []
-    for name, entry in METHODS.items():
-        key = name if name not in harness else prefix + name
-        harness[key] = entry
-        added.append(key)
+    added = [name if name not in harness else prefix + name for name in METHODS]
+    harness.update(zip(added, METHODS.values(), strict=True))
     return added
 
 

@@ -1,8 +1,5 @@
-"""What every pretraining module shares: backbones, optimiser and schedule, online probe,
-collapse diagnostics, and the registry of methods.
-
-A method is one :class:`PretrainModule` subclass; defining it registers it (CLI, :data:`METHODS`).
-"""
+"""What every pretraining module shares: backbones, optimiser and schedule, online probe, collapse
+diagnostics, and the registry (defining a :class:`PretrainModule` subclass registers a method)."""
 
 from __future__ import annotations
 
@@ -106,8 +103,8 @@ def check_backbone(
     patch_size: int | None = None,
     stem: str = "imagenet",
     zero_init_residual: bool = False,
-) -> None:
-    """Raises ``ValueError`` for a backbone :func:`build_backbone` cannot build as asked."""
+) -> int | None:
+    """A ViT's patch size (``None``: a ResNet); ``ValueError`` for a backbone it cannot build."""
     known = name in RESNETS
     if not known and is_vit(name):
         import timm
@@ -123,7 +120,7 @@ def check_backbone(
     if not is_vit(name):
         if patch_size is not None:
             raise ValueError(f"patch_size applies to ViTs only; drop it for {name}")
-        return
+        return None
     if stem != "imagenet":
         raise ValueError(
             f"stem={stem!r} applies to ResNets only; a ViT's input layer is its patch embedding"
@@ -140,6 +137,7 @@ def check_backbone(
             f"image size {image_size} is not a multiple of the ViT patch size {patch}; use image "
             f"size {' or '.join(map(str, fits)) or 8 * patch}, or a patch_size that divides it"
         )
+    return patch
 
 
 def _backbone_options(hparams: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +170,7 @@ def build_backbone(
         >>> backbone[0].kernel_size, type(backbone[3]).__name__, dim
         ((3, 3), 'Identity', 512)
     """
-    check_backbone(name, image_size, patch_size, stem, zero_init_residual)
+    patch_size = check_backbone(name, image_size, patch_size, stem, zero_init_residual)
     if name in RESNETS:
         resnet = RESNETS[name](zero_init_residual=zero_init_residual)
         if stem == "cifar":
@@ -182,7 +180,6 @@ def build_backbone(
         return nn.Sequential(*list(resnet.children())[:-1]), int(resnet.fc.in_features)
     import timm
 
-    patch_size = default_patch_size(name, image_size) if patch_size is None else patch_size
     vit: Any = timm.create_model(
         name, pretrained=False, num_classes=0, img_size=image_size, patch_size=patch_size
     )
@@ -223,25 +220,6 @@ def warmup_cosine(
         span = warmup - 1 if style == "linspace" else warmup
         return peak if span <= 0 else start + (peak - start) * index / span
     return cosine(index - warmup, total - warmup, peak, final)
-
-
-def check_optimisation(hparams: dict[str, Any]) -> None:
-    """Raises ``ValueError`` for optimiser, schedule or kNN settings no module can train with."""
-    for key, allowed in (
-        ("optimizer", ("sgd", "lars", "adamw")),
-        ("lr_scaling", ("linear", "none")),
-        ("lr_interval", ("step", "epoch")),
-        ("warmup_style", ("linspace", "fraction")),
-    ):
-        if hparams[key] not in allowed:
-            raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {hparams[key]!r}")
-    for key in ("lr", "weight_decay", "warmup_epochs", "warmup_start_lr", "final_lr"):
-        value = hparams[key]
-        # The optimizer applies the lr to float32 weights: a larger one cannot even be stepped.
-        if not isinstance(value, int | float) or not 0 <= value <= FLOAT32_MAX:
-            raise ValueError(f"{key} must be a number in [0, {FLOAT32_MAX:.3g}], got {value!r}")
-    check_positive_int("knn_k", hparams["knn_k"], hint="Lightly uses 200")
-    check_number("knn_t", hparams["knn_t"], low=0.0, low_open=True, hint="Lightly uses 0.1")
 
 
 def _is_a(value: Any, kind: type) -> bool:
@@ -386,7 +364,21 @@ class PretrainModule(LightningModule):
                 names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
                 raise ValueError(f"{cls.__name__}: {key} must be {names}, got {hparams[key]!r}")
         check_positive_int("batch_size_per_device", hparams["batch_size_per_device"])
-        check_optimisation(hparams)
+        for key, allowed in (
+            ("optimizer", ("sgd", "lars", "adamw")),
+            ("lr_scaling", ("linear", "none")),
+            ("lr_interval", ("step", "epoch")),
+            ("warmup_style", ("linspace", "fraction")),
+        ):
+            if hparams[key] not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {hparams[key]!r}")
+        for key in ("lr", "weight_decay", "warmup_epochs", "warmup_start_lr", "final_lr"):
+            value = hparams[key]
+            # The optimizer applies the lr to float32 weights: a larger one cannot even be stepped.
+            if not 0 <= value <= FLOAT32_MAX:  # a number: checked above
+                raise ValueError(f"{key} must be a number in [0, {FLOAT32_MAX:.3g}], got {value!r}")
+        check_positive_int("knn_k", hparams["knn_k"], hint="Lightly uses 200")
+        check_number("knn_t", hparams["knn_t"], low=0.0, low_open=True, hint="Lightly uses 0.1")
         backbone = hparams["backbone"]
         if cls.masked and not is_vit(backbone):
             raise ValueError(
@@ -439,33 +431,23 @@ class PretrainModule(LightningModule):
     def finish_step(
         self, loss: Tensor, targets: Tensor, batch_idx: int, features: Tensor, *projection: Tensor
     ) -> Tensor:
-        """Logs ``loss``, keeps the embeddings for the diagnostics, adds the online probe's loss."""
+        """Logs ``loss``, keeps the embeddings for the diagnostics, adds the online probe's loss (it
+        trains on detached features; none without labels)."""
         self.log_loss("train_loss", loss, len(targets), prog_bar=True)
         embeddings = dict(zip(("backbone", "projection"), (features, *projection), strict=False))
         self._last_embeddings = {name: value.detach() for name, value in embeddings.items()}
-        return loss + self.online_probe(features, targets, batch_idx)
-
-    def online_probe(self, features: Tensor, targets: Tensor, batch_idx: int) -> Tensor:
-        """Trains the online probe on detached features; returns its loss (0 without labels)."""
         if self.online_classifier is None or bool((targets < 0).any()):
-            return features.new_zeros(())
+            return loss
         cls_loss, cls_log = self.online_classifier.training_step(
             (features.detach(), targets), batch_idx
         )
         self.log_dict(cls_log, sync_dist=True, batch_size=len(targets))
-        return cls_loss
+        return loss + cls_loss
 
     def log_loss(self, name: str, value: Tensor, batch_size: int, prog_bar: bool = False) -> None:
         """Logs a scalar per step and per epoch."""
-        self.log(
-            name,
-            value,
-            prog_bar=prog_bar,
-            sync_dist=True,
-            batch_size=batch_size,
-            on_step=True,
-            on_epoch=True,
-        )
+        every: dict[str, Any] = {"on_step": True, "on_epoch": True, "sync_dist": True}
+        self.log(name, value, prog_bar=prog_bar, batch_size=batch_size, **every)
 
     def on_train_epoch_end(self) -> None:
         """Logs matrix entropy and effective rank of the last batch's embeddings (collapse)."""
@@ -487,7 +469,6 @@ class PretrainModule(LightningModule):
         )
         self.log_dict(cls_log, prog_bar=True, sync_dist=True, batch_size=len(targets))
 
-    # -------------------------------------------------------------------------------- optimisation
     def peak_lr(self, world_size: int) -> float:
         """The lr reached after warm-up: ``lr`` scaled to the global batch unless absolute."""
         return scaled_lr(self.hparams, world_size)
@@ -518,15 +499,9 @@ class PretrainModule(LightningModule):
         """SGD, LARS or AdamW with the warm-up + cosine schedule, per step or per epoch."""
         hp = self.hparams
         peak = self.peak_lr(self.trainer.world_size)
-        groups = self.parameter_groups()
-        optimizer: torch.optim.Optimizer
-        if hp["optimizer"] == "adamw":
-            optimizer = torch.optim.AdamW(
-                groups, lr=peak, betas=ADAMW_BETAS, weight_decay=hp["weight_decay"]
-            )
-        else:
-            sgd = torch.optim.SGD if hp["optimizer"] == "sgd" else LARS
-            optimizer = sgd(groups, lr=peak, momentum=SGD_MOMENTUM, weight_decay=hp["weight_decay"])
+        kind = {"sgd": torch.optim.SGD, "lars": LARS, "adamw": torch.optim.AdamW}[hp["optimizer"]]
+        extra = {"betas": ADAMW_BETAS} if kind is torch.optim.AdamW else {"momentum": SGD_MOMENTUM}
+        optimizer = kind(self.parameter_groups(), lr=peak, weight_decay=hp["weight_decay"], **extra)
         interval = hp["lr_interval"]
         epochs = max(1, self.trainer.max_epochs or 1)
         steps = int(self.trainer.estimated_stepping_batches)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Unpack
 
+import torch
 import torch.nn.functional as F
 from lightly.models import utils
 from lightly.models.modules import MaskedVisionTransformerDecoderTIMM
@@ -104,8 +105,7 @@ class MAE(PretrainModule):
         # idx_mask counts the class token at index 0; patches do not have it.
         target = utils.get_at_index(utils.patchify(images, self.patch_size), idx_mask - 1)
         if self.hparams["norm_pix_loss"]:
-            mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True)
+            var, mean = torch.var_mean(target, dim=-1, keepdim=True)
             target = (target - mean) / (var + 1e-6) ** 0.5
         return F.mse_loss(predictions, target)
 

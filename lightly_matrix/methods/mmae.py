@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from torch import nn
 
 from lightly_matrix.loss import MatrixEntropyLoss
@@ -17,7 +15,7 @@ class MMAE(MAE):
     """
 
     method = "mmae"
-    default_reg_weight: ClassVar[float] = 0.01
+    default_reg_weight = 0.01
 
     def build_regularizer(self) -> nn.Module:
         """The TCR term (matrix entropy loss), gathered across processes under DDP."""

@@ -1,9 +1,7 @@
 """Precise BatchNorm statistics before evaluation, as Detectron2's ``TEST.PRECISE_BN`` [0].
 
 MoCo's detection code [1] (behind Matrix-SSL's and CorInfoMax's COCO tables) averages every BN
-layer's statistics over 200 training batches with the final weights; mmdet has no such hook::
-
-    custom_hooks = [dict(type='PreciseBNHook', num_iters=200)]
+layer's statistics over 200 training batches with the final weights; mmdet has no such hook.
 
 - [0] Wu et al., 2019. Detectron2. https://github.com/facebookresearch/detectron2
 - [1] He et al., 2020. Momentum Contrast for Unsupervised Visual Representation Learning.

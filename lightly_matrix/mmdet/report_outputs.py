@@ -1,8 +1,6 @@
-"""What a test run saves for ``lightly-matrix report``: every category's AP, a few drawn images.
-
-mmdet's ``CocoMetric(classwise=True)`` lets the mask APs overwrite the box APs of a category, and
-its ``DetVisualizationHook`` draws every test image (5,000 for COCO val2017, minutes).
-"""
+"""What a test run saves for ``lightly-matrix report``: every category's AP (mmdet's classwise
+``CocoMetric`` lets mask APs overwrite box APs) and the first test images drawn (mmdet's
+``DetVisualizationHook`` draws all, 5,000 for COCO val2017: minutes)."""
 
 from __future__ import annotations
 

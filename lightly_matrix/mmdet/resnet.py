@@ -43,17 +43,11 @@ class PretrainedOrDefault(PretrainedInit):
         0.0
     """
 
-    def __init__(
-        self, checkpoint: str | None = None, prefix: str | None = None, map_location: str = "cpu"
-    ) -> None:
-        super().__init__(checkpoint, prefix=prefix, map_location=map_location)
-
     def __call__(self, module: nn.Module) -> None:
         """Load ``checkpoint`` into ``module``, or give it its default random initialisation."""
         if self.checkpoint is not None:
             super().__call__(module)
-            return
-        if isinstance(module, ResNet | ResLayer):
+        elif isinstance(module, ResNet | ResLayer):
             initialize(module, _RESNET_DEFAULT_INIT)
             if getattr(module, "zero_init_residual", False):
                 for block in module.modules():

@@ -4,7 +4,6 @@ the ``report`` sub-command and at the end of ``pretrain`` and ``transfer`` runs.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from lightly_matrix.report.data import (
     is_transfer_run,
     load_pretrain,
     load_transfer,
+    read_json,
 )
 from lightly_matrix.report.html import GENERATOR, Section, page, paragraph
 from lightly_matrix.user_files import path_kind, path_text
@@ -59,12 +59,9 @@ def _read_reference(path: str) -> dict[str, Any]:
     if not file.is_file() or file.stat().st_size > 1 << 20:
         what = "does not exist" if path_kind(file) is None else "not a JSON file of at most 1 MB"
         raise UserError(f"--reference {path}: {what}; {hint}")
-    try:
-        reference = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"--reference {path}: not a readable JSON file ({err})") from None
-    if not isinstance(reference, dict):
-        raise UserError(f"--reference {path}: the whole file has the wrong type; {hint}")
+    problems: list[str] = []
+    if (reference := read_json(file, problems)) is None:  # problems: ["NAME: what is wrong"]
+        raise UserError(f"--reference {path}: {problems[0].split(': ', 1)[1]}; {hint}")
     wrong = [k for k, ok in _REFERENCE_SHAPE.items() if k in reference and not ok(reference[k])]
     if wrong:
         raise UserError(f"--reference {path}: {', '.join(wrong)} has the wrong type; {hint}")

@@ -42,7 +42,7 @@ class TransferRun:
     problems: list[str] = field(default_factory=list)
 
 
-def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+def read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
     """A JSON object file; ``None`` if absent, and a problem noted if it is not one."""
     if not path.is_file():
         return None
@@ -107,16 +107,15 @@ def read_csv_logs(log_root: Path, problems: list[str] | None = None) -> dict[str
 def load_pretrain(path: Path) -> PretrainRun:
     """Reads what a pretraining run saved (any part may be missing)."""
     run = PretrainRun(path)
-    run.metrics = _read_json(path / METRICS_FILE, run.problems)
+    run.metrics = read_json(path / METRICS_FILE, run.problems)
     if run.metrics is not None:  # an edited file may hold rows a section cannot draw
         history = _rows(run.metrics.get("history"), {"epoch": int})
         run.metrics["history"] = [{k: v for k, v in r.items() if is_number(v)} for r in history]
         if not isinstance(run.metrics.get("run"), dict):
             run.metrics["run"] = {}
-    spectrum = _read_json(path / SPECTRUM_FILE, run.problems) or {}
-    required: dict[str, Any] = {"epoch": int, "eigenvalues": list, "effective_rank": (int, float)}
+    spectrum = read_json(path / SPECTRUM_FILE, run.problems) or {}
     listed = spectrum.get("evaluations")
-    rows = _rows(listed, required)
+    rows = _rows(listed, {"epoch": int, "eigenvalues": list, "effective_rank": (int, float)})
     run.spectra = [e for e in rows if e["eigenvalues"] and all(map(is_number, e["eigenvalues"]))]
     bad = len(listed) - len(run.spectra) if isinstance(listed, list) else 0
     if bad:
@@ -149,7 +148,7 @@ def read_scalars(path: Path, problems: list[str]) -> dict[str, Curve]:
 def load_transfer(path: Path) -> TransferRun:
     """Reads what a transfer work dir saved: the newest Runner's logs and images."""
     run = TransferRun(path)
-    run.results = _read_json(path / RESULTS_FILE, run.problems)
+    run.results = read_json(path / RESULTS_FILE, run.problems)
     for key in ("metrics", "bbox", "segm"):  # what the sections index into
         if run.results is not None and not isinstance(run.results.get(key, {}), dict):
             run.problems.append(f"{RESULTS_FILE}: '{key}' is not a JSON object")

@@ -25,8 +25,7 @@ class DivergenceHook(Hook):
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
-        loss = (outputs or {}).get("loss", 0.0)
-        loss = float(loss.detach() if hasattr(loss, "detach") else loss)
+        loss = float((outputs or {}).get("loss", 0.0))  # a tensor: its item
         self.first = loss if self.first is None else self.first
         if not math.isfinite(loss) or abs(loss) > DIVERGED * max(abs(self.first), 1e-3):
             raise UserError(
