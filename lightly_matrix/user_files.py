@@ -76,9 +76,12 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
             "run's last.ckpt, or a checkpoint from an earlier save"
         )
     if not head.startswith(_TORCH_MAGIC):
+        why = "a truncated download, or another kind of file?"
+        if path.suffix == ".safetensors":
+            why = "safetensors: torch.save(safetensors.torch.load_file(FILE), 'x.pth') converts it"
         raise UserError(
             f"{what} {path} is not a checkpoint: torch.save writes a zip archive or a pickle, and"
-            " this file is neither (a truncated download, or another kind of file?)"
+            f" this file is neither ({why})"
         )
     return path
 

@@ -39,6 +39,7 @@ _RESNET_DEPTHS: dict[tuple[bool, tuple[int, ...]], int] = {
 # ViT width -> timm size name and the depth it implies: the --arch example of a message.
 _VIT_SIZES = {192: ("tiny", 12), 384: ("small", 12), 768: ("base", 12), 1024: ("large", 24)}
 # Parts of a ViT checkpoint that a detector never uses: classifier, MAE-style mask token.
+_WRAPPERS = re.compile(r"^(?:module\.|_orig_mod\.)+")  # DDP's and torch.compile's key prefixes
 _VIT_DROPPED = re.compile(r"^(head\.|head_drop\.|fc_norm\.|mask_token$)")
 
 #: ``meta['format']`` of the files :func:`~lightly_matrix.export.export_backbone` writes.
@@ -87,8 +88,10 @@ def _is_state_dict(obj: Any) -> bool:
 
 
 def _under(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """Keys under exactly ``prefix`` (``backbone.`` but not ``teacher_backbone.``), stripped."""
-    return {k[len(prefix) :]: v for k, v in sd.items() if str(k).startswith(prefix)}
+    """Keys under exactly ``prefix`` (``backbone.`` but not ``teacher_backbone.``), stripped, also
+    where DDP or torch.compile wrapped the model."""
+    keys = ((_WRAPPERS.sub("", str(k)), v) for k, v in sd.items())
+    return {k[len(prefix) :]: v for k, v in keys if k.startswith(prefix)}
 
 
 def check_weights(state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -217,7 +220,7 @@ def convert_state_dict(
     arch: str | None = None,
 ) -> Backbone:
     """A backbone state dict (DDP/compile prefixes removed) in mmdet's layout, as load_backbone."""
-    sd = {re.sub(r"^(?:module\.|_orig_mod\.)+", "", k): v for k, v in sd.items()}
+    sd = {_WRAPPERS.sub("", k): v for k, v in sd.items()}
     if sd and all(k[:1].isdigit() for k in sd):
         for key in sd:
             if key.split(".", 1)[0] not in _CHILDREN:

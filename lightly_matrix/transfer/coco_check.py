@@ -99,7 +99,7 @@ def _load(path: Path) -> dict[str, Any]:
         for field in fields:
             bad = [e for e in data[key] if not isinstance(e, dict) or field not in e]
             _fail(path, bad, f"{key} lack '{field}'", lambda e: str(e)[:80],
-                  f"every COCO {key[:-1]} needs {', '.join(fields)}")  # fmt: skip
+                  f"each of the {key} needs {', '.join(fields)}")  # fmt: skip
     _fail(path, [i for i in data["images"] if not _finite([i["width"], i["height"]])],
           "images lack a numeric width and height", lambda i: i["file_name"],
           "give each image its size in pixels")  # fmt: skip
@@ -135,10 +135,13 @@ def check_split(
     # A file listed twice is scored twice; a category id twice takes one category's boxes.
     pairs = ("images", "id"), ("images", "file_name"), ("annotations", "id"), ("categories", "id")
     for key, field in pairs:
-        counts = Counter(repr(e[field]) for e in data[key])
-        _fail(path, [e for e in data[key] if counts[repr(e[field])] > 1],
+        values = [repr(e[field]) for e in data[key]]  # 1 is not '1': pycocotools compares types
+        if field == "file_name":  # './a.jpg' is 'a.jpg'
+            values = [os.path.normpath(str(e[field])) for e in data[key]]
+        counts = Counter(values)
+        _fail(path, [e for e, v in zip(data[key], values, strict=True) if counts[v] > 1],
               f"{key} share their {field} with another", _entry,
-              f"give every {key[:-1]} a unique {field}")  # fmt: skip
+              f"give each of the {key} a unique {field}")  # fmt: skip
     outside = [i for i in images if ".." in Path(str(i["file_name"])).parts]
     outside += [i for i in images if Path(str(i["file_name"])).is_absolute()]
     _fail(path, outside, f"file names lead outside {image_dir}", lambda i: i["file_name"],
@@ -183,7 +186,8 @@ def check_split(
           f" image {by_id[a['image_id']]['width']}x{by_id[a['image_id']]['height']}",
           "fix the boxes, or the image's width and height")  # fmt: skip
     _fail(path, [a for a in anns if not _mask_ok(a["segmentation"], by_id[a["image_id"]])],
-          "masks are neither polygons of at least 3 points nor RLE that fills the image",
+          "masks are neither polygons of at least 3 points (finite float32 x, y) nor RLE that fills"
+          " the image",
           lambda a: f"id {a['id']}", "each polygon is [x1, y1, x2, y2, x3, y3, ...]; an RLE's"
           " size is [height, width] of its image, its counts sum to height*width")  # fmt: skip
     # What mmdet's CocoDataset trains on: not crowd, area > 0, a box of >= 1 px inside the image.

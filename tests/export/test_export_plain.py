@@ -150,3 +150,14 @@ def test_a_partial_or_misshaped_state_dict_lists_what_does_not_fit(tmp_path):
             export_plain(tmp_path / f"{name}.pth", tmp_path / f"{name}-out.pth", "torchvision")
         assert_names(info, "resnet18", "backbone you meant", *tokens)
         assert not (tmp_path / f"{name}-out.pth").exists()
+
+
+def test_a_ddp_wrapped_whole_model_exports_its_backbone(tmp_path):
+    """The sixth probe: ``module.backbone.*`` (DDP around a whole model) was 'no backbone found'."""
+    weights = torchvision.models.resnet18().state_dict()
+    torch.save(
+        {"state_dict": {f"module.backbone.{k}": v for k, v in weights.items()}}, tmp_path / "w.pth"
+    )
+    plain = export_plain(tmp_path / "w.pth", tmp_path / "out.pth", "torchvision")
+    assert plain.state_dict.keys() == weights.keys() - {"fc.weight", "fc.bias"}
+    assert all(torch.equal(plain.state_dict[k], weights[k]) for k in plain.state_dict)

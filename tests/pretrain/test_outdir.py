@@ -182,6 +182,22 @@ def test_random_bytes_are_not_called_pickled_objects(
     assert "pickled" not in last and "trust" not in last
 
 
+def test_a_safetensors_file_says_how_to_convert_it(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18.safetensors"
+    path.write_bytes(len(b'{"a":1}').to_bytes(8, "little") + b'{"a":1}')  # safetensors' header
+    with pytest.raises(UserError) as info:
+        check_checkpoint_file(path)
+    assert_names(info, "not a checkpoint", "safetensors.torch.load_file(FILE)", "converts it")
+
+
+def test_a_quoted_tilde_in_data_is_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    last = cli_error(capsys, main(["pretrain", *MATRIX, "--data", "~/imgs", "--out", "o"]))
+    assert_names(last, "'~/imgs' does not exist", "the shell does not expand a quoted ~")
+
+
 def test_missing_eval_data_folder_names_the_flag(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

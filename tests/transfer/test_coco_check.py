@@ -68,8 +68,14 @@ BROKEN = {
     "one_category_id_twice": (
         "val",
         lambda d: d["categories"][1].update(id=d["categories"][0]["id"]),
-        ("categories share their id", "unique id"),
+        ("categories share their id", "each of the categories a unique id"),
     ),
+    "one_file_twice_dotted": (
+        "train",
+        lambda d: d["images"][1].update(file_name="./" + d["images"][0]["file_name"]),
+        ("images share their file_name", "give each of the images a unique file_name"),
+    ),
+    "float32_polygon": ("val", _set("segmentation", [[1e39, 1, 5, 5, 9, 1]]), ("float32",)),
     "one_file_twice": (
         "val",
         lambda d: d["images"][1].update(file_name=d["images"][0]["file_name"]),
