@@ -168,6 +168,11 @@ def check_split(
           " for these")  # fmt: skip
     _fail(path, [n for i, n in enumerate(names) if n in names[:i]], "category names repeat", str,
           "name each category once")  # fmt: skip
+    # mmdet numbers labels in the file's category order (a train/val difference swaps classes).
+    ordered = sorted(names, key=list(classes).index)
+    _fail(path, [n for n, m in zip(names, ordered, strict=True) if n != m],
+          "categories are listed out of the config's class order", str,
+          f"list them as {', '.join(ordered)}")  # fmt: skip
     by_id = {i["id"]: i for i in images}
     _fail(path, [a for a in anns if a["image_id"] not in by_id],
           "annotations refer to an image not listed", lambda a: f"id {a['id']}, image_id"

@@ -98,6 +98,11 @@ BROKEN = {
         lambda d: d["categories"][0].update(name="zebra"),
         ("zebra", "classes"),
     ),
+    "reversed_categories": (
+        "train",
+        lambda d: d["categories"].reverse(),
+        ("out of the config's class order", "list them as rectangle, ellipse, triangle"),
+    ),
     "repeated_category": (
         "train",
         lambda d: d["categories"][1].update(name=d["categories"][0]["name"]),
