@@ -88,7 +88,9 @@ def _load(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         why = first_line(err).replace("decode using utf-8-sig", "re-save it as UTF-8 without one")
-        why += "; re-save it as UTF-8" if isinstance(err, UnicodeDecodeError) else ""
+        # UTF-16 fails to decode, or decodes with NULs (no byte-order mark) that JSON refuses.
+        utf16 = isinstance(err, UnicodeDecodeError) or "\x00" in getattr(err, "doc", "")
+        why += "; re-save it as UTF-8" if utf16 else ""
         raise UserError(f"cannot read {path} as COCO JSON annotations: {why}") from err
     if not isinstance(data, dict):
         raise UserError(f"{path} is not a JSON object; expected COCO annotations")

@@ -198,6 +198,15 @@ def test_a_quoted_tilde_in_data_is_explained(
     assert_names(last, "'~/imgs' does not exist", "the shell does not expand a quoted ~")
 
 
+def test_a_preset_value_that_does_not_fit_a_flag_names_the_preset(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--preset", "cifar10_r18", "--method", "corinfomax", "--dry-run"]
+    status = main(["pretrain", *argv, "--backbone", "vit_tiny_patch16_224"])
+    last = cli_error(capsys, status, "stem='cifar' applies to ResNets only")
+    assert "stem is --preset cifar10_r18's: drop --preset or pick another" in last
+
+
 def test_missing_eval_data_folder_names_the_flag(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

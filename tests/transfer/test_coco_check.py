@@ -150,12 +150,13 @@ def test_a_json_with_a_byte_order_mark_is_refused(root):
     assert_names(info, str(path), "BOM", "without")
 
 
-def test_a_json_in_utf16_says_to_re_save_it_as_utf8(root):
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])  # with and without a BOM
+def test_a_json_in_utf16_says_to_re_save_it_as_utf8(root, encoding):
     path = root / "annotations" / "instances_train2017.json"
-    path.write_bytes(path.read_text().encode("utf-16"))
+    path.write_bytes(path.read_text().encode(encoding))
     with pytest.raises(UserError) as info:
         check(root)
-    assert_names(info, str(path), "utf-8", "re-save it as UTF-8")
+    assert_names(info, str(path), "re-save it as UTF-8")
 
 
 def test_images_missing_on_disk_are_counted_and_named(root):
