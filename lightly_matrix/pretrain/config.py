@@ -191,10 +191,11 @@ class RunConfig:
             hparams = self.method_class.check_hparams(self.module_hparams(num_classes=0))
             _ = self.views
         except (TypeError, ValueError) as err:
-            # A value the user did not type: say where it came from.
-            came = [k for k in _preset_settings(self.preset, self.method) if f"{k}=" in str(err)]
-            hint = f"; {came[0]} is --preset {self.preset}'s: drop --preset or pick another"
-            raise UserError(f"{err}{hint if came else ''}") from None
+            message = str(err)
+            came = [k for k in _preset_settings(self.preset, self.method) if f"{k}=" in message]
+            if came:  # a value the user did not type: say where it came from
+                message += f"; {came[0]} is --preset {self.preset}'s: drop --preset or pick another"
+            raise UserError(message) from None
         # A batch-scaled lr can overflow float32 in the first step (AdamW divides by 1 - beta1).
         peak, limit = scaled_lr(hparams, self.world_size), FLOAT32_MAX
         if hparams["optimizer"] == "adamw":

@@ -205,6 +205,12 @@ def test_a_preset_value_that_does_not_fit_a_flag_names_the_preset(
     status = main(["pretrain", *argv, "--backbone", "vit_tiny_patch16_224"])
     last = cli_error(capsys, status, "stem='cifar' applies to ResNets only")
     assert "stem is --preset cifar10_r18's: drop --preset or pick another" in last
+    # A value the user typed (or none from a preset): the message alone (p43: an IndexError).
+    status = main(["pretrain", "--method", "corinfomax", "--hp", "optimizer=adam", "--dry-run"])
+    last = cli_error(capsys, status, "optimizer must be one of sgd, lars, adamw, got 'adam'")
+    assert "--preset" not in last
+    status = main(["pretrain", "--preset", "digits", "--method", "mmae", "--image-size", "30"])
+    cli_error(capsys, status, "image size 30 is not a multiple of the ViT patch size 4")
 
 
 def test_missing_eval_data_folder_names_the_flag(
