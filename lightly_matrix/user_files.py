@@ -42,6 +42,8 @@ def path_text(text: str) -> str:
     """An ``argparse`` ``type=`` for a path: an empty one (an unset shell variable) is an error."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    if text.startswith("~"):  # quoted, so the shell left it: a folder named '~' is a trap
+        raise argparse.ArgumentTypeError(f"{text!r}: the shell expands ~ only unquoted; use $HOME")
     return text
 
 
@@ -67,7 +69,7 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
         )
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(9)
     except OSError as err:
         raise UserError(f"{what} {path} cannot be read ({err.strerror or err})") from None
     if not head:
@@ -77,7 +79,7 @@ def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Path:
         )
     if not head.startswith(_TORCH_MAGIC):
         why = "a truncated download, or another kind of file?"
-        if path.suffix == ".safetensors":
+        if head[8:] == b"{":  # safetensors: an 8-byte header length, then its JSON
             why = "safetensors: torch.save(safetensors.torch.load_file(FILE), 'x.pth') converts it"
         raise UserError(
             f"{what} {path} is not a checkpoint: torch.save writes a zip archive or a pickle, and"

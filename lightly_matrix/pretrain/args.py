@@ -134,7 +134,6 @@ def validate_args(args: argparse.Namespace) -> None:
     ):
         if value is not None:
             what = "is not a folder" if Path(value).exists() else "does not exist"
-            what += " (the shell does not expand a quoted ~)" if value.startswith("~") else ""
             _check(Path(value).is_dir(), f"{flag} {value!r} {what}; {fix}")
     _check(
         args.out is None or not Path(args.out).exists() or Path(args.out).is_dir(),

@@ -164,13 +164,16 @@ def check_split(
           f" {sizes[n][0]}x{sizes[n][1]} in the file", "fix the width and height in the JSON"
           " (images resized after annotating need their annotations rescaled too)")  # fmt: skip
     names = [str(c["name"]) for c in data["categories"]]
+    used = {repr(a["category_id"]) for a in anns}
     # mmdet keeps the categories named in the config's classes and drops the others' boxes.
-    _fail(path, [n for n in names if n not in classes], f"categories are not among the config's"
-          f" {len(classes)} classes", str, "use annotations of the config's classes, or a --config"
-          " for these")  # fmt: skip
+    _fail(path, [n for c, n in zip(data["categories"], names, strict=True)
+                 if n not in classes and repr(c["id"]) in used],
+          f"categories with annotations are not among the config's {len(classes)} classes", str,
+          "remove their annotations, or use a --config for these classes")  # fmt: skip
     _fail(path, [n for i, n in enumerate(names) if n in names[:i]], "category names repeat", str,
           "name each category once")  # fmt: skip
     # mmdet numbers labels in the file's category order (a train/val difference swaps classes).
+    names = [n for n in names if n in classes]
     ordered = sorted(names, key=list(classes).index)
     _fail(path, [n for n, m in zip(names, ordered, strict=True) if n != m],
           "categories are listed out of the config's class order", str,

@@ -182,8 +182,9 @@ def test_random_bytes_are_not_called_pickled_objects(
     assert "pickled" not in last and "trust" not in last
 
 
-def test_a_safetensors_file_says_how_to_convert_it(tmp_path: Path) -> None:
-    path = tmp_path / "resnet18.safetensors"
+@pytest.mark.parametrize("name", ["resnet18.safetensors", "renamed.pth"])
+def test_a_safetensors_file_says_how_to_convert_it(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
     path.write_bytes(len(b'{"a":1}').to_bytes(8, "little") + b'{"a":1}')  # safetensors' header
     with pytest.raises(UserError) as info:
         check_checkpoint_file(path)
@@ -194,8 +195,15 @@ def test_a_quoted_tilde_in_data_is_explained(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    last = cli_error(capsys, main(["pretrain", *MATRIX, "--data", "~/imgs", "--out", "o"]))
-    assert_names(last, "'~/imgs' does not exist", "the shell does not expand a quoted ~")
+    for argv in (["--data", "~/imgs"], ["--out", "~/runs/x"], ["--resume", "~/runs/x"]):
+        with pytest.raises(SystemExit):
+            main(["pretrain", *MATRIX, *argv])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"{argv[0]}: '{argv[1]}': the shell expands ~ only unquoted; use $HOME" in err
+    assert list(tmp_path.iterdir()) == []  # no folder named '~'
+    with pytest.raises(SystemExit):
+        main(["check-coco", "~/coco"])
+    assert "'~/coco': the shell expands ~ only unquoted" in capsys.readouterr().err
 
 
 def test_a_preset_value_that_does_not_fit_a_flag_names_the_preset(

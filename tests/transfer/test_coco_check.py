@@ -124,6 +124,13 @@ BROKEN = {
 }
 
 
+def test_an_unused_category_outside_the_classes_is_accepted(root):
+    """mmdet reads only the config's classes; one without annotations drops nothing (p43)."""
+    star = {"id": 9, "name": "star", "supercategory": "shape"}
+    _edit(root, "train", lambda d: d["categories"].insert(1, star))
+    assert check(root) == 0
+
+
 @pytest.fixture
 def root(tmp_path):
     return make_coco_shapes(tmp_path / "coco", num_train=4, num_val=2, image_size=48)
