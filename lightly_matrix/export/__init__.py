@@ -127,8 +127,7 @@ def verify_backbone(backbone: Backbone, model_cfg: Mapping[str, Any] | None = No
 def check_fit(
     sd: Mapping[str, torch.Tensor], targets: Mapping[str, Any], what: str, check: str
 ) -> None:
-    """Raise an :class:`ExportError` listing ``sd``'s keys missing from, foreign to, or shaped
-    unlike ``targets`` (key -> shape) of the model ``what``; ``check``: what else to check."""
+    """Raises :class:`ExportError` naming the keys of ``sd`` missing from or unlike ``targets``."""
     missing, unexpected = set(targets) - set(sd), set(sd) - set(targets)
     mismatched = [
         f"{k} {tuple(sd[k].shape)} vs {tuple(targets[k])}"

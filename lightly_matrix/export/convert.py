@@ -88,8 +88,7 @@ def _is_state_dict(obj: Any) -> bool:
 
 
 def _under(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """Keys under exactly ``prefix`` (``backbone.`` but not ``teacher_backbone.``), stripped, also
-    where DDP or torch.compile wrapped the model."""
+    """Keys under exactly ``prefix`` (not ``teacher_backbone.``), stripped, DDP/compile undone."""
     keys = ((_WRAPPERS.sub("", str(k)), v) for k, v in sd.items())
     return {k[len(prefix) :]: v for k, v in keys if k.startswith(prefix)}
 

@@ -58,11 +58,13 @@ def method_class(name: str) -> type[PretrainModule]:
 
 
 def add_to_harness(harness: dict[str, Any], prefix: str = "lightly_matrix_") -> list[str]:
-    """Adds :data:`METHODS` to a harness's ``METHODS`` dict without replacing an entry there.
+    """Adds :data:`METHODS` to a harness's ``METHODS``, replacing nothing; returns the keys added.
 
-    A name already taken (Lightly's ``byol``, ...) gets ``prefix``. Returns the keys added.
+    A name already taken (Lightly's ``byol``, ...) gets ``prefix``; taken too: ``ValueError``.
     """
     added = [name if name not in harness else prefix + name for name in METHODS]
+    if taken := [key for key in added if key in harness]:
+        raise ValueError(f"the harness already has {', '.join(taken)}; pass another prefix")
     harness.update(zip(added, METHODS.values(), strict=True))
     return added
 

@@ -403,11 +403,9 @@ class PretrainModule(LightningModule):
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         except UserError as err:
             raise ValueError(str(err)) from None
-        except KeyError as err:
-            if "pytorch-lightning_version" not in str(err):
+        except (KeyError, pickle.UnpicklingError) as err:  # the latter: e.g. an mmdet checkpoint
+            if isinstance(err, KeyError) and "pytorch-lightning_version" not in str(err):
                 raise
-        except pickle.UnpicklingError:  # torch's weights-only refusal, e.g. an mmdet checkpoint
-            pass
         raise ValueError(
             f"{checkpoint_path} is not a Lightning checkpoint of a pretraining run (an exported "
             "backbone or a detector's checkpoint?); pass a run's .ckpt, or read an export with"

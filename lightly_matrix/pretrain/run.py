@@ -223,7 +223,6 @@ def describe_run(config: Any, cls: type, num_classes: int, num_images: int) -> d
         "transform": config.transform,
         "views": [view.to_dict() for view in config.views],
         "evaluation": {
-            # Without --eval-data, the probes need the training images' classes.
             "enabled": not config.no_eval and (num_classes > 1 or config.eval_data is not None),
             **{key: getattr(config, key) for key in ("eval_data", "eval_split")},
         },

@@ -63,8 +63,9 @@ def _read_reference(path: str) -> dict[str, Any]:
     if (reference := read_json(file, problems)) is None:  # problems: ["NAME: what is wrong"]
         raise UserError(f"--reference {path}: {problems[0].split(': ', 1)[1]}; {hint}")
     wrong = [k for k, ok in _REFERENCE_SHAPE.items() if k in reference and not ok(reference[k])]
-    if wrong:
-        raise UserError(f"--reference {path}: {', '.join(wrong)} has the wrong type; {hint}")
+    if wrong or not {"probes", "transfer"} & reference.keys():
+        what = f"{', '.join(wrong)} has the wrong type" if wrong else "no 'probes' or 'transfer'"
+        raise UserError(f"--reference {path}: {what}; {hint}")
     return reference
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightly_matrix.user_files import METRICS_FILE, SPECTRUM_FILE
+from lightly_matrix.user_files import METRICS_FILE, SPECTRUM_FILE, path_kind
 from lightly_matrix.utils.checks import is_number
 
 RESULTS_FILE = "results.json"
@@ -45,6 +45,8 @@ class TransferRun:
 def read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
     """A JSON object file; ``None`` if absent, and a problem noted if it is not one."""
     if not path.is_file():
+        if path.exists():  # a folder or a special file where the run writes a file
+            problems.append(f"{path.name}: is {path_kind(path)}, not a file")
         return None
     try:
         value = json.loads(path.read_text())

@@ -57,7 +57,8 @@ def _reference_series(reference: dict[str, Any], key: str, name: str, color: Any
     if after and reference.get("epochs"):
         points.append((reference["epochs"], after))
     seeds = len(reference.get("seeds") or [])
-    label = f"{name}, reference mean ± std" + (f" of {seeds} seeds" if seeds else "")
+    what = f"{reference.get('label', 'reference')} {reference.get('epochs', '?')} epochs"
+    label = f"{name}, {what} mean ± std" + (f" of {seeds} seeds" if seeds else "")
     x, y, yerr = [p[0] for p in points], [p[1][0] for p in points], [p[1][1] for p in points]
     return [Series(label, x, y, yerr, fmt="s", color=color, alpha=0.45)] if points else []
 

@@ -35,10 +35,9 @@ def _fail(path: Path, bad: list[Any], what: str, show: Callable[[Any], str], fix
         raise UserError(f"{path}: {count}{what} ({which}: {show(bad[0])}); {fix}")
 
 
-def _entry(entry: dict[str, Any]) -> str:
+def _entry(e: dict[str, Any]) -> str:
     """``id N`` and the file or category name of an entry, for messages."""
-    names = (str(entry[k]) for k in ("file_name", "name") if k in entry)
-    return ", ".join([f"id {entry['id']}", *names])
+    return ", ".join([f"id {e['id']}", *(str(e[k]) for k in ("file_name", "name") if k in e)])
 
 
 def _finite(values: Any, length: int | None = None) -> bool:

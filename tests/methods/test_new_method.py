@@ -97,3 +97,7 @@ def test_harness_merge_never_replaces_lightlys_entries() -> None:
     assert lightly["lightly_matrix_byol"] is METHODS["byol"]
     assert set(added) == set(lightly) - {"byol", "vicreg"}
     assert lightly["matrix_ssl"] is METHODS["matrix_ssl"]
+    # Merged twice (or a prefixed name already taken): refused, nothing replaced (p43 a1b).
+    with pytest.raises(ValueError, match=r"already has .*lightly_matrix_byol.*another prefix"):
+        add_to_harness(lightly)
+    assert lightly["lightly_matrix_byol"] is METHODS["byol"]

@@ -14,6 +14,7 @@ from report_runs import make_pretrain_run, make_transfer_run
 
 from lightly_matrix.cli import main as cli_main
 from lightly_matrix.report import write_report
+from lightly_matrix.report.pretrain import _reference_series
 
 
 def _png_header(path: Path, width: int, height: int) -> None:
@@ -63,6 +64,8 @@ def test_a_large_foreign_out_is_refused_after_reading_its_head_only(tmp_path, ca
         {"transfer": ["random init"]},
         {"epochs": "twenty"},
         [1, 2],
+        {"foo": 1},  # p43: accepted, nothing drawn
+        {"epochs": 20, "seeds": [0]},
     ],
 )
 def test_malformed_reference_is_one_line(tmp_path, capsys, reference):
@@ -81,6 +84,21 @@ def test_reference_that_is_a_device_is_one_line(tmp_path, capsys):
     assert_names(capsys.readouterr().err, "/dev/zero", "JSON")
     assert cli_main(["report", str(run), "--reference", str(tmp_path / "no.json")]) == 2
     assert_names(capsys.readouterr().err, "no.json", "does not exist")
+
+
+def test_a_reference_is_labelled_with_its_method_and_length():
+    reference = {"label": "CorInfoMax", "epochs": 20, "seeds": [0, 1, 2]}
+    reference["probes"] = {"knn_top1": {"before": "92.35 ± 0.57", "after": "97.1 ± 0.4"}}
+    (series,) = _reference_series(reference, "knn_top1", "kNN", "C0")
+    assert series.label == "kNN, CorInfoMax 20 epochs mean ± std of 3 seeds"
+
+
+def test_a_folder_named_like_a_run_file_is_listed_as_unreadable(tmp_path, capsys):
+    run = make_pretrain_run(tmp_path / "run")
+    (run / "spectrum.json").unlink(missing_ok=True)
+    (run / "spectrum.json").mkdir()
+    assert cli_main(["report", str(run)]) == 0
+    assert "spectrum.json: is a folder, not a file" in capsys.readouterr().out
 
 
 def test_null_probe_values_are_drawn_as_missing(tmp_path):
